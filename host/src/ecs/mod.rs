@@ -1,0 +1,1 @@
+//! Signed Alibaba Cloud ECS/VPC client.

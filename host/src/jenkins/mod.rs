@@ -1,0 +1,1 @@
+//! Jenkins HTTP client, demand detection and node registration.

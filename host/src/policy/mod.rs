@@ -1,0 +1,1 @@
+//! The wasmtime policy runtime.

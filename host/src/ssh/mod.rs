@@ -1,0 +1,1 @@
+//! SSH bootstrap of instances into Jenkins agents.

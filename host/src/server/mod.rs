@@ -1,1 +1,295 @@
-//! /metrics, /status, /healthz.
+//! Observability: Prometheus `/metrics`, the `/status` page (HTML, or JSON at `/status.json`)
+//! and `/healthz`.
+//!
+//! The engine records every cycle into a [`Board`]; the server only reads it, so a slow scrape
+//! never touches the reconcile loop.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::CycleReport;
+use crate::engine::model::NodeState;
+
+type Labels = Vec<(String, String)>;
+
+/// Recent cycles kept for the status page.
+const RECENT: usize = 20;
+
+/// Everything the server shows.
+pub struct Board {
+    registry: Registry,
+    nodes: Family<Labels, Gauge>,
+    queued: Family<Labels, Gauge>,
+    oldest_wait: Family<Labels, Gauge>,
+    launches: Family<Labels, Counter>,
+    launch_failures: Family<Labels, Counter>,
+    removals: Counter,
+    clamps: Family<Labels, Counter>,
+    decisions: Family<Labels, Counter>,
+    policy_seconds: Histogram,
+    api_calls: Family<Labels, Counter>,
+    api_retries: Family<Labels, Counter>,
+    cycles: Counter,
+    cycle_errors: Counter,
+    api_seen: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+    recent: Mutex<VecDeque<CycleReport>>,
+    recent_errors: Mutex<VecDeque<(u64, String)>>,
+    pub started_ms: u64,
+}
+
+/// Calls and retries of one API action so far (cumulative).
+#[derive(Debug, Clone)]
+pub struct ApiCount {
+    pub action: String,
+    pub calls: u64,
+    pub retries: u64,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Board {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ecs_provisioner");
+        let b = Board {
+            nodes: Family::default(),
+            queued: Family::default(),
+            oldest_wait: Family::default(),
+            launches: Family::default(),
+            launch_failures: Family::default(),
+            removals: Counter::default(),
+            clamps: Family::default(),
+            decisions: Family::default(),
+            policy_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            api_calls: Family::default(),
+            api_retries: Family::default(),
+            cycles: Counter::default(),
+            cycle_errors: Counter::default(),
+            api_seen: Mutex::default(),
+            recent: Mutex::default(),
+            recent_errors: Mutex::default(),
+            started_ms: crate::engine::now_ms(),
+            registry: Registry::default(),
+        };
+        registry.register("nodes", "Nodes by template and lifecycle state", b.nodes.clone());
+        registry.register("queued_builds", "Queued builds by template", b.queued.clone());
+        registry.register("queue_oldest_wait_seconds", "Longest queue wait by template", b.oldest_wait.clone());
+        registry.register("launches", "Instances launched by template", b.launches.clone());
+        registry.register("launch_failures", "Failed launches by error code", b.launch_failures.clone());
+        registry.register("removals", "Instances removed", b.removals.clone());
+        registry.register("clamps", "Policy plans changed by a hard invariant, by rule", b.clamps.clone());
+        registry.register("decisions", "Scale decisions by who decided (policy, fallback, hold)", b.decisions.clone());
+        registry.register("policy_seconds", "Time spent in the policy per scale decision", b.policy_seconds.clone());
+        registry.register("api_calls", "Cloud API calls by action", b.api_calls.clone());
+        registry.register("api_retries", "Cloud API retries by action", b.api_retries.clone());
+        registry.register("cycles", "Reconcile cycles run", b.cycles.clone());
+        registry.register("cycle_errors", "Errors met in cycles", b.cycle_errors.clone());
+        Board { registry, ..b }
+    }
+
+    /// Records one cycle.
+    pub fn record(&self, r: &CycleReport) {
+        self.cycles.inc();
+        for (template, states) in &r.nodes {
+            for s in NodeState::ALL {
+                let n = states.get(s.as_str()).copied().unwrap_or(0);
+                self.nodes.get_or_create(&vec![("template".into(), template.clone()), ("state".into(), s.as_str().into())]).set(n.into());
+            }
+        }
+        for (template, n) in &r.queued {
+            self.queued.get_or_create(&vec![("template".into(), template.clone())]).set((*n).into());
+        }
+        for (template, ms) in &r.oldest_wait_ms {
+            self.oldest_wait.get_or_create(&vec![("template".into(), template.clone())]).set((*ms / 1000) as i64);
+        }
+        for l in &r.launched {
+            self.launches.get_or_create(&vec![("template".into(), l.template.clone())]).inc_by(l.instance_ids.len() as u64);
+        }
+        for f in &r.launch_errors {
+            let code = f.error.split(':').next().unwrap_or("unknown").to_owned();
+            self.launch_failures.get_or_create(&vec![("code".into(), code)]).inc();
+        }
+        self.removals.inc_by(r.removed.len() as u64);
+        for c in &r.clamps {
+            self.clamps.get_or_create(&vec![("rule".into(), c.rule.into())]).inc();
+        }
+        if let Some(by) = r.decided_by {
+            let by = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            self.decisions.get_or_create(&vec![("by".into(), by)]).inc();
+            self.policy_seconds.observe(r.policy_micros as f64 / 1e6);
+        }
+        self.cycle_errors.inc_by(r.errors.len() as u64);
+        {
+            let mut errors = self.recent_errors.lock().unwrap();
+            for e in r.errors.iter().chain(r.policy_error.iter()) {
+                errors.push_back((r.at_ms, e.clone()));
+            }
+            while errors.len() > RECENT {
+                errors.pop_front();
+            }
+        }
+        let mut recent = self.recent.lock().unwrap();
+        recent.push_back(r.clone());
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+    }
+
+    /// Folds cumulative per-action API counts into the counters.
+    pub fn record_api(&self, counts: &[ApiCount]) {
+        let mut seen = self.api_seen.lock().unwrap();
+        for c in counts {
+            let (calls, retries) = seen.get(&c.action).copied().unwrap_or((0, 0));
+            let labels = vec![("action".to_owned(), c.action.clone())];
+            self.api_calls.get_or_create(&labels).inc_by(c.calls.saturating_sub(calls));
+            self.api_retries.get_or_create(&labels).inc_by(c.retries.saturating_sub(retries));
+            seen.insert(c.action.clone(), (c.calls.max(calls), c.retries.max(retries)));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The status as JSON: the latest fleet and demand, the last plans and recent errors.
+    pub fn status_json(&self) -> serde_json::Value {
+        let recent = self.recent.lock().unwrap();
+        let errors = self.recent_errors.lock().unwrap();
+        serde_json::json!({
+            "started_ms": self.started_ms,
+            "latest": recent.back(),
+            "recent_plans": recent.iter().rev().filter(|r| !r.enforced.launches.is_empty() || !r.enforced.removals.is_empty() || !r.clamps.is_empty()).map(|r| serde_json::json!({
+                "cycle": r.cycle, "at_ms": r.at_ms, "decided_by": r.decided_by,
+                "proposed": r.proposed, "enforced": r.enforced, "clamps": r.clamps,
+            })).collect::<Vec<_>>(),
+            "recent_errors": errors.iter().rev().map(|(at, e)| serde_json::json!({"at_ms": at, "error": e})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The status as a small HTML page.
+    pub fn status_html(&self) -> String {
+        let status = self.status_json();
+        let mut html = String::from(
+            "<!doctype html><html><head><meta charset=utf-8><title>ecs-provisioner</title>\
+             <meta http-equiv=refresh content=5><style>body{font:14px sans-serif;margin:2em}\
+             table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>\
+             <h1>ecs-provisioner</h1>",
+        );
+        let latest = &status["latest"];
+        if latest.is_null() {
+            html.push_str("<p>No cycle has run yet.</p>");
+        } else {
+            html.push_str(&format!("<p>Cycle {} decided by {}</p>", latest["cycle"], escape(&latest["decided_by"].to_string())));
+            html.push_str("<h2>Fleet</h2><table><tr><th>template</th>");
+            for s in NodeState::ALL {
+                html.push_str(&format!("<th>{}</th>", s.as_str()));
+            }
+            html.push_str("<th>queued</th></tr>");
+            let empty = serde_json::Map::new();
+            let nodes = latest["nodes"].as_object().unwrap_or(&empty);
+            let queued = latest["queued"].as_object().unwrap_or(&empty);
+            let mut templates: Vec<&String> = nodes.keys().chain(queued.keys()).collect();
+            templates.sort();
+            templates.dedup();
+            for t in templates {
+                html.push_str(&format!("<tr><td>{}</td>", escape(t)));
+                for s in NodeState::ALL {
+                    html.push_str(&format!("<td>{}</td>", nodes.get(t).and_then(|m| m.get(s.as_str())).and_then(|v| v.as_u64()).unwrap_or(0)));
+                }
+                html.push_str(&format!("<td>{}</td></tr>", queued.get(t).and_then(|v| v.as_u64()).unwrap_or(0)));
+            }
+            html.push_str("</table>");
+        }
+        html.push_str("<h2>Recent plans</h2><ul>");
+        for p in status["recent_plans"].as_array().into_iter().flatten() {
+            html.push_str(&format!("<li><code>{}</code></li>", escape(&p.to_string())));
+        }
+        html.push_str("</ul><h2>Recent errors</h2><ul>");
+        for e in status["recent_errors"].as_array().into_iter().flatten() {
+            html.push_str(&format!("<li>{}</li>", escape(e["error"].as_str().unwrap_or(""))));
+        }
+        html.push_str("</ul><p><a href=/status.json>JSON</a> · <a href=/metrics>metrics</a></p></body></html>");
+        html
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The axum router over a board.
+pub fn router(board: Arc<Board>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(|State(b): State<Arc<Board>>| async move {
+            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], b.metrics_text())
+        }))
+        .route("/status", get(|State(b): State<Arc<Board>>| async move { Html(b.status_html()) }))
+        .route("/status.json", get(|State(b): State<Arc<Board>>| async move { axum::Json(b.status_json()) }))
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }))
+        .with_state(board)
+}
+
+/// Serves the board on `listen` until the future is dropped.
+pub async fn serve(listen: SocketAddr, board: Arc<Board>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (the `listen` setting): {e}"))?;
+    axum::serve(listener, router(board)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::{Clamp, Plan, PlannedLaunch};
+
+    #[test]
+    fn metrics_and_status_reflect_recorded_cycles() {
+        let board = Board::new();
+        let mut r = CycleReport { cycle: 7, ..Default::default() };
+        r.nodes.entry("linux".into()).or_default().insert("online".into(), 3);
+        r.queued.insert("linux".into(), 5);
+        r.enforced = Plan { launches: vec![PlannedLaunch { template: "linux".into(), count: 2, reason: "5 queued".into() }], removals: vec![] };
+        r.clamps.push(Clamp { rule: "template-max", detail: "x".into() });
+        r.decided_by = Some(crate::engine::decide::DecidedBy::Fallback);
+        r.errors.push("boom <b>".into());
+        r.oldest_wait_ms.insert("linux".into(), 12_000);
+        board.record(&r);
+        board.record_api(&[ApiCount { action: "RunInstances".into(), calls: 3, retries: 1 }]);
+        board.record_api(&[ApiCount { action: "RunInstances".into(), calls: 5, retries: 1 }]);
+
+        let text = board.metrics_text();
+        assert!(text.contains(r#"ecs_provisioner_nodes{template="linux",state="online"} 3"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_queued_builds{template="linux"} 5"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_queue_oldest_wait_seconds{template="linux"} 12"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_clamps_total{rule="template-max"} 1"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_decisions_total{by="fallback"} 1"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_api_calls_total{action="RunInstances"} 5"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_api_retries_total{action="RunInstances"} 1"#), "{text}");
+
+        let json = board.status_json();
+        assert_eq!(json["latest"]["cycle"], 7);
+        assert_eq!(json["recent_plans"][0]["enforced"]["launches"][0]["count"], 2);
+        let html = board.status_html();
+        assert!(html.contains("boom &lt;b&gt;"), "errors are escaped");
+        assert!(html.contains("<td>linux</td>"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The engine's own view of the world: what it observed, what it decided.
+//!
+//! These types sit between the outside services (ECS, Jenkins, SSH) and the policy contract, so
+//! that the reconcile logic can be read and tested without either.
+
+use std::net::Ipv4Addr;
+
+/// Where a node is in its life (mirrors the WIT `node-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeState {
+    Requested,
+    Pending,
+    Running,
+    Bootstrapping,
+    Connecting,
+    Online,
+    Draining,
+    Terminating,
+}
+
+impl NodeState {
+    /// Every state that counts against caps: all of them. A terminating instance still costs
+    /// money and still holds an IP until the cloud has deleted it.
+    pub fn in_flight(self) -> bool {
+        matches!(self, Self::Requested | Self::Pending | Self::Running | Self::Bootstrapping | Self::Connecting)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Bootstrapping => "bootstrapping",
+            Self::Connecting => "connecting",
+            Self::Online => "online",
+            Self::Draining => "draining",
+            Self::Terminating => "terminating",
+        }
+    }
+    pub const ALL: [NodeState; 8] = [
+        Self::Requested,
+        Self::Pending,
+        Self::Running,
+        Self::Bootstrapping,
+        Self::Connecting,
+        Self::Online,
+        Self::Draining,
+        Self::Terminating,
+    ];
+}
+
+/// Status of an instance as ECS reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudStatus {
+    Pending,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    /// Any other status (e.g. `Deleted` while the delete settles).
+    Other,
+}
+
+impl CloudStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Pending" => Self::Pending,
+            "Starting" => Self::Starting,
+            "Running" => Self::Running,
+            "Stopping" => Self::Stopping,
+            "Stopped" => Self::Stopped,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One instance of ours, as the cloud lists it (filtered by our controller tag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudInstance {
+    pub instance_id: String,
+    /// From the template tag.
+    pub template: String,
+    pub zone: String,
+    pub vswitch: String,
+    pub instance_type: String,
+    pub spot: bool,
+    pub status: CloudStatus,
+    pub private_ip: Option<Ipv4Addr>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// One Jenkins agent node of ours (named `<template>-<instance-id>`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentNode {
+    pub name: String,
+    pub online: bool,
+    pub temporarily_offline: bool,
+    pub executors: u32,
+    pub busy_executors: u32,
+    /// Milliseconds since the node last became idle (0 while busy or offline).
+    pub idle_ms: u64,
+    /// Builds the node has started.
+    pub uses: u32,
+}
+
+/// How a bootstrap the engine started is going.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BootstrapStatus {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// A template as the engine needs it for decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateLimits {
+    pub name: String,
+    pub min_nodes: u32,
+    pub max_nodes: u32,
+    pub launch_timeout_ms: u64,
+}
+
+/// One node as the engine sees it after merging cloud, Jenkins and its own bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub instance: CloudInstance,
+    pub agent: Option<AgentNode>,
+    pub state: NodeState,
+    pub failure: Option<String>,
+}
+
+impl Node {
+    pub fn instance_id(&self) -> &str {
+        &self.instance.instance_id
+    }
+    pub fn template(&self) -> &str {
+        &self.instance.template
+    }
+    pub fn busy(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.busy_executors > 0)
+    }
+}
+
+/// The Jenkins node name of an instance.
+pub fn node_name(template: &str, instance_id: &str) -> String {
+    format!("{template}-{instance_id}")
+}
+
+/// Launch `count` nodes for a template.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlannedLaunch {
+    pub template: String,
+    pub count: u32,
+    pub reason: String,
+}
+
+/// Remove one node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlannedRemoval {
+    pub instance_id: String,
+    pub reason: String,
+}
+
+/// What the policy decided, in engine terms.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Plan {
+    pub launches: Vec<PlannedLaunch>,
+    pub removals: Vec<PlannedRemoval>,
+}
+
+/// One change the host made to a policy's plan, and why. Logged and counted, never silent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Clamp {
+    /// Which invariant: `template-max`, `total-max`, `per-cycle`, `busy-node`, `min-nodes`,
+    /// `unknown-template`, `unknown-node`, `duplicate`.
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+/// A capacity error seen on an offering.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OfferingFailure {
+    pub code: String,
+    pub at_ms: u64,
+}
+
+/// One launchable offering as policies see it: zone x vswitch x type x capacity type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Offering {
+    pub zone: String,
+    pub vswitch: String,
+    pub instance_type: String,
+    pub spot: bool,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub free_ips: u32,
+    pub price_per_hour: Option<f64>,
+    pub in_stock: bool,
+    pub last_failure: Option<OfferingFailure>,
+}

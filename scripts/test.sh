@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests need (wasm target,
+# OpenSSH sshd, the official Python clients), runs the whole workspace's tests (unit, policy,
+# emulator fidelity, SSH against sshd, end to end), then the demo on the embedded emulators.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Builds are cached outside the clone so a fresh clone does not rebuild the world.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ecs-provisioner/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+eval "$(scripts/setup-test-deps.sh | sed 's/^/export /')"
+
+echo "== cargo test (workspace)"
+cargo test --workspace --no-fail-fast
+
+echo "== demo"
+cargo run --quiet -p ecs-provisioner -- demo --quick

@@ -74,17 +74,19 @@ fn parse_one(s: &str) -> Why {
 
 /// Parses a `why` text, including composite ones (`a; b; c`), preferring the most telling part.
 pub fn parse_why(why: &str) -> Why {
-    let whole = parse_one(why);
-    if whole != Why::Other || !why.contains("; ") {
-        return whole;
+    // A composite (up to 5 reasons joined by "; ") names the label in a LabelMissing part, or
+    // shows the item is unlabelled through a "reserved" part; its other parts say nothing.
+    if why.contains("; ") {
+        let rank = |w: &Why| match w {
+            Why::Label(_) => 0,
+            Why::Unlabeled => 1,
+            _ => 2,
+        };
+        if let Some(best) = why.split("; ").map(parse_one).filter(|w| rank(w) < 2).min_by_key(rank) {
+            return best;
+        }
     }
-    let parts: Vec<Why> = why.split("; ").map(parse_one).collect();
-    let rank = |w: &Why| match w {
-        Why::Label(_) => 0,
-        Why::Unlabeled => 1,
-        _ => 2,
-    };
-    parts.into_iter().filter(|w| rank(w) < 2).min_by_key(rank).unwrap_or(Why::Other)
+    parse_one(why)
 }
 
 #[cfg(test)]

@@ -169,6 +169,13 @@ async fn emulated_agent_connects_with_the_right_secret_only() {
         other => panic!("a second agent must be refused, got {:?}", other.map(|_| ())),
     }
 
+    // Dropped by the controller (node deleted), the agent retries with backoff and comes back
+    // once the node exists again.
+    assert!(c.delete_node("a1").await.unwrap());
+    assert!(sim.wait_for_nodes(Duration::from_secs(5), |ns| ns.is_empty()).await);
+    c.create_inbound_agent(&agent_spec("a1", &["linux"])).await.unwrap();
+    wait_connected(&sim, "a1", true).await;
+
     drop(stop);
     agent.await.unwrap().unwrap();
     wait_connected(&sim, "a1", false).await;
@@ -251,6 +258,16 @@ async fn demand_anchors_scheduler_and_activity_end_to_end() {
     let activity = tracker.get(node).unwrap();
     assert!(activity.builds_started >= 2, "tracker saw builds: {activity:?}");
     assert!(activity.idle_since_ms.is_some(), "idle after the builds");
+    // Anchor repair: one lost its offline mark, another has the wrong labels.
+    c.bring_online("win-anchor").await.unwrap();
+    c.delete_node("big-anchor").await.unwrap();
+    let mut wrong = agent_spec("big-anchor", &["linux"]);
+    wrong.description = "stale".into();
+    c.create_inbound_agent(&wrong).await.unwrap();
+    let report = ensure_anchors(&c, &ts, &c.computers().await.unwrap()).await.unwrap();
+    assert_eq!((report.re_offlined, report.recreated), (vec!["win-anchor".to_string()], vec!["big-anchor".to_string()]));
+    let big = c.computer("big-anchor").await.unwrap().unwrap();
+    assert!(big.temporarily_offline && big.labels().any(|l| l == "large"));
     // Anchors never run anything.
     assert!(sim.nodes().iter().filter(|n| n.name.ends_with("-anchor")).all(|n| !n.connected && n.temporarily_offline));
 

@@ -10,7 +10,7 @@
 //! | `POST /_admin/jobs` | [`JobSpec`] JSON: defines a job |
 //! | `POST /_admin/enqueue` | [`EnqueueRequest`] JSON → `{"ids": [...]}` |
 //! | `GET /_admin/stats` | [`SimStats`] JSON (finished builds with queue waits) |
-//! | `GET /_admin/nodes` | `[`[`SimNodeView`]`]` |
+//! | `GET /_admin/nodes` | a JSON list of [`SimNodeView`] |
 
 mod routes;
 mod state;
@@ -50,6 +50,13 @@ pub struct SimConfig {
     pub version: String,
     /// Executors of the built-in node (the recommended set-up has none).
     pub built_in_executors: u32,
+}
+
+impl SimConfig {
+    /// One admin user with the given API token, listening on `bind` (the `sim` command).
+    pub fn with_admin(bind: SocketAddr, user: impl Into<String>, token: impl Into<String>) -> Self {
+        SimConfig { bind, users: vec![SimUser { name: user.into(), token: token.into(), password: None, admin: true }], ..SimConfig::default() }
+    }
 }
 
 impl Default for SimConfig {
@@ -213,5 +220,55 @@ async fn run_scheduler(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn config() -> SimConfig {
+        let admin = SimUser { name: "admin".into(), token: "t0k".into(), password: Some("pw".into()), admin: true };
+        SimConfig { users: vec![admin], ..SimConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn auth_crumbs_tree_and_admin_api_over_http() {
+        let sim = JenkinsSim::start(config()).await.unwrap();
+        let http = reqwest::Client::new();
+        let url = |p: &str| format!("{}{p}", sim.base_url());
+
+        // Anonymous: 403, yet the X-Jenkins header is there. Wrong token: 401.
+        let r = http.get(url("api/json")).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()["X-Jenkins"], "2.541");
+        assert_eq!(http.get(url("api/json")).basic_auth("admin", Some("bad")).send().await.unwrap().status(), 401);
+
+        // Password POSTs need a crumb from the same session; token POSTs do not.
+        let post = |path: &str| http.post(url(path)).basic_auth("admin", Some("pw"));
+        let r = post("job/none/build").send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("No valid crumb"));
+        let r = http.get(url("crumbIssuer/api/json")).basic_auth("admin", Some("pw")).send().await.unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let crumb: Value = r.json().await.unwrap();
+        let r = post("job/none/build").header("Jenkins-Crumb", crumb["crumb"].as_str().unwrap()).header("Cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), 404, "past the crumb check, the job is unknown");
+        let r = http.post(url("job/none/build")).basic_auth("admin", Some("t0k")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+
+        // Admin API: enqueue, then the queue shows it; `tree` trims the answer.
+        let r = http.post(url("_admin/enqueue")).json(&json!({"label": "linux && docker", "kind": "pipeline", "count": 2})).send().await.unwrap();
+        let ids: Value = r.json().await.unwrap();
+        assert_eq!(ids["ids"].as_array().unwrap().len(), 2);
+        let r = http.post(url("_admin/enqueue")).json(&json!({"label": "a &&"})).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let q: Value = http.get(url("queue/api/json?tree=items[id,why]")).basic_auth("admin", Some("t0k")).send().await.unwrap().json().await.unwrap();
+        let item = &q["items"][0];
+        assert_eq!(item.as_object().unwrap().keys().cloned().collect::<Vec<_>>(), vec!["_class", "id", "why"]);
+        assert_eq!(item["why"], "Waiting for next available executor");
+        let stats: Value = http.get(url("_admin/stats")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(stats["queued"], 2);
     }
 }

@@ -513,6 +513,22 @@ mod tests {
     }
 
     #[test]
+    fn tokens_load_from_files_trimmed_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  11abcdef\n").unwrap();
+        let c = Credentials::token_from_file("bob", &file).unwrap();
+        assert_eq!((c.secret.expose(), c.kind), ("11abcdef", SecretKind::ApiToken));
+        std::fs::write(&file, "\n").unwrap();
+        let e = Credentials::token_from_file("bob", &file).unwrap_err().to_string();
+        assert!(e.contains("empty") && e.contains("token"), "{e}");
+        let e = Credentials::token_from_file("bob", &dir.path().join("missing")).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        let e = Credentials::token_from_env("bob", "ECSP_TEST_SURELY_UNSET_VARIABLE").unwrap_err().to_string();
+        assert!(e.contains("ECSP_TEST_SURELY_UNSET_VARIABLE"), "{e}");
+    }
+
+    #[test]
     fn secret_debug_is_redacted() {
         let c = Credentials::api_token("bob", "11deadbeef");
         assert!(!format!("{c:?}").contains("deadbeef"));

@@ -186,12 +186,8 @@ pub(crate) struct Item {
     pub in_queue_since: u64,
     /// Pipeline runs get their number when they start, before their `node {}` block queues.
     pub run_number: Option<u64>,
-}
-
-impl Item {
-    fn label_expr(&self) -> Option<LabelExpr> {
-        self.label.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(LabelExpr::parse_lenient)
-    }
+    /// `label` parsed once (the scheduler evaluates it against every node).
+    pub expr: Option<LabelExpr>,
 }
 
 /// A queue item that has left the queue (started), as `/queue/item/<id>/` shows for a while.
@@ -285,7 +281,8 @@ impl State {
         let id = self.next_queue_id;
         self.next_queue_id += 1;
         let run_number = (kind == JobKind::Pipeline).then(|| self.next_number(job));
-        self.queue.push(Item { id, job: job.to_string(), kind, label, duration_ms, in_queue_since: now_ms(), run_number });
+        let expr = label.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(LabelExpr::parse_lenient);
+        self.queue.push(Item { id, job: job.to_string(), kind, label, duration_ms, in_queue_since: now_ms(), run_number, expr });
         id
     }
 
@@ -320,7 +317,7 @@ impl State {
 
     /// The `why` text and `stuck` flag of a buildable item (reference §5.5, in order).
     pub fn why(&self, item: &Item) -> (String, bool) {
-        let declared = item.label_expr();
+        let declared = item.expr.clone();
         let stuck_label = declared.as_ref().is_some_and(|l| !self.nodes.values().any(|n| n.online() && n.has_label(l)));
         // "no master/agent. pointless to talk about nodes"
         let label = if self.nodes.is_empty() { None } else { declared };
@@ -350,20 +347,24 @@ impl State {
                 }
             }
         }
+        // Only nodes with a free executor can take anything; usually there are few.
+        let mut free: Vec<String> = self.nodes.values().filter(|n| n.online() && n.executors.iter().any(Option::is_none)).map(|n| n.name.clone()).collect();
         let mut i = 0;
-        while i < self.queue.len() {
-            let label = self.queue[i].label_expr();
-            let target = self.nodes.values().find(|n| n.online() && n.can_take(label.as_ref()) && n.executors.iter().any(Option::is_none)).map(|n| n.name.clone());
-            let Some(target) = target else {
+        while i < self.queue.len() && !free.is_empty() {
+            let label = self.queue[i].expr.as_ref();
+            let target = free.iter().position(|name| self.nodes[name].can_take(label));
+            let Some(pos) = target else {
                 i += 1;
                 continue;
             };
+            let target = free[pos].clone();
             let item = self.queue.remove(i);
             let number = match item.run_number {
                 Some(n) => n,
                 None => self.next_number(&item.job),
             };
             let node = self.nodes.get_mut(&target).expect("found above");
+            let now_full = node.executors.iter().filter(|e| e.is_none()).count() == 1;
             let slot = node.executors.iter_mut().find(|e| e.is_none()).expect("found above");
             *slot = Some(Running {
                 queue_id: item.id,
@@ -375,6 +376,9 @@ impl State {
                 started_ms: now,
                 ends_ms: now + item.duration_ms,
             });
+            if now_full {
+                free.remove(pos);
+            }
             self.left_order.push_back(item.id);
             self.left.insert(item.id, LeftItem { item, number });
             if self.left_order.len() > LEFT_ITEMS_KEPT

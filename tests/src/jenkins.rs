@@ -8,21 +8,34 @@ use ecs_provisioner::sim::jenkins::{JenkinsSim, SimConfig};
 
 /// Starts an emulator on an ephemeral loopback port with one admin user.
 pub async fn start_sim() -> JenkinsSim {
-    JenkinsSim::start(SimConfig::default()).await.expect("start the Jenkins emulator")
+    JenkinsSim::start(SimConfig::default())
+        .await
+        .expect("start the Jenkins emulator")
 }
 
 /// A client for the emulator, authenticated with the admin's API token.
 pub fn client(sim: &JenkinsSim) -> JenkinsClient {
-    JenkinsClient::new(sim.base_url(), Credentials::api_token(sim.user(), sim.token())).expect("client")
+    JenkinsClient::new(
+        sim.base_url(),
+        Credentials::api_token(sim.user(), sim.token()),
+    )
+    .expect("client")
 }
 
 /// The Python interpreter with python-jenkins installed. Fails (never skips) when missing.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("ECSP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/ecs-provisioner/venv/bin/python")
-    });
-    let ok = std::process::Command::new(&path).args(["-c", "import jenkins"]).output().is_ok_and(|o| o.status.success());
+    let path = std::env::var_os("ECSP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/ecs-provisioner/venv/bin/python")
+        });
+    let ok = std::process::Command::new(&path)
+        .args(["-c", "import jenkins"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(
         ok,
         "python-jenkins is not available through {} — run scripts/setup-test-deps.sh (and export the ECSP_PYTHON it prints)",
@@ -38,7 +51,11 @@ pub fn python_dir() -> PathBuf {
 
 /// Three templates used by the demand tests, in config order.
 pub fn templates() -> Vec<TemplateLabels> {
-    let t = |name: &str, labels: &[&str], mode| TemplateLabels { name: name.into(), labels: labels.iter().map(|l| l.to_string()).collect(), mode };
+    let t = |name: &str, labels: &[&str], mode| TemplateLabels {
+        name: name.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        mode,
+    };
     vec![
         t("linux", &["linux", "docker"], NodeMode::Exclusive),
         t("big", &["linux", "docker", "large"], NodeMode::Normal),
@@ -57,12 +74,18 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Epoch milliseconds now.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

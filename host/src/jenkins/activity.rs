@@ -56,10 +56,16 @@ impl ActivityTracker {
         let mut seen = HashSet::new();
         for c in computers.iter().filter(|c| !c.is_built_in()) {
             seen.insert(c.display_name.clone());
-            let t = self.nodes.entry(c.display_name.clone()).or_insert_with(|| Tracked {
-                activity: NodeActivity { first_seen_ms: now_ms, ..Default::default() },
-                current: HashSet::new(),
-            });
+            let t = self
+                .nodes
+                .entry(c.display_name.clone())
+                .or_insert_with(|| Tracked {
+                    activity: NodeActivity {
+                        first_seen_ms: now_ms,
+                        ..Default::default()
+                    },
+                    current: HashSet::new(),
+                });
             let now_running: HashSet<String> = c.running().map(|e| e.key()).collect();
             let new = now_running.difference(&t.current).count() as u32;
             t.activity.builds_started += new;
@@ -104,7 +110,11 @@ mod tests {
                 .map(|(i, (url, n))| Executor {
                     number: i as u32,
                     idle: false,
-                    current_executable: Some(Executable { url: Some(url.to_string()), number: Some(*n), timestamp: None }),
+                    current_executable: Some(Executable {
+                        url: Some(url.to_string()),
+                        number: Some(*n),
+                        timestamp: None,
+                    }),
                 })
                 .collect(),
             ..Default::default()

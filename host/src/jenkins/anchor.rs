@@ -18,7 +18,8 @@ use super::model::Computer;
 pub const ANCHOR_MARKER: &str = "ecs-provisioner anchor";
 
 /// Reason shown on the anchor's offline mark.
-pub const ANCHOR_OFFLINE_REASON: &str = "ecs-provisioner anchor node: never launched, keeps queue labels visible";
+pub const ANCHOR_OFFLINE_REASON: &str =
+    "ecs-provisioner anchor node: never launched, keeps queue labels visible";
 
 /// The node an anchor is created as.
 pub fn anchor_spec(t: &TemplateLabels) -> InboundAgentSpec {
@@ -60,7 +61,11 @@ fn labels_match(c: &Computer, t: &TemplateLabels) -> bool {
 /// Creates or repairs the anchor of every template, idempotently. `computers` is a recent
 /// listing (it saves one call per anchor); anything it got wrong is corrected by Jenkins'
 /// answers (an "already exists" is treated as present).
-pub async fn ensure_anchors(client: &JenkinsClient, templates: &[TemplateLabels], computers: &[Computer]) -> Result<AnchorReport, JenkinsError> {
+pub async fn ensure_anchors(
+    client: &JenkinsClient,
+    templates: &[TemplateLabels],
+    computers: &[Computer],
+) -> Result<AnchorReport, JenkinsError> {
     let mut report = AnchorReport::default();
     for t in templates {
         let spec = anchor_spec(t);
@@ -71,7 +76,9 @@ pub async fn ensure_anchors(client: &JenkinsClient, templates: &[TemplateLabels]
                     Ok(()) | Err(JenkinsError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                client.take_offline(&spec.name, ANCHOR_OFFLINE_REASON).await?;
+                client
+                    .take_offline(&spec.name, ANCHOR_OFFLINE_REASON)
+                    .await?;
                 report.created.push(spec.name);
             }
             Some(c) if !labels_match(c, t) => {
@@ -79,11 +86,15 @@ pub async fn ensure_anchors(client: &JenkinsClient, templates: &[TemplateLabels]
                 // since an anchor never runs anything.
                 client.delete_node(&spec.name).await?;
                 client.create_inbound_agent(&spec).await?;
-                client.take_offline(&spec.name, ANCHOR_OFFLINE_REASON).await?;
+                client
+                    .take_offline(&spec.name, ANCHOR_OFFLINE_REASON)
+                    .await?;
                 report.recreated.push(spec.name);
             }
             Some(c) if !c.temporarily_offline => {
-                client.take_offline(&spec.name, ANCHOR_OFFLINE_REASON).await?;
+                client
+                    .take_offline(&spec.name, ANCHOR_OFFLINE_REASON)
+                    .await?;
                 report.re_offlined.push(spec.name);
             }
             Some(_) => report.ok.push(spec.name),
@@ -94,5 +105,8 @@ pub async fn ensure_anchors(client: &JenkinsClient, templates: &[TemplateLabels]
 
 /// True for computers that are anchors (by name pattern and description marker).
 pub fn is_anchor(c: &Computer) -> bool {
-    c.display_name.ends_with("-anchor") && c.description.as_deref().is_some_and(|d| d.contains(ANCHOR_MARKER))
+    c.display_name.ends_with("-anchor")
+        && c.description
+            .as_deref()
+            .is_some_and(|d| d.contains(ANCHOR_MARKER))
 }

@@ -58,41 +58,64 @@ pub struct Credentials {
 impl Credentials {
     /// User + API token (the recommended set-up).
     pub fn api_token(user: impl Into<String>, token: impl Into<String>) -> Self {
-        Credentials { user: user.into(), secret: Secret::new(token), kind: SecretKind::ApiToken }
+        Credentials {
+            user: user.into(),
+            secret: Secret::new(token),
+            kind: SecretKind::ApiToken,
+        }
     }
 
     /// User + password (needs crumbs; prefer an API token).
     pub fn password(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials { user: user.into(), secret: Secret::new(password), kind: SecretKind::Password }
+        Credentials {
+            user: user.into(),
+            secret: Secret::new(password),
+            kind: SecretKind::Password,
+        }
     }
 
     /// User + API token read from the environment variable `var`.
     pub fn token_from_env(user: impl Into<String>, var: &str) -> Result<Self, JenkinsError> {
         let from = format!("environment variable {var}");
-        let token = std::env::var(var).map_err(|e| JenkinsError::Credentials { from: from.clone(), reason: e.to_string() })?;
+        let token = std::env::var(var).map_err(|e| JenkinsError::Credentials {
+            from: from.clone(),
+            reason: e.to_string(),
+        })?;
         Self::checked(user, token.trim(), from)
     }
 
     /// User + API token read from a file (surrounding whitespace ignored).
     pub fn token_from_file(user: impl Into<String>, path: &Path) -> Result<Self, JenkinsError> {
         let from = format!("file {}", path.display());
-        let token = std::fs::read_to_string(path).map_err(|e| JenkinsError::Credentials { from: from.clone(), reason: e.to_string() })?;
+        let token = std::fs::read_to_string(path).map_err(|e| JenkinsError::Credentials {
+            from: from.clone(),
+            reason: e.to_string(),
+        })?;
         Self::checked(user, token.trim(), from)
     }
 
     fn checked(user: impl Into<String>, token: &str, from: String) -> Result<Self, JenkinsError> {
         if token.is_empty() {
-            return Err(JenkinsError::Credentials { from, reason: "it is empty".into() });
+            return Err(JenkinsError::Credentials {
+                from,
+                reason: "it is empty".into(),
+            });
         }
         if token.chars().any(char::is_control) {
-            return Err(JenkinsError::Credentials { from, reason: "it contains control characters".into() });
+            return Err(JenkinsError::Credentials {
+                from,
+                reason: "it contains control characters".into(),
+            });
         }
         Ok(Self::api_token(user, token))
     }
 
     fn basic_header(&self) -> String {
         let raw = format!("{}:{}", self.user, self.secret.expose());
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 }
 
@@ -129,8 +152,15 @@ pub struct InboundAgentSpec {
 
 /// The node description the provisioner writes, carrying the instance facts an admin wants to
 /// see in the Jenkins UI.
-pub fn describe_instance(template: &str, instance_id: &str, zone: &str, instance_type: &str) -> String {
-    format!("ECS instance {instance_id} (template {template}, zone {zone}, type {instance_type}), managed by ecs-provisioner")
+pub fn describe_instance(
+    template: &str,
+    instance_id: &str,
+    zone: &str,
+    instance_type: &str,
+) -> String {
+    format!(
+        "ECS instance {instance_id} (template {template}, zone {zone}, type {instance_type}), managed by ecs-provisioner"
+    )
 }
 
 /// Encodes a node name as one URL path segment exactly as Jenkins' `Util.fullEncode` does:
@@ -141,7 +171,12 @@ pub fn encode_segment(name: &str) -> String {
 
 /// Checks a node name the way `Jenkins.checkGoodName` does.
 pub fn check_node_name(name: &str) -> Result<(), JenkinsError> {
-    let bad = |reason: String| Err(JenkinsError::Invalid { what: "node name", reason });
+    let bad = |reason: String| {
+        Err(JenkinsError::Invalid {
+            what: "node name",
+            reason,
+        })
+    };
     if name.trim().is_empty() {
         return bad("it is empty".into());
     }
@@ -151,7 +186,10 @@ pub fn check_node_name(name: &str) -> Result<(), JenkinsError> {
     if name.ends_with('.') {
         return bad(format!("{name:?} ends with '.'"));
     }
-    if let Some(c) = name.chars().find(|c| c.is_control() || "?*/\\%!@#$^&|<>[]:;".contains(*c)) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || "?*/\\%!@#$^&|<>[]:;".contains(*c))
+    {
         return bad(format!("{name:?} contains the forbidden character {c:?}"));
     }
     Ok(())
@@ -176,7 +214,10 @@ pub struct JenkinsClient {
 
 impl fmt::Debug for JenkinsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JenkinsClient").field("base", &self.base).field("user", &self.credentials.user).finish_non_exhaustive()
+        f.debug_struct("JenkinsClient")
+            .field("base", &self.base)
+            .field("user", &self.credentials.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +240,10 @@ pub enum Changed {
 impl JenkinsClient {
     /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<Self, JenkinsError> {
-        let bad = |reason: &str| JenkinsError::BadUrl { url: base_url.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| JenkinsError::BadUrl {
+            url: base_url.to_string(),
+            reason: reason.to_string(),
+        };
         let url = reqwest::Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(bad("the scheme must be http or https"));
@@ -218,7 +262,12 @@ impl JenkinsClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| bad(&e.to_string()))?;
-        Ok(JenkinsClient { http, base, credentials, crumb: Mutex::new(None) })
+        Ok(JenkinsClient {
+            http,
+            base,
+            credentials,
+            crumb: Mutex::new(None),
+        })
     }
 
     /// The root URL, ending with `/`.
@@ -266,7 +315,14 @@ impl JenkinsClient {
 
     async fn fetch_crumb(&self) -> Result<Option<Crumb>, JenkinsError> {
         let op = Op::CRUMB;
-        let resp = self.request(Method::GET, "crumbIssuer/api/json").send().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+        let resp = self
+            .request(Method::GET, "crumbIssuer/api/json")
+            .send()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
         // Like python-jenkins: no crumb issuer (CSRF protection off) means no crumb needed.
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -302,61 +358,152 @@ impl JenkinsClient {
                 user,
                 op: op.what,
                 permission: op.permission,
-                detail: if body.is_empty() { String::new() } else { format!(" (Jenkins said: {body})") },
+                detail: if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (Jenkins said: {body})")
+                },
             },
-            StatusCode::NOT_FOUND => JenkinsError::NotFound { what: what.to_string(), op: op.what },
-            s => JenkinsError::Status { status: s.as_u16(), op: op.what, body },
+            StatusCode::NOT_FOUND => JenkinsError::NotFound {
+                what: what.to_string(),
+                op: op.what,
+            },
+            s => JenkinsError::Status {
+                status: s.as_u16(),
+                op: op.what,
+                body,
+            },
         })
     }
 
-    async fn send(&self, req: RequestBuilder, op: Op, what: &str) -> Result<Response, JenkinsError> {
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+    async fn send(
+        &self,
+        req: RequestBuilder,
+        op: Op,
+        what: &str,
+    ) -> Result<Response, JenkinsError> {
+        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            op: op.what,
+            source,
+        })?;
         self.check(resp, op, what).await
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, op: Op, what: &str) -> Result<T, JenkinsError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        op: Op,
+        what: &str,
+    ) -> Result<T, JenkinsError> {
         let resp = self.send(self.request(Method::GET, path), op, what).await?;
         decode(resp, op).await
     }
 
-    async fn post(&self, path: &str, op: Op, what: &str, form: Option<&[(&str, &str)]>) -> Result<Response, JenkinsError> {
-        let mut req = self.request(Method::POST, path);
-        req = match form {
-            Some(f) => req.form(f),
-            None => req.header(header::CONTENT_LENGTH, "0"),
-        };
-        let req = self.with_crumb(req).await?;
-        self.send(req, op, what).await
+    /// Sends a POST (with a crumb when needed) and returns the raw answer. A crumb rejected
+    /// because its session expired is fetched anew once.
+    async fn post_raw(
+        &self,
+        path: &str,
+        op: Op,
+        form: Option<&[(&str, &str)]>,
+    ) -> Result<Response, JenkinsError> {
+        for attempt in 0..2 {
+            let mut req = self.request(Method::POST, path);
+            req = match form {
+                Some(f) => req.form(f),
+                None => req.header(header::CONTENT_LENGTH, "0"),
+            };
+            let req = self.with_crumb(req).await?;
+            let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
+            let stale_crumb = self.credentials.kind == SecretKind::Password
+                && resp.status() == StatusCode::FORBIDDEN
+                && attempt == 0;
+            if !stale_crumb {
+                return Ok(resp);
+            }
+            let body = resp.text().await.unwrap_or_default();
+            if !body.contains("No valid crumb") {
+                return Err(JenkinsError::Forbidden {
+                    user: self.credentials.user.clone(),
+                    op: op.what,
+                    permission: op.permission,
+                    detail: format!(" (Jenkins said: {})", first_line(&body)),
+                });
+            }
+            *self.crumb.lock().await = None;
+        }
+        Err(JenkinsError::Forbidden {
+            user: self.credentials.user.clone(),
+            op: op.what,
+            permission: op.permission,
+            detail: " (Jenkins kept refusing the CSRF crumb)".into(),
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        op: Op,
+        what: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> Result<Response, JenkinsError> {
+        let resp = self.post_raw(path, op, form).await?;
+        self.check(resp, op, what).await
     }
 
     /// Checks connectivity and credentials; returns the Jenkins version (`X-Jenkins` header).
     pub async fn version(&self) -> Result<String, JenkinsError> {
-        let resp = self.send(self.request(Method::GET, "api/json?tree=mode"), Op::READ, "Jenkins root").await?;
+        let resp = self
+            .send(
+                self.request(Method::GET, "api/json?tree=mode"),
+                Op::READ,
+                "Jenkins root",
+            )
+            .await?;
         resp.headers()
             .get("X-Jenkins")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
-            .ok_or(JenkinsError::Decode { op: Op::READ.what, reason: "no X-Jenkins header: is this URL a Jenkins controller?".into() })
+            .ok_or(JenkinsError::Decode {
+                op: Op::READ.what,
+                reason: "no X-Jenkins header: is this URL a Jenkins controller?".into(),
+            })
     }
 
     /// Creates a permanent inbound agent with a WebSocket JNLP launcher.
     pub async fn create_inbound_agent(&self, spec: &InboundAgentSpec) -> Result<(), JenkinsError> {
         check_node_name(&spec.name)?;
         if spec.num_executors == 0 {
-            return Err(JenkinsError::Invalid { what: "executor count", reason: format!("node {:?} needs at least one executor", spec.name) });
+            return Err(JenkinsError::Invalid {
+                what: "executor count",
+                reason: format!("node {:?} needs at least one executor", spec.name),
+            });
         }
         let json = create_node_json(spec).to_string();
-        let form = [("name", spec.name.as_str()), ("type", "hudson.slaves.DumbSlave"), ("json", json.as_str())];
+        let form = [
+            ("name", spec.name.as_str()),
+            ("type", "hudson.slaves.DumbSlave"),
+            ("json", json.as_str()),
+        ];
         let op = Op::CREATE_NODE;
-        let mut req = self.request(Method::POST, "computer/doCreateItem").form(&form);
-        req = self.with_crumb(req).await?;
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+        let resp = self
+            .post_raw("computer/doCreateItem", op, Some(&form))
+            .await?;
         if resp.status() == StatusCode::BAD_REQUEST {
             let body = resp.text().await.unwrap_or_default();
             if body.contains("already exists") {
-                return Err(JenkinsError::AlreadyExists { name: spec.name.clone() });
+                return Err(JenkinsError::AlreadyExists {
+                    name: spec.name.clone(),
+                });
             }
-            return Err(JenkinsError::Status { status: 400, op: op.what, body: first_line(&body) });
+            return Err(JenkinsError::Status {
+                status: 400,
+                op: op.what,
+                body: first_line(&body),
+            });
         }
         self.check(resp, op, "computer/doCreateItem").await?;
         Ok(())
@@ -366,23 +513,50 @@ impl JenkinsClient {
     pub async fn agent_secret(&self, name: &str) -> Result<String, JenkinsError> {
         let op = Op::READ_SECRET;
         let path = format!("computer/{}/jenkins-agent.jnlp", encode_segment(name));
-        let resp = self.send(self.request(Method::GET, &path), op, &format!("node {name:?}")).await?;
-        let body = resp.text().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
-        secret_from_jnlp(&body).map_err(|reason| JenkinsError::Decode { op: op.what, reason })
+        let resp = self
+            .send(
+                self.request(Method::GET, &path),
+                op,
+                &format!("node {name:?}"),
+            )
+            .await?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
+        secret_from_jnlp(&body).map_err(|reason| JenkinsError::Decode {
+            op: op.what,
+            reason,
+        })
     }
 
     /// All computers (the built-in node included), with the fields [`Computer`] reads.
     pub async fn computers(&self) -> Result<Vec<Computer>, JenkinsError> {
         let path = format!("computer/api/json?tree={}", query_encode(COMPUTER_TREE));
-        let set: ComputerSet = self.get_json(&path, Op::LIST_COMPUTERS, "computer list").await?;
+        let set: ComputerSet = self
+            .get_json(&path, Op::LIST_COMPUTERS, "computer list")
+            .await?;
         Ok(set.computer)
     }
 
     /// One computer, or `None` if there is no node of that name.
     pub async fn computer(&self, name: &str) -> Result<Option<Computer>, JenkinsError> {
-        let inner = COMPUTER_TREE.strip_prefix("computer[").and_then(|s| s.strip_suffix(']')).unwrap_or(COMPUTER_TREE);
-        let path = format!("computer/{}/api/json?tree={}", encode_segment(name), query_encode(inner));
-        match self.get_json(&path, Op::READ_COMPUTER, &format!("node {name:?}")).await {
+        let inner = COMPUTER_TREE
+            .strip_prefix("computer[")
+            .and_then(|s| s.strip_suffix(']'))
+            .unwrap_or(COMPUTER_TREE);
+        let path = format!(
+            "computer/{}/api/json?tree={}",
+            encode_segment(name),
+            query_encode(inner)
+        );
+        match self
+            .get_json(&path, Op::READ_COMPUTER, &format!("node {name:?}"))
+            .await
+        {
             Ok(c) => Ok(Some(c)),
             Err(JenkinsError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -393,30 +567,54 @@ impl JenkinsClient {
     ///
     /// Jenkins' `toggleOffline` flips the state, so the client reads the state first.
     pub async fn take_offline(&self, name: &str, reason: &str) -> Result<Changed, JenkinsError> {
-        let c = self.computer(name).await?.ok_or_else(|| JenkinsError::NotFound { what: format!("node {name:?}"), op: Op::TAKE_OFFLINE.what })?;
+        let c = self
+            .computer(name)
+            .await?
+            .ok_or_else(|| JenkinsError::NotFound {
+                what: format!("node {name:?}"),
+                op: Op::TAKE_OFFLINE.what,
+            })?;
         if c.temporarily_offline {
             return Ok(Changed::AlreadyThere);
         }
-        let path = format!("computer/{}/toggleOffline?offlineMessage={}", encode_segment(name), query_encode(reason));
-        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None).await?;
+        let path = format!(
+            "computer/{}/toggleOffline?offlineMessage={}",
+            encode_segment(name),
+            query_encode(reason)
+        );
+        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None)
+            .await?;
         Ok(Changed::Yes)
     }
 
     /// Clears a node's temporarily-offline mark, if it has one.
     pub async fn bring_online(&self, name: &str) -> Result<Changed, JenkinsError> {
-        let c = self.computer(name).await?.ok_or_else(|| JenkinsError::NotFound { what: format!("node {name:?}"), op: Op::BRING_ONLINE.what })?;
+        let c = self
+            .computer(name)
+            .await?
+            .ok_or_else(|| JenkinsError::NotFound {
+                what: format!("node {name:?}"),
+                op: Op::BRING_ONLINE.what,
+            })?;
         if !c.temporarily_offline {
             return Ok(Changed::AlreadyThere);
         }
-        let path = format!("computer/{}/toggleOffline?offlineMessage=", encode_segment(name));
-        self.post(&path, Op::BRING_ONLINE, &format!("node {name:?}"), None).await?;
+        let path = format!(
+            "computer/{}/toggleOffline?offlineMessage=",
+            encode_segment(name)
+        );
+        self.post(&path, Op::BRING_ONLINE, &format!("node {name:?}"), None)
+            .await?;
         Ok(Changed::Yes)
     }
 
     /// Deletes a node; `Ok(false)` if it did not exist (deleting is idempotent).
     pub async fn delete_node(&self, name: &str) -> Result<bool, JenkinsError> {
         let path = format!("computer/{}/doDelete", encode_segment(name));
-        match self.post(&path, Op::DELETE_NODE, &format!("node {name:?}"), None).await {
+        match self
+            .post(&path, Op::DELETE_NODE, &format!("node {name:?}"), None)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(JenkinsError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -437,7 +635,8 @@ impl JenkinsClient {
             encode_segment(expr),
             query_encode("name,idleExecutors,busyExecutors,totalExecutors,offline,nodes[nodeName]")
         );
-        self.get_json(&path, Op::READ_LABEL, &format!("label {expr:?}")).await
+        self.get_json(&path, Op::READ_LABEL, &format!("label {expr:?}"))
+            .await
     }
 }
 
@@ -462,7 +661,8 @@ pub fn create_node_json(spec: &InboundAgentSpec) -> serde_json::Value {
 
 /// The secret in a `jenkins-agent.jnlp`: the first `application-desc/argument`.
 pub fn secret_from_jnlp(xml: &str) -> Result<String, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("jenkins-agent.jnlp is not XML: {e}"))?;
+    let doc = roxmltree::Document::parse(xml)
+        .map_err(|e| format!("jenkins-agent.jnlp is not XML: {e}"))?;
     let desc = doc
         .descendants()
         .find(|n| n.has_tag_name("application-desc"))
@@ -484,13 +684,26 @@ fn query_encode(s: &str) -> String {
 }
 
 fn first_line(body: &str) -> String {
-    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = body
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     line.chars().take(200).collect()
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(resp: Response, op: Op) -> Result<T, JenkinsError> {
-    let bytes = resp.bytes().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
-    serde_json::from_slice(&bytes).map_err(|e| JenkinsError::Decode { op: op.what, reason: format!("bad JSON: {e}") })
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|source| JenkinsError::Transport {
+            op: op.what,
+            source,
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| JenkinsError::Decode {
+        op: op.what,
+        reason: format!("bad JSON: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -518,13 +731,22 @@ mod tests {
         let file = dir.path().join("token");
         std::fs::write(&file, "  11abcdef\n").unwrap();
         let c = Credentials::token_from_file("bob", &file).unwrap();
-        assert_eq!((c.secret.expose(), c.kind), ("11abcdef", SecretKind::ApiToken));
+        assert_eq!(
+            (c.secret.expose(), c.kind),
+            ("11abcdef", SecretKind::ApiToken)
+        );
         std::fs::write(&file, "\n").unwrap();
-        let e = Credentials::token_from_file("bob", &file).unwrap_err().to_string();
+        let e = Credentials::token_from_file("bob", &file)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty") && e.contains("token"), "{e}");
-        let e = Credentials::token_from_file("bob", &dir.path().join("missing")).unwrap_err().to_string();
+        let e = Credentials::token_from_file("bob", &dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing"), "{e}");
-        let e = Credentials::token_from_env("bob", "ECSP_TEST_SURELY_UNSET_VARIABLE").unwrap_err().to_string();
+        let e = Credentials::token_from_env("bob", "ECSP_TEST_SURELY_UNSET_VARIABLE")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ECSP_TEST_SURELY_UNSET_VARIABLE"), "{e}");
     }
 
@@ -539,7 +761,11 @@ mod tests {
         let xml = "<jnlp codebase='x'><application-desc><argument>abc123</argument><argument>n</argument>\
                    <argument>-webSocket</argument></application-desc></jnlp>";
         assert_eq!(secret_from_jnlp(xml).unwrap(), "abc123");
-        assert!(secret_from_jnlp("<jnlp/>").unwrap_err().contains("application-desc"));
+        assert!(
+            secret_from_jnlp("<jnlp/>")
+                .unwrap_err()
+                .contains("application-desc")
+        );
         assert!(secret_from_jnlp("not xml").unwrap_err().contains("not XML"));
     }
 

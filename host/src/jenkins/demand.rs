@@ -57,7 +57,10 @@ pub struct Demand {
 impl Demand {
     /// Items waiting for `template`, or 0 for an unknown name.
     pub fn count(&self, template: &str) -> usize {
-        self.per_template.iter().find(|t| t.template == template).map_or(0, |t| t.items.len())
+        self.per_template
+            .iter()
+            .find(|t| t.template == template)
+            .map_or(0, |t| t.items.len())
     }
 }
 
@@ -78,7 +81,10 @@ pub fn anchor_name(template: &str) -> String {
 
 /// The template a node belongs to: its anchor, or a node named `<template>-i-...` (an ECS
 /// instance id). The longest matching template name wins.
-pub fn template_of_node<'a>(templates: &'a [TemplateLabels], node: &str) -> Option<&'a TemplateLabels> {
+pub fn template_of_node<'a>(
+    templates: &'a [TemplateLabels],
+    node: &str,
+) -> Option<&'a TemplateLabels> {
     templates
         .iter()
         .filter(|t| {
@@ -122,11 +128,21 @@ fn need_of(item: &QueueItem, node_names: &HashSet<&str>, agents_exist: bool) -> 
 
 /// Computes per-template demand from a queue listing and the computer listing it was read
 /// with. `now_ms` is epoch milliseconds (Jenkins' clock and ours are assumed close).
-pub fn compute_demand(queue: &[QueueItem], computers: &[Computer], templates: &[TemplateLabels], now_ms: u64) -> Demand {
+pub fn compute_demand(
+    queue: &[QueueItem],
+    computers: &[Computer],
+    templates: &[TemplateLabels],
+    now_ms: u64,
+) -> Demand {
     let agents: Vec<&Computer> = computers.iter().filter(|c| !c.is_built_in()).collect();
     let node_names: HashSet<&str> = agents.iter().map(|c| c.display_name.as_str()).collect();
-    let mut per_template: Vec<TemplateDemand> =
-        templates.iter().map(|t| TemplateDemand { template: t.name.clone(), items: Vec::new() }).collect();
+    let mut per_template: Vec<TemplateDemand> = templates
+        .iter()
+        .map(|t| TemplateDemand {
+            template: t.name.clone(),
+            items: Vec::new(),
+        })
+        .collect();
     let mut unmatched = 0;
     for item in queue.iter().filter(|i| i.buildable && !i.pending) {
         let need = need_of(item, &node_names, !agents.is_empty());
@@ -139,13 +155,25 @@ pub fn compute_demand(queue: &[QueueItem], computers: &[Computer], templates: &[
             Need::Node(n) => Some(n.clone()),
             _ => None,
         };
-        let slot = per_template.iter_mut().find(|d| d.template == t.name).expect("one entry per template");
-        slot.items.push(QueuedItem { id: item.id, wait_ms: now_ms.saturating_sub(item.in_queue_since), label, task: item.task.name.clone() });
+        let slot = per_template
+            .iter_mut()
+            .find(|d| d.template == t.name)
+            .expect("one entry per template");
+        slot.items.push(QueuedItem {
+            id: item.id,
+            wait_ms: now_ms.saturating_sub(item.in_queue_since),
+            label,
+            task: item.task.name.clone(),
+        });
     }
     for d in &mut per_template {
-        d.items.sort_by(|a, b| b.wait_ms.cmp(&a.wait_ms).then(a.id.cmp(&b.id)));
+        d.items
+            .sort_by(|a, b| b.wait_ms.cmp(&a.wait_ms).then(a.id.cmp(&b.id)));
     }
-    Demand { per_template, unmatched }
+    Demand {
+        per_template,
+        unmatched,
+    }
 }
 
 #[cfg(test)]
@@ -155,9 +183,21 @@ mod tests {
 
     fn templates() -> Vec<TemplateLabels> {
         vec![
-            TemplateLabels { name: "linux".into(), labels: vec!["linux".into(), "docker".into()], mode: NodeMode::Exclusive },
-            TemplateLabels { name: "big".into(), labels: vec!["linux".into(), "docker".into(), "large".into()], mode: NodeMode::Normal },
-            TemplateLabels { name: "win".into(), labels: vec!["windows".into()], mode: NodeMode::Exclusive },
+            TemplateLabels {
+                name: "linux".into(),
+                labels: vec!["linux".into(), "docker".into()],
+                mode: NodeMode::Exclusive,
+            },
+            TemplateLabels {
+                name: "big".into(),
+                labels: vec!["linux".into(), "docker".into(), "large".into()],
+                mode: NodeMode::Normal,
+            },
+            TemplateLabels {
+                name: "win".into(),
+                labels: vec!["windows".into()],
+                mode: NodeMode::Exclusive,
+            },
         ]
     }
 
@@ -167,7 +207,12 @@ mod tests {
             buildable: true,
             in_queue_since: since,
             why: Some("Waiting for next available executor".into()),
-            task: Task { class: "hudson.model.FreeStyleProject".into(), name: format!("job{id}"), url: None, label_expression: Some(label.map(str::to_string)) },
+            task: Task {
+                class: "hudson.model.FreeStyleProject".into(),
+                name: format!("job{id}"),
+                url: None,
+                label_expression: Some(label.map(str::to_string)),
+            },
             ..Default::default()
         }
     }
@@ -187,17 +232,33 @@ mod tests {
         Computer {
             class: "hudson.slaves.SlaveComputer".into(),
             display_name: name.into(),
-            assigned_labels: labels.iter().map(|l| LabelName { name: l.to_string() }).collect(),
+            assigned_labels: labels
+                .iter()
+                .map(|l| LabelName {
+                    name: l.to_string(),
+                })
+                .collect(),
             ..Default::default()
         }
     }
 
     fn anchors() -> Vec<Computer> {
-        vec![node("linux-anchor", &["linux", "docker"]), node("big-anchor", &["linux", "docker", "large"]), node("win-anchor", &["windows"])]
+        vec![
+            node("linux-anchor", &["linux", "docker"]),
+            node("big-anchor", &["linux", "docker", "large"]),
+            node("win-anchor", &["windows"]),
+        ]
     }
 
     fn ids(d: &Demand, t: &str) -> Vec<u64> {
-        d.per_template.iter().find(|x| x.template == t).unwrap().items.iter().map(|i| i.id).collect()
+        d.per_template
+            .iter()
+            .find(|x| x.template == t)
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| i.id)
+            .collect()
     }
 
     #[test]
@@ -216,7 +277,10 @@ mod tests {
         assert_eq!(ids(&d, "win"), vec![3]);
         assert_eq!(d.unmatched, 1);
         assert_eq!(d.per_template[1].items[0].wait_ms, 9_900);
-        assert_eq!(d.per_template[0].items[0].label.as_deref(), Some("linux&&docker"));
+        assert_eq!(
+            d.per_template[0].items[0].label.as_deref(),
+            Some("linux&&docker")
+        );
     }
 
     #[test]
@@ -251,8 +315,15 @@ mod tests {
 
     #[test]
     fn zero_agents_pipeline_label_is_unknowable_but_freestyle_is_not() {
-        let built_in = Computer { class: "hudson.model.Hudson$MasterComputer".into(), display_name: "Built-In Node".into(), ..Default::default() };
-        let q = vec![pipeline(1, 0, "Waiting for next available executor"), freestyle(2, 0, Some("windows"))];
+        let built_in = Computer {
+            class: "hudson.model.Hudson$MasterComputer".into(),
+            display_name: "Built-In Node".into(),
+            ..Default::default()
+        };
+        let q = vec![
+            pipeline(1, 0, "Waiting for next available executor"),
+            freestyle(2, 0, Some("windows")),
+        ];
         let d = compute_demand(&q, &[built_in], &templates(), 1);
         assert_eq!(ids(&d, "win"), vec![2]);
         assert_eq!(d.unmatched, 1);
@@ -273,10 +344,21 @@ mod tests {
     #[test]
     fn node_template_mapping_prefers_longest_and_needs_instance_ids() {
         let ts = vec![
-            TemplateLabels { name: "linux".into(), labels: vec![], mode: NodeMode::Normal },
-            TemplateLabels { name: "linux-big".into(), labels: vec![], mode: NodeMode::Normal },
+            TemplateLabels {
+                name: "linux".into(),
+                labels: vec![],
+                mode: NodeMode::Normal,
+            },
+            TemplateLabels {
+                name: "linux-big".into(),
+                labels: vec![],
+                mode: NodeMode::Normal,
+            },
         ];
-        assert_eq!(template_of_node(&ts, "linux-big-i-1").unwrap().name, "linux-big");
+        assert_eq!(
+            template_of_node(&ts, "linux-big-i-1").unwrap().name,
+            "linux-big"
+        );
         assert_eq!(template_of_node(&ts, "linux-i-1").unwrap().name, "linux");
         assert_eq!(template_of_node(&ts, "linux-anchor").unwrap().name, "linux");
         assert!(template_of_node(&ts, "linux-builder").is_none());

@@ -11,17 +11,50 @@ pub struct Op {
 }
 
 impl Op {
-    pub const READ: Op = Op { what: "read Jenkins", permission: "Overall/Read" };
-    pub const CRUMB: Op = Op { what: "get a CSRF crumb", permission: "Overall/Read" };
-    pub const LIST_COMPUTERS: Op = Op { what: "list computers", permission: "Overall/Read" };
-    pub const READ_COMPUTER: Op = Op { what: "read node", permission: "Overall/Read (Agent/ExtendedRead for details)" };
-    pub const READ_QUEUE: Op = Op { what: "read the build queue", permission: "Overall/Read and Job/Read on the queued jobs" };
-    pub const READ_LABEL: Op = Op { what: "read label", permission: "Overall/Read" };
-    pub const CREATE_NODE: Op = Op { what: "create node", permission: "Agent/Create (Computer.CREATE)" };
-    pub const READ_SECRET: Op = Op { what: "read the inbound agent secret (jenkins-agent.jnlp)", permission: "Agent/Connect (Computer.CONNECT)" };
-    pub const TAKE_OFFLINE: Op = Op { what: "mark node temporarily offline", permission: "Agent/Disconnect (Computer.DISCONNECT)" };
-    pub const BRING_ONLINE: Op = Op { what: "bring node back online", permission: "Agent/Connect (Computer.CONNECT)" };
-    pub const DELETE_NODE: Op = Op { what: "delete node", permission: "Agent/Delete (Computer.DELETE)" };
+    pub const READ: Op = Op {
+        what: "read Jenkins",
+        permission: "Overall/Read",
+    };
+    pub const CRUMB: Op = Op {
+        what: "get a CSRF crumb",
+        permission: "Overall/Read",
+    };
+    pub const LIST_COMPUTERS: Op = Op {
+        what: "list computers",
+        permission: "Overall/Read",
+    };
+    pub const READ_COMPUTER: Op = Op {
+        what: "read node",
+        permission: "Overall/Read (Agent/ExtendedRead for details)",
+    };
+    pub const READ_QUEUE: Op = Op {
+        what: "read the build queue",
+        permission: "Overall/Read and Job/Read on the queued jobs",
+    };
+    pub const READ_LABEL: Op = Op {
+        what: "read label",
+        permission: "Overall/Read",
+    };
+    pub const CREATE_NODE: Op = Op {
+        what: "create node",
+        permission: "Agent/Create (Computer.CREATE)",
+    };
+    pub const READ_SECRET: Op = Op {
+        what: "read the inbound agent secret (jenkins-agent.jnlp)",
+        permission: "Agent/Connect (Computer.CONNECT)",
+    };
+    pub const TAKE_OFFLINE: Op = Op {
+        what: "mark node temporarily offline",
+        permission: "Agent/Disconnect (Computer.DISCONNECT)",
+    };
+    pub const BRING_ONLINE: Op = Op {
+        what: "bring node back online",
+        permission: "Agent/Connect (Computer.CONNECT)",
+    };
+    pub const DELETE_NODE: Op = Op {
+        what: "delete node",
+        permission: "Agent/Delete (Computer.DELETE)",
+    };
 }
 
 /// Everything that can go wrong talking to Jenkins.
@@ -37,11 +70,20 @@ pub enum JenkinsError {
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
     /// 401: Jenkins did not accept the user name and token.
-    #[error("Jenkins rejected the credentials of user {user:?} (HTTP 401) when trying to {op}: check the user name and API token")]
+    #[error(
+        "Jenkins rejected the credentials of user {user:?} (HTTP 401) when trying to {op}: check the user name and API token"
+    )]
     Unauthorized { user: String, op: &'static str },
     /// 403: authenticated but not allowed (Jenkins also answers 403 to anonymous requests).
-    #[error("Jenkins refused to let user {user:?} {op} (HTTP 403): the user needs the permission {permission}{detail}")]
-    Forbidden { user: String, op: &'static str, permission: &'static str, detail: String },
+    #[error(
+        "Jenkins refused to let user {user:?} {op} (HTTP 403): the user needs the permission {permission}{detail}"
+    )]
+    Forbidden {
+        user: String,
+        op: &'static str,
+        permission: &'static str,
+        detail: String,
+    },
     /// 404 for the object the call is about.
     #[error("{what} not found in Jenkins (HTTP 404 when trying to {op})")]
     NotFound { what: String, op: &'static str },
@@ -50,7 +92,11 @@ pub enum JenkinsError {
     AlreadyExists { name: String },
     /// Any other unexpected status.
     #[error("Jenkins answered HTTP {status} when trying to {op}: {body}")]
-    Status { status: u16, op: &'static str, body: String },
+    Status {
+        status: u16,
+        op: &'static str,
+        body: String,
+    },
     /// Network, TLS or timeout.
     #[error("cannot reach Jenkins to {op}: {source}")]
     Transport {

@@ -92,16 +92,28 @@ impl Token {
 
 /// Characters that end an ATOM (besides `-` before `>`).
 fn ends_atom(c: char) -> bool {
-    matches!(c, '&' | '|' | '!' | '<' | '>' | '(' | ')' | ' ' | '\t' | '"' | '\'')
+    matches!(
+        c,
+        '&' | '|' | '!' | '<' | '>' | '(' | ')' | ' ' | '\t' | '"' | '\''
+    )
 }
 
 fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, LabelParseError> {
-    let err = |at: usize, reason: String| LabelParseError { input: input.to_string(), at, reason };
+    let err = |at: usize, reason: String| LabelParseError {
+        input: input.to_string(),
+        at,
+        reason,
+    };
     let mut out = Vec::new();
     let mut chars = input.char_indices().peekable();
     while let Some(&(at, c)) = chars.peek() {
         let rest = &input[at..];
-        let fixed = [("<->", Token::Iff), ("->", Token::Implies), ("&&", Token::And), ("||", Token::Or)];
+        let fixed = [
+            ("<->", Token::Iff),
+            ("->", Token::Implies),
+            ("&&", Token::And),
+            ("||", Token::Or),
+        ];
         if let Some((text, tok)) = fixed.iter().find(|(t, _)| rest.starts_with(t)) {
             out.push((at, tok.clone()));
             for _ in 0..text.len() {
@@ -136,7 +148,9 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, LabelParseError> {
                             break;
                         }
                         '\\' => {
-                            let (_, e) = chars.next().ok_or_else(|| err(i, "unfinished escape in quoted label".into()))?;
+                            let (_, e) = chars.next().ok_or_else(|| {
+                                err(i, "unfinished escape in quoted label".into())
+                            })?;
                             text.push(match e {
                                 'b' => '\u{8}',
                                 't' => '\t',
@@ -144,7 +158,12 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, LabelParseError> {
                                 'f' => '\u{c}',
                                 'r' => '\r',
                                 '"' | '\'' | '\\' => e,
-                                other => return Err(err(i, format!("unknown escape \\{other} in quoted label"))),
+                                other => {
+                                    return Err(err(
+                                        i,
+                                        format!("unknown escape \\{other} in quoted label"),
+                                    ));
+                                }
                             });
                         }
                         '\r' | '\n' => return Err(err(i, "line break inside quoted label".into())),
@@ -184,10 +203,16 @@ impl Parser<'_> {
         self.tokens.get(self.pos).map(|(_, t)| t)
     }
     fn offset(&self) -> usize {
-        self.tokens.get(self.pos).map_or(self.input.len(), |(at, _)| *at)
+        self.tokens
+            .get(self.pos)
+            .map_or(self.input.len(), |(at, _)| *at)
     }
     fn error(&self, reason: impl Into<String>) -> LabelParseError {
-        LabelParseError { input: self.input.to_string(), at: self.offset(), reason: reason.into() }
+        LabelParseError {
+            input: self.input.to_string(),
+            at: self.offset(),
+            reason: reason.into(),
+        }
     }
     fn eat(&mut self, tok: &Token) -> bool {
         if self.peek() == Some(tok) {
@@ -248,7 +273,10 @@ impl Parser<'_> {
                 self.pos += 1;
                 Ok(LabelExpr::Atom(a))
             }
-            Some(t) => Err(self.error(format!("expected a label or '(' but found {}", t.describe()))),
+            Some(t) => Err(self.error(format!(
+                "expected a label or '(' but found {}",
+                t.describe()
+            ))),
             None => Err(self.error("expected a label or '(' but the expression ended")),
         }
     }
@@ -258,10 +286,17 @@ impl LabelExpr {
     /// Parses a label expression with Jenkins' grammar.
     pub fn parse(input: &str) -> Result<Self, LabelParseError> {
         let tokens = tokenize(input)?;
-        let mut p = Parser { input, tokens, pos: 0 };
+        let mut p = Parser {
+            input,
+            tokens,
+            pos: 0,
+        };
         let e = p.term1()?;
         if let Some(t) = p.peek() {
-            return Err(p.error(format!("unexpected {} after a complete expression", t.describe())));
+            return Err(p.error(format!(
+                "unexpected {} after a complete expression",
+                t.describe()
+            )));
         }
         Ok(e)
     }
@@ -289,7 +324,11 @@ impl LabelExpr {
     pub fn name(&self) -> String {
         // Jenkins' `paren(op, l)`: parenthesise a child whose operator binds looser than `op`.
         fn child(op: Precedence, e: &LabelExpr) -> String {
-            if op < e.precedence() { format!("({})", e.name()) } else { e.name() }
+            if op < e.precedence() {
+                format!("({})", e.name())
+            } else {
+                e.name()
+            }
         }
         fn binary(op: Precedence, s: &str, l: &LabelExpr, r: &LabelExpr) -> String {
             format!("{}{s}{}", child(op, l), child(op, r))
@@ -335,7 +374,9 @@ impl fmt::Display for LabelExpr {
 /// the same single atom.
 pub fn escape_atom(atom: &str) -> String {
     let bare_ok = !atom.is_empty()
-        && !atom.chars().any(|c| ends_atom(c) || c.is_whitespace() || "?*/\\%@#$^[]:;".contains(c))
+        && !atom
+            .chars()
+            .any(|c| ends_atom(c) || c.is_whitespace() || "?*/\\%@#$^[]:;".contains(c))
         && !atom.contains("->");
     if bare_ok {
         return atom.to_string();
@@ -358,7 +399,11 @@ pub fn escape_atom(atom: &str) -> String {
 
 /// Quotes one label for a node's whitespace-separated `labelString` when it needs it.
 pub fn quote_label_string(label: &str) -> String {
-    if !label.is_empty() && !label.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+    if !label.is_empty()
+        && !label
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
         return label.to_string();
     }
     format!("\"{}\"", label.replace('\\', "\\\\").replace('"', "\\\""))
@@ -430,10 +475,22 @@ mod tests {
         let a = || Box::new(Atom("a".into()));
         let b = || Box::new(Atom("b".into()));
         let c = || Box::new(Atom("c".into()));
-        assert_eq!(LabelExpr::parse("a || b && c").unwrap(), Or(a(), Box::new(And(b(), c()))));
-        assert_eq!(LabelExpr::parse("a -> b || c").unwrap(), Implies(a(), Box::new(Or(b(), c()))));
-        assert_eq!(LabelExpr::parse("a <-> b <-> c").unwrap(), Iff(Box::new(Iff(a(), b())), c()));
-        assert_eq!(LabelExpr::parse("!a && b").unwrap(), And(Box::new(Not(a())), b()));
+        assert_eq!(
+            LabelExpr::parse("a || b && c").unwrap(),
+            Or(a(), Box::new(And(b(), c())))
+        );
+        assert_eq!(
+            LabelExpr::parse("a -> b || c").unwrap(),
+            Implies(a(), Box::new(Or(b(), c())))
+        );
+        assert_eq!(
+            LabelExpr::parse("a <-> b <-> c").unwrap(),
+            Iff(Box::new(Iff(a(), b())), c())
+        );
+        assert_eq!(
+            LabelExpr::parse("!a && b").unwrap(),
+            And(Box::new(Not(a())), b())
+        );
     }
 
     /// (expression, node labels, expected match)
@@ -483,13 +540,22 @@ mod tests {
 
     #[test]
     fn lenient_parse_takes_garbage_as_one_atom() {
-        assert_eq!(LabelExpr::parse_lenient("linux docker"), LabelExpr::Atom("linux docker".into()));
-        assert_eq!(LabelExpr::parse_lenient(" linux "), LabelExpr::Atom("linux".into()));
+        assert_eq!(
+            LabelExpr::parse_lenient("linux docker"),
+            LabelExpr::Atom("linux docker".into())
+        );
+        assert_eq!(
+            LabelExpr::parse_lenient(" linux "),
+            LabelExpr::Atom("linux".into())
+        );
     }
 
     #[test]
     fn label_strings_split_on_whitespace_with_quotes() {
-        assert_eq!(split_label_string(" linux  docker\tlinux "), vec!["docker", "linux"]);
+        assert_eq!(
+            split_label_string(" linux  docker\tlinux "),
+            vec!["docker", "linux"]
+        );
         assert_eq!(split_label_string("\"big box\" x"), vec!["big box", "x"]);
     }
 }

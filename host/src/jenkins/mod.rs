@@ -16,7 +16,9 @@ pub mod why;
 
 pub use activity::{ActivityTracker, NodeActivity};
 pub use anchor::{AnchorReport, ensure_anchors};
-pub use client::{Changed, Credentials, InboundAgentSpec, JenkinsClient, NodeMode, Secret, describe_instance};
+pub use client::{
+    Changed, Credentials, InboundAgentSpec, JenkinsClient, NodeMode, Secret, describe_instance,
+};
 pub use demand::{Demand, QueuedItem, TemplateDemand, TemplateLabels, anchor_name, compute_demand};
 pub use error::JenkinsError;
 pub use label::LabelExpr;

@@ -50,7 +50,10 @@ impl Computer {
 
     /// The builds running on this computer right now, one per busy executor.
     pub fn running(&self) -> impl Iterator<Item = &Executable> {
-        self.executors.iter().chain(&self.one_off_executors).filter_map(|e| e.current_executable.as_ref())
+        self.executors
+            .iter()
+            .chain(&self.one_off_executors)
+            .filter_map(|e| e.current_executable.as_ref())
     }
 
     /// Busy executors, counting one-off (flyweight) ones.
@@ -87,7 +90,11 @@ pub struct Executable {
 impl Executable {
     /// A key that identifies this build across listings.
     pub fn key(&self) -> String {
-        format!("{}#{}", self.url.as_deref().unwrap_or(""), self.number.unwrap_or(0))
+        format!(
+            "{}#{}",
+            self.url.as_deref().unwrap_or(""),
+            self.number.unwrap_or(0)
+        )
     }
 }
 

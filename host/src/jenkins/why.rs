@@ -63,7 +63,9 @@ fn parse_one(s: &str) -> Why {
             return Why::Label(label.to_string());
         }
     }
-    if s.starts_with(OPEN) && s.ends_with("\u{2019} is reserved for jobs with matching label expression") {
+    if s.starts_with(OPEN)
+        && s.ends_with("\u{2019} is reserved for jobs with matching label expression")
+    {
         return Why::Unlabeled;
     }
     if let Some(n) = quoted(s, "", " is offline") {
@@ -82,7 +84,12 @@ pub fn parse_why(why: &str) -> Why {
             Why::Unlabeled => 1,
             _ => 2,
         };
-        if let Some(best) = why.split("; ").map(parse_one).filter(|w| rank(w) < 2).min_by_key(rank) {
+        if let Some(best) = why
+            .split("; ")
+            .map(parse_one)
+            .filter(|w| rank(w) < 2)
+            .min_by_key(rank)
+        {
             return best;
         }
     }
@@ -96,19 +103,49 @@ mod tests {
     #[test]
     fn every_message_variant() {
         let table = [
-            ("There are no nodes with the label ‘linux&&docker’", Why::Label("linux&&docker".into())),
-            ("All nodes of label ‘linux’ are offline", Why::Label("linux".into())),
-            ("‘linux-anchor’ is offline", Why::NodeOffline("linux-anchor".into())),
-            ("Waiting for next available executor on ‘linux’", Why::WaitingOn("linux".into())),
-            ("Waiting for next available executor on ‘linux-i-1’", Why::WaitingOn("linux-i-1".into())),
-            ("Waiting for next available executor", Why::WaitingForAnyExecutor),
-            ("‘n1’ doesn’t have label ‘gpu’; ‘n2’ is not accepting tasks", Why::Label("gpu".into())),
-            ("‘n1’ is reserved for jobs with matching label expression; ‘n2’ is offline", Why::Unlabeled),
+            (
+                "There are no nodes with the label ‘linux&&docker’",
+                Why::Label("linux&&docker".into()),
+            ),
+            (
+                "All nodes of label ‘linux’ are offline",
+                Why::Label("linux".into()),
+            ),
+            (
+                "‘linux-anchor’ is offline",
+                Why::NodeOffline("linux-anchor".into()),
+            ),
+            (
+                "Waiting for next available executor on ‘linux’",
+                Why::WaitingOn("linux".into()),
+            ),
+            (
+                "Waiting for next available executor on ‘linux-i-1’",
+                Why::WaitingOn("linux-i-1".into()),
+            ),
+            (
+                "Waiting for next available executor",
+                Why::WaitingForAnyExecutor,
+            ),
+            (
+                "‘n1’ doesn’t have label ‘gpu’; ‘n2’ is not accepting tasks",
+                Why::Label("gpu".into()),
+            ),
+            (
+                "‘n1’ is reserved for jobs with matching label expression; ‘n2’ is offline",
+                Why::Unlabeled,
+            ),
             ("Jenkins is about to shut down", Why::Other),
             ("In the quiet period. Expires in 4.9 sec", Why::Other),
-            ("Warte auf den nächsten freien Build-Prozessor auf ‘linux’", Why::Other),
+            (
+                "Warte auf den nächsten freien Build-Prozessor auf ‘linux’",
+                Why::Other,
+            ),
             // A label with a quote character in it still parses: the last ’ closes it.
-            ("All nodes of label ‘\"a’b\"’ are offline", Why::Label("\"a’b\"".into())),
+            (
+                "All nodes of label ‘\"a’b\"’ are offline",
+                Why::Label("\"a’b\"".into()),
+            ),
         ];
         for (text, want) in table {
             assert_eq!(parse_why(text), want, "{text:?}");

@@ -33,7 +33,11 @@ pub struct AgentArgs {
 impl std::fmt::Debug for AgentArgs {
     // The secret is never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentArgs").field("url", &self.url).field("name", &self.name).field("work_dir", &self.work_dir).finish_non_exhaustive()
+        f.debug_struct("AgentArgs")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,9 +47,15 @@ pub enum AgentError {
     #[error("agent arguments: {0}")]
     Usage(String),
     #[error("cannot read the agent secret from {path}: {source}")]
-    SecretFile { path: String, source: std::io::Error },
+    SecretFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot create the agent work directory {path}: {source}")]
-    WorkDir { path: String, source: std::io::Error },
+    WorkDir {
+        path: String,
+        source: std::io::Error,
+    },
     /// Jenkins answered the handshake with an HTTP error (400 unknown node, 403 bad secret...).
     #[error("Jenkins refused the agent connection with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
@@ -72,9 +82,14 @@ impl AgentArgs {
         while let Some(arg) = it.next() {
             let flag = arg.trim_start_matches('-');
             if flag.len() == arg.len() {
-                return Err(usage(format!("unexpected argument {arg:?} (positional <secret> <name> is not supported; use -secret and -name)")));
+                return Err(usage(format!(
+                    "unexpected argument {arg:?} (positional <secret> <name> is not supported; use -secret and -name)"
+                )));
             }
-            let mut value = |what: &str| it.next().ok_or_else(|| usage(format!("{arg} needs a {what}")));
+            let mut value = |what: &str| {
+                it.next()
+                    .ok_or_else(|| usage(format!("{arg} needs a {what}")))
+            };
             match flag {
                 "url" => url = Some(value("URL")?),
                 "name" => name = Some(value("node name")?),
@@ -85,7 +100,9 @@ impl AgentArgs {
                 "noReconnect" | "no-reconnect" => a.no_reconnect = true,
                 "webSocketHeader" => {
                     let v = value("NAME=VALUE")?;
-                    let (k, v) = v.split_once('=').ok_or_else(|| usage(format!("-webSocketHeader wants NAME=VALUE, got {v:?}")))?;
+                    let (k, v) = v.split_once('=').ok_or_else(|| {
+                        usage(format!("-webSocketHeader wants NAME=VALUE, got {v:?}"))
+                    })?;
                     a.extra_headers.push((k.to_string(), v.to_string()));
                 }
                 // Accepted for command-line compatibility; meaningless here.
@@ -101,71 +118,134 @@ impl AgentArgs {
         let secret = secret.ok_or_else(|| usage("-secret is required".into()))?;
         a.secret = match secret.strip_prefix('@') {
             // "If any command-line argument is prepended with '@', it is read from that file."
-            Some(path) => std::fs::read_to_string(path).map_err(|source| AgentError::SecretFile { path: path.to_string(), source })?.trim().to_string(),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|source| AgentError::SecretFile {
+                    path: path.to_string(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
             None => secret,
         };
         if a.secret.is_empty() {
             return Err(usage("the secret is empty".into()));
         }
         if !a.web_socket {
-            return Err(usage("only -webSocket mode is supported (the TCP agent port is not emulated)".into()));
+            return Err(usage(
+                "only -webSocket mode is supported (the TCP agent port is not emulated)".into(),
+            ));
         }
         Ok(a)
     }
 
     fn ws_url(&self) -> String {
-        let base = self.url.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
+        let base = self
+            .url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
         format!("{base}wsagents/")
     }
 }
 
 /// An open agent connection.
-pub type AgentSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type AgentSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One handshake attempt; `Err(Refused)` carries Jenkins' status (400 unknown node, 403 wrong
 /// secret, 409 already connected).
-pub async fn connect_once(args: &AgentArgs, cookie: Option<&str>) -> Result<(AgentSocket, Option<String>), AgentError> {
+pub async fn connect_once(
+    args: &AgentArgs,
+    cookie: Option<&str>,
+) -> Result<(AgentSocket, Option<String>), AgentError> {
     let url = args.ws_url();
-    let mut req = url.as_str().into_client_request().map_err(|e| AgentError::Connect { url: url.clone(), reason: e.to_string() })?;
-    let bad = |e: String| AgentError::Connect { url: url.clone(), reason: e };
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| AgentError::Connect {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let bad = |e: String| AgentError::Connect {
+        url: url.clone(),
+        reason: e,
+    };
     let h = req.headers_mut();
-    h.insert("Node-Name", HeaderValue::from_str(&args.name).map_err(|e| bad(e.to_string()))?);
-    h.insert("Secret-Key", HeaderValue::from_str(&args.secret).map_err(|e| bad(e.to_string()))?);
+    h.insert(
+        "Node-Name",
+        HeaderValue::from_str(&args.name).map_err(|e| bad(e.to_string()))?,
+    );
+    h.insert(
+        "Secret-Key",
+        HeaderValue::from_str(&args.secret).map_err(|e| bad(e.to_string()))?,
+    );
     // agent.jar sends its serialized Capability; any value satisfies the presence check.
-    h.insert("X-Remoting-Capability", HeaderValue::from_static("rO0ABXNyABpodWRzb24ucmVtb3RpbmcuQ2FwYWJpbGl0eQ=="));
+    h.insert(
+        "X-Remoting-Capability",
+        HeaderValue::from_static("rO0ABXNyABpodWRzb24ucmVtb3RpbmcuQ2FwYWJpbGl0eQ=="),
+    );
     if let Some(c) = cookie {
-        h.insert("Connection-Cookie", HeaderValue::from_str(c).map_err(|e| bad(e.to_string()))?);
+        h.insert(
+            "Connection-Cookie",
+            HeaderValue::from_str(c).map_err(|e| bad(e.to_string()))?,
+        );
     }
     for (k, v) in &args.extra_headers {
-        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(e.to_string()))?;
-        h.insert(name, HeaderValue::from_str(v).map_err(|e| bad(e.to_string()))?);
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| bad(e.to_string()))?;
+        h.insert(
+            name,
+            HeaderValue::from_str(v).map_err(|e| bad(e.to_string()))?,
+        );
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok((socket, resp)) => {
-            let cookie = resp.headers().get("Connection-Cookie").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let cookie = resp
+                .headers()
+                .get("Connection-Cookie")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             Ok((socket, cookie))
         }
         Err(tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            Err(AgentError::Refused { status: resp.status().as_u16(), body })
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err(AgentError::Refused {
+                status: resp.status().as_u16(),
+                body,
+            })
         }
-        Err(e) => Err(AgentError::Connect { url, reason: e.to_string() }),
+        Err(e) => Err(AgentError::Connect {
+            url,
+            reason: e.to_string(),
+        }),
     }
 }
 
 /// Polls `<url>login` until it answers 200, as agent.jar does before opening the socket.
 async fn wait_for_login(args: &AgentArgs) -> Result<(), AgentError> {
     let url = format!("{}login", args.url);
-    let resp = reqwest::get(&url).await.map_err(|e| AgentError::Connect { url: url.clone(), reason: e.to_string() })?;
+    let resp = reqwest::get(&url).await.map_err(|e| AgentError::Connect {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(AgentError::Connect { url, reason: format!("HTTP {}", resp.status()) })
+        Err(AgentError::Connect {
+            url,
+            reason: format!("HTTP {}", resp.status()),
+        })
     }
 }
 
 /// Keeps the connection until it drops (`Ok`) or `shutdown` fires (`Err(())`).
-async fn hold(mut socket: AgentSocket, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Result<(), ()> {
+async fn hold(
+    mut socket: AgentSocket,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(), ()> {
     loop {
         tokio::select! {
             msg = socket.next() => match msg {
@@ -183,10 +263,16 @@ async fn hold(mut socket: AgentSocket, shutdown: &mut (impl Future<Output = ()> 
 
 /// Runs the agent until `shutdown` completes: connect, hold, reconnect with backoff (1 s
 /// doubling to 30 s). Returns the error if reconnecting is off (`-noReconnect`).
-pub async fn run_until(args: AgentArgs, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run_until(
+    args: AgentArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     if let Some(dir) = &args.work_dir {
         let internal = dir.join(&args.internal_dir);
-        std::fs::create_dir_all(&internal).map_err(|source| AgentError::WorkDir { path: internal.display().to_string(), source })?;
+        std::fs::create_dir_all(&internal).map_err(|source| AgentError::WorkDir {
+            path: internal.display().to_string(),
+            source,
+        })?;
     }
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::from_secs(1);
@@ -238,7 +324,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
 async fn termination() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -262,14 +350,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
         std::fs::write(&file, "abc123\n").unwrap();
-        let a = args(&["-url", "http://127.0.0.1:8080", "-secret", &format!("@{}", file.display()), "-name", "n1", "-webSocket", "-workDir", "/tmp/w"]).unwrap();
-        assert_eq!((a.url.as_str(), a.name.as_str(), a.secret.as_str()), ("http://127.0.0.1:8080/", "n1", "abc123"));
+        let a = args(&[
+            "-url",
+            "http://127.0.0.1:8080",
+            "-secret",
+            &format!("@{}", file.display()),
+            "-name",
+            "n1",
+            "-webSocket",
+            "-workDir",
+            "/tmp/w",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.url.as_str(), a.name.as_str(), a.secret.as_str()),
+            ("http://127.0.0.1:8080/", "n1", "abc123")
+        );
         assert_eq!(a.ws_url(), "ws://127.0.0.1:8080/wsagents/");
         assert!(!format!("{a:?}").contains("abc123"));
-        let b = args(&["--url", "https://j/", "--name", "n", "--secret", "s", "--webSocket"]).unwrap();
+        let b = args(&[
+            "--url",
+            "https://j/",
+            "--name",
+            "n",
+            "--secret",
+            "s",
+            "--webSocket",
+        ])
+        .unwrap();
         assert_eq!(b.ws_url(), "wss://j/wsagents/");
-        assert!(args(&["-url", "http://j/", "-name", "n", "-secret", "s"]).unwrap_err().to_string().contains("-webSocket"));
-        assert!(args(&["-url", "http://j/", "-name", "n", "-webSocket"]).unwrap_err().to_string().contains("-secret"));
-        assert!(args(&["-bogus"]).unwrap_err().to_string().contains("unknown option"));
+        assert!(
+            args(&["-url", "http://j/", "-name", "n", "-secret", "s"])
+                .unwrap_err()
+                .to_string()
+                .contains("-webSocket")
+        );
+        assert!(
+            args(&["-url", "http://j/", "-name", "n", "-webSocket"])
+                .unwrap_err()
+                .to_string()
+                .contains("-secret")
+        );
+        assert!(
+            args(&["-bogus"])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown option")
+        );
     }
 }

@@ -55,7 +55,16 @@ pub struct SimConfig {
 impl SimConfig {
     /// One admin user with the given API token, listening on `bind` (the `sim` command).
     pub fn with_admin(bind: SocketAddr, user: impl Into<String>, token: impl Into<String>) -> Self {
-        SimConfig { bind, users: vec![SimUser { name: user.into(), token: token.into(), password: None, admin: true }], ..SimConfig::default() }
+        SimConfig {
+            bind,
+            users: vec![SimUser {
+                name: user.into(),
+                token: token.into(),
+                password: None,
+                admin: true,
+            }],
+            ..SimConfig::default()
+        }
     }
 }
 
@@ -63,7 +72,12 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            users: vec![SimUser { name: "admin".into(), token: random_hex(17), password: None, admin: true }],
+            users: vec![SimUser {
+                name: "admin".into(),
+                token: random_hex(17),
+                password: None,
+                admin: true,
+            }],
             version: "2.541".into(),
             built_in_executors: 0,
         }
@@ -86,7 +100,9 @@ impl Shared {
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -104,11 +120,18 @@ impl JenkinsSim {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}/");
-        let user = config.users.first().cloned().ok_or_else(|| std::io::Error::other("the Jenkins emulator needs at least one user"))?;
+        let user =
+            config.users.first().cloned().ok_or_else(|| {
+                std::io::Error::other("the Jenkins emulator needs at least one user")
+            })?;
         let mut key = [0u8; 32];
         key.iter_mut().for_each(|b| *b = rand::random());
         let shared = Arc::new(Shared {
-            state: Mutex::new(state::State::new(base_url.clone(), key, config.built_in_executors)),
+            state: Mutex::new(state::State::new(
+                base_url.clone(),
+                key,
+                config.built_in_executors,
+            )),
             wake: Notify::new(),
             users: config.users,
             version: config.version,
@@ -121,7 +144,13 @@ impl JenkinsSim {
         });
         let scheduler = tokio::spawn(run_scheduler(shared.clone()));
         tracing::info!(url = %base_url, "Jenkins emulator listening");
-        Ok(JenkinsSim { shared, addr, base_url, user, tasks: vec![server, scheduler] })
+        Ok(JenkinsSim {
+            shared,
+            addr,
+            base_url,
+            user,
+            tasks: vec![server, scheduler],
+        })
     }
 
     /// Root URL, ending with `/`.
@@ -167,7 +196,11 @@ impl JenkinsSim {
         format!("{}computer/{}/", self.base_url, encode_segment(node))
     }
     /// Waits until `pred` holds for the node list, or the timeout passes.
-    pub async fn wait_for_nodes(&self, timeout: Duration, pred: impl Fn(&[SimNodeView]) -> bool) -> bool {
+    pub async fn wait_for_nodes(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[SimNodeView]) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if pred(&self.nodes()) {
@@ -203,7 +236,10 @@ impl Drop for JenkinsSim {
 }
 
 /// Runs the emulator until `shutdown` completes (the `sim` command). Logs the URL and user.
-pub async fn serve(config: SimConfig, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    config: SimConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let sim = JenkinsSim::start(config).await?;
     tracing::info!(url = %sim.base_url(), user = %sim.user(), "Jenkins emulator ready (API token not logged; see the configuration)");
     shutdown.await;
@@ -229,8 +265,16 @@ mod tests {
     use serde_json::{Value, json};
 
     fn config() -> SimConfig {
-        let admin = SimUser { name: "admin".into(), token: "t0k".into(), password: Some("pw".into()), admin: true };
-        SimConfig { users: vec![admin], ..SimConfig::default() }
+        let admin = SimUser {
+            name: "admin".into(),
+            token: "t0k".into(),
+            password: Some("pw".into()),
+            admin: true,
+        };
+        SimConfig {
+            users: vec![admin],
+            ..SimConfig::default()
+        }
     }
 
     #[tokio::test]
@@ -243,32 +287,93 @@ mod tests {
         let r = http.get(url("api/json")).send().await.unwrap();
         assert_eq!(r.status(), 403);
         assert_eq!(r.headers()["X-Jenkins"], "2.541");
-        assert_eq!(http.get(url("api/json")).basic_auth("admin", Some("bad")).send().await.unwrap().status(), 401);
+        assert_eq!(
+            http.get(url("api/json"))
+                .basic_auth("admin", Some("bad"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
 
         // Password POSTs need a crumb from the same session; token POSTs do not.
         let post = |path: &str| http.post(url(path)).basic_auth("admin", Some("pw"));
         let r = post("job/none/build").send().await.unwrap();
         assert_eq!(r.status(), 403);
         assert!(r.text().await.unwrap().contains("No valid crumb"));
-        let r = http.get(url("crumbIssuer/api/json")).basic_auth("admin", Some("pw")).send().await.unwrap();
-        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let r = http
+            .get(url("crumbIssuer/api/json"))
+            .basic_auth("admin", Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let crumb: Value = r.json().await.unwrap();
-        let r = post("job/none/build").header("Jenkins-Crumb", crumb["crumb"].as_str().unwrap()).header("Cookie", &cookie).send().await.unwrap();
+        let r = post("job/none/build")
+            .header("Jenkins-Crumb", crumb["crumb"].as_str().unwrap())
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "past the crumb check, the job is unknown");
-        let r = http.post(url("job/none/build")).basic_auth("admin", Some("t0k")).send().await.unwrap();
+        let r = http
+            .post(url("job/none/build"))
+            .basic_auth("admin", Some("t0k"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
 
         // Admin API: enqueue, then the queue shows it; `tree` trims the answer.
-        let r = http.post(url("_admin/enqueue")).json(&json!({"label": "linux && docker", "kind": "pipeline", "count": 2})).send().await.unwrap();
+        let r = http
+            .post(url("_admin/enqueue"))
+            .json(&json!({"label": "linux && docker", "kind": "pipeline", "count": 2}))
+            .send()
+            .await
+            .unwrap();
         let ids: Value = r.json().await.unwrap();
         assert_eq!(ids["ids"].as_array().unwrap().len(), 2);
-        let r = http.post(url("_admin/enqueue")).json(&json!({"label": "a &&"})).send().await.unwrap();
+        let r = http
+            .post(url("_admin/enqueue"))
+            .json(&json!({"label": "a &&"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
-        let q: Value = http.get(url("queue/api/json?tree=items[id,why]")).basic_auth("admin", Some("t0k")).send().await.unwrap().json().await.unwrap();
+        let q: Value = http
+            .get(url("queue/api/json?tree=items[id,why]"))
+            .basic_auth("admin", Some("t0k"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let item = &q["items"][0];
-        assert_eq!(item.as_object().unwrap().keys().cloned().collect::<Vec<_>>(), vec!["_class", "id", "why"]);
+        assert_eq!(
+            item.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec!["_class", "id", "why"]
+        );
         assert_eq!(item["why"], "Waiting for next available executor");
-        let stats: Value = http.get(url("_admin/stats")).send().await.unwrap().json().await.unwrap();
+        let stats: Value = http
+            .get(url("_admin/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(stats["queued"], 2);
     }
 }

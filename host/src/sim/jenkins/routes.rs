@@ -38,7 +38,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/computer/{name}/jenkins-agent.jnlp", get(node_jnlp))
         .route("/computer/{name}/slave-agent.jnlp", get(node_jnlp))
         .route("/computer/{name}/toggleOffline", post(toggle_offline))
-        .route("/computer/{name}/changeOfflineCause", post(change_offline_cause))
+        .route(
+            "/computer/{name}/changeOfflineCause",
+            post(change_offline_cause),
+        )
         .route("/computer/{name}/doDelete", post(delete_node))
         .route("/queue/api/json", get(queue))
         .route("/queue/item/{id}/api/json", get(queue_item))
@@ -53,7 +56,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/nodes", get(admin_nodes))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found") })
-        .layer(axum::middleware::map_response_with_state(shared.clone(), add_version_header))
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            add_version_header,
+        ))
         .with_state(shared)
 }
 
@@ -77,25 +83,60 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, msg.into()).into_response()
 }
 
+/// An HTTP error answer (status + plain-text body), small enough to return by value.
+type Refusal = (StatusCode, String);
+
+fn refuse(status: StatusCode, msg: impl Into<String>) -> Refusal {
+    (status, msg.into())
+}
+
 /// Basic auth as Jenkins does it: no header → anonymous, who may read nothing (403);
 /// a wrong secret → 401.
-fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, Response> {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return Err(error(StatusCode::FORBIDDEN, "Authentication required: anonymous is missing the Overall/Read permission"));
+fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "Authentication required: anonymous is missing the Overall/Read permission",
+        ));
     };
-    let encoded = value.get(..6).filter(|p| p.eq_ignore_ascii_case("basic ")).map(|_| value[6..].trim());
+    let encoded = value
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("basic "))
+        .map(|_| value[6..].trim());
     let decoded = encoded
         .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Invalid authorization header"))?;
-    let (name, secret) = decoded.split_once(':').ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Invalid authorization header"))?;
-    let invalid = || error(StatusCode::UNAUTHORIZED, format!("Invalid password/token for user: {name}"));
-    let user = s.users.iter().find(|u| u.name == name).ok_or_else(invalid)?;
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Invalid authorization header"))?;
+    let (name, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Invalid authorization header"))?;
+    let invalid = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            format!("Invalid password/token for user: {name}"),
+        )
+    };
+    let user = s
+        .users
+        .iter()
+        .find(|u| u.name == name)
+        .ok_or_else(invalid)?;
     if secret == user.token {
-        return Ok(Principal { user: user.name.clone(), admin: user.admin, by_password: false });
+        return Ok(Principal {
+            user: user.name.clone(),
+            admin: user.admin,
+            by_password: false,
+        });
     }
     if user.password.as_deref() == Some(secret) {
-        return Ok(Principal { user: user.name.clone(), admin: user.admin, by_password: true });
+        return Ok(Principal {
+            user: user.name.clone(),
+            admin: user.admin,
+            by_password: true,
+        });
     }
     Err(invalid())
 }
@@ -113,17 +154,23 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
 
 /// Authenticates a POST that needs `permission`; password logins also need a valid crumb
 /// from the same session (API tokens are exempt, as since Jenkins 2.96).
-fn authorize_post(s: &Shared, headers: &HeaderMap, permission: &str) -> Result<Principal, Response> {
+fn authorize_post(s: &Shared, headers: &HeaderMap, permission: &str) -> Result<Principal, Refusal> {
     let p = authenticate(s, headers)?;
     if p.by_password {
         let expected = session_of(headers).map(|sess| s.lock().crumb_for(&p.user, &sess));
         let given = headers.get("Jenkins-Crumb").and_then(|v| v.to_str().ok());
         if expected.is_none() || given != expected.as_deref() {
-            return Err(error(StatusCode::FORBIDDEN, "No valid crumb was included in the request"));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "No valid crumb was included in the request",
+            ));
         }
     }
     if !p.admin {
-        return Err(error(StatusCode::FORBIDDEN, format!("{} is missing the {permission} permission", p.user)));
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} is missing the {permission} permission", p.user),
+        ));
     }
     Ok(p)
 }
@@ -141,7 +188,11 @@ fn json_response(value: Value, params: &HashMap<String, String>) -> Response {
 }
 
 fn redirect(status: StatusCode, to: &str) -> Response {
-    Response::builder().status(status).header(header::LOCATION, to).body(Body::empty()).expect("static response")
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, to)
+        .body(Body::empty())
+        .expect("static response")
 }
 
 /// `(master)` and `(built-in)` name the built-in node.
@@ -154,13 +205,13 @@ fn is_built_in(name: &str) -> bool {
 async fn root_page(State(s): Shr, headers: HeaderMap) -> Response {
     match authenticate(&s, &headers) {
         Ok(_) => "<html><body>Jenkins emulator</body></html>".into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn root_json(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let v = s.lock().root_json();
     json_response(v, &q)
@@ -169,14 +220,14 @@ async fn root_json(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Respo
 async fn whoami(State(s): Shr, headers: HeaderMap) -> Response {
     match authenticate(&s, &headers) {
         Ok(p) => Json(json!({"_class": "hudson.model.User", "absoluteUrl": format!("{}user/{}", s.lock().root_url, p.user), "fullName": p.user, "id": p.user})).into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn crumb_issuer(State(s): Shr, headers: HeaderMap) -> Response {
     let p = match authenticate(&s, &headers) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let (session, fresh) = match session_of(&headers) {
         Some(sess) => (sess, false),
@@ -184,7 +235,10 @@ async fn crumb_issuer(State(s): Shr, headers: HeaderMap) -> Response {
     };
     let crumb = s.lock().crumb_for(&p.user, &session);
     let mut resp = Json(json!({"_class": "hudson.security.csrf.DefaultCrumbIssuer", "crumb": crumb, "crumbRequestField": "Jenkins-Crumb"})).into_response();
-    if fresh && let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly")) {
+    if fresh
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly"))
+    {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -195,13 +249,13 @@ async fn crumb_issuer(State(s): Shr, headers: HeaderMap) -> Response {
 async fn computer_page(State(s): Shr, headers: HeaderMap) -> Response {
     match authenticate(&s, &headers) {
         Ok(_) => "<html><body>Nodes</body></html>".into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn computers(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let v = s.lock().computer_set_json();
     json_response(v, &q)
@@ -213,14 +267,23 @@ fn no_such_node(name: &str) -> Response {
 
 async fn node_page(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
-    if is_built_in(&name) || s.lock().nodes.contains_key(&name) { format!("<html><body>{name}</body></html>").into_response() } else { no_such_node(&name) }
+    if is_built_in(&name) || s.lock().nodes.contains_key(&name) {
+        format!("<html><body>{name}</body></html>").into_response()
+    } else {
+        no_such_node(&name)
+    }
 }
 
-async fn node_json(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, Query(q): Params) -> Response {
+async fn node_json(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let st = s.lock();
     let v = if is_built_in(&name) {
@@ -237,11 +300,15 @@ async fn node_json(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, 
 
 async fn node_config(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let st = s.lock();
     match st.nodes.get(&name) {
-        Some(n) => ([(header::CONTENT_TYPE, "application/xml")], st.config_xml(n)).into_response(),
+        Some(n) => (
+            [(header::CONTENT_TYPE, "application/xml")],
+            st.config_xml(n),
+        )
+            .into_response(),
         None => no_such_node(&name),
     }
 }
@@ -249,36 +316,67 @@ async fn node_config(State(s): Shr, headers: HeaderMap, Path(name): Path<String>
 async fn node_jnlp(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let p = match authenticate(&s, &headers) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     if !p.admin {
-        return error(StatusCode::FORBIDDEN, format!("{} is missing the Agent/Connect permission", p.user));
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("{} is missing the Agent/Connect permission", p.user),
+        );
     }
     let st = s.lock();
     match st.nodes.get(&name) {
-        Some(n) if n.is_inbound() => ([(header::CONTENT_TYPE, "application/x-java-jnlp-file")], st.jnlp(n)).into_response(),
+        Some(n) if n.is_inbound() => (
+            [(header::CONTENT_TYPE, "application/x-java-jnlp-file")],
+            st.jnlp(n),
+        )
+            .into_response(),
         _ => no_such_node(&name),
     }
 }
 
-async fn create_node(State(s): Shr, headers: HeaderMap, Query(q): Params, form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>) -> Response {
+async fn create_node(
+    State(s): Shr,
+    headers: HeaderMap,
+    Query(q): Params,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
     if let Err(e) = authorize_post(&s, &headers, "Agent/Create") {
-        return e;
+        return e.into_response();
     }
     // Stapler reads `name`, `type` and `json` from the query string or the form body.
     let mut fields = q;
     if let Ok(Form(body)) = form {
         fields.extend(body);
     }
-    let name = fields.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
+    let name = fields
+        .get("name")
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
     let ty = fields.get("type").map(String::as_str).unwrap_or("");
-    if !matches!(ty, "hudson.slaves.DumbSlave" | "hudson.slaves.DumbSlave$DescriptorImpl") {
-        return error(StatusCode::BAD_REQUEST, format!("No node type {ty:?}: this emulator knows hudson.slaves.DumbSlave"));
+    if !matches!(
+        ty,
+        "hudson.slaves.DumbSlave" | "hudson.slaves.DumbSlave$DescriptorImpl"
+    ) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("No node type {ty:?}: this emulator knows hudson.slaves.DumbSlave"),
+        );
     }
     let json: Value = match fields.get("json").map(|j| serde_json::from_str(j)) {
         Some(Ok(v)) => v,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("Malformed json form field: {e}")),
-        None => return error(StatusCode::BAD_REQUEST, "This page expects a form submission but had only {}"),
+        Some(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Malformed json form field: {e}"),
+            );
+        }
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "This page expects a form submission but had only {}",
+            );
+        }
     };
     let node = match node_from_form(&name, &json) {
         Ok(n) => n,
@@ -286,7 +384,10 @@ async fn create_node(State(s): Shr, headers: HeaderMap, Query(q): Params, form: 
     };
     let mut st = s.lock();
     if st.nodes.contains_key(&node.name) {
-        return error(StatusCode::BAD_REQUEST, format!("Agent called \u{2018}{}\u{2019} already exists", node.name));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("Agent called \u{2018}{}\u{2019} already exists", node.name),
+        );
     }
     st.nodes.insert(node.name.clone(), node);
     drop(st);
@@ -305,36 +406,58 @@ fn set_offline(s: &Shared, name: &str, mark: Option<OfflineMark>) -> Response {
     redirect(StatusCode::FOUND, ".")
 }
 
-async fn toggle_offline(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, Query(q): Params) -> Response {
+async fn toggle_offline(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
     let currently = s.lock().nodes.get(&name).map(|n| n.offline.is_some());
     let Some(currently) = currently else {
         return match authenticate(&s, &headers) {
             Ok(_) => no_such_node(&name),
-            Err(e) => e,
+            Err(e) => e.into_response(),
         };
     };
     // Clearing needs Connect, setting needs Disconnect (Computer.doToggleOffline).
-    let permission = if currently { "Agent/Connect" } else { "Agent/Disconnect" };
+    let permission = if currently {
+        "Agent/Connect"
+    } else {
+        "Agent/Disconnect"
+    };
     let p = match authorize_post(&s, &headers, permission) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
-    let mark = (!currently).then(|| OfflineMark { message: q.get("offlineMessage").cloned().unwrap_or_default(), user: p.user, at_ms: now_ms() });
+    let mark = (!currently).then(|| OfflineMark {
+        message: q.get("offlineMessage").cloned().unwrap_or_default(),
+        user: p.user,
+        at_ms: now_ms(),
+    });
     set_offline(&s, &name, mark)
 }
 
-async fn change_offline_cause(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, Query(q): Params) -> Response {
+async fn change_offline_cause(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
     let p = match authorize_post(&s, &headers, "Agent/Disconnect") {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
-    let mark = OfflineMark { message: q.get("offlineMessage").cloned().unwrap_or_default(), user: p.user, at_ms: now_ms() };
+    let mark = OfflineMark {
+        message: q.get("offlineMessage").cloned().unwrap_or_default(),
+        user: p.user,
+        at_ms: now_ms(),
+    };
     set_offline(&s, &name, Some(mark))
 }
 
 async fn delete_node(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(e) = authorize_post(&s, &headers, "Agent/Delete") {
-        return e;
+        return e.into_response();
     }
     let mut st = s.lock();
     if !st.nodes.contains_key(&name) {
@@ -353,15 +476,20 @@ async fn delete_node(State(s): Shr, headers: HeaderMap, Path(name): Path<String>
 
 async fn queue(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let v = s.lock().queue_json();
     json_response(v, &q)
 }
 
-async fn queue_item(State(s): Shr, headers: HeaderMap, Path(id): Path<u64>, Query(q): Params) -> Response {
+async fn queue_item(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(q): Params,
+) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let st = s.lock();
     let v = if let Some(i) = st.queue.iter().find(|i| i.id == id) {
@@ -377,7 +505,7 @@ async fn queue_item(State(s): Shr, headers: HeaderMap, Path(id): Path<u64>, Quer
 
 async fn cancel_item(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Response {
     if let Err(e) = authorize_post(&s, &headers, "Job/Cancel") {
-        return e;
+        return e.into_response();
     }
     let Some(id) = q.get("id").and_then(|i| i.parse().ok()) else {
         return error(StatusCode::BAD_REQUEST, "cancelItem needs ?id=<queue id>");
@@ -387,18 +515,28 @@ async fn cancel_item(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Res
     redirect(StatusCode::FOUND, "..")
 }
 
-async fn label(State(s): Shr, headers: HeaderMap, Path(expr): Path<String>, Query(q): Params) -> Response {
+async fn label(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(expr): Path<String>,
+    Query(q): Params,
+) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     // Jenkins.getLabel: unquote, parse, else one atom.
     let v = s.lock().label_json(&LabelExpr::parse_lenient(&expr));
     json_response(v, &q)
 }
 
-async fn job_json(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, Query(q): Params) -> Response {
+async fn job_json(
+    State(s): Shr,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
     if let Err(e) = authenticate(&s, &headers) {
-        return e;
+        return e.into_response();
     }
     let st = s.lock();
     let Some(job) = st.jobs.get(&name) else {
@@ -411,7 +549,7 @@ async fn job_json(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, Q
 
 async fn build_job(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(e) = authorize_post(&s, &headers, "Job/Build") {
-        return e;
+        return e.into_response();
     }
     let mut st = s.lock();
     let Some(id) = st.build_job(&name) else {

@@ -213,7 +213,9 @@ pub(crate) struct State {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// U+2018 / U+2019 around a name, as Jenkins' messages quote.
@@ -252,7 +254,11 @@ impl State {
     pub fn secret_of(&self, node: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(node.as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A keyed hash for crumbs (user + session).
@@ -264,7 +270,13 @@ impl State {
         match self.jobs.get_mut(&spec.name) {
             Some(j) => j.spec = spec,
             None => {
-                self.jobs.insert(spec.name.clone(), Job { spec, next_build: 1 });
+                self.jobs.insert(
+                    spec.name.clone(),
+                    Job {
+                        spec,
+                        next_build: 1,
+                    },
+                );
             }
         }
     }
@@ -277,12 +289,31 @@ impl State {
     }
 
     /// Queues one build of a known job; returns the queue id.
-    pub fn enqueue_job(&mut self, job: &str, label: Option<String>, kind: JobKind, duration_ms: u64) -> u64 {
+    pub fn enqueue_job(
+        &mut self,
+        job: &str,
+        label: Option<String>,
+        kind: JobKind,
+        duration_ms: u64,
+    ) -> u64 {
         let id = self.next_queue_id;
         self.next_queue_id += 1;
         let run_number = (kind == JobKind::Pipeline).then(|| self.next_number(job));
-        let expr = label.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(LabelExpr::parse_lenient);
-        self.queue.push(Item { id, job: job.to_string(), kind, label, duration_ms, in_queue_since: now_ms(), run_number, expr });
+        let expr = label
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(LabelExpr::parse_lenient);
+        self.queue.push(Item {
+            id,
+            job: job.to_string(),
+            kind,
+            label,
+            duration_ms,
+            in_queue_since: now_ms(),
+            run_number,
+            expr,
+        });
         id
     }
 
@@ -301,11 +332,27 @@ impl State {
         if let Some(l) = &req.label {
             LabelExpr::parse(l).map_err(|e| e.to_string())?;
         }
-        let job = req.job.clone().unwrap_or_else(|| format!("adhoc-{}", if req.kind == JobKind::Pipeline { "pipeline" } else { "freestyle" }));
+        let job = req.job.clone().unwrap_or_else(|| {
+            format!(
+                "adhoc-{}",
+                if req.kind == JobKind::Pipeline {
+                    "pipeline"
+                } else {
+                    "freestyle"
+                }
+            )
+        });
         if !self.jobs.contains_key(&job) {
-            self.define_job(JobSpec { name: job.clone(), kind: req.kind, label: req.label.clone(), duration_ms: req.duration_ms });
+            self.define_job(JobSpec {
+                name: job.clone(),
+                kind: req.kind,
+                label: req.label.clone(),
+                duration_ms: req.duration_ms,
+            });
         }
-        Ok((0..req.count.unwrap_or(1)).map(|_| self.enqueue_job(&job, req.label.clone(), req.kind, req.duration_ms)).collect())
+        Ok((0..req.count.unwrap_or(1))
+            .map(|_| self.enqueue_job(&job, req.label.clone(), req.kind, req.duration_ms))
+            .collect())
     }
 
     /// Removes an item from the queue (`/queue/cancelItem`).
@@ -318,20 +365,39 @@ impl State {
     /// The `why` text and `stuck` flag of a buildable item (reference §5.5, in order).
     pub fn why(&self, item: &Item) -> (String, bool) {
         let declared = item.expr.clone();
-        let stuck_label = declared.as_ref().is_some_and(|l| !self.nodes.values().any(|n| n.online() && n.has_label(l)));
+        let stuck_label = declared
+            .as_ref()
+            .is_some_and(|l| !self.nodes.values().any(|n| n.online() && n.has_label(l)));
         // "no master/agent. pointless to talk about nodes"
-        let label = if self.nodes.is_empty() { None } else { declared };
+        let label = if self.nodes.is_empty() {
+            None
+        } else {
+            declared
+        };
         let Some(label) = label else {
             return ("Waiting for next available executor".into(), stuck_label);
         };
-        let matching: Vec<&Node> = self.nodes.values().filter(|n| n.has_label(&label)).collect();
+        let matching: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| n.has_label(&label))
+            .collect();
         let offline = !matching.iter().any(|n| n.online());
         let why = match (offline, matching.len()) {
             (true, 1) => format!("{} is offline", q(&matching[0].name)),
-            (true, 0) => format!("There are no nodes with the label {}", q(&label_name(&label))),
+            (true, 0) => format!(
+                "There are no nodes with the label {}",
+                q(&label_name(&label))
+            ),
             (true, _) => format!("All nodes of label {} are offline", q(&label_name(&label))),
-            (false, 1) => format!("Waiting for next available executor on {}", q(&matching[0].name)),
-            (false, _) => format!("Waiting for next available executor on {}", q(&label_name(&label))),
+            (false, 1) => format!(
+                "Waiting for next available executor on {}",
+                q(&matching[0].name)
+            ),
+            (false, _) => format!(
+                "Waiting for next available executor on {}",
+                q(&label_name(&label))
+            ),
         };
         (why, stuck_label)
     }
@@ -348,11 +414,18 @@ impl State {
             }
         }
         // Only nodes with a free executor can take anything; usually there are few.
-        let mut free: Vec<String> = self.nodes.values().filter(|n| n.online() && n.executors.iter().any(Option::is_none)).map(|n| n.name.clone()).collect();
+        let mut free: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.online() && n.executors.iter().any(Option::is_none))
+            .map(|n| n.name.clone())
+            .collect();
         let mut i = 0;
         while i < self.queue.len() && !free.is_empty() {
             let label = self.queue[i].expr.as_ref();
-            let target = free.iter().position(|name| self.nodes[name].can_take(label));
+            let target = free
+                .iter()
+                .position(|name| self.nodes[name].can_take(label));
             let Some(pos) = target else {
                 i += 1;
                 continue;
@@ -365,7 +438,11 @@ impl State {
             };
             let node = self.nodes.get_mut(&target).expect("found above");
             let now_full = node.executors.iter().filter(|e| e.is_none()).count() == 1;
-            let slot = node.executors.iter_mut().find(|e| e.is_none()).expect("found above");
+            let slot = node
+                .executors
+                .iter_mut()
+                .find(|e| e.is_none())
+                .expect("found above");
             *slot = Some(Running {
                 queue_id: item.id,
                 job: item.job.clone(),
@@ -387,12 +464,18 @@ impl State {
                 self.left.remove(&oldest);
             }
         }
-        self.nodes.values().flat_map(|n| n.executors.iter().flatten()).map(|r| r.ends_ms).min()
+        self.nodes
+            .values()
+            .flat_map(|n| n.executors.iter().flatten())
+            .map(|r| r.ends_ms)
+            .min()
     }
 
     /// Fails the builds of a node that lost its agent or was deleted.
     pub fn abort_builds(&mut self, node: &str, now: u64) {
-        let Some(n) = self.nodes.get_mut(node) else { return };
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
         let aborted: Vec<Running> = n.executors.iter_mut().filter_map(Option::take).collect();
         for r in aborted {
             self.completed.push(finished(r, node, now, "FAILURE"));
@@ -405,7 +488,11 @@ impl State {
             queued: self.queue.len(),
             running: self.nodes.values().map(|n| n.busy() as usize).sum(),
             completed: self.completed.clone(),
-            mean_wait_ms: if waits.is_empty() { 0 } else { waits.iter().sum::<u64>() / waits.len() as u64 },
+            mean_wait_ms: if waits.is_empty() {
+                0
+            } else {
+                waits.iter().sum::<u64>() / waits.len() as u64
+            },
             max_wait_ms: waits.iter().copied().max().unwrap_or(0),
         }
     }
@@ -436,7 +523,9 @@ impl State {
     fn executable_json(&self, r: &Running) -> Value {
         let class = match r.kind {
             JobKind::Freestyle => "hudson.model.FreeStyleBuild",
-            JobKind::Pipeline => "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask$PlaceholderExecutable",
+            JobKind::Pipeline => {
+                "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask$PlaceholderExecutable"
+            }
         };
         json!({"_class": class, "number": r.number, "url": self.build_url(&r.job, r.number), "timestamp": r.started_ms,
                "building": true, "queueId": r.queue_id})
@@ -507,7 +596,13 @@ impl State {
     pub fn computer_set_json(&self) -> Value {
         let mut computers = vec![self.built_in_json()];
         computers.extend(self.nodes.values().map(|n| self.computer_json(n)));
-        let total: u32 = self.nodes.values().filter(|n| n.online()).map(|n| n.num_executors).sum::<u32>() + self.built_in_executors;
+        let total: u32 = self
+            .nodes
+            .values()
+            .filter(|n| n.online())
+            .map(|n| n.num_executors)
+            .sum::<u32>()
+            + self.built_in_executors;
         let busy: u32 = self.nodes.values().map(|n| n.busy()).sum();
         json!({"_class": "hudson.model.ComputerSet", "busyExecutors": busy, "computer": computers,
                "displayName": "Nodes", "totalExecutors": total})
@@ -555,7 +650,12 @@ impl State {
 
     pub fn queue_json(&self) -> Value {
         // Jenkins lists buildable items newest first.
-        let items: Vec<Value> = self.queue.iter().rev().map(|i| self.queue_item_json(i)).collect();
+        let items: Vec<Value> = self
+            .queue
+            .iter()
+            .rev()
+            .map(|i| self.queue_item_json(i))
+            .collect();
         json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items})
     }
 
@@ -607,8 +707,18 @@ impl State {
         if n.web_socket {
             args.push("-webSocket".into());
         }
-        args.extend(["-workDir".into(), n.remote_fs.clone(), "-internalDir".into(), "remoting".into(), "-url".into(), self.root_url.clone()]);
-        let args: String = args.iter().map(|a| format!("<argument>{}</argument>", xml_escape(a))).collect();
+        args.extend([
+            "-workDir".into(),
+            n.remote_fs.clone(),
+            "-internalDir".into(),
+            "remoting".into(),
+            "-url".into(),
+            self.root_url.clone(),
+        ]);
+        let args: String = args
+            .iter()
+            .map(|a| format!("<argument>{}</argument>", xml_escape(a)))
+            .collect();
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<jnlp codebase=\"{root}computer/{enc}/\" spec=\"1.0+\">\
              <information><title>Agent for {name}</title><vendor>Jenkins project</vendor></information>\
@@ -658,13 +768,22 @@ fn finished(r: Running, node: &str, now: u64, result: &str) -> CompletedBuild {
 }
 
 pub(crate) fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// Parses a node's creation form (`doCreateItem`'s `json`) into a node, with Jenkins' checks.
 pub(crate) fn node_from_form(name: &str, json: &Value) -> Result<Node, String> {
     crate::jenkins::client::check_node_name(name).map_err(|e| e.to_string())?;
-    let str_of = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let str_of = |k: &str| {
+        json.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     // The UI posts numbers as strings; python-jenkins as numbers.
     let num_executors = match json.get("numExecutors") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
@@ -690,7 +809,9 @@ pub(crate) fn node_from_form(name: &str, json: &Value) -> Result<Node, String> {
         .and_then(Value::as_str)
         .unwrap_or("hudson.slaves.JNLPLauncher")
         .to_string();
-    let web_socket = launcher.and_then(|l| l.get("webSocket")).is_some_and(|w| w.as_bool() == Some(true) || w.as_str() == Some("true"));
+    let web_socket = launcher
+        .and_then(|l| l.get("webSocket"))
+        .is_some_and(|w| w.as_bool() == Some(true) || w.as_str() == Some("true"));
     Ok(Node {
         name: name.trim().to_string(),
         description: str_of("nodeDescription"),
@@ -715,16 +836,30 @@ mod tests {
     }
 
     fn add(s: &mut State, name: &str, labels: &str, connected: bool) {
-        let mut n = node_from_form(name, &json!({"remoteFS": "/w", "labelString": labels, "numExecutors": 1})).unwrap();
+        let mut n = node_from_form(
+            name,
+            &json!({"remoteFS": "/w", "labelString": labels, "numExecutors": 1}),
+        )
+        .unwrap();
         if connected {
             let (kick, _) = tokio::sync::watch::channel(false);
-            n.connection = Some(Connection { id: 0, cookie: String::new(), kick });
+            n.connection = Some(Connection {
+                id: 0,
+                cookie: String::new(),
+                kick,
+            });
         }
         s.nodes.insert(name.into(), n);
     }
 
     fn why_of(s: &mut State, label: Option<&str>) -> (String, bool) {
-        let id = s.enqueue(&EnqueueRequest { label: label.map(str::to_string), kind: JobKind::Pipeline, ..Default::default() }).unwrap()[0];
+        let id = s
+            .enqueue(&EnqueueRequest {
+                label: label.map(str::to_string),
+                kind: JobKind::Pipeline,
+                ..Default::default()
+            })
+            .unwrap()[0];
         let item = s.queue.iter().find(|i| i.id == id).unwrap().clone();
         s.cancel(id);
         s.why(&item)
@@ -734,32 +869,77 @@ mod tests {
     fn why_rules_follow_jenkins() {
         let mut s = state();
         // Zero agents: never a label, but stuck.
-        assert_eq!(why_of(&mut s, Some("linux")), ("Waiting for next available executor".into(), true));
+        assert_eq!(
+            why_of(&mut s, Some("linux")),
+            ("Waiting for next available executor".into(), true)
+        );
         add(&mut s, "a1", "linux docker", false);
         assert_eq!(why_of(&mut s, Some("linux")).0, "‘a1’ is offline");
-        assert_eq!(why_of(&mut s, Some("windows")).0, "There are no nodes with the label ‘windows’");
+        assert_eq!(
+            why_of(&mut s, Some("windows")).0,
+            "There are no nodes with the label ‘windows’"
+        );
         add(&mut s, "a2", "linux", false);
         assert_eq!(why_of(&mut s, Some("linux && docker")).0, "‘a1’ is offline");
-        assert_eq!(why_of(&mut s, Some("linux")).0, "All nodes of label ‘linux’ are offline");
+        assert_eq!(
+            why_of(&mut s, Some("linux")).0,
+            "All nodes of label ‘linux’ are offline"
+        );
         add(&mut s, "a3", "linux", true);
-        assert_eq!(why_of(&mut s, Some("linux")), ("Waiting for next available executor on ‘linux’".into(), false));
-        assert_eq!(why_of(&mut s, Some("a3")).0, "Waiting for next available executor on ‘a3’");
-        assert_eq!(why_of(&mut s, Some("linux&&!docker")).0, "Waiting for next available executor on ‘linux&&!docker’");
-        assert_eq!(why_of(&mut s, None).0, "Waiting for next available executor");
+        assert_eq!(
+            why_of(&mut s, Some("linux")),
+            (
+                "Waiting for next available executor on ‘linux’".into(),
+                false
+            )
+        );
+        assert_eq!(
+            why_of(&mut s, Some("a3")).0,
+            "Waiting for next available executor on ‘a3’"
+        );
+        assert_eq!(
+            why_of(&mut s, Some("linux&&!docker")).0,
+            "Waiting for next available executor on ‘linux&&!docker’"
+        );
+        assert_eq!(
+            why_of(&mut s, None).0,
+            "Waiting for next available executor"
+        );
     }
 
     #[test]
     fn scheduler_runs_matching_builds_fifo() {
         let mut s = state();
         add(&mut s, "l1", "linux", true);
-        let ids = s.enqueue(&EnqueueRequest { label: Some("linux".into()), duration_ms: 100, count: Some(2), ..Default::default() }).unwrap();
-        s.enqueue(&EnqueueRequest { label: Some("windows".into()), ..Default::default() }).unwrap();
+        let ids = s
+            .enqueue(&EnqueueRequest {
+                label: Some("linux".into()),
+                duration_ms: 100,
+                count: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        s.enqueue(&EnqueueRequest {
+            label: Some("windows".into()),
+            ..Default::default()
+        })
+        .unwrap();
         let t0 = now_ms();
         assert_eq!(s.step(t0), Some(t0 + 100));
-        assert_eq!(s.queue.len(), 2, "one linux build runs, one waits, windows waits");
-        assert_eq!(s.nodes["l1"].executors[0].as_ref().unwrap().queue_id, ids[0]);
+        assert_eq!(
+            s.queue.len(),
+            2,
+            "one linux build runs, one waits, windows waits"
+        );
+        assert_eq!(
+            s.nodes["l1"].executors[0].as_ref().unwrap().queue_id,
+            ids[0]
+        );
         s.step(t0 + 100);
         assert_eq!(s.completed.len(), 1);
-        assert_eq!(s.nodes["l1"].executors[0].as_ref().unwrap().queue_id, ids[1]);
+        assert_eq!(
+            s.nodes["l1"].executors[0].as_ref().unwrap().queue_id,
+            ids[1]
+        );
     }
 }

@@ -16,7 +16,10 @@ pub fn parse(tree: &str) -> Result<Vec<Selector>, String> {
     let mut pos = 0;
     let list = parse_list(&chars, &mut pos)?;
     if pos != chars.len() {
-        return Err(format!("unexpected {:?} at offset {pos} of tree={tree:?}", chars[pos]));
+        return Err(format!(
+            "unexpected {:?} at offset {pos} of tree={tree:?}",
+            chars[pos]
+        ));
     }
     Ok(list)
 }
@@ -32,7 +35,11 @@ fn parse_list(c: &[char], pos: &mut usize) -> Result<Vec<Selector>, String> {
         if name.is_empty() {
             return Err(format!("empty property name at offset {start}"));
         }
-        let mut sel = Selector { name, children: None, range: None };
+        let mut sel = Selector {
+            name,
+            children: None,
+            range: None,
+        };
         if *pos < c.len() && c[*pos] == '[' {
             *pos += 1;
             sel.children = Some(parse_list(c, pos)?);
@@ -65,7 +72,13 @@ fn parse_list(c: &[char], pos: &mut usize) -> Result<Vec<Selector>, String> {
 fn parse_range(spec: &str) -> Result<(Option<usize>, Option<usize>), String> {
     let num = |s: &str| -> Result<Option<usize>, String> {
         let s = s.trim();
-        if s.is_empty() { Ok(None) } else { s.parse().map(Some).map_err(|_| format!("bad range number {s:?}")) }
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            s.parse()
+                .map(Some)
+                .map_err(|_| format!("bad range number {s:?}"))
+        }
     };
     match spec.split_once(',') {
         Some((a, b)) => Ok((num(a)?, num(b)?)),
@@ -87,7 +100,9 @@ pub fn apply(value: &Value, selectors: &[Selector]) -> Value {
                 out.insert("_class".into(), c.clone());
             }
             for sel in selectors {
-                let Some(v) = map.get(&sel.name) else { continue };
+                let Some(v) = map.get(&sel.name) else {
+                    continue;
+                };
                 let v = match (&sel.range, v) {
                     (Some((from, to)), Value::Array(items)) => {
                         let from = from.unwrap_or(0).min(items.len());
@@ -117,7 +132,10 @@ mod tests {
     fn selects_nested_properties_and_ranges() {
         let v = json!({"_class": "X", "a": 1, "b": [{"_class": "Y", "c": 2, "d": 3}, {"c": 4}], "e": [1, 2, 3]});
         let sel = parse("b[c],e{1,}").unwrap();
-        assert_eq!(apply(&v, &sel), json!({"_class": "X", "b": [{"_class": "Y", "c": 2}, {"c": 4}], "e": [2, 3]}));
+        assert_eq!(
+            apply(&v, &sel),
+            json!({"_class": "X", "b": [{"_class": "Y", "c": 2}, {"c": 4}], "e": [2, 3]})
+        );
         assert!(parse("a[b").is_err());
         assert!(parse("a,,b").is_err());
     }

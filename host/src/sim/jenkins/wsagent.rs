@@ -21,7 +21,11 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Equal-time comparison of secrets.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 pub(crate) async fn handshake(
@@ -29,10 +33,16 @@ pub(crate) async fn handshake(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let (Some(name), Some(secret), Some(_capability)) =
-        (header(&headers, "Node-Name"), header(&headers, "Secret-Key"), header(&headers, "X-Remoting-Capability"))
-    else {
-        return (StatusCode::BAD_REQUEST, "This endpoint is only for use from agent.jar in WebSocket mode").into_response();
+    let (Some(name), Some(secret), Some(_capability)) = (
+        header(&headers, "Node-Name"),
+        header(&headers, "Secret-Key"),
+        header(&headers, "X-Remoting-Capability"),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "This endpoint is only for use from agent.jar in WebSocket mode",
+        )
+            .into_response();
     };
     let name = name.to_string();
     {
@@ -44,24 +54,43 @@ pub(crate) async fn handshake(
             return StatusCode::FORBIDDEN.into_response();
         }
         if !node.is_inbound() {
-            return (StatusCode::BAD_REQUEST, format!("{name} is not an inbound agent")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{name} is not an inbound agent"),
+            )
+                .into_response();
         }
         // A live connection is only replaced by the peer holding its cookie (a reconnect).
         if let Some(c) = &node.connection
             && header(&headers, "Connection-Cookie") != Some(c.cookie.as_str())
         {
-            return (StatusCode::CONFLICT, format!("{name} is already connected to this controller. Rejecting this connection.")).into_response();
+            return (
+                StatusCode::CONFLICT,
+                format!(
+                    "{name} is already connected to this controller. Rejecting this connection."
+                ),
+            )
+                .into_response();
         }
     }
     let Ok(ws) = ws else {
-        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade request",
+        )
+            .into_response();
     };
     let cookie = random_hex(16);
     let session_cookie = cookie.clone();
     let shared = s.clone();
-    let mut resp = ws.on_upgrade(move |socket| serve_agent(shared, name, session_cookie, socket)).into_response();
+    let mut resp = ws
+        .on_upgrade(move |socket| serve_agent(shared, name, session_cookie, socket))
+        .into_response();
     let h = resp.headers_mut();
-    h.insert("X-Remoting-Capability", HeaderValue::from_static("rO0ABXNyABpodWRzb24ucmVtb3RpbmcuQ2FwYWJpbGl0eQ=="));
+    h.insert(
+        "X-Remoting-Capability",
+        HeaderValue::from_static("rO0ABXNyABpodWRzb24ucmVtb3RpbmcuQ2FwYWJpbGl0eQ=="),
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         h.insert("Connection-Cookie", v);
     }
@@ -75,7 +104,9 @@ async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: W
         let mut st = s.lock();
         let id = st.next_conn_id;
         st.next_conn_id += 1;
-        let Some(node) = st.nodes.get_mut(&name) else { return };
+        let Some(node) = st.nodes.get_mut(&name) else {
+            return;
+        };
         if let Some(old) = node.connection.replace(Connection { id, cookie, kick }) {
             let _ = old.kick.send(true);
         }
@@ -102,7 +133,11 @@ async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: W
         }
     }
     let mut st = s.lock();
-    let mine = st.nodes.get(&name).and_then(|n| n.connection.as_ref()).is_some_and(|c| c.id == id);
+    let mine = st
+        .nodes
+        .get(&name)
+        .and_then(|n| n.connection.as_ref())
+        .is_some_and(|c| c.id == id);
     if mine {
         st.abort_builds(&name, now_ms());
         if let Some(n) = st.nodes.get_mut(&name) {

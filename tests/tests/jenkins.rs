@@ -206,6 +206,8 @@ async fn client_errors_name_the_missing_permission() {
         .create_inbound_agent(&agent_spec("n1", &["linux"]))
         .await
         .unwrap();
+    // After the session expires the old crumb is refused; the client fetches a new one.
+    sim.expire_sessions();
     assert_eq!(
         by_password.take_offline("n1", "x").await.unwrap(),
         Changed::Yes

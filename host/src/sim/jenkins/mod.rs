@@ -212,6 +212,11 @@ impl JenkinsSim {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    /// Expires every web session, so that crumbs issued so far stop working (as after a
+    /// controller restart); API tokens are unaffected.
+    pub fn expire_sessions(&self) {
+        self.shared.lock().session_epoch += 1;
+    }
     /// Stops the server and the scheduler.
     pub fn stop(mut self) {
         self.abort();

@@ -210,6 +210,8 @@ pub(crate) struct State {
     pub completed: Vec<CompletedBuild>,
     pub next_conn_id: u64,
     pub built_in_executors: u32,
+    /// Bumped to expire every web session (and so every crumb), as a controller restart does.
+    pub session_epoch: u64,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -247,6 +249,7 @@ impl State {
             completed: Vec::new(),
             next_conn_id: 1,
             built_in_executors,
+            session_epoch: 0,
         }
     }
 
@@ -263,7 +266,7 @@ impl State {
 
     /// A keyed hash for crumbs (user + session).
     pub fn crumb_for(&self, user: &str, session: &str) -> String {
-        self.secret_of(&format!("crumb:{user};{session}"))
+        self.secret_of(&format!("crumb:{};{user};{session}", self.session_epoch))
     }
 
     pub fn define_job(&mut self, spec: JobSpec) {
@@ -522,7 +525,7 @@ impl State {
 
     fn executable_json(&self, r: &Running) -> Value {
         let class = match r.kind {
-            JobKind::Freestyle => "hudson.model.FreeStyleBuild",
+            JobKind::Freestyle => run_class(r.kind),
             JobKind::Pipeline => {
                 "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask$PlaceholderExecutable"
             }
@@ -627,7 +630,10 @@ impl State {
     }
 
     pub fn queue_item_json(&self, item: &Item) -> Value {
-        let (why, stuck) = self.why(item);
+        self.queue_item_json_with(item, self.why(item))
+    }
+
+    fn queue_item_json_with(&self, item: &Item, (why, stuck): (String, bool)) -> Value {
         json!({
             "_class": "hudson.model.Queue$BuildableItem",
             "actions": [{"_class": "hudson.model.CauseAction", "causes": [{"_class": "hudson.model.Cause$UserIdCause", "shortDescription": "Started by user admin"}]}],
@@ -644,17 +650,25 @@ impl State {
             "id": l.item.id, "inQueueSince": l.item.in_queue_since, "params": "", "stuck": false,
             "task": self.task_json(&l.item), "url": format!("queue/item/{}/", l.item.id), "why": null,
             "cancelled": false,
-            "executable": {"_class": "hudson.model.FreeStyleBuild", "number": l.number, "url": self.build_url(&l.item.job, l.number)},
+            "executable": {"_class": run_class(l.item.kind), "number": l.number, "url": self.build_url(&l.item.job, l.number)},
         })
     }
 
     pub fn queue_json(&self) -> Value {
+        // `why` depends only on the label and the nodes: work it out once per label.
+        let mut whys: HashMap<Option<String>, (String, bool)> = HashMap::new();
         // Jenkins lists buildable items newest first.
         let items: Vec<Value> = self
             .queue
             .iter()
             .rev()
-            .map(|i| self.queue_item_json(i))
+            .map(|i| {
+                let why = whys
+                    .entry(i.label.clone())
+                    .or_insert_with(|| self.why(i))
+                    .clone();
+                self.queue_item_json_with(i, why)
+            })
             .collect();
         json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items})
     }
@@ -665,7 +679,7 @@ impl State {
         let total: u32 = online.iter().map(|n| n.num_executors).sum();
         let busy: u32 = online.iter().map(|n| n.busy()).sum();
         json!({
-            "_class": if matches!(expr, LabelExpr::Atom(_)) { "hudson.model.labels.LabelAtom" } else { "hudson.model.labels.LabelExpression$And" },
+            "_class": label_class(expr),
             "actions": [], "busyExecutors": busy, "clouds": [], "description": null,
             "idleExecutors": total - busy, "loadStatistics": {"_class": "hudson.model.Label$1"},
             "name": label_name(expr), "nodes": nodes.iter().map(|n| json!({"_class": "hudson.slaves.DumbSlave", "nodeName": n.name,
@@ -749,6 +763,25 @@ impl State {
             n.web_socket,
             xml_escape(&n.labels.join(" ")),
         )
+    }
+}
+
+fn run_class(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Freestyle => "hudson.model.FreeStyleBuild",
+        JobKind::Pipeline => "org.jenkinsci.plugins.workflow.job.WorkflowRun",
+    }
+}
+
+fn label_class(e: &LabelExpr) -> &'static str {
+    match e {
+        LabelExpr::Atom(_) => "hudson.model.labels.LabelAtom",
+        LabelExpr::Not(_) => "hudson.model.labels.LabelExpression$Not",
+        LabelExpr::And(..) => "hudson.model.labels.LabelExpression$And",
+        LabelExpr::Or(..) => "hudson.model.labels.LabelExpression$Or",
+        LabelExpr::Implies(..) => "hudson.model.labels.LabelExpression$Implies",
+        LabelExpr::Iff(..) => "hudson.model.labels.LabelExpression$Iff",
+        LabelExpr::Paren(_) => "hudson.model.labels.LabelExpression$Paren",
     }
 }
 

@@ -378,7 +378,26 @@ impl State {
             declared
         };
         let Some(label) = label else {
-            return ("Waiting for next available executor".into(), stuck_label);
+            // An unlabelled item facing idle executors it may not use gets the nodes' own
+            // reasons, at most 5, joined by "; " (CompositeCauseOfBlockage).
+            let reserved: Vec<String> = self
+                .nodes
+                .values()
+                .filter(|n| {
+                    n.online() && n.mode == NodeMode::Exclusive && n.busy() < n.num_executors
+                })
+                .take(5)
+                .map(|n| {
+                    format!(
+                        "{} is reserved for jobs with matching label expression",
+                        q(&n.name)
+                    )
+                })
+                .collect();
+            if reserved.is_empty() {
+                return ("Waiting for next available executor".into(), stuck_label);
+            }
+            return (reserved.join("; "), stuck_label);
         };
         let matching: Vec<&Node> = self
             .nodes
@@ -937,6 +956,12 @@ mod tests {
         assert_eq!(
             why_of(&mut s, None).0,
             "Waiting for next available executor"
+        );
+        // Idle exclusive nodes refuse unlabelled items and say so.
+        s.nodes.get_mut("a3").unwrap().mode = NodeMode::Exclusive;
+        assert_eq!(
+            why_of(&mut s, None).0,
+            "‘a3’ is reserved for jobs with matching label expression"
         );
     }
 

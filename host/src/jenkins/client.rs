@@ -396,6 +396,21 @@ impl JenkinsClient {
         what: &str,
     ) -> Result<T, JenkinsError> {
         let resp = self.send(self.request(Method::GET, path), op, what).await?;
+        // A redirected read means the URL is not the controller's root (or a login proxy).
+        if resp.status().is_redirection() {
+            let to = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            return Err(JenkinsError::Status {
+                status: resp.status().as_u16(),
+                op: op.what,
+                body: format!(
+                    "redirected to {to}: check the Jenkins URL (the root, with any context path)"
+                ),
+            });
+        }
         decode(resp, op).await
     }
 

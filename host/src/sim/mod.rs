@@ -3,6 +3,7 @@
 //! Each speaks the real wire protocol on loopback, so the host under test cannot tell them from
 //! the real services, and official clients (Alibaba's Python SDK, python-jenkins, OpenSSH) are
 //! used to check their fidelity.
+pub mod agent;
 pub mod ecs;
 pub mod jenkins;
 pub mod ssh;

@@ -1,0 +1,182 @@
+//! The parts of Jenkins' JSON API the provisioner reads, as typed values.
+//!
+//! Every field is optional or defaulted on the wire: a `tree` filter or missing permissions
+//! leave fields out, and a missing field must not fail a whole listing.
+
+use serde::Deserialize;
+
+/// The `tree` the client asks `/computer/api/json` for: everything [`Computer`] reads.
+pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,idle,offline,temporarilyOffline,\
+offlineCauseReason,numExecutors,assignedLabels[name],\
+executors[number,idle,currentExecutable[url,number,timestamp]],\
+oneOffExecutors[number,idle,currentExecutable[url,number,timestamp]]]";
+
+/// The `tree` the client asks `/queue/api/json` for: everything [`QueueItem`] reads.
+pub const QUEUE_TREE: &str = "items[_class,id,buildable,blocked,stuck,pending,inQueueSince,\
+buildableStartMilliseconds,why,task[_class,name,url,labelExpression]]";
+
+/// One computer from `/computer/api/json` (the built-in node included).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Computer {
+    #[serde(rename = "_class")]
+    pub class: String,
+    /// The node name (the built-in node shows "Built-In Node").
+    pub display_name: String,
+    pub description: Option<String>,
+    /// No executor is running anything.
+    pub idle: bool,
+    /// Temporarily offline or not connected.
+    pub offline: bool,
+    /// Marked offline by a user (or by us); says nothing about the connection.
+    pub temporarily_offline: bool,
+    pub offline_cause_reason: Option<String>,
+    pub num_executors: u32,
+    pub assigned_labels: Vec<LabelName>,
+    pub executors: Vec<Executor>,
+    pub one_off_executors: Vec<Executor>,
+}
+
+impl Computer {
+    /// True for the controller's own node, which the provisioner never manages.
+    pub fn is_built_in(&self) -> bool {
+        self.class.ends_with("MasterComputer") || self.class.ends_with("BuiltInComputer")
+    }
+
+    /// The node's label names (Jenkins includes the node's own name).
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.assigned_labels.iter().map(|l| l.name.as_str())
+    }
+
+    /// The builds running on this computer right now, one per busy executor.
+    pub fn running(&self) -> impl Iterator<Item = &Executable> {
+        self.executors
+            .iter()
+            .chain(&self.one_off_executors)
+            .filter_map(|e| e.current_executable.as_ref())
+    }
+
+    /// Busy executors, counting one-off (flyweight) ones.
+    pub fn busy_executors(&self) -> u32 {
+        self.running().count() as u32
+    }
+}
+
+/// `{"name": ...}` as in `assignedLabels`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LabelName {
+    pub name: String,
+}
+
+/// One executor of a computer.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Executor {
+    pub number: u32,
+    pub idle: bool,
+    pub current_executable: Option<Executable>,
+}
+
+/// What an executor runs: a build, or a Pipeline `node {}` block's placeholder.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Executable {
+    pub url: Option<String>,
+    pub number: Option<u64>,
+    pub timestamp: Option<u64>,
+}
+
+impl Executable {
+    /// A key that identifies this build across listings.
+    pub fn key(&self) -> String {
+        format!(
+            "{}#{}",
+            self.url.as_deref().unwrap_or(""),
+            self.number.unwrap_or(0)
+        )
+    }
+}
+
+/// One item of `/queue/api/json`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct QueueItem {
+    #[serde(rename = "_class")]
+    pub class: String,
+    pub id: u64,
+    pub buildable: bool,
+    pub blocked: bool,
+    pub stuck: bool,
+    pub pending: bool,
+    /// Epoch ms the item entered the queue.
+    pub in_queue_since: u64,
+    pub buildable_start_milliseconds: Option<u64>,
+    /// The English (`Accept-Language: en`) reason it waits.
+    pub why: Option<String>,
+    pub task: Task,
+}
+
+/// The queued task: a job, or a Pipeline `node {}` placeholder.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Task {
+    #[serde(rename = "_class")]
+    pub class: String,
+    pub name: String,
+    pub url: Option<String>,
+    /// Present (possibly null) only for `AbstractProject`s such as freestyle jobs.
+    #[serde(deserialize_with = "present")]
+    pub label_expression: Option<Option<String>>,
+}
+
+/// Keeps "present but null" apart from "absent" (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `/label/<expr>/api/json`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LabelInfo {
+    pub name: String,
+    pub idle_executors: u32,
+    pub busy_executors: u32,
+    pub total_executors: u32,
+    pub offline: bool,
+    pub nodes: Vec<LabelNode>,
+}
+
+/// A node as listed under a label.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LabelNode {
+    pub node_name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ComputerSet {
+    pub computer: Vec<Computer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Queue {
+    pub items: Vec<QueueItem>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_expression_presence_is_kept() {
+        let free: Task = serde_json::from_str(r#"{"name":"f","labelExpression":null}"#).unwrap();
+        assert_eq!(free.label_expression, Some(None));
+        let pipe: Task = serde_json::from_str(r#"{"name":"p"}"#).unwrap();
+        assert_eq!(pipe.label_expression, None);
+        let lab: Task = serde_json::from_str(r#"{"name":"f","labelExpression":"linux"}"#).unwrap();
+        assert_eq!(lab.label_expression, Some(Some("linux".into())));
+    }
+}

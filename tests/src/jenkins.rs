@@ -1,0 +1,91 @@
+//! Helpers for the Jenkins tests: the emulator, a client for it, the Python interpreter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ecs_provisioner::jenkins::{Credentials, JenkinsClient, NodeMode, TemplateLabels};
+use ecs_provisioner::sim::jenkins::{JenkinsSim, SimConfig};
+
+/// Starts an emulator on an ephemeral loopback port with one admin user.
+pub async fn start_sim() -> JenkinsSim {
+    JenkinsSim::start(SimConfig::default())
+        .await
+        .expect("start the Jenkins emulator")
+}
+
+/// A client for the emulator, authenticated with the admin's API token.
+pub fn client(sim: &JenkinsSim) -> JenkinsClient {
+    JenkinsClient::new(
+        sim.base_url(),
+        Credentials::api_token(sim.user(), sim.token()),
+    )
+    .expect("client")
+}
+
+/// The Python interpreter with python-jenkins installed. Fails (never skips) when missing.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("ECSP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/ecs-provisioner/venv/bin/python")
+        });
+    let ok = std::process::Command::new(&path)
+        .args(["-c", "import jenkins"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python-jenkins is not available through {} — run scripts/setup-test-deps.sh (and export the ECSP_PYTHON it prints)",
+        path.display()
+    );
+    path
+}
+
+/// The Python test scripts' directory.
+pub fn python_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// Three templates used by the demand tests, in config order.
+pub fn templates() -> Vec<TemplateLabels> {
+    let t = |name: &str, labels: &[&str], mode| TemplateLabels {
+        name: name.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        mode,
+    };
+    vec![
+        t("linux", &["linux", "docker"], NodeMode::Exclusive),
+        t("big", &["linux", "docker", "large"], NodeMode::Normal),
+        t("win", &["windows"], NodeMode::Exclusive),
+    ]
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Epoch milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

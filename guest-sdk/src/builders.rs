@@ -66,7 +66,7 @@ impl SnapshotBuilder {
         match self.snapshot.demand.iter_mut().find(|d| d.template == template) {
             Some(d) => {
                 d.items.extend(items);
-                d.items.sort_by(|a, b| b.wait_ms.cmp(&a.wait_ms));
+                d.items.sort_by_key(|i| std::cmp::Reverse(i.wait_ms));
                 d.queued += count;
                 d.oldest_wait_ms = d.oldest_wait_ms.max(oldest_wait_ms);
             }

@@ -61,6 +61,7 @@ mod tests {
     #[derive(Deserialize, Debug)]
     #[serde(rename_all = "kebab-case", deny_unknown_fields)]
     struct Window {
+        #[allow(dead_code)] // only its parse error is tested
         start: String,
     }
 

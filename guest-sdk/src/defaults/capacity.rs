@@ -23,37 +23,47 @@ pub fn capacity_tiers(mode: SpotMode) -> &'static [bool] {
     }
 }
 
-/// Free private IPs left per vswitch while placing.
+/// Free private IPs left per vswitch while placing, addressed by offering index.
 ///
 /// Several offerings (instance types, spot and on-demand) share one vswitch, so the IPs are
 /// counted per vswitch, not per offering; when offerings disagree the smallest count wins.
 #[derive(Debug, Clone)]
 pub struct FreeIps {
-    left: BTreeMap<String, u32>,
+    /// Offering index -> vswitch slot.
+    slot: Vec<usize>,
+    /// Vswitch slot -> IPs left.
+    left: Vec<u32>,
 }
 
 impl FreeIps {
     /// Start from what the offerings report.
     pub fn new(offerings: &[Offering]) -> Self {
-        let mut left = BTreeMap::new();
-        for o in offerings {
-            left.entry(o.vswitch.clone())
-                .and_modify(|n: &mut u32| *n = (*n).min(o.free_ips))
-                .or_insert(o.free_ips);
-        }
-        FreeIps { left }
+        let mut slots: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut left: Vec<u32> = Vec::new();
+        let slot = offerings
+            .iter()
+            .map(|o| {
+                let s = *slots.entry(o.vswitch.as_str()).or_insert_with(|| {
+                    left.push(o.free_ips);
+                    left.len() - 1
+                });
+                left[s] = left[s].min(o.free_ips);
+                s
+            })
+            .collect();
+        FreeIps { slot, left }
     }
 
-    /// IPs left in the offering's vswitch.
-    pub fn left(&self, offering: &Offering) -> u32 {
-        self.left.get(&offering.vswitch).copied().unwrap_or(0)
+    /// IPs left in the vswitch of offering `index` (0 for an index out of range).
+    pub fn left(&self, index: usize) -> u32 {
+        self.slot.get(index).map_or(0, |&s| self.left[s])
     }
 
-    /// Take `n` IPs from the offering's vswitch; returns how many were actually available.
-    pub fn take(&mut self, offering: &Offering, n: u32) -> u32 {
-        let slot = self.left.entry(offering.vswitch.clone()).or_insert(0);
-        let taken = n.min(*slot);
-        *slot -= taken;
+    /// Take up to `n` IPs from the vswitch of offering `index`; returns how many it got.
+    pub fn take(&mut self, index: usize, n: u32) -> u32 {
+        let Some(&s) = self.slot.get(index) else { return 0 };
+        let taken = n.min(self.left[s]);
+        self.left[s] -= taken;
         taken
     }
 }
@@ -70,8 +80,9 @@ mod tests {
             OfferingBuilder::new("z", "vsw-1", "b").free_ips(5).build(),
         ];
         let mut ips = FreeIps::new(&offerings);
-        assert_eq!(ips.take(&offerings[1], 2), 2);
-        assert_eq!(ips.left(&offerings[0]), 1);
-        assert_eq!(ips.take(&offerings[0], 4), 1);
+        assert_eq!(ips.take(1, 2), 2);
+        assert_eq!(ips.left(0), 1);
+        assert_eq!(ips.take(0, 4), 1);
+        assert_eq!((ips.left(0), ips.take(7, 1)), (0, 0));
     }
 }

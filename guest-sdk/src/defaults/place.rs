@@ -45,17 +45,56 @@ pub fn place(
     let mut placed: BTreeMap<u32, u32> = BTreeMap::new();
     let mut left = request.count;
     for &spot in capacity_tiers(request.template.spot) {
-        let mut tier: Vec<usize> = usable.iter().copied().filter(|&i| offerings[i].spot == spot).collect();
-        tier.sort_by(|&a, &b| cheaper(&offerings[a], &offerings[b]).then(a.cmp(&b)));
+        let mut zones = zones_of(offerings, usable.iter().copied().filter(|&i| offerings[i].spot == spot));
         while left > 0 {
-            let Some(i) = next_offering(&tier, offerings, &ips, &per_zone) else { break };
-            ips.take(&offerings[i], 1);
-            *per_zone.entry(offerings[i].zone.as_str()).or_default() += 1;
+            // The least-populated zone that still has an offering with a free IP.
+            let next = zones
+                .iter_mut()
+                .filter_map(|z| z.open(&ips).map(|i| (per_zone.get(z.name).copied().unwrap_or(0), z.name, i)))
+                .min_by_key(|&(count, name, _)| (count, name));
+            let Some((_, zone, i)) = next else { break };
+            ips.take(i, 1);
+            *per_zone.entry(zone).or_default() += 1;
             *placed.entry(i as u32).or_default() += 1;
             left -= 1;
         }
     }
     placed.into_iter().map(|(offering, count)| Placement { offering, count }).collect()
+}
+
+/// A zone's candidate offerings, cheapest first, and how far they are used up.
+struct Zone<'a> {
+    name: &'a str,
+    candidates: Vec<usize>,
+    next: usize,
+}
+
+impl Zone<'_> {
+    /// The cheapest candidate whose vswitch still has an IP; skips exhausted ones for good.
+    fn open(&mut self, ips: &FreeIps) -> Option<usize> {
+        while let Some(&i) = self.candidates.get(self.next) {
+            if ips.left(i) > 0 {
+                return Some(i);
+            }
+            self.next += 1;
+        }
+        None
+    }
+}
+
+/// Group offerings by zone, each zone's list ordered by price per vCPU then index.
+fn zones_of(offerings: &[Offering], indices: impl Iterator<Item = usize>) -> Vec<Zone<'_>> {
+    let mut by_zone: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for i in indices {
+        by_zone.entry(offerings[i].zone.as_str()).or_default().push(i);
+    }
+    by_zone
+        .into_iter()
+        .map(|(name, mut candidates)| {
+            candidates.sort_by(|&a, &b| cheaper(&offerings[a], &offerings[b]).then(a.cmp(&b)));
+            Zone { name, candidates, next: 0 }
+        })
+        .collect()
 }
 
 /// Order by price per vCPU, known prices first.
@@ -66,21 +105,6 @@ fn cheaper(a: &Offering, b: &Offering) -> std::cmp::Ordering {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     }
-}
-
-/// The first offering (in `tier` order) in the least-populated zone that still has an IP.
-fn next_offering(
-    tier: &[usize],
-    offerings: &[Offering],
-    ips: &FreeIps,
-    per_zone: &BTreeMap<&str, u32>,
-) -> Option<usize> {
-    let open = tier.iter().copied().filter(|&i| ips.left(&offerings[i]) > 0);
-    let zone = open
-        .clone()
-        .map(|i| offerings[i].zone.as_str())
-        .min_by_key(|z| (per_zone.get(z).copied().unwrap_or(0), *z))?;
-    open.into_iter().find(|&i| offerings[i].zone == zone)
 }
 
 #[cfg(test)]

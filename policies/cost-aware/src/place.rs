@@ -31,7 +31,7 @@ pub fn place(s: &Settings, request: &PlaceRequest, offerings: &[Offering], fleet
         for i in tier {
             let o = &offerings[i];
             let room = s.max_nodes_per_offering.map_or(u32::MAX, |cap| cap.saturating_sub(on_offering(fleet, o)));
-            let n = ips.take(o, left.min(room));
+            let n = ips.take(i, left.min(room));
             if n > 0 {
                 log::debug(format!(
                     "{n} x {} {} in {} at {}",

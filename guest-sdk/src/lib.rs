@@ -112,3 +112,13 @@ pub mod __private {
     pub use crate::bindings::exports::ecs_provisioner::policy::policy::Guest;
     pub use crate::export::Slot;
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn contract_version_matches_the_wit() {
+        let wit = include_str!("../../wit/policy.wit");
+        let package = format!("package ecs-provisioner:policy@{};", super::CONTRACT_VERSION);
+        assert!(wit.lines().any(|l| l == package), "wit/policy.wit does not declare {package}");
+    }
+}

@@ -114,12 +114,31 @@ pub fn test_limits() -> Limits {
     Limits { deadline: std::time::Duration::from_millis(100), max_instances: 32, ..Limits::default() }
 }
 
-/// Loads a component file with `settings` into the shared runtime, compiling each file once
-/// per process (later loads reuse the compiled policy through `with_settings`).
+/// A runtime for memory-cap tests: a smaller cap (32 MiB) and a long deadline (5 s), so a
+/// guest racing towards the cap on a loaded machine hits the cap, not the deadline.
+pub fn roomy_runtime() -> Arc<PolicyRuntime> {
+    static RT: OnceLock<Arc<PolicyRuntime>> = OnceLock::new();
+    RT.get_or_init(|| Arc::new(PolicyRuntime::new(roomy_limits()).expect("policy runtime")))
+        .clone()
+}
+
+/// The limits of [`roomy_runtime`].
+pub fn roomy_limits() -> Limits {
+    Limits { memory_bytes: 32 << 20, deadline: std::time::Duration::from_secs(5), max_instances: 4, ..Limits::default() }
+}
+
+/// Loads a component file with `settings` into the shared [`runtime`], compiling each file
+/// once per process (later loads reuse the compiled policy through `with_settings`).
 pub fn load(wasm: &Path, settings: &str) -> Result<Policy, ecs_provisioner::policy::PolicyError> {
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Policy>>> = OnceLock::new();
+    load_in(&runtime(), wasm, settings)
+}
+
+/// [`load`] into another runtime (compiled once per runtime and file).
+pub fn load_in(rt: &Arc<PolicyRuntime>, wasm: &Path, settings: &str) -> Result<Policy, ecs_provisioner::policy::PolicyError> {
+    static LOADED: OnceLock<Mutex<HashMap<(usize, PathBuf), Policy>>> = OnceLock::new();
     let loaded = LOADED.get_or_init(Default::default);
-    let cached = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(wasm).cloned();
+    let key = (Arc::as_ptr(rt) as usize, wasm.to_owned());
+    let cached = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
     if let Some(p) = cached {
         return p.with_settings(settings);
     }
@@ -127,11 +146,11 @@ pub fn load(wasm: &Path, settings: &str) -> Result<Policy, ecs_provisioner::poli
     let name = wasm.file_stem().unwrap().to_string_lossy().into_owned();
     // Load with empty settings first so the compiled policy can be kept even when
     // `settings` are meant to be rejected.
-    let base = runtime().load_bytes(&name, &bytes, "{}").or_else(|e| match e.function {
+    let base = rt.load_bytes(&name, &bytes, "{}").or_else(|e| match e.function {
         // `{}` itself rejected: keep nothing, report the load with the real settings.
-        Some(_) => runtime().load_bytes(&name, &bytes, settings),
+        Some(_) => rt.load_bytes(&name, &bytes, settings),
         None => Err(e),
     })?;
-    loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(wasm.to_owned(), base.clone());
+    loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(key, base.clone());
     base.with_settings(settings)
 }

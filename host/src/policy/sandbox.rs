@@ -276,6 +276,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn log_is_rate_limited_and_truncated_per_evaluation() {
+        use host::Host as _;
+        let limits = Limits { max_log_lines: 5, max_log_line_bytes: 8, ..Limits::default() };
+        let mut sandbox = Sandbox::new("p".into(), &limits, 0);
+        for i in 0..12 {
+            sandbox.log(Level::Info, format!("line {i}"));
+        }
+        sandbox.log(Level::Error, "a long error message".into());
+        assert_eq!((sandbox.log.lines, sandbox.log.suppressed), (5, 8));
+        assert_eq!(sandbox.log.last_error.as_deref(), Some("a long e…[truncated]"));
+        // A fresh evaluation starts with a fresh budget.
+        let fresh = Sandbox::new("p".into(), &limits, 0);
+        assert_eq!((fresh.log.lines, fresh.log.suppressed), (0, 0));
+    }
+
+    #[test]
     fn truncate_respects_char_boundaries() {
         assert_eq!(truncate("abc".into(), 10), "abc");
         assert_eq!(truncate("héllo".into(), 2), "h…[truncated]");

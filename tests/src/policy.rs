@@ -142,15 +142,7 @@ pub fn load_in(rt: &Arc<PolicyRuntime>, wasm: &Path, settings: &str) -> Result<P
     if let Some(p) = cached {
         return p.with_settings(settings);
     }
-    let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
-    let name = wasm.file_stem().unwrap().to_string_lossy().into_owned();
-    // Load with empty settings first so the compiled policy can be kept even when
-    // `settings` are meant to be rejected.
-    let base = rt.load_bytes(&name, &bytes, "{}").or_else(|e| match e.function {
-        // `{}` itself rejected: keep nothing, report the load with the real settings.
-        Some(_) => rt.load_bytes(&name, &bytes, settings),
-        None => Err(e),
-    })?;
+    let base = rt.prepare(&ecs_provisioner::policy::PolicySource::Path(wasm.to_owned()))?;
     loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(key, base.clone());
     base.with_settings(settings)
 }

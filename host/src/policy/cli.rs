@@ -127,7 +127,9 @@ impl PolicyCommand {
 
 /// `policy test`: 0 when every case passed, 1 when any failed, 2 when the policy did not load.
 pub fn test(args: &TestArgs, out: &mut dyn Write) -> i32 {
-    let policy = match load(&args.policy, "{}", &args.runtime) {
+    // Not `load`: each case brings its own settings, and `{}` may not be valid ones.
+    let prepared = args.runtime.runtime().and_then(|rt| rt.prepare(&PolicySource::parse(&args.policy)));
+    let policy = match prepared {
         Ok(p) => p,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");

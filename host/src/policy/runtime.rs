@@ -136,6 +136,18 @@ impl PolicyRuntime {
 
     /// Like [`Self::load`] for a component already in memory; `name` is used in errors and logs.
     pub fn load_bytes(self: &Arc<Self>, name: &str, bytes: &[u8], settings: &str) -> Result<Policy, PolicyError> {
+        self.prepare_bytes(name, bytes)?.with_settings(settings)
+    }
+
+    /// Compiles, checks the contract version and links a policy without calling `configure`:
+    /// for tools that choose settings per case with [`Policy::with_settings`] (fixtures).
+    /// Its own settings are `{}`, not checked.
+    pub fn prepare(self: &Arc<Self>, source: &PolicySource) -> Result<Policy, PolicyError> {
+        self.prepare_bytes(&source.name(), &source.bytes()?)
+    }
+
+    /// [`Self::prepare`] for a component already in memory.
+    pub fn prepare_bytes(self: &Arc<Self>, name: &str, bytes: &[u8]) -> Result<Policy, PolicyError> {
         let (component, info) = self.component(name, bytes)?;
         let contract = check_contract(name, &self.engine, &component)?;
         let pre = self
@@ -143,9 +155,7 @@ impl PolicyRuntime {
             .instantiate_pre(&component)
             .and_then(PolicyModulePre::new)
             .map_err(|e| PolicyError::load(name, format!("cannot link: {e:#}")))?;
-        let policy = Policy::new(Arc::clone(self), name.into(), pre, settings.into(), contract, info);
-        policy.check_settings()?;
-        Ok(policy)
+        Ok(Policy::new(Arc::clone(self), name.into(), pre, "{}".into(), contract, info))
     }
 
     /// Compiles (or takes from the cache) a component. Public for `policy bench`.

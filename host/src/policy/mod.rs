@@ -1,1 +1,305 @@
-//! The wasmtime policy runtime.
+//! The wasmtime policy runtime: load a policy component, sandbox it, call it, validate its
+//! answer.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ecs_provisioner::policy::{Limits, PolicyRuntime, PolicySource};
+//! # fn snapshot() -> ecs_provisioner::policy::Snapshot { unimplemented!() }
+//! let runtime = Arc::new(PolicyRuntime::new(Limits::default())?);
+//! let policy = runtime.load(&PolicySource::parse("builtin:default"), "{}")?;
+//! let plan = policy.scale(&snapshot())?; // fresh instance, configure, scale, validate
+//! # Ok::<(), ecs_provisioner::policy::PolicyError>(())
+//! ```
+//!
+//! Every evaluation gets a fresh instance from the pre-instantiated component (pooled, a few
+//! microseconds), runs `configure(settings)` then one of `scale`/`place` under the memory cap
+//! and the epoch deadline, and drops the instance. Whatever the guest does ends as a
+//! [`PolicyError`]; the host never panics or hangs because of a policy.
+
+pub mod bench;
+mod bindings;
+pub mod cli;
+mod error;
+pub mod fixture;
+mod runtime;
+mod sandbox;
+pub mod scaffold;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+pub use bindings::{
+    Demand, Failure, Launch, Level, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem, Removal,
+    ScalePlan, Snapshot, SpotMode, Template, CONTRACT_PACKAGE, CONTRACT_VERSION,
+};
+pub use cli::PolicyCommand;
+pub use error::{Cause, Function, PolicyError};
+pub use runtime::{LoadInfo, LoadedFrom, Limits, PolicyRuntime, ACCEPTED_VERSIONS, WASMTIME_VERSION};
+
+use bindings::{PolicyModule, PolicyModulePre};
+use sandbox::Sandbox;
+
+/// The default policy, compiled into the binary by build.rs (empty if it was skipped).
+static BUILTIN_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy-default.wasm"));
+
+/// Where a policy's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A policy compiled into this binary: `builtin:default`.
+    Builtin(String),
+    /// A `.wasm` component file.
+    Path(PathBuf),
+}
+
+impl PolicySource {
+    /// `builtin:<name>` or a file path.
+    pub fn parse(s: &str) -> Self {
+        match s.strip_prefix("builtin:") {
+            Some(name) => PolicySource::Builtin(name.to_owned()),
+            None => PolicySource::Path(PathBuf::from(s)),
+        }
+    }
+
+    /// The name used in logs and errors: `builtin:default`, or the file stem.
+    pub fn name(&self) -> String {
+        match self {
+            PolicySource::Builtin(n) => format!("builtin:{n}"),
+            PolicySource::Path(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.display().to_string()),
+        }
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'static, [u8]>, PolicyError> {
+        match self {
+            PolicySource::Builtin(n) if n == "default" => {
+                if BUILTIN_DEFAULT.is_empty() {
+                    Err(PolicyError::load(self.name(), concat!(
+                        "this binary was built without the builtin default policy (",
+                        env!("ECSP_BUILTIN_POLICY_NOTE"),
+                        ")"
+                    )))
+                } else {
+                    Ok(std::borrow::Cow::Borrowed(BUILTIN_DEFAULT))
+                }
+            }
+            PolicySource::Builtin(_) => Err(PolicyError::load(self.name(), "unknown builtin policy; the only one is `builtin:default`")),
+            PolicySource::Path(p) => std::fs::read(p)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| PolicyError::load(self.name(), format!("cannot read {}: {e}", p.display()))),
+        }
+    }
+}
+
+/// What one evaluation cost; returned by the `*_measured` calls (used by `policy bench`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvalStats {
+    /// Store creation plus instantiation from the pre-instantiated component.
+    pub instantiate: Duration,
+    /// The whole evaluation: instantiate, configure, the call, validation.
+    pub total: Duration,
+    /// Largest linear memory the guest was granted, in bytes.
+    pub peak_memory: usize,
+}
+
+/// A loaded policy: a pre-instantiated component plus its settings. Cheap to clone and
+/// safe to use from several threads; each call runs in its own fresh instance.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<PolicyInner>,
+}
+
+struct PolicyInner {
+    runtime: Arc<PolicyRuntime>,
+    name: Arc<str>,
+    pre: PolicyModulePre<Sandbox>,
+    settings: String,
+    contract: String,
+    load: LoadInfo,
+}
+
+impl Policy {
+    fn new(
+        runtime: Arc<PolicyRuntime>,
+        name: Arc<str>,
+        pre: PolicyModulePre<Sandbox>,
+        settings: String,
+        contract: String,
+        load: LoadInfo,
+    ) -> Self {
+        Policy { inner: Arc::new(PolicyInner { runtime, name, pre, settings, contract, load }) }
+    }
+
+    /// The policy's name, as used in logs and errors.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The contract version the component exports (e.g. `0.1.0`).
+    pub fn contract_version(&self) -> &str {
+        &self.inner.contract
+    }
+
+    /// How the component was obtained at load time.
+    pub fn load_info(&self) -> LoadInfo {
+        self.inner.load
+    }
+
+    /// The same compiled policy with other settings, checked with `configure` like a load.
+    pub fn with_settings(&self, settings: &str) -> Result<Policy, PolicyError> {
+        let i = &self.inner;
+        let p = Policy::new(i.runtime.clone(), i.name.clone(), i.pre.clone(), settings.into(), i.contract.clone(), i.load);
+        p.check_settings()?;
+        Ok(p)
+    }
+
+    /// Runs `configure(settings)` on a fresh instance.
+    pub fn check_settings(&self) -> Result<(), PolicyError> {
+        self.evaluate(Function::Configure, 0, |_, _| Ok(Ok(Ok(())))).0
+    }
+
+    /// Asks the policy how many nodes to launch and which to remove. The plan is validated
+    /// against `snapshot` (known templates and instance ids, no duplicates) but not clamped:
+    /// clamping to the hard limits is the engine's job.
+    pub fn scale(&self, snapshot: &Snapshot) -> Result<ScalePlan, PolicyError> {
+        self.scale_measured(snapshot).0
+    }
+
+    /// [`Self::scale`] plus what the evaluation cost.
+    pub fn scale_measured(&self, snapshot: &Snapshot) -> (Result<ScalePlan, PolicyError>, EvalStats) {
+        self.evaluate(Function::Scale, snapshot.now_ms, |guest, store| {
+            let plan = guest.call_scale(store, snapshot)?;
+            Ok(plan.map(|plan| validate::scale_plan(snapshot, &plan).map(|()| plan)))
+        })
+    }
+
+    /// Asks the policy to spread `request.count` nodes over `offerings`. The placements are
+    /// validated (offering indices in range, no duplicates, total at most `request.count`).
+    pub fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, PolicyError> {
+        self.place_measured(request, offerings, fleet).0
+    }
+
+    /// [`Self::place`] plus what the evaluation cost.
+    pub fn place_measured(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> (Result<Vec<Placement>, PolicyError>, EvalStats) {
+        self.evaluate(Function::Place, request.now_ms, |guest, store| {
+            let placements = guest.call_place(store, request, offerings, fleet)?;
+            Ok(placements.map(|p| validate::placements(request, offerings, &p).map(|()| p)))
+        })
+    }
+
+    /// One evaluation: fresh store and instance, `configure`, then `call` (a no-op for a
+    /// configure check). `call` returns the guest's `result` with its `Ok` already
+    /// validated: `Ok(Ok(Ok(v)))` fine, `Ok(Ok(Err(problem)))` invalid output,
+    /// `Ok(Err(msg))` guest error, `Err(e)` trap or timeout.
+    #[allow(clippy::type_complexity)]
+    fn evaluate<R>(
+        &self,
+        function: Function,
+        now_ms: u64,
+        call: impl FnOnce(
+            &bindings::exports::ecs_provisioner::policy::policy::Guest,
+            &mut Store<Sandbox>,
+        ) -> wasmtime::Result<Result<Result<R, String>, String>>,
+    ) -> (Result<R, PolicyError>, EvalStats) {
+        let started = Instant::now();
+        let i = &self.inner;
+        let rt = &i.runtime;
+        let mut store = Store::new(&rt.engine, Sandbox::new(i.name.clone(), &rt.limits, now_ms));
+        store.limiter(|s| &mut s.limiter);
+        let ticks = rt.deadline_ticks();
+        store.set_epoch_deadline(ticks);
+        let mut stats = EvalStats::default();
+        let instance: Result<PolicyModule, _> = i.pre.instantiate(&mut store);
+        stats.instantiate = started.elapsed();
+        let result = match instance {
+            Err(e) => Err(self.classify(None, &store, e, true)),
+            Ok(instance) => {
+                let guest = instance.ecs_provisioner_policy_policy();
+                store.set_epoch_deadline(ticks);
+                match guest.call_configure(&mut store, &i.settings) {
+                    Err(e) => Err(self.classify(Some(Function::Configure), &store, e, false)),
+                    Ok(Err(msg)) => Err(self.error(Function::Configure, Cause::Rejected(msg))),
+                    Ok(Ok(())) => {
+                        store.set_epoch_deadline(ticks);
+                        match call(guest, &mut store) {
+                            Err(e) => Err(self.classify(Some(function), &store, e, false)),
+                            Ok(Err(msg)) => Err(self.error(function, Cause::Rejected(msg))),
+                            Ok(Ok(Err(problem))) => Err(self.error(function, Cause::InvalidOutput(problem))),
+                            Ok(Ok(Ok(v))) => Ok(v),
+                        }
+                    }
+                }
+            }
+        };
+        store.data().log.finish();
+        stats.peak_memory = store.data().limiter.peak;
+        drop(store);
+        stats.total = started.elapsed();
+        (result, stats)
+    }
+
+    /// Creates a fresh store and instance without calling anything; returns the store
+    /// creation and the instantiation times (for `policy bench`).
+    pub fn measure_instantiate(&self) -> Result<(Duration, Duration), PolicyError> {
+        let i = &self.inner;
+        let started = Instant::now();
+        let mut store = Store::new(&i.runtime.engine, Sandbox::new(i.name.clone(), &i.runtime.limits, 0));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(i.runtime.deadline_ticks());
+        let created = started.elapsed();
+        let instance = i.pre.instantiate(&mut store);
+        let instantiated = started.elapsed() - created;
+        instance.map_err(|e| self.classify(None, &store, e, true))?;
+        Ok((created, instantiated))
+    }
+
+    fn error(&self, function: Function, cause: Cause) -> PolicyError {
+        PolicyError::new(&*self.inner.name, Some(function), cause)
+    }
+
+    /// Turns a wasmtime error into a cause: timeout, memory cap, trap or instantiation failure.
+    fn classify(&self, function: Option<Function>, store: &Store<Sandbox>, e: wasmtime::Error, instantiating: bool) -> PolicyError {
+        let data = store.data();
+        let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+        let cause = if trap == Some(wasmtime::Trap::Interrupt) {
+            Cause::Timeout(self.inner.runtime.limits.deadline)
+        } else if let Some(requested) = data.limiter.denied {
+            Cause::MemoryCap { cap: data.limiter.cap as u64, requested: requested as u64 }
+        } else if instantiating && trap.is_none() {
+            Cause::Instantiate(format!("{e:#}"))
+        } else {
+            let mut msg = match trap {
+                Some(t) => t.to_string(),
+                None => format!("{e:#}"),
+            };
+            if let Some(stderr) = data.stderr_tail() {
+                msg.push_str(&format!("; guest stderr: {stderr}"));
+            }
+            if let Some(last) = &data.log.last_error {
+                msg.push_str(&format!(" (last error logged: {last})"));
+            }
+            Cause::Trap(msg)
+        };
+        PolicyError::new(&*self.inner.name, function, cause)
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.inner.name)
+            .field("contract", &self.inner.contract)
+            .finish_non_exhaustive()
+    }
+}

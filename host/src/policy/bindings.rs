@@ -1,0 +1,23 @@
+//! Host bindings generated from `wit/policy.wit` (world `policy-module`).
+//!
+//! The generated records and enums are the host's own snapshot and plan types: the engine
+//! builds a [`Snapshot`] and receives a [`ScalePlan`], with no parallel copy to keep in sync.
+//! They derive serde (for `plan --json` and fixture reports), `Clone` and `PartialEq`;
+//! `Debug` comes from the generator. Serde uses the Rust names (`min_nodes`, `OnDemand`).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "policy-module",
+    additional_derives: [serde::Serialize, serde::Deserialize, Clone, PartialEq],
+});
+
+pub use ecs_provisioner::policy::host::Level;
+pub use exports::ecs_provisioner::policy::policy::{
+    Demand, Failure, Launch, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem, Removal,
+    ScalePlan, Snapshot, SpotMode, Template,
+};
+
+/// The contract package this host implements.
+pub const CONTRACT_PACKAGE: &str = "ecs-provisioner:policy";
+/// The contract version the bindings were generated from.
+pub const CONTRACT_VERSION: &str = "0.1.0";

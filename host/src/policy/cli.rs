@@ -1,0 +1,186 @@
+//! `ecs-provisioner policy ...`: clap types and entry points for `test`, `bench` and `new`.
+//!
+//! `main.rs` embeds [`PolicyCommand`] as a subcommand and calls [`PolicyCommand::run`],
+//! which prints to stdout and returns the process exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Limits, Policy, PolicyError, PolicyRuntime, PolicySource};
+
+/// Work with policy modules.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Run fixture files (inputs + expected outcomes) against a compiled policy.
+    Test(TestArgs),
+    /// Measure compile, load, instantiation and evaluation time on a synthetic snapshot.
+    Bench(BenchArgs),
+    /// Create a new policy crate that builds to wasm32-wasip2 and passes `policy test`.
+    New(NewArgs),
+}
+
+/// Sandbox limits and cache, shared by `test` and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// Memory cap per evaluation, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: u64,
+    /// Time budget per call, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub deadline_ms: u64,
+    /// Do not read or write the compiled-policy cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where compiled policies are cached (default: ~/.cache/ecs-provisioner/policies).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.memory_mib << 20,
+            deadline: Duration::from_millis(self.deadline_ms),
+            ..Limits::default()
+        }
+    }
+
+    /// A runtime with these limits and cache settings.
+    pub fn runtime(&self) -> Result<Arc<PolicyRuntime>, PolicyError> {
+        let mut rt = PolicyRuntime::new(self.limits())?;
+        if !self.no_cache
+            && let Some(dir) = self.cache_dir.clone().or_else(PolicyRuntime::default_cache_dir)
+        {
+            rt = rt.with_cache_dir(dir);
+        }
+        Ok(Arc::new(rt))
+    }
+}
+
+/// `policy test <policy> <fixtures...>`
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// `builtin:default` or a path to a `.wasm` component.
+    pub policy: String,
+    /// Fixture files (.toml or .json) or directories of them.
+    #[arg(required = true)]
+    pub fixtures: Vec<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `policy bench <policy> [--nodes N --queued M --offerings K]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// `builtin:default` or a path to a `.wasm` component.
+    pub policy: String,
+    /// Nodes in the synthetic snapshot.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: u32,
+    /// Queued builds in the synthetic snapshot.
+    #[arg(long, default_value_t = 5000)]
+    pub queued: u32,
+    /// Offerings in the synthetic snapshot.
+    #[arg(long, default_value_t = 200)]
+    pub offerings: u32,
+    /// Timed evaluations per measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub iterations: u32,
+    /// The policy's settings (JSON).
+    #[arg(long, default_value = "{}")]
+    pub settings: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// `policy new <name> [--dir DIR]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewArgs {
+    /// Crate name, e.g. `my-policy` (lowercase letters, digits and dashes).
+    pub name: String,
+    /// Directory to create the crate in (the crate goes to DIR/NAME).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Path to the `ecs-policy-sdk` crate (found automatically inside an ecs-provisioner
+    /// checkout; otherwise the crate depends on the published version).
+    #[arg(long)]
+    pub sdk_path: Option<PathBuf>,
+}
+
+impl PolicyCommand {
+    /// Runs the command, printing to stdout; returns the exit code.
+    pub fn run(&self) -> i32 {
+        let mut out = std::io::stdout().lock();
+        match self {
+            PolicyCommand::Test(a) => test(a, &mut out),
+            PolicyCommand::Bench(a) => bench(a, &mut out),
+            PolicyCommand::New(a) => new(a, &mut out),
+        }
+    }
+}
+
+/// `policy test`: 0 when every case passed, 1 when any failed, 2 when the policy did not load.
+pub fn test(args: &TestArgs, out: &mut dyn Write) -> i32 {
+    // Not `load`: each case brings its own settings, and `{}` may not be valid ones.
+    let prepared = args.runtime.runtime().and_then(|rt| rt.prepare(&PolicySource::parse(&args.policy)));
+    let policy = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            return 2;
+        }
+    };
+    match super::fixture::run(&policy, &args.fixtures, out) {
+        Ok(s) if s.failed == 0 => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            2
+        }
+    }
+}
+
+/// `policy bench`: prints the report; 0 on success, 2 when the policy failed.
+pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> i32 {
+    let shape = super::bench::Shape { nodes: args.nodes, queued: args.queued, offerings: args.offerings };
+    match super::bench::run(&args.policy, &args.settings, shape, args.iterations, &args.runtime.limits()) {
+        Ok(report) => {
+            let text = if args.json {
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            } else {
+                report.to_string()
+            };
+            let _ = writeln!(out, "{text}");
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            2
+        }
+    }
+}
+
+/// `policy new`: 0 when the crate was written, 2 otherwise.
+pub fn new(args: &NewArgs, out: &mut dyn Write) -> i32 {
+    match super::scaffold::create(&args.name, &args.dir, args.sdk_path.as_deref()) {
+        Ok(created) => {
+            let _ = writeln!(out, "{created}");
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            2
+        }
+    }
+}
+
+/// Loads `policy` (`builtin:default` or a path) with `settings` under `runtime`'s limits.
+pub fn load(policy: &str, settings: &str, runtime: &RuntimeArgs) -> Result<Policy, PolicyError> {
+    runtime.runtime()?.load(&PolicySource::parse(policy), settings)
+}

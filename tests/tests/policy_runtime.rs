@@ -1,0 +1,286 @@
+//! The policy runtime against the probe guest (tests/policy-guests/probe): every kind of
+//! answer and misbehaviour ends as the right typed error, and the runtime keeps working.
+
+use std::time::{Duration, Instant};
+
+use e2e::policy::{load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
+use ecs_provisioner::policy::fixture;
+use ecs_provisioner::policy::{
+    Cause, Demand, Function, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime, QueuedItem,
+    Snapshot, SpotMode, Template,
+};
+
+fn template(name: &str) -> Template {
+    Template {
+        name: name.into(),
+        labels: vec!["linux".into()],
+        executors: 2,
+        min_nodes: 0,
+        max_nodes: 10,
+        idle_timeout_secs: 600,
+        max_uses: 0,
+        spot: SpotMode::OnDemand,
+    }
+}
+
+fn snapshot() -> Snapshot {
+    Snapshot {
+        now_ms: 1_700_000_123_456,
+        templates: vec![template("linux")],
+        demand: vec![Demand {
+            template: "linux".into(),
+            queued: 3,
+            oldest_wait_ms: 900,
+            items: (1..=3).map(|id| QueuedItem { id, wait_ms: 300 * id }).collect(),
+        }],
+        unmatched_queued: 0,
+        nodes: vec![Node {
+            instance_id: "i-idle".into(),
+            template: "linux".into(),
+            zone: "cn-hangzhou-h".into(),
+            instance_type: "ecs.c7.large".into(),
+            spot: false,
+            state: NodeState::Online,
+            busy_executors: 0,
+            idle_ms: 5_000,
+            age_ms: 60_000,
+            uses: 1,
+            failure: None,
+        }],
+        offerings: offerings(),
+        max_total_nodes: 20,
+    }
+}
+
+fn offerings() -> Vec<Offering> {
+    ["cn-hangzhou-h", "cn-hangzhou-i"]
+        .into_iter()
+        .map(|zone| Offering {
+            zone: zone.into(),
+            vswitch: format!("vsw-{zone}"),
+            instance_type: "ecs.c7.large".into(),
+            spot: false,
+            vcpus: 2,
+            memory_mib: 4096,
+            free_ips: 100,
+            price_per_hour: Some(0.2),
+            in_stock: true,
+            last_failure: None,
+        })
+        .collect()
+}
+
+fn request(count: u32) -> PlaceRequest {
+    PlaceRequest { now_ms: 1_700_000_123_456, template: template("linux"), count }
+}
+
+fn probe(mode: &str) -> ecs_provisioner::policy::Policy {
+    load(&probe_wasm(), &format!(r#"{{"mode":"{mode}"}}"#)).expect("probe loads")
+}
+
+/// A good evaluation in the shared runtime, to show it survived whatever came before.
+fn still_works() {
+    let plan = probe("ok").scale(&snapshot()).expect("a good policy still evaluates");
+    assert_eq!(plan.launches.len(), 1);
+}
+
+#[test]
+fn a_good_answer_comes_back_typed_and_validated() {
+    let p = probe("ok");
+    assert_eq!(p.contract_version(), "0.1.0");
+    let plan = p.scale(&snapshot()).unwrap();
+    assert_eq!((plan.launches[0].template.as_str(), plan.launches[0].count), ("linux", 3));
+    assert_eq!(plan.removals[0].instance_id, "i-idle");
+    let placements = p.place(&request(3), &offerings(), &[]).unwrap();
+    let counts: Vec<(u32, u32)> = placements.iter().map(|p| (p.offering, p.count)).collect();
+    assert_eq!(counts, [(0, 2), (1, 1)]);
+}
+
+#[test]
+fn a_guest_error_is_reported_with_policy_and_function() {
+    let err = probe("reject").scale(&snapshot()).unwrap_err();
+    assert_eq!((err.function, &err.cause), (Some(Function::Scale), &Cause::Rejected("probe says no".into())));
+    assert_eq!(err.to_string(), "policy `policy_probe`: scale: returned an error: probe says no");
+    let err = probe("reject").place(&request(1), &offerings(), &[]).unwrap_err();
+    assert_eq!(err.function, Some(Function::Place));
+}
+
+#[test]
+fn bad_settings_fail_at_load_naming_the_setting() {
+    let err = load(&probe_wasm(), r#"{"mode":"bad-setting"}"#).unwrap_err();
+    assert_eq!(err.function, Some(Function::Configure));
+    assert_eq!(err.kind(), "rejected");
+    assert!(err.to_string().contains("setting `mode`"), "{err}");
+}
+
+#[test]
+fn a_panic_is_a_trap_quoting_the_panic_message() {
+    let err = probe("panic").scale(&snapshot()).unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+    assert!(err.to_string().contains("probe panicked on purpose"), "{err}");
+    still_works();
+}
+
+#[test]
+fn an_endless_loop_times_out_at_the_deadline() {
+    let started = Instant::now();
+    let err = probe("spin").scale(&snapshot()).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.cause, Cause::Timeout(test_limits().deadline), "{err}");
+    assert_eq!(err.function, Some(Function::Scale));
+    // Contained: bounded by the deadline, not hung (generous slack for a busy 2-core box).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let err = probe("spin").place(&request(1), &offerings(), &[]).unwrap_err();
+    assert_eq!(err.kind(), "timeout");
+    still_works();
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    // A long deadline, so the cap (not a slow, loaded machine) is what stops the bomb.
+    let bomb = load_in(&roomy_runtime(), &probe_wasm(), r#"{"mode":"bomb"}"#).unwrap();
+    let err = bomb.scale(&snapshot()).unwrap_err();
+    match err.cause {
+        Cause::MemoryCap { cap, requested } => {
+            assert_eq!(cap, roomy_limits().memory_bytes);
+            assert!(requested > cap);
+        }
+        ref other => panic!("expected a memory cap error, got {other:?} ({err})"),
+    }
+    assert!(err.to_string().contains("exceeded the memory cap of 32 MiB"), "{err}");
+    assert!(load_in(&roomy_runtime(), &probe_wasm(), "{}").unwrap().scale(&snapshot()).is_ok());
+    still_works();
+}
+
+#[test]
+fn a_log_flood_is_rate_limited_and_the_call_completes() {
+    let plan = probe("log-flood").scale(&snapshot()).expect("logging never fails");
+    assert_eq!(plan.launches[0].count, 3);
+}
+
+#[test]
+fn invalid_output_says_what_and_where() {
+    let err = probe("unknown-template").scale(&snapshot()).unwrap_err();
+    assert_eq!(err.kind(), "invalid-output");
+    assert!(err.to_string().ends_with("launches[0]: unknown template `nope` (known: linux)"), "{err}");
+    let err = probe("bad-offering").place(&request(1), &offerings(), &[]).unwrap_err();
+    assert!(err.to_string().contains("placements[0]: offering index 9 out of range (there are 2 offerings)"), "{err}");
+    let err = probe("too-many").place(&request(2), &offerings(), &[]).unwrap_err();
+    assert!(err.to_string().contains("placements total 3 nodes but only 2 were requested"), "{err}");
+}
+
+#[test]
+fn the_sandbox_is_empty_and_deterministic() {
+    let p = probe("sandbox");
+    let s = snapshot();
+    let reason = p.scale(&s).unwrap().launches[0].reason.clone();
+    // The wall clock reads the input's now-ms; no environment, no arguments, no filesystem.
+    assert!(reason.starts_with(&format!("clock={} ", s.now_ms)), "{reason}");
+    assert!(reason.contains(" env=0 ") && reason.ends_with(" root=false"), "{reason}");
+    // Randomness (here: std's HashMap seed) is seeded, so the same input gives the same output.
+    assert_eq!(p.scale(&s).unwrap().launches[0].reason, reason);
+}
+
+#[test]
+fn garbage_is_a_load_error() {
+    let err = runtime().load_bytes("garbage", b"\0asm\x01\0\0\0junk", "{}").unwrap_err();
+    assert_eq!((err.kind(), err.function), ("load", None));
+    assert!(err.to_string().starts_with("policy `garbage`: cannot load: not a valid component"), "{err}");
+    let err = runtime()
+        .load(&ecs_provisioner::policy::PolicySource::parse("/nonexistent/x.wasm"), "{}")
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot read /nonexistent/x.wasm"), "{err}");
+}
+
+#[test]
+fn evaluations_run_concurrently() {
+    let p = probe("ok");
+    let s = snapshot();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| (0..25).all(|_| p.scale(&s).is_ok())))
+            .collect();
+        assert!(handles.into_iter().all(|h| h.join().unwrap()));
+    });
+}
+
+#[test]
+fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
+    let bytes = std::fs::read(probe_wasm()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ecs_provisioner::policy::Limits { max_instances: 2, ..test_limits() };
+    let fresh = || PolicyRuntime::new(limits.clone()).unwrap().with_cache_dir(dir.path());
+    let (_, first) = fresh().component("probe", &bytes).unwrap();
+    assert_eq!(first.from, LoadedFrom::Compiled);
+    let (_, second) = fresh().component("probe", &bytes).unwrap();
+    assert_eq!(second.from, LoadedFrom::Cache);
+    // Corrupt every cached artifact: the next load recompiles instead of failing.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
+    }
+    let rt = std::sync::Arc::new(fresh());
+    let p = rt.load_bytes("probe", &bytes, "{}").unwrap();
+    assert_eq!(p.load_info().from, LoadedFrom::Compiled);
+    assert!(p.scale(&snapshot()).is_ok());
+    assert_eq!(fresh().component("probe", &bytes).unwrap().1.from, LoadedFrom::Cache);
+}
+
+#[test]
+fn fixture_runs_report_pass_and_fail_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.toml");
+    std::fs::write(
+        &file,
+        r#"
+[snapshot]
+templates = [{ name = "linux" }]
+nodes = [{ instance-id = "i-7", idle-ms = 10 }, { instance-id = "i-8" }]
+
+[[case]]
+name = "launches what is queued"
+snapshot.demand = [{ queued = 4 }]
+expect = { launch = { linux = 4 }, remove = ["i-7"], remove-excludes = ["i-8"] }
+
+[[case]]
+name = "wrong on purpose"
+snapshot.demand = [{ queued = 2 }]
+expect = { launch = { linux = 5 }, remove-includes = ["i-8"] }
+
+[[case]]
+name = "guest error expected"
+settings = { mode = "reject" }
+expect.error = "probe says no"
+
+[[case]]
+name = "round robin"
+function = "place"
+request = { count = 3 }
+offerings = [{ zone = "a" }, { zone = "b", spot = true }]
+expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ offering = 0, count = 2 }, { offering = 1, count = 1 }] }
+"#,
+    )
+    .unwrap();
+    let p = probe("ok");
+    let mut out = Vec::new();
+    let summary = fixture::run(&p, &[dir.path().to_owned()], &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!((summary.passed, summary.failed), (3, 1), "{out}");
+    assert!(out.contains("PASS") && out.contains("launches what is queued"), "{out}");
+    assert!(out.contains("FAIL") && out.contains("wrong on purpose"), "{out}");
+    assert!(out.contains("launch.linux: expected 5, got 2"), "{out}");
+    assert!(out.contains("remove-includes: `i-8` is not removed"), "{out}");
+    assert!(out.trim_end().ends_with("3 passed, 1 failed"), "{out}");
+
+    // The CLI entry point turns a failure into a non-zero exit code.
+    let args = ecs_provisioner::policy::cli::TestArgs {
+        policy: probe_wasm().display().to_string(),
+        fixtures: vec![file],
+        runtime: ecs_provisioner::policy::cli::RuntimeArgs {
+            memory_mib: 64,
+            deadline_ms: 200,
+            no_cache: true,
+            cache_dir: None,
+        },
+    };
+    assert_eq!(ecs_provisioner::policy::cli::test(&args, &mut Vec::new()), 1);
+}

@@ -1,0 +1,1 @@
+//! ECS emulator (in progress).

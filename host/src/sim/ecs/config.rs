@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
 
-/// The emulated cloud. Every field has a default; a TOML file overrides what it names.
+/// The emulated cloud. Every field has a default; a TOML file overrides what it names (a file
+/// that replaces `zones` should list its `instance_types` too: the defaults name default zones).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
@@ -369,7 +370,8 @@ mod tests {
             "region_id = \"cn-shanghai\"\n[timings]\npending_ms = 0\n\
              [[zones]]\nzone_id = \"cn-shanghai-a\"\n\
              [[vswitches]]\nvswitch_id = \"vsw-1\"\nvpc_id = \"vpc-1\"\nzone_id = \"cn-shanghai-a\"\ncidr_block = \"10.0.0.0/24\"\n\
-             [[security_groups]]\nsecurity_group_id = \"sg-1\"\nvpc_id = \"vpc-1\"\n",
+             [[security_groups]]\nsecurity_group_id = \"sg-1\"\nvpc_id = \"vpc-1\"\n\
+             [[instance_types]]\ninstance_type = \"ecs.g7.large\"\nfamily = \"ecs.g7\"\nvcpus = 2\nmemory_gib = 8.0\nprice = 0.5\nspot_price = 0.1\n",
         )
         .unwrap();
         assert_eq!(c.region_id, "cn-shanghai");

@@ -384,3 +384,8 @@ pub(crate) fn new_host_key(comment: &str) -> (String, String) {
     let public = key.public_key().to_openssh().expect("ed25519 public key encodes");
     (pem, public)
 }
+
+/// The OpenSSH one-line public key of an OpenSSH PEM private key (tests compare host keys).
+pub fn public_key_of(pem: &str) -> Option<String> {
+    russh::keys::PrivateKey::from_openssh(pem).ok()?.public_key().to_openssh().ok()
+}

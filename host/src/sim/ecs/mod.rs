@@ -165,3 +165,93 @@ pub async fn serve(config: SimConfig, listen: SocketAddr) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::ecs::signer::{self, Params, SigningContext};
+
+    async fn admin(sim: &EcsSim, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", sim.base_url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    /// A signed GET with `Format` as given (absent = the API's XML default).
+    async fn signed_get(sim: &EcsSim, action: &str, format: Option<&str>) -> (u16, String) {
+        let creds = sim.credentials();
+        let mut p = Params::new();
+        p.insert("Action".into(), action.into());
+        p.insert("Version".into(), "2014-05-26".into());
+        if let Some(f) = format {
+            p.insert("Format".into(), f.into());
+        }
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let ts = signer::timestamp_now();
+        signer::sign(&mut p, &SigningContext { method: "GET", nonce: &nonce, timestamp: &ts }, &creds.access_key_id, creds.access_key_secret.expose(), None);
+        if format.is_none() {
+            // sign() defaults Format to JSON; re-sign without it to get the API default.
+            p.remove("Format");
+            let sts = signer::string_to_sign("GET", &p);
+            p.insert("Signature".into(), signer::signature(creds.access_key_secret.expose(), &sts));
+        }
+        let res = reqwest::Client::new().get(sim.base_url()).query(&p).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn admin_api_injects_faults_and_reports_counters_log_and_instances() {
+        let sim = EcsSim::start(SimConfig::instant()).await.unwrap();
+        let (status, _) = admin(&sim, reqwest::Method::PUT, "/_admin/faults", Some(json!({"throttle": [{"action": "DescribeZones", "probability": 1.0}]}))).await;
+        assert_eq!(status, 200);
+        let (status, body) = signed_get(&sim, "DescribeZones", Some("JSON")).await;
+        assert_eq!(status, 400);
+        let err: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(err["Code"], "Throttling");
+        for key in ["RequestId", "HostId", "Message", "Recommend"] {
+            assert!(err[key].is_string(), "error shape lacks {key}: {body}");
+        }
+        let (_, faults) = admin(&sim, reqwest::Method::GET, "/_admin/faults", None).await;
+        assert!(faults.contains("DescribeZones"), "{faults}");
+        admin(&sim, reqwest::Method::DELETE, "/_admin/faults", None).await;
+        assert_eq!(signed_get(&sim, "DescribeZones", Some("json")).await.0, 200, "Format is case-insensitive");
+
+        let (status, body) = admin(&sim, reqwest::Method::PUT, "/_admin/faults", Some(json!({"server_error_probability": 2.0}))).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("server_error_probability"), "{body}");
+
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f t@t";
+        assert_eq!(admin(&sim, reqwest::Method::POST, "/_admin/key-pairs", Some(json!({"name": "k", "public_key": key}))).await.0, 200);
+        assert_eq!(admin(&sim, reqwest::Method::POST, "/_admin/key-pairs", Some(json!({"name": "bad", "public_key": "nope"}))).await.0, 400);
+        assert_eq!(admin(&sim, reqwest::Method::POST, "/_admin/faults/no-stock", Some(json!({"zone_id": "cn-hangzhou-h"}))).await.0, 200);
+        assert_eq!(sim.faults().no_stock.len(), 1);
+        assert_eq!(admin(&sim, reqwest::Method::POST, "/_admin/stock", Some(json!({"zone_id": "cn-hangzhou-h", "instance_type": "nope", "count": 1}))).await.0, 400);
+
+        let (_, counters) = admin(&sim, reqwest::Method::GET, "/_admin/counters", None).await;
+        let counters: Value = serde_json::from_str(&counters).unwrap();
+        assert_eq!(counters["DescribeZones"]["calls"], 2);
+        assert_eq!(counters["DescribeZones"]["errors_by_code"]["Throttling"], 1);
+        let (_, log) = admin(&sim, reqwest::Method::GET, "/_admin/requests?since=1", None).await;
+        let log: Vec<Value> = serde_json::from_str(&log).unwrap();
+        assert_eq!(log.len(), 1, "since filters by sequence number");
+        assert_eq!(log[0]["code"], "");
+        let (_, instances) = admin(&sim, reqwest::Method::GET, "/_admin/instances", None).await;
+        assert_eq!(instances, "[]");
+    }
+
+    #[tokio::test]
+    async fn xml_is_the_default_format() {
+        let sim = EcsSim::start(SimConfig::instant()).await.unwrap();
+        let (status, body) = signed_get(&sim, "DescribeRegions", None).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("<DescribeRegionsResponse>") && body.contains("<Regions><Region>") && body.contains("<RegionId>cn-hangzhou</RegionId>"), "{body}");
+        let (status, body) = signed_get(&sim, "NoSuchAction", None).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("<Error>") && body.contains("<Code>InvalidAction.NotFound</Code>"), "{body}");
+    }
+}

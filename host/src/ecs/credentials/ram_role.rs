@@ -240,6 +240,33 @@ pub(crate) mod tests {
         assert_eq!(p.credentials().await.unwrap().access_key_id, "STS.id-2");
     }
 
+    /// Metadata → RAM role provider → signed client → emulator that insists on the STS token.
+    #[tokio::test]
+    async fn role_credentials_work_against_the_emulator() {
+        use crate::ecs::{EcsClient, ErrorKind};
+        use crate::sim::ecs::{Account, EcsSim, SimConfig};
+        let md = FakeMetadata::start("builder-role", 3600).await;
+        let mut config = SimConfig::instant();
+        config.accounts = vec![Account {
+            security_token: Some("role-token-1".into()),
+            denied_actions: vec!["DeleteInstances".into()],
+            ..Account::new("STS.id-1", "role-secret-1")
+        }];
+        let sim = EcsSim::start(config).await.unwrap();
+        let provider = std::sync::Arc::new(EcsRamRoleProvider::new(&md.base_url, None));
+        let client = EcsClient::new(sim.client_config(), provider).unwrap();
+        client.describe_regions().await.unwrap();
+        let e = client.delete_instances(&["i-x".into()], true).await.unwrap_err();
+        assert_eq!((e.kind.clone(), e.code.as_str()), (ErrorKind::Permission, "Forbidden.RAM"));
+        assert!(e.to_string().contains("ecs:DeleteInstances"), "{e}");
+
+        // The same keys without the token are refused with the STS error.
+        let bare = crate::ecs::credentials::Credentials::access_key("STS.id-1", "role-secret-1");
+        let e = EcsClient::with_credentials(sim.client_config(), bare).unwrap().describe_regions().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials);
+        assert!(e.code.starts_with("InvalidSecurityToken"), "{e}");
+    }
+
     #[tokio::test]
     async fn unreachable_metadata_is_a_metadata_error() {
         let p = EcsRamRoleProvider::new("http://127.0.0.1:9", Some("r".into()));

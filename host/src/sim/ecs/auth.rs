@@ -27,14 +27,14 @@ impl NonceCache {
     }
 }
 
-/// Verifies one request; returns the AccessKeyId on success.
-pub(crate) fn verify(
+/// Verifies one request; returns the caller's account on success.
+pub(crate) fn verify<'a>(
     method: &str,
     params: &Params,
-    accounts: &[Account],
+    accounts: &'a [Account],
     tolerance_secs: u64,
     nonces: &mut NonceCache,
-) -> Result<String, ApiFailure> {
+) -> Result<&'a Account, ApiFailure> {
     for required in ["AccessKeyId", "Signature", "SignatureNonce", "Version", "Action"] {
         if !params.contains_key(required) {
             return Err(ApiFailure::new(
@@ -76,12 +76,21 @@ pub(crate) fn verify(
             format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"),
         ));
     }
+    if let Some(token) = &account.security_token
+        && params.get("SecurityToken") != Some(token)
+    {
+        return Err(ApiFailure::new(
+            400,
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        ));
+    }
     // Checked after the signature so a forged request cannot burn someone's nonce.
     let nonce_key = format!("{key_id}\n{}", params["SignatureNonce"]);
     if !nonces.insert(nonce_key, now.unix_timestamp(), 2 * tolerance_secs as i64) {
         return Err(ApiFailure::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
     }
-    Ok(key_id.clone())
+    Ok(account)
 }
 
 #[cfg(test)]
@@ -90,7 +99,7 @@ mod tests {
     use crate::ecs::signer::{SigningContext, sign};
 
     fn accounts() -> Vec<Account> {
-        vec![Account { access_key_id: "ak".into(), access_key_secret: "sk".into() }]
+        vec![Account::new("ak", "sk")]
     }
 
     fn signed(secret: &str, nonce: &str, ts: &str) -> Params {
@@ -106,7 +115,7 @@ mod tests {
     fn accepts_good_and_rejects_each_fault_with_real_codes() {
         let now = signer::timestamp_now();
         let mut n = NonceCache::default();
-        let code = |r: Result<String, ApiFailure>| r.map(|_| "OK".to_string()).unwrap_or_else(|e| e.code);
+        let code = |r: Result<&Account, ApiFailure>| r.map(|_| "OK".to_string()).unwrap_or_else(|e| e.code);
         assert_eq!(code(verify("GET", &signed("sk", "n1", &now), &accounts(), 900, &mut n)), "OK");
         assert_eq!(code(verify("GET", &signed("sk", "n1", &now), &accounts(), 900, &mut n)), "SignatureNonceUsed");
         assert_eq!(code(verify("POST", &signed("sk", "n2", &now), &accounts(), 900, &mut n)), "SignatureDoesNotMatch");

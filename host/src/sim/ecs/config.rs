@@ -47,6 +47,24 @@ pub struct SimConfig {
 pub struct Account {
     pub access_key_id: String,
     pub access_key_secret: String,
+    /// STS credentials: requests must carry this `SecurityToken`.
+    #[serde(default)]
+    pub security_token: Option<String>,
+    /// Actions this identity's RAM policy denies (answered `Forbidden.RAM`).
+    #[serde(default)]
+    pub denied_actions: Vec<String>,
+}
+
+impl Account {
+    /// A plain AccessKey account allowed everything.
+    pub fn new(access_key_id: impl Into<String>, access_key_secret: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            access_key_secret: access_key_secret.into(),
+            security_token: None,
+            denied_actions: Vec::new(),
+        }
+    }
 }
 
 /// Status timings in milliseconds; all zero makes instances `Running` at once (benchmarks).
@@ -209,10 +227,7 @@ impl Default for SimConfig {
         Self {
             region_id: region.into(),
             other_regions: ["cn-shanghai", "cn-beijing", "ap-southeast-1", "eu-central-1"].map(String::from).to_vec(),
-            accounts: vec![Account {
-                access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
-                access_key_secret: DEFAULT_ACCESS_KEY_SECRET.into(),
-            }],
+            accounts: vec![Account::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)],
             timestamp_tolerance_secs: 900,
             timings: Timings::default(),
             zones: zones
@@ -362,6 +377,16 @@ mod tests {
         assert_eq!(c.vswitches.len(), 6);
         assert_eq!(c.instance_types.len(), 6);
         assert_eq!(c.vswitches[0].capacity(), 4092);
+    }
+
+    #[test]
+    fn example_file_parses_and_builds_a_cloud() {
+        let c = SimConfig::from_toml(include_str!("example.toml")).unwrap();
+        assert_eq!(c.region_id, "cn-shanghai");
+        assert_eq!(c.vswitches[1].capacity(), 8);
+        assert_eq!(c.faults.throttle[0].max_per_second, Some(20));
+        let cloud = super::super::Cloud::new(SimConfig { state_file: None, ..c }).unwrap();
+        assert!(cloud.faults().no_stock("cn-shanghai-b", "ecs.g7.large", true));
     }
 
     #[test]

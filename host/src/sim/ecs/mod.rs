@@ -7,7 +7,8 @@
 //! - [`faults`]: NoStock, throttling, 5xx, latency.
 //! - `auth`: signature/nonce/timestamp checks; `api`: the actions; `wire`: HTTP + admin API.
 //!
-//! Start one with [`EcsSim::start`] (ephemeral port) or [`serve`] (the `sim` command).
+//! Start one with [`EcsSim::start`] (ephemeral port) or [`serve`] (the `sim` command). The TOML
+//! format is [`SimConfig`]; `example.toml` beside this file shows every key.
 pub mod config;
 pub mod faults;
 pub mod state;
@@ -242,6 +243,15 @@ mod tests {
         assert_eq!(log[0]["code"], "");
         let (_, instances) = admin(&sim, reqwest::Method::GET, "/_admin/instances", None).await;
         assert_eq!(instances, "[]");
+    }
+
+    #[tokio::test]
+    async fn injected_latency_delays_answers() {
+        let sim = EcsSim::start(SimConfig::instant()).await.unwrap();
+        sim.set_faults(Faults { latency_ms: 300, ..Faults::default() }).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(signed_get(&sim, "DescribeRegions", Some("JSON")).await.0, 200);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
     }
 
     #[tokio::test]

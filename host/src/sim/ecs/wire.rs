@@ -106,7 +106,14 @@ fn handle(cloud: &Cloud, method: &str, action: &str, params: &Params) -> Result<
     {
         let mut inner = cloud.lock();
         let tolerance = cloud.config.timestamp_tolerance_secs;
-        auth::verify(method, params, &cloud.config.accounts, tolerance, &mut inner.nonces)?;
+        let account = auth::verify(method, params, &cloud.config.accounts, tolerance, &mut inner.nonces)?;
+        if account.denied_actions.iter().any(|a| a == action) {
+            return Err(ApiFailure::new(
+                403,
+                "Forbidden.RAM",
+                "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+            ));
+        }
         let faults = inner.faults.clone();
         if let Some(retry_after_ms) = inner.rate.throttle(&faults, action, now_ms()) {
             return Err(ApiFailure {

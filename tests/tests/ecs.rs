@@ -385,22 +385,35 @@ async fn credential_errors_are_fatal_with_a_fix_it_message() {
 
 #[tokio::test]
 async fn status_follows_the_configured_timings() {
-    let config = SimConfig { timings: Timings { pending_ms: 600, starting_ms: 600, stopping_ms: 600 }, ..SimConfig::default() };
+    let step = Duration::from_millis(500);
+    let config = SimConfig { timings: Timings { pending_ms: 500, starting_ms: 500, stopping_ms: 500 }, ..SimConfig::default() };
     let sim = EcsSim::start(config).await.unwrap();
     let c = client(&sim);
     let id = c.run_instances(&launch("ecs.c7.large", VSW_H, 1)).await.unwrap().instance_ids.0[0].clone();
+    let ids = std::slice::from_ref(&id);
     let status = || async {
         let f = InstanceFilter { instance_ids: vec![id.clone()], ..Default::default() };
         c.describe_instances(&f).await.unwrap().first().map(|i| i.status.clone())
     };
+    let wait = || tokio::time::sleep(step + Duration::from_millis(50));
     assert_eq!(status().await, Some(InstanceStatus::Pending));
-    tokio::time::sleep(Duration::from_millis(650)).await;
+    wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Starting));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(c.delete_instances(ids, false).await.unwrap_err().code, "IncorrectInstanceStatus", "not stopped, not forced");
+    wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Running));
-    c.delete_instances(std::slice::from_ref(&id), true).await.unwrap();
+    c.stop_instances(ids, true).await.unwrap();
     assert_eq!(status().await, Some(InstanceStatus::Stopping));
-    tokio::time::sleep(Duration::from_millis(650)).await;
+    wait().await;
+    assert_eq!(status().await, Some(InstanceStatus::Stopped));
+    assert!(!sim.cloud().instance_by_ip(sim.instances()[0].ip).unwrap().running, "sshd is down when stopped");
+    c.start_instances(ids).await.unwrap();
+    assert_eq!(status().await, Some(InstanceStatus::Starting));
+    wait().await;
+    assert_eq!(status().await, Some(InstanceStatus::Running));
+    c.delete_instances(ids, true).await.unwrap();
+    assert_eq!(status().await, Some(InstanceStatus::Stopping));
+    wait().await;
     assert_eq!(status().await, None);
 }
 

@@ -1,4 +1,5 @@
-//! Instance actions: RunInstances, DescribeInstances, DeleteInstances, GetInstanceConsoleOutput.
+//! Instance actions: RunInstances, DescribeInstances, DeleteInstances, Stop/StartInstances,
+//! GetInstanceConsoleOutput.
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -319,6 +320,27 @@ impl EcsClient {
             put_list(&mut params, "InstanceId", chunk);
             params.insert("Force".into(), force.to_string());
             let _: serde_json::Value = self.call(Api::Ecs, "DeleteInstances", params).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops running instances (`ForceStop` = power off), 100 ids per request.
+    pub async fn stop_instances(&self, instance_ids: &[String], force_stop: bool) -> Result<(), EcsError> {
+        for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
+            let mut params = Params::new();
+            put_list(&mut params, "InstanceId", chunk);
+            params.insert("ForceStop".into(), force_stop.to_string());
+            let _: serde_json::Value = self.call(Api::Ecs, "StopInstances", params).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts stopped instances, 100 ids per request.
+    pub async fn start_instances(&self, instance_ids: &[String]) -> Result<(), EcsError> {
+        for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
+            let mut params = Params::new();
+            put_list(&mut params, "InstanceId", chunk);
+            let _: serde_json::Value = self.call(Api::Ecs, "StartInstances", params).await?;
         }
         Ok(())
     }

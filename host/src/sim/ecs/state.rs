@@ -44,6 +44,12 @@ pub(crate) struct SimInstance {
     pub user_data: Option<String>,
     pub created_ms: u64,
     pub deleted_ms: Option<u64>,
+    /// When StopInstances stopped it (cleared by StartInstances).
+    #[serde(default)]
+    pub stopped_ms: Option<u64>,
+    /// When StartInstances restarted it.
+    #[serde(default)]
+    pub restarted_ms: Option<u64>,
     /// Host private key, OpenSSH PEM.
     pub host_key_pem: String,
     /// Host public key, OpenSSH one-line.
@@ -183,6 +189,14 @@ impl Cloud {
         match inst.deleted_ms {
             Some(d) if now >= d + t.stopping_ms => None,
             Some(_) => Some("Stopping"),
+            None if inst.stopped_ms.is_some() => {
+                let stopped = inst.stopped_ms.unwrap_or_default();
+                Some(if now < stopped + t.stopping_ms { "Stopping" } else { "Stopped" })
+            }
+            None if inst.restarted_ms.is_some() => {
+                let started = inst.restarted_ms.unwrap_or_default();
+                Some(if now < started + t.starting_ms { "Starting" } else { "Running" })
+            }
             None => {
                 let age = now.saturating_sub(inst.created_ms);
                 Some(if age < t.pending_ms {

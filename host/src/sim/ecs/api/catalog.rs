@@ -81,6 +81,9 @@ pub(crate) fn describe_available_resource(cloud: &Cloud, p: &Params) -> Result<V
     let dest = get(p, "DestinationResource").ok_or_else(|| {
         ApiFailure::new(400, "Invalid.Param", "The input parameter DestinationResource that is mandatory for processing this request is not supplied.")
     })?;
+    if !matches!(dest, "Zone" | "IoOptimized" | "InstanceType" | "Network" | "SystemDisk" | "DataDisk") {
+        return Err(ApiFailure::new(404, "Invalid.DestinationResource", "The specified DestinationResource is not valid."));
+    }
     let spot = spot_requested(p);
     let type_filter = get(p, "InstanceType");
     if matches!(dest, "SystemDisk" | "DataDisk") && type_filter.is_none() {
@@ -133,9 +136,6 @@ pub(crate) fn describe_available_resource(cloud: &Cloud, p: &Params) -> Result<V
             }))
         })
         .collect();
-    if !matches!(dest, "Zone" | "IoOptimized" | "InstanceType" | "Network" | "SystemDisk" | "DataDisk") {
-        return Err(ApiFailure::new(404, "Invalid.DestinationResource", "The specified DestinationResource is not valid."));
-    }
     Ok(json!({ "AvailableZones": wrap("AvailableZone", zones) }))
 }
 

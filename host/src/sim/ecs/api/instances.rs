@@ -194,6 +194,8 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
             user_data: user_data.clone(),
             created_ms: now,
             deleted_ms: None,
+            stopped_ms: None,
+            restarted_ms: None,
             host_key_pem,
             host_key_public,
             authorized_key: authorized_key.clone(),
@@ -387,6 +389,51 @@ pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFa
     cloud.purge(&mut inner, now);
     cloud.persist(&inner);
     Ok(json!({}))
+}
+
+/// StopInstances / StartInstances (batch forms, `BatchOptimization=AllTogether`: every
+/// instance must be in the right status or none changes).
+pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Value, ApiFailure> {
+    let ids = repeat_list(p, "InstanceId");
+    if ids.is_empty() {
+        return Err(ApiFailure::new(400, "MissingParameter", "The input parameter \"InstanceId\" that is mandatory for processing this request is not supplied."));
+    }
+    if ids.len() > 100 {
+        return Err(invalid("InstanceId", "more than 100 ids"));
+    }
+    let (from, to) = if stop { ("Running", "Stopping") } else { ("Stopped", "Starting") };
+    let now = now_ms();
+    let mut inner = cloud.lock();
+    cloud.purge(&mut inner, now);
+    for id in &ids {
+        let inst = inner
+            .p
+            .instances
+            .iter()
+            .find(|i| &i.instance_id == id && i.deleted_ms.is_none())
+            .ok_or_else(|| ApiFailure::new(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId does not exist: {id}.")))?;
+        if cloud.status(inst, now) != Some(from) {
+            return Err(ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation."));
+        }
+    }
+    if boolean(p, "DryRun") {
+        return Err(ApiFailure::new(400, "DRYRUN.SUCCESS", "This request is a dryrun request with successful result."));
+    }
+    for inst in inner.p.instances.iter_mut().filter(|i| ids.contains(&i.instance_id)) {
+        if stop {
+            inst.stopped_ms = Some(now);
+            inst.restarted_ms = None;
+        } else {
+            inst.stopped_ms = None;
+            inst.restarted_ms = Some(now);
+        }
+    }
+    cloud.persist(&inner);
+    let responses: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({ "InstanceId": id, "Code": "200", "Message": "success", "PreviousStatus": from, "CurrentStatus": to }))
+        .collect();
+    Ok(json!({ "InstanceResponses": wrap("InstanceResponse", responses) }))
 }
 
 pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {

@@ -96,6 +96,11 @@ impl ClientConfig {
     }
 }
 
+/// The HTTP client could not be built (TLS backend initialisation).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the ECS HTTP client: {0}")]
+pub struct ClientBuildError(String);
+
 /// Signed, retrying client for the ECS and VPC RPC APIs. Cheap to clone.
 #[derive(Clone)]
 pub struct EcsClient {
@@ -139,18 +144,18 @@ struct ErrorBody {
 
 impl EcsClient {
     /// Builds a client; fails only if the TLS backend cannot initialise.
-    pub fn new(config: ClientConfig, credentials: SharedProvider) -> Result<Self, EcsError> {
+    pub fn new(config: ClientConfig, credentials: SharedProvider) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("ecs-provisioner/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| EcsError::local("Client", "Transport", e.to_string(), ErrorKind::InvalidRequest))?;
+            .map_err(|e| ClientBuildError(e.to_string()))?;
         Ok(Self { inner: Arc::new(Inner { http, config, credentials, stats: Stats::default() }) })
     }
 
     /// A client with fixed credentials.
-    pub fn with_credentials(config: ClientConfig, credentials: Credentials) -> Result<Self, EcsError> {
+    pub fn with_credentials(config: ClientConfig, credentials: Credentials) -> Result<Self, ClientBuildError> {
         Self::new(config, Arc::new(super::credentials::StaticProvider(credentials)))
     }
 

@@ -7,7 +7,7 @@
 //! - [`actions`]: typed actions (RunInstances, DescribeInstances, ...), as client methods.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), ecs_provisioner::ecs::EcsError> {
+//! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use ecs_provisioner::ecs::{ClientConfig, EcsClient, InstanceFilter, Tag, credentials};
 //! let chain = credentials::DefaultChain::new(None, credentials::ChainOptions::default());
@@ -26,7 +26,7 @@ pub mod signer;
 pub mod stats;
 
 pub use actions::*;
-pub use client::{Api, ClientConfig, EcsClient, HttpMethod};
+pub use client::{Api, ClientBuildError, ClientConfig, EcsClient, HttpMethod};
 pub use error::{CapacityDetail, EcsError, ErrorKind};
 pub use retry::RetryPolicy;
 pub use stats::ActionStats;

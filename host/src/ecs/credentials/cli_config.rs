@@ -75,7 +75,7 @@ impl CliConfigProvider {
                     return Err(missing("access_key_secret"));
                 }
                 let c = Credentials::access_key(&profile.access_key_id, &profile.access_key_secret)
-                    .from_source(source.clone());
+                    .with_source(source.clone());
                 if profile.mode == "StsToken" {
                     if profile.sts_token.is_empty() {
                         return Err(missing("sts_token"));

@@ -7,9 +7,11 @@ use futures::future::BoxFuture;
 
 use super::{Credentials, CredentialsError, CredentialsProvider};
 
+type LookupFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Variable lookup, replaceable so tests never touch the process environment.
 #[derive(Clone)]
-pub struct EnvLookup(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct EnvLookup(Arc<LookupFn>);
 
 impl EnvLookup {
     /// The process environment.
@@ -82,7 +84,7 @@ impl EnvProvider {
                 format!("{name} is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not"),
             )),
             (Some((id_var, id)), Some((_, secret))) => {
-                let mut c = Credentials::access_key(id, secret).from_source(format!("environment ({id_var})"));
+                let mut c = Credentials::access_key(id, secret).with_source(format!("environment ({id_var})"));
                 if let Some((_, token)) = self.env.first_of(TOKEN_VARS) {
                     c = c.with_security_token(token);
                 }

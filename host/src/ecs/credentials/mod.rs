@@ -72,7 +72,7 @@ impl Credentials {
         self
     }
 
-    fn from_source(mut self, source: impl Into<String>) -> Self {
+    fn with_source(mut self, source: impl Into<String>) -> Self {
         self.source = source.into();
         self
     }

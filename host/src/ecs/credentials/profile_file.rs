@@ -71,7 +71,7 @@ impl ProfileFileProvider {
         match get("type").as_deref() {
             Some("access_key") | None => {
                 let c = Credentials::access_key(require("access_key_id")?, require("access_key_secret")?)
-                    .from_source(self.name());
+                    .with_source(self.name());
                 Ok(match get("security_token") {
                     Some(t) => c.with_security_token(t),
                     None => c,

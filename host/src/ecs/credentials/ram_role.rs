@@ -124,7 +124,7 @@ impl EcsRamRoleProvider {
             .ok_or_else(|| self.metadata_error(&path, format!("bad Expiration {:?}", rc.expiration)))?;
         let mut c = Credentials::access_key(rc.access_key_id, rc.access_key_secret)
             .with_security_token(rc.security_token)
-            .from_source(format!("ECS RAM role `{role}`"));
+            .with_source(format!("ECS RAM role `{role}`"));
         c.expiration = Some(expiration);
         tracing::debug!(role = %role, expiration = %rc.expiration, "fetched RAM role credentials");
         Ok(c)

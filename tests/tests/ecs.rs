@@ -236,7 +236,9 @@ async fn client_runs_every_action_against_the_emulator() {
         assert_eq!(emulated.authorized_key, public_key);
         assert!(emulated.running);
         let host_public = ecs_provisioner_host_public(&emulated.host_key_pem);
-        assert!(console.text.contains(host_public.split_whitespace().nth(1).unwrap()), "console shows the host key");
+        let shown = console.host_keys();
+        assert_eq!(shown.len(), 1, "{}", console.text);
+        assert_eq!(shown[0].split_whitespace().nth(1), host_public.split_whitespace().nth(1), "console shows the host key");
 
         let ids: Vec<String> = mine.iter().map(|i| i.instance_id.clone()).collect();
         c.delete_instances(&ids, true).await.unwrap();

@@ -247,6 +247,25 @@ pub struct ConsoleOutput {
     pub last_update_time: String,
 }
 
+impl ConsoleOutput {
+    /// The SSH host public keys cloud-init printed (OpenSSH one-line form), from the block
+    /// between `-----BEGIN SSH HOST KEY KEYS-----` and `-----END SSH HOST KEY KEYS-----`.
+    /// Empty until the instance has booted far enough.
+    pub fn host_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut inside = false;
+        for line in self.text.lines().map(str::trim) {
+            match line {
+                "-----BEGIN SSH HOST KEY KEYS-----" => inside = true,
+                "-----END SSH HOST KEY KEYS-----" => inside = false,
+                l if inside && !l.is_empty() => keys.push(l.to_string()),
+                _ => {}
+            }
+        }
+        keys
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ConsoleOutputResponse {
@@ -401,6 +420,16 @@ mod tests {
         assert!(i.is_spot());
         let odd: Instance = serde_json::from_str(r#"{"InstanceId":"i","Status":"Hibernating"}"#).unwrap();
         assert_eq!(odd.status, InstanceStatus::Other("Hibernating".into()));
+    }
+
+    #[test]
+    fn host_keys_from_console_output() {
+        let c = ConsoleOutput {
+            instance_id: "i".into(),
+            text: "boot\n-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAA root@h\r\necdsa-sha2-nistp256 BBBB root@h\n-----END SSH HOST KEY KEYS-----\nssh-rsa CCCC not-a-host-key\n".into(),
+            last_update_time: String::new(),
+        };
+        assert_eq!(c.host_keys(), vec!["ssh-ed25519 AAAA root@h", "ecdsa-sha2-nistp256 BBBB root@h"]);
     }
 
     #[test]

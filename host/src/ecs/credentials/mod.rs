@@ -202,7 +202,12 @@ impl DefaultChain {
             .get("ALIBABA_CLOUD_CREDENTIALS_FILE")
             .or_else(|| options.env.get("ALICLOUD_SHARED_CREDENTIALS_FILE"))
             .map(PathBuf::from)
-            .or_else(|| options.home.as_ref().map(|h| h.join(".alibabacloud/credentials")));
+            .or_else(|| {
+                // Go SDKs read `credentials`, the Python SDK `credentials.ini`: take whichever exists.
+                let dir = options.home.as_ref()?.join(".alibabacloud");
+                let ini = dir.join("credentials.ini");
+                Some(if ini.exists() && !dir.join("credentials").exists() { ini } else { dir.join("credentials") })
+            });
         if let Some(path) = ini {
             providers.push(Box::new(ProfileFileProvider::new(
                 path,

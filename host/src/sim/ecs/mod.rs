@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(status, 200);
         assert!(body.contains("<DescribeRegionsResponse>") && body.contains("<Regions><Region>") && body.contains("<RegionId>cn-hangzhou</RegionId>"), "{body}");
         let (status, body) = signed_get(&sim, "NoSuchAction", None).await;
-        assert_eq!(status, 400);
+        assert_eq!(status, 404);
         assert!(body.contains("<Error>") && body.contains("<Code>InvalidAction.NotFound</Code>"), "{body}");
     }
 }

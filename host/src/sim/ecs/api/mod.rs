@@ -44,7 +44,7 @@ pub(crate) fn dispatch(cloud: &Cloud, action: &str, p: &Params) -> Result<Value,
         "DescribeKeyPairs" => catalog::describe_key_pairs(cloud, p),
         "ImportKeyPair" => catalog::import_key_pair(cloud, p),
         "DescribePrice" => catalog::describe_price(cloud, p),
-        _ => Err(ApiFailure::new(400, "InvalidAction.NotFound", format!("Specified api is not found, please check your url and method: {action}."))),
+        _ => Err(ApiFailure::new(404, "InvalidAction.NotFound", format!("Specified api is not found, please check your url and method: {action}."))),
     }
 }
 

@@ -31,6 +31,11 @@ pub const DEFAULT_AGENT_COMMAND: &str = "cd {work_dir} && curl -fsSLo agent.jar 
      exec java -jar agent.jar -url {jenkins_url} -secret @{secret_file} -name {node_name} \
      -webSocket -workDir {work_dir}";
 
+/// Shell function `alive PID`: the process exists and is not a zombie. `kill -0` alone
+/// succeeds on zombies, which is what a dead agent becomes where PID 1 does not reap orphans
+/// (containers). Falls back to `kill -0` where there is no /proc.
+const ALIVE_FN: &str = r#"alive() { kill -0 "$1" 2>/dev/null || return 1; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0; case "${st##*) }" in Z*|X*) return 1;; esac; return 0; }"#;
+
 /// Lines of init-script or agent output kept for error messages.
 const TAIL_LINES: usize = 20;
 
@@ -499,8 +504,9 @@ async fn start_agent(
     plan: &ResolvedBootstrap,
 ) -> Result<AgentStart, BootstrapError> {
     let command = format!(
-        "cd {w} || exit 1\n\
-         if [ -s {p} ] && kill -0 \"$(cat {p})\" 2>/dev/null; then echo \"running $(cat {p})\"; exit 0; fi\n\
+        "{ALIVE_FN}\n\
+         cd {w} || exit 1\n\
+         if [ -s {p} ] && alive \"$(cat {p})\"; then echo \"running $(cat {p})\"; exit 0; fi\n\
          nohup setsid sh -c {c} > {l} 2>&1 < /dev/null &\n\
          echo $! > {p}\n\
          echo \"started $!\"",
@@ -542,7 +548,7 @@ async fn confirm_agent(
     pid: u32,
 ) -> Result<(), BootstrapError> {
     let command = format!(
-        "if kill -0 {pid} 2>/dev/null; then echo alive; else echo dead; tail -n {TAIL_LINES} {l}; fi",
+        "{ALIVE_FN}\nif alive {pid}; then echo alive; else echo dead; tail -n {TAIL_LINES} {l}; fi",
         l = sh_quote(&plan.agent_log()),
     );
     let out = session.run("confirm-agent", &command, None).await?;

@@ -311,7 +311,7 @@ async fn init_script_runs_once_and_the_agent_outlives_the_session() {
     let step_names: Vec<_> = first.steps.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         step_names,
-        ["connect", "prepare", "init-script", "write-secret", "start-agent", "confirm-agent"]
+        ["connect", "prepare", "init-script", "start-agent", "confirm-agent"]
     );
 
     // The session is closed; the agent is still there, detached.

@@ -1,9 +1,10 @@
 //! Bootstrap: turn a running instance into a started Jenkins agent over SSH.
 //!
 //! Steps, on one SSH connection: `connect` (retries until the deadline) -> `prepare` (work and
-//! state directories, read the init marker) -> `init-script` (once per instance) ->
-//! `write-secret` (through stdin into a 0600 file) -> `start-agent` (detached) ->
-//! `confirm-agent` (still alive after a short delay).
+//! state directories; the agent secret through stdin into a 0600 file; read the init marker) ->
+//! `init-script` (once per instance) -> `start-agent` (detached) -> `confirm-agent` (still
+//! alive after a short delay). Each remote command costs a login-shell start on the instance,
+//! so steps are grouped to keep them few.
 //!
 //! Everything the host keeps on the instance lives in `{work_dir}/.ecs-provisioner/`:
 //! `init.done` (marker), `init-script`, `agent-secret`, `agent.pid`, `agent.log`.
@@ -267,8 +268,8 @@ pub struct BootstrapReport {
     pub connect_attempts: u32,
     pub init_script: InitScriptOutcome,
     pub agent: AgentStart,
-    /// `(step, duration)` in order: connect, prepare, init-script (when it ran), write-secret,
-    /// start-agent, confirm-agent (when started now).
+    /// `(step, duration)` in order: connect, prepare, init-script (when it ran), start-agent,
+    /// confirm-agent (when started now).
     pub steps: Vec<(&'static str, Duration)>,
     pub total: Duration,
 }
@@ -374,9 +375,6 @@ async fn run_steps(
             }
         };
 
-        write_secret(&session, spec, plan).await?;
-        lap(&mut steps, "write-secret");
-
         let agent = start_agent(&session, spec, plan).await?;
         lap(&mut steps, "start-agent");
         if let AgentStart::Started { pid } = agent {
@@ -402,19 +400,25 @@ async fn run_steps(
     Ok(report)
 }
 
-/// Creates the directories; returns whether the init marker is set.
+/// Creates the directories, writes the secret from stdin (`umask 077`: the file is 0600 from
+/// its creation on, and is replaced atomically), and returns whether the init marker is set.
 async fn prepare(
     session: &SshSession,
     spec: &BootstrapSpec,
     plan: &ResolvedBootstrap,
 ) -> Result<bool, BootstrapError> {
     let command = format!(
-        "mkdir -p {w} {s} && chmod 700 {s} && if [ -e {m} ]; then echo init-done; else echo init-pending; fi",
+        "mkdir -p {w} {s} && chmod 700 {s} && umask 077 && rm -f {t} && cat > {t} && chmod 600 {t} \
+         && mv -f {t} {f} && if [ -e {m} ]; then echo init-done; else echo init-pending; fi",
         w = sh_quote(&plan.work_dir),
         s = sh_quote(&plan.state_dir),
+        t = sh_quote(&format!("{}.tmp", plan.secret_file)),
+        f = sh_quote(&plan.secret_file),
         m = sh_quote(&plan.init_marker()),
     );
-    let out = session.run("prepare", &command, None).await?;
+    let out = session
+        .run("prepare", &command, Some(spec.agent_secret.as_bytes()))
+        .await?;
     let stdout = out.stdout_text();
     if !out.exit.success() {
         return Err(step_failed(spec, "prepare", out.exit, &out.stderr));
@@ -473,27 +477,6 @@ async fn run_init_script(
             last_lines: log.tail.into_iter().collect(),
         })
     }
-}
-
-/// Writes the secret through stdin; `umask 077` makes the file 0600 from its creation on.
-async fn write_secret(
-    session: &SshSession,
-    spec: &BootstrapSpec,
-    plan: &ResolvedBootstrap,
-) -> Result<(), BootstrapError> {
-    let tmp = format!("{}.tmp", plan.secret_file);
-    let command = format!(
-        "umask 077 && rm -f {t} && cat > {t} && chmod 600 {t} && mv -f {t} {f}",
-        t = sh_quote(&tmp),
-        f = sh_quote(&plan.secret_file),
-    );
-    let out = session
-        .run("write-secret", &command, Some(spec.agent_secret.as_bytes()))
-        .await?;
-    if !out.exit.success() {
-        return Err(step_failed(spec, "write-secret", out.exit, &out.stderr));
-    }
-    Ok(())
 }
 
 /// Starts the agent detached (own session, no terminal, output to the log) unless the pid

@@ -2,3 +2,4 @@
 pub mod jenkins;
 pub mod policy;
 pub mod ecs;
+pub mod ssh;

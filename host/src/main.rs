@@ -1,3 +1,101 @@
-fn main() {
-    println!("ecs-provisioner");
+//! `ecs-provisioner`: the command line.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ecs_provisioner::app;
+use ecs_provisioner::config::LogFormat;
+use ecs_provisioner::policy::PolicyCommand;
+
+/// Elastic Jenkins agents on Alibaba Cloud ECS, placed and scaled by WebAssembly policies.
+#[derive(Parser)]
+#[command(name = "ecs-provisioner", version, about)]
+struct Cli {
+    /// Log format: human or json (overrides the config file's `log-format`).
+    #[arg(long, global = true, value_parser = ["human", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provisioner: reconcile Jenkins demand with the ECS fleet until stopped (SIGTERM).
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "ecs-provisioner.toml")]
+        config: PathBuf,
+    },
+    /// Observe and decide once, act on nothing: print what would be launched and removed, and why.
+    Plan {
+        #[arg(short, long, default_value = "ecs-provisioner.toml")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration, the policy, credentials, cloud resources, Jenkins and the SSH key.
+    Check {
+        #[arg(short, long, default_value = "ecs-provisioner.toml")]
+        config: PathBuf,
+    },
+    /// Run the whole system on the embedded emulators with a synthetic workload.
+    Demo(app::demo::DemoArgs),
+    /// Serve the ECS, instance SSH and Jenkins emulators alone.
+    Sim(app::sim::SimArgs),
+    /// An emulated inbound Jenkins agent (same flags as `java -jar agent.jar`).
+    #[command(name = "sim-agent", disable_help_flag = true)]
+    SimAgent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Test, benchmark or scaffold policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Human,
+    };
+    // Quiet by default for the interactive commands; RUST_LOG overrides.
+    let default_level = match cli.command {
+        Command::Run { .. } | Command::Sim(_) => "info",
+        _ => "warn",
+    };
+    app::init_logging(format, default_level);
+    let code = match cli.command {
+        Command::Policy(cmd) => cmd.run(),
+        other => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async move {
+                let result = match other {
+                    Command::Run { config } => app::run(&config).await,
+                    Command::Plan { config, json } => app::plan(&config, json).await,
+                    Command::Check { config } => app::check(&config).await,
+                    Command::Demo(args) => app::demo::run(args).await,
+                    Command::Sim(args) => app::sim::run(args).await,
+                    Command::SimAgent { args } => app::sim_agent(args).await,
+                    Command::Policy(_) => unreachable!("handled above"),
+                };
+                match result {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        1
+                    }
+                }
+            })
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -43,10 +43,27 @@ pub struct Board {
     api_retries: Family<Labels, Counter>,
     cycles: Counter,
     cycle_errors: Counter,
+    // Unlabelled twins of labelled counters, for `totals` (not exported).
+    launched_total: Counter,
+    launch_failures_total: Counter,
+    clamps_total: Counter,
     api_seen: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     recent: Mutex<VecDeque<CycleReport>>,
     recent_errors: Mutex<VecDeque<(u64, String)>>,
     pub started_ms: u64,
+}
+
+/// What the engine has done since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub cycles: u64,
+    pub launched: u64,
+    pub launch_failures: u64,
+    pub removed: u64,
+    pub fallbacks: u64,
+    pub holds: u64,
+    pub clamps: u64,
+    pub errors: u64,
 }
 
 /// Calls and retries of one API action so far (cumulative).
@@ -80,6 +97,9 @@ impl Board {
             api_retries: Family::default(),
             cycles: Counter::default(),
             cycle_errors: Counter::default(),
+            launched_total: Counter::default(),
+            launch_failures_total: Counter::default(),
+            clamps_total: Counter::default(),
             api_seen: Mutex::default(),
             recent: Mutex::default(),
             recent_errors: Mutex::default(),
@@ -119,14 +139,17 @@ impl Board {
         }
         for l in &r.launched {
             self.launches.get_or_create(&vec![("template".into(), l.template.clone())]).inc_by(l.instance_ids.len() as u64);
+            self.launched_total.inc_by(l.instance_ids.len() as u64);
         }
         for f in &r.launch_errors {
             let code = f.error.split(':').next().unwrap_or("unknown").to_owned();
             self.launch_failures.get_or_create(&vec![("code".into(), code)]).inc();
+            self.launch_failures_total.inc();
         }
         self.removals.inc_by(r.removed.len() as u64);
         for c in &r.clamps {
             self.clamps.get_or_create(&vec![("rule".into(), c.rule.into())]).inc();
+            self.clamps_total.inc();
         }
         if let Some(by) = r.decided_by {
             let by = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -159,6 +182,22 @@ impl Board {
             self.api_calls.get_or_create(&labels).inc_by(c.calls.saturating_sub(calls));
             self.api_retries.get_or_create(&labels).inc_by(c.retries.saturating_sub(retries));
             seen.insert(c.action.clone(), (c.calls.max(calls), c.retries.max(retries)));
+        }
+    }
+
+    /// Totals since start, read back from the counters.
+    pub fn totals(&self) -> Totals {
+        let decided = |by: &str| self.decisions.get_or_create(&vec![("by".to_owned(), by.to_owned())]).get();
+        let launched = self.launched_total.get();
+        Totals {
+            cycles: self.cycles.get(),
+            launched,
+            launch_failures: self.launch_failures_total.get(),
+            removed: self.removals.get(),
+            fallbacks: decided("fallback"),
+            holds: decided("hold"),
+            clamps: self.clamps_total.get(),
+            errors: self.cycle_errors.get(),
         }
     }
 
@@ -284,6 +323,9 @@ mod tests {
         assert!(text.contains(r#"ecs_provisioner_decisions_total{by="fallback"} 1"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_api_calls_total{action="RunInstances"} 5"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_api_retries_total{action="RunInstances"} 1"#), "{text}");
+
+        let t = board.totals();
+        assert_eq!((t.cycles, t.launched, t.fallbacks, t.clamps, t.errors), (1, 0, 1, 1, 1));
 
         let json = board.status_json();
         assert_eq!(json["latest"]["cycle"], 7);

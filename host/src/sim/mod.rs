@@ -4,6 +4,7 @@
 //! the real services, and official clients (Alibaba's Python SDK, python-jenkins, OpenSSH) are
 //! used to check their fidelity.
 pub mod agent;
+pub mod cluster;
 pub mod ecs;
 pub mod jenkins;
 pub mod ssh;

@@ -1,0 +1,175 @@
+//! The commands: wiring the configuration to the engine and running it.
+
+pub mod check;
+pub mod demo;
+pub mod sim;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{Config, LogFormat};
+use crate::engine::adapters::cloud::EcsCloud;
+use crate::engine::adapters::jenkins::JenkinsAdapter;
+use crate::engine::adapters::policy::WasmPolicy;
+use crate::engine::adapters::ssh::SshBootstrapper;
+use crate::engine::decide::Decider;
+use crate::engine::{CycleReport, Engine};
+use crate::server::ApiCount;
+
+/// The engine as the binary runs it.
+pub type LiveEngine = Engine<EcsCloud, JenkinsAdapter, SshBootstrapper, WasmPolicy, WasmPolicy>;
+
+/// Sets up tracing: human or JSON lines on stderr, `RUST_LOG` overriding `default_level`.
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Builds the engine for a configuration: clients, policy (with its fallback), bootstrapper.
+pub fn wire(config: Arc<Config>) -> anyhow::Result<(Arc<LiveEngine>, EcsCloud)> {
+    let cloud = EcsCloud::from_config(config.clone())?;
+    let jenkins = JenkinsAdapter::from_config(&config)?;
+    let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone()))?;
+    let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy)
+        .with_context(|| format!("loading policy {}", config.policy.source))?;
+    let decider = Decider { policy, fallback, on_error: config.policy.on_error };
+    let engine = Engine::new(config, cloud.clone(), jenkins, bootstrapper, decider);
+    Ok((engine, cloud))
+}
+
+/// Copies the ECS client's per-action counters into the metrics, every few seconds.
+pub fn export_api_stats(engine: &Arc<LiveEngine>, cloud: &EcsCloud) -> tokio::task::JoinHandle<()> {
+    let board = engine.board.clone();
+    let client = cloud.client().clone();
+    tokio::spawn(async move {
+        loop {
+            let counts: Vec<ApiCount> = client
+                .stats()
+                .into_iter()
+                .map(|s| ApiCount { action: s.action, calls: s.calls, retries: s.retries })
+                .collect();
+            board.record_api(&counts);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
+/// `run`: the daemon. Stops on SIGTERM or Ctrl-C after the current cycle, leaving the fleet
+/// as it is (the next start adopts it).
+pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
+    let config = Arc::new(Config::load(config_path)?);
+    init_logging(config.log_format, "info");
+    let (engine, cloud) = wire(config.clone())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, controller = %config.controller_id, policy = %config.policy.source, "ecs-provisioner started");
+    let server = tokio::spawn(axum::serve(listener, crate::server::router(engine.board.clone())).into_future());
+    let stats = export_api_stats(&engine, &cloud);
+    let stopper = engine.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stop requested: finishing the current cycle");
+        stopper.shutdown();
+    });
+    engine.run().await;
+    stats.abort();
+    server.abort();
+    Ok(0)
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `plan`: one observe + decide, no action.
+pub async fn plan(config_path: &Path, json: bool) -> anyhow::Result<i32> {
+    let config = Arc::new(Config::load(config_path)?);
+    let (engine, _) = wire(config)?;
+    let report = engine.cycle(false).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_plan(&report));
+    }
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+/// The human form of a plan.
+pub fn render_plan(r: &CycleReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<16} {:>7} {:>9} {:>7} {:>7}", "TEMPLATE", "QUEUED", "IN-FLIGHT", "ONLINE", "OTHER");
+    let mut templates: Vec<&String> = r.nodes.keys().chain(r.queued.keys()).collect();
+    templates.sort();
+    templates.dedup();
+    for t in templates {
+        let states = r.nodes.get(t);
+        let get = |s: &str| states.and_then(|m| m.get(s)).copied().unwrap_or(0);
+        let in_flight: u32 = ["requested", "pending", "running", "bootstrapping", "connecting"].iter().map(|s| get(s)).sum();
+        let online = get("online");
+        let other = get("draining") + get("terminating");
+        let _ = writeln!(out, "{:<16} {:>7} {:>9} {:>7} {:>7}", t, r.queued.get(t).copied().unwrap_or(0), in_flight, online, other);
+    }
+    let by = r.decided_by.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "nobody".into());
+    let _ = writeln!(out, "\nDecided by: {by} ({} µs)", r.policy_micros);
+    if let Some(e) = &r.policy_error {
+        let _ = writeln!(out, "Policy error: {e}");
+    }
+    if r.enforced.launches.is_empty() && r.enforced.removals.is_empty() {
+        let _ = writeln!(out, "Would do nothing.");
+    }
+    for l in &r.enforced.launches {
+        let _ = writeln!(out, "Would launch {} x {}: {}", l.count, l.template, l.reason);
+    }
+    for rm in &r.enforced.removals {
+        let _ = writeln!(out, "Would remove {}: {}", rm.instance_id, rm.reason);
+    }
+    for c in &r.clamps {
+        let _ = writeln!(out, "Clamped ({}): {}", c.rule, c.detail);
+    }
+    for (kind, target, reason) in &r.chores {
+        let _ = writeln!(out, "Housekeeping: {kind} {target} {reason}");
+    }
+    for e in &r.errors {
+        let _ = writeln!(out, "Error: {e}");
+    }
+    out
+}
+
+/// `check`: every item pass/fail with a hint.
+pub async fn check(config_path: &Path) -> anyhow::Result<i32> {
+    let results = check::run(config_path).await;
+    let mut failed = 0;
+    for r in &results {
+        println!("{} {:<28} {}", if r.ok { "PASS" } else { "FAIL" }, r.item, r.detail);
+        if !r.ok {
+            failed += 1;
+            if let Some(h) = &r.hint {
+                println!("     hint: {h}");
+            }
+        }
+    }
+    println!("\n{} passed, {} failed", results.len() - failed, failed);
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// `sim-agent`: an emulated inbound agent.
+pub async fn sim_agent(args: Vec<String>) -> anyhow::Result<i32> {
+    let args = crate::sim::agent::AgentArgs::parse(args)?;
+    crate::sim::agent::run(args).await?;
+    Ok(0)
+}

@@ -1,0 +1,62 @@
+//! `sim`: the ECS, instance SSH and Jenkins emulators alone, for trying the provisioner (or
+//! another client) against them. Prints a ready configuration for `run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::sim::cluster::{Cluster, ClusterOptions};
+use crate::sim::ecs::SimConfig as EcsSimConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// ECS emulator description (TOML; see host/src/sim/ecs/example.toml). Default: a believable
+    /// region with 3 zones, 2 vswitches each, 6 instance types.
+    #[arg(long)]
+    pub ecs_config: Option<PathBuf>,
+    /// ECS (and VPC) API address.
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    pub ecs_listen: SocketAddr,
+    /// Jenkins address.
+    #[arg(long, default_value = "127.0.0.1:9102")]
+    pub jenkins_listen: SocketAddr,
+    /// Instance SSH address (port shared by every emulated instance's 127.x.y.z).
+    #[arg(long, default_value = "0.0.0.0:9122")]
+    pub ssh_listen: SocketAddr,
+    /// Where instance directories, keys and the printed config go.
+    #[arg(long, default_value = "ecs-provisioner-sim")]
+    pub dir: PathBuf,
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
+    let ecs = match &args.ecs_config {
+        Some(p) => EcsSimConfig::load(p)?,
+        None => EcsSimConfig::default(),
+    };
+    let dir = std::path::absolute(&args.dir)?;
+    let cluster = Cluster::start(ClusterOptions {
+        ecs,
+        ecs_listen: args.ecs_listen,
+        jenkins_listen: args.jenkins_listen,
+        ssh_listen: args.ssh_listen,
+        dir: dir.clone(),
+    })
+    .await?;
+    let templates = r#"[[template]]
+name = "linux"
+labels = ["linux"]
+executors = 2
+max-nodes = 10
+remote-fs = "agent"
+agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
+"#;
+    let config_path = dir.join("ecs-provisioner.toml");
+    std::fs::write(&config_path, cluster.config_text("sim", templates, "")?)?;
+    println!("ECS emulator:     {}  (AccessKeyId {}, secret in {})", cluster.ecs.base_url(), cluster.ecs.credentials().access_key_id, cluster.secret_file.display());
+    println!("Jenkins emulator: {}  (user {}, token in {})", cluster.jenkins.base_url(), cluster.jenkins.user(), cluster.token_file.display());
+    println!("Instance SSH:     port {} on each instance's 127.x.y.z (key {})", cluster.ssh.port(), cluster.key_file.display());
+    println!("A configuration for them: {}\n  ecs-provisioner run --config {}", config_path.display(), config_path.display());
+    println!("Enqueue builds:   curl -XPOST {}/_admin/enqueue -d '{{\"label\":\"linux\",\"duration_ms\":5000,\"count\":3}}'", cluster.jenkins.base_url());
+    super::wait_for_stop_signal().await;
+    cluster.shutdown().await;
+    Ok(0)
+}

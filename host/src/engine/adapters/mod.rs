@@ -1,0 +1,4 @@
+//! The engine ports implemented over the real clients (and so, in tests, over the emulators).
+pub mod cloud;
+pub mod policy;
+pub mod ssh;

@@ -512,12 +512,17 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
 
     for inst in [&a, &b] {
         let mut spec = fx.spec(&inst.instance_id, inst.ip, emulator.port());
-        spec.work_dir = format!("{}/agent", emulator.instance_dir(&inst.instance_id).display());
+        // Relative: under the instance's home, which the emulator keeps per instance.
+        spec.work_dir = "agent".into();
         spec.init_script = Some("echo \"init on $ECSP_INSTANCE_ID, HOME=$HOME\"; echo ran >> init-count".into());
         let report = bootstrap(&spec, &config).await.unwrap_or_else(|e| panic!("{}: {e}", inst.instance_id));
         assert_eq!(report.init_script, InitScriptOutcome::Ran);
+        let home = emulator.instance_dir(&inst.instance_id);
+        assert_eq!(Path::new(&report.work_dir), home.join("agent"));
         let AgentStart::Started { pid } = report.agent else { panic!("{report:?}") };
         assert!(process_running(pid));
+        let log = std::fs::read_to_string(home.join("agent/.ecs-provisioner/agent.log")).unwrap();
+        assert_eq!(log.trim(), format!("agent linux-{} up", inst.instance_id));
         let state = emulator.instance_dir(&inst.instance_id).join("agent/.ecs-provisioner");
         let mode = std::fs::metadata(state.join("agent-secret")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

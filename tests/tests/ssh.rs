@@ -203,6 +203,33 @@ async fn changed_host_key_is_refused_under_accept_new() {
     // Another instance id on the same address is a first contact and is pinned.
     connect(&target("i-other", impostor.addr()), &config, soon()).await.unwrap().close().await;
     assert!(reopened.pinned("i-other").is_some());
+
+    // `off` (explicit) accepts the impostor and pins nothing.
+    config.host_keys = HostKeyVerifier::off();
+    connect(&target("i-rekeyed", impostor.addr()), &config, soon()).await.unwrap().close().await;
+    connect(&target("i-unpinned", impostor.addr()), &config, soon()).await.unwrap().close().await;
+    assert!(KnownHosts::open(fx.known_hosts.path()).unwrap().pinned("i-unpinned").is_none());
+}
+
+#[tokio::test]
+async fn slow_steps_time_out_naming_the_step() {
+    let fx = Fixture::new();
+    let sshd = Sshd::start(&[&fx.key.public_line]);
+    let session = connect(&target("i-slow", sshd.addr()), &fx.client(), soon()).await.unwrap();
+    let started = Instant::now();
+    let err = session
+        .exec("probe", "sleep 8", None, Duration::from_millis(500), &mut |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Timeout { step: "probe", .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    session.close().await;
+
+    let mut spec = fx.spec("i-slow", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.init_script = Some("echo starting; sleep 8".into());
+    spec.init_script_timeout = Duration::from_secs(2);
+    let err = bootstrap(&spec, &fx.client()).await.err().unwrap().to_string();
+    assert!(err.contains("i-slow") && err.contains("'init-script' timed out"), "{err}");
 }
 
 /// Console output that appears only after `delay_calls` reads, as on a booting instance.

@@ -165,7 +165,10 @@ impl BootstrapSpec {
             trimmed => trimmed.to_string(),
         };
         if work_dir.is_empty() || work_dir.contains('\n') {
-            return Err(err("work_dir", format!("{work_dir:?} is not a directory path")));
+            return Err(err(
+                "work_dir",
+                format!("{work_dir:?} is not a directory path"),
+            ));
         }
         let state_dir = format!("{work_dir}/.ecs-provisioner");
         let secret_file = format!("{state_dir}/agent-secret");
@@ -529,7 +532,10 @@ async fn start_agent(
     }
     let stdout = out.stdout_text();
     let mut words = stdout.split_whitespace();
-    let parsed = match (words.next(), words.next().and_then(|p| p.parse::<u32>().ok())) {
+    let parsed = match (
+        words.next(),
+        words.next().and_then(|p| p.parse::<u32>().ok()),
+    ) {
         (Some("started"), Some(pid)) => Some(AgentStart::Started { pid }),
         (Some("running"), Some(pid)) => Some(AgentStart::AlreadyRunning { pid }),
         _ => None,
@@ -576,7 +582,12 @@ async fn confirm_agent(
     }
 }
 
-fn step_failed(spec: &BootstrapSpec, step: &'static str, exit: RemoteExit, stderr: &[u8]) -> BootstrapError {
+fn step_failed(
+    spec: &BootstrapSpec,
+    step: &'static str,
+    exit: RemoteExit,
+    stderr: &[u8],
+) -> BootstrapError {
     BootstrapError::StepFailed {
         instance_id: spec.instance_id.clone(),
         step,
@@ -620,7 +631,9 @@ impl<'a> LineLog<'a> {
     }
 
     fn emit(&mut self, stream: OutputStream, line: &[u8]) {
-        let line = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
+        let line = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
         let stream_name = match stream {
             OutputStream::Stdout => "stdout",
             OutputStream::Stderr => "stderr",
@@ -654,9 +667,19 @@ mod tests {
         let plan = spec().resolve().unwrap();
         assert_eq!(plan.user, "root");
         assert_eq!(plan.port, 22);
-        assert_eq!(plan.secret_file, "/home/jenkins/agent/.ecs-provisioner/agent-secret");
-        assert!(plan.agent_command.contains("-secret @/home/jenkins/agent/.ecs-provisioner/agent-secret"));
-        assert!(plan.agent_command.contains("-url http://ci:8080/ "), "{}", plan.agent_command);
+        assert_eq!(
+            plan.secret_file,
+            "/home/jenkins/agent/.ecs-provisioner/agent-secret"
+        );
+        assert!(
+            plan.agent_command
+                .contains("-secret @/home/jenkins/agent/.ecs-provisioner/agent-secret")
+        );
+        assert!(
+            plan.agent_command.contains("-url http://ci:8080/ "),
+            "{}",
+            plan.agent_command
+        );
         assert!(plan.agent_command.contains("-name linux-i-abc -webSocket"));
         assert!(!plan.agent_command.contains("s3cr3t"));
         assert!(!format!("{:?}", spec()).contains("s3cr3t"));
@@ -666,16 +689,40 @@ mod tests {
     fn bad_templates_name_the_setting() {
         let mut s = spec();
         s.port = "twenty-two".into();
-        assert!(s.resolve().unwrap_err().to_string().contains("setting port"));
+        assert!(
+            s.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("setting port")
+        );
         let mut s = spec();
         s.work_dir = "agent/{instance_id}".into();
-        assert_eq!(s.resolve().unwrap().state_dir, "agent/i-abc/.ecs-provisioner");
+        assert_eq!(
+            s.resolve().unwrap().state_dir,
+            "agent/i-abc/.ecs-provisioner"
+        );
         s.work_dir = "".into();
-        assert!(s.resolve().unwrap_err().to_string().contains("setting work_dir"));
-        let err = check_templates("root", "22", "/w", "run {secret}").unwrap_err().to_string();
-        assert!(err.contains("agent_command") && err.contains("{secret}"), "{err}");
+        assert!(
+            s.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("setting work_dir")
+        );
+        let err = check_templates("root", "22", "/w", "run {secret}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent_command") && err.contains("{secret}"),
+            "{err}"
+        );
         check_templates("{node_name}", "{ip}", "/w/{user}", DEFAULT_AGENT_COMMAND).unwrap_err();
-        check_templates("ci", "2222", "/w/{user}/{instance_id}", DEFAULT_AGENT_COMMAND).unwrap();
+        check_templates(
+            "ci",
+            "2222",
+            "/w/{user}/{instance_id}",
+            DEFAULT_AGENT_COMMAND,
+        )
+        .unwrap();
     }
 
     #[test]

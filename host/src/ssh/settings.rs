@@ -89,12 +89,16 @@ impl SshSettings {
     pub fn validate(&self) -> Result<(), String> {
         check_templates(&self.user, &self.port, &self.work_dir, &self.agent_command).map_err(
             |e| match e {
-                super::BootstrapError::Template { field, reason, .. } => format!("ssh.{field}: {reason}"),
+                super::BootstrapError::Template { field, reason, .. } => {
+                    format!("ssh.{field}: {reason}")
+                }
                 other => other.to_string(),
             },
         )?;
         if self.private_key_file.as_os_str().is_empty() {
-            return Err("ssh.private_key_file: required (the launch key pair's private key)".into());
+            return Err(
+                "ssh.private_key_file: required (the launch key pair's private key)".into(),
+            );
         }
         if self.private_key_passphrase_env.is_some() && self.private_key_passphrase_file.is_some() {
             return Err("ssh.private_key_passphrase_env and ssh.private_key_passphrase_file: set at most one".into());
@@ -112,7 +116,10 @@ impl SshSettings {
 
     /// Where the key's passphrase comes from, if configured.
     pub fn passphrase_source(&self) -> Option<PassphraseSource> {
-        match (&self.private_key_passphrase_env, &self.private_key_passphrase_file) {
+        match (
+            &self.private_key_passphrase_env,
+            &self.private_key_passphrase_file,
+        ) {
             (Some(var), _) => Some(PassphraseSource::Env(var.clone())),
             (None, Some(file)) => Some(PassphraseSource::File(file.clone())),
             (None, None) => None,
@@ -139,7 +146,14 @@ impl SshSettings {
         agent_secret: &str,
         deadline: Instant,
     ) -> BootstrapSpec {
-        let mut spec = BootstrapSpec::new(instance_id, ip, node_name, jenkins_url, agent_secret, deadline);
+        let mut spec = BootstrapSpec::new(
+            instance_id,
+            ip,
+            node_name,
+            jenkins_url,
+            agent_secret,
+            deadline,
+        );
         spec.user = self.user.clone();
         spec.port = self.port.clone();
         spec.work_dir = self.work_dir.clone();
@@ -165,22 +179,51 @@ mod tests {
         assert_eq!(s.host_key_policy, HostKeyPolicy::Strict);
         assert_eq!(s.work_dir, DEFAULT_WORK_DIR);
         s.validate().unwrap();
-        let spec = s.bootstrap_spec("i-1", IpAddr::from([10, 0, 0, 2]), "n", "http://j/", "x", Instant::now());
+        let spec = s.bootstrap_spec(
+            "i-1",
+            IpAddr::from([10, 0, 0, 2]),
+            "n",
+            "http://j/",
+            "x",
+            Instant::now(),
+        );
         assert_eq!(spec.resolve().unwrap().port, 2222);
     }
 
     #[test]
     fn errors_name_the_key() {
-        let err = toml::from_str::<SshSettings>("host_key_policy = \"yes\"").unwrap_err().to_string();
-        assert!(err.contains("host_key_policy") || err.contains("accept-new"), "{err}");
-        let err = toml::from_str::<SshSettings>("usr = \"x\"").unwrap_err().to_string();
+        let err = toml::from_str::<SshSettings>("host_key_policy = \"yes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("host_key_policy") || err.contains("accept-new"),
+            "{err}"
+        );
+        let err = toml::from_str::<SshSettings>("usr = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("usr"), "{err}");
-        let s = SshSettings { port: "0".into(), private_key_file: "/k".into(), ..Default::default() };
+        let s = SshSettings {
+            port: "0".into(),
+            private_key_file: "/k".into(),
+            ..Default::default()
+        };
         assert!(s.validate().unwrap_err().starts_with("ssh.port:"));
-        let s = SshSettings { agent_command: "run {nope}".into(), private_key_file: "/k".into(), ..Default::default() };
+        let s = SshSettings {
+            agent_command: "run {nope}".into(),
+            private_key_file: "/k".into(),
+            ..Default::default()
+        };
         let err = s.validate().unwrap_err();
-        assert!(err.starts_with("ssh.agent_command:") && err.contains("{nope}"), "{err}");
+        assert!(
+            err.starts_with("ssh.agent_command:") && err.contains("{nope}"),
+            "{err}"
+        );
         let s = SshSettings::default();
-        assert!(s.validate().unwrap_err().starts_with("ssh.private_key_file:"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .starts_with("ssh.private_key_file:")
+        );
     }
 }

@@ -22,7 +22,10 @@ use ecs_provisioner::ssh::{
 use sshd_support::{AgentReaper, Sshd, current_user, keygen};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Run {
@@ -59,8 +62,12 @@ impl Run {
         let means: Vec<String> = names
             .iter()
             .map(|name| {
-                let d: Vec<Duration> =
-                    self.steps.iter().filter(|(s, _)| s == name).map(|(_, d)| *d).collect();
+                let d: Vec<Duration> = self
+                    .steps
+                    .iter()
+                    .filter(|(s, _)| s == name)
+                    .map(|(_, d)| *d)
+                    .collect();
                 format!("{name} {:.1?}", d.iter().sum::<Duration>() / d.len() as u32)
             })
             .collect();
@@ -83,7 +90,9 @@ async fn run(
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
             let t = Instant::now();
-            let report = bootstrap(&spec, &config).await.unwrap_or_else(|e| panic!("{e}"));
+            let report = bootstrap(&spec, &config)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             (t.elapsed(), report.steps)
         });
     }
@@ -123,7 +132,10 @@ async fn main() {
     let sshd = Sshd::start(&[&key.public_line]);
     let known_hosts = Arc::new(KnownHosts::open(dir.path().join("known_hosts")).unwrap());
     let client_key = ClientKey::load(&key.private_path, None).unwrap();
-    let config = Arc::new(SshClientConfig::new(client_key, HostKeyVerifier::AcceptNew(known_hosts)));
+    let config = Arc::new(SshClientConfig::new(
+        client_key,
+        HostKeyVerifier::AcceptNew(known_hosts),
+    ));
     let spec = |id: String, ip: Ipv4Addr, port: u16, work_dir: String| {
         let mut s = BootstrapSpec::new(
             id.clone(),
@@ -142,7 +154,12 @@ async fn main() {
         s
     };
 
-    println!("SSH bootstrap benchmark ({} cores, confirm delay {confirm:?})", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "SSH bootstrap benchmark ({} cores, confirm delay {confirm:?})",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     let specs = (0..n)
         .map(|i| {
             let id = format!("i-bench{i:04}");
@@ -150,7 +167,9 @@ async fn main() {
             spec(id, Ipv4Addr::LOCALHOST, sshd.port(), wd)
         })
         .collect();
-    run("OpenSSH sshd", specs, config.clone(), concurrency).await.print();
+    run("OpenSSH sshd", specs, config.clone(), concurrency)
+        .await
+        .print();
     reaper.kill_all();
     drop(sshd);
 
@@ -178,7 +197,9 @@ async fn main() {
             spec(i.instance_id.clone(), i.ip, emulator.port(), wd)
         })
         .collect();
-    run("instance SSH emulator", specs, config, concurrency).await.print();
+    run("instance SSH emulator", specs, config, concurrency)
+        .await
+        .print();
     emulator.shutdown().await;
     reaper.kill_all();
 }

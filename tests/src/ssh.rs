@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (installs openssh-server) or set ECSP_SSHD";
+const SETUP_HINT: &str =
+    "run scripts/setup-test-deps.sh (installs openssh-server) or set ECSP_SSHD";
 
 /// The sshd binary: `$ECSP_SSHD`, default `/usr/sbin/sshd`. Panics (the test fails, never
 /// skips) when it is missing.
@@ -14,7 +15,11 @@ pub fn sshd_binary() -> PathBuf {
     let path = std::env::var_os("ECSP_SSHD")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
-    assert!(path.is_file(), "OpenSSH sshd not found at {}: {SETUP_HINT}", path.display());
+    assert!(
+        path.is_file(),
+        "OpenSSH sshd not found at {}: {SETUP_HINT}",
+        path.display()
+    );
     path
 }
 
@@ -38,7 +43,8 @@ pub struct KeyPair {
 pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
     let path = dir.join(name);
     let mut cmd = Command::new(ssh_keygen_binary());
-    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", name, "-f"]).arg(&path);
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", name, "-f"])
+        .arg(&path);
     if kind == "rsa" {
         cmd.args(["-b", "2048"]);
     }
@@ -46,7 +52,11 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run ssh-keygen ({e}): {SETUP_HINT}"));
-    assert!(out.status.success(), "ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let public_line = std::fs::read_to_string(path.with_extension("pub"))
         .or_else(|_| std::fs::read_to_string(format!("{}.pub", path.display())))
         .expect("ssh-keygen wrote no public key");
@@ -64,7 +74,11 @@ pub fn current_user() -> String {
 
 /// A free loopback TCP port (free when this returns; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// OpenSSH's sshd, listening on 127.0.0.1:<port> with a config, host key and authorized_keys in
@@ -84,7 +98,11 @@ impl Sshd {
 
     /// Starts sshd on `port` (a free one if `None`), with `host_key` (a new ed25519 key if
     /// `None`). Panics with sshd's own log when it does not come up.
-    pub fn start_on(authorized_keys: &[&str], port: Option<u16>, host_key: Option<&KeyPair>) -> Sshd {
+    pub fn start_on(
+        authorized_keys: &[&str],
+        port: Option<u16>,
+        host_key: Option<&KeyPair>,
+    ) -> Sshd {
         let sshd = sshd_binary();
         // Privilege separation directory; sshd refuses to start without it when run as root.
         std::fs::create_dir_all("/run/sshd").ok();
@@ -196,7 +214,9 @@ pub fn process_running(pid: u32) -> bool {
         return false;
     };
     // Format: `pid (comm) state ...`; comm may contain spaces, so split after the last ')'.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
 }
 
@@ -207,7 +227,11 @@ pub fn command_lines_containing(needle: &str) -> Vec<(u32, String)> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
@@ -263,7 +287,10 @@ fn collect_pids(dir: &Path, depth: usize, pids: &mut Vec<u32>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.file_name().is_some_and(|n| n == "agent.pid") {
-            if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(pid) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 pids.push(pid);
             }
         } else if depth < 4 && path.is_dir() {

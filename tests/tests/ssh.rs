@@ -48,7 +48,8 @@ impl Fixture {
 
     fn client(&self) -> SshClientConfig {
         let key = ClientKey::load(&self.key.private_path, None).unwrap();
-        let mut config = SshClientConfig::new(key, HostKeyVerifier::AcceptNew(self.known_hosts.clone()));
+        let mut config =
+            SshClientConfig::new(key, HostKeyVerifier::AcceptNew(self.known_hosts.clone()));
         // Generous: the test machine is shared and can be very loaded.
         config.step_timeout = Duration::from_secs(60);
         config
@@ -77,7 +78,10 @@ impl Fixture {
     }
 
     fn state_file(&self, instance_id: &str, name: &str) -> PathBuf {
-        self.agents_dir().join(instance_id).join(".ecs-provisioner").join(name)
+        self.agents_dir()
+            .join(instance_id)
+            .join(".ecs-provisioner")
+            .join(name)
     }
 }
 
@@ -85,7 +89,10 @@ impl Fixture {
 fn rand_u128(seed: &str) -> u128 {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed) as u128;
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     t.wrapping_mul(6364136223846793005).wrapping_add(n << 64) ^ seed.len() as u128
 }
 
@@ -102,7 +109,11 @@ fn soon() -> Instant {
 }
 
 fn read_pid(path: &Path) -> u32 {
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -130,10 +141,19 @@ async fn key_login_with_ed25519_rsa_ecdsa_and_encrypted_keys() {
             Some(&PassphraseSource::Env("ECSP_TEST_ECDSA_PASSPHRASE".into())),
         )
         .unwrap(),
-        ClientKey::load(&ed_enc.private_path, Some(&PassphraseSource::File(pass_file))).unwrap(),
+        ClientKey::load(
+            &ed_enc.private_path,
+            Some(&PassphraseSource::File(pass_file)),
+        )
+        .unwrap(),
     ];
-    let err = ClientKey::load(&ed_enc.private_path, None).unwrap_err().to_string();
-    assert!(err.contains("encrypted") && err.contains("id_ed25519_enc"), "{err}");
+    let err = ClientKey::load(&ed_enc.private_path, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("encrypted") && err.contains("id_ed25519_enc"),
+        "{err}"
+    );
 
     for (i, key) in keys.into_iter().enumerate() {
         let fingerprint = key.fingerprint().to_string();
@@ -141,11 +161,17 @@ async fn key_login_with_ed25519_rsa_ecdsa_and_encrypted_keys() {
         let session = connect(&target(&format!("i-key{i}"), sshd.addr()), &config, soon())
             .await
             .unwrap_or_else(|e| panic!("login with {fingerprint}: {e}\nsshd log:\n{}", sshd.log()));
-        let out = session.run("probe", "echo hello; echo oops >&2; exit 3", None).await.unwrap();
+        let out = session
+            .run("probe", "echo hello; echo oops >&2; exit 3", None)
+            .await
+            .unwrap();
         assert_eq!(out.stdout_text(), "hello\n");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
         assert_eq!(out.exit, RemoteExit::Code(3));
-        let out = session.run("stdin", "tr a-z A-Z", Some(b"piped in")).await.unwrap();
+        let out = session
+            .run("stdin", "tr a-z A-Z", Some(b"piped in"))
+            .await
+            .unwrap();
         assert_eq!(out.stdout_text(), "PIPED IN");
         session.close().await;
     }
@@ -160,24 +186,40 @@ async fn wrong_key_is_refused_with_a_clear_error() {
     let fingerprint = key.fingerprint().to_string();
     let config = SshClientConfig::new(key, HostKeyVerifier::AcceptNew(fx.known_hosts.clone()));
     let started = Instant::now();
-    let err = connect(&target("i-wrongkey", sshd.addr()), &config, Instant::now() + Duration::from_secs(20))
-        .await
-        .err()
-        .expect("a key sshd does not know must be refused");
+    let err = connect(
+        &target("i-wrongkey", sshd.addr()),
+        &config,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .err()
+    .expect("a key sshd does not know must be refused");
     assert!(matches!(err, SshError::AuthRejected { .. }), "{err:?}");
     let msg = err.to_string();
-    for part in ["i-wrongkey", "refused public-key login", &fingerprint, "id_stranger", &current_user()] {
+    for part in [
+        "i-wrongkey",
+        "refused public-key login",
+        &fingerprint,
+        "id_stranger",
+        &current_user(),
+    ] {
         assert!(msg.contains(part), "{msg:?} lacks {part:?}");
     }
     // Final at once, not retried until the deadline.
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn changed_host_key_is_refused_under_accept_new() {
     let fx = Fixture::new();
     let original = Sshd::start(&[&fx.key.public_line]);
-    let session = connect(&target("i-rekeyed", original.addr()), &fx.client(), soon()).await.unwrap();
+    let session = connect(&target("i-rekeyed", original.addr()), &fx.client(), soon())
+        .await
+        .unwrap();
     session.close().await;
     let pinned = keys::fingerprint(&keys::parse_public_key(original.host_public_key()).unwrap());
 
@@ -193,7 +235,13 @@ async fn changed_host_key_is_refused_under_accept_new() {
         .expect("a changed host key must be refused");
     let presented = keys::fingerprint(&keys::parse_public_key(impostor.host_public_key()).unwrap());
     assert!(
-        matches!(&err, SshError::HostKey { rejection: HostKeyRejection::Changed { .. }, .. }),
+        matches!(
+            &err,
+            SshError::HostKey {
+                rejection: HostKeyRejection::Changed { .. },
+                ..
+            }
+        ),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -201,8 +249,70 @@ async fn changed_host_key_is_refused_under_accept_new() {
         assert!(msg.contains(part), "{msg:?} lacks {part:?}");
     }
     // Another instance id on the same address is a first contact and is pinned.
-    connect(&target("i-other", impostor.addr()), &config, soon()).await.unwrap().close().await;
+    connect(&target("i-other", impostor.addr()), &config, soon())
+        .await
+        .unwrap()
+        .close()
+        .await;
     assert!(reopened.pinned("i-other").is_some());
+
+    // `off` (explicit) accepts the impostor and pins nothing.
+    config.host_keys = HostKeyVerifier::off();
+    connect(&target("i-rekeyed", impostor.addr()), &config, soon())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    connect(&target("i-unpinned", impostor.addr()), &config, soon())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert!(
+        KnownHosts::open(fx.known_hosts.path())
+            .unwrap()
+            .pinned("i-unpinned")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn slow_steps_time_out_naming_the_step() {
+    let fx = Fixture::new();
+    let sshd = Sshd::start(&[&fx.key.public_line]);
+    let session = connect(&target("i-slow", sshd.addr()), &fx.client(), soon())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = session
+        .exec(
+            "probe",
+            "sleep 8",
+            None,
+            Duration::from_millis(500),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SshError::Timeout { step: "probe", .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    session.close().await;
+
+    let mut spec = fx.spec("i-slow", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.init_script = Some("echo starting; sleep 8".into());
+    spec.init_script_timeout = Duration::from_secs(2);
+    let err = bootstrap(&spec, &fx.client())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("i-slow") && err.contains("'init-script' timed out"),
+        "{err}"
+    );
 }
 
 /// Console output that appears only after `delay_calls` reads, as on a booting instance.
@@ -216,10 +326,15 @@ impl ConsoleOutputSource for SlowConsole {
     fn console_output<'a>(
         &'a self,
         _instance_id: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 'a>>
+    {
         let mut calls = self.calls.lock().unwrap();
         *calls += 1;
-        let text = if *calls > self.delay_calls { self.text.clone() } else { "Booting...\n".into() };
+        let text = if *calls > self.delay_calls {
+            self.text.clone()
+        } else {
+            "Booting...\n".into()
+        };
         Box::pin(async move { Ok(text) })
     }
 }
@@ -233,12 +348,17 @@ async fn strict_accepts_only_the_console_output_key() {
 
     // The console shows the host key only from the third read on: strict waits for it.
     let console = Arc::new(SlowConsole {
-        text: format!("cloud-init boot\n{}", console_host_keys_block(&[sshd.host_public_key().to_string()])),
+        text: format!(
+            "cloud-init boot\n{}",
+            console_host_keys_block(&[sshd.host_public_key().to_string()])
+        ),
         calls: Mutex::new(0),
         delay_calls: 2,
     });
     config.host_keys = HostKeyVerifier::Strict(console.clone());
-    let session = connect(&target("i-strict", sshd.addr()), &config, soon()).await.unwrap();
+    let session = connect(&target("i-strict", sshd.addr()), &config, soon())
+        .await
+        .unwrap();
     assert_eq!(session.attempts(), 3);
     session.close().await;
 
@@ -249,9 +369,18 @@ async fn strict_accepts_only_the_console_output_key() {
         let block = block.clone();
         async move { Ok::<_, anyhow::Error>(block) }
     }));
-    let err = connect(&target("i-strict", sshd.addr()), &config, soon()).await.err().unwrap();
+    let err = connect(&target("i-strict", sshd.addr()), &config, soon())
+        .await
+        .err()
+        .unwrap();
     assert!(
-        matches!(&err, SshError::HostKey { rejection: HostKeyRejection::NotInConsoleOutput { .. }, .. }),
+        matches!(
+            &err,
+            SshError::HostKey {
+                rejection: HostKeyRejection::NotInConsoleOutput { .. },
+                ..
+            }
+        ),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -271,14 +400,29 @@ async fn connect_retries_until_sshd_comes_up_and_gives_up_at_the_deadline() {
     // Nothing listens: unreachable once the deadline passes, with the last error.
     let started = Instant::now();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let err = connect(&target("i-late", addr), &config, Instant::now() + Duration::from_millis(1500))
-        .await
-        .err()
-        .unwrap();
-    let SshError::Unreachable { attempts, ref last_error, .. } = err else { panic!("{err:?}") };
+    let err = connect(
+        &target("i-late", addr),
+        &config,
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await
+    .err()
+    .unwrap();
+    let SshError::Unreachable {
+        attempts,
+        ref last_error,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
     assert!(attempts >= 3, "{err}");
     assert!(last_error.contains("refused"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 
     // sshd starts a second after the first attempt: the connection succeeds.
     let key_line = fx.key.public_line.clone();
@@ -286,9 +430,13 @@ async fn connect_retries_until_sshd_comes_up_and_gives_up_at_the_deadline() {
         std::thread::sleep(Duration::from_secs(1));
         Sshd::start_on(&[&key_line], Some(port), None)
     });
-    let session = connect(&target("i-late", addr), &config, Instant::now() + Duration::from_secs(15))
-        .await
-        .unwrap();
+    let session = connect(
+        &target("i-late", addr),
+        &config,
+        Instant::now() + Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
     assert!(session.attempts() > 1, "attempts {}", session.attempts());
     session.close().await;
     drop(late.join().unwrap());
@@ -305,13 +453,23 @@ async fn init_script_runs_once_and_the_agent_outlives_the_session() {
     );
     let config = fx.client();
 
-    let first = bootstrap(&spec, &config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let first = bootstrap(&spec, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(first.init_script, InitScriptOutcome::Ran);
-    let AgentStart::Started { pid } = first.agent else { panic!("{first:?}") };
+    let AgentStart::Started { pid } = first.agent else {
+        panic!("{first:?}")
+    };
     let step_names: Vec<_> = first.steps.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         step_names,
-        ["connect", "prepare", "init-script", "start-agent", "confirm-agent"]
+        [
+            "connect",
+            "prepare",
+            "init-script",
+            "start-agent",
+            "confirm-agent"
+        ]
     );
 
     // The session is closed; the agent is still there, detached.
@@ -334,13 +492,32 @@ async fn failing_init_script_is_reported_with_its_output() {
     let fx = Fixture::new();
     let sshd = Sshd::start(&[&fx.key.public_line]);
     let mut spec = fx.spec("i-initfail", Ipv4Addr::LOCALHOST, sshd.port());
-    spec.init_script = Some("echo installing jdk\necho 'E: Unable to locate package' >&2\nexit 7\n".into());
-    let err = bootstrap(&spec, &fx.client()).await.err().expect("the init script fails");
-    let BootstrapError::InitScriptFailed { ref exit, ref last_lines, .. } = err else { panic!("{err:?}") };
+    spec.init_script =
+        Some("echo installing jdk\necho 'E: Unable to locate package' >&2\nexit 7\n".into());
+    let err = bootstrap(&spec, &fx.client())
+        .await
+        .err()
+        .expect("the init script fails");
+    let BootstrapError::InitScriptFailed {
+        ref exit,
+        ref last_lines,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(*exit, RemoteExit::Code(7));
-    assert_eq!(last_lines, &["installing jdk", "E: Unable to locate package"]);
+    assert_eq!(
+        last_lines,
+        &["installing jdk", "E: Unable to locate package"]
+    );
     let msg = err.to_string();
-    assert!(msg.contains("i-initfail") && msg.contains("exit status 7") && msg.contains("Unable to locate"), "{msg}");
+    assert!(
+        msg.contains("i-initfail")
+            && msg.contains("exit status 7")
+            && msg.contains("Unable to locate"),
+        "{msg}"
+    );
     // No agent was started, and the marker is not set: a fixed script runs next time.
     assert!(!fx.state_file("i-initfail", "agent.pid").exists());
     spec.init_script = Some("echo fixed\n".into());
@@ -355,7 +532,9 @@ async fn agent_that_dies_at_start_is_reported_with_its_log() {
     let mut spec = fx.spec("i-deadagent", Ipv4Addr::LOCALHOST, sshd.port());
     spec.agent_command = "echo 'Error: Unable to access jarfile agent.jar'; exit 1".into();
     let err = bootstrap(&spec, &fx.client()).await.err().unwrap();
-    let BootstrapError::AgentNotRunning { ref last_lines, .. } = err else { panic!("{err:?}") };
+    let BootstrapError::AgentNotRunning { ref last_lines, .. } = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(last_lines, &["Error: Unable to access jarfile agent.jar"]);
 }
 
@@ -364,8 +543,9 @@ async fn secret_file_is_0600_and_never_on_a_command_line() {
     let fx = Fixture::new();
     let sshd = Sshd::start(&[&fx.key.public_line]);
     let config = fx.client();
-    let specs: Vec<BootstrapSpec> =
-        (0..4).map(|i| fx.spec(&format!("i-secret{i}"), Ipv4Addr::LOCALHOST, sshd.port())).collect();
+    let specs: Vec<BootstrapSpec> = (0..4)
+        .map(|i| fx.spec(&format!("i-secret{i}"), Ipv4Addr::LOCALHOST, sshd.port()))
+        .collect();
     let secrets: Vec<String> = specs.iter().map(|s| s.agent_secret.clone()).collect();
 
     // Scan every process's command line while the bootstraps run and after.
@@ -402,7 +582,9 @@ async fn secret_file_is_0600_and_never_on_a_command_line() {
 }
 
 /// Runs futures concurrently on this task (no spawn: the specs are borrowed).
-async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
@@ -419,7 +601,11 @@ async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = 
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
@@ -439,13 +625,20 @@ async fn fifty_concurrent_bootstraps() {
     }
     let mut pids = Vec::new();
     while let Some(result) = tasks.join_next().await {
-        let report = result.unwrap().unwrap_or_else(|e| panic!("{e}\nsshd log tail:\n{}", tail(&sshd.log(), 30)));
-        let AgentStart::Started { pid } = report.agent else { panic!("{report:?}") };
+        let report = result
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\nsshd log tail:\n{}", tail(&sshd.log(), 30)));
+        let AgentStart::Started { pid } = report.agent else {
+            panic!("{report:?}")
+        };
         pids.push(pid);
     }
     eprintln!("50 concurrent bootstraps in {:?}", started.elapsed());
     assert_eq!(pids.len(), 50);
-    assert!(pids.iter().all(|p| process_running(*p)), "some agents are not running");
+    assert!(
+        pids.iter().all(|p| process_running(*p)),
+        "some agents are not running"
+    );
     assert_eq!(fx.reaper.agent_pids().len(), 50);
     // All 50 pins made it to the file despite concurrent writers.
     let reopened = KnownHosts::open(fx.known_hosts.path()).unwrap();
@@ -487,9 +680,15 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
     let a = emulated("i-emu-a", [127, 0, 3, 1], &fx.key.public_line, true);
     let b = emulated("i-emu-b", [127, 0, 3, 2], &fx.key.public_line, true);
     let stopped = emulated("i-emu-stopped", [127, 0, 3, 3], &fx.key.public_line, false);
-    directory.0.lock().unwrap().extend([a.clone(), b.clone(), stopped]);
+    directory
+        .0
+        .lock()
+        .unwrap()
+        .extend([a.clone(), b.clone(), stopped]);
     let root = fx.dir.path().join("emulator");
-    let emulator = start(directory.clone(), SshEmulatorConfig::new(&root)).await.unwrap();
+    let emulator = start(directory.clone(), SshEmulatorConfig::new(&root))
+        .await
+        .unwrap();
     let _reaper = AgentReaper::new(&root);
 
     // strict against the host keys the instances would print on their consoles.
@@ -506,22 +705,45 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
     config.host_keys = HostKeyVerifier::Strict(Arc::new(move |id: String| {
         let consoles = consoles.clone();
         async move {
-            consoles.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()).ok_or_else(|| anyhow::anyhow!("no such instance {id}"))
+            consoles
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, c)| c.clone())
+                .ok_or_else(|| anyhow::anyhow!("no such instance {id}"))
         }
     }));
 
     for inst in [&a, &b] {
         let mut spec = fx.spec(&inst.instance_id, inst.ip, emulator.port());
-        spec.work_dir = format!("{}/agent", emulator.instance_dir(&inst.instance_id).display());
-        spec.init_script = Some("echo \"init on $ECSP_INSTANCE_ID, HOME=$HOME\"; echo ran >> init-count".into());
-        let report = bootstrap(&spec, &config).await.unwrap_or_else(|e| panic!("{}: {e}", inst.instance_id));
+        // Relative: under the instance's home, which the emulator keeps per instance.
+        spec.work_dir = "agent".into();
+        spec.init_script =
+            Some("echo \"init on $ECSP_INSTANCE_ID, HOME=$HOME\"; echo ran >> init-count".into());
+        let report = bootstrap(&spec, &config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", inst.instance_id));
         assert_eq!(report.init_script, InitScriptOutcome::Ran);
-        let AgentStart::Started { pid } = report.agent else { panic!("{report:?}") };
+        let home = emulator.instance_dir(&inst.instance_id);
+        assert_eq!(Path::new(&report.work_dir), home.join("agent"));
+        let AgentStart::Started { pid } = report.agent else {
+            panic!("{report:?}")
+        };
         assert!(process_running(pid));
-        let state = emulator.instance_dir(&inst.instance_id).join("agent/.ecs-provisioner");
-        let mode = std::fs::metadata(state.join("agent-secret")).unwrap().permissions().mode() & 0o777;
+        let log = std::fs::read_to_string(home.join("agent/.ecs-provisioner/agent.log")).unwrap();
+        assert_eq!(log.trim(), format!("agent linux-{} up", inst.instance_id));
+        let state = emulator
+            .instance_dir(&inst.instance_id)
+            .join("agent/.ecs-provisioner");
+        let mode = std::fs::metadata(state.join("agent-secret"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::read_to_string(state.join("agent-secret")).unwrap(), spec.agent_secret);
+        assert_eq!(
+            std::fs::read_to_string(state.join("agent-secret")).unwrap(),
+            spec.agent_secret
+        );
         // Again: init skipped, agent kept.
         let again = bootstrap(&spec, &config).await.unwrap();
         assert_eq!(again.init_script, InitScriptOutcome::Skipped);
@@ -530,39 +752,71 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
 
     // Each address presents its own instance's host key: instance a's console key does not
     // match what answers on b's address.
-    let err = connect(&target("i-emu-a", SocketAddr::from(([127, 0, 3, 2], emulator.port()))), &config, soon())
-        .await
-        .err()
-        .unwrap();
+    let err = connect(
+        &target(
+            "i-emu-a",
+            SocketAddr::from(([127, 0, 3, 2], emulator.port())),
+        ),
+        &config,
+        soon(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(err, SshError::HostKey { .. }), "{err:?}");
 
     // A key other than the launch key is refused.
     let stranger = keygen(fx.dir.path(), "id_stranger", "ed25519", "");
     let mut wrong = fx.client();
     wrong.key = ClientKey::load(&stranger.private_path, None).unwrap();
-    let err = connect(&target("i-emu-a", SocketAddr::from((a.ip, emulator.port()))), &wrong, soon())
-        .await
-        .err()
-        .unwrap();
+    let err = connect(
+        &target("i-emu-a", SocketAddr::from((a.ip, emulator.port()))),
+        &wrong,
+        soon(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(err, SshError::AuthRejected { .. }), "{err:?}");
 
     // A stopped instance (and an unknown address) never answers.
-    for (id, ip) in [("i-emu-stopped", [127, 0, 3, 3]), ("i-none", [127, 0, 3, 9])] {
+    for (id, ip) in [
+        ("i-emu-stopped", [127, 0, 3, 3]),
+        ("i-none", [127, 0, 3, 9]),
+    ] {
         let deadline = Instant::now() + Duration::from_millis(800);
-        let err = connect(&target(id, SocketAddr::from((ip, emulator.port()))), &fx.client(), deadline)
-            .await
-            .err()
-            .unwrap();
+        let err = connect(
+            &target(id, SocketAddr::from((ip, emulator.port()))),
+            &fx.client(),
+            deadline,
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(matches!(err, SshError::Unreachable { .. }), "{err:?}");
     }
 
     // Deleting the instance kills its processes, detached agent included.
-    let pid_a = read_pid(&emulator.instance_dir("i-emu-a").join("agent/.ecs-provisioner/agent.pid"));
+    let pid_a = read_pid(
+        &emulator
+            .instance_dir("i-emu-a")
+            .join("agent/.ecs-provisioner/agent.pid"),
+    );
     assert!(emulator.kill_instance_processes("i-emu-a") >= 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!process_running(pid_a), "agent of the deleted instance still runs");
-    let pid_b = read_pid(&emulator.instance_dir("i-emu-b").join("agent/.ecs-provisioner/agent.pid"));
-    assert!(process_running(pid_b), "another instance's agent was killed");
+    assert!(
+        !process_running(pid_a),
+        "agent of the deleted instance still runs"
+    );
+    let pid_b = read_pid(
+        &emulator
+            .instance_dir("i-emu-b")
+            .join("agent/.ecs-provisioner/agent.pid"),
+    );
+    assert!(
+        process_running(pid_b),
+        "another instance's agent was killed"
+    );
     emulator.shutdown().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!process_running(pid_b), "shutdown left an agent running");

@@ -208,7 +208,11 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         }
     };
     shared.accepted.fetch_add(1, Ordering::Relaxed);
-    shared.served.lock().unwrap().insert(instance.instance_id.clone());
+    shared
+        .served
+        .lock()
+        .unwrap()
+        .insert(instance.instance_id.clone());
     let _ = stream.set_nodelay(true);
     let handler = InstanceSession {
         instance_id: instance.instance_id.clone(),
@@ -266,7 +270,9 @@ fn admit(stream: &TcpStream, shared: &Shared) -> Option<EmulatedInstance> {
 fn valid_instance_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn server_config(host_key: PrivateKey) -> Arc<server::Config> {
@@ -373,7 +379,10 @@ async fn serve_channel(mut channel: Channel<Msg>, ctx: ExecContext) {
     let command = loop {
         match channel.wait().await {
             Some(ChannelMsg::Exec { command, .. }) => break command,
-            Some(ChannelMsg::RequestShell { .. }) | Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
+            Some(ChannelMsg::RequestShell { .. })
+            | Some(ChannelMsg::Eof)
+            | Some(ChannelMsg::Close)
+            | None => {
                 let _ = channel.close().await;
                 return;
             }
@@ -474,13 +483,20 @@ fn kill_tagged(tag: &str) -> usize {
     };
     let mut killed = 0;
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if environ.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
             // SAFETY: kill(2) has no memory-safety preconditions.
             if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
                 killed += 1;
@@ -489,4 +505,3 @@ fn kill_tagged(tag: &str) -> usize {
     }
     killed
 }
-

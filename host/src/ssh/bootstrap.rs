@@ -45,7 +45,9 @@ const TAIL_LINES: usize = 20;
 ///
 /// Placeholders (`{{`/`}}` for literal braces):
 /// - `user`, `port`: `{instance_id}`, `{node_name}`, `{ip}`
-/// - `work_dir`: the above and `{user}`
+/// - `work_dir`: the above and `{user}`; a relative path is relative to the login user's home
+///   directory (handy for the instance SSH emulator, where each instance's home is its own
+///   directory) and is made absolute on the instance before the agent command is rendered
 /// - `agent_command`: all of the above and `{jenkins_url}`, `{work_dir}`, `{secret_file}`;
 ///   values are inserted shell-quoted. It runs under `sh -c` in `work_dir`, detached
 ///   (`nohup setsid`, output to `.ecs-provisioner/agent.log`).
@@ -69,7 +71,7 @@ pub struct BootstrapSpec {
     pub user: String,
     /// sshd port (template, must render to a number).
     pub port: String,
-    /// Agent working directory (template, absolute after rendering).
+    /// Agent working directory (template; relative = under the login user's home).
     pub work_dir: String,
     /// Agent command (template).
     pub agent_command: String,
@@ -158,9 +160,15 @@ impl BootstrapSpec {
             .ok_or_else(|| err("port", format!("{port:?} is not a TCP port (1-65535)")))?;
         vars.push(("user", user.as_str()));
         let work_dir = render(&self.work_dir, &vars, false).map_err(|e| err("work_dir", e))?;
-        let work_dir = work_dir.trim_end_matches('/').to_string();
-        if !work_dir.starts_with('/') {
-            return Err(err("work_dir", format!("{work_dir:?} must be an absolute path")));
+        let work_dir = match work_dir.trim_end_matches('/') {
+            "" if work_dir.starts_with('/') => "/".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        if work_dir.is_empty() || work_dir.contains('\n') {
+            return Err(err(
+                "work_dir",
+                format!("{work_dir:?} is not a directory path"),
+            ));
         }
         let state_dir = format!("{work_dir}/.ecs-provisioner");
         let secret_file = format!("{state_dir}/agent-secret");
@@ -264,6 +272,8 @@ pub enum AgentStart {
 #[derive(Debug, Clone)]
 pub struct BootstrapReport {
     pub instance_id: String,
+    /// The agent's working directory, absolute (the Jenkins node's remote FS should match).
+    pub work_dir: String,
     /// Connection attempts until sshd answered.
     pub connect_attempts: u32,
     pub init_script: InitScriptOutcome,
@@ -359,8 +369,18 @@ async fn run_steps(
     lap(&mut steps, "connect");
 
     let result = async {
-        let init_done = prepare(&session, spec, plan).await?;
+        let (init_done, absolute_work_dir) = prepare(&session, spec, plan).await?;
         lap(&mut steps, "prepare");
+        // A relative work dir is now known in full: render the agent command with it.
+        let absolute;
+        let plan = if plan.work_dir.starts_with('/') {
+            plan
+        } else {
+            let mut spec = spec.clone();
+            spec.work_dir = absolute_work_dir.replace('{', "{{").replace('}', "}}");
+            absolute = spec.resolve()?;
+            &absolute
+        };
 
         let init_script = match (&spec.init_script, init_done) {
             (None, _) => InitScriptOutcome::NotConfigured,
@@ -382,14 +402,15 @@ async fn run_steps(
             confirm_agent(&session, spec, plan, pid).await?;
             lap(&mut steps, "confirm-agent");
         }
-        Ok::<_, BootstrapError>((init_script, agent))
+        Ok::<_, BootstrapError>((init_script, agent, plan.work_dir.clone()))
     }
     .await;
     let connect_attempts = session.attempts();
     session.close().await;
-    let (init_script, agent) = result?;
+    let (init_script, agent, work_dir) = result?;
     let report = BootstrapReport {
         instance_id: spec.instance_id.clone(),
+        work_dir,
         connect_attempts,
         init_script,
         agent,
@@ -401,15 +422,17 @@ async fn run_steps(
 }
 
 /// Creates the directories, writes the secret from stdin (`umask 077`: the file is 0600 from
-/// its creation on, and is replaced atomically), and returns whether the init marker is set.
+/// its creation on, and is replaced atomically); returns whether the init marker is set and
+/// the absolute work directory.
 async fn prepare(
     session: &SshSession,
     spec: &BootstrapSpec,
     plan: &ResolvedBootstrap,
-) -> Result<bool, BootstrapError> {
+) -> Result<(bool, String), BootstrapError> {
     let command = format!(
         "mkdir -p {w} {s} && chmod 700 {s} && umask 077 && rm -f {t} && cat > {t} && chmod 600 {t} \
-         && mv -f {t} {f} && if [ -e {m} ]; then echo init-done; else echo init-pending; fi",
+         && mv -f {t} {f} && if [ -e {m} ]; then echo init-done; else echo init-pending; fi \
+         && cd {w} && pwd",
         w = sh_quote(&plan.work_dir),
         s = sh_quote(&plan.state_dir),
         t = sh_quote(&format!("{}.tmp", plan.secret_file)),
@@ -423,14 +446,19 @@ async fn prepare(
     if !out.exit.success() {
         return Err(step_failed(spec, "prepare", out.exit, &out.stderr));
     }
-    match stdout.trim() {
-        "init-done" => Ok(true),
-        "init-pending" => Ok(false),
-        other => Err(BootstrapError::StepFailed {
+    let mut lines = stdout.lines();
+    let init_done = match lines.next() {
+        Some("init-done") => Some(true),
+        Some("init-pending") => Some(false),
+        _ => None,
+    };
+    match (init_done, lines.next()) {
+        (Some(done), Some(dir)) if dir.starts_with('/') => Ok((done, dir.to_string())),
+        _ => Err(BootstrapError::StepFailed {
             instance_id: spec.instance_id.clone(),
             step: "prepare",
             exit: out.exit,
-            output: format!("unexpected output {other:?}"),
+            output: format!("unexpected output {:?}", stdout.trim()),
         }),
     }
 }
@@ -504,7 +532,10 @@ async fn start_agent(
     }
     let stdout = out.stdout_text();
     let mut words = stdout.split_whitespace();
-    let parsed = match (words.next(), words.next().and_then(|p| p.parse::<u32>().ok())) {
+    let parsed = match (
+        words.next(),
+        words.next().and_then(|p| p.parse::<u32>().ok()),
+    ) {
         (Some("started"), Some(pid)) => Some(AgentStart::Started { pid }),
         (Some("running"), Some(pid)) => Some(AgentStart::AlreadyRunning { pid }),
         _ => None,
@@ -551,7 +582,12 @@ async fn confirm_agent(
     }
 }
 
-fn step_failed(spec: &BootstrapSpec, step: &'static str, exit: RemoteExit, stderr: &[u8]) -> BootstrapError {
+fn step_failed(
+    spec: &BootstrapSpec,
+    step: &'static str,
+    exit: RemoteExit,
+    stderr: &[u8],
+) -> BootstrapError {
     BootstrapError::StepFailed {
         instance_id: spec.instance_id.clone(),
         step,
@@ -595,7 +631,9 @@ impl<'a> LineLog<'a> {
     }
 
     fn emit(&mut self, stream: OutputStream, line: &[u8]) {
-        let line = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
+        let line = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
         let stream_name = match stream {
             OutputStream::Stdout => "stdout",
             OutputStream::Stderr => "stderr",
@@ -629,9 +667,19 @@ mod tests {
         let plan = spec().resolve().unwrap();
         assert_eq!(plan.user, "root");
         assert_eq!(plan.port, 22);
-        assert_eq!(plan.secret_file, "/home/jenkins/agent/.ecs-provisioner/agent-secret");
-        assert!(plan.agent_command.contains("-secret @/home/jenkins/agent/.ecs-provisioner/agent-secret"));
-        assert!(plan.agent_command.contains("-url http://ci:8080/ "), "{}", plan.agent_command);
+        assert_eq!(
+            plan.secret_file,
+            "/home/jenkins/agent/.ecs-provisioner/agent-secret"
+        );
+        assert!(
+            plan.agent_command
+                .contains("-secret @/home/jenkins/agent/.ecs-provisioner/agent-secret")
+        );
+        assert!(
+            plan.agent_command.contains("-url http://ci:8080/ "),
+            "{}",
+            plan.agent_command
+        );
         assert!(plan.agent_command.contains("-name linux-i-abc -webSocket"));
         assert!(!plan.agent_command.contains("s3cr3t"));
         assert!(!format!("{:?}", spec()).contains("s3cr3t"));
@@ -641,14 +689,40 @@ mod tests {
     fn bad_templates_name_the_setting() {
         let mut s = spec();
         s.port = "twenty-two".into();
-        assert!(s.resolve().unwrap_err().to_string().contains("setting port"));
+        assert!(
+            s.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("setting port")
+        );
         let mut s = spec();
         s.work_dir = "agent/{instance_id}".into();
-        assert!(s.resolve().unwrap_err().to_string().contains("absolute"));
-        let err = check_templates("root", "22", "/w", "run {secret}").unwrap_err().to_string();
-        assert!(err.contains("agent_command") && err.contains("{secret}"), "{err}");
+        assert_eq!(
+            s.resolve().unwrap().state_dir,
+            "agent/i-abc/.ecs-provisioner"
+        );
+        s.work_dir = "".into();
+        assert!(
+            s.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("setting work_dir")
+        );
+        let err = check_templates("root", "22", "/w", "run {secret}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent_command") && err.contains("{secret}"),
+            "{err}"
+        );
         check_templates("{node_name}", "{ip}", "/w/{user}", DEFAULT_AGENT_COMMAND).unwrap_err();
-        check_templates("ci", "2222", "/w/{user}/{instance_id}", DEFAULT_AGENT_COMMAND).unwrap();
+        check_templates(
+            "ci",
+            "2222",
+            "/w/{user}/{instance_id}",
+            DEFAULT_AGENT_COMMAND,
+        )
+        .unwrap();
     }
 
     #[test]

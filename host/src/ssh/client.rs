@@ -137,7 +137,10 @@ pub async fn connect(
     loop {
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let step = config.step_timeout.min(remaining).max(Duration::from_millis(100));
+        let step = config
+            .step_timeout
+            .min(remaining)
+            .max(Duration::from_millis(100));
         let result = match expectation(target, config, &mut console_keys).await {
             Ok(expect) => attempt(target, config, expect, step).await,
             Err(e) => Err(e),
@@ -194,8 +197,11 @@ impl SshSession {
         timeout: Duration,
         on_output: &mut (dyn FnMut(OutputStream, &[u8]) + Send),
     ) -> Result<ExecOutput, SshError> {
-        match tokio::time::timeout(timeout, self.exec_unbounded(step, command, stdin, on_output))
-            .await
+        match tokio::time::timeout(
+            timeout,
+            self.exec_unbounded(step, command, stdin, on_output),
+        )
+        .await
         {
             Ok(result) => result,
             Err(_) => Err(SshError::Timeout {
@@ -213,7 +219,8 @@ impl SshSession {
         command: &str,
         stdin: Option<&[u8]>,
     ) -> Result<ExecOutput, SshError> {
-        self.exec(step, command, stdin, self.step_timeout, &mut |_, _| {}).await
+        self.exec(step, command, stdin, self.step_timeout, &mut |_, _| {})
+            .await
     }
 
     async fn exec_unbounded(
@@ -267,7 +274,9 @@ impl SshSession {
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     out.exit = RemoteExit::Signal(format!("{signal_name:?}"))
                 }
-                ChannelMsg::Failure => return Err(fail("the server refused to run the command".into())),
+                ChannelMsg::Failure => {
+                    return Err(fail("the server refused to run the command".into()));
+                }
                 ChannelMsg::Close => break,
                 _ => {}
             }
@@ -343,7 +352,11 @@ async fn attempt(
     step: Duration,
 ) -> Result<client::Handle<HostKeyCheck>, Attempt> {
     let stream = match tokio::time::timeout(step, TcpStream::connect(target.addr)).await {
-        Err(_) => return Err(Attempt::Retry(format!("TCP connect timed out after {step:?}"))),
+        Err(_) => {
+            return Err(Attempt::Retry(format!(
+                "TCP connect timed out after {step:?}"
+            )));
+        }
         Ok(Err(e)) => return Err(Attempt::Retry(format!("TCP connect: {e}"))),
         Ok(Ok(s)) => s,
     };
@@ -365,8 +378,13 @@ async fn attempt(
         expect,
     };
     let mut handle =
-        match tokio::time::timeout(step, client::connect_stream(ssh_config, stream, handler)).await {
-            Err(_) => return Err(Attempt::Retry(format!("SSH handshake timed out after {step:?}"))),
+        match tokio::time::timeout(step, client::connect_stream(ssh_config, stream, handler)).await
+        {
+            Err(_) => {
+                return Err(Attempt::Retry(format!(
+                    "SSH handshake timed out after {step:?}"
+                )));
+            }
             Ok(Err(HandlerError::Rejected(rejection))) => {
                 return Err(Attempt::Fatal(SshError::HostKey {
                     instance_id: target.instance_id.clone(),
@@ -374,7 +392,9 @@ async fn attempt(
                     rejection,
                 }));
             }
-            Ok(Err(HandlerError::Ssh(e))) => return Err(Attempt::Retry(format!("SSH handshake: {e}"))),
+            Ok(Err(HandlerError::Ssh(e))) => {
+                return Err(Attempt::Retry(format!("SSH handshake: {e}")));
+            }
             Ok(Ok(h)) => h,
         };
     let key = config.key.private_key();
@@ -388,9 +408,12 @@ async fn attempt(
     } else {
         None
     };
-    let auth = handle.authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(key, hash));
+    let auth =
+        handle.authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(key, hash));
     match tokio::time::timeout(step, auth).await {
-        Err(_) => Err(Attempt::Retry(format!("authentication timed out after {step:?}"))),
+        Err(_) => Err(Attempt::Retry(format!(
+            "authentication timed out after {step:?}"
+        ))),
         Ok(Err(e)) => Err(Attempt::Retry(format!("authentication: {e}"))),
         Ok(Ok(result)) if result.success() => Ok(handle),
         Ok(Ok(_)) => Err(Attempt::Fatal(SshError::AuthRejected {
@@ -460,10 +483,12 @@ impl client::Handler for HostKeyCheck {
                 if keys.iter().any(|k| same_key(k, key)) {
                     Ok(true)
                 } else {
-                    Err(HandlerError::Rejected(HostKeyRejection::NotInConsoleOutput {
-                        presented: fingerprint(key),
-                        expected: keys.iter().map(fingerprint).collect::<Vec<_>>().join(", "),
-                    }))
+                    Err(HandlerError::Rejected(
+                        HostKeyRejection::NotInConsoleOutput {
+                            presented: fingerprint(key),
+                            expected: keys.iter().map(fingerprint).collect::<Vec<_>>().join(", "),
+                        },
+                    ))
                 }
             }
         }

@@ -26,7 +26,13 @@ pub const HOST_KEYS_BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
 pub const HOST_KEYS_END: &str = "-----END SSH HOST KEY KEYS-----";
 
 /// Key-type names a key line may start with.
-const KEY_TYPES: &[&str] = &["ssh-ed25519 ", "ecdsa-sha2-", "ssh-rsa ", "sk-ssh-ed25519@", "sk-ecdsa-"];
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519 ",
+    "ecdsa-sha2-",
+    "ssh-rsa ",
+    "sk-ssh-ed25519@",
+    "sk-ecdsa-",
+];
 
 /// The block an instance prints on its console, listing its host public keys (OpenSSH
 /// one-line format). The ECS emulator prints exactly this; [`parse_console_host_keys`] reads it.
@@ -120,14 +126,18 @@ mod tests {
         assert!(parse_console_host_keys("booting").unwrap().is_none());
         let partial = format!("{HOST_KEYS_BEGIN}\n{}\n", public_key_line(&a));
         assert!(parse_console_host_keys(&partial).unwrap().is_none());
-        let rebooted = format!("{first}reboot\n{}", console_host_keys_block(&[public_key_line(&b)]));
+        let rebooted = format!(
+            "{first}reboot\n{}",
+            console_host_keys_block(&[public_key_line(&b)])
+        );
         let keys = parse_console_host_keys(&rebooted).unwrap().unwrap();
         assert!(keys.len() == 1 && same_key(&keys[0], b.public_key()));
     }
 
     #[test]
     fn corrupt_key_line_is_an_error_naming_the_line() {
-        let console = format!("x\n{HOST_KEYS_BEGIN}\nssh-ed25519 AAAAnotbase64!!\n{HOST_KEYS_END}\n");
+        let console =
+            format!("x\n{HOST_KEYS_BEGIN}\nssh-ed25519 AAAAnotbase64!!\n{HOST_KEYS_END}\n");
         let err = parse_console_host_keys(&console).unwrap_err();
         assert!(err.contains("line 3"), "{err}");
     }

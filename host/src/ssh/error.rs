@@ -20,7 +20,9 @@ pub enum HostKeyRejection {
         known_hosts: PathBuf,
     },
     /// `strict`: the presented key is not among those the instance printed on its console.
-    #[error("host key {presented} is not among the keys in the instance's console output: {expected}")]
+    #[error(
+        "host key {presented} is not among the keys in the instance's console output: {expected}"
+    )]
     NotInConsoleOutput { presented: String, expected: String },
     /// `strict`: the console output's host-key block is malformed.
     #[error("cannot read host keys from the console output: {reason}")]

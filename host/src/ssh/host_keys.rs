@@ -197,7 +197,8 @@ impl KnownHosts {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut text = String::from(
             "# Host keys pinned by ecs-provisioner (accept-new): <instance-id> <key-type> <base64> <ip>\n",
         );
@@ -207,7 +208,11 @@ impl KnownHosts {
             let (algo, b64) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             text.push_str(&format!("{id} {algo} {b64} {}\n", pin.ip));
         }
-        let name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("known_hosts");
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("known_hosts");
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let written = std::fs::File::create(&tmp).and_then(|mut f| {
             f.write_all(text.as_bytes())?;
@@ -287,10 +292,19 @@ mod tests {
 
     #[test]
     fn policy_names_round_trip() {
-        for p in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict, HostKeyPolicy::Off] {
+        for p in [
+            HostKeyPolicy::AcceptNew,
+            HostKeyPolicy::Strict,
+            HostKeyPolicy::Off,
+        ] {
             assert_eq!(p.as_str().parse::<HostKeyPolicy>().unwrap(), p);
         }
-        assert!("yes".parse::<HostKeyPolicy>().unwrap_err().contains("accept-new, strict or off"));
+        assert!(
+            "yes"
+                .parse::<HostKeyPolicy>()
+                .unwrap_err()
+                .contains("accept-new, strict or off")
+        );
         assert_eq!(HostKeyPolicy::default(), HostKeyPolicy::AcceptNew);
     }
 
@@ -302,15 +316,27 @@ mod tests {
         let b = generate_ed25519("b");
         let ip: IpAddr = "127.0.0.7".parse().unwrap();
         let store = KnownHosts::open(&path).unwrap();
-        assert_eq!(store.check_or_pin("i-1", ip, a.public_key()).unwrap(), PinOutcome::Pinned);
-        assert_eq!(store.check_or_pin("i-1", ip, a.public_key()).unwrap(), PinOutcome::Matched);
+        assert_eq!(
+            store.check_or_pin("i-1", ip, a.public_key()).unwrap(),
+            PinOutcome::Pinned
+        );
+        assert_eq!(
+            store.check_or_pin("i-1", ip, a.public_key()).unwrap(),
+            PinOutcome::Matched
+        );
 
         let reopened = KnownHosts::open(&path).unwrap();
-        let err = reopened.check_or_pin("i-1", ip, b.public_key()).unwrap_err().to_string();
+        let err = reopened
+            .check_or_pin("i-1", ip, b.public_key())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&fingerprint(a.public_key())), "{err}");
         assert!(err.contains(&fingerprint(b.public_key())), "{err}");
         assert!(err.contains("known_hosts"), "{err}");
-        assert_eq!(reopened.check_or_pin("i-2", ip, b.public_key()).unwrap(), PinOutcome::Pinned);
+        assert_eq!(
+            reopened.check_or_pin("i-2", ip, b.public_key()).unwrap(),
+            PinOutcome::Pinned
+        );
 
         assert!(reopened.forget("i-1").unwrap());
         let again = KnownHosts::open(&path).unwrap();

@@ -76,7 +76,10 @@ impl ClientKey {
                         .to_string()
                 }
                 (e, Some(source)) if text.contains("ENCRYPTED") || is_encrypted_openssh(&text) => {
-                    format!("cannot decrypt with the passphrase from {}: {e}", source.describe())
+                    format!(
+                        "cannot decrypt with the passphrase from {}: {e}",
+                        source.describe()
+                    )
                 }
                 (e, _) => format!("not a supported private key (ed25519, ECDSA, RSA): {e}"),
             })
@@ -162,7 +165,11 @@ pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
 
 /// `SHA256:<base64> (<algorithm>)`, the form OpenSSH prints.
 pub fn fingerprint(key: &PublicKey) -> String {
-    format!("{} ({})", key.fingerprint(HashAlg::Sha256), key.algorithm().as_str())
+    format!(
+        "{} ({})",
+        key.fingerprint(HashAlg::Sha256),
+        key.algorithm().as_str()
+    )
 }
 
 /// Whether two public keys are the same key, ignoring comments.
@@ -190,7 +197,10 @@ mod tests {
         let parsed = russh::keys::decode_secret_key(&pem, None).unwrap();
         let line = public_key_line(&parsed);
         assert!(line.starts_with("ssh-ed25519 "), "{line}");
-        assert!(same_key(&parse_public_key(&line).unwrap(), key.public_key()));
+        assert!(same_key(
+            &parse_public_key(&line).unwrap(),
+            key.public_key()
+        ));
         assert!(fingerprint(key.public_key()).starts_with("SHA256:"));
     }
 
@@ -199,7 +209,10 @@ mod tests {
         let err = ClientKey::load(Path::new("/nonexistent/id_ed25519"), None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("/nonexistent/id_ed25519") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("/nonexistent/id_ed25519") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -208,7 +221,9 @@ mod tests {
         let path = dir.path().join("id");
         std::fs::write(&path, private_key_pem(&generate_ed25519("c"))).unwrap();
         let source = PassphraseSource::Env("ECSP_TEST_NO_SUCH_VAR".into());
-        let err = ClientKey::load(&path, Some(&source)).unwrap_err().to_string();
+        let err = ClientKey::load(&path, Some(&source))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ECSP_TEST_NO_SUCH_VAR is not set"), "{err}");
     }
 }

@@ -65,14 +65,32 @@ mod tests {
         );
         assert_eq!(render("/a/{node_name}", &vars, false).unwrap(), "/a/n-1");
         let err = render("x {nope}", &vars, true).unwrap_err();
-        assert!(err.contains("{nope}") && err.contains("{work_dir}"), "{err}");
-        assert!(render("x {node_name", &vars, true).unwrap_err().contains("unterminated"));
-        assert!(render("x }", &vars, true).unwrap_err().contains("unmatched"));
+        assert!(
+            err.contains("{nope}") && err.contains("{work_dir}"),
+            "{err}"
+        );
+        assert!(
+            render("x {node_name", &vars, true)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            render("x }", &vars, true)
+                .unwrap_err()
+                .contains("unmatched")
+        );
     }
 
     #[test]
     fn quoting_survives_a_real_shell() {
-        for value in ["plain", "with space", "it's", "$(touch /tmp/pwned)", "", "a\nb"] {
+        for value in [
+            "plain",
+            "with space",
+            "it's",
+            "$(touch /tmp/pwned)",
+            "",
+            "a\nb",
+        ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", sh_quote(value)))

@@ -65,7 +65,7 @@ min-nodes = 1
 max-nodes = 6
 idle-timeout = "{idle}"
 launch-timeout = "60s"
-remote-fs = "{root}/instances/{instance_id}/agent"
+remote-fs = "agent"
 init-script = "echo provisioned by ecs-provisioner > motd"
 agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
 
@@ -78,7 +78,7 @@ max-nodes = 6
 idle-timeout = "{idle}"
 launch-timeout = "60s"
 spot = "spot-first"
-remote-fs = "{root}/instances/{instance_id}/agent"
+remote-fs = "agent"
 agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
 "#;
 
@@ -108,7 +108,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // place the remainder elsewhere.
     cluster.ecs.add_no_stock(NoStockRule { zone_id: Some(stock_out_zone.clone()), instance_type: None, spot_only: false });
 
-    let templates = TEMPLATES.replace("{idle}", idle).replace("{root}", &dir.path().display().to_string());
+    let templates = TEMPLATES.replace("{idle}", idle);
     let extra = format!("[policy]\nsource = \"{}\"\n", args.policy);
     let config = Arc::new(cluster.config("demo", &templates, &extra)?);
     let (engine, cloud) = super::wire(config.clone())?;

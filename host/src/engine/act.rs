@@ -261,6 +261,7 @@ where
         match self.cloud.terminate(&ids).await {
             Ok(()) => {
                 for (id, reason) in targets {
+                    self.bootstrapper.instance_gone(&id);
                     tracing::info!(instance = %id, reason = %reason, "terminated");
                     report.removed.push(id);
                 }

@@ -122,4 +122,6 @@ pub struct BootstrapTarget {
 pub trait BootstrapPort: Send + Sync + 'static {
     /// Connects, runs the init script once, writes the secret, starts the agent.
     fn bootstrap(&self, target: BootstrapTarget) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// The instance was deleted: drop what was kept for it (its pinned host key).
+    fn instance_gone(&self, instance_id: &str);
 }

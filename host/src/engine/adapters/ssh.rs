@@ -15,6 +15,8 @@ use crate::ssh::{self, BootstrapSpec, ClientKey, ConsoleOutputSource, HostKeyPol
 /// Bootstraps instances over SSH with the configured key and host-key policy.
 pub struct SshBootstrapper {
     ssh: SshClientConfig,
+    /// The pins of `accept-new`, to forget deleted instances (else the file only grows).
+    known_hosts: Option<Arc<KnownHosts>>,
     config: Arc<Config>,
     jenkins_url: String,
 }
@@ -22,7 +24,11 @@ pub struct SshBootstrapper {
 impl SshBootstrapper {
     pub fn new(ssh: SshClientConfig, config: Arc<Config>) -> Self {
         let jenkins_url = config.jenkins.agent_url.clone().unwrap_or_else(|| config.jenkins.url.clone());
-        SshBootstrapper { ssh, config, jenkins_url }
+        let known_hosts = match &ssh.host_keys {
+            HostKeyVerifier::AcceptNew(k) => Some(k.clone()),
+            _ => None,
+        };
+        SshBootstrapper { ssh, known_hosts, config, jenkins_url }
     }
 
     /// Loads the key and sets up the host-key policy from `[ssh]`. `console` serves `strict`.
@@ -85,5 +91,13 @@ impl BootstrapPort for SshBootstrapper {
         let report = ssh::bootstrap(&spec, &self.ssh).await?;
         tracing::info!(instance = %target.instance_id, total_ms = report.total.as_millis() as u64, init = ?report.init_script, "bootstrapped");
         Ok(())
+    }
+
+    fn instance_gone(&self, instance_id: &str) {
+        if let Some(k) = &self.known_hosts {
+            if let Err(e) = k.forget(instance_id) {
+                tracing::warn!(instance = instance_id, error = %e, "could not forget the pinned host key");
+            }
+        }
     }
 }

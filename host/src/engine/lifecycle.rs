@@ -25,6 +25,18 @@ pub struct Book {
     pub launched: BTreeMap<String, u64>,
 }
 
+impl Book {
+    /// Forgets instances the cloud no longer lists (launches stay until their listing grace
+    /// has passed, since a fresh instance may not be listed yet).
+    pub fn prune(&mut self, listed: &BTreeSet<&str>, now_ms: u64) {
+        self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
+        self.draining.retain(|id| listed.contains(id.as_str()));
+        self.terminating.retain(|id, _| listed.contains(id.as_str()));
+        self.seen_online.retain(|id| listed.contains(id.as_str()));
+        self.launched.retain(|id, at| listed.contains(id.as_str()) || now_ms.saturating_sub(*at) < LISTING_GRACE_MS);
+    }
+}
+
 /// A step that moves a node along its lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chore {
@@ -283,6 +295,23 @@ mod tests {
         let instances = [inst("i-1", CloudStatus::Running, 0)];
         assert!(reconcile(&instances, &[], &book, &tpl(), MIN + 1000).1.is_empty());
         assert_eq!(reconcile(&instances, &[], &book, &tpl(), 2 * MIN).1.len(), 1);
+    }
+
+    #[test]
+    fn book_forgets_instances_that_are_gone() {
+        let mut book = Book::default();
+        for id in ["i-1", "i-2"] {
+            book.bootstraps.insert(id.into(), BootstrapStatus::Done);
+            book.terminating.insert(id.into(), ("x".into(), 0));
+            book.seen_online.insert(id.into());
+            book.launched.insert(id.into(), 0);
+        }
+        book.launched.insert("i-new".into(), 10 * MIN);
+        book.prune(&["i-1"].into_iter().collect(), 10 * MIN);
+        assert_eq!(book.bootstraps.keys().collect::<Vec<_>>(), ["i-1"]);
+        assert_eq!(book.terminating.keys().collect::<Vec<_>>(), ["i-1"]);
+        assert_eq!(book.seen_online.iter().collect::<Vec<_>>(), ["i-1"]);
+        assert_eq!(book.launched.keys().collect::<Vec<_>>(), ["i-1", "i-new"], "a fresh launch waits for the listing");
     }
 
     #[test]

@@ -218,7 +218,8 @@ where
         let offerings = self.offerings.lock().unwrap().all(&self.config.cloud, now);
 
         let (nodes, chores) = {
-            let book = self.book.lock().unwrap();
+            let mut book = self.book.lock().unwrap();
+            book.prune(&fleet.iter().map(|i| i.instance_id.as_str()).collect(), now);
             reconcile(&fleet, &view.agents, &book, &templates, now)
         };
         for node in &view.agents {

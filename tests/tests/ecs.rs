@@ -360,6 +360,11 @@ async fn capacity_errors_are_typed_and_not_retried() {
 
     let e = c.get_instance_console_output("i-doesnotexist").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
+
+    // Releasing a mix of live and already-gone instances releases the live ones.
+    let live = a.instance_ids.0[0].clone();
+    c.delete_instances(&[live.clone(), "i-alreadygone".into()], true).await.unwrap();
+    assert!(sim.instances().iter().all(|i| i.instance_id != live));
 }
 
 #[tokio::test]

@@ -332,14 +332,32 @@ impl EcsClient {
         Ok(out)
     }
 
-    /// Releases instances (`Force=true` releases running ones), 100 ids per request.
+    /// Releases instances (`Force=true` releases running ones), 100 ids per request. Ids that
+    /// no longer exist are not an error: if a batch fails with `InvalidInstanceId.NotFound`, the
+    /// ids that still exist are looked up and released (removal stays idempotent after a crash).
     pub async fn delete_instances(&self, instance_ids: &[String], force: bool) -> Result<(), EcsError> {
         for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
-            let mut params = Params::new();
-            put_list(&mut params, "InstanceId", chunk);
-            params.insert("Force".into(), force.to_string());
-            let _: serde_json::Value = self.call(Api::Ecs, "DeleteInstances", params).await?;
+            match self.delete_batch(chunk, force).await {
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    let filter = InstanceFilter { instance_ids: chunk.to_vec(), ..Default::default() };
+                    let alive: Vec<String> =
+                        self.describe_instances(&filter).await?.into_iter().map(|i| i.instance_id).collect();
+                    tracing::info!(gone = chunk.len() - alive.len(), "some instances were already released");
+                    if !alive.is_empty() {
+                        self.delete_batch(&alive, force).await?;
+                    }
+                }
+                other => other?,
+            }
         }
+        Ok(())
+    }
+
+    async fn delete_batch(&self, ids: &[String], force: bool) -> Result<(), EcsError> {
+        let mut params = Params::new();
+        put_list(&mut params, "InstanceId", ids);
+        params.insert("Force".into(), force.to_string());
+        let _: serde_json::Value = self.call(Api::Ecs, "DeleteInstances", params).await?;
         Ok(())
     }
 

@@ -9,6 +9,18 @@
 //!
 //! Start one with [`EcsSim::start`] (ephemeral port) or [`serve`] (the `sim` command). The TOML
 //! format is [`SimConfig`]; `example.toml` beside this file shows every key.
+//!
+//! Admin API (JSON, no signature; loopback only):
+//!
+//! | request | effect |
+//! |---|---|
+//! | `GET /_admin/faults`, `PUT /_admin/faults` ([`Faults`]), `DELETE /_admin/faults` | read / replace / clear faults |
+//! | `POST /_admin/faults/no-stock` ([`NoStockRule`]) | add a stock-out |
+//! | `POST /_admin/stock` `{"zone_id","instance_type","count"}` | set remaining stock |
+//! | `GET /_admin/counters`, `DELETE /_admin/counters` | per-action calls/errors; reset (also the log) |
+//! | `GET /_admin/requests?since=N` | request log entries after sequence number N |
+//! | `GET /_admin/instances` | instances with status and IP |
+//! | `POST /_admin/key-pairs` `{"name","public_key"}` | register a key pair |
 pub mod config;
 pub mod faults;
 pub mod state;

@@ -374,16 +374,17 @@ pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFa
             .p
             .instances
             .iter()
-            .find(|i| &i.instance_id == id && i.deleted_ms.is_none())
+            .find(|i| &i.instance_id == id)
             .ok_or_else(|| ApiFailure::new(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId does not exist: {id}.")))?;
-        if !force && cloud.status(inst, now) != Some("Stopped") {
+        // Releasing an instance that is already being released is a no-op.
+        if inst.deleted_ms.is_none() && !force && cloud.status(inst, now) != Some("Stopped") {
             return Err(ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation."));
         }
     }
     if boolean(p, "DryRun") {
         return Err(ApiFailure::new(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
     }
-    for inst in inner.p.instances.iter_mut().filter(|i| ids.contains(&i.instance_id)) {
+    for inst in inner.p.instances.iter_mut().filter(|i| ids.contains(&i.instance_id) && i.deleted_ms.is_none()) {
         inst.deleted_ms = Some(now);
     }
     cloud.purge(&mut inner, now);

@@ -45,6 +45,7 @@ pub(crate) fn describe_zones(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
                     .filter(|t| types.contains(&t.instance_type.as_str()))
                     .map(|t| t.family.as_str())
                     .collect();
+                f.sort_unstable();
                 f.dedup();
                 f
             };

@@ -26,10 +26,6 @@ fn random_suffix(len: usize) -> String {
     (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
-fn capacity(status: u16, code: &str, message: &str) -> ApiFailure {
-    ApiFailure::new(status, code, message)
-}
-
 pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
     let cfg = &cloud.config;
     let image_id = require(p, "ImageId")?;
@@ -82,7 +78,7 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         ApiFailure::new(400, "InvalidInstanceType.ValueNotSupported", "The specified InstanceType does not exist or beyond the permitted range.")
     })?;
     if !itype.offered_in(&zone) {
-        return Err(capacity(403, "InvalidInstanceType.ZoneNotSupported", "The specified zone does not support this instancetype."));
+        return Err(ApiFailure::new(403, "InvalidInstanceType.ZoneNotSupported", "The specified zone does not support this instancetype."));
     }
     let spot_strategy = get(p, "SpotStrategy").unwrap_or("NoSpot");
     if !["NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo"].contains(&spot_strategy) {
@@ -139,21 +135,21 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         return Ok(run_answer(&rec.instance_ids, itype.price, amount));
     }
     if inner.faults.no_stock(&zone, type_name, spot) {
-        return Err(capacity(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
+        return Err(ApiFailure::new(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
     }
     let mut count = amount.min(cloud.stock(&inner, &zone, type_name));
     if count < min_amount {
-        return Err(capacity(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
+        return Err(ApiFailure::new(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
     }
     count = count.min(u32::try_from(cloud.free_ips(&inner, vswitch_id)).unwrap_or(u32::MAX));
     if count < min_amount {
-        return Err(capacity(403, "InvalidVSwitchId.IpNotEnough", &format!("The specified VSwitch \"{vswitch_id}\" has not enough IpAddress.")));
+        return Err(ApiFailure::new(403, "InvalidVSwitchId.IpNotEnough", format!("The specified VSwitch \"{vswitch_id}\" has not enough IpAddress.")));
     }
     if let Some(max) = cfg.max_instances {
         let live = inner.p.instances.iter().filter(|i| i.deleted_ms.is_none()).count() as u32;
         count = count.min(max.saturating_sub(live));
         if count < min_amount {
-            return Err(capacity(403, "QuotaExceed.ElasticQuota", "No additional quota is available for the specified ECS instance type."));
+            return Err(ApiFailure::new(403, "QuotaExceed.ElasticQuota", "No additional quota is available for the specified ECS instance type."));
         }
     }
     let authorized_key = inner.p.key_pairs.get(&key_pair_name).map(|k| k.public_key.clone()).unwrap_or_default();

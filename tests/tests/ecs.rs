@@ -392,8 +392,8 @@ async fn credential_errors_are_fatal_with_a_fix_it_message() {
 
 #[tokio::test]
 async fn status_follows_the_configured_timings() {
-    let step = Duration::from_millis(500);
-    let config = SimConfig { timings: Timings { pending_ms: 500, starting_ms: 500, stopping_ms: 500 }, ..SimConfig::default() };
+    let step = Duration::from_millis(800);
+    let config = SimConfig { timings: Timings { pending_ms: 800, starting_ms: 800, stopping_ms: 800 }, ..SimConfig::default() };
     let sim = EcsSim::start(config).await.unwrap();
     let c = client(&sim);
     let id = c.run_instances(&launch("ecs.c7.large", VSW_H, 1)).await.unwrap().instance_ids.0[0].clone();

@@ -42,20 +42,36 @@ pub enum HttpMethod {
     Post,
 }
 
-/// Client settings.
-#[derive(Debug, Clone)]
+/// Client settings; deserialisable so the host config can embed them (`[ecs]` in TOML):
+/// only `region_id` is required.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// Region, e.g. `cn-hangzhou`; sent as `RegionId`.
     pub region_id: String,
     /// ECS endpoint override (`https://ecs-vpc.cn-hangzhou.aliyuncs.com`, `http://127.0.0.1:PORT`).
+    #[serde(default)]
     pub ecs_endpoint: Option<String>,
     /// VPC endpoint override.
+    #[serde(default)]
     pub vpc_endpoint: Option<String>,
+    #[serde(default)]
     pub method: HttpMethod,
-    /// Whole-request timeout.
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
+    /// Whole-request timeout, seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Connect timeout, seconds.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    #[serde(default)]
     pub retry: RetryPolicy,
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_connect_timeout_secs() -> u64 {
+    5
 }
 
 impl ClientConfig {
@@ -66,8 +82,8 @@ impl ClientConfig {
             ecs_endpoint: None,
             vpc_endpoint: None,
             method: HttpMethod::Post,
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
+            timeout_secs: default_timeout_secs(),
+            connect_timeout_secs: default_connect_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -146,8 +162,8 @@ impl EcsClient {
     /// Builds a client; fails only if the TLS backend cannot initialise.
     pub fn new(config: ClientConfig, credentials: SharedProvider) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .user_agent(concat!("ecs-provisioner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
@@ -351,6 +367,15 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn config_from_toml_with_defaults() {
+        let c: ClientConfig = toml::from_str("region_id = \"cn-beijing\"\nmethod = \"GET\"\n[retry]\nmax_retries = 2\n").unwrap();
+        assert_eq!(c.method, HttpMethod::Get);
+        assert_eq!((c.timeout_secs, c.retry.max_retries, c.retry.min_delay_ms), (30, 2, 200));
+        let e = toml::from_str::<ClientConfig>("region_id = \"x\"\ntimeout = 3\n").unwrap_err().to_string();
+        assert!(e.contains("timeout"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(crate) struct NonceCache(HashMap<String, i64>);
 
 impl NonceCache {
     /// Records a nonce; false if it was already used.
-    fn insert(&mut self, key: String, now: i64, keep_secs: i64) -> bool {
+    pub(crate) fn insert(&mut self, key: String, now: i64, keep_secs: i64) -> bool {
         if self.0.len() > 100_000 {
             self.0.retain(|_, exp| *exp > now);
         }

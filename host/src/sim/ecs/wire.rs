@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::api;
-use super::auth;
+use super::{auth, auth_v3};
 use super::faults::{Faults, NoStockRule};
 use super::state::{Cloud, RequestLogEntry, now_ms};
 use crate::ecs::signer::Params;
@@ -62,6 +62,14 @@ fn parse_form(bytes: &[u8], into: &mut Params) {
     }
 }
 
+/// What a V3-signed request brings besides its parameters.
+struct V3<'a> {
+    auth: auth_v3::Authorization,
+    query: &'a Params,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
 async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let latency = cloud.lock().faults.latency_ms;
@@ -69,8 +77,9 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     // Parameters come from the query and a form body together (reference §1.5).
-    let mut params = Params::new();
-    parse_form(uri.query().unwrap_or_default().as_bytes(), &mut params);
+    let mut query = Params::new();
+    parse_form(uri.query().unwrap_or_default().as_bytes(), &mut query);
+    let mut params = query.clone();
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -78,20 +87,45 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
     if method == Method::POST && is_form {
         parse_form(&body, &mut params);
     }
+    // Signature V3 names action and version in headers and answers JSON by default.
+    let v3 = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth_v3::parse_authorization);
+    if v3.is_some() {
+        for (param, name) in [("Action", "x-acs-action"), ("Version", "x-acs-version")] {
+            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                params.insert(param.into(), v.to_string());
+            }
+        }
+        params.entry("Format".into()).or_insert_with(|| "JSON".into());
+    }
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let action = params.get("Action").cloned().unwrap_or_default();
     let xml = !params.get("Format").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let outcome = handle(&cloud, method.as_str(), &action, &params);
+    let outcome = match v3 {
+        Some(Err(e)) => Err(e),
+        Some(Ok(auth)) => {
+            let ctx = V3 { auth, query: &query, headers: &headers, body: &body };
+            handle(&cloud, method.as_str(), &action, &params, Some(ctx))
+        }
+        None => handle(&cloud, method.as_str(), &action, &params, None),
+    };
     let (status, code) = match &outcome {
         Ok(_) => (200, String::new()),
         Err(f) => (f.status, f.code.clone()),
     };
+    let access_key_id = params.get("AccessKeyId").cloned().unwrap_or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("Credential=").nth(1))
+            .map(|v| v.split(',').next().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    });
     cloud.record(RequestLogEntry {
         seq: 0,
         time_ms: now_ms(),
         method: method.to_string(),
         action: action.clone(),
-        access_key_id: params.get("AccessKeyId").cloned().unwrap_or_default(),
+        access_key_id,
         status,
         code,
         request_id: request_id.clone(),
@@ -101,12 +135,16 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
     render(outcome, &action, &request_id, &host_id, xml)
 }
 
-/// Authentication, door faults (throttling, 5xx), then the action.
-fn handle(cloud: &Cloud, method: &str, action: &str, params: &Params) -> Result<Value, ApiFailure> {
+/// Authentication (V1 or V3), RAM denials, door faults (throttling, 5xx), then the action.
+fn handle(cloud: &Cloud, method: &str, action: &str, params: &Params, v3: Option<V3<'_>>) -> Result<Value, ApiFailure> {
     {
         let mut inner = cloud.lock();
         let tolerance = cloud.config.timestamp_tolerance_secs;
-        let account = auth::verify(method, params, &cloud.config.accounts, tolerance, &mut inner.nonces)?;
+        let accounts = &cloud.config.accounts;
+        let account = match v3 {
+            Some(r) => auth_v3::verify(method, &r.auth, r.query, r.headers, r.body, accounts, tolerance, &mut inner.nonces)?,
+            None => auth::verify(method, params, accounts, tolerance, &mut inner.nonces)?,
+        };
         if account.denied_actions.iter().any(|a| a == action) {
             return Err(ApiFailure::new(
                 403,

@@ -93,18 +93,24 @@ pub(crate) fn string_to_sign(canonical_request: &str) -> String {
     format!("{ALGORITHM}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
-/// Verifies a V3 request. `query` holds only the URL's parameters (the body is covered by its
-/// hash). Returns the caller's account.
+/// What a V3-signed request brings besides its parameters.
+pub(crate) struct V3Request<'r> {
+    pub method: &'r str,
+    pub auth: Authorization,
+    /// Only the URL's parameters: the body is covered by its hash.
+    pub query: &'r Params,
+    pub headers: &'r HeaderMap,
+    pub body: &'r [u8],
+}
+
+/// Verifies a V3 request; returns the caller's account.
 pub(crate) fn verify<'a>(
-    method: &str,
-    auth: &Authorization,
-    query: &Params,
-    headers: &HeaderMap,
-    body: &[u8],
+    req: &V3Request<'_>,
     accounts: &'a [Account],
     tolerance_secs: u64,
     nonces: &mut NonceCache,
 ) -> Result<&'a Account, ApiFailure> {
+    let V3Request { method, auth, query, headers, body } = req;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     for required in ["x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"] {
         if header(required).is_none() {
@@ -230,13 +236,18 @@ pub(crate) mod tests {
         let sig = hmac_sha256_hex("sk", &string_to_sign(&canonical_request("GET", &q, &h, &signed, EMPTY_SHA256)));
         let auth = Authorization { access_key_id: "ak".into(), signed_headers: signed.clone(), signature: sig };
         let mut nonces = NonceCache::default();
-        assert!(verify("GET", &auth, &q, &h, b"", &accounts, 900, &mut nonces).is_ok());
-        assert_eq!(verify("GET", &auth, &q, &h, b"", &accounts, 900, &mut nonces).unwrap_err().code, "SignatureNonceUsed");
-        assert_eq!(verify("GET", &auth, &q, &h, b"x", &accounts, 900, &mut nonces).unwrap_err().code, "ContentSHA256NotMatched");
         let mut extra = h.clone();
         extra.insert("x-acs-security-token", HeaderValue::from_static("t"));
-        assert_eq!(verify("GET", &auth, &q, &extra, b"", &accounts, 900, &mut nonces).unwrap_err().code, "IncompleteSignature");
-        let wrong = Authorization { signature: "00".into(), ..auth };
-        assert_eq!(verify("GET", &wrong, &q, &h, b"", &accounts, 900, &mut nonces).unwrap_err().code, "SignatureDoesNotMatch");
+        let check = |auth: Authorization, headers: &HeaderMap, body: &[u8], nonces: &mut NonceCache| {
+            let r = V3Request { method: "GET", auth, query: &q, headers, body };
+            verify(&r, &accounts, 900, nonces).map(|_| "OK".to_string()).unwrap_or_else(|e| e.code)
+        };
+        let again = || Authorization { access_key_id: "ak".into(), signed_headers: signed.clone(), signature: auth.signature.clone() };
+        assert_eq!(check(again(), &h, b"", &mut nonces), "OK");
+        assert_eq!(check(again(), &h, b"", &mut nonces), "SignatureNonceUsed");
+        assert_eq!(check(again(), &h, b"x", &mut nonces), "ContentSHA256NotMatched");
+        assert_eq!(check(again(), &extra, b"", &mut nonces), "IncompleteSignature");
+        let wrong = Authorization { signature: "00".into(), ..again() };
+        assert_eq!(check(wrong, &h, b"", &mut nonces), "SignatureDoesNotMatch");
     }
 }

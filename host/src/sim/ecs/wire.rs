@@ -62,14 +62,6 @@ fn parse_form(bytes: &[u8], into: &mut Params) {
     }
 }
 
-/// What a V3-signed request brings besides its parameters.
-struct V3<'a> {
-    auth: auth_v3::Authorization,
-    query: &'a Params,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
-}
-
 async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let latency = cloud.lock().faults.latency_ms;
@@ -103,7 +95,7 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
     let outcome = match v3 {
         Some(Err(e)) => Err(e),
         Some(Ok(auth)) => {
-            let ctx = V3 { auth, query: &query, headers: &headers, body: &body };
+            let ctx = auth_v3::V3Request { method: method.as_str(), auth, query: &query, headers: &headers, body: &body };
             handle(&cloud, method.as_str(), &action, &params, Some(ctx))
         }
         None => handle(&cloud, method.as_str(), &action, &params, None),
@@ -136,13 +128,13 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
 }
 
 /// Authentication (V1 or V3), RAM denials, door faults (throttling, 5xx), then the action.
-fn handle(cloud: &Cloud, method: &str, action: &str, params: &Params, v3: Option<V3<'_>>) -> Result<Value, ApiFailure> {
+fn handle(cloud: &Cloud, method: &str, action: &str, params: &Params, v3: Option<auth_v3::V3Request<'_>>) -> Result<Value, ApiFailure> {
     {
         let mut inner = cloud.lock();
         let tolerance = cloud.config.timestamp_tolerance_secs;
         let accounts = &cloud.config.accounts;
         let account = match v3 {
-            Some(r) => auth_v3::verify(method, &r.auth, r.query, r.headers, r.body, accounts, tolerance, &mut inner.nonces)?,
+            Some(r) => auth_v3::verify(&r, accounts, tolerance, &mut inner.nonces)?,
             None => auth::verify(method, params, accounts, tolerance, &mut inner.nonces)?,
         };
         if account.denied_actions.iter().any(|a| a == action) {

@@ -3,8 +3,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (it installs aliyun-python-sdk-core and \
-    aliyun-python-sdk-ecs into a virtualenv and prints ECSP_PYTHON=...)";
+const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (it installs aliyun-python-sdk-core, \
+    aliyun-python-sdk-ecs and alibabacloud-tea-openapi into a virtualenv and prints ECSP_PYTHON=...)";
 
 /// The Python interpreter with Alibaba Cloud's official SDK: `$ECSP_PYTHON`, else the venv
 /// that scripts/setup-test-deps.sh creates. Panics (failing the test) if either is missing.
@@ -15,7 +15,7 @@ pub fn python() -> PathBuf {
     });
     assert!(path.exists(), "Python interpreter {} not found: {SETUP_HINT}", path.display());
     let probe = Command::new(&path)
-        .args(["-c", "import aliyunsdkcore, aliyunsdkecs"])
+        .args(["-c", "import aliyunsdkcore, aliyunsdkecs, alibabacloud_tea_openapi"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", path.display()));
     assert!(

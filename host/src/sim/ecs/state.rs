@@ -102,6 +102,8 @@ pub struct RequestLogEntry {
     pub method: String,
     pub action: String,
     pub access_key_id: String,
+    /// `HMAC-SHA1` (V1/V2 RPC signature) or `ACS3-HMAC-SHA256` (V3).
+    pub signature_method: String,
     pub status: u16,
     /// Error code, empty on success.
     pub code: String,

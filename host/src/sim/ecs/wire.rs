@@ -92,6 +92,7 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let action = params.get("Action").cloned().unwrap_or_default();
     let xml = !params.get("Format").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let signature_method = if v3.is_some() { "ACS3-HMAC-SHA256" } else { "HMAC-SHA1" }.to_string();
     let outcome = match v3 {
         Some(Err(e)) => Err(e),
         Some(Ok(auth)) => {
@@ -118,6 +119,7 @@ async fn rpc(State(cloud): State<Arc<Cloud>>, method: Method, uri: Uri, headers:
         method: method.to_string(),
         action: action.clone(),
         access_key_id,
+        signature_method,
         status,
         code,
         request_id: request_id.clone(),

@@ -361,8 +361,14 @@ async fn capacity_errors_are_typed_and_not_retried() {
     let e = c.get_instance_console_output("i-doesnotexist").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
 
+    // A spot reclaim behind our back: the instance vanishes from DescribeInstances.
+    let reclaimed = b.instance_ids.0[0].clone();
+    assert!(sim.cloud().release_instance(&reclaimed));
+    let f = InstanceFilter { instance_ids: vec![reclaimed], ..Default::default() };
+    assert!(c.describe_instances(&f).await.unwrap().is_empty());
+
     // Releasing a mix of live and already-gone instances releases the live ones.
-    let live = a.instance_ids.0[0].clone();
+    let live = c.run_instances(&launch("ecs.c7.large", VSW_H, 1)).await.unwrap().instance_ids.0[0].clone();
     c.delete_instances(&[live.clone(), "i-alreadygone".into()], true).await.unwrap();
     assert!(sim.instances().iter().all(|i| i.instance_id != live));
 }

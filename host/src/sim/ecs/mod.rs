@@ -21,6 +21,7 @@
 //! | `GET /_admin/counters`, `DELETE /_admin/counters` | per-action calls/errors; reset (also the log) |
 //! | `GET /_admin/requests?since=N` | request log entries after sequence number N |
 //! | `GET /_admin/instances` | instances with status and IP |
+//! | `POST /_admin/instances/{id}/release` | release an instance behind the provisioner's back (spot reclaim) |
 //! | `POST /_admin/key-pairs` `{"name","public_key"}` | register a key pair |
 pub mod config;
 pub mod faults;
@@ -257,6 +258,7 @@ mod tests {
         assert_eq!(log[0]["code"], "");
         let (_, instances) = admin(&sim, reqwest::Method::GET, "/_admin/instances", None).await;
         assert_eq!(instances, "[]");
+        assert_eq!(admin(&sim, reqwest::Method::POST, "/_admin/instances/i-nope/release", None).await.0, 404);
     }
 
     #[tokio::test]

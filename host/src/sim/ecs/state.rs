@@ -309,6 +309,21 @@ impl Cloud {
         Ok(fp)
     }
 
+    /// Releases an instance from outside the API, as a spot reclaim or a colleague in the
+    /// console would: it shows `Stopping`, then disappears. False if there is no such instance.
+    pub fn release_instance(&self, instance_id: &str) -> bool {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(inst) = inner.p.instances.iter_mut().find(|i| i.instance_id == instance_id && i.deleted_ms.is_none())
+        else {
+            return false;
+        };
+        inst.deleted_ms = Some(now);
+        self.purge(&mut inner, now);
+        self.persist(&inner);
+        true
+    }
+
     pub fn faults(&self) -> Faults {
         self.lock().faults.clone()
     }

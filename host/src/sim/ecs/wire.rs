@@ -51,6 +51,7 @@ pub(crate) fn router(cloud: Arc<Cloud>) -> axum::Router {
         .route("/_admin/counters", get(get_counters).delete(reset_counters))
         .route("/_admin/requests", get(get_requests))
         .route("/_admin/instances", get(get_instances))
+        .route("/_admin/instances/{id}/release", post(release_instance))
         .route("/_admin/key-pairs", post(post_key_pair))
         .route("/_admin/stock", post(post_stock))
         .with_state(cloud)
@@ -255,6 +256,13 @@ async fn get_requests(State(cloud): State<Arc<Cloud>>, Query(q): Query<BTreeMap<
 
 async fn get_instances(State(cloud): State<Arc<Cloud>>) -> Json<Value> {
     Json(json!(cloud.instances()))
+}
+
+async fn release_instance(State(cloud): State<Arc<Cloud>>, axum::extract::Path(id): axum::extract::Path<String>) -> AdminResult {
+    if !cloud.release_instance(&id) {
+        return Err((StatusCode::NOT_FOUND, format!("no live instance {id}")));
+    }
+    Ok(Json(json!({ "ok": true })))
 }
 
 #[derive(serde::Deserialize)]

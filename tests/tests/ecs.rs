@@ -326,6 +326,14 @@ async fn capacity_errors_are_typed_and_not_retried() {
     assert_eq!(e.code, "InvalidInstanceType.ZoneNotSupported");
     assert!(e.capacity().is_some());
 
+    sim.set_faults(Faults { zones_not_on_sale: vec!["cn-hangzhou-j".into()], ..sim.faults() }).unwrap();
+    let e = c.run_instances(&launch("ecs.c7.large", VSW_J, 1)).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.http_status), ("Zone.NotOnSale", Some(403)));
+    let zones = c.describe_available_resource(&AvailableResourceRequest::instance_types()).await.unwrap();
+    assert_eq!(zones.iter().find(|z| z.zone_id == "cn-hangzhou-j").unwrap().status, "SoldOut");
+    assert!(e.capacity().is_some());
+    sim.set_faults(Faults { zones_not_on_sale: vec![], ..sim.faults() }).unwrap();
+
     let e = c.run_instances(&launch("ecs.c7.large", VSW_J, 5)).await.unwrap_err();
     assert_eq!(e.code, "InvalidVSwitchId.IpNotEnough");
     let mut partial = launch("ecs.c7.large", VSW_J, 5);

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct Faults {
     /// RunInstances answers `OperationDenied.NoStock` for matching launches.
     pub no_stock: Vec<NoStockRule>,
+    /// Zones no longer selling instances: RunInstances answers `Zone.NotOnSale`.
+    pub zones_not_on_sale: Vec<String>,
     /// Requests answered `Throttling`.
     pub throttle: Vec<ThrottleRule>,
     /// Probability (0..=1) of answering a 5xx (`ServiceUnavailable` / `InternalError`).

@@ -18,7 +18,9 @@ pub(crate) fn describe_regions(cloud: &Cloud) -> Result<Value, ApiFailure> {
 /// Whether a launch of `instance_type` in `zone` would find stock now (stock and injected faults).
 fn in_stock(cloud: &Cloud, zone: &str, instance_type: &str, spot: bool) -> bool {
     let inner = cloud.lock();
-    !inner.faults.no_stock(zone, instance_type, spot) && cloud.stock(&inner, zone, instance_type) > 0
+    !inner.faults.zones_not_on_sale.iter().any(|z| z == zone)
+        && !inner.faults.no_stock(zone, instance_type, spot)
+        && cloud.stock(&inner, zone, instance_type) > 0
 }
 
 fn types_in_zone<'a>(cloud: &'a Cloud, zone: &'a str) -> impl Iterator<Item = &'a str> + 'a {

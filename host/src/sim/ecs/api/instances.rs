@@ -134,6 +134,9 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         }
         return Ok(run_answer(&rec.instance_ids, itype.price, amount));
     }
+    if inner.faults.zones_not_on_sale.contains(&zone) {
+        return Err(ApiFailure::new(403, "Zone.NotOnSale", "The resource in the specified zone is no longer available for sale. Please try other regions and zones."));
+    }
     if inner.faults.no_stock(&zone, type_name, spot) {
         return Err(ApiFailure::new(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
     }

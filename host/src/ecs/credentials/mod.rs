@@ -84,7 +84,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &self.access_key_secret)
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("expiration", &self.expiration)
             .field("source", &self.source)
             .finish()
@@ -115,7 +118,10 @@ pub enum CredentialsError {
 
 impl CredentialsError {
     fn invalid(source_name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Invalid { source_name: source_name.into(), detail: detail.into() }
+        Self::Invalid {
+            source_name: source_name.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -179,9 +185,13 @@ impl DefaultChain {
             providers.push(Box::new(StaticProvider(c)));
         }
         let profile = options.profile.clone().or_else(|| {
-            ["ALIBABA_CLOUD_PROFILE", "ALIBABACLOUD_PROFILE", "ALICLOUD_PROFILE"]
-                .iter()
-                .find_map(|v| options.env.get(v))
+            [
+                "ALIBABA_CLOUD_PROFILE",
+                "ALIBABACLOUD_PROFILE",
+                "ALICLOUD_PROFILE",
+            ]
+            .iter()
+            .find_map(|v| options.env.get(v))
         });
         providers.push(Box::new(EnvProvider::new(options.env.clone())));
         if !options.env.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
@@ -207,7 +217,11 @@ impl DefaultChain {
                 // Go SDKs read `credentials`, the Python SDK `credentials.ini`: take whichever exists.
                 let dir = options.home.as_ref()?.join(".alibabacloud");
                 let ini = dir.join("credentials.ini");
-                Some(if ini.exists() && !dir.join("credentials").exists() { ini } else { dir.join("credentials") })
+                Some(if ini.exists() && !dir.join("credentials").exists() {
+                    ini
+                } else {
+                    dir.join("credentials")
+                })
             });
         if let Some(path) = ini {
             providers.push(Box::new(ProfileFileProvider::new(
@@ -226,12 +240,18 @@ impl DefaultChain {
                     .imdsv1_disabled(options.env.is_true("ALIBABA_CLOUD_IMDSV1_DISABLED")),
             ));
         }
-        Self { providers, last_used: Mutex::new(None) }
+        Self {
+            providers,
+            last_used: Mutex::new(None),
+        }
     }
 
     /// A chain from explicit providers, in order.
     pub fn from_providers(providers: Vec<Box<dyn CredentialsProvider>>) -> Self {
-        Self { providers, last_used: Mutex::new(None) }
+        Self {
+            providers,
+            last_used: Mutex::new(None),
+        }
     }
 
     async fn resolve(&self) -> Result<Credentials, CredentialsError> {
@@ -306,10 +326,23 @@ impl CredentialsConfig {
                 Some(c)
             }
             (None, None) => None,
-            (Some(_), None) => return Err(CredentialsError::invalid("config", "access_key_id is set but access_key_secret is not")),
-            (None, Some(_)) => return Err(CredentialsError::invalid("config", "access_key_secret is set but access_key_id is not")),
+            (Some(_), None) => {
+                return Err(CredentialsError::invalid(
+                    "config",
+                    "access_key_id is set but access_key_secret is not",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(CredentialsError::invalid(
+                    "config",
+                    "access_key_secret is set but access_key_id is not",
+                ));
+            }
         };
-        let mut options = ChainOptions { profile: self.profile.clone(), ..ChainOptions::default() };
+        let mut options = ChainOptions {
+            profile: self.profile.clone(),
+            ..ChainOptions::default()
+        };
         if let Some(url) = &self.metadata_base_url {
             options.metadata_base_url = url.clone();
         }
@@ -323,7 +356,8 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = Credentials::access_key("LTAIexample", "very-secret-value").with_security_token("sts-token-value");
+        let c = Credentials::access_key("LTAIexample", "very-secret-value")
+            .with_security_token("sts-token-value");
         let dbg = format!("{c:?}");
         assert!(dbg.contains("LTAIexample"), "{dbg}");
         assert!(!dbg.contains("very-secret-value"), "{dbg}");
@@ -341,23 +375,36 @@ mod tests {
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
         };
-        let err = DefaultChain::new(None, options.clone()).credentials().await.unwrap_err();
+        let err = DefaultChain::new(None, options.clone())
+            .credentials()
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, CredentialsError::NoneFound { .. }), "{msg}");
         assert!(msg.contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{msg}");
         assert!(msg.contains("config.json"), "{msg}");
 
         let explicit = Credentials::access_key("explicit-id", "s");
-        let c = DefaultChain::new(Some(explicit), options).credentials().await.unwrap();
+        let c = DefaultChain::new(Some(explicit), options)
+            .credentials()
+            .await
+            .unwrap();
         assert_eq!(c.access_key_id, "explicit-id");
     }
 
     #[tokio::test]
     async fn config_section_builds_a_chain_and_redacts() {
-        let c: CredentialsConfig = toml::from_str("access_key_id = \"id\"\naccess_key_secret = \"hush-123\"\n").unwrap();
+        let c: CredentialsConfig =
+            toml::from_str("access_key_id = \"id\"\naccess_key_secret = \"hush-123\"\n").unwrap();
         assert!(!format!("{c:?}").contains("hush-123"));
         let creds = c.provider().unwrap().credentials().await.unwrap();
-        assert_eq!((creds.access_key_id.as_str(), creds.access_key_secret.expose()), ("id", "hush-123"));
+        assert_eq!(
+            (
+                creds.access_key_id.as_str(),
+                creds.access_key_secret.expose()
+            ),
+            ("id", "hush-123")
+        );
         let half: CredentialsConfig = toml::from_str("access_key_id = \"id\"\n").unwrap();
         assert!(half.provider().is_err());
     }
@@ -373,7 +420,10 @@ mod tests {
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
         };
-        let err = DefaultChain::new(None, options).credentials().await.unwrap_err();
+        let err = DefaultChain::new(None, options)
+            .credentials()
+            .await
+            .unwrap_err();
         assert!(matches!(err, CredentialsError::Invalid { .. }), "{err}");
         assert!(err.to_string().contains("config.json"), "{err}");
     }

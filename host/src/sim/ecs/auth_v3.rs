@@ -26,7 +26,8 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 
 /// Lower-case hex HMAC-SHA256 with the raw secret as key.
 pub(crate) fn hmac_sha256_hex(secret: &str, message: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(message.as_bytes());
     hex(&mac.finalize().into_bytes())
 }
@@ -48,12 +49,23 @@ pub(crate) fn parse_authorization(value: &str) -> Option<Result<Authorization, A
             fields.insert(k.trim(), v.trim());
         }
     }
-    let (Some(cred), Some(headers), Some(sig)) = (fields.get("Credential"), fields.get("SignedHeaders"), fields.get("Signature")) else {
-        return Some(Err(ApiFailure::new(400, "IncompleteSignature", "The request signature does not conform to Alibaba Cloud standards.")));
+    let (Some(cred), Some(headers), Some(sig)) = (
+        fields.get("Credential"),
+        fields.get("SignedHeaders"),
+        fields.get("Signature"),
+    ) else {
+        return Some(Err(ApiFailure::new(
+            400,
+            "IncompleteSignature",
+            "The request signature does not conform to Alibaba Cloud standards.",
+        )));
     };
     Some(Ok(Authorization {
         access_key_id: cred.to_string(),
-        signed_headers: headers.split(';').map(|h| h.trim().to_ascii_lowercase()).collect(),
+        signed_headers: headers
+            .split(';')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
         signature: sig.to_string(),
     }))
 }
@@ -66,8 +78,12 @@ fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> String {
     names
         .iter()
         .map(|name| {
-            let mut values: Vec<&str> =
-                headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::trim).collect();
+            let mut values: Vec<&str> = headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .collect();
             values.sort_unstable();
             format!("{name}:{}\n", values.join(","))
         })
@@ -75,7 +91,13 @@ fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> String {
 }
 
 /// The canonical request for `method` at path `/` with the URL `query`.
-pub(crate) fn canonical_request(method: &str, query: &Params, headers: &HeaderMap, signed: &[String], payload_hash: &str) -> String {
+pub(crate) fn canonical_request(
+    method: &str,
+    query: &Params,
+    headers: &HeaderMap,
+    signed: &[String],
+    payload_hash: &str,
+) -> String {
     let mut names: Vec<&String> = signed.iter().collect();
     names.sort();
     names.dedup();
@@ -110,27 +132,70 @@ pub(crate) fn verify<'a>(
     tolerance_secs: u64,
     nonces: &mut NonceCache,
 ) -> Result<&'a Account, ApiFailure> {
-    let V3Request { method, auth, query, headers, body } = req;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    for required in ["x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"] {
+    let V3Request {
+        method,
+        auth,
+        query,
+        headers,
+        body,
+    } = req;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    for required in [
+        "x-acs-action",
+        "x-acs-version",
+        "x-acs-date",
+        "x-acs-signature-nonce",
+        "x-acs-content-sha256",
+    ] {
         if header(required).is_none() {
-            return Err(ApiFailure::new(400, "MissingParameter", format!("The required header \"{required}\" is not supplied.")));
+            return Err(ApiFailure::new(
+                400,
+                "MissingParameter",
+                format!("The required header \"{required}\" is not supplied."),
+            ));
         }
     }
     let account = accounts
         .iter()
         .find(|a| a.access_key_id == auth.access_key_id)
-        .ok_or_else(|| ApiFailure::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))?;
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            )
+        })?;
     let date = header("x-acs-date").unwrap_or_default();
     let ts = signer::parse_timestamp(date).ok_or_else(|| {
-        ApiFailure::new(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+        ApiFailure::new(
+            400,
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date value is not well formatted.",
+        )
     })?;
-    if (time::OffsetDateTime::now_utc() - ts).whole_seconds().unsigned_abs() > tolerance_secs {
-        return Err(ApiFailure::new(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."));
+    if (time::OffsetDateTime::now_utc() - ts)
+        .whole_seconds()
+        .unsigned_abs()
+        > tolerance_secs
+    {
+        return Err(ApiFailure::new(
+            400,
+            "InvalidTimeStamp.Expired",
+            "Specified time stamp or date value is expired.",
+        ));
     }
     let payload_hash = header("x-acs-content-sha256").unwrap_or_default();
     if payload_hash != sha256_hex(body) {
-        return Err(ApiFailure::new(400, "ContentSHA256NotMatched", "The x-acs-content-sha256 header does not match the body."));
+        return Err(ApiFailure::new(
+            400,
+            "ContentSHA256NotMatched",
+            "The x-acs-content-sha256 header does not match the body.",
+        ));
     }
     // Every x-acs-* header present must be signed (reference §2.1).
     if let Some(unsigned) = headers
@@ -138,24 +203,53 @@ pub(crate) fn verify<'a>(
         .map(|k| k.as_str())
         .find(|k| k.starts_with("x-acs-") && !auth.signed_headers.iter().any(|s| s == k))
     {
-        return Err(ApiFailure::new(400, "IncompleteSignature", format!("The header {unsigned} must be signed.")));
+        return Err(ApiFailure::new(
+            400,
+            "IncompleteSignature",
+            format!("The header {unsigned} must be signed."),
+        ));
     }
-    let sts = string_to_sign(&canonical_request(method, query, headers, &auth.signed_headers, payload_hash));
+    let sts = string_to_sign(&canonical_request(
+        method,
+        query,
+        headers,
+        &auth.signed_headers,
+        payload_hash,
+    ));
     if hmac_sha256_hex(&account.access_key_secret, &sts) != auth.signature {
         return Err(ApiFailure::new(
             400,
             "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{}", sts.replace('\n', "\\n")),
+            format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{}",
+                sts.replace('\n', "\\n")
+            ),
         ));
     }
     if let Some(token) = &account.security_token
         && header("x-acs-security-token") != Some(token.as_str())
     {
-        return Err(ApiFailure::new(400, "InvalidSecurityToken.MismatchWithAccessKey", "Specified SecurityToken mismatch with the AccessKey."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        ));
     }
-    let nonce_key = format!("{}\n{}", account.access_key_id, header("x-acs-signature-nonce").unwrap_or_default());
-    if !nonces.insert(nonce_key, time::OffsetDateTime::now_utc().unix_timestamp(), 2 * tolerance_secs as i64) {
-        return Err(ApiFailure::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+    let nonce_key = format!(
+        "{}\n{}",
+        account.access_key_id,
+        header("x-acs-signature-nonce").unwrap_or_default()
+    );
+    if !nonces.insert(
+        nonce_key,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        2 * tolerance_secs as i64,
+    ) {
+        return Err(ApiFailure::new(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
+        ));
     }
     Ok(account)
 }
@@ -170,13 +264,19 @@ pub(crate) mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// The official V3 example (reference §2.3).
@@ -190,15 +290,27 @@ pub(crate) mod tests {
             ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
             ("x-acs-version", "2014-05-26"),
         ]);
-        let q = params(&[("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"), ("RegionId", "cn-shanghai")]);
+        let q = params(&[
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
+            ("RegionId", "cn-shanghai"),
+        ]);
         let auth = parse_authorization(
             "ACS3-HMAC-SHA256 Credential=YourAccessKeyId,SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature=06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0",
         )
         .unwrap()
         .unwrap();
         let cr = canonical_request("POST", &q, &h, &auth.signed_headers, EMPTY_SHA256);
-        assert_eq!(sha256_hex(cr.as_bytes()), "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259");
-        assert_eq!(hmac_sha256_hex("YourAccessKeySecret", &string_to_sign(&cr)), auth.signature);
+        assert_eq!(
+            sha256_hex(cr.as_bytes()),
+            "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
+        );
+        assert_eq!(
+            hmac_sha256_hex("YourAccessKeySecret", &string_to_sign(&cr)),
+            auth.signature
+        );
     }
 
     /// darabonba-openapi-util's unit test: repeated header, empty query value (reference §2.4).
@@ -233,21 +345,50 @@ pub(crate) mod tests {
         let signed: Vec<String> = base.iter().map(|(k, _)| k.to_string()).collect();
         let h = headers(&base);
         let q = Params::new();
-        let sig = hmac_sha256_hex("sk", &string_to_sign(&canonical_request("GET", &q, &h, &signed, EMPTY_SHA256)));
-        let auth = Authorization { access_key_id: "ak".into(), signed_headers: signed.clone(), signature: sig };
+        let sig = hmac_sha256_hex(
+            "sk",
+            &string_to_sign(&canonical_request("GET", &q, &h, &signed, EMPTY_SHA256)),
+        );
+        let auth = Authorization {
+            access_key_id: "ak".into(),
+            signed_headers: signed.clone(),
+            signature: sig,
+        };
         let mut nonces = NonceCache::default();
         let mut extra = h.clone();
         extra.insert("x-acs-security-token", HeaderValue::from_static("t"));
-        let check = |auth: Authorization, headers: &HeaderMap, body: &[u8], nonces: &mut NonceCache| {
-            let r = V3Request { method: "GET", auth, query: &q, headers, body };
-            verify(&r, &accounts, 900, nonces).map(|_| "OK".to_string()).unwrap_or_else(|e| e.code)
+        let check =
+            |auth: Authorization, headers: &HeaderMap, body: &[u8], nonces: &mut NonceCache| {
+                let r = V3Request {
+                    method: "GET",
+                    auth,
+                    query: &q,
+                    headers,
+                    body,
+                };
+                verify(&r, &accounts, 900, nonces)
+                    .map(|_| "OK".to_string())
+                    .unwrap_or_else(|e| e.code)
+            };
+        let again = || Authorization {
+            access_key_id: "ak".into(),
+            signed_headers: signed.clone(),
+            signature: auth.signature.clone(),
         };
-        let again = || Authorization { access_key_id: "ak".into(), signed_headers: signed.clone(), signature: auth.signature.clone() };
         assert_eq!(check(again(), &h, b"", &mut nonces), "OK");
         assert_eq!(check(again(), &h, b"", &mut nonces), "SignatureNonceUsed");
-        assert_eq!(check(again(), &h, b"x", &mut nonces), "ContentSHA256NotMatched");
-        assert_eq!(check(again(), &extra, b"", &mut nonces), "IncompleteSignature");
-        let wrong = Authorization { signature: "00".into(), ..again() };
+        assert_eq!(
+            check(again(), &h, b"x", &mut nonces),
+            "ContentSHA256NotMatched"
+        );
+        assert_eq!(
+            check(again(), &extra, b"", &mut nonces),
+            "IncompleteSignature"
+        );
+        let wrong = Authorization {
+            signature: "00".into(),
+            ..again()
+        };
         assert_eq!(check(wrong, &h, b"", &mut nonces), "SignatureDoesNotMatch");
     }
 }

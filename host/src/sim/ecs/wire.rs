@@ -158,6 +158,7 @@ async fn rpc(
         request_id: request_id.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
     });
+    tracing::debug!(%action, %method, status, %request_id, "ECS emulator answered");
     let host_id = format!("ecs.{}.aliyuncs.com", cloud.config.region_id);
     render(outcome, &action, &request_id, &host_id, xml)
 }

@@ -3,19 +3,30 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (it installs aliyun-python-sdk-core and \
-    aliyun-python-sdk-ecs into a virtualenv and prints ECSP_PYTHON=...)";
+const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (it installs aliyun-python-sdk-core, \
+    aliyun-python-sdk-ecs and alibabacloud-tea-openapi into a virtualenv and prints ECSP_PYTHON=...)";
 
 /// The Python interpreter with Alibaba Cloud's official SDK: `$ECSP_PYTHON`, else the venv
 /// that scripts/setup-test-deps.sh creates. Panics (failing the test) if either is missing.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("ECSP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/ecs-provisioner/venv/bin/python")
-    });
-    assert!(path.exists(), "Python interpreter {} not found: {SETUP_HINT}", path.display());
+    let path = std::env::var_os("ECSP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/ecs-provisioner/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "Python interpreter {} not found: {SETUP_HINT}",
+        path.display()
+    );
     let probe = Command::new(&path)
-        .args(["-c", "import aliyunsdkcore, aliyunsdkecs"])
+        .args([
+            "-c",
+            "import aliyunsdkcore, aliyunsdkecs, alibabacloud_tea_openapi",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", path.display()));
     assert!(
@@ -30,7 +41,9 @@ pub fn python() -> PathBuf {
 /// Runs `tests/python/<script>` with `input` as JSON on stdin; returns its JSON stdout.
 /// Blocking: call it from `spawn_blocking` when an emulator runs on the same runtime.
 pub fn run_python(script: &str, input: &serde_json::Value) -> serde_json::Value {
-    let script_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let script_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let mut child = Command::new(python())
         .arg(&script_path)
         .stdin(Stdio::piped())
@@ -38,7 +51,12 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> serde_json::Value 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", script_path.display()));
-    child.stdin.take().expect("piped").write_all(input.to_string().as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.to_string().as_bytes())
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait for python");
     assert!(
         out.status.success(),
@@ -47,11 +65,16 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> serde_json::Value 
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{script} printed no JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "{script} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
 /// [`run_python`] on a blocking thread, for async tests.
 pub async fn run_python_async(script: &'static str, input: serde_json::Value) -> serde_json::Value {
-    tokio::task::spawn_blocking(move || run_python(script, &input)).await.expect("python thread panicked")
+    tokio::task::spawn_blocking(move || run_python(script, &input))
+        .await
+        .expect("python thread panicked")
 }

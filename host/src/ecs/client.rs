@@ -42,20 +42,36 @@ pub enum HttpMethod {
     Post,
 }
 
-/// Client settings.
-#[derive(Debug, Clone)]
+/// Client settings; deserialisable so the host config can embed them (`[ecs]` in TOML):
+/// only `region_id` is required.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// Region, e.g. `cn-hangzhou`; sent as `RegionId`.
     pub region_id: String,
     /// ECS endpoint override (`https://ecs-vpc.cn-hangzhou.aliyuncs.com`, `http://127.0.0.1:PORT`).
+    #[serde(default)]
     pub ecs_endpoint: Option<String>,
     /// VPC endpoint override.
+    #[serde(default)]
     pub vpc_endpoint: Option<String>,
+    #[serde(default)]
     pub method: HttpMethod,
-    /// Whole-request timeout.
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
+    /// Whole-request timeout, seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Connect timeout, seconds.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    #[serde(default)]
     pub retry: RetryPolicy,
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_connect_timeout_secs() -> u64 {
+    5
 }
 
 impl ClientConfig {
@@ -66,8 +82,8 @@ impl ClientConfig {
             ecs_endpoint: None,
             vpc_endpoint: None,
             method: HttpMethod::Post,
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
+            timeout_secs: default_timeout_secs(),
+            connect_timeout_secs: default_connect_timeout_secs(),
             retry: RetryPolicy::default(),
         }
     }
@@ -144,19 +160,35 @@ struct ErrorBody {
 
 impl EcsClient {
     /// Builds a client; fails only if the TLS backend cannot initialise.
-    pub fn new(config: ClientConfig, credentials: SharedProvider) -> Result<Self, ClientBuildError> {
+    pub fn new(
+        config: ClientConfig,
+        credentials: SharedProvider,
+    ) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .user_agent(concat!("ecs-provisioner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { http, config, credentials, stats: Stats::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                credentials,
+                stats: Stats::default(),
+            }),
+        })
     }
 
     /// A client with fixed credentials.
-    pub fn with_credentials(config: ClientConfig, credentials: Credentials) -> Result<Self, ClientBuildError> {
-        Self::new(config, Arc::new(super::credentials::StaticProvider(credentials)))
+    pub fn with_credentials(
+        config: ClientConfig,
+        credentials: Credentials,
+    ) -> Result<Self, ClientBuildError> {
+        Self::new(
+            config,
+            Arc::new(super::credentials::StaticProvider(credentials)),
+        )
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -169,8 +201,14 @@ impl EcsClient {
     }
 
     /// Calls an action and decodes its JSON answer. `RegionId` is added unless present.
-    pub async fn call<T: DeserializeOwned>(&self, api: Api, action: &str, params: Params) -> Result<T, EcsError> {
-        self.call_for(api, action, params, CapacityDetail::default()).await
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        api: Api,
+        action: &str,
+        params: Params,
+    ) -> Result<T, EcsError> {
+        self.call_for(api, action, params, CapacityDetail::default())
+            .await
     }
 
     /// Like [`call`](Self::call), naming the offering a capacity error would be about.
@@ -185,7 +223,9 @@ impl EcsClient {
         stats.call(action);
         params.insert("Action".into(), action.into());
         params.insert("Version".into(), api.version().into());
-        params.entry("RegionId".into()).or_insert_with(|| self.inner.config.region_id.clone());
+        params
+            .entry("RegionId".into())
+            .or_insert_with(|| self.inner.config.region_id.clone());
         let attempts = AtomicU32::new(0);
         let attempt = || async {
             let n = attempts.fetch_add(1, Ordering::SeqCst);
@@ -240,7 +280,11 @@ impl EcsClient {
         };
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = signer::timestamp_now();
-        let ctx = SigningContext { method: method_name, nonce: &nonce, timestamp: &timestamp };
+        let ctx = SigningContext {
+            method: method_name,
+            nonce: &nonce,
+            timestamp: &timestamp,
+        };
         let our_sts = signer::sign(
             &mut signed,
             &ctx,
@@ -251,18 +295,31 @@ impl EcsClient {
         let answer = self.send(api, action, method, &signed).await?;
         if (200..300).contains(&answer.status) {
             return serde_json::from_str(&answer.body).map_err(|e| {
-                let request_id = serde_json::from_str::<ErrorBody>(&answer.body).ok().map(|b| b.request_id);
+                let request_id = serde_json::from_str::<ErrorBody>(&answer.body)
+                    .ok()
+                    .map(|b| b.request_id);
                 EcsError {
                     request_id: request_id.filter(|r| !r.is_empty()),
                     http_status: Some(answer.status),
-                    ..EcsError::local(action, "Decode", format!("unexpected response: {e}"), ErrorKind::Decode)
+                    ..EcsError::local(
+                        action,
+                        "Decode",
+                        format!("unexpected response: {e}"),
+                        ErrorKind::Decode,
+                    )
                 }
             });
         }
         Err(self.server_error(action, &answer, &our_sts, &creds, offering))
     }
 
-    async fn send(&self, api: Api, action: &str, method: HttpMethod, params: &Params) -> Result<Answer, EcsError> {
+    async fn send(
+        &self,
+        api: Api,
+        action: &str,
+        method: HttpMethod,
+        params: &Params,
+    ) -> Result<Answer, EcsError> {
         let url = self.inner.config.endpoint(api);
         let req = match method {
             HttpMethod::Get => self.inner.http.get(&url).query(params),
@@ -271,8 +328,19 @@ impl EcsClient {
         let transport = |e: reqwest::Error| {
             // Never print the URL: with GET it carries the STS token.
             let e = e.without_url();
-            let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "cannot connect" } else { "transport error" };
-            EcsError::local(action, "Transport", format!("{what} ({url}): {e}"), ErrorKind::Transient)
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "transport error"
+            };
+            EcsError::local(
+                action,
+                "Transport",
+                format!("{what} ({url}): {e}"),
+                ErrorKind::Transient,
+            )
         };
         let res = req.send().await.map_err(transport)?;
         let status = res.status().as_u16();
@@ -285,7 +353,11 @@ impl EcsClient {
             .map(Duration::from_millis);
         let body = res.text().await.map_err(transport)?;
         tracing::debug!(action, status, "ECS answered");
-        Ok(Answer { status, retry_after, body })
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     fn server_error(
@@ -297,17 +369,25 @@ impl EcsClient {
         offering: &CapacityDetail,
     ) -> EcsError {
         let body: ErrorBody = serde_json::from_str(&answer.body).unwrap_or_default();
-        let code = if body.code.is_empty() { format!("HTTP{}", answer.status) } else { body.code };
+        let code = if body.code.is_empty() {
+            format!("HTTP{}", answer.status)
+        } else {
+            body.code
+        };
         let mut kind = classify(&code, answer.status, || offering.clone());
         let mut message = body.message;
         if let ErrorKind::Signature { .. } = kind {
             // The message carries the server's string-to-sign, which may include the STS token:
             // compare, then keep only the verdict.
-            let server_sts = message.split_once("server string to sign is:").map(|(_, s)| s.trim());
+            let server_sts = message
+                .split_once("server string to sign is:")
+                .map(|(_, s)| s.trim());
             let secret_wrong = server_sts == Some(our_sts);
             kind = ErrorKind::Signature { secret_wrong };
             message = match server_sts {
-                Some(_) if secret_wrong => "signature mismatch; server string-to-sign equals ours".into(),
+                Some(_) if secret_wrong => {
+                    "signature mismatch; server string-to-sign equals ours".into()
+                }
                 Some(_) => "signature mismatch; server string-to-sign differs from ours".into(),
                 None => "signature mismatch".into(),
             };
@@ -354,14 +434,40 @@ mod tests {
     }
 
     #[test]
+    fn config_from_toml_with_defaults() {
+        let c: ClientConfig = toml::from_str(
+            "region_id = \"cn-beijing\"\nmethod = \"GET\"\n[retry]\nmax_retries = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.method, HttpMethod::Get);
+        assert_eq!(
+            (c.timeout_secs, c.retry.max_retries, c.retry.min_delay_ms),
+            (30, 2, 200)
+        );
+        let e = toml::from_str::<ClientConfig>("region_id = \"x\"\ntimeout = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timeout"), "{e}");
+    }
+
+    #[test]
     fn endpoints_default_to_regional_https_and_accept_overrides() {
         let c = ClientConfig::new("cn-shanghai");
-        assert_eq!(c.endpoint(Api::Ecs), "https://ecs.cn-shanghai.aliyuncs.com/");
-        assert_eq!(c.endpoint(Api::Vpc), "https://vpc.cn-shanghai.aliyuncs.com/");
+        assert_eq!(
+            c.endpoint(Api::Ecs),
+            "https://ecs.cn-shanghai.aliyuncs.com/"
+        );
+        assert_eq!(
+            c.endpoint(Api::Vpc),
+            "https://vpc.cn-shanghai.aliyuncs.com/"
+        );
         let mut c = c.with_endpoint("http://127.0.0.1:8080/");
         assert_eq!(c.endpoint(Api::Vpc), "http://127.0.0.1:8080/");
         c.ecs_endpoint = Some("ecs-vpc.cn-shanghai.aliyuncs.com".into());
-        assert_eq!(c.endpoint(Api::Ecs), "https://ecs-vpc.cn-shanghai.aliyuncs.com/");
+        assert_eq!(
+            c.endpoint(Api::Ecs),
+            "https://ecs-vpc.cn-shanghai.aliyuncs.com/"
+        );
     }
 
     /// Every log line of successful, failing, retried and unreachable calls, at TRACE level for
@@ -382,32 +488,48 @@ mod tests {
         let mut config = SimConfig::instant();
         config.accounts[0].access_key_secret = secret.into();
         let sim = EcsSim::start(config).await.unwrap();
-        let good = Credentials::access_key(sim.credentials().access_key_id, secret).with_security_token(token);
+        let good = Credentials::access_key(sim.credentials().access_key_id, secret)
+            .with_security_token(token);
         for method in [HttpMethod::Get, HttpMethod::Post] {
             let mut cfg = sim.client_config();
             cfg.method = method;
             let c = EcsClient::with_credentials(cfg.clone(), good.clone()).unwrap();
             c.describe_regions().await.unwrap();
             sim.set_faults(Faults {
-                throttle: vec![ThrottleRule { probability: 1.0, ..Default::default() }],
+                throttle: vec![ThrottleRule {
+                    probability: 1.0,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .unwrap();
             let e = c.describe_regions().await.unwrap_err();
             sim.set_faults(Faults::default()).unwrap();
             tracing::error!(error = %e, "throttled");
-            let wrong = Credentials::access_key(good.access_key_id.clone(), "WRONGsecret-5566").with_security_token(token);
-            let e = EcsClient::with_credentials(cfg.clone(), wrong).unwrap().describe_regions().await.unwrap_err();
+            let wrong = Credentials::access_key(good.access_key_id.clone(), "WRONGsecret-5566")
+                .with_security_token(token);
+            let e = EcsClient::with_credentials(cfg.clone(), wrong)
+                .unwrap()
+                .describe_regions()
+                .await
+                .unwrap_err();
             tracing::error!(error = %e, debug = ?e, "wrong secret");
             let mut closed = cfg.clone().with_endpoint("http://127.0.0.1:9");
             closed.retry = RetryPolicy::none();
-            let e = EcsClient::with_credentials(closed, good.clone()).unwrap().describe_regions().await.unwrap_err();
+            let e = EcsClient::with_credentials(closed, good.clone())
+                .unwrap()
+                .describe_regions()
+                .await
+                .unwrap_err();
             assert_eq!(e.kind, ErrorKind::Transient);
             tracing::error!(error = %e, debug = ?e, creds = ?good, client = ?c, "unreachable");
         }
         drop(sim);
         let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-        assert!(logs.contains("retrying ECS call") && logs.contains("unreachable"), "captured too little:\n{logs}");
+        assert!(
+            logs.contains("retrying ECS call") && logs.contains("unreachable"),
+            "captured too little:\n{logs}"
+        );
         for s in [secret, token, "WRONGsecret-5566"] {
             assert!(!logs.contains(s), "{s} leaked into the logs:\n{logs}");
         }

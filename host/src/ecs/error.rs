@@ -77,7 +77,12 @@ impl EcsError {
         }
     }
 
-    pub(crate) fn local(action: &str, code: &str, message: impl Into<String>, kind: ErrorKind) -> Self {
+    pub(crate) fn local(
+        action: &str,
+        code: &str,
+        message: impl Into<String>,
+        kind: ErrorKind,
+    ) -> Self {
         Self {
             action: action.into(),
             request_id: None,
@@ -91,7 +96,12 @@ impl EcsError {
     }
 
     pub(crate) fn from_credentials(action: &str, e: CredentialsError) -> Self {
-        Self::local(action, "NoCredentials", e.to_string(), ErrorKind::NoCredentials)
+        Self::local(
+            action,
+            "NoCredentials",
+            e.to_string(),
+            ErrorKind::NoCredentials,
+        )
     }
 
     /// What the user should do about it, when there is something to say.
@@ -165,7 +175,11 @@ impl std::error::Error for EcsError {}
 
 /// Classifies a server error code (and HTTP status) into an [`ErrorKind`]. `capacity` fills in
 /// the offering the request was for.
-pub fn classify(code: &str, http_status: u16, capacity: impl FnOnce() -> CapacityDetail) -> ErrorKind {
+pub fn classify(
+    code: &str,
+    http_status: u16,
+    capacity: impl FnOnce() -> CapacityDetail,
+) -> ErrorKind {
     const CAPACITY: &[&str] = &[
         "OperationDenied.NoStock",
         "Zone.NotOnSale",
@@ -177,12 +191,18 @@ pub fn classify(code: &str, http_status: u16, capacity: impl FnOnce() -> Capacit
     ];
     match code {
         c if c.contains("Throttling") => ErrorKind::Throttling,
-        "ServiceUnavailable" | "InternalError" | "UnknownError" | "LastTokenProcessing" | "OperationConflict" => {
-            ErrorKind::Transient
-        }
+        "ServiceUnavailable"
+        | "InternalError"
+        | "UnknownError"
+        | "LastTokenProcessing"
+        | "OperationConflict" => ErrorKind::Transient,
         c if c.starts_with("ServiceUnavailable") => ErrorKind::Transient,
-        c if CAPACITY.contains(&c) || c.starts_with("QuotaExceed") => ErrorKind::Capacity(capacity()),
-        "SignatureDoesNotMatch" | "IncompleteSignature" => ErrorKind::Signature { secret_wrong: false },
+        c if CAPACITY.contains(&c) || c.starts_with("QuotaExceed") => {
+            ErrorKind::Capacity(capacity())
+        }
+        "SignatureDoesNotMatch" | "IncompleteSignature" => ErrorKind::Signature {
+            secret_wrong: false,
+        },
         c if c.starts_with("InvalidAccessKeyId")
             || c.starts_with("InvalidAccessKeySecret")
             || c.starts_with("InvalidTimeStamp")
@@ -192,7 +212,11 @@ pub fn classify(code: &str, http_status: u16, capacity: impl FnOnce() -> Capacit
         {
             ErrorKind::Credentials
         }
-        c if c.starts_with("Forbidden") || c == "InsufficientBalance" || c == "Account.Arrearage" || c == "NoPermission" => {
+        c if c.starts_with("Forbidden")
+            || c == "InsufficientBalance"
+            || c == "Account.Arrearage"
+            || c == "NoPermission" =>
+        {
             ErrorKind::Permission
         }
         "IdempotentParameterMismatch" => ErrorKind::IdempotencyMismatch,
@@ -208,7 +232,10 @@ mod tests {
     use super::*;
 
     fn kind(code: &str, status: u16) -> ErrorKind {
-        classify(code, status, || CapacityDetail { zone_id: Some("z".into()), ..Default::default() })
+        classify(code, status, || CapacityDetail {
+            zone_id: Some("z".into()),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -218,15 +245,35 @@ mod tests {
         assert_eq!(kind("ServiceUnavailable", 503), ErrorKind::Transient);
         assert_eq!(kind("InternalError", 500), ErrorKind::Transient);
         assert_eq!(kind("SomethingNew", 502), ErrorKind::Transient);
-        for c in ["OperationDenied.NoStock", "Zone.NotOnSale", "InvalidInstanceType.ZoneNotSupported",
-                  "InvalidVSwitchId.IpNotEnough", "QuotaExceed.ElasticQuota", "QuotaExceed.AfterpayInstance"] {
+        for c in [
+            "OperationDenied.NoStock",
+            "Zone.NotOnSale",
+            "InvalidInstanceType.ZoneNotSupported",
+            "InvalidVSwitchId.IpNotEnough",
+            "QuotaExceed.ElasticQuota",
+            "QuotaExceed.AfterpayInstance",
+        ] {
             assert!(matches!(kind(c, 403), ErrorKind::Capacity(_)), "{c}");
         }
-        assert_eq!(kind("InvalidAccessKeyId.NotFound", 404), ErrorKind::Credentials);
-        assert_eq!(kind("InvalidTimeStamp.Expired", 400), ErrorKind::Credentials);
+        assert_eq!(
+            kind("InvalidAccessKeyId.NotFound", 404),
+            ErrorKind::Credentials
+        );
+        assert_eq!(
+            kind("InvalidTimeStamp.Expired", 400),
+            ErrorKind::Credentials
+        );
         assert_eq!(kind("Forbidden.RAM", 403), ErrorKind::Permission);
-        assert_eq!(kind("SignatureDoesNotMatch", 400), ErrorKind::Signature { secret_wrong: false });
-        assert_eq!(kind("IdempotentParameterMismatch", 400), ErrorKind::IdempotencyMismatch);
+        assert_eq!(
+            kind("SignatureDoesNotMatch", 400),
+            ErrorKind::Signature {
+                secret_wrong: false
+            }
+        );
+        assert_eq!(
+            kind("IdempotentParameterMismatch", 400),
+            ErrorKind::IdempotencyMismatch
+        );
         assert_eq!(kind("InvalidInstanceId.NotFound", 404), ErrorKind::NotFound);
         assert_eq!(kind("DryRunOperation", 400), ErrorKind::DryRunPassed);
         assert_eq!(kind("InvalidParameter", 400), ErrorKind::InvalidRequest);
@@ -250,7 +297,14 @@ mod tests {
             retry_after: None,
         };
         let s = e.to_string();
-        for part in ["RunInstances", "RID-1", "cn-hangzhou-h", "ecs.g7.large", "spot", "another zone"] {
+        for part in [
+            "RunInstances",
+            "RID-1",
+            "cn-hangzhou-h",
+            "ecs.g7.large",
+            "spot",
+            "another zone",
+        ] {
             assert!(s.contains(part), "{s} lacks {part}");
         }
     }

@@ -18,19 +18,30 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_retries: 5, min_delay_ms: 200, max_delay_ms: 10_000 }
+        Self {
+            max_retries: 5,
+            min_delay_ms: 200,
+            max_delay_ms: 10_000,
+        }
     }
 }
 
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self { max_retries: 0, ..Self::default() }
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
     }
 
     /// Fast retries for tests against the emulator.
     pub fn fast() -> Self {
-        Self { max_retries: 5, min_delay_ms: 5, max_delay_ms: 50 }
+        Self {
+            max_retries: 5,
+            min_delay_ms: 5,
+            max_delay_ms: 50,
+        }
     }
 
     /// The backoff schedule: doubling from `min_delay`, capped at `max_delay`, with random
@@ -38,7 +49,9 @@ impl RetryPolicy {
     pub(crate) fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(self.min_delay_ms))
-            .with_max_delay(Duration::from_millis(self.max_delay_ms.max(self.min_delay_ms)))
+            .with_max_delay(Duration::from_millis(
+                self.max_delay_ms.max(self.min_delay_ms),
+            ))
             .with_max_times(self.max_retries)
             .with_factor(2.0)
             .with_jitter()

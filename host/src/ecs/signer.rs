@@ -53,7 +53,8 @@ pub fn string_to_sign(method: &str, params: &Params) -> String {
 
 /// Base64 of HMAC-SHA1 over `message` with `key` (raw; no `&` appended).
 pub fn hmac_sha1_base64(key: &str, message: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
     mac.update(message.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -86,7 +87,9 @@ pub fn sign(
     security_token: Option<&str>,
 ) -> String {
     params.remove("Signature");
-    params.entry("Format".into()).or_insert_with(|| "JSON".into());
+    params
+        .entry("Format".into())
+        .or_insert_with(|| "JSON".into());
     params.insert("AccessKeyId".into(), access_key_id.into());
     params.insert("SignatureMethod".into(), "HMAC-SHA1".into());
     params.insert("SignatureVersion".into(), "1.0".into());
@@ -122,7 +125,9 @@ pub fn format_timestamp(t: time::OffsetDateTime) -> String {
 /// Parses `yyyy-MM-ddTHH:mm:ssZ` (the only form the SDKs send).
 pub fn parse_timestamp(s: &str) -> Option<time::OffsetDateTime> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::PrimitiveDateTime::parse(s, fmt).ok().map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(s, fmt)
+        .ok()
+        .map(|t| t.assume_utc())
 }
 
 #[cfg(test)]
@@ -130,7 +135,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn describe_regions_example(timestamp_name: &str) -> Params {
@@ -154,7 +162,10 @@ mod tests {
             sts,
             "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0%26TimeStamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
         );
-        assert_eq!(signature("testsecret", &sts), "CT9X0VtwR86fNWSnsc6v8YGOjuE=");
+        assert_eq!(
+            signature("testsecret", &sts),
+            "CT9X0VtwR86fNWSnsc6v8YGOjuE="
+        );
     }
 
     #[test]
@@ -165,21 +176,39 @@ mod tests {
             sts,
             "GET&%2F&AccessKeyId%3Dtestid%26Action%3DDescribeRegions%26Format%3DXML%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0%26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
         );
-        assert_eq!(signature("testsecret", &sts), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
+        assert_eq!(
+            signature("testsecret", &sts),
+            "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
+        );
         // The published URL form of the same signature.
-        assert_eq!(percent_encode("OLeaidS1JvxuMvnyHOwuJ+uX5qY="), "OLeaidS1JvxuMvnyHOwuJ%2BuX5qY%3D");
+        assert_eq!(
+            percent_encode("OLeaidS1JvxuMvnyHOwuJ+uX5qY="),
+            "OLeaidS1JvxuMvnyHOwuJ%2BuX5qY%3D"
+        );
     }
 
     #[test]
     fn hmac_primitive_vectors() {
-        assert_eq!(hmac_sha1_base64("secret", "source"), "Jv4yi8SobFhg5t1C7nWLbhBSFZQ=");
-        assert_eq!(hmac_sha1_base64("secret", "中文"), "CqCYIa39h9SSWuXnTz8F5hh9UPA=");
-        assert_eq!(hmac_sha1_base64("secret", "中文unicode"), "szlfHs3WVaO/HgY3Cg7/uyXDaRw=");
+        assert_eq!(
+            hmac_sha1_base64("secret", "source"),
+            "Jv4yi8SobFhg5t1C7nWLbhBSFZQ="
+        );
+        assert_eq!(
+            hmac_sha1_base64("secret", "中文"),
+            "CqCYIa39h9SSWuXnTz8F5hh9UPA="
+        );
+        assert_eq!(
+            hmac_sha1_base64("secret", "中文unicode"),
+            "szlfHs3WVaO/HgY3Cg7/uyXDaRw="
+        );
     }
 
     #[test]
     fn encoding_rules() {
-        assert_eq!(percent_encode("a b*c~d+e/f=g&h"), "a%20b%2Ac~d%2Be%2Ff%3Dg%26h");
+        assert_eq!(
+            percent_encode("a b*c~d+e/f=g&h"),
+            "a%20b%2Ac~d%2Be%2Ff%3Dg%26h"
+        );
         assert_eq!(percent_encode("!'()"), "%21%27%28%29");
         assert_eq!(percent_encode("中"), "%E4%B8%AD");
         assert_eq!(percent_encode("-_.~"), "-_.~");
@@ -194,7 +223,11 @@ mod tests {
     #[test]
     fn sign_adds_common_parameters_and_sts_token() {
         let mut p = params(&[("Action", "DescribeRegions"), ("Version", "2014-05-26")]);
-        let ctx = SigningContext { method: "POST", nonce: "n1", timestamp: "2020-01-01T00:00:00Z" };
+        let ctx = SigningContext {
+            method: "POST",
+            nonce: "n1",
+            timestamp: "2020-01-01T00:00:00Z",
+        };
         let sts = sign(&mut p, &ctx, "ak", "sk", Some("tok"));
         assert_eq!(p["SecurityToken"], "tok");
         assert_eq!(p["Format"], "JSON");

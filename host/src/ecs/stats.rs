@@ -27,10 +27,12 @@ pub struct Stats(Mutex<BTreeMap<String, ActionStats>>);
 impl Stats {
     fn with(&self, action: &str, f: impl FnOnce(&mut ActionStats)) {
         let mut map = self.0.lock().expect("stats lock poisoned");
-        let entry = map.entry(action.to_string()).or_insert_with(|| ActionStats {
-            action: action.to_string(),
-            ..Default::default()
-        });
+        let entry = map
+            .entry(action.to_string())
+            .or_insert_with(|| ActionStats {
+                action: action.to_string(),
+                ..Default::default()
+            });
         f(entry);
     }
 
@@ -57,6 +59,11 @@ impl Stats {
 
     /// A snapshot of all counters, sorted by action.
     pub fn snapshot(&self) -> Vec<ActionStats> {
-        self.0.lock().expect("stats lock poisoned").values().cloned().collect()
+        self.0
+            .lock()
+            .expect("stats lock poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -106,21 +106,31 @@ impl RunInstancesRequest {
         put_opt(
             &mut p,
             "UserData",
-            self.user_data.as_ref().map(|u| base64::engine::general_purpose::STANDARD.encode(u)),
+            self.user_data
+                .as_ref()
+                .map(|u| base64::engine::general_purpose::STANDARD.encode(u)),
         );
         put_tags(&mut p, &self.tags);
         if self.spot_strategy != SpotStrategy::NoSpot {
             p.insert("SpotStrategy".into(), self.spot_strategy.as_str().into());
         }
         put_opt(&mut p, "SpotPriceLimit", self.spot_price_limit);
-        put_opt(&mut p, "InstanceChargeType", self.instance_charge_type.as_ref());
+        put_opt(
+            &mut p,
+            "InstanceChargeType",
+            self.instance_charge_type.as_ref(),
+        );
         put_opt(&mut p, "InstanceName", self.instance_name.as_ref());
         put_opt(&mut p, "HostName", self.host_name.as_ref());
         if let Some(d) = &self.system_disk {
             put_opt(&mut p, "SystemDisk.Category", d.category.as_ref());
             put_opt(&mut p, "SystemDisk.Size", d.size_gib);
         }
-        put_opt(&mut p, "InternetMaxBandwidthOut", self.internet_max_bandwidth_out);
+        put_opt(
+            &mut p,
+            "InternetMaxBandwidthOut",
+            self.internet_max_bandwidth_out,
+        );
         if self.dry_run {
             p.insert("DryRun".into(), "true".into());
         }
@@ -206,11 +216,19 @@ pub struct Instance {
 impl Instance {
     /// The primary private IP, once assigned.
     pub fn private_ip(&self) -> Option<&str> {
-        self.vpc_attributes.private_ip_address.0.first().map(String::as_str)
+        self.vpc_attributes
+            .private_ip_address
+            .0
+            .first()
+            .map(String::as_str)
     }
     /// The value of a tag, if present.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.0.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+        self.tags
+            .0
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
     }
     pub fn is_spot(&self) -> bool {
         self.spot_strategy.is_some_and(SpotStrategy::is_spot)
@@ -284,7 +302,10 @@ pub const MAX_IDS_PER_CALL: usize = 100;
 impl EcsClient {
     /// Launches instances. Capacity errors come back as [`ErrorKind::Capacity`] naming the
     /// zone, type, vswitch and spot flag of this request.
-    pub async fn run_instances(&self, req: &RunInstancesRequest) -> Result<RunInstancesResponse, EcsError> {
+    pub async fn run_instances(
+        &self,
+        req: &RunInstancesRequest,
+    ) -> Result<RunInstancesResponse, EcsError> {
         let mut params = req.to_params();
         if req.client_token.is_none() {
             params.insert("ClientToken".into(), uuid::Uuid::new_v4().to_string());
@@ -295,12 +316,16 @@ impl EcsClient {
             vswitch_id: Some(req.vswitch_id.clone()),
             spot: req.spot_strategy.is_spot(),
         };
-        self.call_for(Api::Ecs, "RunInstances", params, offering).await
+        self.call_for(Api::Ecs, "RunInstances", params, offering)
+            .await
     }
 
     /// Lists instances matching `filter`, 100 per request (id lists in chunks of 100), following
     /// `NextToken` until the end.
-    pub async fn describe_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, EcsError> {
+    pub async fn describe_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, EcsError> {
         let mut base = Params::new();
         put_tags(&mut base, &filter.tags);
         put_opt(&mut base, "ZoneId", filter.zone_id.as_ref());
@@ -310,7 +335,11 @@ impl EcsClient {
         let id_chunks: Vec<Option<&[String]>> = if filter.instance_ids.is_empty() {
             vec![None]
         } else {
-            filter.instance_ids.chunks(MAX_IDS_PER_CALL).map(Some).collect()
+            filter
+                .instance_ids
+                .chunks(MAX_IDS_PER_CALL)
+                .map(Some)
+                .collect()
         };
         let mut out = Vec::new();
         for ids in id_chunks {
@@ -320,7 +349,9 @@ impl EcsClient {
             }
             params.insert("MaxResults".into(), MAX_IDS_PER_CALL.to_string());
             loop {
-                let page: DescribeInstancesPage = self.call(Api::Ecs, "DescribeInstances", params.clone()).await?;
+                let page: DescribeInstancesPage = self
+                    .call(Api::Ecs, "DescribeInstances", params.clone())
+                    .await?;
                 let done = page.next_token.is_empty() || page.instances.0.is_empty();
                 out.extend(page.instances.0);
                 if done {
@@ -332,19 +363,55 @@ impl EcsClient {
         Ok(out)
     }
 
-    /// Releases instances (`Force=true` releases running ones), 100 ids per request.
-    pub async fn delete_instances(&self, instance_ids: &[String], force: bool) -> Result<(), EcsError> {
+    /// Releases instances (`Force=true` releases running ones), 100 ids per request. Ids that
+    /// no longer exist are not an error: if a batch fails with `InvalidInstanceId.NotFound`, the
+    /// ids that still exist are looked up and released (removal stays idempotent after a crash).
+    pub async fn delete_instances(
+        &self,
+        instance_ids: &[String],
+        force: bool,
+    ) -> Result<(), EcsError> {
         for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
-            let mut params = Params::new();
-            put_list(&mut params, "InstanceId", chunk);
-            params.insert("Force".into(), force.to_string());
-            let _: serde_json::Value = self.call(Api::Ecs, "DeleteInstances", params).await?;
+            match self.delete_batch(chunk, force).await {
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    let filter = InstanceFilter {
+                        instance_ids: chunk.to_vec(),
+                        ..Default::default()
+                    };
+                    let alive: Vec<String> = self
+                        .describe_instances(&filter)
+                        .await?
+                        .into_iter()
+                        .map(|i| i.instance_id)
+                        .collect();
+                    tracing::info!(
+                        gone = chunk.len() - alive.len(),
+                        "some instances were already released"
+                    );
+                    if !alive.is_empty() {
+                        self.delete_batch(&alive, force).await?;
+                    }
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
 
+    async fn delete_batch(&self, ids: &[String], force: bool) -> Result<(), EcsError> {
+        let mut params = Params::new();
+        put_list(&mut params, "InstanceId", ids);
+        params.insert("Force".into(), force.to_string());
+        let _: serde_json::Value = self.call(Api::Ecs, "DeleteInstances", params).await?;
+        Ok(())
+    }
+
     /// Stops running instances (`ForceStop` = power off), 100 ids per request.
-    pub async fn stop_instances(&self, instance_ids: &[String], force_stop: bool) -> Result<(), EcsError> {
+    pub async fn stop_instances(
+        &self,
+        instance_ids: &[String],
+        force_stop: bool,
+    ) -> Result<(), EcsError> {
         for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
             let mut params = Params::new();
             put_list(&mut params, "InstanceId", chunk);
@@ -365,14 +432,26 @@ impl EcsClient {
     }
 
     /// The instance's serial console output (cloud-init prints the SSH host keys there).
-    pub async fn get_instance_console_output(&self, instance_id: &str) -> Result<ConsoleOutput, EcsError> {
+    pub async fn get_instance_console_output(
+        &self,
+        instance_id: &str,
+    ) -> Result<ConsoleOutput, EcsError> {
         let mut params = Params::new();
         params.insert("InstanceId".into(), instance_id.into());
-        let r: ConsoleOutputResponse = self.call(Api::Ecs, "GetInstanceConsoleOutput", params).await?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(r.console_output.trim()).map_err(|e| EcsError {
-            request_id: Some(r.request_id.clone()),
-            ..EcsError::local("GetInstanceConsoleOutput", "Decode", format!("ConsoleOutput is not base64: {e}"), ErrorKind::Decode)
-        })?;
+        let r: ConsoleOutputResponse = self
+            .call(Api::Ecs, "GetInstanceConsoleOutput", params)
+            .await?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r.console_output.trim())
+            .map_err(|e| EcsError {
+                request_id: Some(r.request_id.clone()),
+                ..EcsError::local(
+                    "GetInstanceConsoleOutput",
+                    "Decode",
+                    format!("ConsoleOutput is not base64: {e}"),
+                    ErrorKind::Decode,
+                )
+            })?;
         Ok(ConsoleOutput {
             instance_id: r.instance_id,
             text: String::from_utf8_lossy(&bytes).into_owned(),
@@ -394,7 +473,10 @@ mod tests {
         r.spot_strategy = SpotStrategy::SpotWithPriceLimit;
         r.spot_price_limit = Some(0.5);
         r.user_data = Some("#!/bin/sh\necho hi\n".into());
-        r.system_disk = Some(SystemDisk { category: Some("cloud_essd".into()), size_gib: Some(40) });
+        r.system_disk = Some(SystemDisk {
+            category: Some("cloud_essd".into()),
+            size_gib: Some(40),
+        });
         r.dry_run = true;
         let p = r.to_params();
         assert_eq!(p["Amount"], "5");
@@ -418,7 +500,8 @@ mod tests {
         assert_eq!(i.private_ip(), Some("127.1.0.1"));
         assert_eq!(i.tag("k"), Some("v"));
         assert!(i.is_spot());
-        let odd: Instance = serde_json::from_str(r#"{"InstanceId":"i","Status":"Hibernating"}"#).unwrap();
+        let odd: Instance =
+            serde_json::from_str(r#"{"InstanceId":"i","Status":"Hibernating"}"#).unwrap();
         assert_eq!(odd.status, InstanceStatus::Other("Hibernating".into()));
     }
 
@@ -429,16 +512,22 @@ mod tests {
             text: "boot\n-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAA root@h\r\necdsa-sha2-nistp256 BBBB root@h\n-----END SSH HOST KEY KEYS-----\nssh-rsa CCCC not-a-host-key\n".into(),
             last_update_time: String::new(),
         };
-        assert_eq!(c.host_keys(), vec!["ssh-ed25519 AAAA root@h", "ecdsa-sha2-nistp256 BBBB root@h"]);
+        assert_eq!(
+            c.host_keys(),
+            vec!["ssh-ed25519 AAAA root@h", "ecdsa-sha2-nistp256 BBBB root@h"]
+        );
     }
 
     #[test]
     fn trade_price_as_string_or_number() {
-        let a: RunInstancesResponse =
-            serde_json::from_str(r#"{"RequestId":"r","InstanceIdSets":{"InstanceIdSet":["i-1"]},"TradePrice":"0.165"}"#).unwrap();
+        let a: RunInstancesResponse = serde_json::from_str(
+            r#"{"RequestId":"r","InstanceIdSets":{"InstanceIdSet":["i-1"]},"TradePrice":"0.165"}"#,
+        )
+        .unwrap();
         assert_eq!(a.trade_price, Some(0.165));
         assert_eq!(a.instance_ids.0, vec!["i-1"]);
-        let b: RunInstancesResponse = serde_json::from_str(r#"{"RequestId":"r","TradePrice":0.2}"#).unwrap();
+        let b: RunInstancesResponse =
+            serde_json::from_str(r#"{"RequestId":"r","TradePrice":0.2}"#).unwrap();
         assert_eq!(b.trade_price, Some(0.2));
     }
 }

@@ -229,7 +229,9 @@ struct PriceResponse {
 impl EcsClient {
     /// All regions.
     pub async fn describe_regions(&self) -> Result<Vec<Region>, EcsError> {
-        let r: RegionsResponse = self.call(Api::Ecs, "DescribeRegions", Params::new()).await?;
+        let r: RegionsResponse = self
+            .call(Api::Ecs, "DescribeRegions", Params::new())
+            .await?;
         Ok(r.regions.0)
     }
 
@@ -249,26 +251,43 @@ impl EcsClient {
         req: &AvailableResourceRequest,
     ) -> Result<Vec<AvailableZone>, EcsError> {
         let mut p = Params::new();
-        p.insert("DestinationResource".into(), req.destination_resource.clone());
+        p.insert(
+            "DestinationResource".into(),
+            req.destination_resource.clone(),
+        );
         put_opt(&mut p, "ZoneId", req.zone_id.as_ref());
         put_opt(&mut p, "InstanceType", req.instance_type.as_ref());
-        put_opt(&mut p, "InstanceChargeType", req.instance_charge_type.as_ref());
+        put_opt(
+            &mut p,
+            "InstanceChargeType",
+            req.instance_charge_type.as_ref(),
+        );
         if req.spot_strategy.is_spot() {
             p.insert("SpotStrategy".into(), req.spot_strategy.as_str().into());
         }
-        let r: AvailableResourceResponse = self.call(Api::Ecs, "DescribeAvailableResource", p).await?;
+        let r: AvailableResourceResponse =
+            self.call(Api::Ecs, "DescribeAvailableResource", p).await?;
         Ok(r.available_zones.0)
     }
 
     /// Shapes of the given instance types (all types if empty; ≤10 per request, as the API allows).
-    pub async fn describe_instance_types(&self, ids: &[String]) -> Result<Vec<InstanceTypeInfo>, EcsError> {
-        let chunks: Vec<&[String]> = if ids.is_empty() { vec![&[]] } else { ids.chunks(10).collect() };
+    pub async fn describe_instance_types(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<InstanceTypeInfo>, EcsError> {
+        let chunks: Vec<&[String]> = if ids.is_empty() {
+            vec![&[]]
+        } else {
+            ids.chunks(10).collect()
+        };
         let mut out = Vec::new();
         for chunk in chunks {
             let mut p = Params::new();
             put_list(&mut p, "InstanceTypes", chunk);
             loop {
-                let r: InstanceTypesResponse = self.call(Api::Ecs, "DescribeInstanceTypes", p.clone()).await?;
+                let r: InstanceTypesResponse = self
+                    .call(Api::Ecs, "DescribeInstanceTypes", p.clone())
+                    .await?;
                 let done = r.next_token.is_empty() || r.instance_types.0.is_empty();
                 out.extend(r.instance_types.0);
                 if done {
@@ -281,12 +300,16 @@ impl EcsClient {
     }
 
     /// VSwitches (VPC API, its own endpoint), 50 per page.
-    pub async fn describe_vswitches(&self, filter: &VSwitchFilter) -> Result<Vec<VSwitch>, EcsError> {
+    pub async fn describe_vswitches(
+        &self,
+        filter: &VSwitchFilter,
+    ) -> Result<Vec<VSwitch>, EcsError> {
         let mut p = Params::new();
         put_opt(&mut p, "VpcId", filter.vpc_id.as_ref());
         put_opt(&mut p, "ZoneId", filter.zone_id.as_ref());
         put_opt(&mut p, "VSwitchId", filter.vswitch_id.as_ref());
-        self.paged::<VSwitchesResponse>(Api::Vpc, "DescribeVSwitches", p, 50).await
+        self.paged::<VSwitchesResponse>(Api::Vpc, "DescribeVSwitches", p, 50)
+            .await
     }
 
     /// The hourly price of one instance type (spot price for a spot strategy).
@@ -296,7 +319,11 @@ impl EcsClient {
         p.insert("InstanceType".into(), req.instance_type.clone());
         p.insert("PriceUnit".into(), "Hour".into());
         put_opt(&mut p, "ZoneId", req.zone_id.as_ref());
-        put_opt(&mut p, "SystemDisk.Category", req.system_disk_category.as_ref());
+        put_opt(
+            &mut p,
+            "SystemDisk.Category",
+            req.system_disk_category.as_ref(),
+        );
         if req.spot_strategy.is_spot() {
             p.insert("SpotStrategy".into(), req.spot_strategy.as_str().into());
         }

@@ -100,13 +100,20 @@ struct ImportKeyPairResponse {
 
 impl EcsClient {
     /// Security groups, 50 per page.
-    pub async fn describe_security_groups(&self, filter: &SecurityGroupFilter) -> Result<Vec<SecurityGroup>, EcsError> {
+    pub async fn describe_security_groups(
+        &self,
+        filter: &SecurityGroupFilter,
+    ) -> Result<Vec<SecurityGroup>, EcsError> {
         let mut p = Params::new();
         put_opt(&mut p, "VpcId", filter.vpc_id.as_ref());
         if !filter.security_group_ids.is_empty() {
-            p.insert("SecurityGroupIds".into(), json_list(&filter.security_group_ids));
+            p.insert(
+                "SecurityGroupIds".into(),
+                json_list(&filter.security_group_ids),
+            );
         }
-        self.paged::<SecurityGroupsPage>(Api::Ecs, "DescribeSecurityGroups", p, 50).await
+        self.paged::<SecurityGroupsPage>(Api::Ecs, "DescribeSecurityGroups", p, 50)
+            .await
     }
 
     /// Images, 100 per page.
@@ -115,7 +122,8 @@ impl EcsClient {
         put_opt(&mut p, "ImageId", filter.image_id.as_ref());
         put_opt(&mut p, "ImageName", filter.image_name.as_ref());
         put_opt(&mut p, "ImageOwnerAlias", filter.owner_alias.as_ref());
-        self.paged::<ImagesPage>(Api::Ecs, "DescribeImages", p, 100).await
+        self.paged::<ImagesPage>(Api::Ecs, "DescribeImages", p, 100)
+            .await
     }
 
     /// Key pairs (name may use `*` wildcards), with public keys, 50 per page.
@@ -123,7 +131,8 @@ impl EcsClient {
         let mut p = Params::new();
         put_opt(&mut p, "KeyPairName", name);
         p.insert("IncludePublicKey".into(), "true".into());
-        self.paged::<KeyPairsPage>(Api::Ecs, "DescribeKeyPairs", p, 50).await
+        self.paged::<KeyPairsPage>(Api::Ecs, "DescribeKeyPairs", p, 50)
+            .await
     }
 
     /// Registers an OpenSSH public key under a name.
@@ -132,6 +141,10 @@ impl EcsClient {
         p.insert("KeyPairName".into(), name.into());
         p.insert("PublicKeyBody".into(), public_key.into());
         let r: ImportKeyPairResponse = self.call(Api::Ecs, "ImportKeyPair", p).await?;
-        Ok(KeyPair { key_pair_name: r.key_pair_name, key_pair_finger_print: r.key_pair_finger_print, public_key: None })
+        Ok(KeyPair {
+            key_pair_name: r.key_pair_name,
+            key_pair_finger_print: r.key_pair_finger_print,
+            public_key: None,
+        })
     }
 }

@@ -40,7 +40,12 @@ pub struct CliConfigProvider {
 
 impl CliConfigProvider {
     pub fn new(path: PathBuf, profile: Option<String>, metadata_base_url: String) -> Self {
-        Self { path, profile, metadata_base_url, role: tokio::sync::OnceCell::new() }
+        Self {
+            path,
+            profile,
+            metadata_base_url,
+            role: tokio::sync::OnceCell::new(),
+        }
     }
 
     fn name(&self) -> String {
@@ -54,18 +59,27 @@ impl CliConfigProvider {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CredentialsError::NotConfigured(format!("{} (not found)", self.name())));
+                return Err(CredentialsError::NotConfigured(format!(
+                    "{} (not found)",
+                    self.name()
+                )));
             }
             Err(e) => return Err(CredentialsError::invalid(self.name(), e.to_string())),
         };
         let config: CliConfig = serde_json::from_str(&text)
             .map_err(|e| CredentialsError::invalid(self.name(), format!("not valid JSON: {e}")))?;
         let wanted = self.profile.clone().unwrap_or(config.current);
-        let profile = config.profiles.into_iter().find(|p| p.name == wanted).ok_or_else(|| {
-            CredentialsError::invalid(self.name(), format!("no profile named `{wanted}`"))
-        })?;
+        let profile = config
+            .profiles
+            .into_iter()
+            .find(|p| p.name == wanted)
+            .ok_or_else(|| {
+                CredentialsError::invalid(self.name(), format!("no profile named `{wanted}`"))
+            })?;
         let source = format!("{} profile `{}`", self.name(), profile.name);
-        let missing = |key: &str| CredentialsError::invalid(&source, format!("mode {} needs `{key}`", profile.mode));
+        let missing = |key: &str| {
+            CredentialsError::invalid(&source, format!("mode {} needs `{key}`", profile.mode))
+        };
         match profile.mode.as_str() {
             "AK" | "StsToken" => {
                 if profile.access_key_id.is_empty() {
@@ -87,7 +101,11 @@ impl CliConfigProvider {
             "EcsRamRole" => {
                 let role_name = Some(profile.ram_role_name).filter(|r| !r.is_empty());
                 let role = EcsRamRoleProvider::new(self.metadata_base_url.clone(), role_name);
-                self.role.get_or_init(|| async { role }).await.credentials().await
+                self.role
+                    .get_or_init(|| async { role })
+                    .await
+                    .credentials()
+                    .await
             }
             other => Err(CredentialsError::invalid(
                 source,
@@ -124,7 +142,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, CONFIG).unwrap();
-        (dir, CliConfigProvider::new(path, profile.map(String::from), base.into()))
+        (
+            dir,
+            CliConfigProvider::new(path, profile.map(String::from), base.into()),
+        )
     }
 
     #[tokio::test]
@@ -142,7 +163,10 @@ mod tests {
     async fn unsupported_mode_is_named() {
         let (_d, p) = provider(Some("RamRoleArn"), "");
         let e = p.credentials().await.unwrap_err().to_string();
-        assert!(e.contains("RamRoleArn") && e.contains("not supported"), "{e}");
+        assert!(
+            e.contains("RamRoleArn") && e.contains("not supported"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

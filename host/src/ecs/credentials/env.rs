@@ -20,8 +20,10 @@ impl EnvLookup {
     }
     /// A fixed set of variables.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Self(Arc::new(move |name| map.get(name).cloned()))
     }
     /// The value of a variable, if set and not empty.
@@ -33,7 +35,8 @@ impl EnvLookup {
         names.iter().find_map(|n| self.get(n).map(|v| (*n, v)))
     }
     pub(crate) fn is_true(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -84,7 +87,8 @@ impl EnvProvider {
                 format!("{name} is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not"),
             )),
             (Some((id_var, id)), Some((_, secret))) => {
-                let mut c = Credentials::access_key(id, secret).with_source(format!("environment ({id_var})"));
+                let mut c = Credentials::access_key(id, secret)
+                    .with_source(format!("environment ({id_var})"));
                 if let Some((_, token)) = self.env.first_of(TOKEN_VARS) {
                     c = c.with_security_token(token);
                 }
@@ -122,7 +126,10 @@ mod tests {
 
     #[tokio::test]
     async fn legacy_names() {
-        let env = EnvLookup::from_pairs(&[("ALICLOUD_ACCESS_KEY", "old-id"), ("ALICLOUD_SECRET_KEY", "old-secret")]);
+        let env = EnvLookup::from_pairs(&[
+            ("ALICLOUD_ACCESS_KEY", "old-id"),
+            ("ALICLOUD_SECRET_KEY", "old-secret"),
+        ]);
         let c = EnvProvider::new(env).credentials().await.unwrap();
         assert_eq!(c.access_key_id, "old-id");
         assert_eq!(c.access_key_secret.expose(), "old-secret");
@@ -136,7 +143,10 @@ mod tests {
         let err = EnvProvider::new(env).credentials().await.unwrap_err();
         assert!(matches!(err, CredentialsError::Invalid { .. }));
         assert!(!err.to_string().contains("hush"));
-        let none = EnvProvider::new(EnvLookup::from_pairs(&[])).credentials().await.unwrap_err();
+        let none = EnvProvider::new(EnvLookup::from_pairs(&[]))
+            .credentials()
+            .await
+            .unwrap_err();
         assert!(matches!(none, CredentialsError::NotConfigured(_)));
     }
 }

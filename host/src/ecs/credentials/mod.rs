@@ -23,7 +23,8 @@ pub use profile_file::ProfileFileProvider;
 pub use ram_role::{DEFAULT_METADATA_BASE_URL, EcsRamRoleProvider};
 
 /// A secret string: never printed by `Debug`, no `Display`, read only through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -83,7 +84,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &self.access_key_secret)
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("expiration", &self.expiration)
             .field("source", &self.source)
             .finish()
@@ -114,7 +118,10 @@ pub enum CredentialsError {
 
 impl CredentialsError {
     fn invalid(source_name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Invalid { source_name: source_name.into(), detail: detail.into() }
+        Self::Invalid {
+            source_name: source_name.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -178,9 +185,13 @@ impl DefaultChain {
             providers.push(Box::new(StaticProvider(c)));
         }
         let profile = options.profile.clone().or_else(|| {
-            ["ALIBABA_CLOUD_PROFILE", "ALIBABACLOUD_PROFILE", "ALICLOUD_PROFILE"]
-                .iter()
-                .find_map(|v| options.env.get(v))
+            [
+                "ALIBABA_CLOUD_PROFILE",
+                "ALIBABACLOUD_PROFILE",
+                "ALICLOUD_PROFILE",
+            ]
+            .iter()
+            .find_map(|v| options.env.get(v))
         });
         providers.push(Box::new(EnvProvider::new(options.env.clone())));
         if !options.env.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
@@ -206,7 +217,11 @@ impl DefaultChain {
                 // Go SDKs read `credentials`, the Python SDK `credentials.ini`: take whichever exists.
                 let dir = options.home.as_ref()?.join(".alibabacloud");
                 let ini = dir.join("credentials.ini");
-                Some(if ini.exists() && !dir.join("credentials").exists() { ini } else { dir.join("credentials") })
+                Some(if ini.exists() && !dir.join("credentials").exists() {
+                    ini
+                } else {
+                    dir.join("credentials")
+                })
             });
         if let Some(path) = ini {
             providers.push(Box::new(ProfileFileProvider::new(
@@ -225,12 +240,18 @@ impl DefaultChain {
                     .imdsv1_disabled(options.env.is_true("ALIBABA_CLOUD_IMDSV1_DISABLED")),
             ));
         }
-        Self { providers, last_used: Mutex::new(None) }
+        Self {
+            providers,
+            last_used: Mutex::new(None),
+        }
     }
 
     /// A chain from explicit providers, in order.
     pub fn from_providers(providers: Vec<Box<dyn CredentialsProvider>>) -> Self {
-        Self { providers, last_used: Mutex::new(None) }
+        Self {
+            providers,
+            last_used: Mutex::new(None),
+        }
     }
 
     async fn resolve(&self) -> Result<Credentials, CredentialsError> {
@@ -269,13 +290,74 @@ impl CredentialsProvider for DefaultChain {
 /// Shared handle to any provider.
 pub type SharedProvider = Arc<dyn CredentialsProvider>;
 
+/// Credentials as the host config names them (all optional; nothing set = the default chain).
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Explicit AccessKey (prefer the environment or a profile over secrets in config files).
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<Secret>,
+    pub security_token: Option<Secret>,
+    /// Profile in `~/.aliyun/config.json` / `~/.alibabacloud/credentials`.
+    pub profile: Option<String>,
+    /// Instance metadata base URL (tests, proxies).
+    pub metadata_base_url: Option<String>,
+}
+
+impl fmt::Debug for CredentialsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &self.access_key_secret)
+            .field("security_token", &self.security_token)
+            .field("profile", &self.profile)
+            .field("metadata_base_url", &self.metadata_base_url)
+            .finish()
+    }
+}
+
+impl CredentialsConfig {
+    /// The default chain, with the explicit key first if one is configured.
+    pub fn provider(&self) -> Result<SharedProvider, CredentialsError> {
+        let explicit = match (&self.access_key_id, &self.access_key_secret) {
+            (Some(id), Some(secret)) => {
+                let mut c = Credentials::access_key(id, secret.expose()).with_source("config file");
+                c.security_token = self.security_token.clone();
+                Some(c)
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(CredentialsError::invalid(
+                    "config",
+                    "access_key_id is set but access_key_secret is not",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(CredentialsError::invalid(
+                    "config",
+                    "access_key_secret is set but access_key_id is not",
+                ));
+            }
+        };
+        let mut options = ChainOptions {
+            profile: self.profile.clone(),
+            ..ChainOptions::default()
+        };
+        if let Some(url) = &self.metadata_base_url {
+            options.metadata_base_url = url.clone();
+        }
+        Ok(Arc::new(DefaultChain::new(explicit, options)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = Credentials::access_key("LTAIexample", "very-secret-value").with_security_token("sts-token-value");
+        let c = Credentials::access_key("LTAIexample", "very-secret-value")
+            .with_security_token("sts-token-value");
         let dbg = format!("{c:?}");
         assert!(dbg.contains("LTAIexample"), "{dbg}");
         assert!(!dbg.contains("very-secret-value"), "{dbg}");
@@ -293,15 +375,38 @@ mod tests {
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
         };
-        let err = DefaultChain::new(None, options.clone()).credentials().await.unwrap_err();
+        let err = DefaultChain::new(None, options.clone())
+            .credentials()
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, CredentialsError::NoneFound { .. }), "{msg}");
         assert!(msg.contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{msg}");
         assert!(msg.contains("config.json"), "{msg}");
 
         let explicit = Credentials::access_key("explicit-id", "s");
-        let c = DefaultChain::new(Some(explicit), options).credentials().await.unwrap();
+        let c = DefaultChain::new(Some(explicit), options)
+            .credentials()
+            .await
+            .unwrap();
         assert_eq!(c.access_key_id, "explicit-id");
+    }
+
+    #[tokio::test]
+    async fn config_section_builds_a_chain_and_redacts() {
+        let c: CredentialsConfig =
+            toml::from_str("access_key_id = \"id\"\naccess_key_secret = \"hush-123\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("hush-123"));
+        let creds = c.provider().unwrap().credentials().await.unwrap();
+        assert_eq!(
+            (
+                creds.access_key_id.as_str(),
+                creds.access_key_secret.expose()
+            ),
+            ("id", "hush-123")
+        );
+        let half: CredentialsConfig = toml::from_str("access_key_id = \"id\"\n").unwrap();
+        assert!(half.provider().is_err());
     }
 
     #[tokio::test]
@@ -315,7 +420,10 @@ mod tests {
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
         };
-        let err = DefaultChain::new(None, options).credentials().await.unwrap_err();
+        let err = DefaultChain::new(None, options)
+            .credentials()
+            .await
+            .unwrap_err();
         assert!(matches!(err, CredentialsError::Invalid { .. }), "{err}");
         assert!(err.to_string().contains("config.json"), "{err}");
     }

@@ -37,7 +37,11 @@ impl ProfileFileProvider {
     }
 
     fn name(&self) -> String {
-        format!("credentials file {} [{}]", self.path.display(), self.profile)
+        format!(
+            "credentials file {} [{}]",
+            self.path.display(),
+            self.profile
+        )
     }
 
     async fn read(&self) -> Result<Credentials, CredentialsError> {
@@ -63,22 +67,30 @@ impl ProfileFileProvider {
                 .filter(|v| !v.is_empty())
         };
         let require = |key: &str| {
-            get(key).ok_or_else(|| CredentialsError::invalid(self.name(), format!("missing `{key}`")))
+            get(key)
+                .ok_or_else(|| CredentialsError::invalid(self.name(), format!("missing `{key}`")))
         };
         if get("enable").is_some_and(|v| v.eq_ignore_ascii_case("false")) {
-            return Err(CredentialsError::NotConfigured(format!("{} (enable = false)", self.name())));
+            return Err(CredentialsError::NotConfigured(format!(
+                "{} (enable = false)",
+                self.name()
+            )));
         }
         match get("type").as_deref() {
             Some("access_key") | None => {
-                let c = Credentials::access_key(require("access_key_id")?, require("access_key_secret")?)
-                    .with_source(self.name());
+                let c = Credentials::access_key(
+                    require("access_key_id")?,
+                    require("access_key_secret")?,
+                )
+                .with_source(self.name());
                 Ok(match get("security_token") {
                     Some(t) => c.with_security_token(t),
                     None => c,
                 })
             }
             Some("ecs_ram_role") => {
-                let role = EcsRamRoleProvider::new(self.metadata_base_url.clone(), get("role_name"));
+                let role =
+                    EcsRamRoleProvider::new(self.metadata_base_url.clone(), get("role_name"));
                 let role = self.role.get_or_init(|| async { role }).await;
                 role.credentials().await
             }
@@ -111,7 +123,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");
         std::fs::write(&path, FILE).unwrap();
-        let p = ProfileFileProvider::new(path, profile.map(String::from), "http://127.0.0.1:9".into());
+        let p =
+            ProfileFileProvider::new(path, profile.map(String::from), "http://127.0.0.1:9".into());
         (dir, p)
     }
 
@@ -119,7 +132,10 @@ mod tests {
     async fn default_and_named_profiles() {
         let (_d, p) = provider(None);
         let c = p.credentials().await.unwrap();
-        assert_eq!((c.access_key_id.as_str(), c.access_key_secret.expose()), ("foo", "bar"));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.access_key_secret.expose()),
+            ("foo", "bar")
+        );
         let (_d, p) = provider(Some("other"));
         let c = p.credentials().await.unwrap();
         assert_eq!(c.access_key_id, "id2");
@@ -138,6 +154,9 @@ mod tests {
     #[tokio::test]
     async fn missing_file_is_not_configured() {
         let p = ProfileFileProvider::new("/nonexistent/credentials".into(), None, String::new());
-        assert!(matches!(p.credentials().await, Err(CredentialsError::NotConfigured(_))));
+        assert!(matches!(
+            p.credentials().await,
+            Err(CredentialsError::NotConfigured(_))
+        ));
     }
 }

@@ -63,7 +63,10 @@ impl EcsRamRoleProvider {
     }
 
     fn metadata_error(&self, path: &str, detail: impl Into<String>) -> CredentialsError {
-        CredentialsError::Metadata { url: format!("{}{path}", self.base_url), detail: detail.into() }
+        CredentialsError::Metadata {
+            url: format!("{}{path}", self.base_url),
+            detail: detail.into(),
+        }
     }
 
     async fn token(&self) -> Result<Option<String>, CredentialsError> {
@@ -76,11 +79,18 @@ impl EcsRamRoleProvider {
             .await;
         match res {
             Ok(r) if r.status().is_success() => {
-                let t = r.text().await.map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
+                let t = r
+                    .text()
+                    .await
+                    .map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
                 Ok(Some(t.trim().to_string()))
             }
-            Ok(r) if self.imdsv1_disabled => Err(self.metadata_error(path, format!("HTTP {}", r.status()))),
-            Err(e) if self.imdsv1_disabled => Err(self.metadata_error(path, e.without_url().to_string())),
+            Ok(r) if self.imdsv1_disabled => {
+                Err(self.metadata_error(path, format!("HTTP {}", r.status())))
+            }
+            Err(e) if self.imdsv1_disabled => {
+                Err(self.metadata_error(path, e.without_url().to_string()))
+            }
             // credentials-go falls back to v1 access silently.
             _ => Ok(None),
         }
@@ -91,9 +101,15 @@ impl EcsRamRoleProvider {
         if let Some(t) = token {
             req = req.header("X-aliyun-ecs-metadata-token", t);
         }
-        let res = req.send().await.map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
         let status = res.status();
-        let body = res.text().await.map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
+        let body = res
+            .text()
+            .await
+            .map_err(|e| self.metadata_error(path, e.without_url().to_string()))?;
         if !status.is_success() {
             return Err(self.metadata_error(path, format!("HTTP {status}")));
         }
@@ -108,7 +124,9 @@ impl EcsRamRoleProvider {
             None => {
                 let r = self.get(dir, token.as_deref()).await?.trim().to_string();
                 if r.is_empty() {
-                    return Err(self.metadata_error(dir, "no RAM role is attached to this instance"));
+                    return Err(
+                        self.metadata_error(dir, "no RAM role is attached to this instance")
+                    );
                 }
                 r
             }
@@ -117,11 +135,18 @@ impl EcsRamRoleProvider {
         let body = self.get(&path, token.as_deref()).await?;
         let rc: RoleCredentials = serde_json::from_str(&body)
             .map_err(|e| self.metadata_error(&path, format!("unexpected response: {e}")))?;
-        if rc.code != "Success" || rc.access_key_id.is_empty() || rc.access_key_secret.is_empty() || rc.security_token.is_empty() {
-            return Err(self.metadata_error(&path, format!("Code={:?}, credentials incomplete", rc.code)));
+        if rc.code != "Success"
+            || rc.access_key_id.is_empty()
+            || rc.access_key_secret.is_empty()
+            || rc.security_token.is_empty()
+        {
+            return Err(
+                self.metadata_error(&path, format!("Code={:?}, credentials incomplete", rc.code))
+            );
         }
-        let expiration = crate::ecs::signer::parse_timestamp(&rc.expiration)
-            .ok_or_else(|| self.metadata_error(&path, format!("bad Expiration {:?}", rc.expiration)))?;
+        let expiration = crate::ecs::signer::parse_timestamp(&rc.expiration).ok_or_else(|| {
+            self.metadata_error(&path, format!("bad Expiration {:?}", rc.expiration))
+        })?;
         let mut c = Credentials::access_key(rc.access_key_id, rc.access_key_secret)
             .with_security_token(rc.security_token)
             .with_source(format!("ECS RAM role `{role}`"));
@@ -133,7 +158,8 @@ impl EcsRamRoleProvider {
     async fn cached(&self) -> Result<Credentials, CredentialsError> {
         let mut cache = self.cache.lock().await;
         let fresh = cache.as_ref().is_some_and(|c| {
-            c.expiration.is_some_and(|exp| exp - OffsetDateTime::now_utc() > REFRESH_BEFORE)
+            c.expiration
+                .is_some_and(|exp| exp - OffsetDateTime::now_utc() > REFRESH_BEFORE)
         });
         if !fresh {
             *cache = Some(self.fetch().await?);
@@ -177,7 +203,11 @@ pub(crate) mod tests {
 
     impl FakeMetadata {
         pub(crate) async fn start(role: &str, ttl_secs: i64) -> Self {
-            let fake = Fake { role: role.into(), ttl_secs, fetches: Arc::new(AtomicU32::new(0)) };
+            let fake = Fake {
+                role: role.into(),
+                ttl_secs,
+                fetches: Arc::new(AtomicU32::new(0)),
+            };
             let fetches = fake.fetches.clone();
             let app = axum::Router::new()
                 .route("/latest/api/token", put(|| async { "imds-token-1" }))
@@ -192,24 +222,27 @@ pub(crate) mod tests {
                 )
                 .route(
                     "/latest/meta-data/ram/security-credentials/{role}",
-                    get(|State(f): State<Fake>, Path(role): Path<String>, h: HeaderMap| async move {
-                        if h.get("x-aliyun-ecs-metadata-token").is_none() {
-                            return Err(StatusCode::UNAUTHORIZED);
-                        }
-                        if role != f.role {
-                            return Err(StatusCode::NOT_FOUND);
-                        }
-                        let n = f.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-                        let exp = OffsetDateTime::now_utc() + time::Duration::seconds(f.ttl_secs);
-                        Ok(axum::Json(serde_json::json!({
-                            "AccessKeyId": format!("STS.id-{n}"),
-                            "AccessKeySecret": format!("role-secret-{n}"),
-                            "SecurityToken": format!("role-token-{n}"),
-                            "Expiration": crate::ecs::signer::format_timestamp(exp),
-                            "LastUpdated": crate::ecs::signer::timestamp_now(),
-                            "Code": "Success"
-                        })))
-                    }),
+                    get(
+                        |State(f): State<Fake>, Path(role): Path<String>, h: HeaderMap| async move {
+                            if h.get("x-aliyun-ecs-metadata-token").is_none() {
+                                return Err(StatusCode::UNAUTHORIZED);
+                            }
+                            if role != f.role {
+                                return Err(StatusCode::NOT_FOUND);
+                            }
+                            let n = f.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                            let exp =
+                                OffsetDateTime::now_utc() + time::Duration::seconds(f.ttl_secs);
+                            Ok(axum::Json(serde_json::json!({
+                                "AccessKeyId": format!("STS.id-{n}"),
+                                "AccessKeySecret": format!("role-secret-{n}"),
+                                "SecurityToken": format!("role-token-{n}"),
+                                "Expiration": crate::ecs::signer::format_timestamp(exp),
+                                "LastUpdated": crate::ecs::signer::timestamp_now(),
+                                "Code": "Success"
+                            })))
+                        },
+                    ),
                 )
                 .with_state(fake);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -256,13 +289,23 @@ pub(crate) mod tests {
         let provider = std::sync::Arc::new(EcsRamRoleProvider::new(&md.base_url, None));
         let client = EcsClient::new(sim.client_config(), provider).unwrap();
         client.describe_regions().await.unwrap();
-        let e = client.delete_instances(&["i-x".into()], true).await.unwrap_err();
-        assert_eq!((e.kind.clone(), e.code.as_str()), (ErrorKind::Permission, "Forbidden.RAM"));
+        let e = client
+            .delete_instances(&["i-x".into()], true)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind.clone(), e.code.as_str()),
+            (ErrorKind::Permission, "Forbidden.RAM")
+        );
         assert!(e.to_string().contains("ecs:DeleteInstances"), "{e}");
 
         // The same keys without the token are refused with the STS error.
         let bare = crate::ecs::credentials::Credentials::access_key("STS.id-1", "role-secret-1");
-        let e = EcsClient::with_credentials(sim.client_config(), bare).unwrap().describe_regions().await.unwrap_err();
+        let e = EcsClient::with_credentials(sim.client_config(), bare)
+            .unwrap()
+            .describe_regions()
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Credentials);
         assert!(e.code.starts_with("InvalidSecurityToken"), "{e}");
     }

@@ -79,14 +79,22 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
-        Self { pending_ms: 1_000, starting_ms: 2_000, stopping_ms: 1_000 }
+        Self {
+            pending_ms: 1_000,
+            starting_ms: 2_000,
+            stopping_ms: 1_000,
+        }
     }
 }
 
 impl Timings {
     /// Everything immediate.
     pub fn zero() -> Self {
-        Self { pending_ms: 0, starting_ms: 0, stopping_ms: 0 }
+        Self {
+            pending_ms: 0,
+            starting_ms: 0,
+            stopping_ms: 0,
+        }
     }
 }
 
@@ -213,26 +221,40 @@ impl Default for SimConfig {
                 })
             })
             .collect();
-        let t = |name: &str, family: &str, vcpus, mem, price, spot, zones: &[&str]| InstanceTypeSpec {
-            instance_type: name.into(),
-            family: family.into(),
-            vcpus,
-            memory_gib: mem,
-            price,
-            spot_price: spot,
-            zones: zones.iter().map(|z| zone_id(z)).collect(),
-            stock: default_stock(),
-            stock_by_zone: BTreeMap::new(),
-        };
+        let t =
+            |name: &str, family: &str, vcpus, mem, price, spot, zones: &[&str]| InstanceTypeSpec {
+                instance_type: name.into(),
+                family: family.into(),
+                vcpus,
+                memory_gib: mem,
+                price,
+                spot_price: spot,
+                zones: zones.iter().map(|z| zone_id(z)).collect(),
+                stock: default_stock(),
+                stock_by_zone: BTreeMap::new(),
+            };
         Self {
             region_id: region.into(),
-            other_regions: ["cn-shanghai", "cn-beijing", "ap-southeast-1", "eu-central-1"].map(String::from).to_vec(),
-            accounts: vec![Account::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)],
+            other_regions: [
+                "cn-shanghai",
+                "cn-beijing",
+                "ap-southeast-1",
+                "eu-central-1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            accounts: vec![Account::new(
+                DEFAULT_ACCESS_KEY_ID,
+                DEFAULT_ACCESS_KEY_SECRET,
+            )],
             timestamp_tolerance_secs: 900,
             timings: Timings::default(),
             zones: zones
                 .iter()
-                .map(|z| ZoneSpec { zone_id: zone_id(z), local_name: format!("Hangzhou Zone {}", z.to_uppercase()) })
+                .map(|z| ZoneSpec {
+                    zone_id: zone_id(z),
+                    local_name: format!("Hangzhou Zone {}", z.to_uppercase()),
+                })
                 .collect(),
             vswitches,
             instance_types: vec![
@@ -241,7 +263,15 @@ impl Default for SimConfig {
                 t("ecs.g7.large", "ecs.g7", 2, 8.0, 0.58, 0.116, &[]),
                 t("ecs.g7.xlarge", "ecs.g7", 4, 16.0, 1.16, 0.232, &[]),
                 t("ecs.r7.large", "ecs.r7", 2, 16.0, 0.77, 0.154, &["h", "i"]),
-                t("ecs.u1-c1m2.large", "ecs.u1", 2, 4.0, 0.35, 0.07, &["i", "j"]),
+                t(
+                    "ecs.u1-c1m2.large",
+                    "ecs.u1",
+                    2,
+                    4.0,
+                    0.35,
+                    0.07,
+                    &["i", "j"],
+                ),
             ],
             images: vec![
                 ImageSpec {
@@ -281,13 +311,17 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Defaults with instant status transitions (tests, benchmarks).
     pub fn instant() -> Self {
-        Self { timings: Timings::zero(), ..Self::default() }
+        Self {
+            timings: Timings::zero(),
+            ..Self::default()
+        }
     }
 
     /// Reads a TOML file; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read ECS emulator config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read ECS emulator config {}: {e}", path.display())
+        })?;
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
@@ -307,26 +341,44 @@ impl SimConfig {
         let zone_known = |z: &str| self.zones.iter().any(|s| s.zone_id == z);
         for (i, v) in self.vswitches.iter().enumerate() {
             if !zone_known(&v.zone_id) {
-                bail!("vswitches[{i}] ({}): zone_id {:?} is not in zones", v.vswitch_id, v.zone_id);
+                bail!(
+                    "vswitches[{i}] ({}): zone_id {:?} is not in zones",
+                    v.vswitch_id,
+                    v.zone_id
+                );
             }
             if parse_cidr(&v.cidr_block).is_none() {
-                bail!("vswitches[{i}] ({}): cidr_block {:?} is not an IPv4 CIDR with prefix 16..=29", v.vswitch_id, v.cidr_block);
+                bail!(
+                    "vswitches[{i}] ({}): cidr_block {:?} is not an IPv4 CIDR with prefix 16..=29",
+                    v.vswitch_id,
+                    v.cidr_block
+                );
             }
         }
         for (i, t) in self.instance_types.iter().enumerate() {
             for z in t.zones.iter().chain(t.stock_by_zone.keys()) {
                 if !zone_known(z) {
-                    bail!("instance_types[{i}] ({}): zone {z:?} is not in zones", t.instance_type);
+                    bail!(
+                        "instance_types[{i}] ({}): zone {z:?} is not in zones",
+                        t.instance_type
+                    );
                 }
             }
         }
         for (i, g) in self.security_groups.iter().enumerate() {
             if !self.vswitches.iter().any(|v| v.vpc_id == g.vpc_id) {
-                bail!("security_groups[{i}] ({}): vpc_id {:?} has no vswitch", g.security_group_id, g.vpc_id);
+                bail!(
+                    "security_groups[{i}] ({}): vpc_id {:?} has no vswitch",
+                    g.security_group_id,
+                    g.vpc_id
+                );
             }
         }
         if !self.first_ip.is_loopback() {
-            bail!("first_ip {}: must be a loopback address (127.x.y.z)", self.first_ip);
+            bail!(
+                "first_ip {}: must be a loopback address (127.x.y.z)",
+                self.first_ip
+            );
         }
         self.faults.validate()?;
         Ok(())
@@ -345,15 +397,21 @@ impl InstanceTypeSpec {
     }
     /// Initial stock in a zone.
     pub fn initial_stock(&self, zone_id: &str) -> u32 {
-        self.stock_by_zone.get(zone_id).copied().unwrap_or(self.stock)
+        self.stock_by_zone
+            .get(zone_id)
+            .copied()
+            .unwrap_or(self.stock)
     }
 }
 
 impl VSwitchSpec {
     /// Usable addresses: the CIDR minus the first and last three, as ECS reserves them.
     pub fn capacity(&self) -> u64 {
-        self.usable_ips
-            .unwrap_or_else(|| parse_cidr(&self.cidr_block).map(|(_, p)| (1u64 << (32 - p)).saturating_sub(4)).unwrap_or(0))
+        self.usable_ips.unwrap_or_else(|| {
+            parse_cidr(&self.cidr_block)
+                .map(|(_, p)| (1u64 << (32 - p)).saturating_sub(4))
+                .unwrap_or(0)
+        })
     }
 }
 
@@ -385,8 +443,16 @@ mod tests {
         assert_eq!(c.region_id, "cn-shanghai");
         assert_eq!(c.vswitches[1].capacity(), 8);
         assert_eq!(c.faults.throttle[0].max_per_second, Some(20));
-        let cloud = super::super::Cloud::new(SimConfig { state_file: None, ..c }).unwrap();
-        assert!(cloud.faults().no_stock("cn-shanghai-b", "ecs.g7.large", true));
+        let cloud = super::super::Cloud::new(SimConfig {
+            state_file: None,
+            ..c
+        })
+        .unwrap();
+        assert!(
+            cloud
+                .faults()
+                .no_stock("cn-shanghai-b", "ecs.g7.large", true)
+        );
     }
 
     #[test]
@@ -404,7 +470,9 @@ mod tests {
         assert_eq!(c.timings.starting_ms, 2_000);
         assert_eq!(c.vswitches[0].capacity(), 252);
 
-        let e = SimConfig::from_toml("[timings]\npending = 1\n").unwrap_err().to_string();
+        let e = SimConfig::from_toml("[timings]\npending = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pending"), "{e}");
         let e = SimConfig::from_toml(
             "[[zones]]\nzone_id = \"z\"\n[[vswitches]]\nvswitch_id = \"v\"\nvpc_id = \"p\"\nzone_id = \"nope\"\ncidr_block = \"10.0.0.0/24\"\n\

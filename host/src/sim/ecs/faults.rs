@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct Faults {
     /// RunInstances answers `OperationDenied.NoStock` for matching launches.
     pub no_stock: Vec<NoStockRule>,
+    /// Zones no longer selling instances: RunInstances answers `Zone.NotOnSale`.
+    pub zones_not_on_sale: Vec<String>,
     /// Requests answered `Throttling`.
     pub throttle: Vec<ThrottleRule>,
     /// Probability (0..=1) of answering a 5xx (`ServiceUnavailable` / `InternalError`).
@@ -48,11 +50,17 @@ impl Faults {
     pub fn validate(&self) -> anyhow::Result<()> {
         let p_ok = |p: f64| (0.0..=1.0).contains(&p);
         if !p_ok(self.server_error_probability) {
-            anyhow::bail!("faults.server_error_probability {} must be within 0..=1", self.server_error_probability);
+            anyhow::bail!(
+                "faults.server_error_probability {} must be within 0..=1",
+                self.server_error_probability
+            );
         }
         for (i, t) in self.throttle.iter().enumerate() {
             if !p_ok(t.probability) {
-                anyhow::bail!("faults.throttle[{i}].probability {} must be within 0..=1", t.probability);
+                anyhow::bail!(
+                    "faults.throttle[{i}].probability {} must be within 0..=1",
+                    t.probability
+                );
             }
         }
         Ok(())
@@ -62,7 +70,9 @@ impl Faults {
     pub fn no_stock(&self, zone_id: &str, instance_type: &str, spot: bool) -> bool {
         self.no_stock.iter().any(|r| {
             r.zone_id.as_deref().is_none_or(|z| z == zone_id)
-                && r.instance_type.as_deref().is_none_or(|t| t == instance_type)
+                && r.instance_type
+                    .as_deref()
+                    .is_none_or(|t| t == instance_type)
                 && (spot || !r.spot_only)
         })
     }
@@ -74,7 +84,12 @@ pub(crate) struct RateWindows(HashMap<(usize, String), (u64, u32)>);
 
 impl RateWindows {
     /// Decides whether this request is throttled; returns the retry-after hint if so.
-    pub(crate) fn throttle(&mut self, faults: &Faults, action: &str, now_ms: u64) -> Option<Option<u64>> {
+    pub(crate) fn throttle(
+        &mut self,
+        faults: &Faults,
+        action: &str,
+        now_ms: u64,
+    ) -> Option<Option<u64>> {
         for (i, rule) in faults.throttle.iter().enumerate() {
             if rule.action.as_deref().is_some_and(|a| a != action) {
                 continue;
@@ -105,7 +120,11 @@ mod tests {
     #[test]
     fn no_stock_matching() {
         let f = Faults {
-            no_stock: vec![NoStockRule { zone_id: Some("z1".into()), instance_type: None, spot_only: true }],
+            no_stock: vec![NoStockRule {
+                zone_id: Some("z1".into()),
+                instance_type: None,
+                spot_only: true,
+            }],
             ..Default::default()
         };
         assert!(f.no_stock("z1", "t", true));
@@ -116,7 +135,11 @@ mod tests {
     #[test]
     fn rate_limit_per_second() {
         let f = Faults {
-            throttle: vec![ThrottleRule { action: Some("A".into()), max_per_second: Some(2), ..Default::default() }],
+            throttle: vec![ThrottleRule {
+                action: Some("A".into()),
+                max_per_second: Some(2),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let mut w = RateWindows::default();

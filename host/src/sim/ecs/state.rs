@@ -102,6 +102,8 @@ pub struct RequestLogEntry {
     pub method: String,
     pub action: String,
     pub access_key_id: String,
+    /// `HMAC-SHA1` (V1/V2 RPC signature) or `ACS3-HMAC-SHA256` (V3).
+    pub signature_method: String,
     pub status: u16,
     /// Error code, empty on success.
     pub code: String,
@@ -143,7 +145,9 @@ pub struct Cloud {
 
 impl std::fmt::Debug for Cloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cloud").field("region_id", &self.config.region_id).finish_non_exhaustive()
+        f.debug_struct("Cloud")
+            .field("region_id", &self.config.region_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,12 +157,17 @@ impl Cloud {
         config.validate()?;
         let mut p = match &config.state_file {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read ECS emulator state {}: {e}", path.display()))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("ECS emulator state {} is corrupt: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read ECS emulator state {}: {e}", path.display())
+                })?;
+                serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("ECS emulator state {} is corrupt: {e}", path.display())
+                })?
             }
-            _ => Persisted { next_ip: u32::from(config.first_ip), ..Default::default() },
+            _ => Persisted {
+                next_ip: u32::from(config.first_ip),
+                ..Default::default()
+            },
         };
         for kp in &config.key_pairs {
             if !p.key_pairs.contains_key(&kp.name) {
@@ -176,7 +185,10 @@ impl Cloud {
             log: VecDeque::new(),
             log_seq: 0,
         };
-        Ok(Self { config, inner: Mutex::new(inner) })
+        Ok(Self {
+            config,
+            inner: Mutex::new(inner),
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -191,11 +203,19 @@ impl Cloud {
             Some(_) => Some("Stopping"),
             None if inst.stopped_ms.is_some() => {
                 let stopped = inst.stopped_ms.unwrap_or_default();
-                Some(if now < stopped + t.stopping_ms { "Stopping" } else { "Stopped" })
+                Some(if now < stopped + t.stopping_ms {
+                    "Stopping"
+                } else {
+                    "Stopped"
+                })
             }
             None if inst.restarted_ms.is_some() => {
                 let started = inst.restarted_ms.unwrap_or_default();
-                Some(if now < started + t.starting_ms { "Starting" } else { "Running" })
+                Some(if now < started + t.starting_ms {
+                    "Starting"
+                } else {
+                    "Running"
+                })
             }
             None => {
                 let age = now.saturating_sub(inst.created_ms);
@@ -217,7 +237,11 @@ impl Cloud {
             .collect();
         for &i in gone.iter().rev() {
             let inst = inner.p.instances.remove(i);
-            *inner.p.stock.entry(stock_key(&inst.zone_id, &inst.instance_type)).or_insert(0) += 1;
+            *inner
+                .p
+                .stock
+                .entry(stock_key(&inst.zone_id, &inst.instance_type))
+                .or_insert(0) += 1;
         }
     }
 
@@ -225,7 +249,11 @@ impl Cloud {
     pub(crate) fn stock(&self, inner: &Inner, zone: &str, instance_type: &str) -> u32 {
         match inner.p.stock.get(&stock_key(zone, instance_type)) {
             Some(n) => *n,
-            None => self.config.instance_type(instance_type).map(|t| t.initial_stock(zone)).unwrap_or(0),
+            None => self
+                .config
+                .instance_type(instance_type)
+                .map(|t| t.initial_stock(zone))
+                .unwrap_or(0),
         }
     }
 
@@ -236,8 +264,20 @@ impl Cloud {
 
     /// Free addresses left in a vswitch.
     pub(crate) fn free_ips(&self, inner: &Inner, vswitch_id: &str) -> u64 {
-        let Some(v) = self.config.vswitches.iter().find(|v| v.vswitch_id == vswitch_id) else { return 0 };
-        let used = inner.p.instances.iter().filter(|i| i.vswitch_id == vswitch_id).count() as u64;
+        let Some(v) = self
+            .config
+            .vswitches
+            .iter()
+            .find(|v| v.vswitch_id == vswitch_id)
+        else {
+            return 0;
+        };
+        let used = inner
+            .p
+            .instances
+            .iter()
+            .filter(|i| i.vswitch_id == vswitch_id)
+            .count() as u64;
         v.capacity().saturating_sub(used)
     }
 
@@ -246,7 +286,11 @@ impl Cloud {
         loop {
             let ip = Ipv4Addr::from(inner.p.next_ip);
             if !ip.is_loopback() {
-                return Err(ApiFailure::new(500, "InternalError", "the emulator ran out of loopback addresses"));
+                return Err(ApiFailure::new(
+                    500,
+                    "InternalError",
+                    "the emulator ran out of loopback addresses",
+                ));
             }
             inner.p.next_ip += 1;
             if ip.octets()[3] != 0 && ip.octets()[3] != 255 {
@@ -257,7 +301,9 @@ impl Cloud {
 
     /// Writes the state file, if configured (atomically: temp file, then rename).
     pub(crate) fn persist(&self, inner: &Inner) {
-        let Some(path) = &self.config.state_file else { return };
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
         let tmp = path.with_extension("tmp");
         let result = serde_json::to_vec(&inner.p)
             .map_err(std::io::Error::other)
@@ -298,13 +344,36 @@ impl Cloud {
     pub fn import_key_pair(&self, name: &str, public_key: &str) -> Result<String, ApiFailure> {
         let mut inner = self.lock();
         if inner.p.key_pairs.contains_key(name) {
-            return Err(ApiFailure::new(400, "KeyPair.AlreadyExist", "The key pair already exists."));
+            return Err(ApiFailure::new(
+                400,
+                "KeyPair.AlreadyExist",
+                "The key pair already exists.",
+            ));
         }
         let rec = key_pair_record(public_key)?;
         let fp = rec.fingerprint.clone();
         inner.p.key_pairs.insert(name.to_string(), rec);
         self.persist(&inner);
         Ok(fp)
+    }
+
+    /// Releases an instance from outside the API, as a spot reclaim or a colleague in the
+    /// console would: it shows `Stopping`, then disappears. False if there is no such instance.
+    pub fn release_instance(&self, instance_id: &str) -> bool {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(inst) = inner
+            .p
+            .instances
+            .iter_mut()
+            .find(|i| i.instance_id == instance_id && i.deleted_ms.is_none())
+        else {
+            return false;
+        };
+        inst.deleted_ms = Some(now);
+        self.purge(&mut inner, now);
+        self.persist(&inner);
+        true
     }
 
     pub fn faults(&self) -> Faults {
@@ -320,7 +389,10 @@ impl Cloud {
 
     /// Sets the remaining stock of a type in a zone.
     pub fn set_stock(&self, zone_id: &str, instance_type: &str, count: u32) {
-        self.lock().p.stock.insert(stock_key(zone_id, instance_type), count);
+        self.lock()
+            .p
+            .stock
+            .insert(stock_key(zone_id, instance_type), count);
     }
 
     /// Per-action counters since start (or the last reset).
@@ -336,7 +408,12 @@ impl Cloud {
 
     /// Logged requests with `seq > since`, oldest first.
     pub fn request_log(&self, since: u64) -> Vec<RequestLogEntry> {
-        self.lock().log.iter().filter(|e| e.seq > since).cloned().collect()
+        self.lock()
+            .log
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect()
     }
 
     /// Counts and logs one handled request.
@@ -379,7 +456,11 @@ pub(crate) fn stock_key(zone: &str, instance_type: &str) -> String {
 
 fn key_pair_record(public_key: &str) -> Result<KeyPairRecord, ApiFailure> {
     let key = russh::keys::PublicKey::from_openssh(public_key.trim()).map_err(|e| {
-        ApiFailure::new(400, "InvalidKeyPair.FormatInvalid", format!("The public key is not a valid OpenSSH key: {e}"))
+        ApiFailure::new(
+            400,
+            "InvalidKeyPair.FormatInvalid",
+            format!("The public key is not a valid OpenSSH key: {e}"),
+        )
     })?;
     Ok(KeyPairRecord {
         public_key: public_key.trim().to_string(),
@@ -394,12 +475,22 @@ pub(crate) fn new_host_key(comment: &str) -> (String, String) {
     let seed: [u8; 32] = rand::random();
     let mut key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     key.set_comment(comment);
-    let pem = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).expect("ed25519 key encodes").to_string();
-    let public = key.public_key().to_openssh().expect("ed25519 public key encodes");
+    let pem = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .expect("ed25519 key encodes")
+        .to_string();
+    let public = key
+        .public_key()
+        .to_openssh()
+        .expect("ed25519 public key encodes");
     (pem, public)
 }
 
 /// The OpenSSH one-line public key of an OpenSSH PEM private key (tests compare host keys).
 pub fn public_key_of(pem: &str) -> Option<String> {
-    russh::keys::PrivateKey::from_openssh(pem).ok()?.public_key().to_openssh().ok()
+    russh::keys::PrivateKey::from_openssh(pem)
+        .ok()?
+        .public_key()
+        .to_openssh()
+        .ok()
 }

@@ -18,11 +18,18 @@ pub(crate) fn describe_regions(cloud: &Cloud) -> Result<Value, ApiFailure> {
 /// Whether a launch of `instance_type` in `zone` would find stock now (stock and injected faults).
 fn in_stock(cloud: &Cloud, zone: &str, instance_type: &str, spot: bool) -> bool {
     let inner = cloud.lock();
-    !inner.faults.no_stock(zone, instance_type, spot) && cloud.stock(&inner, zone, instance_type) > 0
+    !inner.faults.zones_not_on_sale.iter().any(|z| z == zone)
+        && !inner.faults.no_stock(zone, instance_type, spot)
+        && cloud.stock(&inner, zone, instance_type) > 0
 }
 
 fn types_in_zone<'a>(cloud: &'a Cloud, zone: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    cloud.config.instance_types.iter().filter(move |t| t.offered_in(zone)).map(|t| t.instance_type.as_str())
+    cloud
+        .config
+        .instance_types
+        .iter()
+        .filter(move |t| t.offered_in(zone))
+        .map(|t| t.instance_type.as_str())
 }
 
 fn spot_requested(p: &Params) -> bool {
@@ -45,6 +52,7 @@ pub(crate) fn describe_zones(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
                     .filter(|t| types.contains(&t.instance_type.as_str()))
                     .map(|t| t.family.as_str())
                     .collect();
+                f.sort_unstable();
                 f.dedup();
                 f
             };
@@ -81,13 +89,24 @@ pub(crate) fn describe_available_resource(cloud: &Cloud, p: &Params) -> Result<V
     let dest = get(p, "DestinationResource").ok_or_else(|| {
         ApiFailure::new(400, "Invalid.Param", "The input parameter DestinationResource that is mandatory for processing this request is not supplied.")
     })?;
-    if !matches!(dest, "Zone" | "IoOptimized" | "InstanceType" | "Network" | "SystemDisk" | "DataDisk") {
-        return Err(ApiFailure::new(404, "Invalid.DestinationResource", "The specified DestinationResource is not valid."));
+    if !matches!(
+        dest,
+        "Zone" | "IoOptimized" | "InstanceType" | "Network" | "SystemDisk" | "DataDisk"
+    ) {
+        return Err(ApiFailure::new(
+            404,
+            "Invalid.DestinationResource",
+            "The specified DestinationResource is not valid.",
+        ));
     }
     let spot = spot_requested(p);
     let type_filter = get(p, "InstanceType");
     if matches!(dest, "SystemDisk" | "DataDisk") && type_filter.is_none() {
-        return Err(ApiFailure::new(400, "Invalid.Param", "InstanceType is required for this DestinationResource."));
+        return Err(ApiFailure::new(
+            400,
+            "Invalid.Param",
+            "InstanceType is required for this DestinationResource.",
+        ));
     }
     let zones: Vec<Value> = cloud
         .config
@@ -173,7 +192,11 @@ pub(crate) fn describe_instance_types(cloud: &Cloud, p: &Params) -> Result<Value
 
 pub(crate) fn describe_vswitches(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
     if get(p, "RegionId").is_none() && get(p, "VpcId").is_none() {
-        return Err(ApiFailure::new(400, "MissingParameter", "You must set at least one of RegionId and VpcId."));
+        return Err(ApiFailure::new(
+            400,
+            "MissingParameter",
+            "You must set at least one of RegionId and VpcId.",
+        ));
     }
     let ids = id_list(p, "VSwitchId")?;
     let matching: Vec<Value> = {
@@ -206,11 +229,18 @@ pub(crate) fn describe_vswitches(cloud: &Cloud, p: &Params) -> Result<Value, Api
             .collect()
     };
     let (items, number, size) = page(p, &matching, 50)?;
-    Ok(json!({ "VSwitches": wrap("VSwitch", items), "TotalCount": matching.len(), "PageNumber": number, "PageSize": size }))
+    Ok(
+        json!({ "VSwitches": wrap("VSwitch", items), "TotalCount": matching.len(), "PageNumber": number, "PageSize": size }),
+    )
 }
 
 pub(crate) fn describe_vpcs(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
-    let mut vpcs: Vec<&str> = cloud.config.vswitches.iter().map(|v| v.vpc_id.as_str()).collect();
+    let mut vpcs: Vec<&str> = cloud
+        .config
+        .vswitches
+        .iter()
+        .map(|v| v.vpc_id.as_str())
+        .collect();
     vpcs.sort();
     vpcs.dedup();
     let list: Vec<Value> = vpcs
@@ -224,7 +254,9 @@ pub(crate) fn describe_vpcs(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         })
         .collect();
     let (items, number, size) = page(p, &list, 50)?;
-    Ok(json!({ "Vpcs": wrap("Vpc", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size }))
+    Ok(
+        json!({ "Vpcs": wrap("Vpc", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size }),
+    )
 }
 
 pub(crate) fn describe_security_groups(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
@@ -250,8 +282,10 @@ pub(crate) fn describe_security_groups(cloud: &Cloud, p: &Params) -> Result<Valu
         })
         .collect();
     let (items, number, size) = page(p, &list, 100)?;
-    Ok(json!({ "SecurityGroups": wrap("SecurityGroup", items), "TotalCount": list.len(), "PageNumber": number,
-               "PageSize": size, "RegionId": cloud.config.region_id, "NextToken": "" }))
+    Ok(
+        json!({ "SecurityGroups": wrap("SecurityGroup", items), "TotalCount": list.len(), "PageNumber": number,
+               "PageSize": size, "RegionId": cloud.config.region_id, "NextToken": "" }),
+    )
 }
 
 pub(crate) fn describe_images(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
@@ -284,8 +318,10 @@ pub(crate) fn describe_images(cloud: &Cloud, p: &Params) -> Result<Value, ApiFai
         })
         .collect();
     let (items, number, size) = page(p, &list, 100)?;
-    Ok(json!({ "Images": wrap("Image", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size,
-               "RegionId": cloud.config.region_id }))
+    Ok(
+        json!({ "Images": wrap("Image", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size,
+               "RegionId": cloud.config.region_id }),
+    )
 }
 
 pub(crate) fn describe_key_pairs(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
@@ -313,7 +349,9 @@ pub(crate) fn describe_key_pairs(cloud: &Cloud, p: &Params) -> Result<Value, Api
         })
         .collect();
     let (items, number, size) = page(p, &list, 50)?;
-    Ok(json!({ "KeyPairs": wrap("KeyPair", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size }))
+    Ok(
+        json!({ "KeyPairs": wrap("KeyPair", items), "TotalCount": list.len(), "PageNumber": number, "PageSize": size }),
+    )
 }
 
 pub(crate) fn import_key_pair(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
@@ -330,12 +368,20 @@ pub(crate) fn describe_price(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
     }
     let type_name = require(p, "InstanceType")?;
     let t = cloud.config.instance_type(type_name).ok_or_else(|| {
-        ApiFailure::new(400, "InvalidInstanceType.ValueNotSupported", "The specified InstanceType does not exist or beyond the permitted range.")
+        ApiFailure::new(
+            400,
+            "InvalidInstanceType.ValueNotSupported",
+            "The specified InstanceType does not exist or beyond the permitted range.",
+        )
     })?;
     if let Some(zone) = get(p, "ZoneId")
         && !t.offered_in(zone)
     {
-        return Err(ApiFailure::new(403, "InvalidInstanceType.ZoneNotSupported", "The specified zone does not support this instancetype."));
+        return Err(ApiFailure::new(
+            403,
+            "InvalidInstanceType.ZoneNotSupported",
+            "The specified zone does not support this instancetype.",
+        ));
     }
     let unit = get(p, "PriceUnit").unwrap_or("Hour");
     let hours = match unit {
@@ -346,7 +392,11 @@ pub(crate) fn describe_price(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
         other => return Err(invalid("PriceUnit", other)),
     };
     let original = t.price * hours;
-    let trade = if spot_requested(p) { t.spot_price * hours } else { original };
+    let trade = if spot_requested(p) {
+        t.spot_price * hours
+    } else {
+        original
+    };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(json!({
         "PriceInfo": {

@@ -2,7 +2,9 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{boolean, get, id_list, int, invalid, page, repeat_list, require, tags, wildcard, wrap};
+use super::{
+    boolean, get, id_list, int, invalid, page, repeat_list, require, tags, wildcard, wrap,
+};
 use crate::ecs::signer::Params;
 use crate::sim::ecs::state::{Cloud, SimInstance, TokenRecord, new_host_key, now_ms};
 use crate::sim::ecs::wire::ApiFailure;
@@ -10,8 +12,20 @@ use crate::sim::ecs::wire::ApiFailure;
 /// Parameters that differ between retries of the same request and so do not count for
 /// ClientToken idempotency.
 const NOT_IDEMPOTENCY_RELEVANT: &[&str] = &[
-    "AccessKeyId", "Format", "RegionId", "SecurityToken", "Signature", "SignatureMethod", "SignatureNonce",
-    "SignatureType", "SignatureVersion", "Timestamp", "TimeStamp", "Version", "ClientToken", "Action",
+    "AccessKeyId",
+    "Format",
+    "RegionId",
+    "SecurityToken",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureType",
+    "SignatureVersion",
+    "Timestamp",
+    "TimeStamp",
+    "Version",
+    "ClientToken",
+    "Action",
 ];
 
 fn fingerprint(p: &Params) -> String {
@@ -23,11 +37,9 @@ fn fingerprint(p: &Params) -> String {
 
 fn random_suffix(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
-}
-
-fn capacity(status: u16, code: &str, message: &str) -> ApiFailure {
-    ApiFailure::new(status, code, message)
+    (0..len)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
@@ -36,16 +48,26 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
     let type_name = require(p, "InstanceType")?;
     let vswitch_id = require(p, "VSwitchId")?;
     let sg_id = require(p, "SecurityGroupId")?;
-    let amount = int(p, "Amount", 1, 1..=100)
-        .map_err(|_| ApiFailure::new(403, "InvalidParam.Amount", "The specified parameter Amount is not valid (1 to 100)."))?
-        as u32;
+    let amount = int(p, "Amount", 1, 1..=100).map_err(|_| {
+        ApiFailure::new(
+            403,
+            "InvalidParam.Amount",
+            "The specified parameter Amount is not valid (1 to 100).",
+        )
+    })? as u32;
     let min_amount = match get(p, "MinAmount") {
         None => amount,
         Some(v) => v
             .parse::<u32>()
             .ok()
             .filter(|m| (1..=amount).contains(m))
-            .ok_or_else(|| ApiFailure::new(400, "InvalidMinAmount.Malformed", "MinAmount must be between 1 and Amount."))?,
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    400,
+                    "InvalidMinAmount.Malformed",
+                    "MinAmount must be between 1 and Amount.",
+                )
+            })?,
     };
     let client_token = get(p, "ClientToken");
     if client_token.is_some_and(|t| t.len() > 64 || !t.is_ascii()) {
@@ -55,13 +77,27 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         .vswitches
         .iter()
         .find(|v| v.vswitch_id == vswitch_id)
-        .ok_or_else(|| ApiFailure::new(404, "InvalidVSwitchId.NotFound", "The specified VSwitchId does not exist."))?;
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "InvalidVSwitchId.NotFound",
+                "The specified VSwitchId does not exist.",
+            )
+        })?;
     if let Some(zone) = get(p, "ZoneId") {
         if !cfg.zones.iter().any(|z| z.zone_id == zone) {
-            return Err(ApiFailure::new(404, "InvalidZoneId.NotFound", "The specified zone does not exist."));
+            return Err(ApiFailure::new(
+                404,
+                "InvalidZoneId.NotFound",
+                "The specified zone does not exist.",
+            ));
         }
         if zone != vsw.zone_id {
-            return Err(ApiFailure::new(400, "InvalidParameter.Mismatch", "Specified virtual switch is not in the specified zone."));
+            return Err(ApiFailure::new(
+                400,
+                "InvalidParameter.Mismatch",
+                "Specified virtual switch is not in the specified zone.",
+            ));
         }
     }
     let zone = vsw.zone_id.clone();
@@ -69,32 +105,66 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         .images
         .iter()
         .find(|i| i.image_id == image_id)
-        .ok_or_else(|| ApiFailure::new(404, "InvalidImageId.NotFound", "The specified ImageId does not exist."))?;
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "InvalidImageId.NotFound",
+                "The specified ImageId does not exist.",
+            )
+        })?;
     let sg = cfg
         .security_groups
         .iter()
         .find(|g| g.security_group_id == sg_id)
-        .ok_or_else(|| ApiFailure::new(404, "InvalidSecurityGroupId.NotFound", "The specified SecurityGroupId does not exist."))?;
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "InvalidSecurityGroupId.NotFound",
+                "The specified SecurityGroupId does not exist.",
+            )
+        })?;
     if sg.vpc_id != vsw.vpc_id {
-        return Err(ApiFailure::new(400, "InvalidParameter.Mismatch", "Specified security group and virtual switch are not in the same VPC."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidParameter.Mismatch",
+            "Specified security group and virtual switch are not in the same VPC.",
+        ));
     }
     let itype = cfg.instance_type(type_name).ok_or_else(|| {
-        ApiFailure::new(400, "InvalidInstanceType.ValueNotSupported", "The specified InstanceType does not exist or beyond the permitted range.")
+        ApiFailure::new(
+            400,
+            "InvalidInstanceType.ValueNotSupported",
+            "The specified InstanceType does not exist or beyond the permitted range.",
+        )
     })?;
     if !itype.offered_in(&zone) {
-        return Err(capacity(403, "InvalidInstanceType.ZoneNotSupported", "The specified zone does not support this instancetype."));
+        return Err(ApiFailure::new(
+            403,
+            "InvalidInstanceType.ZoneNotSupported",
+            "The specified zone does not support this instancetype.",
+        ));
     }
     let spot_strategy = get(p, "SpotStrategy").unwrap_or("NoSpot");
     if !["NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo"].contains(&spot_strategy) {
-        return Err(ApiFailure::new(400, "InvalidSpotStrategy", "The specified SpotStrategy is not valid."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidSpotStrategy",
+            "The specified SpotStrategy is not valid.",
+        ));
     }
     let spot = spot_strategy != "NoSpot";
     let spot_price_limit = match get(p, "SpotPriceLimit") {
         None => None,
         Some(v) => Some(v.parse::<f64>().map_err(|_| invalid("SpotPriceLimit", v))?),
     };
-    if spot_strategy == "SpotWithPriceLimit" && spot_price_limit.is_some_and(|l| l < itype.spot_price) {
-        return Err(ApiFailure::new(400, "InvalidSpotPriceLimit.LowerThanPublicPrice", "The specified SpotPriceLimit is lower than the current spot price."));
+    if spot_strategy == "SpotWithPriceLimit"
+        && spot_price_limit.is_some_and(|l| l < itype.spot_price)
+    {
+        return Err(ApiFailure::new(
+            400,
+            "InvalidSpotPriceLimit.LowerThanPublicPrice",
+            "The specified SpotPriceLimit is lower than the current spot price.",
+        ));
     }
     let key_pair_name = get(p, "KeyPairName").unwrap_or_default().to_string();
     let user_data = match get(p, "UserData") {
@@ -102,31 +172,65 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         Some(u) => {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(u)
-                .map_err(|_| ApiFailure::new(400, "InvalidUserData.Base64FormatInvalid", "The specified UserData is not valid Base64."))?;
+                .map_err(|_| {
+                    ApiFailure::new(
+                        400,
+                        "InvalidUserData.Base64FormatInvalid",
+                        "The specified UserData is not valid Base64.",
+                    )
+                })?;
             if raw.len() > 32 * 1024 {
-                return Err(ApiFailure::new(400, "InvalidUserData.SizeExceeded", "The specified UserData exceeds 32 KB."));
+                return Err(ApiFailure::new(
+                    400,
+                    "InvalidUserData.SizeExceeded",
+                    "The specified UserData exceeds 32 KB.",
+                ));
             }
             Some(String::from_utf8_lossy(&raw).into_owned())
         }
     };
-    let tag_list: Vec<(String, String)> = tags(p).into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+    let tag_list: Vec<(String, String)> = tags(p)
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
     if tag_list.len() > 20 {
-        return Err(ApiFailure::new(403, "QuotaExceed.Tags", "The maximum number of tags is 20."));
+        return Err(ApiFailure::new(
+            403,
+            "QuotaExceed.Tags",
+            "The maximum number of tags is 20.",
+        ));
     }
-    if let Some((k, _)) = tag_list.iter().find(|(k, _)| k.is_empty() || k.starts_with("acs:") || k.starts_with("aliyun")) {
-        return Err(ApiFailure::new(400, "InvalidTagKey.Malformed", format!("The specified tag key {k:?} is not valid.")));
+    if let Some((k, _)) = tag_list
+        .iter()
+        .find(|(k, _)| k.is_empty() || k.starts_with("acs:") || k.starts_with("aliyun"))
+    {
+        return Err(ApiFailure::new(
+            400,
+            "InvalidTagKey.Malformed",
+            format!("The specified tag key {k:?} is not valid."),
+        ));
     }
     let bandwidth = int(p, "InternetMaxBandwidthOut", 0, 0..=100)? as u32;
-    let charge_type = get(p, "InstanceChargeType").unwrap_or("PostPaid").to_string();
+    let charge_type = get(p, "InstanceChargeType")
+        .unwrap_or("PostPaid")
+        .to_string();
 
     let now = now_ms();
     let mut inner = cloud.lock();
     cloud.purge(&mut inner, now);
     if !key_pair_name.is_empty() && !inner.p.key_pairs.contains_key(&key_pair_name) {
-        return Err(ApiFailure::new(404, "InvalidKeyPairName.NotFound", "The specified KeyPairName does not exist."));
+        return Err(ApiFailure::new(
+            404,
+            "InvalidKeyPairName.NotFound",
+            "The specified KeyPairName does not exist.",
+        ));
     }
     if boolean(p, "DryRun") {
-        return Err(ApiFailure::new(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
+        return Err(ApiFailure::new(
+            400,
+            "DryRunOperation",
+            "Request validation has been passed with DryRun flag set.",
+        ));
     }
     // Idempotency: same token + same parameters replays the first answer.
     let fp = fingerprint(p);
@@ -134,29 +238,66 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
         && let Some(rec) = inner.p.tokens.get(token)
     {
         if rec.fingerprint != fp {
-            return Err(ApiFailure::new(400, "IdempotentParameterMismatch", "The request is retried with updated parameters."));
+            return Err(ApiFailure::new(
+                400,
+                "IdempotentParameterMismatch",
+                "The request is retried with updated parameters.",
+            ));
         }
         return Ok(run_answer(&rec.instance_ids, itype.price, amount));
     }
+    if inner.faults.zones_not_on_sale.contains(&zone) {
+        return Err(ApiFailure::new(
+            403,
+            "Zone.NotOnSale",
+            "The resource in the specified zone is no longer available for sale. Please try other regions and zones.",
+        ));
+    }
     if inner.faults.no_stock(&zone, type_name, spot) {
-        return Err(capacity(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
+        return Err(ApiFailure::new(
+            403,
+            "OperationDenied.NoStock",
+            "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones.",
+        ));
     }
     let mut count = amount.min(cloud.stock(&inner, &zone, type_name));
     if count < min_amount {
-        return Err(capacity(403, "OperationDenied.NoStock", "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones."));
+        return Err(ApiFailure::new(
+            403,
+            "OperationDenied.NoStock",
+            "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones.",
+        ));
     }
     count = count.min(u32::try_from(cloud.free_ips(&inner, vswitch_id)).unwrap_or(u32::MAX));
     if count < min_amount {
-        return Err(capacity(403, "InvalidVSwitchId.IpNotEnough", &format!("The specified VSwitch \"{vswitch_id}\" has not enough IpAddress.")));
+        return Err(ApiFailure::new(
+            403,
+            "InvalidVSwitchId.IpNotEnough",
+            format!("The specified VSwitch \"{vswitch_id}\" has not enough IpAddress."),
+        ));
     }
     if let Some(max) = cfg.max_instances {
-        let live = inner.p.instances.iter().filter(|i| i.deleted_ms.is_none()).count() as u32;
+        let live = inner
+            .p
+            .instances
+            .iter()
+            .filter(|i| i.deleted_ms.is_none())
+            .count() as u32;
         count = count.min(max.saturating_sub(live));
         if count < min_amount {
-            return Err(capacity(403, "QuotaExceed.ElasticQuota", "No additional quota is available for the specified ECS instance type."));
+            return Err(ApiFailure::new(
+                403,
+                "QuotaExceed.ElasticQuota",
+                "No additional quota is available for the specified ECS instance type.",
+            ));
         }
     }
-    let authorized_key = inner.p.key_pairs.get(&key_pair_name).map(|k| k.public_key.clone()).unwrap_or_default();
+    let authorized_key = inner
+        .p
+        .key_pairs
+        .get(&key_pair_name)
+        .map(|k| k.public_key.clone())
+        .unwrap_or_default();
     let mut ids = Vec::with_capacity(count as usize);
     for n in 0..count {
         let instance_id = format!("i-bp1{}", random_suffix(17));
@@ -166,7 +307,9 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
             None => format!("iZ{}Z", &instance_id[2..]),
         };
         let instance_name = match get(p, "InstanceName") {
-            Some(name) if count > 1 && get(p, "UniqueSuffix").is_some_and(|v| v == "true") => format!("{name}{:03}", n + 1),
+            Some(name) if count > 1 && get(p, "UniqueSuffix").is_some_and(|v| v == "true") => {
+                format!("{name}{:03}", n + 1)
+            }
             Some(name) => name.to_string(),
             None => instance_id.clone(),
         };
@@ -204,7 +347,13 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
     }
     cloud.take_stock(&mut inner, &zone, type_name, count);
     if let Some(token) = client_token {
-        inner.p.tokens.insert(token.to_string(), TokenRecord { fingerprint: fp, instance_ids: ids.clone() });
+        inner.p.tokens.insert(
+            token.to_string(),
+            TokenRecord {
+                fingerprint: fp,
+                instance_ids: ids.clone(),
+            },
+        );
     }
     cloud.persist(&inner);
     let price = if spot { itype.spot_price } else { itype.price };
@@ -219,13 +368,25 @@ fn run_answer(ids: &[String], unit_price: f64, count: u32) -> Value {
 }
 
 fn minute_time(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 fn instance_json(cloud: &Cloud, i: &SimInstance, status: &str) -> Value {
     let spec = cloud.config.instance_type(&i.instance_type);
-    let image = cloud.config.images.iter().find(|m| m.image_id == i.image_id);
+    let image = cloud
+        .config
+        .images
+        .iter()
+        .find(|m| m.image_id == i.image_id);
     let ip = i.ip.to_string();
     let mac = {
         let o = i.ip.octets();
@@ -318,7 +479,9 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
                 && get(p, "InstanceName").is_none_or(|n| wildcard(n, &i.instance_name))
                 && status_filter.is_none_or(|s| s == *status)
                 && tag_filter.iter().all(|(k, v)| {
-                    i.tags.iter().any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
+                    i.tags
+                        .iter()
+                        .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
                 })
         })
         .collect();
@@ -327,7 +490,9 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
     // deletions between pages never skip anyone; PageNumber/PageSize is offset-based.
     let token_mode = p.contains_key("NextToken") || p.contains_key("MaxResults");
     let (items, number, size, next_token) = if token_mode {
-        let max = match get(p, "MaxResults").map(|v| v.parse::<u64>().map_err(|_| invalid("MaxResults", v))) {
+        let max = match get(p, "MaxResults")
+            .map(|v| v.parse::<u64>().map_err(|_| invalid("MaxResults", v)))
+        {
             None => 10,
             Some(n) => n?.clamp(10, 100),
         };
@@ -338,7 +503,10 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
         let rest: Vec<_> = matching.iter().filter(|(i, _)| i.seq > after).collect();
         let items: Vec<_> = rest.iter().take(max as usize).map(|x| **x).collect();
         let next = if rest.len() > items.len() {
-            items.last().map(|(i, _)| format!("{:032x}", i.seq)).unwrap_or_default()
+            items
+                .last()
+                .map(|(i, _)| format!("{:032x}", i.seq))
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -347,7 +515,10 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
         let (items, number, size) = page(p, &matching, 100)?;
         (items, number, size, String::new())
     };
-    let list: Vec<Value> = items.iter().map(|(i, s)| instance_json(cloud, i, s)).collect();
+    let list: Vec<Value> = items
+        .iter()
+        .map(|(i, s)| instance_json(cloud, i, s))
+        .collect();
     Ok(json!({
         "Instances": wrap("Instance", list),
         "TotalCount": total,
@@ -360,7 +531,11 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
 pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
     let ids = repeat_list(p, "InstanceId");
     if ids.is_empty() {
-        return Err(ApiFailure::new(400, "MissingParameter", "The input parameter \"InstanceId\" that is mandatory for processing this request is not supplied."));
+        return Err(ApiFailure::new(
+            400,
+            "MissingParameter",
+            "The input parameter \"InstanceId\" that is mandatory for processing this request is not supplied.",
+        ));
     }
     if ids.len() > 100 {
         return Err(invalid("InstanceId", "more than 100 ids"));
@@ -374,16 +549,36 @@ pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFa
             .p
             .instances
             .iter()
-            .find(|i| &i.instance_id == id && i.deleted_ms.is_none())
-            .ok_or_else(|| ApiFailure::new(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId does not exist: {id}.")))?;
-        if !force && cloud.status(inst, now) != Some("Stopped") {
-            return Err(ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation."));
+            .find(|i| &i.instance_id == id)
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    404,
+                    "InvalidInstanceId.NotFound",
+                    format!("The specified InstanceId does not exist: {id}."),
+                )
+            })?;
+        // Releasing an instance that is already being released is a no-op.
+        if inst.deleted_ms.is_none() && !force && cloud.status(inst, now) != Some("Stopped") {
+            return Err(ApiFailure::new(
+                403,
+                "IncorrectInstanceStatus",
+                "The current status of the resource does not support this operation.",
+            ));
         }
     }
     if boolean(p, "DryRun") {
-        return Err(ApiFailure::new(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
+        return Err(ApiFailure::new(
+            400,
+            "DryRunOperation",
+            "Request validation has been passed with DryRun flag set.",
+        ));
     }
-    for inst in inner.p.instances.iter_mut().filter(|i| ids.contains(&i.instance_id)) {
+    for inst in inner
+        .p
+        .instances
+        .iter_mut()
+        .filter(|i| ids.contains(&i.instance_id) && i.deleted_ms.is_none())
+    {
         inst.deleted_ms = Some(now);
     }
     cloud.purge(&mut inner, now);
@@ -396,12 +591,20 @@ pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFa
 pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Value, ApiFailure> {
     let ids = repeat_list(p, "InstanceId");
     if ids.is_empty() {
-        return Err(ApiFailure::new(400, "MissingParameter", "The input parameter \"InstanceId\" that is mandatory for processing this request is not supplied."));
+        return Err(ApiFailure::new(
+            400,
+            "MissingParameter",
+            "The input parameter \"InstanceId\" that is mandatory for processing this request is not supplied.",
+        ));
     }
     if ids.len() > 100 {
         return Err(invalid("InstanceId", "more than 100 ids"));
     }
-    let (from, to) = if stop { ("Running", "Stopping") } else { ("Stopped", "Starting") };
+    let (from, to) = if stop {
+        ("Running", "Stopping")
+    } else {
+        ("Stopped", "Starting")
+    };
     let now = now_ms();
     let mut inner = cloud.lock();
     cloud.purge(&mut inner, now);
@@ -411,15 +614,34 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
             .instances
             .iter()
             .find(|i| &i.instance_id == id && i.deleted_ms.is_none())
-            .ok_or_else(|| ApiFailure::new(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId does not exist: {id}.")))?;
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    404,
+                    "InvalidInstanceId.NotFound",
+                    format!("The specified InstanceId does not exist: {id}."),
+                )
+            })?;
         if cloud.status(inst, now) != Some(from) {
-            return Err(ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation."));
+            return Err(ApiFailure::new(
+                403,
+                "IncorrectInstanceStatus",
+                "The current status of the resource does not support this operation.",
+            ));
         }
     }
     if boolean(p, "DryRun") {
-        return Err(ApiFailure::new(400, "DRYRUN.SUCCESS", "This request is a dryrun request with successful result."));
+        return Err(ApiFailure::new(
+            400,
+            "DRYRUN.SUCCESS",
+            "This request is a dryrun request with successful result.",
+        ));
     }
-    for inst in inner.p.instances.iter_mut().filter(|i| ids.contains(&i.instance_id)) {
+    for inst in inner
+        .p
+        .instances
+        .iter_mut()
+        .filter(|i| ids.contains(&i.instance_id))
+    {
         if stop {
             inst.stopped_ms = Some(now);
             inst.restarted_ms = None;
@@ -445,7 +667,13 @@ pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
         .instances
         .iter()
         .find(|i| i.instance_id == id && cloud.status(i, now).is_some())
-        .ok_or_else(|| ApiFailure::new(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist."))?;
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "InvalidInstanceId.NotFound",
+                "The specified InstanceId does not exist.",
+            )
+        })?;
     let status = cloud.status(inst, now).unwrap_or("Stopping");
     let mut text = format!(
         "[    0.000000] Linux version 5.15.0-emulated (ecs-provisioner sim) #1 SMP\n\

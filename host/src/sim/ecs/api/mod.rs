@@ -18,13 +18,21 @@ pub(crate) fn dispatch(cloud: &Cloud, action: &str, p: &Params) -> Result<Value,
     let vpc_action = matches!(action, "DescribeVSwitches" | "DescribeVpcs");
     let version_ok = version == ECS_VERSION || (vpc_action && version == VPC_VERSION);
     if !version_ok {
-        return Err(ApiFailure::new(400, "InvalidVersion", format!("Specified parameter Version is not valid: {version:?}.")));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidVersion",
+            format!("Specified parameter Version is not valid: {version:?}."),
+        ));
     }
     if let Some(region) = p.get("RegionId")
         && region != &cloud.config.region_id
         && action != "DescribeRegions"
     {
-        return Err(ApiFailure::new(404, "InvalidRegionId.NotFound", "The specified RegionId does not exist."));
+        return Err(ApiFailure::new(
+            404,
+            "InvalidRegionId.NotFound",
+            "The specified RegionId does not exist.",
+        ));
     }
     match action {
         "RunInstances" => instances::run_instances(cloud, p),
@@ -44,7 +52,11 @@ pub(crate) fn dispatch(cloud: &Cloud, action: &str, p: &Params) -> Result<Value,
         "DescribeKeyPairs" => catalog::describe_key_pairs(cloud, p),
         "ImportKeyPair" => catalog::import_key_pair(cloud, p),
         "DescribePrice" => catalog::describe_price(cloud, p),
-        _ => Err(ApiFailure::new(404, "InvalidAction.NotFound", format!("Specified api is not found, please check your url and method: {action}."))),
+        _ => Err(ApiFailure::new(
+            404,
+            "InvalidAction.NotFound",
+            format!("Specified api is not found, please check your url and method: {action}."),
+        )),
     }
 }
 
@@ -65,14 +77,27 @@ pub(crate) fn require<'a>(p: &'a Params, name: &str) -> Result<&'a str, ApiFailu
 }
 
 pub(crate) fn invalid(name: &str, value: &str) -> ApiFailure {
-    ApiFailure::new(400, "InvalidParameter", format!("The specified parameter \"{name}\" is not valid: {value:?}."))
+    ApiFailure::new(
+        400,
+        "InvalidParameter",
+        format!("The specified parameter \"{name}\" is not valid: {value:?}."),
+    )
 }
 
 /// An integer parameter with a default and an allowed range.
-pub(crate) fn int(p: &Params, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ApiFailure> {
+pub(crate) fn int(
+    p: &Params,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiFailure> {
     match get(p, name) {
         None => Ok(default),
-        Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| invalid(name, v)),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| invalid(name, v)),
     }
 }
 
@@ -96,7 +121,11 @@ pub(crate) fn tags(p: &Params) -> Vec<(String, Option<String>)> {
     let mut out: Vec<(u32, String, Option<String>)> = p
         .iter()
         .filter_map(|(k, v)| {
-            let n = k.strip_prefix("Tag.")?.strip_suffix(".Key")?.parse::<u32>().ok()?;
+            let n = k
+                .strip_prefix("Tag.")?
+                .strip_suffix(".Key")?
+                .parse::<u32>()
+                .ok()?;
             Some((n, v.clone(), p.get(&format!("Tag.{n}.Value")).cloned()))
         })
         .collect();
@@ -106,20 +135,34 @@ pub(crate) fn tags(p: &Params) -> Vec<(String, Option<String>)> {
 
 /// A list given as a JSON array (`["a","b"]`) or comma-separated.
 pub(crate) fn id_list(p: &Params, name: &str) -> Result<Vec<String>, ApiFailure> {
-    let Some(v) = get(p, name) else { return Ok(Vec::new()) };
+    let Some(v) = get(p, name) else {
+        return Ok(Vec::new());
+    };
     if v.trim_start().starts_with('[') {
         serde_json::from_str::<Vec<String>>(v).map_err(|_| invalid(name, v))
     } else {
-        Ok(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        Ok(v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect())
     }
 }
 
 /// One page of `items` for PageNumber/PageSize paging, with the page fields.
-pub(crate) fn page<T: Clone>(p: &Params, items: &[T], max_size: u64) -> Result<(Vec<T>, u64, u64), ApiFailure> {
+pub(crate) fn page<T: Clone>(
+    p: &Params,
+    items: &[T],
+    max_size: u64,
+) -> Result<(Vec<T>, u64, u64), ApiFailure> {
     let number = int(p, "PageNumber", 1, 1..=u64::MAX)?;
     let size = int(p, "PageSize", 10, 1..=max_size)?;
     let start = ((number - 1) * size) as usize;
-    let slice = items.iter().skip(start).take(size as usize).cloned().collect();
+    let slice = items
+        .iter()
+        .skip(start)
+        .take(size as usize)
+        .cloned()
+        .collect();
     Ok((slice, number, size))
 }
 
@@ -143,14 +186,30 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn list_and_tag_parsing() {
-        let p = params(&[("InstanceId.10", "c"), ("InstanceId.2", "b"), ("InstanceId.1", "a"), ("Tag.2.Key", "k2"), ("Tag.1.Key", "k1"), ("Tag.1.Value", "v1")]);
+        let p = params(&[
+            ("InstanceId.10", "c"),
+            ("InstanceId.2", "b"),
+            ("InstanceId.1", "a"),
+            ("Tag.2.Key", "k2"),
+            ("Tag.1.Key", "k1"),
+            ("Tag.1.Value", "v1"),
+        ]);
         assert_eq!(repeat_list(&p, "InstanceId"), vec!["a", "b", "c"]);
-        assert_eq!(tags(&p), vec![("k1".to_string(), Some("v1".to_string())), ("k2".to_string(), None)]);
+        assert_eq!(
+            tags(&p),
+            vec![
+                ("k1".to_string(), Some("v1".to_string())),
+                ("k2".to_string(), None)
+            ]
+        );
         let p = params(&[("Ids", "[\"x\",\"y\"]"), ("Csv", "x, y")]);
         assert_eq!(id_list(&p, "Ids").unwrap(), vec!["x", "y"]);
         assert_eq!(id_list(&p, "Csv").unwrap(), vec!["x", "y"]);

@@ -6,6 +6,7 @@
 //! tasks whose progress the next cycle reads, so nothing blocks decisions.
 
 pub mod act;
+pub mod adapters;
 pub mod decide;
 pub mod enforce;
 pub mod lifecycle;

@@ -816,8 +816,14 @@ mod tests {
         let d = describe_owned_instance("ci-prod", "linux", "i-1", "cn-hangzhou-h", "ecs.g7.large");
         assert!(d.contains("i-1") && d.contains("cn-hangzhou-h") && d.contains("ecs.g7.large"));
         assert_eq!(owner_of(&d), Some("ci-prod"));
-        assert_eq!(owner_of(&format!("{d}; edited by an admin")), Some("ci-prod"));
-        assert_ne!(owner_of(&describe_owned_instance("ci-prod2", "l", "i", "z", "t")), Some("ci-prod"));
+        assert_eq!(
+            owner_of(&format!("{d}; edited by an admin")),
+            Some("ci-prod")
+        );
+        assert_ne!(
+            owner_of(&describe_owned_instance("ci-prod2", "l", "i", "z", "t")),
+            Some("ci-prod")
+        );
         // The unowned description and foreign text name no controller.
         assert_eq!(owner_of(&describe_instance("linux", "i-1", "z", "t")), None);
         assert_eq!(owner_of(OWNER_MARKER), None);

@@ -16,8 +16,8 @@ use crate::engine::model::{AgentNode, node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
 use crate::jenkins::client::{describe_owned_instance, owner_of};
 use crate::jenkins::{
-    ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError, NodeMode,
-    TemplateLabels, compute_demand, ensure_anchors,
+    ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError,
+    NodeMode, TemplateLabels, compute_demand, ensure_anchors,
 };
 
 /// What a template's nodes are registered with.
@@ -93,7 +93,12 @@ struct Activity {
 
 impl Activity {
     /// Takes one computer listing and returns our agents (`ours` filters it), sorted by name.
-    fn observe(&mut self, computers: &[Computer], ours: impl Fn(&Computer) -> bool, now_ms: u64) -> Vec<AgentNode> {
+    fn observe(
+        &mut self,
+        computers: &[Computer],
+        ours: impl Fn(&Computer) -> bool,
+        now_ms: u64,
+    ) -> Vec<AgentNode> {
         self.tracker.observe(computers, now_ms);
         let mut since = HashMap::new();
         let mut agents: Vec<AgentNode> = computers
@@ -101,7 +106,8 @@ impl Activity {
             .filter(|c| ours(c))
             .map(|c| {
                 let name = c.display_name.clone();
-                let available_since = available(c).then(|| self.available_since.get(&name).copied().unwrap_or(now_ms));
+                let available_since = available(c)
+                    .then(|| self.available_since.get(&name).copied().unwrap_or(now_ms));
                 if let Some(s) = available_since {
                     since.insert(name.clone(), s);
                 }
@@ -135,10 +141,15 @@ pub struct JenkinsAdapter {
 impl JenkinsAdapter {
     /// An adapter for the nodes of `controller_id` built from `templates` (config order).
     pub fn new(client: JenkinsClient, controller_id: &str, templates: &[TemplateConfig]) -> Self {
-        let templates: Vec<NodeTemplate> = templates.iter().map(NodeTemplate::from_config).collect();
+        let templates: Vec<NodeTemplate> =
+            templates.iter().map(NodeTemplate::from_config).collect();
         let labels = templates
             .iter()
-            .map(|t| TemplateLabels { name: t.name.clone(), labels: t.labels.clone(), mode: t.mode })
+            .map(|t| TemplateLabels {
+                name: t.name.clone(),
+                labels: t.labels.clone(),
+                mode: t.mode,
+            })
             .collect();
         JenkinsAdapter {
             client,
@@ -199,7 +210,11 @@ impl JenkinsPort for JenkinsAdapter {
                 items: d.items.into_iter().map(|i| (i.id, i.wait_ms)).collect(),
             })
             .collect();
-        Ok(JenkinsView { queues, unmatched: demand.unmatched, agents })
+        Ok(JenkinsView {
+            queues,
+            unmatched: demand.unmatched,
+            agents,
+        })
     }
 
     async fn create_node(&self, node: &NodeRegistration) -> anyhow::Result<()> {
@@ -207,10 +222,16 @@ impl JenkinsPort for JenkinsAdapter {
             .templates
             .iter()
             .find(|t| t.name == node.template)
-            .with_context(|| format!("creating Jenkins node {}: template {:?} is not configured", node.name, node.template))?;
+            .with_context(|| {
+                format!(
+                    "creating Jenkins node {}: template {:?} is not configured",
+                    node.name, node.template
+                )
+            })?;
         // Any other name would never be listed as ours again: it would be created every cycle.
         anyhow::ensure!(
-            node.name == node_name(&node.template, &node.instance_id) && node.instance_id.starts_with("i-"),
+            node.name == node_name(&node.template, &node.instance_id)
+                && node.instance_id.starts_with("i-"),
             "creating Jenkins node {}: the name must be {:?}",
             node.name,
             node_name(&node.template, &node.instance_id)
@@ -251,7 +272,11 @@ impl JenkinsPort for JenkinsAdapter {
             self.client.bring_online(name).await
         };
         changed.map(drop).with_context(|| {
-            let what = if offline { "temporarily offline" } else { "back online" };
+            let what = if offline {
+                "temporarily offline"
+            } else {
+                "back online"
+            };
             format!("marking Jenkins node {name} {what}")
         })
     }
@@ -315,7 +340,11 @@ max-nodes = 10
     }
 
     fn templates() -> Vec<NodeTemplate> {
-        config("").templates.iter().map(NodeTemplate::from_config).collect()
+        config("")
+            .templates
+            .iter()
+            .map(NodeTemplate::from_config)
+            .collect()
     }
 
     fn agent(name: &str, owner: &str) -> Computer {
@@ -325,7 +354,14 @@ max-nodes = 10
             description: Some(describe_owned_instance(owner, "linux", "i-1", "z", "t")),
             idle: true,
             num_executors: 2,
-            executors: vec![Executor { number: 0, idle: true, current_executable: None }; 2],
+            executors: vec![
+                Executor {
+                    number: 0,
+                    idle: true,
+                    current_executable: None
+                };
+                2
+            ],
             absolute_remote_path: Some("/home/jenkins".into()),
             ..Default::default()
         }
@@ -336,7 +372,11 @@ max-nodes = 10
         c.executors[0] = Executor {
             number: 0,
             idle: false,
-            current_executable: Some(Executable { url: Some("job/a/".into()), number: Some(build), timestamp: None }),
+            current_executable: Some(Executable {
+                url: Some("job/a/".into()),
+                number: Some(build),
+                timestamp: None,
+            }),
         };
     }
 
@@ -361,15 +401,28 @@ max-nodes = 10
         let t = templates();
         let ours = |c: &Computer| is_ours(c, "ci-prod", &t);
         assert!(ours(&agent("linux-i-1", "ci-prod")));
-        assert_eq!(template_of("linux-big-i-1", &t).unwrap().name, "linux-big", "longest name wins");
-        assert!(!ours(&agent("linux-i-1", "ci-staging")), "another controller's node");
+        assert_eq!(
+            template_of("linux-big-i-1", &t).unwrap().name,
+            "linux-big",
+            "longest name wins"
+        );
+        assert!(
+            !ours(&agent("linux-i-1", "ci-staging")),
+            "another controller's node"
+        );
         assert!(!ours(&agent("linux-i-1", "ci-prod2")));
-        assert!(!ours(&agent("linux-anchor", "ci-prod")), "anchors are not agents");
+        assert!(
+            !ours(&agent("linux-anchor", "ci-prod")),
+            "anchors are not agents"
+        );
         assert!(!ours(&agent("windows-i-1", "ci-prod")), "unknown template");
         assert!(!ours(&agent("linux-i-", "ci-prod")));
         let mut unowned = agent("linux-i-1", "ci-prod");
         unowned.description = Some(describe_instance("linux", "i-1", "z", "t"));
-        assert!(!ours(&unowned), "a description without a controller id is nobody's");
+        assert!(
+            !ours(&unowned),
+            "a description without a controller id is nobody's"
+        );
         unowned.description = None;
         assert!(!ours(&unowned));
     }
@@ -387,14 +440,20 @@ max-nodes = 10
         let foreign = agent("linux-i-2", "ci-other");
         let seen = a.observe(&[c.clone(), foreign.clone()], ours, 1_000);
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!((seen[0].online, seen[0].idle_ms, seen[0].executors), (false, 0, 2));
+        assert_eq!(
+            (seen[0].online, seen[0].idle_ms, seen[0].executors),
+            (false, 0, 2)
+        );
 
         // Connected at 60 s: idle time counts from then, not from creation.
         c.offline = false;
         c.absolute_remote_path = Some("/home/jenkins".into());
         assert_eq!(a.observe(&[c.clone()], ours, 60_000)[0].idle_ms, 0);
         let n = &a.observe(&[c.clone()], ours, 65_000)[0];
-        assert_eq!((n.online, n.idle_ms, n.busy_executors, n.uses), (true, 5_000, 0, 0));
+        assert_eq!(
+            (n.online, n.idle_ms, n.busy_executors, n.uses),
+            (true, 5_000, 0, 0)
+        );
 
         // A build runs: busy, used once, not idle; it stays one use across listings.
         running(&mut c, 1);
@@ -413,14 +472,26 @@ max-nodes = 10
         c.temporarily_offline = true;
         c.offline = true;
         let n = &a.observe(&[c.clone()], ours, 72_000)[0];
-        assert_eq!((n.online, n.temporarily_offline, n.idle_ms), (true, true, 0), "marked but connected");
+        assert_eq!(
+            (n.online, n.temporarily_offline, n.idle_ms),
+            (true, true, 0),
+            "marked but connected"
+        );
         c.absolute_remote_path = None;
-        assert!(!a.observe(&[c.clone()], ours, 73_000)[0].online, "marked and disconnected");
+        assert!(
+            !a.observe(&[c.clone()], ours, 73_000)[0].online,
+            "marked and disconnected"
+        );
     }
 
     #[test]
     fn from_config_names_the_missing_token() {
-        let err = |line: &str| JenkinsAdapter::from_config(&config(line)).err().map(|e| format!("{e:#}")).unwrap();
+        let err = |line: &str| {
+            JenkinsAdapter::from_config(&config(line))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap()
+        };
         let e = err(r#"token-env = "ECSP_TEST_SURELY_UNSET_TOKEN_VARIABLE""#);
         assert!(e.contains("ECSP_TEST_SURELY_UNSET_TOKEN_VARIABLE"), "{e}");
         let e = err(r#"token-file = "/nonexistent/ecsp-token""#);
@@ -431,8 +502,15 @@ max-nodes = 10
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "11abc\n").unwrap();
-        let a = JenkinsAdapter::from_config(&config(&format!("token-file = {:?}", file.to_str().unwrap()))).unwrap();
-        assert_eq!((a.client().base_url(), a.client().user()), ("http://127.0.0.1:8080/", "admin"));
+        let a = JenkinsAdapter::from_config(&config(&format!(
+            "token-file = {:?}",
+            file.to_str().unwrap()
+        )))
+        .unwrap();
+        assert_eq!(
+            (a.client().base_url(), a.client().user()),
+            ("http://127.0.0.1:8080/", "admin")
+        );
         assert_eq!(a.controller_id, "ci-prod");
         assert_eq!(a.labels.len(), 2);
     }

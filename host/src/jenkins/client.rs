@@ -163,6 +163,33 @@ pub fn describe_instance(
     )
 }
 
+/// Precedes the controller id at the end of an owned node's description.
+pub const OWNER_MARKER: &str = "managed by ecs-provisioner controller ";
+
+/// The description of a node this provisioner owns: the instance facts, then the controller id
+/// (two provisioners may share one Jenkins; each must recognise only its own nodes).
+pub fn describe_owned_instance(
+    controller_id: &str,
+    template: &str,
+    instance_id: &str,
+    zone: &str,
+    instance_type: &str,
+) -> String {
+    format!(
+        "ECS instance {instance_id} (template {template}, zone {zone}, type {instance_type}), {OWNER_MARKER}{controller_id}"
+    )
+}
+
+/// The controller id a [`describe_owned_instance`] description names, if any. The id runs to
+/// the first character a controller id cannot contain, so `ci` never matches `ci-2`.
+pub fn owner_of(description: &str) -> Option<&str> {
+    let (_, rest) = description.rsplit_once(OWNER_MARKER)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|id| !id.is_empty())
+}
+
 /// Encodes a node name as one URL path segment exactly as Jenkins' `Util.fullEncode` does:
 /// everything except ASCII letters and digits is percent-encoded.
 pub fn encode_segment(name: &str) -> String {
@@ -782,6 +809,24 @@ mod tests {
                 .contains("application-desc")
         );
         assert!(secret_from_jnlp("not xml").unwrap_err().contains("not XML"));
+    }
+
+    #[test]
+    fn owned_descriptions_name_exactly_their_controller() {
+        let d = describe_owned_instance("ci-prod", "linux", "i-1", "cn-hangzhou-h", "ecs.g7.large");
+        assert!(d.contains("i-1") && d.contains("cn-hangzhou-h") && d.contains("ecs.g7.large"));
+        assert_eq!(owner_of(&d), Some("ci-prod"));
+        assert_eq!(
+            owner_of(&format!("{d}; edited by an admin")),
+            Some("ci-prod")
+        );
+        assert_ne!(
+            owner_of(&describe_owned_instance("ci-prod2", "l", "i", "z", "t")),
+            Some("ci-prod")
+        );
+        // The unowned description and foreign text name no controller.
+        assert_eq!(owner_of(&describe_instance("linux", "i-1", "z", "t")), None);
+        assert_eq!(owner_of(OWNER_MARKER), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,idle,offline,temporarilyOffline,\
 offlineCauseReason,numExecutors,assignedLabels[name],\
 executors[number,idle,currentExecutable[url,number,timestamp]],\
-oneOffExecutors[number,idle,currentExecutable[url,number,timestamp]]]";
+oneOffExecutors[number,idle,currentExecutable[url,number,timestamp]],absoluteRemotePath]";
 
 /// The `tree` the client asks `/queue/api/json` for: everything [`QueueItem`] reads.
 pub const QUEUE_TREE: &str = "items[_class,id,buildable,blocked,stuck,pending,inQueueSince,\
@@ -35,6 +35,9 @@ pub struct Computer {
     pub assigned_labels: Vec<LabelName>,
     pub executors: Vec<Executor>,
     pub one_off_executors: Vec<Executor>,
+    /// The agent's root directory: non-null only while a channel exists (and the caller has
+    /// Agent/Connect), so the one exported hint that a temporarily-offline node is connected.
+    pub absolute_remote_path: Option<String>,
 }
 
 impl Computer {
@@ -54,6 +57,12 @@ impl Computer {
             .iter()
             .chain(&self.one_off_executors)
             .filter_map(|e| e.current_executable.as_ref())
+    }
+
+    /// Whether an agent is connected, whatever its offline mark says. Without Agent/Connect
+    /// Jenkins hides the path, and a marked node then counts as disconnected.
+    pub fn connected(&self) -> bool {
+        !self.offline || self.absolute_remote_path.is_some()
     }
 
     /// Busy executors, counting one-off (flyweight) ones.

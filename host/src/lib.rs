@@ -1,7 +1,7 @@
 //! ecs-provisioner: elastic Jenkins build agents on Alibaba Cloud ECS.
 //!
 //! Data flows one way through the engine: observe -> decide (policy) -> enforce -> act.
-// pub mod app;
+pub mod app;
 pub mod config;
 pub mod ecs;
 pub mod engine;

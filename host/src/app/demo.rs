@@ -104,9 +104,6 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let ecs = EcsSimConfig { timings: Timings { pending_ms: 300, starting_ms: 500, stopping_ms: 300 }, ..EcsSimConfig::default() };
     let stock_out_zone = ecs.zones.first().map(|z| z.zone_id.clone()).unwrap_or_default();
     let cluster = Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir.path()) }).await?;
-    // The first zone has no stock at all: every launch there fails, and the same cycle must
-    // place the remainder elsewhere.
-    cluster.ecs.add_no_stock(NoStockRule { zone_id: Some(stock_out_zone.clone()), instance_type: None, spot_only: false });
 
     let templates = TEMPLATES.replace("{idle}", idle);
     let extra = format!("[policy]\nsource = \"{}\"\n", args.policy);
@@ -117,6 +114,12 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run().await })
     };
+    // Stock runs out after the offerings were discovered (and cached): the first zone refuses
+    // every launch from now on, and each cycle must place the remainder elsewhere at once.
+    while engine.board.totals().cycles == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.ecs.add_no_stock(NoStockRule { zone_id: Some(stock_out_zone.clone()), instance_type: None, spot_only: false });
 
     // Two waves per label, the second while the first runs.
     let enqueue = |label: &str, kind: JobKind, count: u32| {

@@ -57,8 +57,7 @@ where
     F: PolicyPort,
 {
     /// Launches what the plan asks for, template by template.
-    pub(crate) async fn launch(&self, plan: &Plan, nodes: &[Node], all: Vec<Offering>, now: u64, report: &mut CycleReport) {
-        let mut all = all;
+    pub(crate) async fn launch(&self, plan: &Plan, nodes: &[Node], mut all: Vec<Offering>, now: u64, report: &mut CycleReport) {
         for l in &plan.launches {
             let Some(template) = self.config.template(&l.template) else { continue };
             let fleet: Vec<&Node> = nodes.iter().filter(|n| n.template() == l.template).collect();
@@ -71,7 +70,7 @@ where
                 // Offerings that failed in this cycle are not offered again in it.
                 let open: Vec<&Offering> = offerings::for_template(&all, template)
                     .into_iter()
-                    .filter(|o| !failed_here.contains(&key_of(o)))
+                    .filter(|o| !failed_here.contains(&key_of(o)) && o.last_failure.as_ref().is_none_or(|f| f.at_ms < now))
                     .collect();
                 if open.is_empty() {
                     break;
@@ -100,11 +99,11 @@ where
                             Err(e) => {
                                 let capacity = matches!(e, LaunchError::Capacity { .. });
                                 if let LaunchError::Capacity { code, .. } = &e {
-                                    self.offerings.lock().unwrap().mark_failed(key_of(&offering), code, now_ms());
-                                    // Let later placements (and other templates) see the failure.
-                                    if let Some(o) = all.iter_mut().find(|o| key_of(o) == key_of(&offering)) {
-                                        o.last_failure = Some(super::model::OfferingFailure { code: code.clone(), at_ms: now_ms() });
-                                    }
+                                    // Marked in the cache (for later cycles and the policy) and
+                                    // re-read, so the next round and other templates see it.
+                                    let mut cache = self.offerings.lock().unwrap();
+                                    cache.mark_failed(key_of(&offering), code, now.max(now_ms()));
+                                    all = cache.all(&self.config.cloud, now);
                                     any_capacity_error = true;
                                 }
                                 failed_here.insert(key_of(&offering));
@@ -171,8 +170,12 @@ where
                 instance_type: o.instance_type.clone(),
             })
             .collect();
-        let results: Vec<_> = futures::stream::iter(regs.iter())
-            .map(|r| async move { (r, self.jenkins.create_node(r).await) })
+        // Owned items: a stream over borrowed ones is not `Send` enough for `tokio::spawn`.
+        let results: Vec<_> = futures::stream::iter(regs)
+            .map(|r| async move {
+                let res = self.jenkins.create_node(&r).await;
+                (r, res)
+            })
             .buffer_unordered(JENKINS_CONCURRENCY)
             .collect()
             .await;
@@ -195,10 +198,10 @@ where
 
     /// Drains and deletes the plan's removals.
     pub(crate) async fn remove(&self, plan: &Plan, nodes: &[Node], report: &mut CycleReport) {
-        let targets: Vec<(&Node, &str)> = plan
+        let targets: Vec<(Node, String)> = plan
             .removals
             .iter()
-            .filter_map(|r| nodes.iter().find(|n| n.instance_id() == r.instance_id).map(|n| (n, r.reason.as_str())))
+            .filter_map(|r| nodes.iter().find(|n| n.instance_id() == r.instance_id).map(|n| (n.clone(), r.reason.clone())))
             .collect();
         {
             let mut book = self.book.lock().unwrap();
@@ -207,7 +210,10 @@ where
             }
         }
         let drained: Vec<_> = futures::stream::iter(targets)
-            .map(|(n, reason)| async move { (n, reason, self.drain(n, reason).await) })
+            .map(|(n, reason)| async move {
+                let result = self.drain(&n, &reason).await;
+                (n, reason, result)
+            })
             .buffer_unordered(JENKINS_CONCURRENCY)
             .collect()
             .await;
@@ -215,7 +221,7 @@ where
         for (n, reason, result) in drained {
             let id = n.instance_id().to_owned();
             match result {
-                Ok(true) => delete.push((id, reason.to_owned())),
+                Ok(true) => delete.push((id, reason)),
                 Ok(false) => {
                     self.book.lock().unwrap().draining.remove(&id);
                     report.kept_busy.push(id);

@@ -37,9 +37,18 @@ impl OfferingCache {
         self.fetched_ms = Some(now_ms);
     }
 
-    /// Records a capacity error; forgotten after `cooldown_ms`.
+    /// Records a capacity error; forgotten after the cooldown. Stock is per zone x type x
+    /// capacity type, so a stock-out marks that type in every vswitch of the zone; running out
+    /// of IPs is the vswitch's alone.
     pub fn mark_failed(&mut self, key: OfferingKey, code: &str, now_ms: u64) {
-        self.failures.insert(key, OfferingFailure { code: code.to_owned(), at_ms: now_ms });
+        let failure = OfferingFailure { code: code.to_owned(), at_ms: now_ms };
+        if !code.contains("IpNotEnough") {
+            let (zone, _, itype, spot) = &key;
+            for d in self.discovered.iter().filter(|d| d.zone == *zone && d.instance_type == *itype) {
+                self.failures.insert((d.zone.clone(), d.vswitch.clone(), d.instance_type.clone(), *spot), failure.clone());
+            }
+        }
+        self.failures.insert(key, failure);
     }
 
     /// Every offering, split by capacity type, with prices and failure marks.
@@ -150,6 +159,20 @@ spot = "spot-first"
         assert_eq!(all[1].price_per_hour, None, "no spot price configured");
         assert!(!all[1].in_stock, "spot stock is reported separately");
         assert!(cache.all(&c.cloud, 61_001)[0].last_failure.is_none(), "cooldown over");
+
+        // A stock-out is the zone's, for every vswitch; IP exhaustion only the vswitch's.
+        let mut cache = OfferingCache::default();
+        let mut second = discovered("z1");
+        second.vswitch = "vsw-z1b".into();
+        cache.store(vec![discovered("z1"), second], 0);
+        cache.mark_failed(("z1".into(), "vsw-z1".into(), "ecs.a".into(), false), "OperationDenied.NoStock", 0);
+        let marked: Vec<bool> = cache.all(&c.cloud, 1).iter().map(|o| o.last_failure.is_some()).collect();
+        assert_eq!(marked, [true, false, true, false], "on-demand of both vswitches, not spot");
+        let mut cache = OfferingCache::default();
+        cache.store(vec![discovered("z1"), { let mut d = discovered("z1"); d.vswitch = "vsw-z1b".into(); d }], 0);
+        cache.mark_failed(("z1".into(), "vsw-z1".into(), "ecs.a".into(), false), "InvalidVSwitchId.IpNotEnough", 0);
+        let marked: Vec<bool> = cache.all(&c.cloud, 1).iter().map(|o| o.last_failure.is_some()).collect();
+        assert_eq!(marked, [true, false, false, false]);
 
         let mine = for_template(&all, &c.templates[0]);
         assert_eq!(mine.len(), 2, "zone z1 only, both capacity types");

@@ -132,3 +132,101 @@ impl<P: PolicyPort, F: PolicyPort> Decider<P, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::PlannedLaunch;
+
+    /// A policy that answers from a closure.
+    struct Fake(&'static str, fn() -> anyhow::Result<Plan>, fn(u32) -> anyhow::Result<Vec<Placement>>);
+
+    impl PolicyPort for Fake {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn scale(&self, _: &Observation<'_>) -> anyhow::Result<Plan> {
+            (self.1)()
+        }
+        fn place(&self, _: u64, _: &TemplateConfig, count: u32, _: &[&Offering], _: &[&Node]) -> anyhow::Result<Vec<Placement>> {
+            (self.2)(count)
+        }
+    }
+
+    fn one_launch() -> anyhow::Result<Plan> {
+        Ok(Plan { launches: vec![PlannedLaunch { template: "t".into(), count: 1, reason: "r".into() }], removals: vec![] })
+    }
+    fn broken() -> anyhow::Result<Plan> {
+        anyhow::bail!("policy trapped: unreachable")
+    }
+    fn all_on_first(count: u32) -> anyhow::Result<Vec<Placement>> {
+        Ok(vec![(0, count)])
+    }
+    fn out_of_range(_: u32) -> anyhow::Result<Vec<Placement>> {
+        Ok(vec![(7, 1)])
+    }
+    fn too_many(count: u32) -> anyhow::Result<Vec<Placement>> {
+        Ok(vec![(0, count + 1)])
+    }
+
+    fn obs() -> Observation<'static> {
+        Observation { now_ms: 0, templates: &[], queues: &[], unmatched: 0, nodes: &[], offerings: &[], max_total_nodes: 1 }
+    }
+
+    fn template() -> TemplateConfig {
+        let text = "controller-id = \"c\"\n[cloud]\nregion = \"r\"\nvpc-id = \"v\"\nsecurity-group-id = \"s\"\nimage-id = \"m\"\nkey-pair-name = \"k\"\n[jenkins]\nurl = \"http://x/\"\nuser = \"u\"\n[[template]]\nname = \"t\"\nlabels = [\"l\"]\nmax-nodes = 3\n";
+        crate::config::Config::parse(text).unwrap().templates.remove(0)
+    }
+
+    fn offering() -> Offering {
+        Offering {
+            zone: "z".into(),
+            vswitch: "v".into(),
+            instance_type: "t".into(),
+            spot: false,
+            vcpus: 2,
+            memory_mib: 4096,
+            free_ips: 10,
+            price_per_hour: None,
+            in_stock: true,
+            last_failure: None,
+        }
+    }
+
+    #[test]
+    fn a_working_policy_decides() {
+        let d = Decider { policy: Fake("p", one_launch, all_on_first), fallback: Fake("f", broken, all_on_first), on_error: OnPolicyError::Fallback };
+        let out = d.scale(&obs());
+        assert_eq!((out.by, out.error, out.value.launches.len()), (DecidedBy::Policy, None, 1));
+    }
+
+    #[test]
+    fn a_failing_policy_falls_back_or_holds() {
+        let d = Decider { policy: Fake("p", broken, all_on_first), fallback: Fake("f", one_launch, all_on_first), on_error: OnPolicyError::Fallback };
+        let out = d.scale(&obs());
+        assert_eq!(out.by, DecidedBy::Fallback);
+        assert_eq!(out.value.launches.len(), 1);
+        assert!(out.error.unwrap().contains("unreachable"));
+
+        let d = Decider { policy: Fake("p", broken, all_on_first), fallback: Fake("f", one_launch, all_on_first), on_error: OnPolicyError::Hold };
+        let out = d.scale(&obs());
+        assert_eq!((out.by, out.value), (DecidedBy::Hold, Plan::default()));
+
+        let d = Decider { policy: Fake("p", broken, all_on_first), fallback: Fake("f", broken, all_on_first), on_error: OnPolicyError::Fallback };
+        let out = d.scale(&obs());
+        assert_eq!(out.by, DecidedBy::Hold, "both failed: nothing happens");
+        assert!(out.error.unwrap().contains("fallback:"));
+    }
+
+    #[test]
+    fn nonsense_placements_count_as_failures() {
+        let t = template();
+        let o = offering();
+        for bad in [out_of_range as fn(u32) -> anyhow::Result<Vec<Placement>>, too_many] {
+            let d = Decider { policy: Fake("p", one_launch, bad), fallback: Fake("f", one_launch, all_on_first), on_error: OnPolicyError::Fallback };
+            let out = d.place(0, &t, 2, &[&o], &[]);
+            assert_eq!(out.by, DecidedBy::Fallback, "{:?}", out.error);
+            assert_eq!(out.value, vec![(0, 2)]);
+        }
+    }
+}

@@ -471,26 +471,12 @@ fn key_pair_record(public_key: &str) -> Result<KeyPairRecord, ApiFailure> {
 
 /// A fresh ed25519 host key: (OpenSSH PEM private key, OpenSSH one-line public key).
 pub(crate) fn new_host_key(comment: &str) -> (String, String) {
-    use russh::keys::ssh_key::private::Ed25519Keypair;
-    let seed: [u8; 32] = rand::random();
-    let mut key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-    key.set_comment(comment);
-    let pem = key
-        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-        .expect("ed25519 key encodes")
-        .to_string();
-    let public = key
-        .public_key()
-        .to_openssh()
-        .expect("ed25519 public key encodes");
-    (pem, public)
+    use crate::ssh::keys::{generate_ed25519, private_key_pem, public_key_line};
+    let key = generate_ed25519(comment);
+    (private_key_pem(&key), public_key_line(&key))
 }
 
 /// The OpenSSH one-line public key of an OpenSSH PEM private key (tests compare host keys).
 pub fn public_key_of(pem: &str) -> Option<String> {
-    russh::keys::PrivateKey::from_openssh(pem)
-        .ok()?
-        .public_key()
-        .to_openssh()
-        .ok()
+    crate::ssh::keys::public_key_line_of_pem(pem).ok()
 }

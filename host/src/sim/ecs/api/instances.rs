@@ -683,8 +683,9 @@ pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
     if status == "Running" || status == "Stopping" {
         // cloud-init prints the host keys this way; the SSH client's strict mode reads them.
         let fields: Vec<&str> = inst.host_key_public.split_whitespace().collect();
-        let key_type = fields.first().copied().unwrap_or_default();
-        let key_b64 = fields.get(1).copied().unwrap_or_default();
+        let key_line = format!("{} {} root@{}", fields.first().copied().unwrap_or_default(), fields.get(1).copied().unwrap_or_default(), inst.host_name);
+        // The same block writer the SSH client's strict mode is tested against.
+        let keys_block = crate::ssh::console_host_keys_block(&[key_line]);
         let fp = russh::keys::PublicKey::from_openssh(&inst.host_key_public)
             .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
             .unwrap_or_default();
@@ -694,9 +695,7 @@ pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
              -----BEGIN SSH HOST KEY FINGERPRINTS-----\n\
              256 {fp} root@{host} (ED25519)\n\
              -----END SSH HOST KEY FINGERPRINTS-----\n\
-             -----BEGIN SSH HOST KEY KEYS-----\n\
-             {key_type} {key_b64} root@{host}\n\
-             -----END SSH HOST KEY KEYS-----\n\
+             {keys_block}\
              Cloud-init v. 23.4 finished. Datasource DataSourceAliYun.\n",
             minute_time(inst.created_ms),
             host = inst.host_name,

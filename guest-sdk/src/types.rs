@@ -38,6 +38,20 @@ pub type Placement = wit::Placement;
 pub type Level = host::Level;
 
 impl NodeState {
+    /// The state's name in the contract: `requested`, `pending`, ..., `terminating`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Requested => "requested",
+            NodeState::Pending => "pending",
+            NodeState::Running => "running",
+            NodeState::Bootstrapping => "bootstrapping",
+            NodeState::Connecting => "connecting",
+            NodeState::Online => "online",
+            NodeState::Draining => "draining",
+            NodeState::Terminating => "terminating",
+        }
+    }
+
     /// Capacity still on its way: requested, pending, running, bootstrapping or connecting.
     pub fn is_in_flight(self) -> bool {
         matches!(

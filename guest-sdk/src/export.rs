@@ -76,7 +76,10 @@ enum State<P> {
 impl<P: Policy> Slot<P> {
     /// An empty slot that builds policies with `make`.
     pub const fn new(make: fn() -> P) -> Self {
-        Slot { make, state: RefCell::new(State::Unconfigured) }
+        Slot {
+            make,
+            state: RefCell::new(State::Unconfigured),
+        }
     }
 
     /// Build a fresh policy and configure it, remembering the outcome.
@@ -107,7 +110,12 @@ impl<P: Policy> Slot<P> {
     }
 
     /// `place` on the configured policy.
-    pub fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, String> {
+    pub fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, String> {
         self.with(|p| p.place(request, offerings, fleet))
     }
 }
@@ -138,6 +146,9 @@ mod tests {
         assert_eq!(slot.scale(&snap), Err("configured with 7".into()));
         // A failed configure is not papered over with defaults.
         assert!(slot.configure("x").is_err());
-        assert_eq!(slot.scale(&snap), Err("the policy's settings were rejected: not a number".into()));
+        assert_eq!(
+            slot.scale(&snap),
+            Err("the policy's settings were rejected: not a number".into())
+        );
     }
 }

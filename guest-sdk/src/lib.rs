@@ -118,7 +118,13 @@ mod tests {
     #[test]
     fn contract_version_matches_the_wit() {
         let wit = include_str!("../../wit/policy.wit");
-        let package = format!("package ecs-provisioner:policy@{};", super::CONTRACT_VERSION);
-        assert!(wit.lines().any(|l| l == package), "wit/policy.wit does not declare {package}");
+        let package = format!(
+            "package ecs-provisioner:policy@{};",
+            super::CONTRACT_VERSION
+        );
+        assert!(
+            wit.lines().any(|l| l == package),
+            "wit/policy.wit does not declare {package}"
+        );
     }
 }

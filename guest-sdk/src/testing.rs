@@ -32,7 +32,11 @@ pub fn configure<P: Policy>(mut policy: P, settings: &str) -> Result<P, String> 
 
 /// `configure` then `scale`, returning the policy's own error if either fails.
 /// No invariant checks: use it to test errors.
-pub fn try_scale<P: Policy>(policy: P, settings: &str, snapshot: &Snapshot) -> Result<ScalePlan, String> {
+pub fn try_scale<P: Policy>(
+    policy: P,
+    settings: &str,
+    snapshot: &Snapshot,
+) -> Result<ScalePlan, String> {
     clear_log();
     configure(policy, settings)?.scale(snapshot)
 }
@@ -54,9 +58,14 @@ pub fn try_place<P: Policy>(
 /// one of the host's invariants (see [`scale_violations`]).
 #[track_caller]
 pub fn run_scale<P: Policy>(policy: P, settings: &str, snapshot: &Snapshot) -> ScalePlan {
-    let plan = try_scale(policy, settings, snapshot).unwrap_or_else(|e| panic!("policy failed: {e}"));
+    let plan =
+        try_scale(policy, settings, snapshot).unwrap_or_else(|e| panic!("policy failed: {e}"));
     let violations = scale_violations(snapshot, &plan);
-    assert!(violations.is_empty(), "plan breaks host invariants:\n  {}\nplan: {plan:#?}", violations.join("\n  "));
+    assert!(
+        violations.is_empty(),
+        "plan breaks host invariants:\n  {}\nplan: {plan:#?}",
+        violations.join("\n  ")
+    );
     plan
 }
 
@@ -90,7 +99,10 @@ pub fn run_place<P: Policy>(
 pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut out = Vec::new();
     let occupying = |t: &str| {
-        snapshot.nodes_of(t).filter(|n| n.state != NodeState::Terminating).count() as u64
+        snapshot
+            .nodes_of(t)
+            .filter(|n| n.state != NodeState::Terminating)
+            .count() as u64
     };
     let mut launched = BTreeSet::new();
     for launch in &plan.launches {
@@ -98,22 +110,39 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
             out.push(format!("launch for unknown template `{}`", launch.template));
         }
         if !launched.insert(launch.template.as_str()) {
-            out.push(format!("template `{}` launched more than once (one launch per template)", launch.template));
+            out.push(format!(
+                "template `{}` launched more than once (one launch per template)",
+                launch.template
+            ));
         }
     }
     let mut removed = BTreeSet::new();
     for r in &plan.removals {
-        match snapshot.nodes.iter().find(|n| n.instance_id == r.instance_id) {
+        match snapshot
+            .nodes
+            .iter()
+            .find(|n| n.instance_id == r.instance_id)
+        {
             None => out.push(format!("removal of unknown node `{}`", r.instance_id)),
-            Some(n) if n.busy_executors > 0 => out.push(format!("removal of busy node `{}`", r.instance_id)),
-            Some(n) if !n.is_live() => out.push(format!("removal of {} node `{}`", n.state.as_str(), r.instance_id)),
+            Some(n) if n.busy_executors > 0 => {
+                out.push(format!("removal of busy node `{}`", r.instance_id))
+            }
+            Some(n) if !n.is_live() => out.push(format!(
+                "removal of {} node `{}`",
+                n.state.as_str(),
+                r.instance_id
+            )),
             Some(_) => {}
         }
         if !removed.insert(r.instance_id.as_str()) {
             out.push(format!("node `{}` removed twice", r.instance_id));
         }
     }
-    let mut total = snapshot.nodes.iter().filter(|n| n.state != NodeState::Terminating).count() as u64;
+    let mut total = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Terminating)
+        .count() as u64;
     for t in &snapshot.templates {
         let launched = u64::from(plan.launches_for(&t.name));
         total += launched;
@@ -138,7 +167,10 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
         }
     }
     if total > u64::from(snapshot.max_total_nodes) {
-        out.push(format!("{total} nodes after launches > max-total-nodes {}", snapshot.max_total_nodes));
+        out.push(format!(
+            "{total} nodes after launches > max-total-nodes {}",
+            snapshot.max_total_nodes
+        ));
     }
     out
 }
@@ -146,34 +178,55 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
 /// Every way `placements` break the host's rules (empty when they break none): offering
 /// indices in range and each used at most once, no empty placement, no more nodes than asked, no more nodes per vswitch
 /// than it has free IPs, and capacity types the template's spot mode allows.
-pub fn place_violations(request: &PlaceRequest, offerings: &[Offering], placements: &[Placement]) -> Vec<String> {
+pub fn place_violations(
+    request: &PlaceRequest,
+    offerings: &[Offering],
+    placements: &[Placement],
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut per_vswitch: BTreeMap<&str, (u64, u32)> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for p in placements {
         if !seen.insert(p.offering) {
-            out.push(format!("offering {} placed on more than once (one placement per offering)", p.offering));
+            out.push(format!(
+                "offering {} placed on more than once (one placement per offering)",
+                p.offering
+            ));
         }
         let Some(o) = offerings.get(p.offering as usize) else {
-            out.push(format!("offering index {} out of range ({} offered)", p.offering, offerings.len()));
+            out.push(format!(
+                "offering index {} out of range ({} offered)",
+                p.offering,
+                offerings.len()
+            ));
             continue;
         };
         if p.count == 0 {
             out.push(format!("empty placement on offering {}", p.offering));
         }
         if o.spot && !request.template.spot.allows_spot() {
-            out.push(format!("spot offering {} for on-demand template", p.offering));
+            out.push(format!(
+                "spot offering {} for on-demand template",
+                p.offering
+            ));
         }
         if !o.spot && !request.template.spot.allows_on_demand() {
-            out.push(format!("on-demand offering {} for spot-only template", p.offering));
+            out.push(format!(
+                "on-demand offering {} for spot-only template",
+                p.offering
+            ));
         }
-        let slot = per_vswitch.entry(o.vswitch.as_str()).or_insert((0, o.free_ips));
+        let slot = per_vswitch
+            .entry(o.vswitch.as_str())
+            .or_insert((0, o.free_ips));
         slot.0 += u64::from(p.count);
         slot.1 = slot.1.min(o.free_ips);
     }
     for (vswitch, (placed, free)) in per_vswitch {
         if placed > u64::from(free) {
-            out.push(format!("{placed} nodes in vswitch `{vswitch}` with {free} free IPs"));
+            out.push(format!(
+                "{placed} nodes in vswitch `{vswitch}` with {free} free IPs"
+            ));
         }
     }
     let total = total_placed(placements);
@@ -220,10 +273,17 @@ mod tests {
     use crate::types::{Launch, Removal, SpotMode};
 
     fn launch(t: &str, count: u32) -> Launch {
-        Launch { template: t.into(), count, reason: "r".into() }
+        Launch {
+            template: t.into(),
+            count,
+            reason: "r".into(),
+        }
     }
     fn removal(id: &str) -> Removal {
-        Removal { instance_id: id.into(), reason: "r".into() }
+        Removal {
+            instance_id: id.into(),
+            reason: "r".into(),
+        }
     }
 
     #[test]
@@ -237,7 +297,13 @@ mod tests {
             .build();
         let plan = ScalePlan {
             launches: vec![launch("linux", 1), launch("linux", 1), launch("win", 1)],
-            removals: vec![removal("i-1"), removal("i-3"), removal("i-9"), removal("i-2"), removal("i-2")],
+            removals: vec![
+                removal("i-1"),
+                removal("i-3"),
+                removal("i-9"),
+                removal("i-2"),
+                removal("i-2"),
+            ],
         };
         let v = scale_violations(&snapshot, &plan);
         let expected = [
@@ -253,13 +319,19 @@ mod tests {
         for e in expected {
             assert!(v.iter().any(|m| m.contains(e)), "no `{e}` in {v:#?}");
         }
-        let below = ScalePlan { launches: vec![], removals: vec![removal("i-2")] };
+        let below = ScalePlan {
+            launches: vec![],
+            removals: vec![removal("i-2")],
+        };
         let snapshot = SnapshotBuilder::new(0)
             .template(TemplateBuilder::new("linux").min(1))
             .node(NodeBuilder::online("i-2", "linux"))
             .build();
         assert!(scale_violations(&snapshot, &below)[0].contains("below min-nodes 1"));
-        let replaced = ScalePlan { launches: vec![launch("linux", 1)], removals: vec![removal("i-2")] };
+        let replaced = ScalePlan {
+            launches: vec![launch("linux", 1)],
+            removals: vec![removal("i-2")],
+        };
         assert_eq!(scale_violations(&snapshot, &replaced), Vec::<String>::new());
     }
 
@@ -267,7 +339,10 @@ mod tests {
     fn place_violations_name_each_broken_rule() {
         let offerings = [
             OfferingBuilder::new("a", "vsw-a", "t").free_ips(2).build(),
-            OfferingBuilder::new("a", "vsw-a", "t").spot(true).free_ips(2).build(),
+            OfferingBuilder::new("a", "vsw-a", "t")
+                .spot(true)
+                .free_ips(2)
+                .build(),
         ];
         let request = place_request(0, TemplateBuilder::new("linux").spot(SpotMode::OnDemand), 3);
         let p = |offering, count| Placement { offering, count };
@@ -282,6 +357,10 @@ mod tests {
         for e in expected {
             assert!(v.iter().any(|m| m.contains(e)), "no `{e}` in {v:#?}");
         }
-        assert!(place_violations(&request, &offerings, &[p(0, 4)]).iter().any(|m| m.contains("4 nodes placed, 3 asked")));
+        assert!(
+            place_violations(&request, &offerings, &[p(0, 4)])
+                .iter()
+                .any(|m| m.contains("4 nodes placed, 3 asked"))
+        );
     }
 }

@@ -147,7 +147,10 @@ impl Snapshot {
 impl ScalePlan {
     /// An empty plan: launch nothing, remove nothing.
     pub fn empty() -> Self {
-        ScalePlan { launches: Vec::new(), removals: Vec::new() }
+        ScalePlan {
+            launches: Vec::new(),
+            removals: Vec::new(),
+        }
     }
 
     /// Nodes this plan launches for `template`, summed over its launches.
@@ -166,7 +169,10 @@ impl ScalePlan {
 
     /// Instance ids this plan removes, in plan order.
     pub fn removed_ids(&self) -> Vec<&str> {
-        self.removals.iter().map(|r| r.instance_id.as_str()).collect()
+        self.removals
+            .iter()
+            .map(|r| r.instance_id.as_str())
+            .collect()
     }
 
     /// Whether this plan removes the node with this instance id.

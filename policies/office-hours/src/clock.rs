@@ -19,7 +19,15 @@ pub enum Day {
 
 impl Day {
     /// Every day, Monday first.
-    pub const ALL: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+    pub const ALL: [Day; 7] = [
+        Day::Mon,
+        Day::Tue,
+        Day::Wed,
+        Day::Thu,
+        Day::Fri,
+        Day::Sat,
+        Day::Sun,
+    ];
 
     /// The day before.
     pub fn previous(self) -> Day {
@@ -69,7 +77,10 @@ impl Local {
         let days = minutes.div_euclid(24 * 60);
         // 1970-01-01 was a Thursday (index 3 from Monday).
         let day = Day::ALL[(days + 3).rem_euclid(7) as usize];
-        Local { day, minute: minutes.rem_euclid(24 * 60) as u32 }
+        Local {
+            day,
+            minute: minutes.rem_euclid(24 * 60) as u32,
+        }
     }
 }
 
@@ -82,9 +93,27 @@ mod tests {
 
     #[test]
     fn weekdays_and_offsets() {
-        assert_eq!(Local::at(0, 0), Local { day: Day::Thu, minute: 0 });
-        assert_eq!(Local::at(MONDAY + 3_600_000, 480), Local { day: Day::Mon, minute: 9 * 60 });
-        assert_eq!(Local::at(MONDAY + 60_000, -300), Local { day: Day::Sun, minute: 19 * 60 + 1 });
+        assert_eq!(
+            Local::at(0, 0),
+            Local {
+                day: Day::Thu,
+                minute: 0
+            }
+        );
+        assert_eq!(
+            Local::at(MONDAY + 3_600_000, 480),
+            Local {
+                day: Day::Mon,
+                minute: 9 * 60
+            }
+        );
+        assert_eq!(
+            Local::at(MONDAY + 60_000, -300),
+            Local {
+                day: Day::Sun,
+                minute: 19 * 60 + 1
+            }
+        );
         assert_eq!(Day::Mon.previous(), Day::Sun);
     }
 

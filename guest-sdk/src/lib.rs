@@ -90,6 +90,9 @@
 //! Build the component with `cargo build --target wasm32-wasip2 --profile wasm` and run the
 //! host's fixture tests on it with `ecs-provisioner policy test <file.wasm> <fixtures...>`.
 
+#![warn(missing_docs)]
+
+#[allow(missing_docs)] // generated; the WIT's own comments document what matters
 pub mod bindings;
 pub mod builders;
 pub mod defaults;

@@ -14,6 +14,8 @@
 //!   template allows spot (`spot-first`, `spot-only`); on-demand templates stay on-demand.
 //! - `scale`: the default decision, but idle nodes go most expensive first.
 
+#![warn(missing_docs)]
+
 mod place;
 mod scale;
 mod settings;

@@ -12,6 +12,8 @@
 //! - `place`: [`defaults::place`] — zones with the fewest nodes first, cheapest per vCPU within
 //!   a zone, the template's spot mode with on-demand fallback for `spot-first`.
 
+#![warn(missing_docs)]
+
 use ecs_policy_sdk::{
     Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, defaults, export_policy,
     settings,

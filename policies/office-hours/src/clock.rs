@@ -8,12 +8,19 @@ use serde::de::{Deserializer, Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Day {
+    /// Monday.
     Mon,
+    /// Tuesday.
     Tue,
+    /// Wednesday.
     Wed,
+    /// Thursday.
     Thu,
+    /// Friday.
     Fri,
+    /// Saturday.
     Sat,
+    /// Sunday.
     Sun,
 }
 
@@ -66,7 +73,9 @@ impl<'de> Deserialize<'de> for TimeOfDay {
 /// A local moment: day of the week and minute of the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Local {
+    /// Local day of the week.
     pub day: Day,
+    /// Minutes since local midnight (0..1440).
     pub minute: u32,
 }
 

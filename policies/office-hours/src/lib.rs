@@ -30,6 +30,8 @@
 //!
 //! Overlapping windows take the largest warm pool per template.
 
+#![warn(missing_docs)]
+
 mod clock;
 mod schedule;
 

@@ -63,7 +63,12 @@ impl SnapshotBuilder {
             wait_ms: oldest_wait_ms - k * step,
         });
         self.next_item_id += u64::from(count);
-        match self.snapshot.demand.iter_mut().find(|d| d.template == template) {
+        match self
+            .snapshot
+            .demand
+            .iter_mut()
+            .find(|d| d.template == template)
+        {
             Some(d) => {
                 d.items.extend(items);
                 d.items.sort_by_key(|i| std::cmp::Reverse(i.wait_ms));
@@ -328,7 +333,10 @@ impl OfferingBuilder {
     }
     /// A capacity error `code` at `at_ms`.
     pub fn failed(mut self, code: &str, at_ms: u64) -> Self {
-        self.0.last_failure = Some(Failure { code: code.to_owned(), at_ms });
+        self.0.last_failure = Some(Failure {
+            code: code.to_owned(),
+            at_ms,
+        });
         self
     }
     /// The offering.
@@ -345,5 +353,9 @@ impl From<OfferingBuilder> for Offering {
 
 /// A [`PlaceRequest`] for `count` nodes of `template` at `now_ms`.
 pub fn place_request(now_ms: u64, template: impl Into<Template>, count: u32) -> PlaceRequest {
-    PlaceRequest { now_ms, template: template.into(), count }
+    PlaceRequest {
+        now_ms,
+        template: template.into(),
+        count,
+    }
 }

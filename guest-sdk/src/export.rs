@@ -13,7 +13,8 @@ use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot}
 ///
 /// The host makes a fresh instance per evaluation and calls `configure` first, so the macro
 /// keeps the configured policy in a per-instance static between `configure` and `scale` or
-/// `place`. If `configure` was not called, the policy is configured with `{}`.
+/// `place`. If `configure` was not called, the policy is configured with `{}`; if it failed,
+/// `scale` and `place` fail with its error instead of running on defaults.
 /// Off wasm the macro only type-checks the glue, so the crate still builds and tests natively.
 ///
 /// ```
@@ -61,28 +62,46 @@ macro_rules! export_policy {
 #[doc(hidden)]
 pub struct Slot<P> {
     make: fn() -> P,
-    policy: RefCell<Option<P>>,
+    state: RefCell<State<P>>,
+}
+
+enum State<P> {
+    Unconfigured,
+    Configured(P),
+    /// `configure` rejected the settings: later calls fail with the same error rather than
+    /// silently running on defaults.
+    Failed(String),
 }
 
 impl<P: Policy> Slot<P> {
     /// An empty slot that builds policies with `make`.
     pub const fn new(make: fn() -> P) -> Self {
-        Slot { make, policy: RefCell::new(None) }
+        Slot {
+            make,
+            state: RefCell::new(State::Unconfigured),
+        }
     }
 
-    /// Build a fresh policy, configure it, keep it only if configuring succeeded.
+    /// Build a fresh policy and configure it, remembering the outcome.
     pub fn configure(&self, settings: &str) -> Result<(), String> {
         let mut policy = (self.make)();
         let result = policy.configure(settings);
-        *self.policy.borrow_mut() = result.is_ok().then_some(policy);
+        *self.state.borrow_mut() = match &result {
+            Ok(()) => State::Configured(policy),
+            Err(e) => State::Failed(e.clone()),
+        };
         result
     }
 
     fn with<R>(&self, f: impl FnOnce(&P) -> Result<R, String>) -> Result<R, String> {
-        if self.policy.borrow().is_none() {
+        if matches!(*self.state.borrow(), State::Unconfigured) {
             self.configure("{}")?;
         }
-        f(self.policy.borrow().as_ref().expect("configured above"))
+        match &*self.state.borrow() {
+            State::Configured(p) => f(p),
+            State::Failed(e) => Err(format!("the policy's settings were rejected: {e}")),
+            State::Unconfigured => unreachable!("configured above"),
+        }
     }
 
     /// `scale` on the configured policy.
@@ -91,7 +110,12 @@ impl<P: Policy> Slot<P> {
     }
 
     /// `place` on the configured policy.
-    pub fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, String> {
+    pub fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, String> {
         self.with(|p| p.place(request, offerings, fleet))
     }
 }
@@ -115,11 +139,16 @@ mod tests {
     #[test]
     fn configured_state_reaches_scale() {
         let slot = Slot::new(Counting::default);
-        slot.configure("7").unwrap();
         let snap = crate::builders::SnapshotBuilder::new(0).build();
-        assert_eq!(slot.scale(&snap), Err("configured with 7".into()));
-        // A failed configure leaves nothing configured; the implicit `{}` then fails too.
-        assert!(slot.configure("x").is_err());
+        // Never configured: configured with `{}` first, which this policy rejects.
         assert_eq!(slot.scale(&snap), Err("not a number".into()));
+        slot.configure("7").unwrap();
+        assert_eq!(slot.scale(&snap), Err("configured with 7".into()));
+        // A failed configure is not papered over with defaults.
+        assert!(slot.configure("x").is_err());
+        assert_eq!(
+            slot.scale(&snap),
+            Err("the policy's settings were rejected: not a number".into())
+        );
     }
 }

@@ -90,6 +90,9 @@
 //! Build the component with `cargo build --target wasm32-wasip2 --profile wasm` and run the
 //! host's fixture tests on it with `ecs-provisioner policy test <file.wasm> <fixtures...>`.
 
+#![warn(missing_docs)]
+
+#[allow(missing_docs)] // generated; the WIT's own comments document what matters
 pub mod bindings;
 pub mod builders;
 pub mod defaults;
@@ -118,7 +121,13 @@ mod tests {
     #[test]
     fn contract_version_matches_the_wit() {
         let wit = include_str!("../../wit/policy.wit");
-        let package = format!("package ecs-provisioner:policy@{};", super::CONTRACT_VERSION);
-        assert!(wit.lines().any(|l| l == package), "wit/policy.wit does not declare {package}");
+        let package = format!(
+            "package ecs-provisioner:policy@{};",
+            super::CONTRACT_VERSION
+        );
+        assert!(
+            wit.lines().any(|l| l == package),
+            "wit/policy.wit does not declare {package}"
+        );
     }
 }

@@ -63,7 +63,10 @@ mod tests {
         warn(format!("two {}", 2));
         assert_eq!(
             take_captured(),
-            vec![(Level::Info, "one".to_string()), (Level::Warn, "two 2".to_string())]
+            vec![
+                (Level::Info, "one".to_string()),
+                (Level::Warn, "two 2".to_string())
+            ]
         );
         assert!(take_captured().is_empty());
     }

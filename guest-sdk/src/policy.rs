@@ -57,6 +57,11 @@ pub trait Policy {
         offerings: &[Offering],
         fleet: &[Node],
     ) -> Result<Vec<Placement>, String> {
-        Ok(defaults::place(request, offerings, fleet, &defaults::PlaceOptions::default()))
+        Ok(defaults::place(
+            request,
+            offerings,
+            fleet,
+            &defaults::PlaceOptions::default(),
+        ))
     }
 }

@@ -39,7 +39,9 @@ pub fn expect_none(json: &str) -> Result<(), String> {
     let map: serde_json::Map<String, serde_json::Value> = parse(json)?;
     match map.keys().next() {
         None => Ok(()),
-        Some(key) => Err(format!("unknown setting `{key}`: this policy takes no settings")),
+        Some(key) => Err(format!(
+            "unknown setting `{key}`: this policy takes no settings"
+        )),
     }
 }
 

@@ -32,7 +32,11 @@ pub fn configure<P: Policy>(mut policy: P, settings: &str) -> Result<P, String> 
 
 /// `configure` then `scale`, returning the policy's own error if either fails.
 /// No invariant checks: use it to test errors.
-pub fn try_scale<P: Policy>(policy: P, settings: &str, snapshot: &Snapshot) -> Result<ScalePlan, String> {
+pub fn try_scale<P: Policy>(
+    policy: P,
+    settings: &str,
+    snapshot: &Snapshot,
+) -> Result<ScalePlan, String> {
     clear_log();
     configure(policy, settings)?.scale(snapshot)
 }
@@ -54,9 +58,14 @@ pub fn try_place<P: Policy>(
 /// one of the host's invariants (see [`scale_violations`]).
 #[track_caller]
 pub fn run_scale<P: Policy>(policy: P, settings: &str, snapshot: &Snapshot) -> ScalePlan {
-    let plan = try_scale(policy, settings, snapshot).unwrap_or_else(|e| panic!("policy failed: {e}"));
+    let plan =
+        try_scale(policy, settings, snapshot).unwrap_or_else(|e| panic!("policy failed: {e}"));
     let violations = scale_violations(snapshot, &plan);
-    assert!(violations.is_empty(), "plan breaks host invariants:\n  {}\nplan: {plan:#?}", violations.join("\n  "));
+    assert!(
+        violations.is_empty(),
+        "plan breaks host invariants:\n  {}\nplan: {plan:#?}",
+        violations.join("\n  ")
+    );
     plan
 }
 
@@ -81,33 +90,59 @@ pub fn run_place<P: Policy>(
     placements
 }
 
-/// Every way `plan` breaks the host's invariants for `snapshot` (empty when it breaks none):
-/// launches only for known templates, within `max-nodes` and `max-total-nodes` counting every
+/// Every way `plan` breaks the host's rules for `snapshot` (empty when it breaks none). The
+/// host rejects a malformed plan whole (unknown template or node, a template launched twice, a
+/// node removed twice) and clamps one that breaks a limit; this checks both kinds:
+/// at most one launch per known template, within `max-nodes` and `max-total-nodes` counting every
 /// node that is not terminating; removals only of known, live, non-busy nodes, each once, never
 /// taking a template's live nodes (plus its launches) below `min-nodes`.
 pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut out = Vec::new();
     let occupying = |t: &str| {
-        snapshot.nodes_of(t).filter(|n| n.state != NodeState::Terminating).count() as u64
+        snapshot
+            .nodes_of(t)
+            .filter(|n| n.state != NodeState::Terminating)
+            .count() as u64
     };
+    let mut launched = BTreeSet::new();
     for launch in &plan.launches {
         if snapshot.template(&launch.template).is_none() {
             out.push(format!("launch for unknown template `{}`", launch.template));
         }
+        if !launched.insert(launch.template.as_str()) {
+            out.push(format!(
+                "template `{}` launched more than once (one launch per template)",
+                launch.template
+            ));
+        }
     }
     let mut removed = BTreeSet::new();
     for r in &plan.removals {
-        match snapshot.nodes.iter().find(|n| n.instance_id == r.instance_id) {
+        match snapshot
+            .nodes
+            .iter()
+            .find(|n| n.instance_id == r.instance_id)
+        {
             None => out.push(format!("removal of unknown node `{}`", r.instance_id)),
-            Some(n) if n.busy_executors > 0 => out.push(format!("removal of busy node `{}`", r.instance_id)),
-            Some(n) if !n.is_live() => out.push(format!("removal of {:?} node `{}`", n.state, r.instance_id)),
+            Some(n) if n.busy_executors > 0 => {
+                out.push(format!("removal of busy node `{}`", r.instance_id))
+            }
+            Some(n) if !n.is_live() => out.push(format!(
+                "removal of {} node `{}`",
+                n.state.as_str(),
+                r.instance_id
+            )),
             Some(_) => {}
         }
         if !removed.insert(r.instance_id.as_str()) {
             out.push(format!("node `{}` removed twice", r.instance_id));
         }
     }
-    let mut total = snapshot.nodes.iter().filter(|n| n.state != NodeState::Terminating).count() as u64;
+    let mut total = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Terminating)
+        .count() as u64;
     for t in &snapshot.templates {
         let launched = u64::from(plan.launches_for(&t.name));
         total += launched;
@@ -132,38 +167,66 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
         }
     }
     if total > u64::from(snapshot.max_total_nodes) {
-        out.push(format!("{total} nodes after launches > max-total-nodes {}", snapshot.max_total_nodes));
+        out.push(format!(
+            "{total} nodes after launches > max-total-nodes {}",
+            snapshot.max_total_nodes
+        ));
     }
     out
 }
 
-/// Every way `placements` break the host's invariants (empty when they break none): offering
-/// indices in range, no empty placement, no more nodes than asked, no more nodes per vswitch
+/// Every way `placements` break the host's rules (empty when they break none): offering
+/// indices in range and each used at most once, no empty placement, no more nodes than asked, no more nodes per vswitch
 /// than it has free IPs, and capacity types the template's spot mode allows.
-pub fn place_violations(request: &PlaceRequest, offerings: &[Offering], placements: &[Placement]) -> Vec<String> {
+pub fn place_violations(
+    request: &PlaceRequest,
+    offerings: &[Offering],
+    placements: &[Placement],
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut per_vswitch: BTreeMap<&str, (u64, u32)> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for p in placements {
+        if !seen.insert(p.offering) {
+            out.push(format!(
+                "offering {} placed on more than once (one placement per offering)",
+                p.offering
+            ));
+        }
         let Some(o) = offerings.get(p.offering as usize) else {
-            out.push(format!("offering index {} out of range ({} offered)", p.offering, offerings.len()));
+            out.push(format!(
+                "offering index {} out of range ({} offered)",
+                p.offering,
+                offerings.len()
+            ));
             continue;
         };
         if p.count == 0 {
             out.push(format!("empty placement on offering {}", p.offering));
         }
         if o.spot && !request.template.spot.allows_spot() {
-            out.push(format!("spot offering {} for on-demand template", p.offering));
+            out.push(format!(
+                "spot offering {} for on-demand template",
+                p.offering
+            ));
         }
         if !o.spot && !request.template.spot.allows_on_demand() {
-            out.push(format!("on-demand offering {} for spot-only template", p.offering));
+            out.push(format!(
+                "on-demand offering {} for spot-only template",
+                p.offering
+            ));
         }
-        let slot = per_vswitch.entry(o.vswitch.as_str()).or_insert((0, o.free_ips));
+        let slot = per_vswitch
+            .entry(o.vswitch.as_str())
+            .or_insert((0, o.free_ips));
         slot.0 += u64::from(p.count);
         slot.1 = slot.1.min(o.free_ips);
     }
     for (vswitch, (placed, free)) in per_vswitch {
         if placed > u64::from(free) {
-            out.push(format!("{placed} nodes in vswitch `{vswitch}` with {free} free IPs"));
+            out.push(format!(
+                "{placed} nodes in vswitch `{vswitch}` with {free} free IPs"
+            ));
         }
     }
     let total = total_placed(placements);
@@ -201,4 +264,103 @@ pub fn placed_per_offering(placements: &[Placement]) -> BTreeMap<u32, u32> {
 fn clear_log() {
     #[cfg(not(target_arch = "wasm32"))]
     crate::log::take_captured();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::*;
+    use crate::types::{Launch, Removal, SpotMode};
+
+    fn launch(t: &str, count: u32) -> Launch {
+        Launch {
+            template: t.into(),
+            count,
+            reason: "r".into(),
+        }
+    }
+    fn removal(id: &str) -> Removal {
+        Removal {
+            instance_id: id.into(),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn scale_violations_name_each_broken_rule() {
+        let snapshot = SnapshotBuilder::new(0)
+            .template(TemplateBuilder::new("linux").min(1).max(3))
+            .node(NodeBuilder::online("i-1", "linux").busy(1))
+            .node(NodeBuilder::online("i-2", "linux"))
+            .node(NodeBuilder::new("i-3", "linux", NodeState::Terminating))
+            .max_total_nodes(3)
+            .build();
+        let plan = ScalePlan {
+            launches: vec![launch("linux", 1), launch("linux", 1), launch("win", 1)],
+            removals: vec![
+                removal("i-1"),
+                removal("i-3"),
+                removal("i-9"),
+                removal("i-2"),
+                removal("i-2"),
+            ],
+        };
+        let v = scale_violations(&snapshot, &plan);
+        let expected = [
+            "template `linux` launched more than once",
+            "unknown template `win`",
+            "removal of busy node `i-1`",
+            "removal of terminating node `i-3`",
+            "unknown node `i-9`",
+            "`i-2` removed twice",
+            "2 nodes + 2 launched > max-nodes 3",
+            "4 nodes after launches > max-total-nodes 3",
+        ];
+        for e in expected {
+            assert!(v.iter().any(|m| m.contains(e)), "no `{e}` in {v:#?}");
+        }
+        let below = ScalePlan {
+            launches: vec![],
+            removals: vec![removal("i-2")],
+        };
+        let snapshot = SnapshotBuilder::new(0)
+            .template(TemplateBuilder::new("linux").min(1))
+            .node(NodeBuilder::online("i-2", "linux"))
+            .build();
+        assert!(scale_violations(&snapshot, &below)[0].contains("below min-nodes 1"));
+        let replaced = ScalePlan {
+            launches: vec![launch("linux", 1)],
+            removals: vec![removal("i-2")],
+        };
+        assert_eq!(scale_violations(&snapshot, &replaced), Vec::<String>::new());
+    }
+
+    #[test]
+    fn place_violations_name_each_broken_rule() {
+        let offerings = [
+            OfferingBuilder::new("a", "vsw-a", "t").free_ips(2).build(),
+            OfferingBuilder::new("a", "vsw-a", "t")
+                .spot(true)
+                .free_ips(2)
+                .build(),
+        ];
+        let request = place_request(0, TemplateBuilder::new("linux").spot(SpotMode::OnDemand), 3);
+        let p = |offering, count| Placement { offering, count };
+        let v = place_violations(&request, &offerings, &[p(0, 2), p(0, 0), p(1, 1), p(5, 1)]);
+        let expected = [
+            "offering 0 placed on more than once",
+            "empty placement on offering 0",
+            "spot offering 1 for on-demand template",
+            "offering index 5 out of range",
+            "3 nodes in vswitch `vsw-a` with 2 free IPs",
+        ];
+        for e in expected {
+            assert!(v.iter().any(|m| m.contains(e)), "no `{e}` in {v:#?}");
+        }
+        assert!(
+            place_violations(&request, &offerings, &[p(0, 4)])
+                .iter()
+                .any(|m| m.contains("4 nodes placed, 3 asked"))
+        );
+    }
 }

@@ -38,6 +38,20 @@ pub type Placement = wit::Placement;
 pub type Level = host::Level;
 
 impl NodeState {
+    /// The state's name in the contract: `requested`, `pending`, ..., `terminating`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Requested => "requested",
+            NodeState::Pending => "pending",
+            NodeState::Running => "running",
+            NodeState::Bootstrapping => "bootstrapping",
+            NodeState::Connecting => "connecting",
+            NodeState::Online => "online",
+            NodeState::Draining => "draining",
+            NodeState::Terminating => "terminating",
+        }
+    }
+
     /// Capacity still on its way: requested, pending, running, bootstrapping or connecting.
     pub fn is_in_flight(self) -> bool {
         matches!(
@@ -133,7 +147,10 @@ impl Snapshot {
 impl ScalePlan {
     /// An empty plan: launch nothing, remove nothing.
     pub fn empty() -> Self {
-        ScalePlan { launches: Vec::new(), removals: Vec::new() }
+        ScalePlan {
+            launches: Vec::new(),
+            removals: Vec::new(),
+        }
     }
 
     /// Nodes this plan launches for `template`, summed over its launches.
@@ -152,7 +169,10 @@ impl ScalePlan {
 
     /// Instance ids this plan removes, in plan order.
     pub fn removed_ids(&self) -> Vec<&str> {
-        self.removals.iter().map(|r| r.instance_id.as_str()).collect()
+        self.removals
+            .iter()
+            .map(|r| r.instance_id.as_str())
+            .collect()
     }
 
     /// Whether this plan removes the node with this instance id.

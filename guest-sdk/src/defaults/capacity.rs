@@ -61,7 +61,9 @@ impl FreeIps {
 
     /// Take up to `n` IPs from the vswitch of offering `index`; returns how many it got.
     pub fn take(&mut self, index: usize, n: u32) -> u32 {
-        let Some(&s) = self.slot.get(index) else { return 0 };
+        let Some(&s) = self.slot.get(index) else {
+            return 0;
+        };
         let taken = n.min(self.left[s]);
         self.left[s] -= taken;
         taken

@@ -2,7 +2,11 @@
 
 /// `1 executor`, `2 executors`.
 pub(crate) fn count(n: u64, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Milliseconds as `45s`, `12m30s`, `2h5m`.

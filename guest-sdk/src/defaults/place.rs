@@ -17,7 +17,9 @@ pub struct PlaceOptions {
 
 impl Default for PlaceOptions {
     fn default() -> Self {
-        PlaceOptions { cooldown_ms: DEFAULT_COOLDOWN_MS }
+        PlaceOptions {
+            cooldown_ms: DEFAULT_COOLDOWN_MS,
+        }
     }
 }
 
@@ -45,12 +47,21 @@ pub fn place(
     let mut placed: BTreeMap<u32, u32> = BTreeMap::new();
     let mut left = request.count;
     for &spot in capacity_tiers(request.template.spot) {
-        let mut zones = zones_of(offerings, usable.iter().copied().filter(|&i| offerings[i].spot == spot));
+        let mut zones = zones_of(
+            offerings,
+            usable
+                .iter()
+                .copied()
+                .filter(|&i| offerings[i].spot == spot),
+        );
         while left > 0 {
             // The least-populated zone that still has an offering with a free IP.
             let next = zones
                 .iter_mut()
-                .filter_map(|z| z.open(&ips).map(|i| (per_zone.get(z.name).copied().unwrap_or(0), z.name, i)))
+                .filter_map(|z| {
+                    z.open(&ips)
+                        .map(|i| (per_zone.get(z.name).copied().unwrap_or(0), z.name, i))
+                })
                 .min_by_key(|&(count, name, _)| (count, name));
             let Some((_, zone, i)) = next else { break };
             ips.take(i, 1);
@@ -59,7 +70,10 @@ pub fn place(
             left -= 1;
         }
     }
-    placed.into_iter().map(|(offering, count)| Placement { offering, count }).collect()
+    placed
+        .into_iter()
+        .map(|(offering, count)| Placement { offering, count })
+        .collect()
 }
 
 /// A zone's candidate offerings, cheapest first, and how far they are used up.
@@ -86,13 +100,20 @@ impl Zone<'_> {
 fn zones_of(offerings: &[Offering], indices: impl Iterator<Item = usize>) -> Vec<Zone<'_>> {
     let mut by_zone: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for i in indices {
-        by_zone.entry(offerings[i].zone.as_str()).or_default().push(i);
+        by_zone
+            .entry(offerings[i].zone.as_str())
+            .or_default()
+            .push(i);
     }
     by_zone
         .into_iter()
         .map(|(name, mut candidates)| {
             candidates.sort_by(|&a, &b| cheaper(&offerings[a], &offerings[b]).then(a.cmp(&b)));
-            Zone { name, candidates, next: 0 }
+            Zone {
+                name,
+                candidates,
+                next: 0,
+            }
         })
         .collect()
 }
@@ -119,7 +140,10 @@ mod tests {
     fn run(mode: SpotMode, count: u32, offerings: &[Offering], fleet: &[Node]) -> Vec<Placement> {
         let req = place_request(NOW, TemplateBuilder::new("linux").spot(mode), count);
         let out = place(&req, offerings, fleet, &PlaceOptions::default());
-        assert_eq!(place_violations(&req, offerings, &out), Vec::<String>::new());
+        assert_eq!(
+            place_violations(&req, offerings, &out),
+            Vec::<String>::new()
+        );
         out
     }
 
@@ -136,19 +160,30 @@ mod tests {
         let fleet: Vec<Node> = [("i-1", "a"), ("i-2", "a"), ("i-3", "c")]
             .iter()
             .map(|(id, z)| NodeBuilder::online(id, "linux").zone(z).build())
-            .chain([NodeBuilder::new("i-9", "linux", NodeState::Terminating).zone("b").build()])
+            .chain([NodeBuilder::new("i-9", "linux", NodeState::Terminating)
+                .zone("b")
+                .build()])
             .collect();
         let out = run(SpotMode::OnDemand, 4, &offerings, &fleet);
-        assert_eq!(zones(&offerings, &out), [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+        assert_eq!(
+            zones(&offerings, &out),
+            [("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]
+        );
     }
 
     #[test]
     fn skips_unusable_offerings_and_cools_down_after_failures() {
         let offerings = [
-            OfferingBuilder::new("a", "vsw-a", "t").out_of_stock().build(),
+            OfferingBuilder::new("a", "vsw-a", "t")
+                .out_of_stock()
+                .build(),
             OfferingBuilder::new("b", "vsw-b", "t").free_ips(0).build(),
-            OfferingBuilder::new("c", "vsw-c", "t").failed("OperationDenied.NoStock", NOW - 60_000).build(),
-            OfferingBuilder::new("d", "vsw-d", "t").failed("OperationDenied.NoStock", NOW - 301_000).build(),
+            OfferingBuilder::new("c", "vsw-c", "t")
+                .failed("OperationDenied.NoStock", NOW - 60_000)
+                .build(),
+            OfferingBuilder::new("d", "vsw-d", "t")
+                .failed("OperationDenied.NoStock", NOW - 301_000)
+                .build(),
         ];
         let out = run(SpotMode::OnDemand, 2, &offerings, &[]);
         assert_eq!(placed_per_offering(&out), [(3, 2)].into());
@@ -157,22 +192,52 @@ mod tests {
     #[test]
     fn cheapest_per_vcpu_within_a_zone_until_its_vswitch_is_full() {
         let offerings = [
-            OfferingBuilder::new("a", "vsw-a", "ecs.c7.large").vcpus(2).price(0.2).free_ips(3).build(),
-            OfferingBuilder::new("a", "vsw-a", "ecs.c7.xlarge").vcpus(4).price(0.3).free_ips(3).build(),
-            OfferingBuilder::new("a", "vsw-a", "ecs.unpriced").vcpus(4).free_ips(3).build(),
+            OfferingBuilder::new("a", "vsw-a", "ecs.c7.large")
+                .vcpus(2)
+                .price(0.2)
+                .free_ips(3)
+                .build(),
+            OfferingBuilder::new("a", "vsw-a", "ecs.c7.xlarge")
+                .vcpus(4)
+                .price(0.3)
+                .free_ips(3)
+                .build(),
+            OfferingBuilder::new("a", "vsw-a", "ecs.unpriced")
+                .vcpus(4)
+                .free_ips(3)
+                .build(),
         ];
         let out = run(SpotMode::OnDemand, 5, &offerings, &[]);
-        assert_eq!(out, [Placement { offering: 1, count: 3 }], "3 IPs in the vswitch, fewer placed");
+        assert_eq!(
+            out,
+            [Placement {
+                offering: 1,
+                count: 3
+            }],
+            "3 IPs in the vswitch, fewer placed"
+        );
     }
 
     #[test]
     fn honours_spot_mode_with_on_demand_fallback() {
         let offerings = [
             OfferingBuilder::new("a", "vsw-a", "t").build(),
-            OfferingBuilder::new("a", "vsw-a2", "t").spot(true).free_ips(2).build(),
-            OfferingBuilder::new("b", "vsw-b", "t").spot(true).failed("NoStock", NOW).build(),
+            OfferingBuilder::new("a", "vsw-a2", "t")
+                .spot(true)
+                .free_ips(2)
+                .build(),
+            OfferingBuilder::new("b", "vsw-b", "t")
+                .spot(true)
+                .failed("NoStock", NOW)
+                .build(),
         ];
-        assert_eq!(run(SpotMode::OnDemand, 3, &offerings, &[]), [Placement { offering: 0, count: 3 }]);
+        assert_eq!(
+            run(SpotMode::OnDemand, 3, &offerings, &[]),
+            [Placement {
+                offering: 0,
+                count: 3
+            }]
+        );
         let first = run(SpotMode::SpotFirst, 3, &offerings, &[]);
         assert_eq!(placed_per_offering(&first), [(0, 1), (1, 2)].into());
         let only = run(SpotMode::SpotOnly, 3, &offerings, &[]);

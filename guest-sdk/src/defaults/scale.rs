@@ -39,18 +39,27 @@ pub fn scale_with(snapshot: &Snapshot, options: &ScaleOptions) -> ScalePlan {
     let mut plan = ScalePlan::empty();
     let mut total_room = snapshot
         .max_total_nodes
-        .saturating_sub(count(&snapshot.nodes, |n| n.state != NodeState::Terminating));
+        .saturating_sub(count(&snapshot.nodes, |n| {
+            n.state != NodeState::Terminating
+        }));
     for template in &snapshot.templates {
         let floor = options
             .warm_nodes
             .get(&template.name)
             .map_or(template.min_nodes, |&warm| warm.max(template.min_nodes));
         let counts = Counts::of(snapshot, template);
-        if let Some(launch) = launch(template, &counts, floor, total_room, snapshot.max_total_nodes) {
+        if let Some(launch) = launch(
+            template,
+            &counts,
+            floor,
+            total_room,
+            snapshot.max_total_nodes,
+        ) {
             total_room -= launch.count;
             plan.launches.push(launch);
         }
-        plan.removals.extend(removals(snapshot, template, &counts, floor));
+        plan.removals
+            .extend(removals(snapshot, template, &counts, floor));
     }
     plan
 }
@@ -83,7 +92,10 @@ impl Counts {
         Counts {
             executors,
             queued: snapshot.queued_for(&template.name),
-            occupying: nodes.iter().filter(|n| n.state != NodeState::Terminating).count() as u32,
+            occupying: nodes
+                .iter()
+                .filter(|n| n.state != NodeState::Terminating)
+                .count() as u32,
             live: (nodes.iter().filter(|n| n.is_live()).count() as u32).saturating_sub(retiring),
             in_flight_executors: in_flight * u64::from(executors),
             idle_executors,
@@ -103,7 +115,9 @@ fn retires(node: &Node, template: &Template) -> bool {
 fn launch(t: &Template, c: &Counts, floor: u32, total_room: u32, max_total: u32) -> Option<Launch> {
     let covered = c.idle_executors + c.in_flight_executors;
     let uncovered = u64::from(c.queued).saturating_sub(covered);
-    let for_demand = uncovered.div_ceil(u64::from(c.executors)).min(u64::from(u32::MAX)) as u32;
+    let for_demand = uncovered
+        .div_ceil(u64::from(c.executors))
+        .min(u64::from(u32::MAX)) as u32;
     let for_floor = floor.saturating_sub(c.live);
     let wanted = for_demand.max(for_floor);
     let room = t.max_nodes.saturating_sub(c.occupying);
@@ -130,7 +144,11 @@ fn launch(t: &Template, c: &Counts, floor: u32, total_room: u32, max_total: u32)
             format!("{wanted} wanted, capped by max-total-nodes {max_total}")
         });
     }
-    Some(Launch { template: t.name.clone(), count, reason: why.join("; ") })
+    Some(Launch {
+        template: t.name.clone(),
+        count,
+        reason: why.join("; "),
+    })
 }
 
 fn removals(snapshot: &Snapshot, t: &Template, c: &Counts, floor: u32) -> Vec<Removal> {
@@ -139,7 +157,11 @@ fn removals(snapshot: &Snapshot, t: &Template, c: &Counts, floor: u32) -> Vec<Re
         .filter(|n| retires(n, t))
         .map(|n| Removal {
             instance_id: n.instance_id.clone(),
-            reason: format!("ran {} (max-uses {})", fmt::count(n.uses.into(), "build"), t.max_uses),
+            reason: format!(
+                "ran {} (max-uses {})",
+                fmt::count(n.uses.into(), "build"),
+                t.max_uses
+            ),
         })
         .collect();
     if t.idle_timeout_secs == 0 {
@@ -151,7 +173,11 @@ fn removals(snapshot: &Snapshot, t: &Template, c: &Counts, floor: u32) -> Vec<Re
         .filter(|n| n.is_idle() && !n.used_up(t.max_uses) && n.idle_ms >= timeout_ms)
         .collect();
     // Longest idle first; the instance id makes ties deterministic.
-    idle.sort_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then_with(|| a.instance_id.cmp(&b.instance_id)));
+    idle.sort_by(|a, b| {
+        b.idle_ms
+            .cmp(&a.idle_ms)
+            .then_with(|| a.instance_id.cmp(&b.instance_id))
+    });
     // Idle nodes that queued builds could still use stay (Jenkins is about to hand them work).
     let kept_for_queue = c.queued.div_ceil(c.executors) as usize;
     let above_floor = c.live.saturating_sub(floor) as usize;
@@ -176,7 +202,10 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn linux() -> TemplateBuilder {
-        TemplateBuilder::new("linux").executors(2).max(10).idle_timeout_secs(600)
+        TemplateBuilder::new("linux")
+            .executors(2)
+            .max(10)
+            .idle_timeout_secs(600)
     }
 
     fn plan(snapshot: SnapshotBuilder) -> ScalePlan {
@@ -197,24 +226,44 @@ mod tests {
         );
         // 7 queued - 1 idle executor - 2 in flight = 4 executors = 2 nodes.
         assert_eq!(p.launches_for("linux"), 2);
-        assert_eq!(p.launches[0].reason, "7 queued, 1 idle executor, 2 in flight");
+        assert_eq!(
+            p.launches[0].reason,
+            "7 queued, 1 idle executor, 2 in flight"
+        );
         assert!(p.removals.is_empty());
     }
 
     #[test]
     fn keeps_the_floor_without_adding_it_to_demand() {
         let t = linux().min(3);
-        assert_eq!(plan(SnapshotBuilder::new(0).template(t.clone())).launches_for("linux"), 3);
-        let p = plan(SnapshotBuilder::new(0).template(t.clone()).queued("linux", 8, MIN));
-        assert_eq!(p.launches_for("linux"), 4, "demand already covers the minimum");
+        assert_eq!(
+            plan(SnapshotBuilder::new(0).template(t.clone())).launches_for("linux"),
+            3
+        );
+        let p = plan(
+            SnapshotBuilder::new(0)
+                .template(t.clone())
+                .queued("linux", 8, MIN),
+        );
+        assert_eq!(
+            p.launches_for("linux"),
+            4,
+            "demand already covers the minimum"
+        );
         // Draining nodes do not count towards the minimum; warm pools raise it.
         let snap = SnapshotBuilder::new(0)
             .template(t)
             .node(NodeBuilder::new("i-1", "linux", NodeState::Draining))
             .build();
-        let warm = ScaleOptions { warm_nodes: [("linux".to_string(), 5)].into() };
+        let warm = ScaleOptions {
+            warm_nodes: [("linux".to_string(), 5)].into(),
+        };
         assert_eq!(scale_with(&snap, &warm).launches_for("linux"), 5);
-        assert!(scale_with(&snap, &warm).launches[0].reason.contains("keep 5 warm (0 live)"));
+        assert!(
+            scale_with(&snap, &warm).launches[0]
+                .reason
+                .contains("keep 5 warm (0 live)")
+        );
     }
 
     #[test]
@@ -230,9 +279,19 @@ mod tests {
                 .max_total_nodes(6),
         );
         assert_eq!(p.launches_for("linux"), 2);
-        assert!(p.launches[0].reason.ends_with("capped by max-nodes 3"), "{}", p.launches[0].reason);
+        assert!(
+            p.launches[0].reason.ends_with("capped by max-nodes 3"),
+            "{}",
+            p.launches[0].reason
+        );
         assert_eq!(p.launches_for("win"), 3);
-        assert!(p.launches[1].reason.ends_with("capped by max-total-nodes 6"), "{}", p.launches[1].reason);
+        assert!(
+            p.launches[1]
+                .reason
+                .ends_with("capped by max-total-nodes 6"),
+            "{}",
+            p.launches[1].reason
+        );
     }
 
     #[test]
@@ -268,7 +327,11 @@ mod tests {
                 .node(NodeBuilder::online("i-1", "linux").idle_ms(5 * MIN))
                 .node(NodeBuilder::online("i-2", "linux").idle_ms(3 * MIN)),
         );
-        assert_eq!(p.removed_ids(), ["i-1"], "one 2-executor node serves the 2 queued builds");
+        assert_eq!(
+            p.removed_ids(),
+            ["i-1"],
+            "one 2-executor node serves the 2 queued builds"
+        );
         assert!(p.launches.is_empty());
         let never = plan(
             SnapshotBuilder::new(0)

@@ -14,11 +14,15 @@
 //!   template allows spot (`spot-first`, `spot-only`); on-demand templates stay on-demand.
 //! - `scale`: the default decision, but idle nodes go most expensive first.
 
+#![warn(missing_docs)]
+
 mod place;
 mod scale;
 mod settings;
 
-use ecs_policy_sdk::{Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, export_policy};
+use ecs_policy_sdk::{
+    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, export_policy,
+};
 
 pub use settings::{Settings, Unpriced};
 
@@ -38,7 +42,12 @@ impl Policy for CostAware {
         Ok(scale::scale(snapshot))
     }
 
-    fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, String> {
+    fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, String> {
         Ok(place::place(&self.settings, request, offerings, fleet))
     }
 }

@@ -8,7 +8,12 @@ use crate::settings::{Settings, Unpriced};
 /// Fill the cheapest offerings per vCPU first, spot before on-demand when the template allows
 /// spot, within free IPs, the price ceiling and the per-offering cap. No zone spreading beyond
 /// what `max-nodes-per-offering` forces: cost comes first.
-pub fn place(s: &Settings, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Vec<Placement> {
+pub fn place(
+    s: &Settings,
+    request: &PlaceRequest,
+    offerings: &[Offering],
+    fleet: &[Node],
+) -> Vec<Placement> {
     let mut tiers = capacity_tiers(request.template.spot);
     if request.template.spot == SpotMode::SpotFirst && !s.on_demand_fallback {
         tiers = &[true];
@@ -16,7 +21,11 @@ pub fn place(s: &Settings, request: &PlaceRequest, offerings: &[Offering], fleet
     let mut ips = FreeIps::new(offerings);
     let mut left = request.count;
     let mut out = Vec::new();
-    let usable = usable_offerings(offerings, request.now_ms, s.cooldown_secs.saturating_mul(1000));
+    let usable = usable_offerings(
+        offerings,
+        request.now_ms,
+        s.cooldown_secs.saturating_mul(1000),
+    );
     for &spot in tiers {
         let mut tier: Vec<usize> = usable
             .iter()
@@ -30,7 +39,9 @@ pub fn place(s: &Settings, request: &PlaceRequest, offerings: &[Offering], fleet
         });
         for i in tier {
             let o = &offerings[i];
-            let room = s.max_nodes_per_offering.map_or(u32::MAX, |cap| cap.saturating_sub(on_offering(fleet, o)));
+            let room = s
+                .max_nodes_per_offering
+                .map_or(u32::MAX, |cap| cap.saturating_sub(on_offering(fleet, o)));
             let n = ips.take(i, left.min(room));
             if n > 0 {
                 log::debug(format!(
@@ -38,9 +49,13 @@ pub fn place(s: &Settings, request: &PlaceRequest, offerings: &[Offering], fleet
                     o.instance_type,
                     if o.spot { "spot" } else { "on-demand" },
                     o.zone,
-                    o.price_per_vcpu().map_or("unknown price".into(), |p| format!("{p:.4}/vCPU/h")),
+                    o.price_per_vcpu()
+                        .map_or("unknown price".into(), |p| format!("{p:.4}/vCPU/h")),
                 ));
-                out.push(Placement { offering: i as u32, count: n });
+                out.push(Placement {
+                    offering: i as u32,
+                    count: n,
+                });
                 left -= n;
             }
             if left == 0 {
@@ -63,6 +78,11 @@ fn affordable(s: &Settings, o: &Offering) -> bool {
 fn on_offering(fleet: &[Node], o: &Offering) -> u32 {
     fleet
         .iter()
-        .filter(|n| n.is_live() && n.zone == o.zone && n.instance_type == o.instance_type && n.spot == o.spot)
+        .filter(|n| {
+            n.is_live()
+                && n.zone == o.zone
+                && n.instance_type == o.instance_type
+                && n.spot == o.spot
+        })
         .count() as u32
 }

@@ -8,21 +8,37 @@ use ecs_policy_sdk::{Node, Removal, ScalePlan, Snapshot, Template, defaults};
 pub fn scale(snapshot: &Snapshot) -> ScalePlan {
     let mut plan = defaults::scale(snapshot);
     for t in &snapshot.templates {
-        let mut expired: Vec<&Node> = snapshot.nodes_of(&t.name).filter(|n| idled_out(n, t)).collect();
-        let chosen = plan.removals.iter().filter(|r| expired.iter().any(|n| n.instance_id == r.instance_id)).count();
+        let mut expired: Vec<&Node> = snapshot
+            .nodes_of(&t.name)
+            .filter(|n| idled_out(n, t))
+            .collect();
+        let chosen = plan
+            .removals
+            .iter()
+            .filter(|r| expired.iter().any(|n| n.instance_id == r.instance_id))
+            .count();
         if chosen == 0 {
             continue;
         }
-        plan.removals.retain(|r| !expired.iter().any(|n| n.instance_id == r.instance_id));
+        plan.removals
+            .retain(|r| !expired.iter().any(|n| n.instance_id == r.instance_id));
         let price = |n: &Node| hourly_price(snapshot, n).unwrap_or(f64::NEG_INFINITY);
-        expired.sort_by(|a, b| price(b).total_cmp(&price(a)).then(b.idle_ms.cmp(&a.idle_ms)));
-        plan.removals.extend(expired.into_iter().take(chosen).map(|n| Removal {
-            instance_id: n.instance_id.clone(),
-            reason: match hourly_price(snapshot, n) {
-                Some(p) => format!("idle past idle-timeout {}s, {p:.3}/h", t.idle_timeout_secs),
-                None => format!("idle past idle-timeout {}s, price unknown", t.idle_timeout_secs),
-            },
-        }));
+        expired.sort_by(|a, b| {
+            price(b)
+                .total_cmp(&price(a))
+                .then(b.idle_ms.cmp(&a.idle_ms))
+        });
+        plan.removals
+            .extend(expired.into_iter().take(chosen).map(|n| Removal {
+                instance_id: n.instance_id.clone(),
+                reason: match hourly_price(snapshot, n) {
+                    Some(p) => format!("idle past idle-timeout {}s, {p:.3}/h", t.idle_timeout_secs),
+                    None => format!(
+                        "idle past idle-timeout {}s, price unknown",
+                        t.idle_timeout_secs
+                    ),
+                },
+            }));
     }
     plan
 }

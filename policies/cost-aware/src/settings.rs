@@ -58,7 +58,9 @@ impl Settings {
         if let Some(max) = s.max_price_per_vcpu
             && !(max.is_finite() && max > 0.0)
         {
-            return Err(format!("setting `max-price-per-vcpu`: must be a positive number, got {max}"));
+            return Err(format!(
+                "setting `max-price-per-vcpu`: must be a positive number, got {max}"
+            ));
         }
         if s.max_nodes_per_offering == Some(0) {
             return Err("setting `max-nodes-per-offering`: must be at least 1".into());

@@ -12,8 +12,11 @@
 //! - `place`: [`defaults::place`] — zones with the fewest nodes first, cheapest per vCPU within
 //!   a zone, the template's spot mode with on-demand fallback for `spot-first`.
 
+#![warn(missing_docs)]
+
 use ecs_policy_sdk::{
-    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, defaults, export_policy, settings,
+    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, defaults, export_policy,
+    settings,
 };
 use serde::Deserialize;
 
@@ -32,7 +35,9 @@ fn default_cooldown_secs() -> u64 {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { cooldown_secs: default_cooldown_secs() }
+        Settings {
+            cooldown_secs: default_cooldown_secs(),
+        }
     }
 }
 
@@ -52,8 +57,15 @@ impl Policy for DefaultPolicy {
         Ok(defaults::scale(snapshot))
     }
 
-    fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, String> {
-        let options = defaults::PlaceOptions { cooldown_ms: self.settings.cooldown_secs.saturating_mul(1000) };
+    fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, String> {
+        let options = defaults::PlaceOptions {
+            cooldown_ms: self.settings.cooldown_secs.saturating_mul(1000),
+        };
         Ok(defaults::place(request, offerings, fleet, &options))
     }
 }

@@ -12,7 +12,8 @@ const MIN: u64 = 60_000;
 fn settings_are_validated_by_name() {
     assert!(testing::configure(DefaultPolicy::default(), "").is_ok());
     assert!(testing::configure(DefaultPolicy::default(), r#"{"cooldown-secs": 60}"#).is_ok());
-    let err = testing::configure(DefaultPolicy::default(), r#"{"cooldown-secs": "5m"}"#).unwrap_err();
+    let err =
+        testing::configure(DefaultPolicy::default(), r#"{"cooldown-secs": "5m"}"#).unwrap_err();
     assert!(err.starts_with("setting `cooldown-secs`"), "{err}");
     let err = testing::configure(DefaultPolicy::default(), r#"{"cooldown": 60}"#).unwrap_err();
     assert!(err.contains("unknown field `cooldown`"), "{err}");
@@ -21,8 +22,19 @@ fn settings_are_validated_by_name() {
 #[test]
 fn scales_a_mixed_fleet() {
     let snapshot = SnapshotBuilder::new(NOW)
-        .template(TemplateBuilder::new("linux").executors(2).min(1).max(6).idle_timeout_secs(600))
-        .template(TemplateBuilder::new("win").executors(1).max(4).idle_timeout_secs(300))
+        .template(
+            TemplateBuilder::new("linux")
+                .executors(2)
+                .min(1)
+                .max(6)
+                .idle_timeout_secs(600),
+        )
+        .template(
+            TemplateBuilder::new("win")
+                .executors(1)
+                .max(4)
+                .idle_timeout_secs(300),
+        )
         .queued("linux", 9, 4 * MIN)
         .node(NodeBuilder::online("i-l1", "linux").busy(2))
         .node(NodeBuilder::new("i-l2", "linux", NodeState::Pending))
@@ -34,18 +46,39 @@ fn scales_a_mixed_fleet() {
     assert_eq!(plan.launches_for("linux"), 4);
     assert_eq!(plan.launches_for("win"), 0);
     assert_eq!(plan.removed_ids(), ["i-w1"]);
-    assert!(ecs_policy_sdk::log::take_captured().is_empty(), "the default policy is quiet");
+    assert!(
+        ecs_policy_sdk::log::take_captured().is_empty(),
+        "the default policy is quiet"
+    );
 }
 
 #[test]
 fn cooldown_setting_decides_when_a_failed_offering_is_retried() {
     let offerings = [
-        OfferingBuilder::new("cn-hangzhou-h", "vsw-h", "ecs.c7.large").failed("OperationDenied.NoStock", NOW - 2 * MIN).build(),
-        OfferingBuilder::new("cn-hangzhou-i", "vsw-i", "ecs.c7.large").free_ips(1).build(),
+        OfferingBuilder::new("cn-hangzhou-h", "vsw-h", "ecs.c7.large")
+            .failed("OperationDenied.NoStock", NOW - 2 * MIN)
+            .build(),
+        OfferingBuilder::new("cn-hangzhou-i", "vsw-i", "ecs.c7.large")
+            .free_ips(1)
+            .build(),
     ];
-    let request = place_request(NOW, TemplateBuilder::new("linux").spot(SpotMode::OnDemand), 3);
+    let request = place_request(
+        NOW,
+        TemplateBuilder::new("linux").spot(SpotMode::OnDemand),
+        3,
+    );
     let default = testing::run_place(DefaultPolicy::default(), "{}", &request, &offerings, &[]);
-    assert_eq!(placed_per_offering(&default), [(1, 1)].into(), "5-minute cooldown: only 1 IP elsewhere");
-    let short = testing::run_place(DefaultPolicy::default(), r#"{"cooldown-secs": 60}"#, &request, &offerings, &[]);
+    assert_eq!(
+        placed_per_offering(&default),
+        [(1, 1)].into(),
+        "5-minute cooldown: only 1 IP elsewhere"
+    );
+    let short = testing::run_place(
+        DefaultPolicy::default(),
+        r#"{"cooldown-secs": 60}"#,
+        &request,
+        &offerings,
+        &[],
+    );
     assert_eq!(placed_per_offering(&short), [(0, 2), (1, 1)].into());
 }

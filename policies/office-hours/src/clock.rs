@@ -8,18 +8,33 @@ use serde::de::{Deserializer, Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Day {
+    /// Monday.
     Mon,
+    /// Tuesday.
     Tue,
+    /// Wednesday.
     Wed,
+    /// Thursday.
     Thu,
+    /// Friday.
     Fri,
+    /// Saturday.
     Sat,
+    /// Sunday.
     Sun,
 }
 
 impl Day {
     /// Every day, Monday first.
-    pub const ALL: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+    pub const ALL: [Day; 7] = [
+        Day::Mon,
+        Day::Tue,
+        Day::Wed,
+        Day::Thu,
+        Day::Fri,
+        Day::Sat,
+        Day::Sun,
+    ];
 
     /// The day before.
     pub fn previous(self) -> Day {
@@ -58,7 +73,9 @@ impl<'de> Deserialize<'de> for TimeOfDay {
 /// A local moment: day of the week and minute of the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Local {
+    /// Local day of the week.
     pub day: Day,
+    /// Minutes since local midnight (0..1440).
     pub minute: u32,
 }
 
@@ -69,7 +86,10 @@ impl Local {
         let days = minutes.div_euclid(24 * 60);
         // 1970-01-01 was a Thursday (index 3 from Monday).
         let day = Day::ALL[(days + 3).rem_euclid(7) as usize];
-        Local { day, minute: minutes.rem_euclid(24 * 60) as u32 }
+        Local {
+            day,
+            minute: minutes.rem_euclid(24 * 60) as u32,
+        }
     }
 }
 
@@ -82,9 +102,27 @@ mod tests {
 
     #[test]
     fn weekdays_and_offsets() {
-        assert_eq!(Local::at(0, 0), Local { day: Day::Thu, minute: 0 });
-        assert_eq!(Local::at(MONDAY + 3_600_000, 480), Local { day: Day::Mon, minute: 9 * 60 });
-        assert_eq!(Local::at(MONDAY + 60_000, -300), Local { day: Day::Sun, minute: 19 * 60 + 1 });
+        assert_eq!(
+            Local::at(0, 0),
+            Local {
+                day: Day::Thu,
+                minute: 0
+            }
+        );
+        assert_eq!(
+            Local::at(MONDAY + 3_600_000, 480),
+            Local {
+                day: Day::Mon,
+                minute: 9 * 60
+            }
+        );
+        assert_eq!(
+            Local::at(MONDAY + 60_000, -300),
+            Local {
+                day: Day::Sun,
+                minute: 19 * 60 + 1
+            }
+        );
         assert_eq!(Day::Mon.previous(), Day::Sun);
     }
 

@@ -30,11 +30,15 @@
 //!
 //! Overlapping windows take the largest warm pool per template.
 
+#![warn(missing_docs)]
+
 mod clock;
 mod schedule;
 
 use ecs_policy_sdk::defaults::{self, PlaceOptions, ScaleOptions};
-use ecs_policy_sdk::{Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, export_policy, log};
+use ecs_policy_sdk::{
+    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, export_policy, log,
+};
 
 pub use clock::{Day, Local, TimeOfDay};
 pub use schedule::{Settings, Window};
@@ -59,8 +63,15 @@ impl Policy for OfficeHours {
         Ok(defaults::scale_with(snapshot, &ScaleOptions { warm_nodes }))
     }
 
-    fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, String> {
-        let options = PlaceOptions { cooldown_ms: self.settings.cooldown_secs.saturating_mul(1000) };
+    fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, String> {
+        let options = PlaceOptions {
+            cooldown_ms: self.settings.cooldown_secs.saturating_mul(1000),
+        };
         Ok(defaults::place(request, offerings, fleet, &options))
     }
 }

@@ -49,7 +49,12 @@ fn default_cooldown_secs() -> u64 {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { timezone_offset_minutes: 0, warm_up_minutes: 0, cooldown_secs: 300, windows: Vec::new() }
+        Settings {
+            timezone_offset_minutes: 0,
+            warm_up_minutes: 0,
+            cooldown_secs: 300,
+            windows: Vec::new(),
+        }
     }
 }
 
@@ -68,10 +73,15 @@ impl Settings {
         }
         for (i, w) in s.windows.iter().enumerate() {
             if w.start == w.end {
-                return Err(format!("setting `windows[{i}]`: start and end are both {:?}", w.start));
+                return Err(format!(
+                    "setting `windows[{i}]`: start and end are both {:?}",
+                    w.start
+                ));
             }
             if w.days.is_empty() {
-                return Err(format!("setting `windows[{i}].days`: empty (leave it out for every day)"));
+                return Err(format!(
+                    "setting `windows[{i}].days`: empty (leave it out for every day)"
+                ));
             }
         }
         Ok(s)
@@ -86,7 +96,11 @@ impl Settings {
             self.timezone_offset_minutes,
         );
         let mut warm = BTreeMap::new();
-        for w in self.windows.iter().filter(|w| w.is_open(now) || w.is_open(soon)) {
+        for w in self
+            .windows
+            .iter()
+            .filter(|w| w.is_open(now) || w.is_open(soon))
+        {
             for (template, &n) in &w.warm_nodes {
                 let slot = warm.entry(template.clone()).or_insert(0);
                 *slot = n.max(*slot);

@@ -21,7 +21,10 @@ impl Policy for MemoryBomb {
             }
             hoard.push(std::hint::black_box(chunk));
         }
-        Err(format!("allocated {} MiB without being stopped", hoard.len()))
+        Err(format!(
+            "allocated {} MiB without being stopped",
+            hoard.len()
+        ))
     }
 }
 

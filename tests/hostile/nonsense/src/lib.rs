@@ -7,8 +7,8 @@
 //! (`len` and `u32::MAX`), absurd counts and an empty placement.
 
 use ecs_policy_sdk::{
-    Launch, Node, NodeState, Offering, PlaceRequest, Placement, Policy, Removal, ScalePlan, Snapshot,
-    export_policy,
+    Launch, Node, NodeState, Offering, PlaceRequest, Placement, Policy, Removal, ScalePlan,
+    Snapshot, export_policy,
 };
 
 /// Returns nonsense.
@@ -16,7 +16,10 @@ use ecs_policy_sdk::{
 pub struct Nonsense;
 
 fn removal(id: &str, reason: &str) -> Removal {
-    Removal { instance_id: id.to_owned(), reason: reason.to_owned() }
+    Removal {
+        instance_id: id.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 impl Policy for Nonsense {
@@ -25,10 +28,22 @@ impl Policy for Nonsense {
     }
 
     fn scale(&self, snapshot: &Snapshot) -> Result<ScalePlan, String> {
-        let mut launches = vec![Launch { template: "no-such-template".into(), count: 5, reason: "unknown".into() }];
+        let mut launches = vec![Launch {
+            template: "no-such-template".into(),
+            count: 5,
+            reason: "unknown".into(),
+        }];
         for t in &snapshot.templates {
-            launches.push(Launch { template: t.name.clone(), count: u32::MAX, reason: "absurd".into() });
-            launches.push(Launch { template: t.name.clone(), count: 0, reason: "zero".into() });
+            launches.push(Launch {
+                template: t.name.clone(),
+                count: u32::MAX,
+                reason: "absurd".into(),
+            });
+            launches.push(Launch {
+                template: t.name.clone(),
+                count: 0,
+                reason: "zero".into(),
+            });
         }
         let mut removals = vec![removal("i-does-not-exist", "unknown")];
         for n in &snapshot.nodes {
@@ -46,13 +61,30 @@ impl Policy for Nonsense {
         Ok(ScalePlan { launches, removals })
     }
 
-    fn place(&self, _: &PlaceRequest, offerings: &[Offering], _: &[Node]) -> Result<Vec<Placement>, String> {
+    fn place(
+        &self,
+        _: &PlaceRequest,
+        offerings: &[Offering],
+        _: &[Node],
+    ) -> Result<Vec<Placement>, String> {
         let len = offerings.len() as u32;
         Ok(vec![
-            Placement { offering: len, count: 1 },
-            Placement { offering: u32::MAX, count: 1 },
-            Placement { offering: 0, count: u32::MAX },
-            Placement { offering: 0, count: 0 },
+            Placement {
+                offering: len,
+                count: 1,
+            },
+            Placement {
+                offering: u32::MAX,
+                count: 1,
+            },
+            Placement {
+                offering: 0,
+                count: u32::MAX,
+            },
+            Placement {
+                offering: 0,
+                count: 0,
+            },
         ])
     }
 }

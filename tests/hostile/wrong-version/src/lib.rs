@@ -20,10 +20,17 @@ impl Guest for WrongVersion {
     }
 
     fn scale(_snapshot: Snapshot) -> Result<ScalePlan, String> {
-        Ok(ScalePlan { launches: Vec::new(), removals: Vec::new() })
+        Ok(ScalePlan {
+            launches: Vec::new(),
+            removals: Vec::new(),
+        })
     }
 
-    fn place(_request: PlaceRequest, _offerings: Vec<Offering>, _fleet: Vec<Node>) -> Result<Vec<Placement>, String> {
+    fn place(
+        _request: PlaceRequest,
+        _offerings: Vec<Offering>,
+        _fleet: Vec<Node>,
+    ) -> Result<Vec<Placement>, String> {
         Ok(Vec::new())
     }
 }

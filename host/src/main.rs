@@ -57,16 +57,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = match cli.log_format.as_deref() {
-        Some("json") => LogFormat::Json,
-        _ => LogFormat::Human,
-    };
-    // Quiet by default for the interactive commands; RUST_LOG overrides.
-    let default_level = match cli.command {
-        Command::Run { .. } | Command::Sim(_) => "info",
-        _ => "warn",
-    };
-    app::init_logging(format, default_level);
+    let format = cli.log_format.as_deref().map(|f| if f == "json" { LogFormat::Json } else { LogFormat::Human });
+    // `run` sets up logging itself, once it has read the config's `log-format`. The other
+    // commands are quiet by default; RUST_LOG overrides.
+    match cli.command {
+        Command::Run { .. } => {}
+        Command::Sim(_) => app::init_logging(format.unwrap_or_default(), "info"),
+        _ => app::init_logging(format.unwrap_or_default(), "warn"),
+    }
     let code = match cli.command {
         Command::Policy(cmd) => cmd.run(),
         other => {
@@ -79,7 +77,7 @@ fn main() -> ExitCode {
             };
             runtime.block_on(async move {
                 let result = match other {
-                    Command::Run { config } => app::run(&config).await,
+                    Command::Run { config } => app::run(&config, format).await,
                     Command::Plan { config, json } => app::plan(&config, json).await,
                     Command::Check { config } => app::check(&config).await,
                     Command::Demo(args) => app::demo::run(args).await,

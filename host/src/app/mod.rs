@@ -64,9 +64,10 @@ pub fn export_api_stats(engine: &Arc<LiveEngine>, cloud: &EcsCloud) -> tokio::ta
 
 /// `run`: the daemon. Stops on SIGTERM or Ctrl-C after the current cycle, leaving the fleet
 /// as it is (the next start adopts it).
-pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
+/// `log_format` (the command line's) overrides the config file's `log-format`.
+pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<i32> {
     let config = Arc::new(Config::load(config_path)?);
-    init_logging(config.log_format, "info");
+    init_logging(log_format.unwrap_or(config.log_format), "info");
     let (engine, cloud) = wire(config.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -20,7 +20,7 @@ fn a_new_policy_builds_and_passes_its_fixtures() {
     let args = TestArgs {
         policy: wasm.display().to_string(),
         fixtures: vec![created.dir.join("fixtures")],
-        runtime: RuntimeArgs { memory_mib: 64, deadline_ms: 200, no_cache: true, cache_dir: None },
+        runtime: RuntimeArgs { memory_mib: 64, deadline_ms: 200, no_cache: true, cache_dir: None, keep_resident_kib: 2048 },
     };
     let mut out = Vec::new();
     let code = cli::test(&args, &mut out);

@@ -280,6 +280,7 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
             deadline_ms: 200,
             no_cache: true,
             cache_dir: None,
+            keep_resident_kib: 2048,
         },
     };
     assert_eq!(ecs_provisioner::policy::cli::test(&args, &mut Vec::new()), 1);

@@ -36,6 +36,9 @@ pub struct RuntimeArgs {
     /// Where compiled policies are cached (default: ~/.cache/ecs-provisioner/policies).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// KiB of each pooled memory kept resident between evaluations (tuning; see `Limits`).
+    #[arg(long, hide = true, default_value_t = (Limits::default().keep_resident_bytes >> 10) as u64)]
+    pub keep_resident_kib: u64,
 }
 
 impl RuntimeArgs {
@@ -44,6 +47,7 @@ impl RuntimeArgs {
         Limits {
             memory_bytes: self.memory_mib << 20,
             deadline: Duration::from_millis(self.deadline_ms),
+            keep_resident_bytes: (self.keep_resident_kib << 10) as usize,
             ..Limits::default()
         }
     }

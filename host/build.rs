@@ -1,8 +1,8 @@
 //! Builds `policies/default` to wasm32-wasip2 and embeds it, so `builtin:default` needs no
 //! extra build step. Also records the wasmtime version for the compiled-policy cache key.
 //!
-//! The nested `cargo build` uses its own target directory (so it never waits on the lock
-//! held by the outer build) and an environment cleaned of what the outer cargo sets for
+//! The nested `cargo build` uses its own target directory, `wasm-guests` inside the target
+//! directory (so it never waits on the lock held by the outer build) and an environment cleaned of what the outer cargo sets for
 //! build scripts. Escape hatches:
 //! - `ECSP_BUILTIN_POLICY_WASM=/path/policy.wasm` embeds a prebuilt component instead;
 //! - `ECSP_SKIP_BUILTIN_POLICY=1` embeds nothing (`builtin:default` then fails to load,
@@ -36,7 +36,7 @@ fn main() {
         std::fs::write(&out, b"").unwrap();
         "policies/default was missing at build time".to_owned()
     } else {
-        let wasm = build_default_policy(&root, &out_dir);
+        let wasm = build_default_policy(&root);
         std::fs::copy(&wasm, &out).unwrap();
         "built from policies/default".to_owned()
     };
@@ -49,11 +49,13 @@ fn env(name: &str) -> String {
 
 /// Runs `cargo build -p policy-default --target wasm32-wasip2 --profile wasm` in a separate
 /// target directory and returns the component's path.
-fn build_default_policy(root: &Path, out_dir: &Path) -> PathBuf {
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d).join("wasm-builtin"),
-        None => out_dir.join("wasm-target"),
-    };
+fn build_default_policy(root: &Path) -> PathBuf {
+    // Shared with the guest builds of the policy tests (tests/src/policy.rs), so wasm
+    // dependencies are compiled once: `$CARGO_TARGET_DIR/wasm-guests` or `target/wasm-guests`.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-guests");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)

@@ -1,8 +1,8 @@
 //! Helpers for policy tests: build guest crates to wasm32-wasip2 once per test process and
 //! share one policy runtime.
 //!
-//! Guests build in their own target directory (`$CARGO_TARGET_DIR/policy-tests-wasm`, or
-//! `target/policy-tests-wasm`) so the nested cargo never waits on the lock of the outer
+//! Guests build in their own target directory (`$CARGO_TARGET_DIR/wasm-guests`, or
+//! `target/wasm-guests`, shared with host/build.rs) so the nested cargo never waits on the lock of the outer
 //! `cargo test`, as Spin's SDK tests do. Builds are serialised by a process-wide mutex and
 //! remembered, so each crate is built (and each component compiled) once per process.
 
@@ -18,12 +18,13 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// Target directory for guest builds made by tests.
+/// Target directory for guest builds: the one host/build.rs builds the builtin policy in,
+/// so the wasm dependencies compile once.
 pub fn wasm_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d).join("policy-tests-wasm"),
-        None => workspace_root().join("target").join("policy-tests-wasm"),
-    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("wasm-guests")
 }
 
 fn built() -> &'static Mutex<HashMap<String, PathBuf>> {

@@ -897,6 +897,24 @@ offerings = [{ zone = "z1" }, { zone = "z2", spot = true }]
     }
 
     #[test]
+    fn json_fixtures_use_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(
+            &path,
+            r#"{"case": [{"name": "j", "function": "place", "request": {"count": 2},
+                "offerings": [{"zone": "z", "price-per-hour": 0.5, "last-failure": {"code": "NoStock", "at-ms": 9}}],
+                "expect": {"placed": 2, "per-zone": {"z": 2}}}]}"#,
+        )
+        .unwrap();
+        let cases = load_file(&path).unwrap();
+        let Input::Place { offerings, request, .. } = &cases[0].input else { panic!("place expected") };
+        assert_eq!((request.count, offerings[0].price_per_hour), (2, Some(0.5)));
+        assert_eq!(offerings[0].last_failure.as_ref().unwrap().code, "NoStock");
+        assert_eq!(cases[0].expect.per_zone.as_ref().unwrap()["z"], 2);
+    }
+
+    #[test]
     fn typos_are_errors_naming_the_case() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");

@@ -460,8 +460,14 @@ impl CaseIn {
     }
 }
 
-/// Reads the cases of one fixture file.
+/// Reads the cases of one fixture file; the first bad case makes it an error.
 pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
+    load_cases(path)?.into_iter().collect()
+}
+
+/// Reads one fixture file case by case: the outer error is about the file (unreadable, not
+/// TOML/JSON), the inner ones about single cases, so one typo does not hide the other cases.
+pub fn load_cases(path: &Path) -> Result<Vec<Result<Case, String>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut doc: Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -476,7 +482,7 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
         Some(Value::Array(cases)) => cases,
         Some(_) => return Err(format!("{}: `case` must be an array of tables ([[case]])", path.display())),
     };
-    raw_cases
+    let cases = raw_cases
         .into_iter()
         .enumerate()
         .map(|(i, mut raw)| {
@@ -489,7 +495,8 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
             let case: CaseIn = serde_json::from_value(merged.clone()).map_err(|e| format!("{}: {e}", what()))?;
             case.build(path, i).map_err(|e| format!("{}: {e}", what()))
         })
-        .collect()
+        .collect();
+    Ok(cases)
 }
 
 /// Deep merge: tables merge key by key, anything else replaces.
@@ -556,7 +563,7 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
         summary.failed += 1;
     }
     for file in files {
-        let cases = match load_file(&file) {
+        let cases = match load_cases(&file) {
             Ok(c) => c,
             Err(e) => {
                 writeln!(out, "FAIL {e}")?;
@@ -565,6 +572,14 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
             }
         };
         for case in cases {
+            let case = match case {
+                Ok(c) => c,
+                Err(e) => {
+                    writeln!(out, "FAIL {e}")?;
+                    summary.failed += 1;
+                    continue;
+                }
+            };
             let o = run_case(policy, &case);
             if o.failures.is_empty() {
                 summary.passed += 1;
@@ -921,6 +936,18 @@ offerings = [{ zone = "z1" }, { zone = "z2", spot = true }]
         std::fs::write(&path, "[[case]]\nname = \"x\"\nsnapshot.templates = [{ min-node = 1 }]\n").unwrap();
         let err = load_file(&path).unwrap_err();
         assert!(err.contains("case 1 (`x`)") && err.contains("min-node"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_case_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "[[case]]\nname = \"good\"\n[[case]]\nname = \"bad\"\nexpect.launchs = 1\n").unwrap();
+        let cases = load_cases(&path).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].as_ref().unwrap().name, "good");
+        assert!(cases[1].as_ref().unwrap_err().contains("unknown field `launchs`"));
+        assert!(load_file(&path).is_err());
     }
 
     #[test]

@@ -285,3 +285,37 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
     };
     assert_eq!(ecs_provisioner::policy::cli::test(&args, &mut Vec::new()), 1);
 }
+
+#[test]
+fn bench_reports_every_figure() {
+    let args = ecs_provisioner::policy::cli::BenchArgs {
+        policy: probe_wasm().display().to_string(),
+        nodes: 30,
+        queued: 40,
+        offerings: 6,
+        iterations: 5,
+        settings: "{}".into(),
+        json: true,
+        runtime: ecs_provisioner::policy::cli::RuntimeArgs {
+            memory_mib: 64,
+            deadline_ms: 1000,
+            no_cache: true,
+            cache_dir: None,
+            keep_resident_kib: 2048,
+        },
+    };
+    let mut out = Vec::new();
+    assert_eq!(ecs_provisioner::policy::cli::bench(&args, &mut out), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["shape"]["nodes"], 30);
+    assert_eq!(report["plan_launches"], 40, "the probe launches what is queued: {report}");
+    assert_eq!(report["placed"], 50);
+    for key in ["compile_ms", "cached_load_ms"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    for key in ["instantiate", "scale", "place"] {
+        let p = &report[key];
+        assert!(p["p50_us"].as_f64().unwrap() > 0.0 && p["p99_us"].as_f64() >= p["p50_us"].as_f64(), "{key}: {report}");
+    }
+    assert!(report["peak_memory_bytes"].as_u64().unwrap() > 0);
+}

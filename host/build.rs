@@ -96,10 +96,10 @@ fn wasmtime_version(root: &Path) -> String {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == "name = \"wasmtime\"" {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
-                return v.trim_end_matches('"').to_owned();
-            }
+        if line == "name = \"wasmtime\""
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return v.trim_end_matches('"').to_owned();
         }
     }
     "unknown".to_owned()

@@ -134,7 +134,7 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 fn mib(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / (1u64 << 20) as f64)

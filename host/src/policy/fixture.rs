@@ -815,7 +815,8 @@ fn check_placements(e: &Expect, offerings: &[Offering], p: &[Placement], f: &mut
     {
         f.push(format!("placed-at-most: expected <= {want}, got {total}  (placements: {})", got()));
     }
-    let groups: [(&str, &Option<BTreeMap<String, u64>>, fn(&Offering) -> &str); 3] = [
+    type Group<'a> = (&'a str, &'a Option<BTreeMap<String, u64>>, fn(&Offering) -> &str);
+    let groups: [Group; 3] = [
         ("per-zone", &e.per_zone, |o| o.zone.as_str()),
         ("per-type", &e.per_type, |o| o.instance_type.as_str()),
         ("per-vswitch", &e.per_vswitch, |o| o.vswitch.as_str()),

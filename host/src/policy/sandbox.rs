@@ -34,7 +34,7 @@ impl Sandbox {
             .stderr(StderrTail(stderr.clone()))
             .wall_clock(FixedWallClock(Duration::from_millis(now_ms)))
             .monotonic_clock(FixedMonotonicClock)
-            .secure_random(SplitMix64(0x5eed_0f_ec5_u64 ^ now_ms))
+            .secure_random(SplitMix64(0x5eed_0fec_u64 ^ now_ms))
             .insecure_random(SplitMix64(0x1a5e_cafe_u64 ^ now_ms))
             .insecure_random_seed(0x0ec5_9011_c1e5 ^ u128::from(now_ms))
             .build();

@@ -13,12 +13,21 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
     let out = out_dir.join("policy-default.wasm");
 
-    println!("cargo:rustc-env=ECSP_WASMTIME_VERSION={}", wasmtime_version(&root));
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rustc-env=ECSP_WASMTIME_VERSION={}",
+        wasmtime_version(&root)
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     for p in ["policies/default", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
@@ -26,13 +35,16 @@ fn main() {
     println!("cargo:rerun-if-env-changed=ECSP_SKIP_BUILTIN_POLICY");
 
     let note = if let Some(prebuilt) = std::env::var_os("ECSP_BUILTIN_POLICY_WASM") {
-        std::fs::copy(&prebuilt, &out).unwrap_or_else(|e| panic!("ECSP_BUILTIN_POLICY_WASM={prebuilt:?}: {e}"));
+        std::fs::copy(&prebuilt, &out)
+            .unwrap_or_else(|e| panic!("ECSP_BUILTIN_POLICY_WASM={prebuilt:?}: {e}"));
         "prebuilt".to_owned()
     } else if std::env::var_os("ECSP_SKIP_BUILTIN_POLICY").is_some() {
         std::fs::write(&out, b"").unwrap();
         "ECSP_SKIP_BUILTIN_POLICY was set at build time".to_owned()
     } else if !root.join("policies/default/Cargo.toml").exists() {
-        println!("cargo:warning=policies/default is missing: building without the builtin default policy");
+        println!(
+            "cargo:warning=policies/default is missing: building without the builtin default policy"
+        );
         std::fs::write(&out, b"").unwrap();
         "policies/default was missing at build time".to_owned()
     } else {
@@ -59,7 +71,16 @@ fn build_default_policy(root: &Path) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "-p", "policy-default", "--target", "wasm32-wasip2", "--profile", "wasm", "--target-dir"])
+        .args([
+            "build",
+            "-p",
+            "policy-default",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     clean_env(&mut cmd);
     let output = cmd.output().expect("cannot run cargo for policies/default");
@@ -70,7 +91,11 @@ fn build_default_policy(root: &Path) -> PathBuf {
         );
     }
     let wasm = target_dir.join("wasm32-wasip2/wasm/policy_default.wasm");
-    assert!(wasm.exists(), "cargo succeeded but {} is missing", wasm.display());
+    assert!(
+        wasm.exists(),
+        "cargo succeeded but {} is missing",
+        wasm.display()
+    );
     wasm
 }
 
@@ -80,11 +105,27 @@ pub fn clean_env(cmd: &mut Command) {
     const KEEP: &[&str] = &["CARGO_HOME", "CARGO_NET_OFFLINE", "CARGO_HTTP_TIMEOUT"];
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let drop = (key.starts_with("CARGO_") && !KEEP.contains(&key) && !key.starts_with("CARGO_REGISTRIES_"))
+        let drop = (key.starts_with("CARGO_")
+            && !KEEP.contains(&key)
+            && !key.starts_with("CARGO_REGISTRIES_"))
             || key.starts_with("RUSTC_")
             || key.starts_with("DEP_")
-            || matches!(key, "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTDOC" | "TARGET" | "HOST" | "OUT_DIR" | "OPT_LEVEL"
-                | "PROFILE" | "DEBUG" | "NUM_JOBS" | "MAKEFLAGS" | "MFLAGS" | "CARGO");
+            || matches!(
+                key,
+                "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "RUSTDOC"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "OPT_LEVEL"
+                    | "PROFILE"
+                    | "DEBUG"
+                    | "NUM_JOBS"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
+                    | "CARGO"
+            );
         if drop {
             cmd.env_remove(key);
         }

@@ -410,11 +410,10 @@ impl Config {
         if self.cloud.max_launch_per_cycle == 0 {
             problems.push("cloud.max-launch-per-cycle: must be at least 1".to_owned());
         }
-        if let CredentialsConfig::Static { secret_env, secret_file, .. } = &self.cloud.credentials {
-            if secret_env.is_some() == secret_file.is_some() {
+        if let CredentialsConfig::Static { secret_env, secret_file, .. } = &self.cloud.credentials
+            && secret_env.is_some() == secret_file.is_some() {
                 problems.push("cloud.credentials: with source = \"static\" set exactly one of secret-env or secret-file".to_owned());
             }
-        }
 
         let mut sum_min = 0u64;
         for (i, t) in self.templates.iter().enumerate() {

@@ -1,8 +1,8 @@
 //! Helpers for policy tests: build guest crates to wasm32-wasip2 once per test process and
 //! share one policy runtime.
 //!
-//! Guests build in their own target directory (`$CARGO_TARGET_DIR/policy-tests-wasm`, or
-//! `target/policy-tests-wasm`) so the nested cargo never waits on the lock of the outer
+//! Guests build in their own target directory (`$CARGO_TARGET_DIR/wasm-guests`, or
+//! `target/wasm-guests`, shared with host/build.rs) so the nested cargo never waits on the lock of the outer
 //! `cargo test`, as Spin's SDK tests do. Builds are serialised by a process-wide mutex and
 //! remembered, so each crate is built (and each component compiled) once per process.
 
@@ -15,15 +15,19 @@ use ecs_provisioner::policy::{Limits, Policy, PolicyRuntime};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
-/// Target directory for guest builds made by tests.
+/// Target directory for guest builds: the one host/build.rs builds the builtin policy in,
+/// so the wasm dependencies compile once.
 pub fn wasm_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d).join("policy-tests-wasm"),
-        None => workspace_root().join("target").join("policy-tests-wasm"),
-    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("wasm-guests")
 }
 
 fn built() -> &'static Mutex<HashMap<String, PathBuf>> {
@@ -41,8 +45,22 @@ pub fn workspace_wasm(package: &str) -> PathBuf {
         return p.clone();
     }
     let target = wasm_target_dir();
-    cargo(&workspace_root(), &["build", "-p", package, "--target", "wasm32-wasip2", "--profile", "wasm"], &target);
-    let wasm = target.join("wasm32-wasip2/wasm").join(format!("{}.wasm", package.replace('-', "_")));
+    cargo(
+        &workspace_root(),
+        &[
+            "build",
+            "-p",
+            package,
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+        ],
+        &target,
+    );
+    let wasm = target
+        .join("wasm32-wasip2/wasm")
+        .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     built.insert(key, wasm.clone());
     wasm
@@ -58,8 +76,14 @@ pub fn standalone_wasm(crate_dir: &Path, lib_name: &str) -> PathBuf {
         return p.clone();
     }
     let target = wasm_target_dir().join("standalone");
-    cargo(&dir, &["build", "--release", "--target", "wasm32-wasip2"], &target);
-    let wasm = target.join("wasm32-wasip2/release").join(format!("{lib_name}.wasm"));
+    cargo(
+        &dir,
+        &["build", "--release", "--target", "wasm32-wasip2"],
+        &target,
+    );
+    let wasm = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{lib_name}.wasm"));
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     built.insert(key, wasm.clone());
     wasm
@@ -74,7 +98,10 @@ pub fn probe_wasm() -> PathBuf {
 /// what the outer `cargo test` set. Panics with cargo's stderr on failure.
 pub fn cargo(dir: &Path, args: &[&str], target: &Path) {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(dir).args(args).arg("--target-dir").arg(target);
+    cmd.current_dir(dir)
+        .args(args)
+        .arg("--target-dir")
+        .arg(target);
     clean_env(&mut cmd);
     let out = cmd.output().expect("cannot run cargo");
     assert!(
@@ -88,12 +115,22 @@ pub fn cargo(dir: &Path, args: &[&str], target: &Path) {
 
 /// Removes the variables cargo sets for the test process and flags meant for the host target.
 pub fn clean_env(cmd: &mut Command) {
-    const KEEP: &[&str] = &["CARGO_HOME", "CARGO_NET_OFFLINE", "CARGO_HTTP_TIMEOUT", "CARGO_TARGET_DIR"];
+    const KEEP: &[&str] = &[
+        "CARGO_HOME",
+        "CARGO_NET_OFFLINE",
+        "CARGO_HTTP_TIMEOUT",
+        "CARGO_TARGET_DIR",
+    ];
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let drop = (key.starts_with("CARGO_") && !KEEP.contains(&key) && !key.starts_with("CARGO_REGISTRIES_"))
+        let drop = (key.starts_with("CARGO_")
+            && !KEEP.contains(&key)
+            && !key.starts_with("CARGO_REGISTRIES_"))
             || key.starts_with("RUSTC_")
-            || matches!(key, "RUSTFLAGS" | "RUSTDOCFLAGS" | "CARGO" | "MAKEFLAGS" | "MFLAGS");
+            || matches!(
+                key,
+                "RUSTFLAGS" | "RUSTDOCFLAGS" | "CARGO" | "MAKEFLAGS" | "MFLAGS"
+            );
         if drop {
             cmd.env_remove(key);
         }
@@ -111,7 +148,11 @@ pub fn runtime() -> Arc<PolicyRuntime> {
 
 /// The limits of [`runtime`].
 pub fn test_limits() -> Limits {
-    Limits { deadline: std::time::Duration::from_millis(100), max_instances: 32, ..Limits::default() }
+    Limits {
+        deadline: std::time::Duration::from_millis(100),
+        max_instances: 32,
+        ..Limits::default()
+    }
 }
 
 /// A runtime for memory-cap tests: a smaller cap (32 MiB) and a long deadline (5 s), so a
@@ -124,7 +165,12 @@ pub fn roomy_runtime() -> Arc<PolicyRuntime> {
 
 /// The limits of [`roomy_runtime`].
 pub fn roomy_limits() -> Limits {
-    Limits { memory_bytes: 32 << 20, deadline: std::time::Duration::from_secs(5), max_instances: 4, ..Limits::default() }
+    Limits {
+        memory_bytes: 32 << 20,
+        deadline: std::time::Duration::from_secs(5),
+        max_instances: 4,
+        ..Limits::default()
+    }
 }
 
 /// Loads a component file with `settings` into the shared [`runtime`], compiling each file
@@ -134,15 +180,28 @@ pub fn load(wasm: &Path, settings: &str) -> Result<Policy, ecs_provisioner::poli
 }
 
 /// [`load`] into another runtime (compiled once per runtime and file).
-pub fn load_in(rt: &Arc<PolicyRuntime>, wasm: &Path, settings: &str) -> Result<Policy, ecs_provisioner::policy::PolicyError> {
+pub fn load_in(
+    rt: &Arc<PolicyRuntime>,
+    wasm: &Path,
+    settings: &str,
+) -> Result<Policy, ecs_provisioner::policy::PolicyError> {
     static LOADED: OnceLock<Mutex<HashMap<(usize, PathBuf), Policy>>> = OnceLock::new();
     let loaded = LOADED.get_or_init(Default::default);
     let key = (Arc::as_ptr(rt) as usize, wasm.to_owned());
-    let cached = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let cached = loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
     if let Some(p) = cached {
         return p.with_settings(settings);
     }
-    let base = rt.prepare(&ecs_provisioner::policy::PolicySource::Path(wasm.to_owned()))?;
-    loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(key, base.clone());
+    let base = rt.prepare(&ecs_provisioner::policy::PolicySource::Path(
+        wasm.to_owned(),
+    ))?;
+    loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, base.clone());
     base.with_settings(settings)
 }

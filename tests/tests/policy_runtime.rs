@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use e2e::policy::{load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
 use ecs_provisioner::policy::fixture;
 use ecs_provisioner::policy::{
-    Cause, Demand, Function, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime, QueuedItem,
-    Snapshot, SpotMode, Template,
+    Cause, Demand, Function, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime,
+    QueuedItem, Snapshot, SpotMode, Template,
 };
 
 fn template(name: &str) -> Template {
@@ -31,7 +31,12 @@ fn snapshot() -> Snapshot {
             template: "linux".into(),
             queued: 3,
             oldest_wait_ms: 900,
-            items: (1..=3).map(|id| QueuedItem { id, wait_ms: 300 * id }).collect(),
+            items: (1..=3)
+                .map(|id| QueuedItem {
+                    id,
+                    wait_ms: 300 * id,
+                })
+                .collect(),
         }],
         unmatched_queued: 0,
         nodes: vec![Node {
@@ -71,7 +76,11 @@ fn offerings() -> Vec<Offering> {
 }
 
 fn request(count: u32) -> PlaceRequest {
-    PlaceRequest { now_ms: 1_700_000_123_456, template: template("linux"), count }
+    PlaceRequest {
+        now_ms: 1_700_000_123_456,
+        template: template("linux"),
+        count,
+    }
 }
 
 fn probe(mode: &str) -> ecs_provisioner::policy::Policy {
@@ -80,7 +89,9 @@ fn probe(mode: &str) -> ecs_provisioner::policy::Policy {
 
 /// A good evaluation in the shared runtime, to show it survived whatever came before.
 fn still_works() {
-    let plan = probe("ok").scale(&snapshot()).expect("a good policy still evaluates");
+    let plan = probe("ok")
+        .scale(&snapshot())
+        .expect("a good policy still evaluates");
     assert_eq!(plan.launches.len(), 1);
 }
 
@@ -89,7 +100,10 @@ fn a_good_answer_comes_back_typed_and_validated() {
     let p = probe("ok");
     assert_eq!(p.contract_version(), "0.1.0");
     let plan = p.scale(&snapshot()).unwrap();
-    assert_eq!((plan.launches[0].template.as_str(), plan.launches[0].count), ("linux", 3));
+    assert_eq!(
+        (plan.launches[0].template.as_str(), plan.launches[0].count),
+        ("linux", 3)
+    );
     assert_eq!(plan.removals[0].instance_id, "i-idle");
     let placements = p.place(&request(3), &offerings(), &[]).unwrap();
     let counts: Vec<(u32, u32)> = placements.iter().map(|p| (p.offering, p.count)).collect();
@@ -99,9 +113,20 @@ fn a_good_answer_comes_back_typed_and_validated() {
 #[test]
 fn a_guest_error_is_reported_with_policy_and_function() {
     let err = probe("reject").scale(&snapshot()).unwrap_err();
-    assert_eq!((err.function, &err.cause), (Some(Function::Scale), &Cause::Rejected("probe says no".into())));
-    assert_eq!(err.to_string(), "policy `policy_probe`: scale: returned an error: probe says no");
-    let err = probe("reject").place(&request(1), &offerings(), &[]).unwrap_err();
+    assert_eq!(
+        (err.function, &err.cause),
+        (
+            Some(Function::Scale),
+            &Cause::Rejected("probe says no".into())
+        )
+    );
+    assert_eq!(
+        err.to_string(),
+        "policy `policy_probe`: scale: returned an error: probe says no"
+    );
+    let err = probe("reject")
+        .place(&request(1), &offerings(), &[])
+        .unwrap_err();
     assert_eq!(err.function, Some(Function::Place));
 }
 
@@ -117,7 +142,10 @@ fn bad_settings_fail_at_load_naming_the_setting() {
 fn a_panic_is_a_trap_quoting_the_panic_message() {
     let err = probe("panic").scale(&snapshot()).unwrap_err();
     assert_eq!(err.kind(), "trap", "{err}");
-    assert!(err.to_string().contains("probe panicked on purpose"), "{err}");
+    assert!(
+        err.to_string().contains("probe panicked on purpose"),
+        "{err}"
+    );
     still_works();
 }
 
@@ -130,7 +158,9 @@ fn an_endless_loop_times_out_at_the_deadline() {
     assert_eq!(err.function, Some(Function::Scale));
     // Contained: bounded by the deadline, not hung (generous slack for a busy 2-core box).
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    let err = probe("spin").place(&request(1), &offerings(), &[]).unwrap_err();
+    let err = probe("spin")
+        .place(&request(1), &offerings(), &[])
+        .unwrap_err();
     assert_eq!(err.kind(), "timeout");
     still_works();
 }
@@ -147,14 +177,25 @@ fn a_memory_bomb_hits_the_cap() {
         }
         ref other => panic!("expected a memory cap error, got {other:?} ({err})"),
     }
-    assert!(err.to_string().contains("exceeded the memory cap of 32 MiB"), "{err}");
-    assert!(load_in(&roomy_runtime(), &probe_wasm(), "{}").unwrap().scale(&snapshot()).is_ok());
+    assert!(
+        err.to_string()
+            .contains("exceeded the memory cap of 32 MiB"),
+        "{err}"
+    );
+    assert!(
+        load_in(&roomy_runtime(), &probe_wasm(), "{}")
+            .unwrap()
+            .scale(&snapshot())
+            .is_ok()
+    );
     still_works();
 }
 
 #[test]
 fn a_log_flood_is_rate_limited_and_the_call_completes() {
-    let plan = probe("log-flood").scale(&snapshot()).expect("logging never fails");
+    let plan = probe("log-flood")
+        .scale(&snapshot())
+        .expect("logging never fails");
     assert_eq!(plan.launches[0].count, 3);
 }
 
@@ -162,11 +203,27 @@ fn a_log_flood_is_rate_limited_and_the_call_completes() {
 fn invalid_output_says_what_and_where() {
     let err = probe("unknown-template").scale(&snapshot()).unwrap_err();
     assert_eq!(err.kind(), "invalid-output");
-    assert!(err.to_string().ends_with("launches[0]: unknown template `nope` (known: linux)"), "{err}");
-    let err = probe("bad-offering").place(&request(1), &offerings(), &[]).unwrap_err();
-    assert!(err.to_string().contains("placements[0]: offering index 9 out of range (there are 2 offerings)"), "{err}");
-    let err = probe("too-many").place(&request(2), &offerings(), &[]).unwrap_err();
-    assert!(err.to_string().contains("placements total 3 nodes but only 2 were requested"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("launches[0]: unknown template `nope` (known: linux)"),
+        "{err}"
+    );
+    let err = probe("bad-offering")
+        .place(&request(1), &offerings(), &[])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("placements[0]: offering index 9 out of range (there are 2 offerings)"),
+        "{err}"
+    );
+    let err = probe("too-many")
+        .place(&request(2), &offerings(), &[])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("placements total 3 nodes but only 2 were requested"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,21 +232,39 @@ fn the_sandbox_is_empty_and_deterministic() {
     let s = snapshot();
     let reason = p.scale(&s).unwrap().launches[0].reason.clone();
     // The wall clock reads the input's now-ms; no environment, no arguments, no filesystem.
-    assert!(reason.starts_with(&format!("clock={} ", s.now_ms)), "{reason}");
-    assert!(reason.contains(" env=0 ") && reason.ends_with(" root=false"), "{reason}");
+    assert!(
+        reason.starts_with(&format!("clock={} ", s.now_ms)),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(" env=0 ") && reason.ends_with(" root=false"),
+        "{reason}"
+    );
     // Randomness (here: std's HashMap seed) is seeded, so the same input gives the same output.
     assert_eq!(p.scale(&s).unwrap().launches[0].reason, reason);
 }
 
 #[test]
 fn garbage_is_a_load_error() {
-    let err = runtime().load_bytes("garbage", b"\0asm\x01\0\0\0junk", "{}").unwrap_err();
-    assert_eq!((err.kind(), err.function), ("load", None));
-    assert!(err.to_string().starts_with("policy `garbage`: cannot load: not a valid component"), "{err}");
     let err = runtime()
-        .load(&ecs_provisioner::policy::PolicySource::parse("/nonexistent/x.wasm"), "{}")
+        .load_bytes("garbage", b"\0asm\x01\0\0\0junk", "{}")
         .unwrap_err();
-    assert!(err.to_string().contains("cannot read /nonexistent/x.wasm"), "{err}");
+    assert_eq!((err.kind(), err.function), ("load", None));
+    assert!(
+        err.to_string()
+            .starts_with("policy `garbage`: cannot load: not a valid component"),
+        "{err}"
+    );
+    let err = runtime()
+        .load(
+            &ecs_provisioner::policy::PolicySource::parse("/nonexistent/x.wasm"),
+            "{}",
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read /nonexistent/x.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -208,8 +283,15 @@ fn evaluations_run_concurrently() {
 fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
     let bytes = std::fs::read(probe_wasm()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let limits = ecs_provisioner::policy::Limits { max_instances: 2, ..test_limits() };
-    let fresh = || PolicyRuntime::new(limits.clone()).unwrap().with_cache_dir(dir.path());
+    let limits = ecs_provisioner::policy::Limits {
+        max_instances: 2,
+        ..test_limits()
+    };
+    let fresh = || {
+        PolicyRuntime::new(limits.clone())
+            .unwrap()
+            .with_cache_dir(dir.path())
+    };
     let (_, first) = fresh().component("probe", &bytes).unwrap();
     assert_eq!(first.from, LoadedFrom::Compiled);
     let (_, second) = fresh().component("probe", &bytes).unwrap();
@@ -222,7 +304,10 @@ fn compiled_components_are_cached_and_a_bad_cache_entry_is_recompiled() {
     let p = rt.load_bytes("probe", &bytes, "{}").unwrap();
     assert_eq!(p.load_info().from, LoadedFrom::Compiled);
     assert!(p.scale(&snapshot()).is_ok());
-    assert_eq!(fresh().component("probe", &bytes).unwrap().1.from, LoadedFrom::Cache);
+    assert_eq!(
+        fresh().component("probe", &bytes).unwrap().1.from,
+        LoadedFrom::Cache
+    );
 }
 
 #[test]
@@ -265,10 +350,19 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
     let summary = fixture::run(&p, &[dir.path().to_owned()], &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();
     assert_eq!((summary.passed, summary.failed), (3, 1), "{out}");
-    assert!(out.contains("PASS") && out.contains("launches what is queued"), "{out}");
-    assert!(out.contains("FAIL") && out.contains("wrong on purpose"), "{out}");
+    assert!(
+        out.contains("PASS") && out.contains("launches what is queued"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL") && out.contains("wrong on purpose"),
+        "{out}"
+    );
     assert!(out.contains("launch.linux: expected 5, got 2"), "{out}");
-    assert!(out.contains("remove-includes: `i-8` is not removed"), "{out}");
+    assert!(
+        out.contains("remove-includes: `i-8` is not removed"),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("3 passed, 1 failed"), "{out}");
 
     // The CLI entry point turns a failure into a non-zero exit code.
@@ -280,7 +374,51 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
             deadline_ms: 200,
             no_cache: true,
             cache_dir: None,
+            keep_resident_kib: 2048,
         },
     };
-    assert_eq!(ecs_provisioner::policy::cli::test(&args, &mut Vec::new()), 1);
+    assert_eq!(
+        ecs_provisioner::policy::cli::test(&args, &mut Vec::new()),
+        1
+    );
+}
+
+#[test]
+fn bench_reports_every_figure() {
+    let args = ecs_provisioner::policy::cli::BenchArgs {
+        policy: probe_wasm().display().to_string(),
+        nodes: 30,
+        queued: 40,
+        offerings: 6,
+        iterations: 5,
+        settings: "{}".into(),
+        json: true,
+        runtime: ecs_provisioner::policy::cli::RuntimeArgs {
+            memory_mib: 64,
+            deadline_ms: 1000,
+            no_cache: true,
+            cache_dir: None,
+            keep_resident_kib: 2048,
+        },
+    };
+    let mut out = Vec::new();
+    assert_eq!(ecs_provisioner::policy::cli::bench(&args, &mut out), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["shape"]["nodes"], 30);
+    assert_eq!(
+        report["plan_launches"], 40,
+        "the probe launches what is queued: {report}"
+    );
+    assert_eq!(report["placed"], 50);
+    for key in ["compile_ms", "cached_load_ms"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    for key in ["instantiate", "scale", "place"] {
+        let p = &report[key];
+        assert!(
+            p["p50_us"].as_f64().unwrap() > 0.0 && p["p99_us"].as_f64() >= p["p50_us"].as_f64(),
+            "{key}: {report}"
+        );
+    }
+    assert!(report["peak_memory_bytes"].as_u64().unwrap() > 0);
 }

@@ -133,8 +133,8 @@ async fn check_cloud(client: &EcsClient, config: &Config) -> Vec<CheckResult> {
         Err(e) => out.push(fail("instance types", e.to_string(), "the RAM policy needs ecs:DescribeAvailableResource")),
     }
     // A DryRun launch proves the permission and the parameters without creating anything.
-    if let (Ok(v), Some(t)) = (&vswitches, config.templates.first()) {
-        if let Some(vsw) = v.iter().find(|s| t.vswitches.allows(&s.vswitch_id) && t.zones.allows(&s.zone_id)) {
+    if let (Ok(v), Some(t)) = (&vswitches, config.templates.first())
+        && let Some(vsw) = v.iter().find(|s| t.vswitches.allows(&s.vswitch_id) && t.zones.allows(&s.zone_id)) {
             let itype = match &t.instance_types {
                 crate::config::Candidates::List(l) => l[0].clone(),
                 crate::config::Candidates::Auto => "ecs.g7.large".to_owned(),
@@ -148,7 +148,6 @@ async fn check_cloud(client: &EcsClient, config: &Config) -> Vec<CheckResult> {
                 Err(e) => fail("RunInstances (DryRun)", e.to_string(), "the RAM policy needs ecs:RunInstances; check image, type and vswitch"),
             });
         }
-    }
     out
 }
 

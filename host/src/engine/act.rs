@@ -285,11 +285,10 @@ where
             report.chores.push(super::describe_chore(&chore));
             match chore {
                 Chore::Terminate { instance_id, reason } => {
-                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        if n.agent.is_some() {
+                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id)
+                        && n.agent.is_some() {
                             jenkins_work.push(Chore::DeleteNode { name: node_name(n.template(), &instance_id), reason: reason.clone() });
                         }
-                    }
                     terminate.push((instance_id, reason));
                 }
                 Chore::Bootstrap { instance_id } => {

@@ -223,11 +223,10 @@ where
             reconcile(&fleet, &view.agents, &book, &templates, now)
         };
         for node in &view.agents {
-            if node.online {
-                if let Some((_, id)) = lifecycle::parse_node_name(&node.name, &templates) {
+            if node.online
+                && let Some((_, id)) = lifecycle::parse_node_name(&node.name, &templates) {
                     self.book.lock().unwrap().seen_online.insert(id.to_owned());
                 }
-            }
         }
         summarize(&mut report, &nodes, &view.queues, view.unmatched);
 

@@ -35,13 +35,21 @@ impl Percentiles {
         v.sort_unstable();
         let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        Percentiles { p50_us: us(at(0.50)), p99_us: us(at(0.99)), max_us: us(*v.last().unwrap()) }
+        Percentiles {
+            p50_us: us(at(0.50)),
+            p99_us: us(at(0.99)),
+            max_us: us(*v.last().unwrap()),
+        }
     }
 }
 
 impl fmt::Display for Percentiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "p50 {:>9.1} us   p99 {:>9.1} us   max {:>9.1} us", self.p50_us, self.p99_us, self.max_us)
+        write!(
+            f,
+            "p50 {:>9.1} us   p99 {:>9.1} us   max {:>9.1} us",
+            self.p50_us, self.p99_us, self.max_us
+        )
     }
 }
 
@@ -78,14 +86,22 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.shape;
         writeln!(f, "policy {} ({} bytes)", self.policy, self.component_bytes)?;
-        writeln!(f, "snapshot: {} nodes, {} queued, {} offerings; {} iterations", s.nodes, s.queued, s.offerings, self.iterations)?;
+        writeln!(
+            f,
+            "snapshot: {} nodes, {} queued, {} offerings; {} iterations",
+            s.nodes, s.queued, s.offerings, self.iterations
+        )?;
         writeln!(f, "compile (Cranelift)     {:>9.2} ms", self.compile_ms)?;
         writeln!(f, "load from cache         {:>9.2} ms", self.cached_load_ms)?;
         writeln!(f, "store creation          {}", self.store_new)?;
         writeln!(f, "pooled instantiation    {}", self.instantiate)?;
         writeln!(f, "scale (fresh instance)  {}", self.scale)?;
         writeln!(f, "place (fresh instance)  {}", self.place)?;
-        writeln!(f, "peak guest memory       {:>9.2} MiB", self.peak_memory_bytes as f64 / (1u64 << 20) as f64)?;
+        writeln!(
+            f,
+            "peak guest memory       {:>9.2} MiB",
+            self.peak_memory_bytes as f64 / (1u64 << 20) as f64
+        )?;
         write!(
             f,
             "plan: {} launches, {} removals; place: {} of {} placed",
@@ -95,7 +111,13 @@ impl fmt::Display for Report {
 }
 
 /// Runs the benchmark.
-pub fn run(policy: &str, settings: &str, shape: Shape, iterations: u32, limits: &Limits) -> Result<Report, PolicyError> {
+pub fn run(
+    policy: &str,
+    settings: &str,
+    shape: Shape,
+    iterations: u32,
+    limits: &Limits,
+) -> Result<Report, PolicyError> {
     let source = PolicySource::parse(policy);
     let name = source.name();
     let bytes = source.bytes()?;
@@ -108,14 +130,25 @@ pub fn run(policy: &str, settings: &str, shape: Shape, iterations: u32, limits: 
     let cached = runtime.component(&name, &bytes)?.1;
     let _ = std::fs::remove_dir_all(&cache_dir);
     if cached.from != LoadedFrom::Cache {
-        tracing::warn!("the compiled-component cache was not used; the cached load time is a compile time");
+        tracing::warn!(
+            "the compiled-component cache was not used; the cached load time is a compile time"
+        );
     }
 
     let policy = runtime.load_bytes(&name, &bytes, settings)?;
     let snapshot = synthetic_snapshot(shape);
     let template = snapshot.templates[0].clone();
-    let fleet: Vec<Node> = snapshot.nodes.iter().filter(|n| n.template == template.name).cloned().collect();
-    let request = PlaceRequest { now_ms: snapshot.now_ms, template, count: 50 };
+    let fleet: Vec<Node> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.template == template.name)
+        .cloned()
+        .collect();
+    let request = PlaceRequest {
+        now_ms: snapshot.now_ms,
+        template,
+        count: 50,
+    };
 
     let warmup = (iterations / 10).clamp(1, 100);
     let mut store_new = Vec::new();
@@ -173,7 +206,12 @@ pub fn run(policy: &str, settings: &str, shape: Shape, iterations: u32, limits: 
 /// spread over the templates, `offerings` offerings over 4 zones x types x spot/on-demand.
 pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
     let now_ms = 1_700_000_000_000;
-    let zones = ["cn-hangzhou-g", "cn-hangzhou-h", "cn-hangzhou-i", "cn-hangzhou-j"];
+    let zones = [
+        "cn-hangzhou-g",
+        "cn-hangzhou-h",
+        "cn-hangzhou-i",
+        "cn-hangzhou-j",
+    ];
     let templates: Vec<Template> = ["linux", "linux-large", "windows", "gpu"]
         .iter()
         .enumerate()
@@ -185,7 +223,12 @@ pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
             max_nodes: shape.nodes.max(1) * 2,
             idle_timeout_secs: 600,
             max_uses: if i == 3 { 1 } else { 0 },
-            spot: [SpotMode::OnDemand, SpotMode::SpotFirst, SpotMode::SpotOnly, SpotMode::OnDemand][i],
+            spot: [
+                SpotMode::OnDemand,
+                SpotMode::SpotFirst,
+                SpotMode::SpotOnly,
+                SpotMode::OnDemand,
+            ][i],
         })
         .collect();
     let states = [
@@ -209,7 +252,11 @@ pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
                 spot: i % 3 == 0,
                 state,
                 busy_executors: if online { i % 3 } else { 0 },
-                idle_ms: if online && i % 3 == 0 { u64::from(i % 20) * 60_000 } else { 0 },
+                idle_ms: if online && i % 3 == 0 {
+                    u64::from(i % 20) * 60_000
+                } else {
+                    0
+                },
                 age_ms: u64::from(i) * 1_000 + 60_000,
                 uses: i % 5,
                 failure: None,
@@ -226,7 +273,10 @@ pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
             let items: Vec<QueuedItem> = (0..n)
                 .map(|k| {
                     next_id += 1;
-                    QueuedItem { id: next_id, wait_ms: u64::from(n - k) * 250 }
+                    QueuedItem {
+                        id: next_id,
+                        wait_ms: u64::from(n - k) * 250,
+                    }
                 })
                 .collect();
             Demand {
@@ -244,18 +294,36 @@ pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
             Offering {
                 zone: zone.into(),
                 vswitch: format!("vsw-{zone}-{}", i % 3),
-                instance_type: format!("ecs.{}.{}", ["c7", "g7", "r7", "c8i"][(i as usize / 24) % 4], ["large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge"][size]),
+                instance_type: format!(
+                    "ecs.{}.{}",
+                    ["c7", "g7", "r7", "c8i"][(i as usize / 24) % 4],
+                    [
+                        "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge"
+                    ][size]
+                ),
                 spot: i % 2 == 1,
                 vcpus: 2 << size,
                 memory_mib: 4096 << size,
                 free_ips: 50 + (i * 37) % 200,
-                price_per_hour: (i % 5 != 0).then(|| f64::from(2 << size) * if i % 2 == 1 { 0.03 } else { 0.1 }),
+                price_per_hour: (i % 5 != 0)
+                    .then(|| f64::from(2 << size) * if i % 2 == 1 { 0.03 } else { 0.1 }),
                 in_stock: i % 11 != 0,
-                last_failure: (i % 13 == 0).then(|| Failure { code: "OperationDenied.NoStock".into(), at_ms: now_ms - 60_000 }),
+                last_failure: (i % 13 == 0).then(|| Failure {
+                    code: "OperationDenied.NoStock".into(),
+                    at_ms: now_ms - 60_000,
+                }),
             }
         })
         .collect();
-    Snapshot { now_ms, templates, demand, unmatched_queued: 3, nodes, offerings, max_total_nodes: shape.nodes.max(1) * 4 }
+    Snapshot {
+        now_ms,
+        templates,
+        demand,
+        unmatched_queued: 3,
+        nodes,
+        offerings,
+        max_total_nodes: shape.nodes.max(1) * 4,
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +332,11 @@ mod tests {
 
     #[test]
     fn synthetic_snapshot_has_the_requested_shape() {
-        let s = synthetic_snapshot(Shape { nodes: 10, queued: 7, offerings: 5 });
+        let s = synthetic_snapshot(Shape {
+            nodes: 10,
+            queued: 7,
+            offerings: 5,
+        });
         assert_eq!(s.nodes.len(), 10);
         assert_eq!(s.demand.iter().map(|d| d.queued).sum::<u32>(), 7);
         assert_eq!(s.demand.iter().map(|d| d.items.len()).sum::<usize>(), 7);

@@ -13,8 +13,8 @@ wasmtime::component::bindgen!({
 
 pub use self::ecs_provisioner::policy::host::Level;
 pub use exports::ecs_provisioner::policy::policy::{
-    Demand, Failure, Launch, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem, Removal,
-    ScalePlan, Snapshot, SpotMode, Template,
+    Demand, Failure, Launch, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem,
+    Removal, ScalePlan, Snapshot, SpotMode, Template,
 };
 
 /// The contract package this host implements.

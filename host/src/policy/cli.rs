@@ -36,6 +36,9 @@ pub struct RuntimeArgs {
     /// Where compiled policies are cached (default: ~/.cache/ecs-provisioner/policies).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// KiB of each pooled memory kept resident between evaluations (tuning; see `Limits`).
+    #[arg(long, hide = true, default_value_t = (Limits::default().keep_resident_bytes >> 10) as u64)]
+    pub keep_resident_kib: u64,
 }
 
 impl RuntimeArgs {
@@ -44,6 +47,7 @@ impl RuntimeArgs {
         Limits {
             memory_bytes: self.memory_mib << 20,
             deadline: Duration::from_millis(self.deadline_ms),
+            keep_resident_bytes: (self.keep_resident_kib << 10) as usize,
             ..Limits::default()
         }
     }
@@ -52,7 +56,10 @@ impl RuntimeArgs {
     pub fn runtime(&self) -> Result<Arc<PolicyRuntime>, PolicyError> {
         let mut rt = PolicyRuntime::new(self.limits())?;
         if !self.no_cache
-            && let Some(dir) = self.cache_dir.clone().or_else(PolicyRuntime::default_cache_dir)
+            && let Some(dir) = self
+                .cache_dir
+                .clone()
+                .or_else(PolicyRuntime::default_cache_dir)
         {
             rt = rt.with_cache_dir(dir);
         }
@@ -128,7 +135,10 @@ impl PolicyCommand {
 /// `policy test`: 0 when every case passed, 1 when any failed, 2 when the policy did not load.
 pub fn test(args: &TestArgs, out: &mut dyn Write) -> i32 {
     // Not `load`: each case brings its own settings, and `{}` may not be valid ones.
-    let prepared = args.runtime.runtime().and_then(|rt| rt.prepare(&PolicySource::parse(&args.policy)));
+    let prepared = args
+        .runtime
+        .runtime()
+        .and_then(|rt| rt.prepare(&PolicySource::parse(&args.policy)));
     let policy = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -148,8 +158,18 @@ pub fn test(args: &TestArgs, out: &mut dyn Write) -> i32 {
 
 /// `policy bench`: prints the report; 0 on success, 2 when the policy failed.
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> i32 {
-    let shape = super::bench::Shape { nodes: args.nodes, queued: args.queued, offerings: args.offerings };
-    match super::bench::run(&args.policy, &args.settings, shape, args.iterations, &args.runtime.limits()) {
+    let shape = super::bench::Shape {
+        nodes: args.nodes,
+        queued: args.queued,
+        offerings: args.offerings,
+    };
+    match super::bench::run(
+        &args.policy,
+        &args.settings,
+        shape,
+        args.iterations,
+        &args.runtime.limits(),
+    ) {
         Ok(report) => {
             let text = if args.json {
                 serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -182,5 +202,7 @@ pub fn new(args: &NewArgs, out: &mut dyn Write) -> i32 {
 
 /// Loads `policy` (`builtin:default` or a path) with `settings` under `runtime`'s limits.
 pub fn load(policy: &str, settings: &str, runtime: &RuntimeArgs) -> Result<Policy, PolicyError> {
-    runtime.runtime()?.load(&PolicySource::parse(policy), settings)
+    runtime
+        .runtime()?
+        .load(&PolicySource::parse(policy), settings)
 }

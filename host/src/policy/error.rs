@@ -81,7 +81,11 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub(crate) fn new(policy: impl Into<String>, function: Option<Function>, cause: Cause) -> Self {
-        PolicyError { policy: policy.into(), function, cause }
+        PolicyError {
+            policy: policy.into(),
+            function,
+            cause,
+        }
     }
 
     pub(crate) fn load(policy: impl Into<String>, reason: impl fmt::Display) -> Self {
@@ -107,7 +111,10 @@ impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.policy;
         if let Cause::IncompatibleContract { found, accepted } = &self.cause {
-            return write!(f, "policy `{p}` was built for contract {found}; this host accepts {accepted}");
+            return write!(
+                f,
+                "policy `{p}` was built for contract {found}; this host accepts {accepted}"
+            );
         }
         match self.function {
             Some(func) => write!(f, "policy `{p}`: {func}: ")?,
@@ -118,7 +125,11 @@ impl fmt::Display for PolicyError {
             Cause::IncompatibleContract { .. } => unreachable!("handled above"),
             Cause::Instantiate(r) => write!(f, "cannot instantiate: {r}"),
             Cause::Trap(m) => write!(f, "trapped: {m}"),
-            Cause::Timeout(d) => write!(f, "ran past its time budget of {} ms (epoch deadline)", d.as_millis()),
+            Cause::Timeout(d) => write!(
+                f,
+                "ran past its time budget of {} ms (epoch deadline)",
+                d.as_millis()
+            ),
             Cause::MemoryCap { cap, requested } => write!(
                 f,
                 "exceeded the memory cap of {} (tried to grow to {})",
@@ -134,10 +145,13 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 fn mib(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
-        format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / (1u64 << 20) as f64)
+        format!(
+            "{:.1} MiB ({bytes} bytes)",
+            bytes as f64 / (1u64 << 20) as f64
+        )
     }
 }
 
@@ -147,8 +161,15 @@ mod tests {
 
     #[test]
     fn messages_name_policy_function_and_cause() {
-        let e = PolicyError::new("x", Some(Function::Scale), Cause::Timeout(Duration::from_millis(200)));
-        assert_eq!(e.to_string(), "policy `x`: scale: ran past its time budget of 200 ms (epoch deadline)");
+        let e = PolicyError::new(
+            "x",
+            Some(Function::Scale),
+            Cause::Timeout(Duration::from_millis(200)),
+        );
+        assert_eq!(
+            e.to_string(),
+            "policy `x`: scale: ran past its time budget of 200 ms (epoch deadline)"
+        );
         let e = PolicyError::new(
             "x",
             None,
@@ -161,8 +182,18 @@ mod tests {
             e.to_string(),
             "policy `x` was built for contract ecs-provisioner:policy@0.2.0; this host accepts 0.1.x"
         );
-        let e = PolicyError::new("x", Some(Function::Place), Cause::MemoryCap { cap: 64 << 20, requested: 65 << 20 });
-        assert_eq!(e.to_string(), "policy `x`: place: exceeded the memory cap of 64 MiB (tried to grow to 65 MiB)");
+        let e = PolicyError::new(
+            "x",
+            Some(Function::Place),
+            Cause::MemoryCap {
+                cap: 64 << 20,
+                requested: 65 << 20,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "policy `x`: place: exceeded the memory cap of 64 MiB (tried to grow to 65 MiB)"
+        );
         assert_eq!(e.kind(), "memory-cap");
     }
 }

@@ -116,7 +116,11 @@ pub enum Input {
     /// `scale(snapshot)`.
     Scale(Snapshot),
     /// `place(request, offerings, fleet)`.
-    Place { request: PlaceRequest, offerings: Vec<Offering>, fleet: Vec<Node> },
+    Place {
+        request: PlaceRequest,
+        offerings: Vec<Offering>,
+        fleet: Vec<Node>,
+    },
 }
 
 /// Expectations of a case; see the module docs.
@@ -341,7 +345,9 @@ impl TemplateIn {
 impl NodeIn {
     fn build(self, index: usize, default_template: &str) -> Node {
         Node {
-            instance_id: self.instance_id.unwrap_or_else(|| format!("i-{}", index + 1)),
+            instance_id: self
+                .instance_id
+                .unwrap_or_else(|| format!("i-{}", index + 1)),
             template: self.template.unwrap_or_else(|| default_template.into()),
             zone: self.zone.unwrap_or_else(|| DEFAULT_ZONE.into()),
             instance_type: self.instance_type.unwrap_or_else(|| DEFAULT_TYPE.into()),
@@ -378,7 +384,10 @@ impl OfferingIn {
             free_ips: self.free_ips.unwrap_or(100),
             price_per_hour: self.price_per_hour,
             in_stock: self.in_stock.unwrap_or(true),
-            last_failure: self.last_failure.map(|f| Failure { code: f.code, at_ms: f.at_ms }),
+            last_failure: self.last_failure.map(|f| Failure {
+                code: f.code,
+                at_ms: f.at_ms,
+            }),
         }
     }
 }
@@ -395,15 +404,26 @@ impl SnapshotIn {
             .into_iter()
             .map(|d| {
                 let items = match d.items {
-                    Some(items) => items.into_iter().map(|i| QueuedItem { id: i.id, wait_ms: i.wait_ms }).collect(),
+                    Some(items) => items
+                        .into_iter()
+                        .map(|i| QueuedItem {
+                            id: i.id,
+                            wait_ms: i.wait_ms,
+                        })
+                        .collect(),
                     None => (1..=u64::from(d.queued.unwrap_or(0)))
-                        .map(|id| QueuedItem { id, wait_ms: d.oldest_wait_ms.unwrap_or(0) })
+                        .map(|id| QueuedItem {
+                            id,
+                            wait_ms: d.oldest_wait_ms.unwrap_or(0),
+                        })
                         .collect::<Vec<_>>(),
                 };
                 Demand {
                     template: d.template.unwrap_or_else(|| first.clone()),
                     queued: d.queued.unwrap_or(items.len() as u32),
-                    oldest_wait_ms: d.oldest_wait_ms.unwrap_or_else(|| items.iter().map(|i| i.wait_ms).max().unwrap_or(0)),
+                    oldest_wait_ms: d
+                        .oldest_wait_ms
+                        .unwrap_or_else(|| items.iter().map(|i| i.wait_ms).max().unwrap_or(0)),
                     items,
                 }
             })
@@ -412,7 +432,12 @@ impl SnapshotIn {
             now_ms: self.now_ms.unwrap_or(1_700_000_000_000),
             demand,
             unmatched_queued: self.unmatched_queued,
-            nodes: self.nodes.into_iter().enumerate().map(|(i, n)| n.build(i, &first)).collect(),
+            nodes: self
+                .nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| n.build(i, &first))
+                .collect(),
             offerings: self.offerings.into_iter().map(OfferingIn::build).collect(),
             max_total_nodes: self.max_total_nodes.unwrap_or(100),
             templates,
@@ -423,11 +448,17 @@ impl SnapshotIn {
 impl CaseIn {
     fn build(self, file: &Path, index: usize) -> Result<Case, String> {
         let name = self.name.unwrap_or_else(|| format!("case {}", index + 1));
-        let settings = serde_json::to_string(&self.settings.unwrap_or_else(|| Value::Object(Default::default())))
-            .map_err(|e| e.to_string())?;
-        let function = self
-            .function
-            .unwrap_or(if self.request.is_some() { FunctionIn::Place } else { FunctionIn::Scale });
+        let settings = serde_json::to_string(
+            &self
+                .settings
+                .unwrap_or_else(|| Value::Object(Default::default())),
+        )
+        .map_err(|e| e.to_string())?;
+        let function = self.function.unwrap_or(if self.request.is_some() {
+            FunctionIn::Place
+        } else {
+            FunctionIn::Scale
+        });
         let snapshot = self.snapshot.build();
         let input = match function {
             FunctionIn::Configure => Input::Configure,
@@ -441,7 +472,13 @@ impl CaseIn {
                         .iter()
                         .find(|t| t.name == n)
                         .cloned()
-                        .unwrap_or_else(|| TemplateIn { name: Some(n), ..Default::default() }.build()),
+                        .unwrap_or_else(|| {
+                            TemplateIn {
+                                name: Some(n),
+                                ..Default::default()
+                            }
+                            .build()
+                        }),
                     None => snapshot.templates[0].clone(),
                 };
                 let offerings = match self.offerings {
@@ -449,19 +486,48 @@ impl CaseIn {
                     None => snapshot.offerings.clone(),
                 };
                 let fleet = match self.fleet {
-                    Some(f) => f.into_iter().enumerate().map(|(i, n)| n.build(i, &template.name)).collect(),
-                    None => snapshot.nodes.iter().filter(|n| n.template == template.name).cloned().collect(),
+                    Some(f) => f
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, n)| n.build(i, &template.name))
+                        .collect(),
+                    None => snapshot
+                        .nodes
+                        .iter()
+                        .filter(|n| n.template == template.name)
+                        .cloned()
+                        .collect(),
                 };
-                let request = PlaceRequest { now_ms: r.now_ms.unwrap_or(snapshot.now_ms), template, count: r.count.unwrap_or(1) };
-                Input::Place { request, offerings, fleet }
+                let request = PlaceRequest {
+                    now_ms: r.now_ms.unwrap_or(snapshot.now_ms),
+                    template,
+                    count: r.count.unwrap_or(1),
+                };
+                Input::Place {
+                    request,
+                    offerings,
+                    fleet,
+                }
             }
         };
-        Ok(Case { file: file.to_owned(), name, settings, input, expect: self.expect })
+        Ok(Case {
+            file: file.to_owned(),
+            name,
+            settings,
+            input,
+            expect: self.expect,
+        })
     }
 }
 
-/// Reads the cases of one fixture file.
+/// Reads the cases of one fixture file; the first bad case makes it an error.
 pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
+    load_cases(path)?.into_iter().collect()
+}
+
+/// Reads one fixture file case by case: the outer error is about the file (unreadable, not
+/// TOML/JSON), the inner ones about single cases, so one typo does not hide the other cases.
+pub fn load_cases(path: &Path) -> Result<Vec<Result<Case, String>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut doc: Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -474,9 +540,14 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
     let raw_cases = match top.remove("case") {
         None => vec![Value::Object(Default::default())],
         Some(Value::Array(cases)) => cases,
-        Some(_) => return Err(format!("{}: `case` must be an array of tables ([[case]])", path.display())),
+        Some(_) => {
+            return Err(format!(
+                "{}: `case` must be an array of tables ([[case]])",
+                path.display()
+            ));
+        }
     };
-    raw_cases
+    let cases = raw_cases
         .into_iter()
         .enumerate()
         .map(|(i, mut raw)| {
@@ -486,10 +557,12 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>, String> {
                 Some(n) => format!("{}: case {} (`{n}`)", path.display(), i + 1),
                 None => format!("{}: case {}", path.display(), i + 1),
             };
-            let case: CaseIn = serde_json::from_value(merged.clone()).map_err(|e| format!("{}: {e}", what()))?;
+            let case: CaseIn =
+                serde_json::from_value(merged.clone()).map_err(|e| format!("{}: {e}", what()))?;
             case.build(path, i).map_err(|e| format!("{}: {e}", what()))
         })
-        .collect()
+        .collect();
+    Ok(cases)
 }
 
 /// Deep merge: tables merge key by key, anything else replaces.
@@ -552,11 +625,14 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
         }
     };
     if files.is_empty() {
-        writeln!(out, "FAIL no fixture files given (or none in the directories)")?;
+        writeln!(
+            out,
+            "FAIL no fixture files given (or none in the directories)"
+        )?;
         summary.failed += 1;
     }
     for file in files {
-        let cases = match load_file(&file) {
+        let cases = match load_cases(&file) {
             Ok(c) => c,
             Err(e) => {
                 writeln!(out, "FAIL {e}")?;
@@ -565,6 +641,14 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
             }
         };
         for case in cases {
+            let case = match case {
+                Ok(c) => c,
+                Err(e) => {
+                    writeln!(out, "FAIL {e}")?;
+                    summary.failed += 1;
+                    continue;
+                }
+            };
             let o = run_case(policy, &case);
             if o.failures.is_empty() {
                 summary.passed += 1;
@@ -587,11 +671,18 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
 /// Runs one case and checks its expectations.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
     let mut failures = Vec::new();
-    let result: Result<Answer, PolicyError> = policy.with_settings(&case.settings).and_then(|p| match &case.input {
-        Input::Configure => Ok(Answer::Configured),
-        Input::Scale(s) => p.scale(s).map(Answer::Plan),
-        Input::Place { request, offerings, fleet } => p.place(request, offerings, fleet).map(Answer::Placements),
-    });
+    let result: Result<Answer, PolicyError> =
+        policy
+            .with_settings(&case.settings)
+            .and_then(|p| match &case.input {
+                Input::Configure => Ok(Answer::Configured),
+                Input::Scale(s) => p.scale(s).map(Answer::Plan),
+                Input::Place {
+                    request,
+                    offerings,
+                    fleet,
+                } => p.place(request, offerings, fleet).map(Answer::Placements),
+            });
     let e = &case.expect;
     match (result, e.error.is_some() || e.error_kind.is_some()) {
         (Err(err), true) => {
@@ -599,18 +690,26 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
             if let Some(sub) = &e.error
                 && !msg.contains(sub.as_str())
             {
-                failures.push(format!("error: expected a message containing `{sub}`\n- got: {msg}"));
+                failures.push(format!(
+                    "error: expected a message containing `{sub}`\n- got: {msg}"
+                ));
             }
             if let Some(kind) = &e.error_kind
                 && kind != err.kind()
             {
-                failures.push(format!("error-kind: expected `{kind}`, got `{}` ({msg})", err.kind()));
+                failures.push(format!(
+                    "error-kind: expected `{kind}`, got `{}` ({msg})",
+                    err.kind()
+                ));
             }
         }
         (Err(err), false) => failures.push(format!("unexpected error: {err}")),
         (Ok(answer), true) => failures.push(format!(
             "expected an error{}, but the call succeeded: {}",
-            e.error.as_ref().map(|s| format!(" containing `{s}`")).unwrap_or_default(),
+            e.error
+                .as_ref()
+                .map(|s| format!(" containing `{s}`"))
+                .unwrap_or_default(),
             answer.describe(&case.input)
         )),
         (Ok(Answer::Configured), false) => {}
@@ -621,7 +720,11 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
             }
         }
     }
-    Outcome { file: case.file.clone(), name: case.name.clone(), failures }
+    Outcome {
+        file: case.file.clone(),
+        name: case.name.clone(),
+        failures,
+    }
 }
 
 enum Answer {
@@ -635,20 +738,22 @@ impl Answer {
         match (self, input) {
             (Answer::Configured, _) => "configure accepted the settings".into(),
             (Answer::Plan(p), _) => describe_plan(p),
-            (Answer::Placements(p), Input::Place { offerings, .. }) => describe_placements(p, offerings),
+            (Answer::Placements(p), Input::Place { offerings, .. }) => {
+                describe_placements(p, offerings)
+            }
             (Answer::Placements(p), _) => format!("{p:?}"),
         }
     }
 }
 
 fn describe_plan(p: &ScalePlan) -> String {
-    let l: Vec<String> = p.launches.iter().map(|l| format!("{}={}", l.template, l.count)).collect();
+    let l: Vec<String> = p
+        .launches
+        .iter()
+        .map(|l| format!("{}={}", l.template, l.count))
+        .collect();
     let r: Vec<&str> = p.removals.iter().map(|r| r.instance_id.as_str()).collect();
-    format!(
-        "launches [{}], removals [{}]",
-        l.join(", "),
-        r.join(", ")
-    )
+    format!("launches [{}], removals [{}]", l.join(", "), r.join(", "))
 }
 
 fn describe_placements(p: &[Placement], offerings: &[Offering]) -> String {
@@ -671,7 +776,11 @@ fn describe_placements(p: &[Placement], offerings: &[Offering]) -> String {
 }
 
 fn launched(plan: &ScalePlan, template: &str) -> u32 {
-    plan.launches.iter().filter(|l| l.template == template).map(|l| l.count).sum()
+    plan.launches
+        .iter()
+        .filter(|l| l.template == template)
+        .map(|l| l.count)
+        .sum()
 }
 
 fn check_plan(e: &Expect, plan: &ScalePlan, f: &mut Vec<String>) {
@@ -679,28 +788,44 @@ fn check_plan(e: &Expect, plan: &ScalePlan, f: &mut Vec<String>) {
     for (t, &want) in e.launch.iter().flatten() {
         let have = launched(plan, t);
         if have != want {
-            f.push(format!("launch.{t}: expected {want}, got {have}  (plan: {})", got()));
+            f.push(format!(
+                "launch.{t}: expected {want}, got {have}  (plan: {})",
+                got()
+            ));
         }
     }
     for (t, &want) in e.launch_at_least.iter().flatten() {
         let have = launched(plan, t);
         if have < want {
-            f.push(format!("launch-at-least.{t}: expected >= {want}, got {have}  (plan: {})", got()));
+            f.push(format!(
+                "launch-at-least.{t}: expected >= {want}, got {have}  (plan: {})",
+                got()
+            ));
         }
     }
     for (t, &want) in e.launch_at_most.iter().flatten() {
         let have = launched(plan, t);
         if have > want {
-            f.push(format!("launch-at-most.{t}: expected <= {want}, got {have}  (plan: {})", got()));
+            f.push(format!(
+                "launch-at-most.{t}: expected <= {want}, got {have}  (plan: {})",
+                got()
+            ));
         }
     }
     if let Some(want) = e.launch_total {
         let have: u64 = plan.launches.iter().map(|l| u64::from(l.count)).sum();
         if have != want {
-            f.push(format!("launch-total: expected {want}, got {have}  (plan: {})", got()));
+            f.push(format!(
+                "launch-total: expected {want}, got {have}  (plan: {})",
+                got()
+            ));
         }
     }
-    let removed: BTreeSet<&str> = plan.removals.iter().map(|r| r.instance_id.as_str()).collect();
+    let removed: BTreeSet<&str> = plan
+        .removals
+        .iter()
+        .map(|r| r.instance_id.as_str())
+        .collect();
     if let Some(want) = &e.remove {
         let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
         if want != removed {
@@ -716,18 +841,28 @@ fn check_plan(e: &Expect, plan: &ScalePlan, f: &mut Vec<String>) {
     }
     for id in e.remove_includes.iter().flatten() {
         if !removed.contains(id.as_str()) {
-            f.push(format!("remove-includes: `{id}` is not removed  (plan: {})", got()));
+            f.push(format!(
+                "remove-includes: `{id}` is not removed  (plan: {})",
+                got()
+            ));
         }
     }
     for id in e.remove_excludes.iter().flatten() {
         if removed.contains(id.as_str()) {
-            f.push(format!("remove-excludes: `{id}` is removed  (plan: {})", got()));
+            f.push(format!(
+                "remove-excludes: `{id}` is removed  (plan: {})",
+                got()
+            ));
         }
     }
     if let Some(want) = e.remove_count
         && plan.removals.len() != want
     {
-        f.push(format!("remove-count: expected {want}, got {}  (plan: {})", plan.removals.len(), got()));
+        f.push(format!(
+            "remove-count: expected {want}, got {}  (plan: {})",
+            plan.removals.len(),
+            got()
+        ));
     }
     if let Some(want) = &e.plan {
         check_exact_plan(want, plan, f);
@@ -739,7 +874,9 @@ fn check_exact_plan(want: &PlanIn, plan: &ScalePlan, f: &mut Vec<String>) {
     let mut have_l: Vec<&Launch> = plan.launches.iter().collect();
     for w in &want.launches {
         let pos = have_l.iter().position(|h| {
-            h.template == w.template && h.count == w.count && w.reason.as_ref().is_none_or(|r| *r == h.reason)
+            h.template == w.template
+                && h.count == w.count
+                && w.reason.as_ref().is_none_or(|r| *r == h.reason)
         });
         match pos {
             Some(i) => {
@@ -749,16 +886,23 @@ fn check_exact_plan(want: &PlanIn, plan: &ScalePlan, f: &mut Vec<String>) {
                 "- launch {} x{}{}",
                 w.template,
                 w.count,
-                w.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                w.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             )),
         }
     }
-    diff.extend(have_l.iter().map(|h| format!("+ launch {} x{} ({})", h.template, h.count, h.reason)));
+    diff.extend(
+        have_l
+            .iter()
+            .map(|h| format!("+ launch {} x{} ({})", h.template, h.count, h.reason)),
+    );
     let mut have_r: Vec<&Removal> = plan.removals.iter().collect();
     for w in &want.removals {
-        let pos = have_r
-            .iter()
-            .position(|h| h.instance_id == w.instance_id && w.reason.as_ref().is_none_or(|r| *r == h.reason));
+        let pos = have_r.iter().position(|h| {
+            h.instance_id == w.instance_id && w.reason.as_ref().is_none_or(|r| *r == h.reason)
+        });
         match pos {
             Some(i) => {
                 have_r.remove(i);
@@ -766,13 +910,23 @@ fn check_exact_plan(want: &PlanIn, plan: &ScalePlan, f: &mut Vec<String>) {
             None => diff.push(format!(
                 "- remove {}{}",
                 w.instance_id,
-                w.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                w.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             )),
         }
     }
-    diff.extend(have_r.iter().map(|h| format!("+ remove {} ({})", h.instance_id, h.reason)));
+    diff.extend(
+        have_r
+            .iter()
+            .map(|h| format!("+ remove {} ({})", h.instance_id, h.reason)),
+    );
     if !diff.is_empty() {
-        f.push(format!("plan differs (- expected, + got):\n{}", diff.join("\n")));
+        f.push(format!(
+            "plan differs (- expected, + got):\n{}",
+            diff.join("\n")
+        ));
     }
 }
 
@@ -788,19 +942,33 @@ fn check_placements(e: &Expect, offerings: &[Offering], p: &[Placement], f: &mut
     if let Some(want) = e.placed
         && total != want
     {
-        f.push(format!("placed: expected {want}, got {total}  (placements: {})", got()));
+        f.push(format!(
+            "placed: expected {want}, got {total}  (placements: {})",
+            got()
+        ));
     }
     if let Some(want) = e.placed_at_least
         && total < want
     {
-        f.push(format!("placed-at-least: expected >= {want}, got {total}  (placements: {})", got()));
+        f.push(format!(
+            "placed-at-least: expected >= {want}, got {total}  (placements: {})",
+            got()
+        ));
     }
     if let Some(want) = e.placed_at_most
         && total > want
     {
-        f.push(format!("placed-at-most: expected <= {want}, got {total}  (placements: {})", got()));
+        f.push(format!(
+            "placed-at-most: expected <= {want}, got {total}  (placements: {})",
+            got()
+        ));
     }
-    let groups: [(&str, &Option<BTreeMap<String, u64>>, fn(&Offering) -> &str); 3] = [
+    type Group<'a> = (
+        &'a str,
+        &'a Option<BTreeMap<String, u64>>,
+        fn(&Offering) -> &str,
+    );
+    let groups: [Group; 3] = [
         ("per-zone", &e.per_zone, |o| o.zone.as_str()),
         ("per-type", &e.per_type, |o| o.instance_type.as_str()),
         ("per-vswitch", &e.per_vswitch, |o| o.vswitch.as_str()),
@@ -809,35 +977,62 @@ fn check_placements(e: &Expect, offerings: &[Offering], p: &[Placement], f: &mut
         for (k, &n) in want.iter().flatten() {
             let have = sum_by(&|o| key(o) == k);
             if have != n {
-                f.push(format!("{what}.{k}: expected {n}, got {have}  (placements: {})", got()));
+                f.push(format!(
+                    "{what}.{k}: expected {n}, got {have}  (placements: {})",
+                    got()
+                ));
             }
         }
     }
     if let Some(want) = e.spot {
         let have = sum_by(&|o| o.spot);
         if have != want {
-            f.push(format!("spot: expected {want}, got {have}  (placements: {})", got()));
+            f.push(format!(
+                "spot: expected {want}, got {have}  (placements: {})",
+                got()
+            ));
         }
     }
     if let Some(want) = e.on_demand {
         let have = sum_by(&|o| !o.spot);
         if have != want {
-            f.push(format!("on-demand: expected {want}, got {have}  (placements: {})", got()));
+            f.push(format!(
+                "on-demand: expected {want}, got {have}  (placements: {})",
+                got()
+            ));
         }
     }
     if let Some(want) = &e.placements {
         let mut want = want.clone();
         want.sort();
-        let mut have: Vec<PlacementIn> = p.iter().map(|p| PlacementIn { offering: p.offering, count: p.count }).collect();
+        let mut have: Vec<PlacementIn> = p
+            .iter()
+            .map(|p| PlacementIn {
+                offering: p.offering,
+                count: p.count,
+            })
+            .collect();
         have.sort();
         if want != have {
-            let fmt = |v: &[PlacementIn]| v.iter().map(|p| format!("#{} x{}", p.offering, p.count)).collect::<Vec<_>>().join(", ");
-            f.push(format!("placements differ:\n- expected: [{}]\n+ got:      [{}]", fmt(&want), fmt(&have)));
+            let fmt = |v: &[PlacementIn]| {
+                v.iter()
+                    .map(|p| format!("#{} x{}", p.offering, p.count))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            f.push(format!(
+                "placements differ:\n- expected: [{}]\n+ got:      [{}]",
+                fmt(&want),
+                fmt(&have)
+            ));
         }
     }
     for &i in e.unused_offerings.iter().flatten() {
         if p.iter().any(|p| p.offering == i && p.count > 0) {
-            f.push(format!("unused-offerings: offering #{i} got nodes  (placements: {})", got()));
+            f.push(format!(
+                "unused-offerings: offering #{i} got nodes  (placements: {})",
+                got()
+            ));
         }
     }
 }
@@ -857,7 +1052,9 @@ mod tests {
     fn defaults_fill_a_short_case() {
         let cases = parse("snapshot.demand = [{ queued = 3 }]\nexpect.launch = { default = 3 }\n");
         assert_eq!(cases.len(), 1);
-        let Input::Scale(s) = &cases[0].input else { panic!("scale expected") };
+        let Input::Scale(s) = &cases[0].input else {
+            panic!("scale expected")
+        };
         assert_eq!(s.templates[0].name, "default");
         assert_eq!(s.demand[0].template, "default");
         assert_eq!(s.demand[0].items.len(), 3);
@@ -884,32 +1081,97 @@ offerings = [{ zone = "z1" }, { zone = "z2", spot = true }]
 "#,
         );
         assert_eq!(cases.len(), 2);
-        let Input::Scale(s) = &cases[0].input else { panic!() };
+        let Input::Scale(s) = &cases[0].input else {
+            panic!()
+        };
         assert_eq!(s.now_ms, 5);
         assert_eq!(s.nodes[0].template, "linux");
         assert_eq!(s.nodes[0].instance_id, "i-1");
         assert_eq!(s.nodes[0].state, NodeState::Draining);
         assert_eq!(cases[1].settings, r#"{"a":1,"b":2}"#);
-        let Input::Place { request, offerings, .. } = &cases[1].input else { panic!("place expected") };
+        let Input::Place {
+            request, offerings, ..
+        } = &cases[1].input
+        else {
+            panic!("place expected")
+        };
         assert_eq!(request.template.spot, SpotMode::SpotFirst);
         assert_eq!((request.count, request.now_ms), (3, 5));
         assert_eq!(offerings[1].vswitch, "vsw-z2");
     }
 
     #[test]
+    fn json_fixtures_use_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(
+            &path,
+            r#"{"case": [{"name": "j", "function": "place", "request": {"count": 2},
+                "offerings": [{"zone": "z", "price-per-hour": 0.5, "last-failure": {"code": "NoStock", "at-ms": 9}}],
+                "expect": {"placed": 2, "per-zone": {"z": 2}}}]}"#,
+        )
+        .unwrap();
+        let cases = load_file(&path).unwrap();
+        let Input::Place {
+            offerings, request, ..
+        } = &cases[0].input
+        else {
+            panic!("place expected")
+        };
+        assert_eq!((request.count, offerings[0].price_per_hour), (2, Some(0.5)));
+        assert_eq!(offerings[0].last_failure.as_ref().unwrap().code, "NoStock");
+        assert_eq!(cases[0].expect.per_zone.as_ref().unwrap()["z"], 2);
+    }
+
+    #[test]
     fn typos_are_errors_naming_the_case() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");
-        std::fs::write(&path, "[[case]]\nname = \"x\"\nsnapshot.templates = [{ min-node = 1 }]\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[case]]\nname = \"x\"\nsnapshot.templates = [{ min-node = 1 }]\n",
+        )
+        .unwrap();
         let err = load_file(&path).unwrap_err();
-        assert!(err.contains("case 1 (`x`)") && err.contains("min-node"), "{err}");
+        assert!(
+            err.contains("case 1 (`x`)") && err.contains("min-node"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_case_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(
+            &path,
+            "[[case]]\nname = \"good\"\n[[case]]\nname = \"bad\"\nexpect.launchs = 1\n",
+        )
+        .unwrap();
+        let cases = load_cases(&path).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].as_ref().unwrap().name, "good");
+        assert!(
+            cases[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("unknown field `launchs`")
+        );
+        assert!(load_file(&path).is_err());
     }
 
     #[test]
     fn plan_checks_report_what_differs() {
         let plan = ScalePlan {
-            launches: vec![Launch { template: "linux".into(), count: 2, reason: "queue".into() }],
-            removals: vec![Removal { instance_id: "i-2".into(), reason: "idle".into() }],
+            launches: vec![Launch {
+                template: "linux".into(),
+                count: 2,
+                reason: "queue".into(),
+            }],
+            removals: vec![Removal {
+                instance_id: "i-2".into(),
+                reason: "idle".into(),
+            }],
         };
         let expect = Expect {
             launch: Some([("linux".to_owned(), 3)].into()),
@@ -922,7 +1184,10 @@ offerings = [{ zone = "z1" }, { zone = "z2", spot = true }]
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].starts_with("launch.linux: expected 3, got 2"));
         assert!(f[1].contains("- missing: [i-1]") && f[1].contains("+ unexpected: [i-2]"));
-        let ok = Expect { launch: Some([("linux".to_owned(), 2)].into()), ..Default::default() };
+        let ok = Expect {
+            launch: Some([("linux".to_owned(), 2)].into()),
+            ..Default::default()
+        };
         let mut f = Vec::new();
         check_plan(&ok, &plan, &mut f);
         assert!(f.is_empty());

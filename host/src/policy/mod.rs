@@ -33,12 +33,14 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 pub use bindings::{
-    Demand, Failure, Launch, Level, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem, Removal,
-    ScalePlan, Snapshot, SpotMode, Template, CONTRACT_PACKAGE, CONTRACT_VERSION,
+    CONTRACT_PACKAGE, CONTRACT_VERSION, Demand, Failure, Launch, Level, Node, NodeState, Offering,
+    PlaceRequest, Placement, QueuedItem, Removal, ScalePlan, Snapshot, SpotMode, Template,
 };
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};
-pub use runtime::{LoadInfo, LoadedFrom, Limits, PolicyRuntime, ACCEPTED_VERSIONS, WASMTIME_VERSION};
+pub use runtime::{
+    ACCEPTED_VERSIONS, Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION,
+};
 
 use bindings::{PolicyModule, PolicyModulePre};
 use sandbox::Sandbox;
@@ -80,19 +82,25 @@ impl PolicySource {
         match self {
             PolicySource::Builtin(n) if n == "default" => {
                 if BUILTIN_DEFAULT.is_empty() {
-                    Err(PolicyError::load(self.name(), concat!(
-                        "this binary was built without the builtin default policy (",
-                        env!("ECSP_BUILTIN_POLICY_NOTE"),
-                        ")"
-                    )))
+                    Err(PolicyError::load(
+                        self.name(),
+                        concat!(
+                            "this binary was built without the builtin default policy (",
+                            env!("ECSP_BUILTIN_POLICY_NOTE"),
+                            ")"
+                        ),
+                    ))
                 } else {
                     Ok(std::borrow::Cow::Borrowed(BUILTIN_DEFAULT))
                 }
             }
-            PolicySource::Builtin(_) => Err(PolicyError::load(self.name(), "unknown builtin policy; the only one is `builtin:default`")),
-            PolicySource::Path(p) => std::fs::read(p)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| PolicyError::load(self.name(), format!("cannot read {}: {e}", p.display()))),
+            PolicySource::Builtin(_) => Err(PolicyError::load(
+                self.name(),
+                "unknown builtin policy; the only one is `builtin:default`",
+            )),
+            PolicySource::Path(p) => std::fs::read(p).map(std::borrow::Cow::Owned).map_err(|e| {
+                PolicyError::load(self.name(), format!("cannot read {}: {e}", p.display()))
+            }),
         }
     }
 }
@@ -133,7 +141,16 @@ impl Policy {
         contract: String,
         load: LoadInfo,
     ) -> Self {
-        Policy { inner: Arc::new(PolicyInner { runtime, name, pre, settings, contract, load }) }
+        Policy {
+            inner: Arc::new(PolicyInner {
+                runtime,
+                name,
+                pre,
+                settings,
+                contract,
+                load,
+            }),
+        }
     }
 
     /// The policy's name, as used in logs and errors.
@@ -154,14 +171,22 @@ impl Policy {
     /// The same compiled policy with other settings, checked with `configure` like a load.
     pub fn with_settings(&self, settings: &str) -> Result<Policy, PolicyError> {
         let i = &self.inner;
-        let p = Policy::new(i.runtime.clone(), i.name.clone(), i.pre.clone(), settings.into(), i.contract.clone(), i.load);
+        let p = Policy::new(
+            i.runtime.clone(),
+            i.name.clone(),
+            i.pre.clone(),
+            settings.into(),
+            i.contract.clone(),
+            i.load,
+        );
         p.check_settings()?;
         Ok(p)
     }
 
     /// Runs `configure(settings)` on a fresh instance.
     pub fn check_settings(&self) -> Result<(), PolicyError> {
-        self.evaluate(Function::Configure, 0, |_, _| Ok(Ok(Ok(())))).0
+        self.evaluate(Function::Configure, 0, |_, _| Ok(Ok(Ok(()))))
+            .0
     }
 
     /// Asks the policy how many nodes to launch and which to remove. The plan is validated
@@ -172,7 +197,10 @@ impl Policy {
     }
 
     /// [`Self::scale`] plus what the evaluation cost.
-    pub fn scale_measured(&self, snapshot: &Snapshot) -> (Result<ScalePlan, PolicyError>, EvalStats) {
+    pub fn scale_measured(
+        &self,
+        snapshot: &Snapshot,
+    ) -> (Result<ScalePlan, PolicyError>, EvalStats) {
         self.evaluate(Function::Scale, snapshot.now_ms, |guest, store| {
             let plan = guest.call_scale(store, snapshot)?;
             Ok(plan.map(|plan| validate::scale_plan(snapshot, &plan).map(|()| plan)))
@@ -181,7 +209,12 @@ impl Policy {
 
     /// Asks the policy to spread `request.count` nodes over `offerings`. The placements are
     /// validated (offering indices in range, no duplicates, total at most `request.count`).
-    pub fn place(&self, request: &PlaceRequest, offerings: &[Offering], fleet: &[Node]) -> Result<Vec<Placement>, PolicyError> {
+    pub fn place(
+        &self,
+        request: &PlaceRequest,
+        offerings: &[Offering],
+        fleet: &[Node],
+    ) -> Result<Vec<Placement>, PolicyError> {
         self.place_measured(request, offerings, fleet).0
     }
 
@@ -235,7 +268,9 @@ impl Policy {
                         match call(guest, &mut store) {
                             Err(e) => Err(self.classify(Some(function), &store, e, false)),
                             Ok(Err(msg)) => Err(self.error(function, Cause::Rejected(msg))),
-                            Ok(Ok(Err(problem))) => Err(self.error(function, Cause::InvalidOutput(problem))),
+                            Ok(Ok(Err(problem))) => {
+                                Err(self.error(function, Cause::InvalidOutput(problem)))
+                            }
                             Ok(Ok(Ok(v))) => Ok(v),
                         }
                     }
@@ -254,7 +289,10 @@ impl Policy {
     pub fn measure_instantiate(&self) -> Result<(Duration, Duration), PolicyError> {
         let i = &self.inner;
         let started = Instant::now();
-        let mut store = Store::new(&i.runtime.engine, Sandbox::new(i.name.clone(), &i.runtime.limits, 0));
+        let mut store = Store::new(
+            &i.runtime.engine,
+            Sandbox::new(i.name.clone(), &i.runtime.limits, 0),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(i.runtime.deadline_ticks());
         let created = started.elapsed();
@@ -269,13 +307,22 @@ impl Policy {
     }
 
     /// Turns a wasmtime error into a cause: timeout, memory cap, trap or instantiation failure.
-    fn classify(&self, function: Option<Function>, store: &Store<Sandbox>, e: wasmtime::Error, instantiating: bool) -> PolicyError {
+    fn classify(
+        &self,
+        function: Option<Function>,
+        store: &Store<Sandbox>,
+        e: wasmtime::Error,
+        instantiating: bool,
+    ) -> PolicyError {
         let data = store.data();
         let trap = e.downcast_ref::<wasmtime::Trap>().copied();
         let cause = if trap == Some(wasmtime::Trap::Interrupt) {
             Cause::Timeout(self.inner.runtime.limits.deadline)
         } else if let Some(requested) = data.limiter.denied {
-            Cause::MemoryCap { cap: data.limiter.cap as u64, requested: requested as u64 }
+            Cause::MemoryCap {
+                cap: data.limiter.cap as u64,
+                requested: requested as u64,
+            }
         } else if instantiating && trap.is_none() {
             Cause::Instantiate(format!("{e:#}"))
         } else {

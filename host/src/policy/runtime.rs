@@ -93,15 +93,26 @@ impl PolicyRuntime {
     /// Builds an engine with the pooling allocator sized by `limits`, epoch interruption, and
     /// a ticker thread that lives as long as the engine. No cache until [`Self::with_cache_dir`].
     pub fn new(limits: Limits) -> Result<Self, PolicyError> {
-        let engine = build_engine(&limits).map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
+        let engine =
+            build_engine(&limits).map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
         spawn_ticker(&engine, limits.epoch_tick);
         let mut linker = Linker::<Sandbox>::new(&engine);
         // A std Rust guest on wasm32-wasip2 imports WASI; the context behind it is empty
         // (no preopens, env, args or stdio) and deterministic (see `sandbox`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::ecs_provisioner::policy::host::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s))
+            .and_then(|()| {
+                bindings::ecs_provisioner::policy::host::add_to_linker::<_, HasSelf<Sandbox>>(
+                    &mut linker,
+                    |s| s,
+                )
+            })
             .map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
-        Ok(PolicyRuntime { engine, linker, limits, cache_dir: None })
+        Ok(PolicyRuntime {
+            engine,
+            linker,
+            limits,
+            cache_dir: None,
+        })
     }
 
     /// Caches compiled components under `dir`, keyed by content hash, wasmtime version and
@@ -128,14 +139,23 @@ impl PolicyRuntime {
 
     /// Loads a policy and checks its settings by calling `configure(settings)` once on a fresh
     /// instance, so a bad setting fails at load time, not in production.
-    pub fn load(self: &Arc<Self>, source: &PolicySource, settings: &str) -> Result<Policy, PolicyError> {
+    pub fn load(
+        self: &Arc<Self>,
+        source: &PolicySource,
+        settings: &str,
+    ) -> Result<Policy, PolicyError> {
         let name = source.name();
         let bytes = source.bytes()?;
         self.load_bytes(&name, &bytes, settings)
     }
 
     /// Like [`Self::load`] for a component already in memory; `name` is used in errors and logs.
-    pub fn load_bytes(self: &Arc<Self>, name: &str, bytes: &[u8], settings: &str) -> Result<Policy, PolicyError> {
+    pub fn load_bytes(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+        settings: &str,
+    ) -> Result<Policy, PolicyError> {
         self.prepare_bytes(name, bytes)?.with_settings(settings)
     }
 
@@ -147,7 +167,11 @@ impl PolicyRuntime {
     }
 
     /// [`Self::prepare`] for a component already in memory.
-    pub fn prepare_bytes(self: &Arc<Self>, name: &str, bytes: &[u8]) -> Result<Policy, PolicyError> {
+    pub fn prepare_bytes(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Policy, PolicyError> {
         let (component, info) = self.component(name, bytes)?;
         let contract = check_contract(name, &self.engine, &component)?;
         let pre = self
@@ -155,32 +179,68 @@ impl PolicyRuntime {
             .instantiate_pre(&component)
             .and_then(PolicyModulePre::new)
             .map_err(|e| PolicyError::load(name, format!("cannot link: {e:#}")))?;
-        Ok(Policy::new(Arc::clone(self), name.into(), pre, "{}".into(), contract, info))
+        Ok(Policy::new(
+            Arc::clone(self),
+            name.into(),
+            pre,
+            "{}".into(),
+            contract,
+            info,
+        ))
     }
 
     /// Compiles (or takes from the cache) a component. Public for `policy bench`.
-    pub fn component(&self, name: &str, bytes: &[u8]) -> Result<(Component, LoadInfo), PolicyError> {
+    pub fn component(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, LoadInfo), PolicyError> {
         let started = Instant::now();
-        let load_err = |e: wasmtime::Error| PolicyError::load(name, format!("not a valid component: {e:#}"));
+        let load_err =
+            |e: wasmtime::Error| PolicyError::load(name, format!("not a valid component: {e:#}"));
         let Some(path) = self.cache_path(bytes) else {
             let c = Component::from_binary(&self.engine, bytes).map_err(load_err)?;
-            return Ok((c, LoadInfo { from: LoadedFrom::Compiled, component_time: started.elapsed() }));
+            return Ok((
+                c,
+                LoadInfo {
+                    from: LoadedFrom::Compiled,
+                    component_time: started.elapsed(),
+                },
+            ));
         };
         if path.exists() {
             // SAFETY: the cache directory belongs to this daemon (documented on
             // `with_cache_dir`); wasmtime rejects artifacts from another version or config.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok((c, LoadInfo { from: LoadedFrom::Cache, component_time: started.elapsed() })),
+                Ok(c) => {
+                    return Ok((
+                        c,
+                        LoadInfo {
+                            from: LoadedFrom::Cache,
+                            component_time: started.elapsed(),
+                        },
+                    ));
+                }
                 Err(e) => tracing::warn!(policy = name, path = %path.display(), error = %e,
                     "unusable cached policy artifact; recompiling"),
             }
         }
         let c = Component::from_binary(&self.engine, bytes).map_err(load_err)?;
         let component_time = started.elapsed();
-        if let Err(e) = c.serialize().map_err(|e| e.to_string()).and_then(|b| write_atomic(&path, &b)) {
+        if let Err(e) = c
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|b| write_atomic(&path, &b))
+        {
             tracing::warn!(policy = name, path = %path.display(), error = %e, "cannot cache compiled policy");
         }
-        Ok((c, LoadInfo { from: LoadedFrom::Compiled, component_time }))
+        Ok((
+            c,
+            LoadInfo {
+                from: LoadedFrom::Compiled,
+                component_time,
+            },
+        ))
     }
 
     /// Epoch ticks that make up one call's deadline: rounded up, plus one because the
@@ -196,7 +256,10 @@ impl PolicyRuntime {
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        Some(dir.join(format!("{hex}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm", h.finish())))
+        Some(dir.join(format!(
+            "{hex}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm",
+            h.finish()
+        )))
     }
 }
 
@@ -228,15 +291,17 @@ fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
 /// Increments the engine's epoch every `tick` until the engine is dropped.
 fn spawn_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("policy-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(tick);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => return,
+    let spawned = std::thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         // Without a ticker deadlines never fire; say so loudly but keep the host up.
         tracing::error!(error = %e, "cannot start the policy epoch ticker: policy time budgets are not enforced");
@@ -245,7 +310,11 @@ fn spawn_ticker(engine: &Engine, tick: Duration) {
 
 /// Checks that the component exports the policy interface in a version this host accepts,
 /// before linking, so a mismatch is reported with both versions named. Returns the version.
-fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<String, PolicyError> {
+fn check_contract(
+    name: &str,
+    engine: &Engine,
+    component: &Component,
+) -> Result<String, PolicyError> {
     let iface = format!("{}/policy", bindings::CONTRACT_PACKAGE);
     let ty = component.component_type();
     let exported: Vec<String> = ty
@@ -253,14 +322,24 @@ fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<
         .filter_map(|(export, _)| export.strip_prefix(&iface).map(str::to_owned))
         .collect();
     let incompatible = |found: String| {
-        PolicyError::new(name, None, Cause::IncompatibleContract { found, accepted: ACCEPTED_VERSIONS.into() })
+        PolicyError::new(
+            name,
+            None,
+            Cause::IncompatibleContract {
+                found,
+                accepted: ACCEPTED_VERSIONS.into(),
+            },
+        )
     };
     let Some(suffix) = exported.first() else {
         let others: Vec<String> = ty.exports(engine).map(|(e, _)| e.to_owned()).collect();
         let found = if others.is_empty() {
             format!("nothing (it exports no {iface} interface)")
         } else {
-            format!("something else (it exports {}, not {iface})", others.join(", "))
+            format!(
+                "something else (it exports {}, not {iface})",
+                others.join(", ")
+            )
         };
         return Err(incompatible(found));
     };
@@ -268,9 +347,15 @@ fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<
     if compatible(version) {
         Ok(version.to_owned())
     } else if version.is_empty() {
-        Err(incompatible(format!("an unversioned {}", bindings::CONTRACT_PACKAGE)))
+        Err(incompatible(format!(
+            "an unversioned {}",
+            bindings::CONTRACT_PACKAGE
+        )))
     } else {
-        Err(incompatible(format!("{}@{version}", bindings::CONTRACT_PACKAGE)))
+        Err(incompatible(format!(
+            "{}@{version}",
+            bindings::CONTRACT_PACKAGE
+        )))
     }
 }
 
@@ -279,13 +364,21 @@ fn check_contract(name: &str, engine: &Engine, component: &Component) -> Result<
 pub(crate) fn compatible(version: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64, u64)> {
         let mut it = v.split('.');
-        let t = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+        let t = (
+            it.next()?.parse().ok()?,
+            it.next()?.parse().ok()?,
+            it.next()?.parse().ok()?,
+        );
         it.next().is_none().then_some(t)
     };
     let (Some(ours), Some(theirs)) = (parse(bindings::CONTRACT_VERSION), parse(version)) else {
         return false;
     };
-    if ours.0 == 0 { theirs.0 == 0 && theirs.1 == ours.1 } else { theirs.0 == ours.0 }
+    if ours.0 == 0 {
+        theirs.0 == 0 && theirs.1 == ours.1
+    } else {
+        theirs.0 == ours.0
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {

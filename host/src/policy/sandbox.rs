@@ -34,14 +34,18 @@ impl Sandbox {
             .stderr(StderrTail(stderr.clone()))
             .wall_clock(FixedWallClock(Duration::from_millis(now_ms)))
             .monotonic_clock(FixedMonotonicClock)
-            .secure_random(SplitMix64(0x5eed_0f_ec5_u64 ^ now_ms))
+            .secure_random(SplitMix64(0x5eed_0fec_u64 ^ now_ms))
             .insecure_random(SplitMix64(0x1a5e_cafe_u64 ^ now_ms))
             .insecure_random_seed(0x0ec5_9011_c1e5 ^ u128::from(now_ms))
             .build();
         Sandbox {
             wasi,
             table: ResourceTable::new(),
-            limiter: GuestLimiter { cap: limits.memory_bytes as usize, peak: 0, denied: None },
+            limiter: GuestLimiter {
+                cap: limits.memory_bytes as usize,
+                peak: 0,
+                denied: None,
+            },
             log: LogState {
                 policy,
                 lines: 0,
@@ -65,7 +69,10 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -80,7 +87,12 @@ pub(crate) struct GuestLimiter {
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.denied.get_or_insert(desired);
             // Refuse rather than trap: a careful guest can handle a failed allocation.
@@ -90,7 +102,12 @@ impl ResourceLimiter for GuestLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -195,10 +212,16 @@ impl tokio::io::AsyncWrite for StderrTail {
         self.push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }
@@ -278,14 +301,21 @@ mod tests {
     #[test]
     fn log_is_rate_limited_and_truncated_per_evaluation() {
         use host::Host as _;
-        let limits = Limits { max_log_lines: 5, max_log_line_bytes: 8, ..Limits::default() };
+        let limits = Limits {
+            max_log_lines: 5,
+            max_log_line_bytes: 8,
+            ..Limits::default()
+        };
         let mut sandbox = Sandbox::new("p".into(), &limits, 0);
         for i in 0..12 {
             sandbox.log(Level::Info, format!("line {i}"));
         }
         sandbox.log(Level::Error, "a long error message".into());
         assert_eq!((sandbox.log.lines, sandbox.log.suppressed), (5, 8));
-        assert_eq!(sandbox.log.last_error.as_deref(), Some("a long e…[truncated]"));
+        assert_eq!(
+            sandbox.log.last_error.as_deref(),
+            Some("a long e…[truncated]")
+        );
         // A fresh evaluation starts with a fresh budget.
         let fresh = Sandbox::new("p".into(), &limits, 0);
         assert_eq!((fresh.log.lines, fresh.log.suppressed), (0, 0));

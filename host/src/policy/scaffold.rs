@@ -32,10 +32,20 @@ impl fmt::Display for Created {
         let d = self.dir.display();
         writeln!(f, "created policy crate `{}` in {d}", self.name)?;
         if self.in_workspace {
-            writeln!(f, "note: it is inside a cargo workspace: add it to the workspace's `members` (or `exclude`)")?;
-            writeln!(f, "next: cargo build -p {} --target wasm32-wasip2 --profile wasm", self.name)?;
+            writeln!(
+                f,
+                "note: it is inside a cargo workspace: add it to the workspace's `members` (or `exclude`)"
+            )?;
+            writeln!(
+                f,
+                "next: cargo build -p {} --target wasm32-wasip2 --profile wasm",
+                self.name
+            )?;
         } else {
-            writeln!(f, "next: cd {d} && cargo test && cargo build --release --target wasm32-wasip2")?;
+            writeln!(
+                f,
+                "next: cd {d} && cargo test && cargo build --release --target wasm32-wasip2"
+            )?;
             write!(
                 f,
                 "then: ecs-provisioner policy test target/wasm32-wasip2/release/{} fixtures/",
@@ -55,41 +65,70 @@ pub fn create(name: &str, dir: &Path, sdk_path: Option<&Path>) -> Result<Created
     if crate_dir.exists() {
         return Err(format!("{} already exists", crate_dir.display()));
     }
-    std::fs::create_dir_all(crate_dir.join("src")).map_err(|e| format!("{}: {e}", crate_dir.display()))?;
-    std::fs::create_dir_all(crate_dir.join("fixtures")).map_err(|e| format!("{}: {e}", crate_dir.display()))?;
+    std::fs::create_dir_all(crate_dir.join("src"))
+        .map_err(|e| format!("{}: {e}", crate_dir.display()))?;
+    std::fs::create_dir_all(crate_dir.join("fixtures"))
+        .map_err(|e| format!("{}: {e}", crate_dir.display()))?;
     let crate_dir = crate_dir.canonicalize().map_err(|e| e.to_string())?;
 
     let sdk = match sdk_path {
-        Some(p) => Some(p.canonicalize().map_err(|e| format!("--sdk-path {}: {e}", p.display()))?),
+        Some(p) => Some(
+            p.canonicalize()
+                .map_err(|e| format!("--sdk-path {}: {e}", p.display()))?,
+        ),
         None => find_sdk(&crate_dir),
     };
     let sdk_dep = match &sdk {
-        Some(p) => format!("ecs-policy-sdk = {{ path = \"{}\" }}", relative(&crate_dir, p).display()),
+        Some(p) => format!(
+            "ecs-policy-sdk = {{ path = \"{}\" }}",
+            relative(&crate_dir, p).display()
+        ),
         None => "ecs-policy-sdk = \"0.1\"".to_owned(),
     };
     let in_workspace = crate_dir.ancestors().skip(1).any(|a| {
-        std::fs::read_to_string(a.join("Cargo.toml")).is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"))
+        std::fs::read_to_string(a.join("Cargo.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"))
     });
     let type_name = type_name(name);
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk_dep, in_workspace)),
-        ("src/lib.rs", LIB_RS.replace("{name}", name).replace("{Type}", &type_name)),
+        (
+            "src/lib.rs",
+            LIB_RS.replace("{name}", name).replace("{Type}", &type_name),
+        ),
         ("fixtures/basic.toml", FIXTURE.to_owned()),
-        ("README.md", README.replace("{name}", name).replace("{wasm}", &format!("{}.wasm", name.replace('-', "_")))),
+        (
+            "README.md",
+            README
+                .replace("{name}", name)
+                .replace("{wasm}", &format!("{}.wasm", name.replace('-', "_"))),
+        ),
         (".gitignore", "/target\n".to_owned()),
     ];
     for (file, text) in files {
         let path = crate_dir.join(file);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(Created { dir: crate_dir, name: name.to_owned(), in_workspace })
+    Ok(Created {
+        dir: crate_dir,
+        name: name.to_owned(),
+        in_workspace,
+    })
 }
 
 fn validate_name(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
-    if ok { Ok(()) } else { Err(format!("`{name}` is not a valid policy name: use lowercase letters, digits and dashes, starting with a letter")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid policy name: use lowercase letters, digits and dashes, starting with a letter"
+        ))
+    }
 }
 
 /// `demo-policy` -> `DemoPolicy`.
@@ -98,7 +137,9 @@ fn type_name(name: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -106,7 +147,8 @@ fn type_name(name: &str) -> String {
 /// `guest-sdk/` of an ecs-provisioner checkout above `dir`, if any.
 fn find_sdk(dir: &Path) -> Option<PathBuf> {
     dir.ancestors().map(|a| a.join("guest-sdk")).find(|p| {
-        std::fs::read_to_string(p.join("Cargo.toml")).is_ok_and(|t| t.contains("name = \"ecs-policy-sdk\""))
+        std::fs::read_to_string(p.join("Cargo.toml"))
+            .is_ok_and(|t| t.contains("name = \"ecs-policy-sdk\""))
     })
 }
 
@@ -254,8 +296,15 @@ mod tests {
     fn names_and_paths() {
         assert_eq!(type_name("demo-policy"), "DemoPolicy");
         assert!(validate_name("demo-policy2").is_ok());
-        assert!(validate_name("Demo").is_err() && validate_name("a_b").is_err() && validate_name("x-").is_err());
-        assert_eq!(relative(Path::new("/w/a/b"), Path::new("/w/guest-sdk")), PathBuf::from("../../guest-sdk"));
+        assert!(
+            validate_name("Demo").is_err()
+                && validate_name("a_b").is_err()
+                && validate_name("x-").is_err()
+        );
+        assert_eq!(
+            relative(Path::new("/w/a/b"), Path::new("/w/guest-sdk")),
+            PathBuf::from("../../guest-sdk")
+        );
     }
 
     #[test]
@@ -265,10 +314,17 @@ mod tests {
         std::fs::create_dir(&sdk).unwrap();
         let created = create("demo-policy", dir.path(), Some(&sdk)).unwrap();
         let toml = std::fs::read_to_string(created.dir.join("Cargo.toml")).unwrap();
-        assert!(toml.contains("ecs-policy-sdk = { path = \"../sdk\" }"), "{toml}");
+        assert!(
+            toml.contains("ecs-policy-sdk = { path = \"../sdk\" }"),
+            "{toml}"
+        );
         assert!(toml.contains("[workspace]"));
         let lib = std::fs::read_to_string(created.dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("export_policy!(DemoPolicy);"));
-        assert!(create("demo-policy", dir.path(), Some(&sdk)).unwrap_err().contains("already exists"));
+        assert!(
+            create("demo-policy", dir.path(), Some(&sdk))
+                .unwrap_err()
+                .contains("already exists")
+        );
     }
 }

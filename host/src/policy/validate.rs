@@ -20,21 +20,38 @@ pub fn scale_plan(snapshot: &Snapshot, plan: &ScalePlan) -> Result<(), String> {
             return Err(format!(
                 "launches[{i}]: unknown template `{}` (known: {})",
                 l.template,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         }
         if !launched.insert(l.template.as_str()) {
-            return Err(format!("launches[{i}]: template `{}` appears more than once", l.template));
+            return Err(format!(
+                "launches[{i}]: template `{}` appears more than once",
+                l.template
+            ));
         }
     }
-    let nodes: HashSet<&str> = snapshot.nodes.iter().map(|n| n.instance_id.as_str()).collect();
+    let nodes: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .map(|n| n.instance_id.as_str())
+        .collect();
     let mut removed = HashSet::new();
     for (i, r) in plan.removals.iter().enumerate() {
         if !nodes.contains(r.instance_id.as_str()) {
-            return Err(format!("removals[{i}]: unknown instance id `{}` (not in the snapshot's nodes)", r.instance_id));
+            return Err(format!(
+                "removals[{i}]: unknown instance id `{}` (not in the snapshot's nodes)",
+                r.instance_id
+            ));
         }
         if !removed.insert(r.instance_id.as_str()) {
-            return Err(format!("removals[{i}]: instance `{}` appears more than once", r.instance_id));
+            return Err(format!(
+                "removals[{i}]: instance `{}` appears more than once",
+                r.instance_id
+            ));
         }
     }
     Ok(())
@@ -42,7 +59,11 @@ pub fn scale_plan(snapshot: &Snapshot, plan: &ScalePlan) -> Result<(), String> {
 
 /// Checks a `place` answer: offering indices in range and not repeated, and the counts
 /// summing to at most `request.count` (fewer is allowed: the host reports the shortfall).
-pub fn placements(request: &PlaceRequest, offerings: &[Offering], placements: &[Placement]) -> Result<(), String> {
+pub fn placements(
+    request: &PlaceRequest,
+    offerings: &[Offering],
+    placements: &[Placement],
+) -> Result<(), String> {
     let mut seen = HashSet::new();
     let mut total: u64 = 0;
     for (i, p) in placements.iter().enumerate() {
@@ -54,12 +75,18 @@ pub fn placements(request: &PlaceRequest, offerings: &[Offering], placements: &[
             ));
         }
         if !seen.insert(p.offering) {
-            return Err(format!("placements[{i}]: offering {} appears more than once", p.offering));
+            return Err(format!(
+                "placements[{i}]: offering {} appears more than once",
+                p.offering
+            ));
         }
         total += u64::from(p.count);
     }
     if total > u64::from(request.count) {
-        return Err(format!("placements total {total} nodes but only {} were requested", request.count));
+        return Err(format!(
+            "placements total {total} nodes but only {} were requested",
+            request.count
+        ));
     }
     Ok(())
 }
@@ -107,26 +134,59 @@ mod tests {
     }
 
     fn launch(t: &str) -> Launch {
-        Launch { template: t.into(), count: 1, reason: String::new() }
+        Launch {
+            template: t.into(),
+            count: 1,
+            reason: String::new(),
+        }
     }
 
     fn removal(id: &str) -> Removal {
-        Removal { instance_id: id.into(), reason: String::new() }
+        Removal {
+            instance_id: id.into(),
+            reason: String::new(),
+        }
     }
 
     #[test]
     fn scale_plans() {
         let s = snapshot();
-        let ok = ScalePlan { launches: vec![launch("linux")], removals: vec![removal("i-1")] };
+        let ok = ScalePlan {
+            launches: vec![launch("linux")],
+            removals: vec![removal("i-1")],
+        };
         assert_eq!(scale_plan(&s, &ok), Ok(()));
-        let bad = ScalePlan { launches: vec![launch("linux"), launch("win")], removals: vec![] };
-        assert_eq!(scale_plan(&s, &bad).unwrap_err(), "launches[1]: unknown template `win` (known: linux)");
-        let dup = ScalePlan { launches: vec![launch("linux"), launch("linux")], removals: vec![] };
+        let bad = ScalePlan {
+            launches: vec![launch("linux"), launch("win")],
+            removals: vec![],
+        };
+        assert_eq!(
+            scale_plan(&s, &bad).unwrap_err(),
+            "launches[1]: unknown template `win` (known: linux)"
+        );
+        let dup = ScalePlan {
+            launches: vec![launch("linux"), launch("linux")],
+            removals: vec![],
+        };
         assert!(scale_plan(&s, &dup).unwrap_err().contains("more than once"));
-        let ghost = ScalePlan { launches: vec![], removals: vec![removal("i-9")] };
-        assert!(scale_plan(&s, &ghost).unwrap_err().starts_with("removals[0]: unknown instance id `i-9`"));
-        let twice = ScalePlan { launches: vec![], removals: vec![removal("i-1"), removal("i-1")] };
-        assert!(scale_plan(&s, &twice).unwrap_err().starts_with("removals[1]"));
+        let ghost = ScalePlan {
+            launches: vec![],
+            removals: vec![removal("i-9")],
+        };
+        assert!(
+            scale_plan(&s, &ghost)
+                .unwrap_err()
+                .starts_with("removals[0]: unknown instance id `i-9`")
+        );
+        let twice = ScalePlan {
+            launches: vec![],
+            removals: vec![removal("i-1"), removal("i-1")],
+        };
+        assert!(
+            scale_plan(&s, &twice)
+                .unwrap_err()
+                .starts_with("removals[1]")
+        );
     }
 
     #[test]
@@ -144,12 +204,24 @@ mod tests {
             last_failure: None,
         };
         let offerings = vec![offering.clone(), offering];
-        let req = PlaceRequest { now_ms: 0, template: template("linux"), count: 3 };
+        let req = PlaceRequest {
+            now_ms: 0,
+            template: template("linux"),
+            count: 3,
+        };
         let p = |offering, count| Placement { offering, count };
         assert_eq!(placements(&req, &offerings, &[p(0, 2), p(1, 1)]), Ok(()));
         assert_eq!(placements(&req, &offerings, &[]), Ok(()));
-        assert!(placements(&req, &offerings, &[p(2, 1)]).unwrap_err().contains("index 2 out of range"));
-        assert!(placements(&req, &offerings, &[p(0, 1), p(0, 1)]).unwrap_err().contains("more than once"));
+        assert!(
+            placements(&req, &offerings, &[p(2, 1)])
+                .unwrap_err()
+                .contains("index 2 out of range")
+        );
+        assert!(
+            placements(&req, &offerings, &[p(0, 1), p(0, 1)])
+                .unwrap_err()
+                .contains("more than once")
+        );
         assert_eq!(
             placements(&req, &offerings, &[p(0, 2), p(1, 2)]).unwrap_err(),
             "placements total 4 nodes but only 3 were requested"

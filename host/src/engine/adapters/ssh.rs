@@ -94,10 +94,9 @@ impl BootstrapPort for SshBootstrapper {
     }
 
     fn instance_gone(&self, instance_id: &str) {
-        if let Some(k) = &self.known_hosts {
-            if let Err(e) = k.forget(instance_id) {
+        if let Some(k) = &self.known_hosts
+            && let Err(e) = k.forget(instance_id) {
                 tracing::warn!(instance = instance_id, error = %e, "could not forget the pinned host key");
             }
-        }
     }
 }

@@ -67,10 +67,20 @@ impl Guest for Probe {
         if settings.contains("bad-setting") {
             return Err("setting `mode`: bad-setting is not a mode".into());
         }
-        let m = ["reject", "panic", "spin", "bomb", "log-flood", "unknown-template", "bad-offering", "too-many", "sandbox"]
-            .into_iter()
-            .find(|m| settings.contains(m))
-            .unwrap_or("ok");
+        let m = [
+            "reject",
+            "panic",
+            "spin",
+            "bomb",
+            "log-flood",
+            "unknown-template",
+            "bad-offering",
+            "too-many",
+            "sandbox",
+        ]
+        .into_iter()
+        .find(|m| settings.contains(m))
+        .unwrap_or("ok");
         MODE.with(|c| *c.borrow_mut() = m.to_owned());
         Ok(())
     }
@@ -82,41 +92,69 @@ impl Guest for Probe {
             "reject" => return Err("probe says no".into()),
             "unknown-template" => {
                 return Ok(ScalePlan {
-                    launches: vec![Launch { template: "nope".into(), count: 1, reason: String::new() }],
+                    launches: vec![Launch {
+                        template: "nope".into(),
+                        count: 1,
+                        reason: String::new(),
+                    }],
                     removals: vec![],
                 });
             }
             _ => {}
         }
-        let reason = if m == "sandbox" { sandbox_report() } else { "queued".to_owned() };
+        let reason = if m == "sandbox" {
+            sandbox_report()
+        } else {
+            "queued".to_owned()
+        };
         let launches = snapshot
             .demand
             .iter()
             .filter(|d| d.queued > 0)
-            .map(|d| Launch { template: d.template.clone(), count: d.queued, reason: reason.clone() })
+            .map(|d| Launch {
+                template: d.template.clone(),
+                count: d.queued,
+                reason: reason.clone(),
+            })
             .collect();
         let removals = snapshot
             .nodes
             .iter()
             .filter(|n| n.idle_ms > 0)
-            .map(|n| Removal { instance_id: n.instance_id.clone(), reason: "idle".into() })
+            .map(|n| Removal {
+                instance_id: n.instance_id.clone(),
+                reason: "idle".into(),
+            })
             .collect();
         Ok(ScalePlan { launches, removals })
     }
 
-    fn place(request: PlaceRequest, offerings: Vec<Offering>, _fleet: Vec<Node>) -> Result<Vec<Placement>, String> {
+    fn place(
+        request: PlaceRequest,
+        offerings: Vec<Offering>,
+        _fleet: Vec<Node>,
+    ) -> Result<Vec<Placement>, String> {
         let m = mode();
         misbehave(&m);
         match m.as_str() {
             "reject" => Err("probe says no".into()),
-            "bad-offering" => Ok(vec![Placement { offering: offerings.len() as u32 + 7, count: 1 }]),
-            "too-many" => Ok(vec![Placement { offering: 0, count: request.count + 1 }]),
+            "bad-offering" => Ok(vec![Placement {
+                offering: offerings.len() as u32 + 7,
+                count: 1,
+            }]),
+            "too-many" => Ok(vec![Placement {
+                offering: 0,
+                count: request.count + 1,
+            }]),
             _ if offerings.is_empty() => Ok(vec![]),
             // Round-robin over the offerings.
             _ => {
                 let n = offerings.len() as u32;
                 Ok((0..n.min(request.count))
-                    .map(|i| Placement { offering: i, count: request.count / n + u32::from(i < request.count % n) })
+                    .map(|i| Placement {
+                        offering: i,
+                        count: request.count / n + u32::from(i < request.count % n),
+                    })
                     .collect())
             }
         }

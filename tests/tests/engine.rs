@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use e2e::engine::{Harness, Setup, Template, assert_builds_succeeded, wait_until};
+use e2e::policy::workspace_wasm;
+use ecs_provisioner::sim::ecs::{Faults, NoStockRule, ThrottleRule};
 use ecs_provisioner::sim::jenkins::JobKind;
 
 /// Runs `sim-agent` (and the daemon, in the crash test): see `tests/src/bin/e2e-provisioner.rs`.
@@ -46,5 +48,109 @@ async fn converges_on_two_labels_and_returns_to_minimum() {
     h.caps.assert_within(&h.config);
     let seen = h.caps.seen();
     assert!(seen.total >= 4, "demand should have grown the fleet near its caps: {seen:?}");
+    h.shutdown().await;
+}
+
+/// NoStock in a zone the placement uses, injected after the first cycle (so the cached
+/// offerings still show stock there): the same cycle that hits the stock-out launches the
+/// remainder in other zones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_out_is_placed_elsewhere_in_the_same_cycle() {
+    let setup = Setup::new(EXE, vec![Template::new("linux", 1, 0, 6)]);
+    let h = Harness::start(&setup).await;
+    let first = h.engine.cycle(true).await;
+    assert!(first.errors.is_empty() && first.launched.is_empty(), "{first:?}");
+    let out = "cn-hangzhou-h";
+    h.cluster.ecs.add_no_stock(NoStockRule { zone_id: Some(out.into()), instance_type: None, spot_only: false });
+    // Three nodes over three zones: the spreading placement puts one in the stocked-out zone.
+    h.enqueue("linux", JobKind::Freestyle, 3, secs(0.5));
+
+    let report = h.engine.cycle(true).await;
+    let failed: Vec<_> = report.launch_errors.iter().filter(|e| e.capacity && e.zone == out).collect();
+    assert!(!failed.is_empty(), "no capacity error in {out}: {report:#?}");
+    assert!(failed[0].error.contains("NoStock"), "{failed:?}");
+    let launched: Vec<&String> = report.launched.iter().flat_map(|l| &l.instance_ids).collect();
+    assert_eq!(launched.len(), 3, "the whole request launched in this cycle: {report:#?}");
+    assert!(report.launched.iter().all(|l| l.zone != out), "{report:#?}");
+    assert!(report.unplaced.is_empty(), "{report:#?}");
+    // What the cloud holds agrees.
+    let instances = e2e::engine::our_instances(&h.cluster);
+    assert_eq!(instances.len(), 3, "{}", h.describe());
+    assert!(instances.iter().all(|i| i.zone_id != out));
+    h.shutdown().await;
+}
+
+/// 30% of all ECS calls throttled and 5% answered with a 5xx, from the first call on: the
+/// fleet still converges, every build completes, no cap is ever exceeded and retried launches
+/// never launch twice (the instances match the launches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_still_converge_within_caps() {
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 1, 3), Template::new("docker", 1, 0, 3)]);
+    setup.cloud_extra = "max-total-nodes = 5".into();
+    let mut h = Harness::start(&setup).await;
+    h.cluster
+        .ecs
+        .set_faults(Faults {
+            throttle: vec![ThrottleRule { probability: 0.3, ..ThrottleRule::default() }],
+            server_error_probability: 0.05,
+            ..Faults::default()
+        })
+        .unwrap();
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 5, secs(1.0));
+    h.enqueue("docker", JobKind::Pipeline, 4, secs(1.0));
+
+    wait_until("all 9 builds completed", secs(120.0), || h.cluster.jenkins.stats().completed.len() == 9, || h.describe()).await;
+    assert_builds_succeeded(&h.cluster, 9);
+    wait_until("the fleet is back to its minimum", secs(90.0), || h.at_minimum(), || h.describe()).await;
+    h.caps.assert_within(&h.config);
+
+    let counters = h.cluster.ecs.counters();
+    let throttled: u64 = counters.values().map(|c| c.errors_by_code.get("Throttling").copied().unwrap_or(0)).sum();
+    assert!(throttled >= 3, "the fault hardly fired: {counters:?}");
+    // Every RunInstances retry reused its ClientToken: instances created = instances booked.
+    let totals = h.engine.board.totals();
+    let created = h.cluster.ecs.cloud().instances().len() as u64 + totals.removed;
+    assert!(created <= totals.launched + 1, "created {created}, launched {}: {totals:?}", totals.launched);
+    h.shutdown().await;
+}
+
+/// A policy that spins forever in `scale`, with `on-error = "fallback"`: every cycle is cut
+/// off at the policy deadline and decided by the built-in default, so builds keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_policy_falls_back_and_builds_flow() {
+    let wasm = workspace_wasm("hostile-infinite-loop");
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 0, 3)]);
+    setup.extra = format!("[policy]\nsource = {:?}\ntimeout = \"100ms\"\non-error = \"fallback\"\n", wasm.display().to_string());
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 3, secs(0.5));
+    wait_until("all 3 builds completed", secs(90.0), || h.cluster.jenkins.stats().completed.len() == 3, || h.describe()).await;
+    assert_builds_succeeded(&h.cluster, 3);
+    wait_until("the fleet is back to its minimum", secs(60.0), || h.at_minimum(), || h.describe()).await;
+    let totals = h.engine.board.totals();
+    assert!(totals.fallbacks > 0 && totals.launched > 0, "{totals:?}");
+    assert_eq!(totals.holds, 0, "{totals:?}");
+    let report = h.engine.last_report().unwrap();
+    assert!(report.policy_error.as_deref().is_some_and(|e| e.contains("time budget")), "{report:?}");
+    h.shutdown().await;
+}
+
+/// The same kind of failure (a trapping policy) with `on-error = "hold"`: cycles go on, but
+/// nothing is launched however long builds wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_policy_with_hold_launches_nothing() {
+    let wasm = workspace_wasm("hostile-trap");
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 1, 3)]);
+    setup.extra = format!("[policy]\nsource = {:?}\non-error = \"hold\"\n", wasm.display().to_string());
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 3, secs(0.5));
+    wait_until("five cycles", secs(30.0), || h.engine.board.totals().cycles >= 5, || h.describe()).await;
+    let totals = h.engine.board.totals();
+    assert!(totals.holds >= 5 && totals.fallbacks == 0, "{totals:?}");
+    assert_eq!(totals.launched, 0, "{totals:?}");
+    assert!(e2e::engine::our_instances(&h.cluster).is_empty(), "{}", h.describe());
+    assert_eq!(h.cluster.jenkins.stats().queued, 3);
     h.shutdown().await;
 }

@@ -1,9 +1,13 @@
 //! The provisioning engine end to end (issue 6, "Done when"): the live adapters against the
 //! ECS, instance-SSH and Jenkins emulators, agents as real child processes.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use e2e::engine::{Harness, Setup, Template, assert_builds_succeeded, wait_until};
+use e2e::engine::{Harness, Setup, Template, agent_nodes, assert_builds_succeeded, enqueue, our_instances, wait_until};
+use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
+use ecs_provisioner::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration};
+use tokio::sync::{mpsc, oneshot};
 use e2e::policy::workspace_wasm;
 use ecs_provisioner::sim::ecs::{Faults, NoStockRule, ThrottleRule};
 use ecs_provisioner::sim::jenkins::JobKind;
@@ -74,7 +78,7 @@ async fn stock_out_is_placed_elsewhere_in_the_same_cycle() {
     assert!(report.launched.iter().all(|l| l.zone != out), "{report:#?}");
     assert!(report.unplaced.is_empty(), "{report:#?}");
     // What the cloud holds agrees.
-    let instances = e2e::engine::our_instances(&h.cluster);
+    let instances = our_instances(&h.cluster);
     assert_eq!(instances.len(), 3, "{}", h.describe());
     assert!(instances.iter().all(|i| i.zone_id != out));
     h.shutdown().await;
@@ -150,7 +154,99 @@ async fn hostile_policy_with_hold_launches_nothing() {
     let totals = h.engine.board.totals();
     assert!(totals.holds >= 5 && totals.fallbacks == 0, "{totals:?}");
     assert_eq!(totals.launched, 0, "{totals:?}");
-    assert!(e2e::engine::our_instances(&h.cluster).is_empty(), "{}", h.describe());
+    assert!(our_instances(&h.cluster).is_empty(), "{}", h.describe());
     assert_eq!(h.cluster.jenkins.stats().queued, 3);
+    h.shutdown().await;
+}
+
+/// The Jenkins port with the drain race forced: the first time the engine marks a node
+/// temporarily offline for removal, a build is first put on exactly that node (its own name
+/// is a label) and allowed to start — as if Jenkins had handed it work between the cycle's
+/// observation and the drain.
+struct RacingJenkins {
+    inner: JenkinsAdapter,
+    armed: AtomicBool,
+    race: mpsc::UnboundedSender<(String, oneshot::Sender<()>)>,
+}
+
+impl JenkinsPort for RacingJenkins {
+    async fn observe(&self, now_ms: u64) -> anyhow::Result<JenkinsView> {
+        self.inner.observe(now_ms).await
+    }
+    async fn create_node(&self, node: &NodeRegistration) -> anyhow::Result<()> {
+        self.inner.create_node(node).await
+    }
+    async fn agent_secret(&self, name: &str) -> anyhow::Result<String> {
+        self.inner.agent_secret(name).await
+    }
+    async fn set_offline(&self, name: &str, offline: bool, reason: &str) -> anyhow::Result<()> {
+        if offline && self.armed.swap(false, Ordering::SeqCst) {
+            let (started, wait) = oneshot::channel();
+            self.race.send((name.to_owned(), started)).expect("the test listens");
+            wait.await.expect("the test answers");
+        }
+        self.inner.set_offline(name, offline, reason).await
+    }
+    async fn is_idle(&self, name: &str) -> anyhow::Result<bool> {
+        self.inner.is_idle(name).await
+    }
+    async fn delete_node(&self, name: &str) -> anyhow::Result<()> {
+        self.inner.delete_node(name).await
+    }
+}
+
+/// A build lands on a node while it is being removed: the removal is abandoned, the node is
+/// put back online and kept (instance and node), and it runs the build to completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_race_keeps_the_node() {
+    let mut template = Template::new("linux", 1, 0, 2);
+    template.idle_timeout = "1s";
+    let setup = Setup::new(EXE, vec![template]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let h = Harness::start_with(&setup, |inner| RacingJenkins { inner, armed: AtomicBool::new(true), race: tx }).await;
+    h.enqueue("linux", JobKind::Freestyle, 1, secs(0.5));
+
+    // Drive cycles by hand; while one runs, answer the race when the drain starts.
+    let mut raced = None;
+    let deadline = Instant::now() + secs(60.0);
+    let report = loop {
+        assert!(Instant::now() < deadline, "no removal was attempted\n{}", h.describe());
+        let cycle = h.engine.cycle(true);
+        tokio::pin!(cycle);
+        let report = loop {
+            tokio::select! {
+                r = &mut cycle => break r,
+                Some((node, started)) = rx.recv() => {
+                    enqueue(&h.cluster, &node, JobKind::Freestyle, 1, secs(3.0));
+                    wait_until("the racing build runs on the draining node", secs(10.0), || {
+                        agent_nodes(&h.cluster).iter().any(|n| n.name == node && n.busy > 0)
+                    }, || h.describe()).await;
+                    raced = Some(node);
+                    started.send(()).unwrap();
+                }
+            }
+        };
+        if raced.is_some() {
+            break report;
+        }
+        tokio::time::sleep(secs(0.3)).await;
+    };
+    let node = raced.unwrap();
+    let id = node.strip_prefix("linux-").unwrap().to_owned();
+    assert_eq!(report.kept_busy, vec![id.clone()], "{report:#?}");
+    assert!(report.removed.is_empty(), "{report:#?}");
+    assert!(our_instances(&h.cluster).iter().any(|i| i.instance_id == id && i.status == "Running"), "{}", h.describe());
+    let n = agent_nodes(&h.cluster).into_iter().find(|n| n.name == node).expect("the node is kept");
+    assert!(n.connected && !n.temporarily_offline && n.busy > 0, "back online, still running the build: {n:?}");
+
+    // The racing build finishes on that node; then the idle node goes away as usual.
+    let deadline = Instant::now() + secs(60.0);
+    while !(h.cluster.jenkins.stats().completed.len() == 2 && our_instances(&h.cluster).is_empty()) {
+        assert!(Instant::now() < deadline, "the kept node never finished and went idle\n{}", h.describe());
+        h.engine.cycle(true).await;
+        tokio::time::sleep(secs(0.3)).await;
+    }
+    assert_builds_succeeded(&h.cluster, 2);
+    assert!(h.cluster.jenkins.stats().completed.iter().any(|b| b.node == node && b.label.as_deref() == Some(node.as_str())));
     h.shutdown().await;
 }

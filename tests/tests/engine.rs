@@ -1,6 +1,7 @@
 //! The provisioning engine end to end (issue 6, "Done when"): the live adapters against the
 //! ECS, instance-SSH and Jenkins emulators, agents as real child processes.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -248,5 +249,36 @@ async fn drain_race_keeps_the_node() {
     }
     assert_builds_succeeded(&h.cluster, 2);
     assert!(h.cluster.jenkins.stats().completed.iter().any(|b| b.node == node && b.label.as_deref() == Some(node.as_str())));
+    h.shutdown().await;
+}
+/// `max-uses = 1`: every node runs exactly one build and is then removed, even with more
+/// builds waiting than the template may have nodes (a used-up node must not take a second
+/// one). Builds last 2.5 s, longer than the observation interval: the activity tracker counts
+/// the builds it sees running, so a build shorter than a poll could go unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_uses_one_gives_one_shot_agents() {
+    let mut template = Template::new("linux", 1, 0, 3);
+    template.max_uses = 1;
+    template.idle_timeout = "60s";
+    let setup = Setup::new(EXE, vec![template]);
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 3, secs(2.5));
+    wait_until("the first builds run", secs(60.0), || h.cluster.jenkins.stats().running > 0, || h.describe()).await;
+    // A second wave while the fleet is at max-nodes: it must wait for fresh nodes.
+    h.enqueue("linux", JobKind::Freestyle, 2, secs(2.5));
+
+    wait_until("all 5 builds completed", secs(120.0), || h.cluster.jenkins.stats().completed.len() == 5, || h.describe()).await;
+    assert_builds_succeeded(&h.cluster, 5);
+    wait_until("every used node removed", secs(60.0), || h.at_minimum(), || h.describe()).await;
+    let stats = h.cluster.jenkins.stats();
+    let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
+    for b in &stats.completed {
+        *per_node.entry(b.node.as_str()).or_default() += 1;
+    }
+    assert!(per_node.values().all(|n| *n == 1), "a node ran more than one build: {per_node:?}");
+    let totals = h.engine.board.totals();
+    assert_eq!((totals.launched, totals.removed), (5, 5), "{totals:?}");
+    h.caps.assert_within(&h.config);
     h.shutdown().await;
 }

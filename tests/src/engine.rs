@@ -37,11 +37,13 @@ pub struct Template {
     pub max: u32,
     pub idle_timeout: &'static str,
     pub max_uses: u32,
+    pub launch_timeout: &'static str,
+    pub init_script: &'static str,
 }
 
 impl Template {
     pub fn new(name: &'static str, executors: u32, min: u32, max: u32) -> Self {
-        Template { name, label: name, executors, min, max, idle_timeout: "2s", max_uses: 0 }
+        Template { name, label: name, executors, min, max, idle_timeout: "2s", max_uses: 0, launch_timeout: "60s", init_script: "echo provisioned > provisioned.txt" }
     }
 
     /// The TOML table; `exe` runs `sim-agent` (see the `e2e-provisioner` binary).
@@ -56,11 +58,11 @@ min-nodes = {min}
 max-nodes = {max}
 max-uses = {max_uses}
 idle-timeout = "{idle}"
-launch-timeout = "60s"
+launch-timeout = "{launch_timeout}"
 zones = ["cn-hangzhou-h", "cn-hangzhou-i", "cn-hangzhou-j"]
 instance-types = ["ecs.c7.large"]
 remote-fs = "agent"
-init-script = "echo provisioned > provisioned.txt"
+init-script = "{init_script}"
 agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secret @{{secret_file}} -webSocket -workDir {{work_dir}}"
 "#,
             name = self.name,
@@ -70,6 +72,8 @@ agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secre
             max = self.max,
             max_uses = self.max_uses,
             idle = self.idle_timeout,
+            launch_timeout = self.launch_timeout,
+            init_script = self.init_script,
             exe = exe.display(),
         )
     }
@@ -106,7 +110,12 @@ impl Setup {
 /// Starts the emulators: ECS with short (but not zero) status transitions, so that launches
 /// spend a little time pending and starting as real ones do.
 pub async fn start_cluster(dir: &Path) -> Cluster {
-    let ecs = EcsSimConfig { timings: Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }, ..EcsSimConfig::instant() };
+    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }).await
+}
+
+/// [`start_cluster`] with other ECS status timings.
+pub async fn start_cluster_with(dir: &Path, timings: Timings) -> Cluster {
+    let ecs = EcsSimConfig { timings, ..EcsSimConfig::instant() };
     Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir) }).await.expect("emulators start")
 }
 

@@ -2,10 +2,20 @@
 //! ECS, instance-SSH and Jenkins emulators, agents as real child processes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::engine::{Harness, Setup, Template, agent_nodes, assert_builds_succeeded, enqueue, our_instances, wait_until};
+use e2e::engine::{
+    CapWatch, Harness, Setup, Template, agent_nodes, assert_builds_succeeded, at_minimum, describe_cluster, enqueue,
+    our_instances, start_cluster_with, wait_until,
+};
+use ecs_provisioner::config::Config;
+use ecs_provisioner::sim::cluster::Cluster;
+use ecs_provisioner::sim::ecs::Timings;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration};
 use tokio::sync::{mpsc, oneshot};
@@ -281,4 +291,147 @@ async fn max_uses_one_gives_one_shot_agents() {
     assert_eq!((totals.launched, totals.removed), (5, 5), "{totals:?}");
     h.caps.assert_within(&h.config);
     h.shutdown().await;
+}
+
+/// The daemon as a child process (`run --config FILE`), its log kept in a file. SIGKILLed
+/// when dropped, so a failing test leaves no daemon behind.
+struct Daemon {
+    child: std::process::Child,
+}
+
+impl Daemon {
+    fn start(config: &Path, log: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
+        let child = std::process::Command::new(EXE)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting the daemon");
+        Daemon { child }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the daemon");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which parts of the lifecycle were under way at a kill, read from the emulators.
+#[derive(Debug, Default)]
+struct Phases {
+    launching: u32,
+    bootstrapping: u32,
+    removing: u32,
+}
+
+impl Phases {
+    fn record(&mut self, cluster: &Cluster) {
+        let instances = our_instances(cluster);
+        let nodes = agent_nodes(cluster);
+        if instances.iter().any(|i| matches!(i.status.as_str(), "Pending" | "Starting")) {
+            self.launching += 1;
+        }
+        let bootstrapping = instances.iter().any(|i| {
+            i.status == "Running" && !nodes.iter().any(|n| n.name.ends_with(&i.instance_id) && n.connected)
+        });
+        if bootstrapping {
+            self.bootstrapping += 1;
+        }
+        if instances.iter().any(|i| i.status == "Stopping") || nodes.iter().any(|n| n.temporarily_offline) {
+            self.removing += 1;
+        }
+    }
+}
+
+/// The daemon SIGKILLed at 24 seeded random moments while builds keep arriving — during
+/// launches, bootstraps and removals — and restarted each time. Afterwards one last daemon
+/// converges: every build completed, the fleet is back at its minimum (so no orphaned
+/// instance and no stale node), and no cap was exceeded at any sampled moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_leaves_nothing_behind() {
+    const KILLS: usize = 24;
+    let mut linux = Template::new("linux", 1, 1, 3);
+    let mut docker = Template::new("docker", 1, 0, 2);
+    for t in [&mut linux, &mut docker] {
+        t.idle_timeout = "1s";
+        t.launch_timeout = "30s";
+        // A bootstrap that takes a while, as real init scripts do: kills land inside it.
+        t.init_script = "sleep 1; echo provisioned > provisioned.txt";
+    }
+    let mut setup = Setup::new(EXE, vec![linux, docker]);
+    setup.cloud_extra = "max-total-nodes = 4".into();
+    let dir = tempfile::Builder::new().prefix("ecsp-e2e-crash-").tempdir().unwrap();
+    // Slower status changes than elsewhere, so kills land inside launches and deletes too.
+    let cluster = start_cluster_with(dir.path(), Timings { pending_ms: 500, starting_ms: 700, stopping_ms: 1500 }).await;
+    let config_file = dir.path().join("provisioner.toml");
+    std::fs::write(&config_file, setup.config_text(&cluster)).unwrap();
+    let config = Config::load(&config_file).unwrap();
+    let log = dir.path().join("daemon.log");
+    let caps = CapWatch::start(&cluster);
+    let describe = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        format!("{}\ndaemon log (last lines, newest first):\n{}", describe_cluster(&cluster), tail.join("\n"))
+    };
+
+    let mut rng = StdRng::seed_from_u64(0x0EC5_C4A5);
+    let mut queued = 0;
+    let mut phases = Phases::default();
+    for kill in 0..KILLS {
+        let daemon = Daemon::start(&config_file, &log);
+        // New work every other round, so each restart finds something half-done.
+        if kill % 2 == 0 {
+            let (linux, docker) = (rng.random_range(1..=3), rng.random_range(0..=2));
+            enqueue(&cluster, "linux", JobKind::Freestyle, linux, secs(rng.random_range(0.5..2.0)));
+            if docker > 0 {
+                enqueue(&cluster, "docker", JobKind::Pipeline, docker, secs(rng.random_range(0.5..2.0)));
+            }
+            queued += linux + docker;
+        }
+        tokio::time::sleep(secs(rng.random_range(0.5..4.0))).await;
+        phases.record(&cluster);
+        daemon.kill();
+    }
+
+    // One last daemon, left alone: it must clean up after all of its predecessors.
+    let daemon = Daemon::start(&config_file, &log);
+    wait_until(&format!("all {queued} builds completed"), secs(120.0), || {
+        let s = cluster.jenkins.stats();
+        s.completed.len() == queued as usize && s.queued == 0 && s.running == 0
+    }, describe)
+    .await;
+    wait_until("no orphaned instance or stale node: the fleet back at its minimum", secs(90.0), || at_minimum(&cluster, &config), describe).await;
+    daemon.kill();
+
+    assert_builds_succeeded(&cluster, queued as usize);
+    caps.assert_within(&config);
+    assert!(
+        phases.launching > 0 && phases.bootstrapping > 0 && phases.removing > 0,
+        "the kills should have hit launches, bootstraps and removals: {phases:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |s: &str| text.lines().filter(|l| l.contains(s)).count();
+    eprintln!(
+        "{KILLS} kills, {queued} builds, phases at the kills: {phases:?}, caps seen: {:?}; log: {} launched, {} terminated, {} launch-timeouts, {} cycle errors, {} bootstrap failures",
+        caps.seen(),
+        count("launched"),
+        count("terminated"),
+        count("launch-timeout"),
+        count("cycle error"),
+        count("bootstrap failed"),
+    );
+    caps.stop();
+    cluster.shutdown().await;
 }

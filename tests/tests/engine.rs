@@ -123,10 +123,11 @@ async fn throttling_and_server_errors_still_converge_within_caps() {
     let counters = h.cluster.ecs.counters();
     let throttled: u64 = counters.values().map(|c| c.errors_by_code.get("Throttling").copied().unwrap_or(0)).sum();
     assert!(throttled >= 3, "the fault hardly fired: {counters:?}");
-    // Every RunInstances retry reused its ClientToken: instances created = instances booked.
+    // Every RunInstances retry reused its ClientToken: the instances the cloud created (those
+    // left, all running, plus those removed) are exactly the ones the engine booked.
     let totals = h.engine.board.totals();
-    let created = h.cluster.ecs.cloud().instances().len() as u64 + totals.removed;
-    assert!(created <= totals.launched + 1, "created {created}, launched {}: {totals:?}", totals.launched);
+    let created = our_instances(&h.cluster).len() as u64 + totals.removed;
+    assert_eq!(created, totals.launched, "{totals:?}");
     h.shutdown().await;
 }
 

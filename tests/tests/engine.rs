@@ -387,7 +387,9 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
         format!("{}\ndaemon log (last lines, newest first):\n{}", describe_cluster(&cluster), tail.join("\n"))
     };
 
-    let mut rng = StdRng::seed_from_u64(0x0EC5_C4A5);
+    // Seeded, so a failure replays the same kill schedule; ECSP_E2E_SEED tries another one.
+    let seed = std::env::var("ECSP_E2E_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0EC5_C4A5);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut queued = 0;
     let mut phases = Phases::default();
     for kill in 0..KILLS {
@@ -408,12 +410,12 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
 
     // One last daemon, left alone: it must clean up after all of its predecessors.
     let daemon = Daemon::start(&config_file, &log);
-    wait_until(&format!("all {queued} builds completed"), secs(120.0), || {
+    wait_until(&format!("all {queued} builds completed (seed {seed})"), secs(120.0), || {
         let s = cluster.jenkins.stats();
         s.completed.len() == queued as usize && s.queued == 0 && s.running == 0
     }, describe)
     .await;
-    wait_until("no orphaned instance or stale node: the fleet back at its minimum", secs(90.0), || at_minimum(&cluster, &config), describe).await;
+    wait_until(&format!("no orphaned instance or stale node: the fleet back at its minimum (seed {seed})"), secs(90.0), || at_minimum(&cluster, &config), describe).await;
     daemon.kill();
 
     assert_builds_succeeded(&cluster, queued as usize);
@@ -425,7 +427,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let count = |s: &str| text.lines().filter(|l| l.contains(s)).count();
     eprintln!(
-        "{KILLS} kills, {queued} builds, phases at the kills: {phases:?}, caps seen: {:?}; log: {} launched, {} terminated, {} launch-timeouts, {} cycle errors, {} bootstrap failures",
+        "seed {seed}: {KILLS} kills, {queued} builds, phases at the kills: {phases:?}, caps seen: {:?}; log: {} launched, {} terminated, {} launch-timeouts, {} cycle errors, {} bootstrap failures",
         caps.seen(),
         count("launched"),
         count("terminated"),

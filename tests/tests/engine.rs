@@ -435,6 +435,9 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
         count("cycle error"),
         count("bootstrap failed"),
     );
+    // Nothing here is slow or faulty: an instance terminated for its launch timeout (30 s) or a
+    // failed bootstrap means a restart mishandled something half-done.
+    assert_eq!((count("launch-timeout"), count("bootstrap failed")), (0, 0), "{}", describe());
     caps.stop();
     cluster.shutdown().await;
 }

@@ -3,3 +3,4 @@ pub mod jenkins;
 pub mod policy;
 pub mod ecs;
 pub mod ssh;
+pub mod engine;

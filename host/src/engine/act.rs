@@ -196,6 +196,37 @@ where
         });
     }
 
+    /// Nodes that have run their last allowed build (`max-uses`) take no other: each is marked
+    /// temporarily offline as soon as that build is seen, so Jenkins cannot hand it a queued
+    /// build when it finishes; the policy retires it once it is idle. Without this, a one-shot
+    /// agent ran a second build whenever builds were waiting as its first one ended.
+    pub(crate) async fn fence_used_up(&self, nodes: &[Node], report: &mut CycleReport) {
+        let targets: Vec<(String, u32)> = nodes
+            .iter()
+            .filter_map(|n| {
+                let max = self.config.template(n.template())?.max_uses;
+                let a = n.agent.as_ref()?;
+                (n.state == NodeState::Online && max > 0 && a.uses >= max && !a.temporarily_offline)
+                    .then(|| (node_name(n.template(), n.instance_id()), max))
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(targets)
+            .map(|(name, max)| async move {
+                let reason = format!("ecs-provisioner: used up (max-uses {max}); removed when idle");
+                let r = self.jenkins.set_offline(&name, true, &reason).await;
+                (name, max, r)
+            })
+            .buffer_unordered(JENKINS_CONCURRENCY)
+            .collect()
+            .await;
+        for (name, max, r) in results {
+            match r {
+                Ok(()) => report.chores.push(("fence-used-up".into(), name, format!("max-uses {max} reached"))),
+                Err(e) => report.errors.push(format!("fencing used-up node {name} failed: {e:#}")),
+            }
+        }
+    }
+
     /// Drains and deletes the plan's removals.
     pub(crate) async fn remove(&self, plan: &Plan, nodes: &[Node], report: &mut CycleReport) {
         let targets: Vec<(Node, String)> = plan

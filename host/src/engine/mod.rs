@@ -261,6 +261,7 @@ where
 
         // Act.
         if act {
+            self.fence_used_up(&nodes, &mut report).await;
             self.do_chores(chores, &nodes, &mut report).await;
             self.launch(&enforced.plan, &nodes, offerings, now, &mut report).await;
             self.remove(&enforced.plan, &nodes, &mut report).await;

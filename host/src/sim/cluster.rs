@@ -173,9 +173,16 @@ known-hosts = "{known_hosts}"
 
     /// Stops the emulators and every process started on emulated instances.
     pub async fn shutdown(self) {
+        // The reaper holds a clone of the SSH handle: wait until the aborted task has dropped
+        // it, or `try_unwrap` fails and every agent process outlives the cluster.
         self.reaper.abort();
-        if let Ok(ssh) = Arc::try_unwrap(self.ssh) {
-            ssh.shutdown().await;
+        let _ = self.reaper.await;
+        match Arc::try_unwrap(self.ssh) {
+            Ok(ssh) => ssh.shutdown().await,
+            Err(ssh) => tracing::warn!(
+                holders = Arc::strong_count(&ssh),
+                "the SSH emulator is still shared; instance processes are left running"
+            ),
         }
         self.jenkins.stop();
         self.ecs.shutdown().await;

@@ -113,10 +113,18 @@ pub fn client_from_config(config: &Config) -> anyhow::Result<EcsClient> {
 }
 
 /// ECS renders times as `2017-12-10T04:04Z` (minutes) or with seconds.
+///
+/// A time given in minutes is read as the *last* millisecond of that minute: ages (launch
+/// timeout, bootstrap deadline) then come out up to a minute short rather than up to a minute
+/// long. Read as the minute's start, an instance created at 04:04:50 was 50 s old at birth,
+/// so a launch timeout under a minute terminated fresh instances and bootstraps got deadlines
+/// already (nearly) past.
 fn parse_creation_time(s: &str) -> Option<u64> {
     use time::format_description::well_known::Rfc3339;
-    let with_seconds = if s.len() == 17 && s.ends_with('Z') { format!("{}:00Z", &s[..16]) } else { s.to_owned() };
-    time::OffsetDateTime::parse(&with_seconds, &Rfc3339).ok().map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64)
+    let minutes = s.len() == 17 && s.ends_with('Z');
+    let with_seconds = if minutes { format!("{}:00Z", &s[..16]) } else { s.to_owned() };
+    let ms = time::OffsetDateTime::parse(&with_seconds, &Rfc3339).ok().map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64)?;
+    Some(if minutes { ms + 59_999 } else { ms })
 }
 
 impl CloudPort for EcsCloud {
@@ -276,7 +284,7 @@ mod tests {
 
     #[test]
     fn creation_times_in_both_precisions() {
-        assert_eq!(parse_creation_time("1970-01-01T00:01Z"), Some(60_000));
+        assert_eq!(parse_creation_time("1970-01-01T00:01Z"), Some(119_999), "the end of the minute");
         assert_eq!(parse_creation_time("1970-01-01T00:01:30Z"), Some(90_000));
         assert_eq!(parse_creation_time("garbage"), None);
     }

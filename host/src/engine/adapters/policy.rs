@@ -40,7 +40,8 @@ impl PolicyPort for WasmPolicy {
     }
 
     fn scale(&self, obs: &Observation<'_>) -> anyhow::Result<Plan> {
-        let plan = self.policy.scale(&snapshot(obs))?;
+        let snapshot = snapshot(obs);
+        let plan = off_runtime(|| self.policy.scale(&snapshot))?;
         Ok(Plan {
             launches: plan
                 .launches
@@ -66,9 +67,28 @@ impl PolicyPort for WasmPolicy {
         let request = wit::PlaceRequest { now_ms, template: wit_template(template), count };
         let offerings: Vec<wit::Offering> = offerings.iter().map(|o| wit_offering(o)).collect();
         let fleet: Vec<wit::Node> = fleet.iter().map(|n| wit_node(n, now_ms)).collect();
-        let placements = self.policy.place(&request, &offerings, &fleet)?;
+        let placements = off_runtime(|| self.policy.place(&request, &offerings, &fleet))?;
         Ok(placements.into_iter().map(|p| (p.offering as usize, p.count)).collect())
     }
+}
+
+/// Runs a policy call outside any tokio runtime context.
+///
+/// The sandbox links WASI synchronously, and wasmtime-wasi's sync bindings `block_on` the
+/// ambient tokio runtime for every WASI call the guest makes (a write to stderr, which is what
+/// a panicking Rust guest does first; a clock read). Called from the engine's async cycle,
+/// that panicked with "Cannot start a runtime from within a runtime": a trapping policy took
+/// down the reconcile loop (and the daemon) instead of being contained. On a fresh thread
+/// there is no ambient runtime and wasmtime-wasi uses its own; the cost is one short-lived
+/// thread per call, a few tens of microseconds.
+fn off_runtime<T: Send>(call: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return call();
+    }
+    std::thread::scope(|s| match s.spawn(call).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// The WIT snapshot of an observation.

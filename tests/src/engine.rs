@@ -1,0 +1,383 @@
+//! Helpers for the engine's end-to-end tests: the three emulators plus a provisioner engine
+//! wired to them exactly as `ecs-provisioner run` wires itself, a watcher that samples the
+//! emulated cloud for cap violations, and polling with failure messages that show the state.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ecs_provisioner::config::Config;
+use ecs_provisioner::engine::Engine;
+use ecs_provisioner::engine::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_TEMPLATE};
+use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
+use ecs_provisioner::engine::adapters::policy::WasmPolicy;
+use ecs_provisioner::engine::adapters::ssh::SshBootstrapper;
+use ecs_provisioner::engine::decide::Decider;
+use ecs_provisioner::engine::ports::JenkinsPort;
+use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
+use ecs_provisioner::sim::ecs::{InstanceView, SimConfig as EcsSimConfig, Timings};
+use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind, SimNodeView, SimStats};
+
+/// The controller id every test provisioner runs as.
+pub const CONTROLLER: &str = "e2e";
+
+/// The engine over the live adapters, with the Jenkins side replaceable by a test wrapper.
+pub type TestEngine<J> = Engine<EcsCloud, J, SshBootstrapper, WasmPolicy, WasmPolicy>;
+
+/// One `[[template]]`: the knobs the tests vary; the rest is fixed (three zones, one cheap
+/// instance type, on-demand, the emulated agent started by `exe`).
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub executors: u32,
+    pub min: u32,
+    pub max: u32,
+    pub idle_timeout: &'static str,
+    pub max_uses: u32,
+    pub launch_timeout: &'static str,
+    pub init_script: &'static str,
+}
+
+impl Template {
+    pub fn new(name: &'static str, executors: u32, min: u32, max: u32) -> Self {
+        Template { name, label: name, executors, min, max, idle_timeout: "2s", max_uses: 0, launch_timeout: "60s", init_script: "echo provisioned > provisioned.txt" }
+    }
+
+    /// The TOML table; `exe` runs `sim-agent` (see the `e2e-provisioner` binary).
+    pub fn toml(&self, exe: &Path) -> String {
+        format!(
+            r#"
+[[template]]
+name = "{name}"
+labels = ["{label}"]
+executors = {executors}
+min-nodes = {min}
+max-nodes = {max}
+max-uses = {max_uses}
+idle-timeout = "{idle}"
+launch-timeout = "{launch_timeout}"
+zones = ["cn-hangzhou-h", "cn-hangzhou-i", "cn-hangzhou-j"]
+instance-types = ["ecs.c7.large"]
+remote-fs = "agent"
+init-script = "{init_script}"
+agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secret @{{secret_file}} -webSocket -workDir {{work_dir}}"
+"#,
+            name = self.name,
+            label = self.label,
+            executors = self.executors,
+            min = self.min,
+            max = self.max,
+            max_uses = self.max_uses,
+            idle = self.idle_timeout,
+            launch_timeout = self.launch_timeout,
+            init_script = self.init_script,
+            exe = exe.display(),
+        )
+    }
+}
+
+/// What a test cluster and its provisioner look like.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Runs `sim-agent` and `run` (the `e2e-provisioner` binary).
+    pub exe: PathBuf,
+    pub templates: Vec<Template>,
+    /// Extra top-level tables (`[policy]` ...).
+    pub extra: String,
+    /// Extra keys of `[cloud]` (`max-total-nodes = 5` ...).
+    pub cloud_extra: String,
+}
+
+impl Setup {
+    pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new() }
+    }
+
+    /// The provisioner's configuration file for `cluster`.
+    pub fn config_text(&self, cluster: &Cluster) -> String {
+        let templates: String = self.templates.iter().map(|t| t.toml(&self.exe)).collect();
+        let text = cluster.config_text(CONTROLLER, &templates, &self.extra).expect("cluster config text");
+        // `[cloud]` is written by the cluster; its extra keys go right into that table.
+        let anchor = "capacity-cooldown = \"60s\"\n";
+        assert!(text.contains(anchor), "the cluster's [cloud] table changed:\n{text}");
+        text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1)
+    }
+}
+
+/// Starts the emulators: ECS with short (but not zero) status transitions, so that launches
+/// spend a little time pending and starting as real ones do.
+pub async fn start_cluster(dir: &Path) -> Cluster {
+    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }).await
+}
+
+/// [`start_cluster`] with other ECS status timings.
+pub async fn start_cluster_with(dir: &Path, timings: Timings) -> Cluster {
+    let ecs = EcsSimConfig { timings, ..EcsSimConfig::instant() };
+    Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir) }).await.expect("emulators start")
+}
+
+/// Emulators + an engine built like `app::wire` builds it, with the Jenkins port optionally
+/// wrapped by the test. The loop runs only if the test starts it ([`Harness::spawn_loop`]);
+/// otherwise the test drives cycles itself with `engine.cycle(true)`.
+pub struct Harness<J: JenkinsPort = JenkinsAdapter> {
+    pub cluster: Cluster,
+    pub config: Arc<Config>,
+    pub engine: Arc<TestEngine<J>>,
+    pub caps: CapWatch,
+    runner: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness<JenkinsAdapter> {
+    pub async fn start(setup: &Setup) -> Self {
+        Self::start_with(setup, |j| j).await
+    }
+}
+
+impl<J: JenkinsPort> Harness<J> {
+    pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
+        let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
+        let cluster = start_cluster(dir.path()).await;
+        let text = setup.config_text(&cluster);
+        let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));
+        let cloud = EcsCloud::from_config(config.clone()).expect("ECS adapter");
+        let jenkins = wrap(JenkinsAdapter::from_config(&config).expect("Jenkins adapter"));
+        let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone())).expect("SSH bootstrapper");
+        let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy).expect("policy loads");
+        let decider = Decider { policy, fallback, on_error: config.policy.on_error };
+        let engine = Engine::new(config.clone(), cloud, jenkins, bootstrapper, decider);
+        let caps = CapWatch::start(&cluster);
+        Harness { cluster, config, engine, caps, runner: None, _dir: dir }
+    }
+
+    /// Runs the reconcile loop in the background until [`Harness::shutdown`].
+    pub fn spawn_loop(&mut self) {
+        let engine = self.engine.clone();
+        self.runner = Some(tokio::spawn(async move { engine.run().await }));
+    }
+
+    /// Queues `count` builds of `duration` on `label`.
+    pub fn enqueue(&self, label: &str, kind: JobKind, count: u32, duration: Duration) {
+        enqueue(&self.cluster, label, kind, count, duration);
+    }
+
+    /// The state a failure message shows: last cycle, builds, instances, nodes.
+    pub fn describe(&self) -> String {
+        let report = self.engine.last_report().map(|r| serde_json::to_string(&r).unwrap_or_default());
+        format!(
+            "last report: {}\n{}",
+            report.unwrap_or_else(|| "none".into()),
+            describe_cluster(&self.cluster)
+        )
+    }
+
+    /// Whether every template is back at its minimum: that many instances, all running, each
+    /// with an online Jenkins node of ours, and no other node of ours.
+    pub fn at_minimum(&self) -> bool {
+        at_minimum(&self.cluster, &self.config)
+    }
+
+    /// Stops the loop, the cap watcher and the emulators (which kills every agent process).
+    pub async fn shutdown(mut self) {
+        self.engine.shutdown();
+        if let Some(r) = self.runner.take() {
+            let _ = r.await;
+        }
+        self.caps.stop();
+        // The engine holds no part of the cluster; the emulators go last.
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Queues `count` builds of `duration` on `label` in the Jenkins emulator.
+pub fn enqueue(cluster: &Cluster, label: &str, kind: JobKind, count: u32, duration: Duration) {
+    cluster
+        .jenkins
+        .enqueue(EnqueueRequest {
+            job: Some(format!("{label}-{kind:?}").to_lowercase()),
+            kind,
+            label: Some(label.to_owned()),
+            duration_ms: duration.as_millis() as u64,
+            count: Some(count),
+        })
+        .expect("enqueue");
+}
+
+/// Instances of this controller still listed by the emulated cloud (any status, including
+/// `Stopping` after a delete: they still count against caps).
+pub fn our_instances(cluster: &Cluster) -> Vec<InstanceView> {
+    cluster.ecs.instances().into_iter().filter(|i| tag(i, TAG_CONTROLLER) == Some(CONTROLLER)).collect()
+}
+
+pub fn tag<'a>(i: &'a InstanceView, key: &str) -> Option<&'a str> {
+    i.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Agent nodes named like ours (`<template>-i-…`); anchors and the built-in node excluded.
+pub fn agent_nodes(cluster: &Cluster) -> Vec<SimNodeView> {
+    cluster.jenkins.nodes().into_iter().filter(|n| n.name.contains("-i-")).collect()
+}
+
+/// See [`Harness::at_minimum`].
+pub fn at_minimum(cluster: &Cluster, config: &Config) -> bool {
+    let instances = our_instances(cluster);
+    let nodes = agent_nodes(cluster);
+    let mut expected_nodes = 0;
+    for t in &config.templates {
+        let mine: Vec<&InstanceView> = instances.iter().filter(|i| tag(i, TAG_TEMPLATE) == Some(t.name())).collect();
+        if mine.len() != t.min_nodes as usize || mine.iter().any(|i| i.status != "Running") {
+            return false;
+        }
+        for i in mine {
+            let name = format!("{}-{}", t.name(), i.instance_id);
+            if !nodes.iter().any(|n| n.name == name && n.connected && !n.temporarily_offline) {
+                return false;
+            }
+        }
+        expected_nodes += t.min_nodes as usize;
+    }
+    instances.len() == expected_nodes && nodes.len() == expected_nodes
+}
+
+/// Builds, instances and nodes, for failure messages.
+pub fn describe_cluster(cluster: &Cluster) -> String {
+    let stats: SimStats = cluster.jenkins.stats();
+    let instances: Vec<String> = our_instances(cluster)
+        .iter()
+        .map(|i| format!("{}({},{})", i.instance_id, tag(i, TAG_TEMPLATE).unwrap_or("?"), i.status))
+        .collect();
+    let nodes: Vec<String> = agent_nodes(cluster)
+        .iter()
+        .map(|n| format!("{}(connected={},offline={},busy={})", n.name, n.connected, n.temporarily_offline, n.busy))
+        .collect();
+    let failed = stats.completed.iter().filter(|b| b.result != "SUCCESS").count();
+    format!(
+        "builds: {} queued, {} running, {} completed ({} failed)\ninstances: {instances:?}\nnodes: {nodes:?}",
+        stats.queued,
+        stats.running,
+        stats.completed.len(),
+        failed
+    )
+}
+
+/// Polls `ok` every 100 ms until it holds; panics after `timeout` with `what` and `describe()`.
+pub async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, describe: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ok() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}\n{}", describe());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`wait_until`] for an async check that returns a value once it holds.
+pub async fn wait_for<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}\n{}", describe());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Samples the emulated cloud every ~100 ms and keeps the largest number of our instances
+/// seen at once, per template tag and in total: what "no cap ever exceeded" is checked on.
+pub struct CapWatch {
+    seen: Arc<Mutex<CapsSeen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The largest fleet seen at one sample.
+#[derive(Debug, Clone, Default)]
+pub struct CapsSeen {
+    pub per_template: BTreeMap<String, usize>,
+    pub total: usize,
+    pub samples: u64,
+}
+
+impl CapWatch {
+    pub fn start(cluster: &Cluster) -> Self {
+        let cloud = cluster.ecs.cloud();
+        let seen = Arc::new(Mutex::new(CapsSeen::default()));
+        let out = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let mut now: BTreeMap<String, usize> = BTreeMap::new();
+                let mut total = 0;
+                for i in cloud.instances() {
+                    if tag(&i, TAG_CONTROLLER) != Some(CONTROLLER) {
+                        continue;
+                    }
+                    *now.entry(tag(&i, TAG_TEMPLATE).unwrap_or("?").to_owned()).or_default() += 1;
+                    total += 1;
+                }
+                {
+                    let mut s = out.lock().unwrap();
+                    for (t, n) in now {
+                        let m = s.per_template.entry(t).or_default();
+                        *m = (*m).max(n);
+                    }
+                    s.total = s.total.max(total);
+                    s.samples += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        CapWatch { seen, task }
+    }
+
+    pub fn seen(&self) -> CapsSeen {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Panics if a template's `max-nodes` or `max-total-nodes` was ever exceeded.
+    pub fn assert_within(&self, config: &Config) {
+        let seen = self.seen();
+        assert!(seen.samples > 10, "the cap watcher hardly ran: {seen:?}");
+        for t in &config.templates {
+            let max = seen.per_template.get(t.name()).copied().unwrap_or(0);
+            assert!(max <= t.max_nodes as usize, "template {} reached {max} instances, max-nodes {}: {seen:?}", t.name(), t.max_nodes);
+        }
+        assert!(
+            seen.total <= config.cloud.max_total_nodes as usize,
+            "{} instances at once, max-total-nodes {}: {seen:?}",
+            seen.total,
+            config.cloud.max_total_nodes
+        );
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for CapWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Every build completed successfully and `expected` of them did.
+pub fn assert_builds_succeeded(cluster: &Cluster, expected: usize) {
+    let stats = cluster.jenkins.stats();
+    let failed: Vec<_> = stats.completed.iter().filter(|b| b.result != "SUCCESS").collect();
+    assert!(failed.is_empty(), "failed builds: {failed:?}");
+    assert_eq!(stats.completed.len(), expected, "{}", describe_cluster(cluster));
+    assert_eq!((stats.queued, stats.running), (0, 0));
+}

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.first().map(String::as_str) {
             Some("run") if args.len() == 3 && (args[1] == "--config" || args[1] == "-c") => {
-                app::run(&PathBuf::from(&args[2])).await
+                app::run(&PathBuf::from(&args[2]), None).await
             }
             Some("sim-agent") => {
                 app::init_logging(LogFormat::Human, "warn");

@@ -3,39 +3,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-const SETUP_HINT: &str = "run scripts/setup-test-deps.sh (it installs aliyun-python-sdk-core, \
-    aliyun-python-sdk-ecs and alibabacloud-tea-openapi into a virtualenv and prints ECSP_PYTHON=...)";
 
-/// The Python interpreter with Alibaba Cloud's official SDK: `$ECSP_PYTHON`, else the venv
-/// that scripts/setup-test-deps.sh creates. Panics (failing the test) if either is missing.
+/// The Python interpreter with Alibaba Cloud's official SDKs. Fails (never skips) when missing.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("ECSP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/ecs-provisioner/venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "Python interpreter {} not found: {SETUP_HINT}",
-        path.display()
-    );
-    let probe = Command::new(&path)
-        .args([
-            "-c",
-            "import aliyunsdkcore, aliyunsdkecs, alibabacloud_tea_openapi",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", path.display()));
-    assert!(
-        probe.status.success(),
-        "{} cannot import the Alibaba Cloud SDK ({}): {SETUP_HINT}",
-        path.display(),
-        String::from_utf8_lossy(&probe.stderr).trim()
-    );
-    path
+    crate::python_with(&["aliyunsdkcore", "aliyunsdkecs", "alibabacloud_tea_openapi"])
 }
 
 /// Runs `tests/python/<script>` with `input` as JSON on stdin; returns its JSON stdout.

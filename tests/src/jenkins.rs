@@ -24,24 +24,7 @@ pub fn client(sim: &JenkinsSim) -> JenkinsClient {
 
 /// The Python interpreter with python-jenkins installed. Fails (never skips) when missing.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("ECSP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/ecs-provisioner/venv/bin/python")
-        });
-    let ok = std::process::Command::new(&path)
-        .args(["-c", "import jenkins"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "python-jenkins is not available through {} — run scripts/setup-test-deps.sh (and export the ECSP_PYTHON it prints)",
-        path.display()
-    );
-    path
+    crate::python_with(&["jenkins"])
 }
 
 /// The Python test scripts' directory.

@@ -67,6 +67,9 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     app::init_logging(format, default_level);
+    if matches!(cli.command, Command::Run { .. }) {
+        app::tune_allocator();
+    }
     let code = match cli.command {
         Command::Policy(cmd) => cmd.run(),
         other => {

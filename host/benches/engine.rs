@@ -328,6 +328,8 @@ agent-command = "{PROVISIONER} sim-agent -url {{jenkins_url}} -name {{node_name}
         if reached && host1 < 30.0 { "MET" } else { "MISSED" }
     );
     println!("  RunInstances calls {run_instances}  target <= 12: {}", if run_instances <= 12 { "MET" } else { "MISSED" });
+    let launched = cluster.ecs.instances().len();
+    println!("  instances launched {launched} for {n} builds{}", if launched > n as usize { " (OVER-LAUNCH)" } else { "" });
     println!("  ECS calls: {calls1:?}");
     let (rss1, hwm1, threads1) = memory(pid);
     println!("  RSS now {:.1} MiB ({}), peak {:.1} MiB, {threads1} threads", mib(rss1), rss_split(pid), mib(hwm1.max(peak_rss)));
@@ -406,7 +408,7 @@ agent-command = "{PROVISIONER} sim-agent -url {{jenkins_url}} -name {{node_name}
         }
         match got {
             Some(ms) => {
-                println!("  sample {}: enqueued {:>4} ms into the wait, RunInstances after {ms} ms", i + 1, delay.as_millis());
+                println!("  sample {}: enqueued {:>4} ms after a cycle, RunInstances after {ms} ms", i + 1, delay.as_millis());
                 latencies.push(ms);
             }
             None => println!("  sample {}: no RunInstances within 30 s", i + 1),

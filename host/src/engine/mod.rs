@@ -173,7 +173,14 @@ where
             // the period: a queue change is read within one poll interval.
             tokio::select! {
                 _ = tokio::time::sleep_until(started + pause) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Bootstraps finish in bursts (dozens a second at scale) and each cycle
+                    // lists the whole fleet: one cycle per burst, at the in-flight pace.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(started + pause.min(Duration::from_millis(500))) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                }
                 _ = self.stop.cancelled() => {}
             }
             // Reap finished bootstrap tasks; their outcome is already in the book.

@@ -20,8 +20,8 @@
 //! 4. Resident memory of the provisioner (VmRSS now, VmHWM peak) at `N` instances.
 //!
 //! `cargo bench -p ecs-provisioner --bench engine`. Knobs (environment): `ECSP_BENCH_NODES`
-//! (default 1000), `ECSP_BENCH_SSH_CONCURRENCY` (default 100), `ECSP_BENCH_SAMPLES` latency
-//! samples (default 8), `ECSP_BENCH_STEADY_CYCLES` (default 8), `ECSP_BENCH_TIMEOUT_S` for
+//! (default 1000), `ECSP_BENCH_SSH_CONCURRENCY` (default 32, the product default),
+//! `ECSP_BENCH_SAMPLES` latency samples (default 8), `ECSP_BENCH_STEADY_CYCLES` (default 8), `ECSP_BENCH_TIMEOUT_S` for
 //! phase 1 (default 600), `ECSP_BENCH_LOG` provisioner log file (default: in the temp dir).
 
 use std::collections::BTreeMap;
@@ -205,7 +205,7 @@ fn main() {
 
 async fn run() -> i32 {
     let n = env_or("ECSP_BENCH_NODES", 1000) as u32;
-    let ssh_concurrency = env_or("ECSP_BENCH_SSH_CONCURRENCY", 100);
+    let ssh_concurrency = env_or("ECSP_BENCH_SSH_CONCURRENCY", 32);
     let samples = env_or("ECSP_BENCH_SAMPLES", 8) as u32;
     let steady_cycles = env_or("ECSP_BENCH_STEADY_CYCLES", 8);
     let timeout = Duration::from_secs(env_or("ECSP_BENCH_TIMEOUT_S", 600));

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     // `run` sets up logging itself, once it has read the config's `log-format`. The other
     // commands are quiet by default; RUST_LOG overrides.
     match cli.command {
-        Command::Run { .. } => {}
+        Command::Run { .. } => app::tune_allocator(),
         Command::Sim(_) => app::init_logging(format.unwrap_or_default(), "info"),
         _ => app::init_logging(format.unwrap_or_default(), "warn"),
     }

@@ -161,6 +161,7 @@ where
     pub async fn run(self: &Arc<Self>) {
         let poll = self.config.poll_interval;
         while !self.stop.is_cancelled() {
+            let started = tokio::time::Instant::now();
             let report = self.cycle(true).await;
             let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
                 *n > 0 && !matches!(state.as_str(), "online")
@@ -168,9 +169,18 @@ where
             // While nodes are on their way or builds wait, look again soon: what changes next
             // (an instance running, an agent online) should not wait a whole poll interval.
             let pause = if in_flight { poll.min(Duration::from_millis(500)) } else { poll };
+            // Counted from the cycle's start, so a long cycle (a large fleet) does not stretch
+            // the period: a queue change is read within one poll interval.
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(started + pause) => {}
+                _ = self.wake.notified() => {
+                    // Bootstraps finish in bursts (dozens a second at scale) and each cycle
+                    // lists the whole fleet: one cycle per burst, at the in-flight pace.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(started + pause.min(Duration::from_millis(500))) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                }
                 _ = self.stop.cancelled() => {}
             }
             // Reap finished bootstrap tasks; their outcome is already in the book.

@@ -184,8 +184,12 @@ impl JenkinsAdapter {
 
 impl JenkinsPort for JenkinsAdapter {
     async fn observe(&self, now_ms: u64) -> anyhow::Result<JenkinsView> {
-        let (computers, queue) = tokio::try_join!(self.client.computers(), self.client.queue())
-            .context("reading the Jenkins computers and queue")?;
+        // Computers first, then the queue, never concurrently: a build that starts between
+        // the two reads then shows as a free (or in-flight) executor and no queued item, which
+        // under-counts demand for one cycle. The other order (or a race between the two) can
+        // show it both queued and on a busy node, which launches a node nobody needs.
+        let computers = self.client.computers().await.context("reading the Jenkins computers")?;
+        let queue = self.client.queue().await.context("reading the Jenkins queue")?;
         let agents = self.activity.lock().unwrap().observe(
             &computers,
             |c| is_ours(c, &self.controller_id, &self.templates),

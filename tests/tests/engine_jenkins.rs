@@ -17,12 +17,15 @@ use ecs_provisioner::sim::jenkins::{EnqueueRequest, JenkinsSim, JobKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The bytes a client sent on one connection.
+type Log = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP proxy in front of the emulator that keeps every byte clients send, to list the HTTP
 /// requests they made.
 struct Recorder {
     url: String,
     /// Client-to-server bytes, one buffer per connection.
-    streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    streams: Arc<Mutex<Vec<Log>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -30,11 +33,11 @@ impl Recorder {
     async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        let streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let streams: Arc<Mutex<Vec<Log>>> = Arc::default();
         let all = streams.clone();
         let task = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
-                let log = Arc::new(Mutex::new(Vec::new()));
+                let log = Log::default();
                 all.lock().unwrap().push(log.clone());
                 tokio::spawn(async move {
                     let Ok(up) = TcpStream::connect(upstream).await else {

@@ -236,9 +236,10 @@ impl JenkinsPort for JenkinsAdapter {
         anyhow::ensure!(
             node.name == node_name(&node.template, &node.instance_id)
                 && node.instance_id.starts_with("i-"),
-            "creating Jenkins node {}: the name must be {:?}",
+            "creating Jenkins node {}: the name must be `<template>-<ECS instance id>` ({:?} for instance {:?})",
             node.name,
-            node_name(&node.template, &node.instance_id)
+            node_name(&node.template, &node.instance_id),
+            node.instance_id
         );
         let spec = InboundAgentSpec {
             name: node.name.clone(),

@@ -360,6 +360,16 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
     Ok(run_answer(&ids, price, count))
 }
 
+/// `InvalidInstanceId.NotFound` for one id of a batch action.
+fn instance_not_found(id: &str) -> ApiFailure {
+    ApiFailure::new(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId does not exist: {id}."))
+}
+
+/// `IncorrectInstanceStatus`: the action does not apply to the instance's current status.
+fn incorrect_status() -> ApiFailure {
+    ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
+}
+
 fn run_answer(ids: &[String], unit_price: f64, count: u32) -> Value {
     json!({
         "InstanceIdSets": { "InstanceIdSet": ids },
@@ -550,20 +560,10 @@ pub(crate) fn delete_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFa
             .instances
             .iter()
             .find(|i| &i.instance_id == id)
-            .ok_or_else(|| {
-                ApiFailure::new(
-                    404,
-                    "InvalidInstanceId.NotFound",
-                    format!("The specified InstanceId does not exist: {id}."),
-                )
-            })?;
+            .ok_or_else(|| instance_not_found(id))?;
         // Releasing an instance that is already being released is a no-op.
         if inst.deleted_ms.is_none() && !force && cloud.status(inst, now) != Some("Stopped") {
-            return Err(ApiFailure::new(
-                403,
-                "IncorrectInstanceStatus",
-                "The current status of the resource does not support this operation.",
-            ));
+            return Err(incorrect_status());
         }
     }
     if boolean(p, "DryRun") {
@@ -614,19 +614,9 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
             .instances
             .iter()
             .find(|i| &i.instance_id == id && i.deleted_ms.is_none())
-            .ok_or_else(|| {
-                ApiFailure::new(
-                    404,
-                    "InvalidInstanceId.NotFound",
-                    format!("The specified InstanceId does not exist: {id}."),
-                )
-            })?;
+            .ok_or_else(|| instance_not_found(id))?;
         if cloud.status(inst, now) != Some(from) {
-            return Err(ApiFailure::new(
-                403,
-                "IncorrectInstanceStatus",
-                "The current status of the resource does not support this operation.",
-            ));
+            return Err(incorrect_status());
         }
     }
     if boolean(p, "DryRun") {

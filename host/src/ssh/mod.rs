@@ -5,7 +5,6 @@
 //! - [`console`]: the host-key block of the console output that `strict` trusts;
 //! - [`client`]: russh client with retries, keepalives and per-step timeouts;
 //! - [`bootstrap`]: init script once, secret file, detached agent start;
-//! - [`settings`]: the template's `ssh` config section (serde) and its conversions;
 //! - [`template`]: `{placeholder}` rendering and shell quoting.
 // Errors carry the instance, address, step and both fingerprints so a log line explains itself;
 // they occur once per failed bootstrap, so their size does not matter, and flat variants keep
@@ -18,7 +17,6 @@ pub mod console;
 pub mod error;
 pub mod host_keys;
 pub mod keys;
-pub mod settings;
 pub mod template;
 
 pub use bootstrap::{
@@ -30,4 +28,3 @@ pub use console::{ConsoleOutputSource, console_host_keys_block, parse_console_ho
 pub use error::{HostKeyRejection, SshError};
 pub use host_keys::{HostKeyPolicy, HostKeyVerifier, KnownHosts};
 pub use keys::{ClientKey, PassphraseSource};
-pub use settings::SshSettings;

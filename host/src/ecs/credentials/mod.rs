@@ -290,66 +290,6 @@ impl CredentialsProvider for DefaultChain {
 /// Shared handle to any provider.
 pub type SharedProvider = Arc<dyn CredentialsProvider>;
 
-/// Credentials as the host config names them (all optional; nothing set = the default chain).
-#[derive(Clone, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CredentialsConfig {
-    /// Explicit AccessKey (prefer the environment or a profile over secrets in config files).
-    pub access_key_id: Option<String>,
-    pub access_key_secret: Option<Secret>,
-    pub security_token: Option<Secret>,
-    /// Profile in `~/.aliyun/config.json` / `~/.alibabacloud/credentials`.
-    pub profile: Option<String>,
-    /// Instance metadata base URL (tests, proxies).
-    pub metadata_base_url: Option<String>,
-}
-
-impl fmt::Debug for CredentialsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CredentialsConfig")
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &self.access_key_secret)
-            .field("security_token", &self.security_token)
-            .field("profile", &self.profile)
-            .field("metadata_base_url", &self.metadata_base_url)
-            .finish()
-    }
-}
-
-impl CredentialsConfig {
-    /// The default chain, with the explicit key first if one is configured.
-    pub fn provider(&self) -> Result<SharedProvider, CredentialsError> {
-        let explicit = match (&self.access_key_id, &self.access_key_secret) {
-            (Some(id), Some(secret)) => {
-                let mut c = Credentials::access_key(id, secret.expose()).with_source("config file");
-                c.security_token = self.security_token.clone();
-                Some(c)
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(CredentialsError::invalid(
-                    "config",
-                    "access_key_id is set but access_key_secret is not",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(CredentialsError::invalid(
-                    "config",
-                    "access_key_secret is set but access_key_id is not",
-                ));
-            }
-        };
-        let mut options = ChainOptions {
-            profile: self.profile.clone(),
-            ..ChainOptions::default()
-        };
-        if let Some(url) = &self.metadata_base_url {
-            options.metadata_base_url = url.clone();
-        }
-        Ok(Arc::new(DefaultChain::new(explicit, options)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,23 +330,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c.access_key_id, "explicit-id");
-    }
-
-    #[tokio::test]
-    async fn config_section_builds_a_chain_and_redacts() {
-        let c: CredentialsConfig =
-            toml::from_str("access_key_id = \"id\"\naccess_key_secret = \"hush-123\"\n").unwrap();
-        assert!(!format!("{c:?}").contains("hush-123"));
-        let creds = c.provider().unwrap().credentials().await.unwrap();
-        assert_eq!(
-            (
-                creds.access_key_id.as_str(),
-                creds.access_key_secret.expose()
-            ),
-            ("id", "hush-123")
-        );
-        let half: CredentialsConfig = toml::from_str("access_key_id = \"id\"\n").unwrap();
-        assert!(half.provider().is_err());
     }
 
     #[tokio::test]

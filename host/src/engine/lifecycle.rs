@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{AgentNode, BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, TemplateLimits, node_name};
+use super::model::{AgentNode, BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, TemplateLimits, node_name, split_node_name};
 
 /// What this process remembers between cycles.
 #[derive(Debug, Default)]
@@ -164,17 +164,9 @@ pub fn reconcile(
     (nodes, chores)
 }
 
-/// Splits `<template>-<instance-id>` when the template is ours and the id looks like one.
-/// The longest matching template wins, so `linux` and `linux-big` never claim each other's
-/// nodes (the Jenkins adapter's ownership check agrees).
+/// Splits `<template>-<instance-id>` when the template is ours (see [`split_node_name`]).
 pub fn parse_node_name<'a>(name: &'a str, templates: &[TemplateLimits]) -> Option<(&'a str, &'a str)> {
-    templates
-        .iter()
-        .filter_map(|t| {
-            let id = name.strip_prefix(t.name.as_str())?.strip_prefix('-')?;
-            id.starts_with("i-").then_some((&name[..t.name.len()], id))
-        })
-        .max_by_key(|(t, _)| t.len())
+    split_node_name(name, templates.iter().map(|t| t.name.as_str()))
 }
 
 #[cfg(test)]
@@ -325,6 +317,7 @@ mod tests {
         assert_eq!(parse_node_name("linux-i-abc", &t), Some(("linux", "i-abc")));
         assert_eq!(parse_node_name("linux-anchor", &t), None);
         assert_eq!(parse_node_name("windows-i-abc", &t), None);
+        assert_eq!(parse_node_name("linux-i-", &t), None, "no instance id after the prefix");
         let mut t = tpl();
         t.push(TemplateLimits { name: "linux-big".into(), min_nodes: 0, max_nodes: 1, launch_timeout_ms: 1 });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));

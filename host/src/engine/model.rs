@@ -147,6 +147,19 @@ pub fn node_name(template: &str, instance_id: &str) -> String {
     format!("{template}-{instance_id}")
 }
 
+/// Splits a name made by [`node_name`] into (template, instance id) when the template is one
+/// of `templates` and the rest looks like an instance id (`i-...`). The longest matching
+/// template wins, so `linux` and `linux-big` never claim each other's nodes.
+pub fn split_node_name<'a, 't>(name: &'a str, templates: impl IntoIterator<Item = &'t str>) -> Option<(&'a str, &'a str)> {
+    templates
+        .into_iter()
+        .filter_map(|t| {
+            let id = name.strip_prefix(t)?.strip_prefix('-')?;
+            (id.len() > 2 && id.starts_with("i-")).then_some((&name[..t.len()], id))
+        })
+        .max_by_key(|(t, _)| t.len())
+}
+
 /// Launch `count` nodes for a template.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlannedLaunch {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 
 use crate::config::{self, Config, TemplateConfig};
-use crate::engine::model::{AgentNode, node_name};
+use crate::engine::model::{AgentNode, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
 use crate::jenkins::client::{describe_owned_instance, owner_of};
 use crate::jenkins::{
@@ -47,14 +47,8 @@ impl NodeTemplate {
 
 /// The template a node named `<template>-i-…` belongs to (the longest matching name wins).
 fn template_of<'a>(name: &str, templates: &'a [NodeTemplate]) -> Option<&'a NodeTemplate> {
-    templates
-        .iter()
-        .filter(|t| {
-            name.strip_prefix(t.name.as_str())
-                .and_then(|rest| rest.strip_prefix("-i-"))
-                .is_some_and(|id| !id.is_empty())
-        })
-        .max_by_key(|t| t.name.len())
+    let (template, _) = split_node_name(name, templates.iter().map(|t| t.name.as_str()))?;
+    templates.iter().find(|t| t.name == template)
 }
 
 /// Whether a computer is an agent of ours: the name pattern alone is not enough, since another

@@ -45,6 +45,8 @@ pub struct LaunchFailure {
     pub instance_type: String,
     pub spot: bool,
     pub capacity: bool,
+    /// The error code, e.g. `OperationDenied.NoStock`.
+    pub code: String,
     pub error: String,
 }
 
@@ -114,6 +116,7 @@ where
                                     instance_type: offering.instance_type.clone(),
                                     spot: offering.spot,
                                     capacity,
+                                    code: e.code().to_owned(),
                                     error: e.to_string(),
                                 });
                                 break;
@@ -394,9 +397,4 @@ where
             engine.wake.notify_one();
         });
     }
-}
-
-/// Whether a node counts as a launch still on its way (used for status).
-pub fn on_its_way(n: &Node) -> bool {
-    n.state.in_flight() && n.state != NodeState::Terminating
 }

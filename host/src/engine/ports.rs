@@ -32,8 +32,17 @@ pub enum LaunchError {
     #[error("{code}: {message}")]
     Capacity { code: String, message: String },
     /// Anything else; the cycle gives up on this launch and reports the error.
-    #[error("{0}")]
-    Other(String),
+    #[error("{message}")]
+    Other { code: String, message: String },
+}
+
+impl LaunchError {
+    /// The error code (the cloud's, or the host's own for local refusals): a bounded metric label.
+    pub fn code(&self) -> &str {
+        match self {
+            LaunchError::Capacity { code, .. } | LaunchError::Other { code, .. } => code,
+        }
+    }
 }
 
 /// One zone x vswitch x instance type the cloud can launch, before spot/on-demand split.

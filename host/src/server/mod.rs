@@ -142,8 +142,7 @@ impl Board {
             self.launched_total.inc_by(l.instance_ids.len() as u64);
         }
         for f in &r.launch_errors {
-            let code = f.error.split(':').next().unwrap_or("unknown").to_owned();
-            self.launch_failures.get_or_create(&vec![("code".into(), code)]).inc();
+            self.launch_failures.get_or_create(&vec![("code".into(), f.code.clone())]).inc();
             self.launch_failures_total.inc();
         }
         self.removals.inc_by(r.removed.len() as u64);
@@ -310,6 +309,15 @@ mod tests {
         r.clamps.push(Clamp { rule: "template-max", detail: "x".into() });
         r.decided_by = Some(crate::engine::decide::DecidedBy::Fallback);
         r.errors.push("boom <b>".into());
+        r.launch_errors.push(crate::engine::act::LaunchFailure {
+            template: "linux".into(),
+            zone: "z".into(),
+            instance_type: "t".into(),
+            spot: false,
+            capacity: true,
+            code: "OperationDenied.NoStock".into(),
+            error: "RunInstances failed: OperationDenied.NoStock: no stock (RequestId X)".into(),
+        });
         r.oldest_wait_ms.insert("linux".into(), 12_000);
         board.record(&r);
         board.record_api(&[ApiCount { action: "RunInstances".into(), calls: 3, retries: 1 }]);
@@ -321,11 +329,12 @@ mod tests {
         assert!(text.contains(r#"ecs_provisioner_queue_oldest_wait_seconds{template="linux"} 12"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_clamps_total{rule="template-max"} 1"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_decisions_total{by="fallback"} 1"#), "{text}");
+        assert!(text.contains(r#"ecs_provisioner_launch_failures_total{code="OperationDenied.NoStock"} 1"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_api_calls_total{action="RunInstances"} 5"#), "{text}");
         assert!(text.contains(r#"ecs_provisioner_api_retries_total{action="RunInstances"} 1"#), "{text}");
 
         let t = board.totals();
-        assert_eq!((t.cycles, t.launched, t.fallbacks, t.clamps, t.errors), (1, 0, 1, 1, 1));
+        assert_eq!((t.cycles, t.launched, t.launch_failures, t.fallbacks, t.clamps, t.errors), (1, 0, 1, 1, 1, 1));
 
         let json = board.status_json();
         assert_eq!(json["latest"]["cycle"], 7);

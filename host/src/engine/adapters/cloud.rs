@@ -213,7 +213,7 @@ impl CloudPort for EcsCloud {
         let t = self
             .config
             .template(&r.template)
-            .ok_or_else(|| LaunchError::Other(format!("unknown template {}", r.template)))?;
+            .ok_or_else(|| LaunchError::Other { code: "UnknownTemplate".into(), message: format!("unknown template {}", r.template) })?;
         let cloud = &self.config.cloud;
         let mut req = RunInstancesRequest::new(&cloud.image_id, &r.instance_type, &cloud.security_group_id, &r.vswitch);
         req.zone_id = Some(r.zone.clone());
@@ -261,7 +261,7 @@ impl CloudPort for EcsCloud {
 fn launch_error(e: EcsError) -> LaunchError {
     match e.kind {
         ErrorKind::Capacity(_) => LaunchError::Capacity { code: e.code.clone(), message: e.to_string() },
-        _ => LaunchError::Other(e.to_string()),
+        _ => LaunchError::Other { code: e.code.clone(), message: e.to_string() },
     }
 }
 

@@ -16,6 +16,7 @@ use crate::engine::adapters::jenkins::JenkinsAdapter;
 use crate::engine::adapters::policy::WasmPolicy;
 use crate::engine::adapters::ssh::SshBootstrapper;
 use crate::engine::decide::Decider;
+use crate::engine::model::NodeState;
 use crate::engine::{CycleReport, Engine};
 use crate::server::ApiCount;
 
@@ -151,7 +152,7 @@ pub fn render_plan(r: &CycleReport) -> String {
     for t in templates {
         let states = r.nodes.get(t);
         let get = |s: &str| states.and_then(|m| m.get(s)).copied().unwrap_or(0);
-        let in_flight: u32 = ["requested", "pending", "running", "bootstrapping", "connecting"].iter().map(|s| get(s)).sum();
+        let in_flight: u32 = NodeState::ALL.iter().filter(|s| s.in_flight()).map(|s| get(s.as_str())).sum();
         let online = get("online");
         let other = get("draining") + get("terminating");
         let _ = writeln!(out, "{:<16} {:>7} {:>9} {:>7} {:>7}", t, r.queued.get(t).copied().unwrap_or(0), in_flight, online, other);

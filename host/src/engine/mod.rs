@@ -26,7 +26,7 @@ use crate::config::Config;
 use decide::{DecidedBy, Decider, Observation, PolicyPort};
 use enforce::{Limits, enforce};
 use lifecycle::{Book, Chore, reconcile};
-use model::{Clamp, Node, NodeState, Plan, TemplateLimits};
+use model::{Clamp, Node, Plan, TemplateLimits};
 use offerings::OfferingCache;
 use ports::{BootstrapPort, CloudPort, JenkinsPort, TemplateQueue};
 
@@ -230,14 +230,12 @@ where
         let (nodes, chores) = {
             let mut book = self.book.lock().unwrap();
             book.prune(&fleet.iter().map(|i| i.instance_id.as_str()).collect(), now);
-            reconcile(&fleet, &view.agents, &book, &templates, now)
+            let (nodes, chores) = reconcile(&fleet, &view.agents, &book, &templates, now);
+            for n in nodes.iter().filter(|n| n.agent.as_ref().is_some_and(|a| a.online)) {
+                book.seen_online.insert(n.instance_id().to_owned());
+            }
+            (nodes, chores)
         };
-        for node in &view.agents {
-            if node.online
-                && let Some((_, id)) = lifecycle::parse_node_name(&node.name, &templates) {
-                    self.book.lock().unwrap().seen_online.insert(id.to_owned());
-                }
-        }
         summarize(&mut report, &nodes, &view.queues, view.unmatched);
 
         // Decide.
@@ -314,9 +312,4 @@ fn describe_chore(c: &Chore) -> (String, String, String) {
         Chore::Terminate { instance_id, reason } => ("terminate".into(), instance_id.clone(), reason.clone()),
         Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
     }
-}
-
-/// Counts nodes of a template in a state (used by tests and the status page).
-pub fn count_state(nodes: &[Node], template: &str, state: NodeState) -> usize {
-    nodes.iter().filter(|n| n.template() == template && n.state == state).count()
 }

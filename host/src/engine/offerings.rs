@@ -91,15 +91,6 @@ pub fn for_template<'a>(all: &'a [Offering], t: &TemplateConfig) -> Vec<&'a Offe
         .collect()
 }
 
-/// Error codes that mean "no capacity here", as opposed to a broken request.
-pub fn is_capacity_code(code: &str) -> bool {
-    code.contains("NoStock")
-        || code.contains("NotOnSale")
-        || code.contains("ZoneNotSupported")
-        || code.contains("IpNotEnough")
-        || code.starts_with("QuotaExceed")
-        || code.contains("NoSpotStock")
-}
 
 #[cfg(test)]
 mod tests {
@@ -176,13 +167,5 @@ spot = "spot-first"
 
         let mine = for_template(&all, &c.templates[0]);
         assert_eq!(mine.len(), 2, "zone z1 only, both capacity types");
-    }
-
-    #[test]
-    fn capacity_codes() {
-        for code in ["OperationDenied.NoStock", "Zone.NotOnSale", "InvalidInstanceType.ZoneNotSupported", "InvalidVSwitchId.IpNotEnough", "QuotaExceed.ElasticQuota"] {
-            assert!(is_capacity_code(code), "{code}");
-        }
-        assert!(!is_capacity_code("InvalidParameter"));
     }
 }

@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn unusable_nodes_are_replaced_and_removed_when_idle() {
-        let snapshot = SnapshotBuilder::new()
+        let snapshot = SnapshotBuilder::new(0)
             .template(linux().min(2))
             .node(NodeBuilder::online("i-1", "linux"))
             .node(NodeBuilder::online("i-2", "linux").offline("disk space is too low").idle_ms(11 * MIN))
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn an_offline_node_stays_until_its_idle_timeout() {
-        let snapshot = SnapshotBuilder::new()
+        let snapshot = SnapshotBuilder::new(0)
             .template(linux())
             .node(NodeBuilder::online("i-1", "linux").offline("maintenance").idle_ms(MIN));
         assert!(plan(snapshot).removals.is_empty());

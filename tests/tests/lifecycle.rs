@@ -324,17 +324,29 @@ async fn sigterm_during_start_up_exits_cleanly() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("daemon starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("starting: loading the policy") {
-            break;
+    // Read stderr on a thread of its own: a daemon that never logs the line must fail the
+    // test, not hang it.
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
         }
-        line.clear();
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + secs(60.0);
+    while !seen.contains("starting: loading the policy") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push_str(&(line + "\n")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the daemon never reached start-up:\n{seen}");
+            }
+        }
     }
-    assert!(seen.contains("starting: loading the policy"), "the daemon never reached start-up:\n{seen}");
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let started = std::time::Instant::now();
@@ -345,8 +357,7 @@ async fn sigterm_during_start_up_exits_cleanly() {
         assert!(started.elapsed() < secs(30.0), "the daemon ignored SIGTERM for 30 s");
         tokio::time::sleep(secs(0.1)).await;
     };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let rest: String = lines.iter().map(|l| l + "\n").collect();
     assert!(status.success(), "exit status {status:?}\n{seen}{rest}");
     assert!(rest.contains("stop requested"), "{seen}{rest}");
     cluster.shutdown().await;

@@ -330,6 +330,7 @@ where
             let mut book = self.book.lock().unwrap();
             for (id, reason) in &targets {
                 book.draining.remove(id);
+                book.launched.remove(id);
                 book.terminating.insert(id.clone(), (reason.clone(), now));
             }
         }

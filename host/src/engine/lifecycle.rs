@@ -90,8 +90,9 @@ impl Book {
 }
 
 impl Book {
-    /// Forgets instances the cloud no longer lists (launches stay until their listing grace
-    /// has passed, since a fresh instance may not be listed yet).
+    /// Forgets instances the cloud no longer lists. A launch stays until the listing shows it
+    /// or its listing grace has passed, since a fresh instance may not be listed yet; once
+    /// listed, the listing speaks for it (an instance deleted after that is gone, not late).
     pub fn prune(&mut self, listed: &BTreeSet<&str>, now_ms: u64) {
         self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
         self.draining.retain(|id| listed.contains(id.as_str()));
@@ -100,7 +101,7 @@ impl Book {
         self.disconnected.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
         self.launched
-            .retain(|id, i| listed.contains(id.as_str()) || now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
+            .retain(|id, i| !listed.contains(id.as_str()) && now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
     }
 }
 
@@ -626,7 +627,14 @@ mod tests {
         assert_eq!(book.bootstraps.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.terminating.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.seen_online.iter().collect::<Vec<_>>(), ["i-1"]);
-        assert_eq!(book.launched.keys().collect::<Vec<_>>(), ["i-1", "i-new"], "a fresh launch waits for the listing");
+        assert_eq!(
+            book.launched.keys().collect::<Vec<_>>(),
+            ["i-new"],
+            "a fresh launch waits for the listing; a listed one is the listing's"
+        );
+        // Listed once, then deleted: not a launch the listing lags behind any more.
+        book.prune(&["i-new"].into_iter().collect(), 10 * MIN + 1);
+        assert!(reconcile(&[], &[], &book, &tpl(), 10 * MIN + 2).0.is_empty());
     }
 
     #[test]

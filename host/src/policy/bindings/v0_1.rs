@@ -15,9 +15,9 @@ wasmtime::component::bindgen!({
 
 use exports::ecs_provisioner::policy::policy as old;
 
-impl From<latest::Level> for ecs_provisioner::policy::host::Level {
+impl From<latest::Level> for self::ecs_provisioner::policy::host::Level {
     fn from(l: latest::Level) -> Self {
-        use ecs_provisioner::policy::host::Level as Old;
+        use self::ecs_provisioner::policy::host::Level as Old;
         match l {
             latest::Level::Trace => Old::Trace,
             latest::Level::Debug => Old::Debug,
@@ -29,8 +29,8 @@ impl From<latest::Level> for ecs_provisioner::policy::host::Level {
 }
 
 /// The newest level of a 0.1.0 log line.
-pub fn level(l: ecs_provisioner::policy::host::Level) -> latest::Level {
-    use ecs_provisioner::policy::host::Level as Old;
+pub fn level(l: self::ecs_provisioner::policy::host::Level) -> latest::Level {
+    use self::ecs_provisioner::policy::host::Level as Old;
     match l {
         Old::Trace => latest::Level::Trace,
         Old::Debug => latest::Level::Debug,

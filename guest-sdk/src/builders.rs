@@ -213,6 +213,7 @@ impl NodeBuilder {
             age_ms: 600_000,
             uses: 0,
             failure: None,
+            offline_reason: None,
         })
     }
     /// An online, idle node of `template`.
@@ -260,6 +261,12 @@ impl NodeBuilder {
     /// Lifecycle state.
     pub fn state(mut self, state: NodeState) -> Self {
         self.0.state = state;
+        self
+    }
+    /// Marked offline in Jenkins by someone else (an administrator, a monitor) with `reason`.
+    pub fn offline(mut self, reason: &str) -> Self {
+        self.0.state = NodeState::Offline;
+        self.0.offline_reason = Some(reason.to_owned());
         self
     }
     /// Terminating because of `reason` (e.g. `launch-timeout`).

@@ -2,7 +2,7 @@
 //!
 //! Write placement and scaling policies for **ecs-provisioner** in Rust. A policy is a
 //! WebAssembly component (target `wasm32-wasip2`) implementing the contract in
-//! `wit/policy.wit` (`ecs-provisioner:policy@0.1.0`): `configure` takes the policy's settings,
+//! `wit/policy.wit` (`ecs-provisioner:policy@0.2.0`): `configure` takes the policy's settings,
 //! `scale` decides launches and removals from a [`Snapshot`], and `place` turns a count of nodes
 //! into [`Placement`]s on concrete offerings (zone x vswitch x instance type x spot).
 //!
@@ -107,7 +107,7 @@ pub use policy::Policy;
 pub use types::*;
 
 /// The contract version this SDK builds policies for (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Used by [`export_policy!`]; not part of the public API.
 #[doc(hidden)]

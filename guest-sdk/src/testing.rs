@@ -127,7 +127,7 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
             Some(n) if n.busy_executors > 0 => {
                 out.push(format!("removal of busy node `{}`", r.instance_id))
             }
-            Some(n) if !n.is_live() => out.push(format!(
+            Some(n) if n.state.is_leaving() => out.push(format!(
                 "removal of {} node `{}`",
                 n.state.as_str(),
                 r.instance_id

@@ -47,6 +47,9 @@ impl NodeState {
             NodeState::Bootstrapping => "bootstrapping",
             NodeState::Connecting => "connecting",
             NodeState::Online => "online",
+            NodeState::Offline => "offline",
+            NodeState::Disconnected => "disconnected",
+            NodeState::Interrupted => "interrupted",
             NodeState::Draining => "draining",
             NodeState::Terminating => "terminating",
         }
@@ -64,17 +67,31 @@ impl NodeState {
         )
     }
 
-    /// On its way out: draining or terminating. Such a node no longer counts towards a
-    /// template's minimum, and will never serve a build again.
+    /// On its way out because the host is removing it: draining or terminating. The host
+    /// refuses to remove such a node again.
     pub fn is_leaving(self) -> bool {
         matches!(self, NodeState::Draining | NodeState::Terminating)
+    }
+
+    /// Runs no build now and will not by itself: offline (marked by someone else),
+    /// disconnected, interrupted (spot reclaim), draining or terminating. Such a node does not
+    /// count towards a template's minimum; it still counts against `max-nodes`.
+    pub fn is_unusable(self) -> bool {
+        matches!(
+            self,
+            NodeState::Offline
+                | NodeState::Disconnected
+                | NodeState::Interrupted
+                | NodeState::Draining
+                | NodeState::Terminating
+        )
     }
 }
 
 impl Node {
-    /// Neither draining nor terminating: in flight or online.
+    /// In flight or online: capacity that serves builds now or soon.
     pub fn is_live(&self) -> bool {
-        !self.state.is_leaving()
+        !self.state.is_unusable()
     }
 
     /// Online with no build running.

@@ -270,6 +270,11 @@ pub struct TemplateConfig {
     /// From launch to agent online; past it the instance is terminated with a recorded reason.
     #[serde(with = "humantime_serde", default = "defaults::launch_timeout")]
     pub launch_timeout: Duration,
+    /// How long an agent that dropped after being online may take to come back (the host
+    /// restarts it at once) before its instance is replaced. Default: 5m, or the launch
+    /// timeout when that is shorter. See [`TemplateConfig::reconnect_timeout`].
+    #[serde(with = "humantime_serde", default, rename = "reconnect-timeout")]
+    pub reconnect_timeout_setting: Option<Duration>,
     /// Shell script run once on a new instance, before the agent starts.
     #[serde(default)]
     pub init_script: String,
@@ -294,6 +299,12 @@ pub struct TemplateConfig {
 impl TemplateConfig {
     pub fn name(&self) -> &str {
         self.name.get_ref()
+    }
+
+    /// `reconnect-timeout`, or its default: 5 minutes, capped at the launch timeout.
+    pub fn reconnect_timeout(&self) -> Duration {
+        self.reconnect_timeout_setting
+            .unwrap_or_else(|| Duration::from_secs(300).min(self.launch_timeout))
     }
 }
 
@@ -442,6 +453,17 @@ impl Config {
             }
             if t.launch_timeout < Duration::from_secs(10) {
                 problems.push(format!("{at}: launch-timeout must be at least 10s"));
+            }
+            if let Some(r) = t.reconnect_timeout_setting {
+                if r < Duration::from_secs(5) {
+                    problems.push(format!("{at}: reconnect-timeout must be at least 5s"));
+                } else if r > t.launch_timeout {
+                    problems.push(format!(
+                        "{at}: reconnect-timeout ({}) exceeds launch-timeout ({}): restarting an agent takes no longer than starting it",
+                        humantime::format_duration(r),
+                        humantime::format_duration(t.launch_timeout)
+                    ));
+                }
             }
             if !t.agent_command.contains("{secret_file}") {
                 problems.push(format!("{at}: agent-command must read the secret from {{secret_file}} (secrets never go on a command line)"));

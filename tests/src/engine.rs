@@ -39,11 +39,27 @@ pub struct Template {
     pub max_uses: u32,
     pub launch_timeout: &'static str,
     pub init_script: &'static str,
+    /// `spot`: `on-demand` (default), `spot-first` or `spot-only`.
+    pub spot: &'static str,
+    /// Extra keys of the table (`reconnect-timeout = "10s"` ...).
+    pub extra: String,
 }
 
 impl Template {
     pub fn new(name: &'static str, executors: u32, min: u32, max: u32) -> Self {
-        Template { name, label: name, executors, min, max, idle_timeout: "2s", max_uses: 0, launch_timeout: "60s", init_script: "echo provisioned > provisioned.txt" }
+        Template {
+            name,
+            label: name,
+            executors,
+            min,
+            max,
+            idle_timeout: "2s",
+            max_uses: 0,
+            launch_timeout: "60s",
+            init_script: "echo provisioned > provisioned.txt",
+            spot: "on-demand",
+            extra: String::new(),
+        }
     }
 
     /// The TOML table; `exe` runs `sim-agent` (see the `e2e-provisioner` binary).
@@ -63,7 +79,9 @@ zones = ["cn-hangzhou-h", "cn-hangzhou-i", "cn-hangzhou-j"]
 instance-types = ["ecs.c7.large"]
 remote-fs = "agent"
 init-script = "{init_script}"
+spot = "{spot}"
 agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secret @{{secret_file}} -webSocket -workDir {{work_dir}}"
+{extra}
 "#,
             name = self.name,
             label = self.label,
@@ -74,6 +92,8 @@ agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secre
             idle = self.idle_timeout,
             launch_timeout = self.launch_timeout,
             init_script = self.init_script,
+            spot = self.spot,
+            extra = self.extra,
             exe = exe.display(),
         )
     }
@@ -89,11 +109,13 @@ pub struct Setup {
     pub extra: String,
     /// Extra keys of `[cloud]` (`max-total-nodes = 5` ...).
     pub cloud_extra: String,
+    /// ECS status timings (default: [`start_cluster`]'s).
+    pub timings: Option<Timings>,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new() }
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -140,17 +162,30 @@ impl Harness<JenkinsAdapter> {
 impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
-        let cluster = start_cluster(dir.path()).await;
+        let cluster = match setup.timings {
+            Some(t) => start_cluster_with(dir.path(), t).await,
+            None => start_cluster(dir.path()).await,
+        };
         let text = setup.config_text(&cluster);
         let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));
-        let cloud = EcsCloud::from_config(config.clone()).expect("ECS adapter");
-        let jenkins = wrap(JenkinsAdapter::from_config(&config).expect("Jenkins adapter"));
-        let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone())).expect("SSH bootstrapper");
-        let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy).expect("policy loads");
-        let decider = Decider { policy, fallback, on_error: config.policy.on_error };
-        let engine = Engine::new(config.clone(), cloud, jenkins, bootstrapper, decider);
+        let engine = build_engine(&config, wrap);
         let caps = CapWatch::start(&cluster);
         Harness { cluster, config, engine, caps, runner: None, _dir: dir }
+    }
+
+    /// Replaces the engine with a fresh one on the same emulators, as a restarted process
+    /// would be: nothing remembered. The loop, if it ran, is stopped first.
+    pub async fn restart_engine(&mut self, wrap: impl FnOnce(JenkinsAdapter) -> J) {
+        self.engine.shutdown();
+        if let Some(r) = self.runner.take() {
+            let _ = r.await;
+        }
+        self.engine = build_engine(&self.config, wrap);
+    }
+
+    /// A Jenkins client of its own (`.client()`), as an administrator would use.
+    pub fn jenkins_admin(&self) -> JenkinsAdapter {
+        JenkinsAdapter::from_config(&self.config).expect("Jenkins adapter")
     }
 
     /// Runs the reconcile loop in the background until [`Harness::shutdown`].
@@ -190,6 +225,16 @@ impl<J: JenkinsPort> Harness<J> {
         // The engine holds no part of the cluster; the emulators go last.
         self.cluster.shutdown().await;
     }
+}
+
+/// An engine over the live adapters, wired as `app::wire` wires it.
+fn build_engine<J: JenkinsPort>(config: &Arc<Config>, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Arc<TestEngine<J>> {
+    let cloud = EcsCloud::from_config(config.clone()).expect("ECS adapter");
+    let jenkins = wrap(JenkinsAdapter::from_config(config).expect("Jenkins adapter"));
+    let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone())).expect("SSH bootstrapper");
+    let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy).expect("policy loads");
+    let decider = Decider { policy, fallback, on_error: config.policy.on_error };
+    Engine::new(config.clone(), cloud, jenkins, bootstrapper, decider)
 }
 
 /// Queues `count` builds of `duration` on `label` in the Jenkins emulator.

@@ -94,6 +94,11 @@ pub fn probe_wasm() -> PathBuf {
     standalone_wasm(Path::new("tests/policy-guests/probe"), "policy_probe")
 }
 
+/// A policy built against the frozen contract 0.1.0 (`tests/policy-guests/echo-v0-1`).
+pub fn echo_v0_1_wasm() -> PathBuf {
+    standalone_wasm(Path::new("tests/policy-guests/echo-v0-1"), "policy_echo_v0_1")
+}
+
 /// Runs cargo in `dir` with `args` and `--target-dir target`, in an environment cleaned of
 /// what the outer `cargo test` set. Panics with cargo's stderr on failure.
 pub fn cargo(dir: &Path, args: &[&str], target: &Path) {

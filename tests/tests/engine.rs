@@ -205,6 +205,9 @@ impl JenkinsPort for RacingJenkins {
     async fn delete_node(&self, name: &str) -> anyhow::Result<()> {
         self.inner.delete_node(name).await
     }
+    async fn record_idle_since(&self, name: &str, since_ms: u64) -> anyhow::Result<()> {
+        self.inner.record_idle_since(name, since_ms).await
+    }
 }
 
 /// A build lands on a node while it is being removed: the removal is abandoned, the node is

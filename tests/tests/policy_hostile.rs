@@ -144,7 +144,7 @@ fn wrong_version_names_both_versions() {
     assert_eq!(err.kind(), "incompatible-contract");
     assert_eq!(
         err.to_string(),
-        "policy `hostile_wrong_version` was built for contract ecs-provisioner:policy@0.2.0; this host accepts 0.1.x"
+        "policy `hostile_wrong_version` was built for contract ecs-provisioner:policy@0.3.0; this host accepts 0.2.x, 0.1.x"
     );
     good_policy_still_works();
 }

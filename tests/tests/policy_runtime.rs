@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::policy::{load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
+use e2e::policy::{echo_v0_1_wasm, load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
 use ecs_provisioner::policy::fixture;
 use ecs_provisioner::policy::{
     Cause, Demand, Function, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime,
@@ -51,6 +51,7 @@ fn snapshot() -> Snapshot {
             age_ms: 60_000,
             uses: 1,
             failure: None,
+            offline_reason: None,
         }],
         offerings: offerings(),
         max_total_nodes: 20,
@@ -98,7 +99,7 @@ fn still_works() {
 #[test]
 fn a_good_answer_comes_back_typed_and_validated() {
     let p = probe("ok");
-    assert_eq!(p.contract_version(), "0.1.0");
+    assert_eq!(p.contract_version(), "0.2.0");
     let plan = p.scale(&snapshot()).unwrap();
     assert_eq!(
         (plan.launches[0].template.as_str(), plan.launches[0].count),
@@ -421,4 +422,38 @@ fn bench_reports_every_figure() {
         );
     }
     assert!(report["peak_memory_bytes"].as_u64().unwrap() > 0);
+}
+
+/// A policy built for contract 0.1.0 loads and runs on the 0.2.0 host: the states 0.2.0
+/// added reach it as 0.1.0 states that are not capacity, with the reason in `failure`; its
+/// answers (removals, placements, log lines) come back in the host's terms.
+#[test]
+fn a_contract_0_1_policy_is_served_through_conversions() {
+    let p = load(&echo_v0_1_wasm(), "{}").expect("a 0.1.0 policy loads");
+    assert_eq!(p.contract_version(), "0.1.0");
+    let mut s = snapshot();
+    let base = s.nodes[0].clone();
+    let node = |id: &str, state: NodeState, offline_reason: Option<&str>| Node {
+        instance_id: id.into(),
+        state,
+        offline_reason: offline_reason.map(Into::into),
+        ..base.clone()
+    };
+    s.nodes = vec![
+        node("i-on", NodeState::Online, None),
+        node("i-off", NodeState::Offline, Some("disk space is too low")),
+        node("i-gone", NodeState::Disconnected, None),
+        node("i-spot", NodeState::Interrupted, None),
+    ];
+    let plan = p.scale(&s).expect("scale");
+    assert_eq!(
+        plan.launches[0].reason,
+        "i-on=online(),i-off=draining(offline: disk space is too low),\
+         i-gone=terminating(disconnected: the agent dropped),\
+         i-spot=terminating(interrupted: the cloud is reclaiming the spot instance)"
+    );
+    let removed: Vec<&str> = plan.removals.iter().map(|r| r.instance_id.as_str()).collect();
+    assert_eq!(removed, ["i-off"]);
+    let placed = p.place(&request(2), &offerings(), &s.nodes).expect("place");
+    assert_eq!(placed.iter().map(|p| (p.offering, p.count)).collect::<Vec<_>>(), [(0, 1), (1, 1)]);
 }

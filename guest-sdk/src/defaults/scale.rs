@@ -32,7 +32,10 @@ pub fn scale(snapshot: &Snapshot) -> ScalePlan {
 /// **Removals.** Idle online nodes that reached `max-uses` are retired. Idle online nodes
 /// idle for at least `idle-timeout-secs` are removed longest-idle first, never taking the
 /// live count below the floor, and keeping enough idle nodes to serve the template's queued
-/// builds. A busy node is never removed.
+/// builds. Nodes that serve no build are not live, so they never hold the floor up: an idle
+/// `interrupted` node (spot reclaim notice) is removed at once, and an idle `offline` node
+/// (marked offline by an administrator or a Jenkins monitor) once it has been idle for
+/// `idle-timeout-secs`. A busy node is never removed.
 ///
 /// Every launch and removal carries its reason.
 pub fn scale_with(snapshot: &Snapshot, options: &ScaleOptions) -> ScalePlan {
@@ -164,10 +167,25 @@ fn removals(snapshot: &Snapshot, t: &Template, c: &Counts, floor: u32) -> Vec<Re
             ),
         })
         .collect();
+    let timeout_ms = t.idle_timeout_secs.saturating_mul(1000);
+    for n in snapshot.nodes_of(&t.name).filter(|n| n.busy_executors == 0) {
+        let reason = match n.state {
+            NodeState::Interrupted => "spot reclaim notice".to_owned(),
+            NodeState::Offline if t.idle_timeout_secs > 0 && n.idle_ms >= timeout_ms => format!(
+                "offline ({}) and idle {}",
+                n.offline_reason.as_deref().unwrap_or("no reason given"),
+                fmt::duration(n.idle_ms)
+            ),
+            _ => continue,
+        };
+        out.push(Removal {
+            instance_id: n.instance_id.clone(),
+            reason,
+        });
+    }
     if t.idle_timeout_secs == 0 {
         return out;
     }
-    let timeout_ms = t.idle_timeout_secs.saturating_mul(1000);
     let mut idle: Vec<&Node> = snapshot
         .nodes_of(&t.name)
         .filter(|n| n.is_idle() && !n.used_up(t.max_uses) && n.idle_ms >= timeout_ms)
@@ -361,5 +379,32 @@ mod tests {
         );
         assert_eq!(p.removed_ids(), ["i-1"]);
         assert_eq!(p.launches_for("linux"), 1);
+    }
+
+    #[test]
+    fn unusable_nodes_are_replaced_and_removed_when_idle() {
+        let snapshot = SnapshotBuilder::new(0)
+            .template(linux().min(2))
+            .node(NodeBuilder::online("i-1", "linux"))
+            .node(NodeBuilder::online("i-2", "linux").offline("disk space is too low").idle_ms(11 * MIN))
+            .node(NodeBuilder::new("i-3", "linux", NodeState::Interrupted))
+            .node(NodeBuilder::new("i-4", "linux", NodeState::Interrupted).busy(1))
+            .node(NodeBuilder::new("i-5", "linux", NodeState::Disconnected));
+        let p = plan(snapshot);
+        // Only i-1 is live: one launch brings the template back to its minimum of 2.
+        assert_eq!(p.launches_for("linux"), 1, "{p:?}");
+        let mut removed: Vec<&str> = p.removals.iter().map(|r| r.instance_id.as_str()).collect();
+        removed.sort();
+        assert_eq!(removed, ["i-2", "i-3"], "{p:?}");
+        let offline = p.removals.iter().find(|r| r.instance_id == "i-2").unwrap();
+        assert!(offline.reason.contains("disk space is too low"), "{offline:?}");
+    }
+
+    #[test]
+    fn an_offline_node_stays_until_its_idle_timeout() {
+        let snapshot = SnapshotBuilder::new(0)
+            .template(linux())
+            .node(NodeBuilder::online("i-1", "linux").offline("maintenance").idle_ms(MIN));
+        assert!(plan(snapshot).removals.is_empty());
     }
 }

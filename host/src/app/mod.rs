@@ -90,9 +90,23 @@ fn trim_heap() {
 /// as it is (the next start adopts it).
 /// `log_format` (the command line's) overrides the config file's `log-format`.
 pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<i32> {
+    // Before anything else: a SIGTERM during start-up (loading and compiling the policy can
+    // take seconds) then stops the process cleanly, instead of killing it by the default action.
+    let stop = StopSignal::install()?;
     let config = Arc::new(Config::load(config_path)?);
     init_logging(log_format.unwrap_or(config.log_format), "info");
-    let (engine, cloud) = wire(config.clone())?;
+    tracing::info!(policy = %config.policy.source, "starting: loading the policy");
+    let wiring = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || wire(config)
+    });
+    let (engine, cloud) = tokio::select! {
+        wired = wiring => wired.context("start-up task")??,
+        _ = stop.requested() => {
+            tracing::info!("stop requested during start-up; nothing was started");
+            return Ok(0);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
@@ -108,7 +122,7 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
     });
     let stopper = engine.clone();
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        stop.requested().await;
         tracing::info!("stop requested: finishing the current cycle");
         stopper.shutdown();
     });
@@ -117,6 +131,35 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
     trimmer.abort();
     server.abort();
     Ok(0)
+}
+
+/// SIGTERM and SIGINT handlers, installed when made: from then on neither signal kills the
+/// process by its default action.
+struct StopSignal {
+    token: tokio_util::sync::CancellationToken,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let token = tokio_util::sync::CancellationToken::new();
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            cancel.cancel();
+        });
+        Ok(StopSignal { token })
+    }
+
+    /// Resolves once a stop was requested (at once if it already was).
+    async fn requested(&self) {
+        self.token.cancelled().await
+    }
 }
 
 /// Waits for SIGTERM or SIGINT.

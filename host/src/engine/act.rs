@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::decide::PolicyPort;
 use super::lifecycle::Chore;
-use super::model::{BootstrapStatus, Node, NodeState, Offering, Plan, node_name};
+use super::lifecycle::{REMOVING_PREFIX, USED_UP_PREFIX};
+use super::model::{BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, Offering, Plan, node_name};
 use super::offerings::{self, key_of};
 use super::ports::{BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration};
 use super::{CycleReport, Engine, now_ms};
@@ -160,7 +161,21 @@ where
         {
             let mut book = self.book.lock().unwrap();
             for id in ids {
-                book.launched.insert(id.clone(), now);
+                book.launched.insert(
+                    id.clone(),
+                    CloudInstance {
+                        instance_id: id.clone(),
+                        template: template.to_owned(),
+                        zone: o.zone.clone(),
+                        vswitch: o.vswitch.clone(),
+                        instance_type: o.instance_type.clone(),
+                        spot: o.spot,
+                        status: CloudStatus::Pending,
+                        private_ip: None,
+                        created_ms: now,
+                        locks: Vec::new(),
+                    },
+                );
             }
         }
         let regs: Vec<NodeRegistration> = ids
@@ -215,7 +230,7 @@ where
             .collect();
         let results: Vec<_> = futures::stream::iter(targets)
             .map(|(name, max)| async move {
-                let reason = format!("ecs-provisioner: used up (max-uses {max}); removed when idle");
+                let reason = format!("{USED_UP_PREFIX} (max-uses {max}); removed when idle");
                 let r = self.jenkins.set_offline(&name, true, &reason).await;
                 (name, max, r)
             })
@@ -269,18 +284,39 @@ where
         self.terminate(delete, report).await;
     }
 
-    /// Offline, re-check idle, delete the node. `Ok(false)`: it took a build; put back online.
+    /// Offline, re-check idle, delete the node. `Ok(false)`: it took a build; put back online
+    /// if this drain was what took it offline (a node someone else marked offline stays so).
     async fn drain(&self, n: &Node, reason: &str) -> anyhow::Result<bool> {
         let name = node_name(n.template(), n.instance_id());
-        if n.agent.is_some() {
-            self.jenkins.set_offline(&name, true, &format!("ecs-provisioner: removing ({reason})")).await?;
-            if !self.jenkins.is_idle(&name).await? {
-                self.jenkins.set_offline(&name, false, "").await?;
-                tracing::info!(node = %name, "node took a build while draining; kept");
-                return Ok(false);
-            }
-            self.jenkins.delete_node(&name).await?;
+        let Some(agent) = &n.agent else { return Ok(true) };
+        let marked_by_us = !agent.temporarily_offline;
+        if marked_by_us {
+            self.jenkins.set_offline(&name, true, &format!("{REMOVING_PREFIX} ({reason})")).await?;
         }
+        if !self.jenkins.is_idle(&name).await? {
+            if marked_by_us {
+                self.jenkins.set_offline(&name, false, "").await?;
+            }
+            tracing::info!(node = %name, "node took a build while draining; kept");
+            return Ok(false);
+        }
+        self.jenkins.delete_node(&name).await?;
+        tracing::info!(node = %name, reason, "Jenkins node deleted for removal");
+        Ok(true)
+    }
+
+    /// Finishes a removal that a previous process left between "offline" and "delete":
+    /// deletes the node and the instance if it is idle, or puts it back online if it runs a
+    /// build (it took one just before it was marked).
+    async fn resume_drain(&self, n: &Node) -> anyhow::Result<bool> {
+        let name = node_name(n.template(), n.instance_id());
+        if !self.jenkins.is_idle(&name).await? {
+            self.jenkins.set_offline(&name, false, "").await?;
+            tracing::info!(node = %name, "node left offline for removal runs a build; back online and kept");
+            return Ok(false);
+        }
+        self.jenkins.delete_node(&name).await?;
+        tracing::info!(node = %name, "Jenkins node deleted: finishing a removal an earlier run started");
         Ok(true)
     }
 
@@ -294,6 +330,7 @@ where
             let mut book = self.book.lock().unwrap();
             for (id, reason) in &targets {
                 book.draining.remove(id);
+                book.launched.remove(id);
                 book.terminating.insert(id.clone(), (reason.clone(), now));
             }
         }
@@ -315,8 +352,12 @@ where
     pub(crate) async fn do_chores(self: &Arc<Self>, chores: Vec<Chore>, nodes: &[Node], report: &mut CycleReport) {
         let mut terminate = Vec::new();
         let mut jenkins_work = Vec::new();
+        let mut resume = Vec::new();
         for chore in chores {
-            report.chores.push(super::describe_chore(&chore));
+            // Idle-time records are bookkeeping, written at every idle start: not shown.
+            if !matches!(chore, Chore::RecordIdleSince { .. }) {
+                report.chores.push(super::describe_chore(&chore));
+            }
             match chore {
                 Chore::Terminate { instance_id, reason } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id)
@@ -327,7 +368,24 @@ where
                 }
                 Chore::Bootstrap { instance_id } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        self.spawn_bootstrap(n);
+                        let launch_timeout =
+                            self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
+                        self.spawn_bootstrap(n, n.instance.created_ms + launch_timeout);
+                    }
+                }
+                Chore::Reconnect { instance_id, deadline_ms } => {
+                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
+                        tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
+                        self.spawn_bootstrap(n, deadline_ms);
+                    }
+                }
+                Chore::BookTerminating { instance_id, reason } => {
+                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, now_ms()));
+                }
+                Chore::ResumeDrain { instance_id } => {
+                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        resume.push(n.clone());
                     }
                 }
                 other => jenkins_work.push(other),
@@ -350,7 +408,24 @@ where
                         }
                         None => Ok(()),
                     },
-                    Chore::DeleteNode { name, .. } => self.jenkins.delete_node(name).await,
+                    Chore::DeleteNode { name, reason } => {
+                        let r = self.jenkins.delete_node(name).await;
+                        if r.is_ok() {
+                            tracing::info!(node = %name, reason = %reason, "Jenkins node deleted");
+                        }
+                        r
+                    }
+                    Chore::RecordIdleSince { instance_id, since_ms } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        Some(n) => self.jenkins.record_idle_since(&node_name(n.template(), instance_id), *since_ms).await,
+                        None => Ok(()),
+                    },
+                    Chore::Fence { instance_id, reason } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        Some(n) => {
+                            tracing::warn!(instance = %instance_id, reason = %reason, "fencing node: it takes no new build");
+                            self.jenkins.set_offline(&node_name(n.template(), instance_id), true, reason).await
+                        }
+                        None => Ok(()),
+                    },
                     _ => Ok(()),
                 };
                 (c, r)
@@ -363,18 +438,32 @@ where
                 report.errors.push(format!("{:?} failed: {e:#}", super::describe_chore(&c)));
             }
         }
+        let resumed: Vec<_> = futures::stream::iter(resume)
+            .map(|n| async move {
+                let r = self.resume_drain(&n).await;
+                (n, r)
+            })
+            .buffer_unordered(JENKINS_CONCURRENCY)
+            .collect()
+            .await;
+        for (n, r) in resumed {
+            match r {
+                Ok(true) => terminate.push((n.instance_id().to_owned(), "removal finished after a restart".to_owned())),
+                Ok(false) => report.kept_busy.push(n.instance_id().to_owned()),
+                Err(e) => report.errors.push(format!("finishing the removal of {} failed: {e:#}", n.instance_id())),
+            }
+        }
         self.terminate(terminate, report).await;
     }
 
     /// Starts a background bootstrap; its outcome lands in the book for the next cycle.
-    fn spawn_bootstrap(self: &Arc<Self>, n: &Node) {
+    fn spawn_bootstrap(self: &Arc<Self>, n: &Node, deadline_ms: u64) {
         let Some(ip) = n.instance.private_ip else { return };
         let id = n.instance_id().to_owned();
         let template = n.template().to_owned();
-        let launch_timeout = self.config.template(&template).map_or(0, |t| t.launch_timeout.as_millis() as u64);
         self.book.lock().unwrap().bootstraps.insert(id.clone(), BootstrapStatus::Running);
         let engine = Arc::clone(self);
-        let deadline_ms = n.instance.created_ms + launch_timeout;
+        let template_name = template.clone();
         self.tasks.lock().unwrap().spawn(async move {
             let _slot = engine.bootstrap_slots.acquire().await;
             let name = node_name(&template, &id);
@@ -386,14 +475,22 @@ where
                     .await
             }
             .await;
+            let mut book_failure = None;
             let status = match result {
                 Ok(()) => BootstrapStatus::Done,
                 Err(e) => {
-                    tracing::warn!(instance = %id, error = %format!("{e:#}"), "bootstrap failed");
+                    let cause = engine.bootstrapper.failure_cause(&e);
+                    tracing::warn!(instance = %id, cause, error = %format!("{e:#}"), "bootstrap failed");
+                    book_failure = Some((cause, format!("{e:#}")));
                     BootstrapStatus::Failed(format!("{e:#}"))
                 }
             };
-            engine.book.lock().unwrap().bootstraps.insert(id, status);
+            let mut book = engine.book.lock().unwrap();
+            if let Some((cause, error)) = book_failure {
+                book.bootstrap_failed(&template_name, cause, &error, now_ms());
+            }
+            book.bootstraps.insert(id, status);
+            drop(book);
             engine.wake.notify_one();
         });
     }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::lifecycle::LaunchHold;
 use super::model::{Clamp, Node, NodeState, Plan, PlannedLaunch, TemplateLimits};
 
 /// The limits a plan is checked against.
@@ -14,6 +15,9 @@ pub struct Limits<'a> {
     pub templates: &'a [TemplateLimits],
     pub max_total_nodes: u32,
     pub max_launch_per_cycle: u32,
+    /// Templates whose launches are held (failed bootstraps), and the time now.
+    pub holds: &'a BTreeMap<String, LaunchHold>,
+    pub now_ms: u64,
 }
 
 /// The plan the host will carry out, and what was changed to get there.
@@ -41,7 +45,9 @@ pub fn enforce(plan: &Plan, nodes: &[Node], limits: &Limits<'_>) -> Enforced {
     let mut removals = Vec::new();
     let mut seen = BTreeSet::new();
     let mut remaining: BTreeMap<&str, u32> = BTreeMap::new();
-    for n in nodes.iter().filter(|n| !matches!(n.state, NodeState::Draining | NodeState::Terminating)) {
+    // Usable nodes only: removing an offline, disconnected or reclaimed node takes nothing
+    // away from the minimum the template keeps ready.
+    for n in nodes.iter().filter(|n| !n.state.unusable()) {
         *remaining.entry(n.template()).or_default() += 1;
     }
     for r in &plan.removals {
@@ -59,6 +65,10 @@ pub fn enforce(plan: &Plan, nodes: &[Node], limits: &Limits<'_>) -> Enforced {
         }
         if node.busy() {
             clamps.push(clamp("busy-node", format!("{} is running a build; kept", r.instance_id)));
+            continue;
+        }
+        if node.state.unusable() {
+            removals.push(r.clone());
             continue;
         }
         let min = limits.templates.iter().find(|t| t.name == node.template()).map_or(0, |t| t.min_nodes);
@@ -93,6 +103,21 @@ pub fn enforce(plan: &Plan, nodes: &[Node], limits: &Limits<'_>) -> Enforced {
     }
     for t in limits.templates {
         let Some(l) = merged.iter().find(|l| l.template == t.name) else { continue };
+        if let Some(h) = limits.holds.get(&t.name).filter(|h| h.until_ms > limits.now_ms) {
+            clamps.push(clamp(
+                "launch-hold",
+                format!(
+                    "{}: {} asked, held for {}s more: {} bootstrap(s) failed in a row ({}: {})",
+                    t.name,
+                    l.count,
+                    (h.until_ms - limits.now_ms).div_ceil(1000),
+                    h.failures,
+                    h.cause,
+                    h.last_error
+                ),
+            ));
+            continue;
+        }
         let have = count.get(t.name.as_str()).copied().unwrap_or(0);
         let mut n = l.count;
         let room = t.max_nodes.saturating_sub(have);
@@ -132,8 +157,11 @@ mod tests {
     use super::*;
     use crate::engine::model::{AgentNode, CloudInstance, CloudStatus, PlannedRemoval};
 
+    fn no_holds() -> BTreeMap<String, LaunchHold> {
+        BTreeMap::new()
+    }
     fn tpl(name: &str, min: u32, max: u32) -> TemplateLimits {
-        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000 }
+        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000 }
     }
     fn node(id: &str, template: &str, state: NodeState, busy: u32) -> Node {
         Node {
@@ -147,6 +175,7 @@ mod tests {
                 status: CloudStatus::Running,
                 private_ip: None,
                 created_ms: 0,
+                locks: Vec::new(),
             },
             agent: Some(AgentNode { busy_executors: busy, executors: 2, online: true, ..Default::default() }),
             state,
@@ -164,7 +193,7 @@ mod tests {
     fn template_max_counts_nodes_in_flight() {
         let templates = [tpl("a", 0, 5)];
         let nodes = [node("i-1", "a", NodeState::Pending, 0), node("i-2", "a", NodeState::Requested, 0), node("i-3", "a", NodeState::Online, 1)];
-        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100 };
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
         let out = enforce(&Plan { launches: vec![launch("a", 10)], removals: vec![] }, &nodes, &limits);
         assert_eq!(out.plan.launches, vec![launch("a", 2)]);
         assert_eq!(out.clamps[0].rule, "template-max");
@@ -173,11 +202,11 @@ mod tests {
     #[test]
     fn total_and_per_cycle_bounds_apply_in_template_order() {
         let templates = [tpl("a", 0, 50), tpl("b", 0, 50)];
-        let limits = Limits { templates: &templates, max_total_nodes: 30, max_launch_per_cycle: 25 };
+        let limits = Limits { templates: &templates, max_total_nodes: 30, max_launch_per_cycle: 25, holds: &no_holds(), now_ms: 0 };
         let out = enforce(&Plan { launches: vec![launch("b", 20), launch("a", 20)], removals: vec![] }, &[], &limits);
         assert_eq!(out.plan.launches, vec![launch("a", 20), launch("b", 5)]);
         assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), vec!["total-max", "per-cycle"]);
-        let limits = Limits { templates: &templates, max_total_nodes: 30, max_launch_per_cycle: 100 };
+        let limits = Limits { templates: &templates, max_total_nodes: 30, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
         let out = enforce(&Plan { launches: vec![launch("a", 20), launch("b", 20)], removals: vec![] }, &[], &limits);
         assert_eq!(out.plan.launches, vec![launch("a", 20), launch("b", 10)]);
         assert_eq!(out.clamps[0].rule, "total-max");
@@ -187,7 +216,7 @@ mod tests {
     fn busy_unknown_and_below_minimum_removals_are_refused() {
         let templates = [tpl("a", 1, 5)];
         let nodes = [node("i-busy", "a", NodeState::Online, 1), node("i-idle1", "a", NodeState::Online, 0), node("i-idle2", "a", NodeState::Online, 0)];
-        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100 };
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
         let plan = Plan { launches: vec![], removals: vec![removal("i-busy"), removal("i-nope"), removal("i-idle1"), removal("i-idle2"), removal("i-idle1")] };
         let out = enforce(&plan, &nodes, &limits);
         // 3 nodes, min 1: two idle ones may go, the busy one stays.
@@ -204,10 +233,49 @@ mod tests {
     #[test]
     fn unknown_templates_and_duplicates_are_reported() {
         let templates = [tpl("a", 0, 10)];
-        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100 };
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
         let out = enforce(&Plan { launches: vec![launch("zzz", 3), launch("a", 2), launch("a", 1)], removals: vec![] }, &[], &limits);
         assert_eq!(out.plan.launches, vec![launch("a", 3)]);
         let rules: Vec<_> = out.clamps.iter().map(|c| c.rule).collect();
         assert_eq!(rules, vec!["duplicate", "unknown-template"]);
+    }
+
+    #[test]
+    fn held_templates_launch_nothing_until_the_hold_ends() {
+        let templates = [tpl("a", 0, 10), tpl("b", 0, 10)];
+        let mut holds = no_holds();
+        holds.insert(
+            "a".into(),
+            LaunchHold { failures: 3, until_ms: 20_000, cause: "host-key", last_error: "mismatch".into() },
+        );
+        let plan = Plan { launches: vec![launch("a", 2), launch("b", 1)], removals: vec![] };
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &holds, now_ms: 10_000 };
+        let out = enforce(&plan, &[], &limits);
+        assert_eq!(out.plan.launches, vec![launch("b", 1)]);
+        assert_eq!(out.clamps.len(), 1);
+        assert_eq!(out.clamps[0].rule, "launch-hold");
+        assert!(out.clamps[0].detail.contains("held for 10s more: 3 bootstrap(s) failed in a row (host-key: mismatch)"), "{:?}", out.clamps);
+        let later = Limits { now_ms: 20_000, ..limits };
+        assert_eq!(enforce(&plan, &[], &later).plan.launches, vec![launch("a", 2), launch("b", 1)]);
+    }
+
+    #[test]
+    fn unusable_nodes_do_not_hold_up_the_minimum() {
+        // min 2: two usable nodes stay; the offline and the disconnected one may go.
+        let templates = [tpl("a", 2, 10)];
+        let nodes = [
+            node("i-1", "a", NodeState::Online, 0),
+            node("i-2", "a", NodeState::Online, 0),
+            node("i-3", "a", NodeState::Offline, 0),
+            node("i-4", "a", NodeState::Disconnected, 0),
+            node("i-5", "a", NodeState::Interrupted, 1),
+        ];
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let plan = Plan { launches: vec![], removals: ["i-1", "i-3", "i-4", "i-5"].map(removal).to_vec() };
+        let out = enforce(&plan, &nodes, &limits);
+        let removed: Vec<&str> = out.plan.removals.iter().map(|r| r.instance_id.as_str()).collect();
+        assert_eq!(removed, ["i-3", "i-4"]);
+        let rules: Vec<&str> = out.clamps.iter().map(|c| c.rule).collect();
+        assert_eq!(rules, ["min-nodes", "busy-node"]);
     }
 }

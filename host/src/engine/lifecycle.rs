@@ -8,7 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{AgentNode, BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, TemplateLimits, node_name, split_node_name};
+use super::model::{
+    AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, node_name,
+    split_node_name,
+};
+
+/// The offline message this provisioner gives a node it is removing. A node found offline with
+/// it (after a crash between "offline" and "delete") is drained again, not left offline.
+pub const REMOVING_PREFIX: &str = "ecs-provisioner: removing";
+/// The offline message of a node that ran its last allowed build (`max-uses`).
+pub const USED_UP_PREFIX: &str = "ecs-provisioner: used up";
+/// The offline message of a node whose spot instance the cloud is reclaiming.
+pub const RECLAIM_REASON: &str = "ecs-provisioner: spot reclaim notice; the cloud takes this instance within minutes";
 
 /// What this process remembers between cycles.
 #[derive(Debug, Default)]
@@ -21,19 +32,76 @@ pub struct Book {
     pub terminating: BTreeMap<String, (String, u64)>,
     /// Instances whose agent has been online at least once.
     pub seen_online: BTreeSet<String>,
-    /// Instances this process launched, and when (ms): the cloud's listing may lag behind.
-    pub launched: BTreeMap<String, u64>,
+    /// Instances this process launched, as launched (`created_ms` = when): the cloud's listing
+    /// may lag behind, and until it shows them they are `requested` nodes that count against
+    /// every cap.
+    pub launched: BTreeMap<String, CloudInstance>,
+    /// Agents that dropped after being online, and since when (ms).
+    pub disconnected: BTreeMap<String, u64>,
+    /// Lock reasons already reported, per instance: an unknown one is logged once, not acted on.
+    pub locks_reported: BTreeSet<(String, String)>,
+    /// Templates whose launches are held back after bootstraps failed in a row.
+    pub holds: BTreeMap<String, LaunchHold>,
+    /// Bootstrap failures since the last cycle read them: (template, cause).
+    pub failed_bootstraps: Vec<(String, &'static str)>,
+}
+
+/// Launches of one template held back because its bootstraps keep failing (a host key that
+/// never matches, an image without the agent's runtime...): without it every failure is
+/// replaced at once, one instance every few seconds, for as long as builds wait.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LaunchHold {
+    /// Bootstraps failed in a row.
+    pub failures: u32,
+    /// No launch before this instant (ms).
+    pub until_ms: u64,
+    /// The last failure's cause (`host-key`, `unreachable`, ...).
+    pub cause: &'static str,
+    /// The last failure, cut to 512 bytes.
+    pub last_error: String,
+}
+
+/// The first hold after a failed bootstrap; it doubles with each further failure in a row.
+const HOLD_FIRST_MS: u64 = 5_000;
+/// The longest hold.
+const HOLD_MAX_MS: u64 = 300_000;
+
+impl Book {
+    /// Records a failed bootstrap of `template` and holds its launches: 5 s after the first
+    /// failure, doubling with each one in a row, at most 5 minutes.
+    pub fn bootstrap_failed(&mut self, template: &str, cause: &'static str, error: &str, now_ms: u64) {
+        let failures = self.holds.get(template).map_or(0, |h| h.failures) + 1;
+        let hold = HOLD_FIRST_MS.saturating_mul(1 << (failures - 1).min(16)).min(HOLD_MAX_MS);
+        let mut end = error.len().min(512);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.holds.insert(
+            template.to_owned(),
+            LaunchHold { failures, until_ms: now_ms + hold, cause, last_error: error[..end].to_owned() },
+        );
+        self.failed_bootstraps.push((template.to_owned(), cause));
+    }
+
+    /// A node of `template` came online: its bootstraps work again.
+    pub fn bootstrap_worked(&mut self, template: &str) {
+        self.holds.remove(template);
+    }
 }
 
 impl Book {
-    /// Forgets instances the cloud no longer lists (launches stay until their listing grace
-    /// has passed, since a fresh instance may not be listed yet).
+    /// Forgets instances the cloud no longer lists. A launch stays until the listing shows it
+    /// or its listing grace has passed, since a fresh instance may not be listed yet; once
+    /// listed, the listing speaks for it (an instance deleted after that is gone, not late).
     pub fn prune(&mut self, listed: &BTreeSet<&str>, now_ms: u64) {
         self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
         self.draining.retain(|id| listed.contains(id.as_str()));
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
         self.seen_online.retain(|id| listed.contains(id.as_str()));
-        self.launched.retain(|id, at| listed.contains(id.as_str()) || now_ms.saturating_sub(*at) < LISTING_GRACE_MS);
+        self.disconnected.retain(|id, _| listed.contains(id.as_str()));
+        self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
+        self.launched
+            .retain(|id, i| !listed.contains(id.as_str()) && now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
     }
 }
 
@@ -44,17 +112,29 @@ pub enum Chore {
     CreateNode { instance_id: String },
     /// Bootstrap (or resume bootstrapping) a running instance.
     Bootstrap { instance_id: String },
+    /// Restart the agent of a node that dropped; give up at `deadline_ms`.
+    Reconnect { instance_id: String, deadline_ms: u64 },
     /// Delete the instance (and its node), recording why.
     Terminate { instance_id: String, reason: String },
+    /// Remember an instance found already being deleted (after a restart), without deleting
+    /// it again; the delete is re-sent only if it is still listed after the retry period.
+    BookTerminating { instance_id: String, reason: String },
+    /// Mark a node temporarily offline so that it starts no new build.
+    Fence { instance_id: String, reason: String },
+    /// Finish a removal a previous process started: re-check idle, delete node and instance.
+    ResumeDrain { instance_id: String },
     /// Delete a Jenkins node of ours whose instance no longer exists.
     DeleteNode { name: String, reason: String },
+    /// Write into the node since when it has been idle, so a restart keeps its idle time.
+    RecordIdleSince { instance_id: String, since_ms: u64 },
 }
 
 /// Re-sends a delete this long after the last attempt if the instance is still listed.
 const TERMINATE_RETRY_MS: u64 = 60_000;
 /// A node whose instance is missing from the listing is left alone this long after launch,
-/// because the cloud's listing is eventually consistent.
-const LISTING_GRACE_MS: u64 = 120_000;
+/// and a launch the listing does not show yet is counted as `requested` this long, because
+/// the cloud's listing is eventually consistent.
+pub const LISTING_GRACE_MS: u64 = 120_000;
 
 /// Merges the three views into nodes and chores. Pure: same input, same output.
 pub fn reconcile(
@@ -70,78 +150,33 @@ pub fn reconcile(
     let mut matched_agents = BTreeSet::new();
 
     for inst in instances {
-        let id = inst.instance_id.as_str();
-        let name = node_name(&inst.template, id);
+        let name = node_name(&inst.template, &inst.instance_id);
         let agent = agents_by_name.get(name.as_str()).copied();
         if agent.is_some() {
-            matched_agents.insert(name.clone());
+            matched_agents.insert(name);
         }
         let template = templates.iter().find(|t| t.name == inst.template);
-        let age = now_ms.saturating_sub(inst.created_ms);
-        let mut failure = None;
-
-        let state = if let Some((reason, at)) = book.terminating.get(id) {
-            failure = Some(reason.clone());
-            if now_ms.saturating_sub(*at) >= TERMINATE_RETRY_MS {
-                chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
-            }
-            NodeState::Terminating
-        } else if template.is_none() {
-            let reason = format!("template {:?} is no longer configured", inst.template);
-            if agent.is_none_or(|a| a.busy_executors == 0) {
-                chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
-            }
-            failure = Some(reason);
-            NodeState::Terminating
-        } else if matches!(inst.status, CloudStatus::Stopping | CloudStatus::Stopped | CloudStatus::Other) {
-            // Stopped behind our back: a reclaimed spot instance, or someone in the console.
-            let reason = "instance stopped outside the provisioner (spot reclaim?)".to_owned();
-            chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
-            failure = Some(reason);
-            NodeState::Terminating
-        } else if book.draining.contains(id) {
-            NodeState::Draining
-        } else {
-            let state = match (inst.status, agent) {
-                (_, Some(a)) if a.online => NodeState::Online,
-                (CloudStatus::Pending | CloudStatus::Starting, _) => NodeState::Pending,
-                (_, None) => NodeState::Running,
-                (_, Some(_)) => match book.bootstraps.get(id) {
-                    Some(BootstrapStatus::Running) => NodeState::Bootstrapping,
-                    Some(BootstrapStatus::Done) => NodeState::Connecting,
-                    Some(BootstrapStatus::Failed(_)) | None => NodeState::Running,
-                },
-            };
-            if agent.is_none() {
-                chores.push(Chore::CreateNode { instance_id: id.into() });
-            }
-            if let Some(BootstrapStatus::Failed(msg)) = book.bootstraps.get(id).filter(|_| state != NodeState::Online) {
-                let reason = format!("bootstrap failed: {msg}");
-                chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
-                failure = Some(reason);
-                NodeState::Terminating
-            } else if state == NodeState::Running && inst.private_ip.is_some() && !book.bootstraps.contains_key(id) {
-                // Fresh, adopted after a restart, or an agent that went away: (re)bootstrap.
-                // The init script's marker file keeps a resumed bootstrap from running it twice.
-                chores.push(Chore::Bootstrap { instance_id: id.into() });
-                state
-            } else if state != NodeState::Online
-                && !book.seen_online.contains(id)
-                && age > template.map_or(u64::MAX, |t| t.launch_timeout_ms)
-            {
-                let reason = format!(
-                    "launch-timeout: still {} after {}s",
-                    state.as_str(),
-                    age / 1000
-                );
-                chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
-                failure = Some(reason);
-                NodeState::Terminating
-            } else {
-                state
-            }
-        };
+        let (state, failure) = node_state(inst, agent, template, book, now_ms, &mut chores);
+        if let Some(a) = agent.filter(|_| matches!(state, NodeState::Online | NodeState::Offline))
+            && let Some(since) = a.idle_since_ms.filter(|s| a.idle_recorded_ms != Some(*s))
+        {
+            chores.push(Chore::RecordIdleSince { instance_id: inst.instance_id.clone(), since_ms: since });
+        }
         nodes.push(Node { instance: inst.clone(), agent: agent.cloned(), state, failure });
+    }
+
+    // Launches the listing does not show yet: capacity that exists, counted against the caps.
+    let listed: BTreeSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
+    for (id, launched) in &book.launched {
+        if listed.contains(id.as_str()) || now_ms.saturating_sub(launched.created_ms) >= LISTING_GRACE_MS {
+            continue;
+        }
+        let name = node_name(&launched.template, id);
+        let agent = agents_by_name.get(name.as_str()).copied();
+        if agent.is_some() {
+            matched_agents.insert(name);
+        }
+        nodes.push(Node { instance: launched.clone(), agent: agent.cloned(), state: NodeState::Requested, failure: None });
     }
 
     // Nodes of ours without an instance: the instance died or was deleted behind our back.
@@ -153,7 +188,7 @@ pub fn reconcile(
         let recently_launched = book
             .launched
             .get(instance_id)
-            .is_some_and(|at| now_ms.saturating_sub(*at) < LISTING_GRACE_MS);
+            .is_some_and(|i| now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
         if !recently_launched && a.busy_executors == 0 {
             chores.push(Chore::DeleteNode {
                 name: a.name.clone(),
@@ -162,6 +197,144 @@ pub fn reconcile(
         }
     }
     (nodes, chores)
+}
+
+/// One listed instance's state and failure reason; pushes the chores that move it along.
+/// The rules are tried in order; docs/lifecycle.md has them as a table.
+fn node_state(
+    inst: &CloudInstance,
+    agent: Option<&AgentNode>,
+    template: Option<&TemplateLimits>,
+    book: &Book,
+    now_ms: u64,
+    chores: &mut Vec<Chore>,
+) -> (NodeState, Option<String>) {
+    let id = inst.instance_id.as_str();
+    let terminate = |chores: &mut Vec<Chore>, reason: String| {
+        chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
+        (NodeState::Terminating, Some(reason))
+    };
+    let reclaiming = inst.locks.iter().any(|l| l == LOCK_RECYCLING);
+    let stopped = matches!(inst.status, CloudStatus::Stopping | CloudStatus::Stopped | CloudStatus::Other);
+
+    if let Some((reason, at)) = book.terminating.get(id) {
+        if now_ms.saturating_sub(*at) >= TERMINATE_RETRY_MS {
+            chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
+        }
+        return (NodeState::Terminating, Some(reason.clone()));
+    }
+    let Some(template) = template else {
+        let reason = format!("template {:?} is no longer configured", inst.template);
+        if agent.is_none_or(|a| a.busy_executors == 0) {
+            return terminate(chores, reason);
+        }
+        return (NodeState::Terminating, Some(reason));
+    };
+    if stopped {
+        if reclaiming {
+            return terminate(chores, "spot instance reclaimed by the cloud".to_owned());
+        }
+        if agent.is_none() && !book.launched.contains_key(id) {
+            // No node and not launched by this process: the previous process drained it and
+            // sent the delete (node first, then instance); the cloud is still settling it.
+            let reason = "being deleted (found stopping after a restart)".to_owned();
+            chores.push(Chore::BookTerminating { instance_id: id.into(), reason: reason.clone() });
+            return (NodeState::Terminating, Some(reason));
+        }
+        return terminate(chores, "instance stopped outside the provisioner".to_owned());
+    }
+    if reclaiming {
+        if agent.is_some_and(|a| !a.temporarily_offline) {
+            chores.push(Chore::Fence { instance_id: id.into(), reason: RECLAIM_REASON.to_owned() });
+        }
+        return (NodeState::Interrupted, Some("spot reclaim notice: the cloud takes the instance within minutes".into()));
+    }
+    if book.draining.contains(id) {
+        return (NodeState::Draining, None);
+    }
+    if let Some(a) = agent.filter(|a| a.temporarily_offline && offline_reason_starts(a, REMOVING_PREFIX)) {
+        // Marked for removal by a process that stopped before deleting it.
+        if a.busy_executors == 0 || !a.online {
+            chores.push(Chore::ResumeDrain { instance_id: id.into() });
+        }
+        return (NodeState::Draining, None);
+    }
+
+    let connected = agent.filter(|a| a.online);
+    if let Some(a) = connected {
+        // A used-up node stays `online` (fenced): the policy retires it once it is idle.
+        let fenced_by_us = offline_reason_starts(a, USED_UP_PREFIX) || offline_reason_starts(a, RECLAIM_REASON);
+        if a.temporarily_offline && !fenced_by_us {
+            return (NodeState::Offline, None);
+        }
+        return (NodeState::Online, None);
+    }
+    if agent.is_none() {
+        chores.push(Chore::CreateNode { instance_id: id.into() });
+    }
+    if matches!(inst.status, CloudStatus::Pending | CloudStatus::Starting) {
+        return launch_deadline(inst, NodeState::Pending, template, book, now_ms, chores);
+    }
+    let Some(a) = agent else {
+        if inst.private_ip.is_some() && !book.bootstraps.contains_key(id) {
+            chores.push(Chore::Bootstrap { instance_id: id.into() });
+        }
+        return launch_deadline(inst, NodeState::Running, template, book, now_ms, chores);
+    };
+
+    // Registered, not connected: on its way, or dropped after being online.
+    if book.seen_online.contains(id) || book.disconnected.contains_key(id) || a.dropped {
+        return match (book.disconnected.get(id), book.bootstraps.get(id)) {
+            (Some(since), _) if now_ms.saturating_sub(*since) >= template.reconnect_timeout_ms => terminate(chores, format!(
+                "agent disconnected for {}s and did not come back (reconnect-timeout)",
+                now_ms.saturating_sub(*since) / 1000
+            )),
+            (Some(_), Some(BootstrapStatus::Failed(msg))) => terminate(chores, format!("reconnect failed: {msg}")),
+            (Some(_), _) => (NodeState::Disconnected, None),
+            (None, _) => {
+                chores.push(Chore::Reconnect { instance_id: id.into(), deadline_ms: now_ms + template.reconnect_timeout_ms });
+                (NodeState::Disconnected, None)
+            }
+        };
+    }
+    let state = match book.bootstraps.get(id) {
+        Some(BootstrapStatus::Running) => NodeState::Bootstrapping,
+        Some(BootstrapStatus::Done) => NodeState::Connecting,
+        Some(BootstrapStatus::Failed(msg)) => return terminate(chores, format!("bootstrap failed: {msg}")),
+        None => {
+            // Fresh, or adopted after a restart: (re)bootstrap. The init script's marker file
+            // keeps a resumed bootstrap from running it twice.
+            if inst.private_ip.is_some() {
+                chores.push(Chore::Bootstrap { instance_id: id.into() });
+            }
+            NodeState::Running
+        }
+    };
+    launch_deadline(inst, state, template, book, now_ms, chores)
+}
+
+/// Terminates a node still not online past its launch timeout.
+fn launch_deadline(
+    inst: &CloudInstance,
+    state: NodeState,
+    template: &TemplateLimits,
+    book: &Book,
+    now_ms: u64,
+    chores: &mut Vec<Chore>,
+) -> (NodeState, Option<String>) {
+    let age = now_ms.saturating_sub(inst.created_ms);
+    if book.seen_online.contains(&inst.instance_id) || age <= template.launch_timeout_ms {
+        return (state, None);
+    }
+    // A bootstrap chore for this node would race the delete.
+    chores.retain(|c| !matches!(c, Chore::Bootstrap { instance_id } if *instance_id == inst.instance_id));
+    let reason = format!("launch-timeout: still {} after {}s", state.as_str(), age / 1000);
+    chores.push(Chore::Terminate { instance_id: inst.instance_id.clone(), reason: reason.clone() });
+    (NodeState::Terminating, Some(reason))
+}
+
+fn offline_reason_starts(a: &AgentNode, prefix: &str) -> bool {
+    a.offline_reason.as_deref().is_some_and(|r| r.starts_with(prefix))
 }
 
 /// Splits `<template>-<instance-id>` when the template is ours (see [`split_node_name`]).
@@ -176,7 +349,13 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn tpl() -> Vec<TemplateLimits> {
-        vec![TemplateLimits { name: "linux".into(), min_nodes: 0, max_nodes: 10, launch_timeout_ms: 10 * MIN }]
+        vec![TemplateLimits {
+            name: "linux".into(),
+            min_nodes: 0,
+            max_nodes: 10,
+            launch_timeout_ms: 10 * MIN,
+            reconnect_timeout_ms: 2 * MIN,
+        }]
     }
     fn inst(id: &str, status: CloudStatus, created_ms: u64) -> CloudInstance {
         CloudInstance {
@@ -189,6 +368,7 @@ mod tests {
             status,
             private_ip: Some("127.1.0.1".parse().unwrap()),
             created_ms,
+            locks: Vec::new(),
         }
     }
     fn agent(id: &str, online: bool) -> AgentNode {
@@ -263,9 +443,10 @@ mod tests {
     #[test]
     fn nodes_without_instances_are_deleted_after_the_listing_grace() {
         let mut book = Book::default();
-        book.launched.insert("i-new".into(), MIN);
+        book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, MIN));
         let agents = [agent("i-gone", false), agent("i-new", false), AgentNode { name: "linux-anchor".into(), ..Default::default() }];
-        let (_, chores) = reconcile(&[], &agents, &book, &tpl(), MIN + 1000);
+        let (nodes, chores) = reconcile(&[], &agents, &book, &tpl(), MIN + 1000);
+        assert_eq!(nodes.iter().map(|n| (n.instance_id(), n.state)).collect::<Vec<_>>(), [("i-new", NodeState::Requested)]);
         assert_eq!(
             chores,
             vec![Chore::DeleteNode {
@@ -280,9 +461,147 @@ mod tests {
         let mut other = inst("i-2", CloudStatus::Running, 0);
         other.template = "retired".into();
         let (nodes, chores) =
-            reconcile(&[inst("i-1", CloudStatus::Stopped, 0), other], &[], &Book::default(), &tpl(), MIN);
+            reconcile(&[inst("i-1", CloudStatus::Stopped, 0), other], &[agent("i-1", false)], &Book::default(), &tpl(), MIN);
         assert!(nodes.iter().all(|n| n.state == NodeState::Terminating));
+        assert_eq!(nodes[0].failure.as_deref(), Some("instance stopped outside the provisioner"));
         assert_eq!(chores.len(), 2);
+        assert!(chores.iter().all(|c| matches!(c, Chore::Terminate { .. })), "{chores:?}");
+    }
+
+    fn offline(id: &str, reason: &str) -> AgentNode {
+        AgentNode { temporarily_offline: true, offline_reason: Some(reason.into()), ..agent(id, true) }
+    }
+
+    #[test]
+    fn a_node_someone_else_marked_offline_is_offline_not_online() {
+        let instances = [inst("i-1", CloudStatus::Running, 0)];
+        let (nodes, chores) = reconcile(&instances, &[offline("i-1", "disk space is too low")], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].state, NodeState::Offline);
+        assert!(chores.is_empty(), "{chores:?}");
+        // Fenced by us after its last allowed build: still online, for the policy to retire.
+        let used_up = offline("i-1", &format!("{USED_UP_PREFIX} (max-uses 1); removed when idle"));
+        assert_eq!(reconcile(&instances, &[used_up], &Book::default(), &tpl(), MIN).0[0].state, NodeState::Online);
+    }
+
+    #[test]
+    fn a_removal_left_half_done_by_a_crash_is_finished() {
+        let instances = [inst("i-1", CloudStatus::Running, 0)];
+        let marked = offline("i-1", &format!("{REMOVING_PREFIX} (idle 10m)"));
+        let (nodes, chores) = reconcile(&instances, &[marked.clone()], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].state, NodeState::Draining);
+        assert_eq!(chores, vec![Chore::ResumeDrain { instance_id: "i-1".into() }]);
+        // Also when the agent went away meanwhile.
+        let gone = AgentNode { online: false, ..marked };
+        assert_eq!(reconcile(&instances, &[gone], &Book::default(), &tpl(), MIN).1, vec![Chore::ResumeDrain { instance_id: "i-1".into() }]);
+    }
+
+    #[test]
+    fn an_agent_that_dropped_is_restarted_then_replaced() {
+        let instances = [inst("i-1", CloudStatus::Running, 0)];
+        let mut book = Book::default();
+        book.seen_online.insert("i-1".into());
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Done);
+        let now = 30 * MIN;
+        let (nodes, chores) = reconcile(&instances, &[agent("i-1", false)], &book, &tpl(), now);
+        assert_eq!(nodes[0].state, NodeState::Disconnected);
+        assert_eq!(chores, vec![Chore::Reconnect { instance_id: "i-1".into(), deadline_ms: now + 2 * MIN }]);
+
+        // Restarting: no new chore until the reconnect timeout.
+        book.disconnected.insert("i-1".into(), now);
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Done);
+        let (nodes, chores) = reconcile(&instances, &[agent("i-1", false)], &book, &tpl(), now + MIN);
+        assert_eq!((nodes[0].state, chores.len()), (NodeState::Disconnected, 0));
+        let (nodes, chores) = reconcile(&instances, &[agent("i-1", false)], &book, &tpl(), now + 2 * MIN);
+        assert_eq!(nodes[0].state, NodeState::Terminating);
+        assert_eq!(
+            nodes[0].failure.as_deref(),
+            Some("agent disconnected for 120s and did not come back (reconnect-timeout)")
+        );
+        assert!(matches!(&chores[..], [Chore::Terminate { .. }]), "{chores:?}");
+
+        // A failed restart replaces it at once.
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Failed("no route".into()));
+        let (_, chores) = reconcile(&instances, &[agent("i-1", false)], &book, &tpl(), now + 1000);
+        assert_eq!(chores, vec![Chore::Terminate { instance_id: "i-1".into(), reason: "reconnect failed: no route".into() }]);
+    }
+
+    #[test]
+    fn a_dropped_agent_is_recognised_after_a_restart() {
+        // Empty book (a new process), an old instance, and Jenkins keeping a broken-channel
+        // cause: not a launch that timed out, an agent to restart.
+        let dropped = AgentNode { dropped: true, ..agent("i-1", false) };
+        let (nodes, chores) = reconcile(&[inst("i-1", CloudStatus::Running, 0)], &[dropped], &Book::default(), &tpl(), 60 * MIN);
+        assert_eq!(nodes[0].state, NodeState::Disconnected);
+        assert!(matches!(&chores[..], [Chore::Reconnect { .. }]), "{chores:?}");
+    }
+
+    #[test]
+    fn launches_the_listing_does_not_show_yet_are_requested_nodes() {
+        let mut book = Book::default();
+        book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, MIN));
+        let (nodes, chores) = reconcile(&[], &[], &book, &tpl(), MIN + 5_000);
+        assert_eq!(nodes.len(), 1);
+        assert_eq!((nodes[0].instance_id(), nodes[0].state), ("i-new", NodeState::Requested));
+        assert!(chores.is_empty());
+        // Listed: its real state. Never listed within the grace: forgotten.
+        let (nodes, _) = reconcile(&[inst("i-new", CloudStatus::Pending, MIN)], &[], &book, &tpl(), MIN + 5_000);
+        assert_eq!(nodes.iter().map(|n| n.state).collect::<Vec<_>>(), [NodeState::Pending]);
+        assert!(reconcile(&[], &[], &book, &tpl(), MIN + LISTING_GRACE_MS).0.is_empty());
+    }
+
+    #[test]
+    fn a_reclaim_notice_fences_the_node_and_the_reclaim_terminates_it() {
+        let mut noticed = inst("i-1", CloudStatus::Running, 0);
+        noticed.spot = true;
+        noticed.locks = vec![LOCK_RECYCLING.into()];
+        let (nodes, chores) = reconcile(&[noticed.clone()], &[agent("i-1", true)], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].state, NodeState::Interrupted);
+        assert_eq!(chores, vec![Chore::Fence { instance_id: "i-1".into(), reason: RECLAIM_REASON.into() }]);
+        // Fenced already: nothing more to do until the cloud takes it.
+        let fenced = offline("i-1", RECLAIM_REASON);
+        assert!(reconcile(&[noticed.clone()], &[fenced.clone()], &Book::default(), &tpl(), MIN).1.is_empty());
+        noticed.status = CloudStatus::Stopping;
+        let (nodes, chores) = reconcile(&[noticed], &[fenced], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].failure.as_deref(), Some("spot instance reclaimed by the cloud"));
+        assert!(matches!(&chores[..], [Chore::Terminate { .. }]), "{chores:?}");
+    }
+
+    #[test]
+    fn an_unknown_lock_changes_nothing() {
+        let mut locked = inst("i-1", CloudStatus::Running, 0);
+        locked.locks = vec!["financial".into()];
+        let (nodes, chores) = reconcile(&[locked], &[agent("i-1", true)], &Book::default(), &tpl(), MIN);
+        assert_eq!((nodes[0].state, chores.len()), (NodeState::Online, 0));
+    }
+
+    #[test]
+    fn a_restart_does_not_misread_its_own_deletions() {
+        // Node deleted, instance delete sent, then the process restarted: the instance is
+        // still settling. It is booked, not deleted again nor blamed on someone else.
+        let (nodes, chores) = reconcile(&[inst("i-1", CloudStatus::Stopping, 0)], &[], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].state, NodeState::Terminating);
+        assert_eq!(
+            chores,
+            vec![Chore::BookTerminating {
+                instance_id: "i-1".into(),
+                reason: "being deleted (found stopping after a restart)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn launch_holds_double_per_failure_and_end_when_a_node_comes_online() {
+        let mut book = Book::default();
+        let holds: Vec<u64> = (0..9)
+            .map(|_| {
+                book.bootstrap_failed("linux", "host-key", "host key mismatch", 1_000);
+                book.holds["linux"].until_ms - 1_000
+            })
+            .collect();
+        assert_eq!(holds, [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
+        assert_eq!(book.failed_bootstraps.len(), 9);
+        book.bootstrap_worked("linux");
+        assert!(book.holds.is_empty());
     }
 
     #[test]
@@ -301,14 +620,21 @@ mod tests {
             book.bootstraps.insert(id.into(), BootstrapStatus::Done);
             book.terminating.insert(id.into(), ("x".into(), 0));
             book.seen_online.insert(id.into());
-            book.launched.insert(id.into(), 0);
+            book.launched.insert(id.into(), inst(id, CloudStatus::Pending, 0));
         }
-        book.launched.insert("i-new".into(), 10 * MIN);
+        book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, 10 * MIN));
         book.prune(&["i-1"].into_iter().collect(), 10 * MIN);
         assert_eq!(book.bootstraps.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.terminating.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.seen_online.iter().collect::<Vec<_>>(), ["i-1"]);
-        assert_eq!(book.launched.keys().collect::<Vec<_>>(), ["i-1", "i-new"], "a fresh launch waits for the listing");
+        assert_eq!(
+            book.launched.keys().collect::<Vec<_>>(),
+            ["i-new"],
+            "a fresh launch waits for the listing; a listed one is the listing's"
+        );
+        // Listed once, then deleted: not a launch the listing lags behind any more.
+        book.prune(&["i-new"].into_iter().collect(), 10 * MIN + 1);
+        assert!(reconcile(&[], &[], &book, &tpl(), 10 * MIN + 2).0.is_empty());
     }
 
     #[test]
@@ -319,7 +645,13 @@ mod tests {
         assert_eq!(parse_node_name("windows-i-abc", &t), None);
         assert_eq!(parse_node_name("linux-i-", &t), None, "no instance id after the prefix");
         let mut t = tpl();
-        t.push(TemplateLimits { name: "linux-big".into(), min_nodes: 0, max_nodes: 1, launch_timeout_ms: 1 });
+        t.push(TemplateLimits {
+            name: "linux-big".into(),
+            min_nodes: 0,
+            max_nodes: 1,
+            launch_timeout_ms: 1,
+            reconnect_timeout_ms: 1,
+        });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));
     }
 }

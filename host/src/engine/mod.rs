@@ -69,6 +69,10 @@ pub struct CycleReport {
     pub chores: Vec<(String, String, String)>,
     /// Errors that did not stop the cycle.
     pub errors: Vec<String>,
+    /// Bootstraps that failed since the previous cycle: (template, cause).
+    pub bootstrap_failures: Vec<(String, &'static str)>,
+    /// Templates whose launches are held back after failed bootstraps.
+    pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
 }
 
 /// The running provisioner.
@@ -142,6 +146,7 @@ where
                 min_nodes: t.min_nodes,
                 max_nodes: t.max_nodes,
                 launch_timeout_ms: t.launch_timeout.as_millis() as u64,
+                reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
             })
             .collect()
     }
@@ -164,7 +169,9 @@ where
             let started = tokio::time::Instant::now();
             let report = self.cycle(true).await;
             let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
-                *n > 0 && !matches!(state.as_str(), "online")
+                // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
+                // so for minutes with nothing for the host to do: no reason to look faster.
+                *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
             }) || report.queued.values().any(|n| *n > 0);
             // While nodes are on their way or builds wait, look again soon: what changes next
             // (an instance running, an agent online) should not wait a whole poll interval.
@@ -232,8 +239,16 @@ where
             book.prune(&fleet.iter().map(|i| i.instance_id.as_str()).collect(), now);
             let (nodes, chores) = reconcile(&fleet, &view.agents, &book, &templates, now);
             for n in nodes.iter().filter(|n| n.agent.as_ref().is_some_and(|a| a.online)) {
-                book.seen_online.insert(n.instance_id().to_owned());
+                if book.seen_online.insert(n.instance_id().to_owned()) {
+                    book.bootstrap_worked(n.template());
+                }
+                if book.disconnected.remove(n.instance_id()).is_some() {
+                    tracing::info!(instance = %n.instance_id(), "agent reconnected");
+                }
             }
+            report_unknown_locks(&mut book, &fleet);
+            report.bootstrap_failures = std::mem::take(&mut book.failed_bootstraps);
+            report.launch_holds = book.holds.iter().filter(|(_, h)| h.until_ms > now).map(|(t, h)| (t.clone(), h.clone())).collect();
             (nodes, chores)
         };
         summarize(&mut report, &nodes, &view.queues, view.unmatched);
@@ -255,10 +270,13 @@ where
         report.proposed = decision.value.clone();
 
         // Enforce.
+        let holds = self.book.lock().unwrap().holds.clone();
         let limits = Limits {
             templates: &templates,
             max_total_nodes: self.config.cloud.max_total_nodes,
             max_launch_per_cycle: self.config.cloud.max_launch_per_cycle,
+            holds: &holds,
+            now_ms: now,
         };
         let enforced = enforce(&decision.value, &nodes, &limits);
         for c in &enforced.clamps {
@@ -309,7 +327,25 @@ fn describe_chore(c: &Chore) -> (String, String, String) {
     match c {
         Chore::CreateNode { instance_id } => ("create-node".into(), instance_id.clone(), String::new()),
         Chore::Bootstrap { instance_id } => ("bootstrap".into(), instance_id.clone(), String::new()),
+        Chore::Reconnect { instance_id, .. } => ("reconnect".into(), instance_id.clone(), "agent dropped; restarting it".into()),
         Chore::Terminate { instance_id, reason } => ("terminate".into(), instance_id.clone(), reason.clone()),
+        Chore::BookTerminating { instance_id, reason } => ("adopt-termination".into(), instance_id.clone(), reason.clone()),
+        Chore::Fence { instance_id, reason } => ("fence".into(), instance_id.clone(), reason.clone()),
+        Chore::ResumeDrain { instance_id } => ("resume-drain".into(), instance_id.clone(), "found offline for removal".into()),
         Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
+        Chore::RecordIdleSince { instance_id, since_ms } => ("record-idle".into(), instance_id.clone(), format!("idle since {since_ms}")),
+    }
+}
+
+/// Logs each lock reason the host does not act on, once per instance: ECS locks instances for
+/// overdue payments or security reasons too, and only `Recycling` (a spot reclaim) is ours to
+/// handle.
+fn report_unknown_locks(book: &mut Book, fleet: &[model::CloudInstance]) {
+    for i in fleet {
+        for lock in i.locks.iter().filter(|l| *l != model::LOCK_RECYCLING) {
+            if book.locks_reported.insert((i.instance_id.clone(), lock.clone())) {
+                tracing::warn!(instance = %i.instance_id, lock = %lock, "instance has an operation lock the provisioner does not act on");
+            }
+        }
     }
 }

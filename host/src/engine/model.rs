@@ -5,25 +5,38 @@
 
 use std::net::Ipv4Addr;
 
-/// Where a node is in its life (mirrors the WIT `node-state`).
+/// Where a node is in its life (mirrors the WIT `node-state`; docs/lifecycle.md has the
+/// table of what each state means and how it is left). Every state counts against caps: an
+/// instance costs money and holds an IP until the cloud has deleted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeState {
+    /// Launched by this process; the cloud's listing does not show it yet.
     Requested,
     Pending,
     Running,
     Bootstrapping,
     Connecting,
     Online,
+    /// Connected, but marked temporarily offline by someone else (admin, monitor).
+    Offline,
+    /// Was online; the agent dropped. Restarted, or terminated after `reconnect-timeout`.
+    Disconnected,
+    /// The cloud announced a spot reclaim: fenced in Jenkins, going away.
+    Interrupted,
     Draining,
     Terminating,
 }
 
 impl NodeState {
-    /// Every state that counts against caps: all of them. A terminating instance still costs
-    /// money and still holds an IP until the cloud has deleted it.
+    /// Capacity on its way: will run builds once it is online.
     pub fn in_flight(self) -> bool {
         matches!(self, Self::Requested | Self::Pending | Self::Running | Self::Bootstrapping | Self::Connecting)
+    }
+    /// Nodes that are not, and will not by themselves become, capacity: removing one never
+    /// takes a template's usable nodes below its minimum.
+    pub fn unusable(self) -> bool {
+        matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Terminating)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,17 +46,23 @@ impl NodeState {
             Self::Bootstrapping => "bootstrapping",
             Self::Connecting => "connecting",
             Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Disconnected => "disconnected",
+            Self::Interrupted => "interrupted",
             Self::Draining => "draining",
             Self::Terminating => "terminating",
         }
     }
-    pub const ALL: [NodeState; 8] = [
+    pub const ALL: [NodeState; 11] = [
         Self::Requested,
         Self::Pending,
         Self::Running,
         Self::Bootstrapping,
         Self::Connecting,
         Self::Online,
+        Self::Offline,
+        Self::Disconnected,
+        Self::Interrupted,
         Self::Draining,
         Self::Terminating,
     ];
@@ -88,17 +107,32 @@ pub struct CloudInstance {
     pub private_ip: Option<Ipv4Addr>,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
+    /// `OperationLocks.LockReason` values (e.g. `Recycling`: a spot reclaim notice).
+    pub locks: Vec<String>,
 }
+
+/// The lock ECS sets on a spot instance it will reclaim, about five minutes ahead.
+pub const LOCK_RECYCLING: &str = "Recycling";
 
 /// One Jenkins agent node of ours (named `<template>-<instance-id>`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AgentNode {
     pub name: String,
+    /// Connected (Jenkins has a channel to the agent), whether or not marked offline.
     pub online: bool,
     pub temporarily_offline: bool,
+    /// Jenkins' `offlineCauseReason` when marked offline (the offline message).
+    pub offline_reason: Option<String>,
+    /// Not connected, and Jenkins says the channel to the agent broke: it was connected once.
+    pub dropped: bool,
+    /// Since when (ms) the node has run nothing while connected; None while busy or away.
+    pub idle_since_ms: Option<u64>,
+    /// The idle-since time recorded in the node's description (kept across restarts).
+    pub idle_recorded_ms: Option<u64>,
     pub executors: u32,
     pub busy_executors: u32,
-    /// Milliseconds since the node last became idle (0 while busy or offline).
+    /// Milliseconds the node has run nothing while connected, marked offline or not (0 while
+    /// busy or disconnected).
     pub idle_ms: u64,
     /// Builds the node has started.
     pub uses: u32,
@@ -119,6 +153,8 @@ pub struct TemplateLimits {
     pub min_nodes: u32,
     pub max_nodes: u32,
     pub launch_timeout_ms: u64,
+    /// How long an agent that dropped may take to come back before its instance is replaced.
+    pub reconnect_timeout_ms: u64,
 }
 
 /// One node as the engine sees it after merging cloud, Jenkins and its own bookkeeping.

@@ -113,6 +113,9 @@ pub trait JenkinsPort: Send + Sync + 'static {
     fn is_idle(&self, name: &str) -> impl Future<Output = anyhow::Result<bool>> + Send;
     /// Deletes a node (idempotent: a missing node is fine).
     fn delete_node(&self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Records in the node itself since when it has been idle, so that a restarted process
+    /// measures idle time from there (Jenkins exports none).
+    fn record_idle_since(&self, name: &str, since_ms: u64) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Everything a bootstrap needs about one instance.
@@ -133,4 +136,10 @@ pub trait BootstrapPort: Send + Sync + 'static {
     fn bootstrap(&self, target: BootstrapTarget) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// The instance was deleted: drop what was kept for it (its pinned host key).
     fn instance_gone(&self, instance_id: &str);
+    /// A bounded label for why a bootstrap failed: `host-key`, `unreachable`, `auth`,
+    /// `init-script`, `agent-start`, `timeout` or `other` (metrics and the launch hold).
+    fn failure_cause(&self, error: &anyhow::Error) -> &'static str {
+        let _ = error;
+        "other"
+    }
 }

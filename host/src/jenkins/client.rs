@@ -190,6 +190,65 @@ pub fn owner_of(description: &str) -> Option<&str> {
     Some(&rest[..end]).filter(|id| !id.is_empty())
 }
 
+/// Follows the owner in an owned node's description: when the node last became idle (ms since
+/// the Unix epoch). Jenkins exports no idle time, and one kept in memory dies with the process;
+/// kept here, it survives restarts like the rest of the node's state.
+pub const IDLE_SINCE_MARKER: &str = "; idle since ";
+
+/// The idle-since time a description records ([`with_idle_since`]), if any.
+pub fn idle_since_of(description: &str) -> Option<u64> {
+    let (_, rest) = description.rsplit_once(IDLE_SINCE_MARKER)?;
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+/// `description` recording `idle_since_ms` (replacing an earlier record).
+pub fn with_idle_since(description: &str, idle_since_ms: u64) -> String {
+    let base = description.split(IDLE_SINCE_MARKER).next().unwrap_or(description);
+    format!("{base}{IDLE_SINCE_MARKER}{idle_since_ms}")
+}
+
+/// Escapes text for an XML element.
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Undoes XML escaping of element text: the five named entities and numeric references.
+pub(crate) fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(j) = rest.find(';') else { break };
+        let entity = &rest[1..j];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[j + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Encodes a node name as one URL path segment exactly as Jenkins' `Util.fullEncode` does:
 /// everything except ASCII letters and digits is percent-encoded.
 pub fn encode_segment(name: &str) -> String {
@@ -648,6 +707,39 @@ impl JenkinsClient {
         self.post(&path, Op::BRING_ONLINE, &format!("node {name:?}"), None)
             .await?;
         Ok(Changed::Yes)
+    }
+
+    /// The node's description, changed by `edit`, written back the way python-jenkins'
+    /// `reconfig_node` does it: `config.xml` read, changed, posted. Other settings are kept.
+    pub async fn edit_node_description(&self, name: &str, edit: impl FnOnce(&str) -> String) -> Result<(), JenkinsError> {
+        let path = format!("computer/{}/config.xml", encode_segment(name));
+        let what = format!("node {name:?}");
+        let op = Op::CONFIGURE_NODE;
+        let xml = self
+            .send(self.request(Method::GET, &path), op, &what)
+            .await?
+            .text()
+            .await
+            .map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+        // Jenkins writes XML 1.1, which XML 1.0 parsers refuse; the element is found by hand
+        // and replaced in place, so everything else stays byte for byte.
+        let (start, end, old) = match (xml.find("<description>"), xml.find("</description>"), xml.find("<description/>")) {
+            (Some(a), Some(b), _) if a < b => (a, b + "</description>".len(), xml_unescape(&xml[a + "<description>".len()..b])),
+            (_, _, Some(a)) => (a, a + "<description/>".len(), String::new()),
+            _ => {
+                return Err(JenkinsError::Decode {
+                    op: op.what,
+                    reason: format!("config.xml of {what} has no <description> element"),
+                });
+            }
+        };
+        let body = format!("{}<description>{}</description>{}", &xml[..start], xml_text(&edit(&old)), &xml[end..]);
+        let req = self
+            .request(Method::POST, &path)
+            .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body);
+        let req = self.with_crumb(req).await?;
+        self.send(req, op, &what).await.map(drop)
     }
 
     /// Deletes a node; `Ok(false)` if it did not exist (deleting is idempotent).

@@ -51,6 +51,10 @@ impl Op {
         what: "bring node back online",
         permission: "Agent/Connect (Computer.CONNECT)",
     };
+    pub const CONFIGURE_NODE: Op = Op {
+        what: "reconfigure node (config.xml)",
+        permission: "Agent/Configure (Computer.CONFIGURE)",
+    };
     pub const DELETE_NODE: Op = Op {
         what: "delete node",
         permission: "Agent/Delete (Computer.DELETE)",

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// The `tree` the client asks `/computer/api/json` for: everything [`Computer`] reads.
 pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,idle,offline,temporarilyOffline,\
-offlineCauseReason,numExecutors,assignedLabels[name],\
+offlineCauseReason,offlineCause[description],numExecutors,assignedLabels[name],\
 executors[number,idle,currentExecutable[url,number,timestamp]],\
 oneOffExecutors[number,idle,currentExecutable[url,number,timestamp]],absoluteRemotePath]";
 
@@ -31,6 +31,9 @@ pub struct Computer {
     /// Marked offline by a user (or by us); says nothing about the connection.
     pub temporarily_offline: bool,
     pub offline_cause_reason: Option<String>,
+    /// Why the node is offline: a user's mark (`OfflineCause$UserCause`), a broken channel
+    /// (`OfflineCause$ChannelTermination`), ... Null for a node that never connected.
+    pub offline_cause: Option<OfflineCause>,
     pub num_executors: u32,
     pub assigned_labels: Vec<LabelName>,
     pub executors: Vec<Executor>,
@@ -38,6 +41,15 @@ pub struct Computer {
     /// The agent's root directory: non-null only while a channel exists (and the caller has
     /// Agent/Connect), so the one exported hint that a temporarily-offline node is connected.
     pub absolute_remote_path: Option<String>,
+}
+
+/// `offlineCause`: the class says what kind of cause it is.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OfflineCause {
+    #[serde(rename = "_class")]
+    pub class: String,
+    pub description: Option<String>,
 }
 
 impl Computer {
@@ -63,6 +75,12 @@ impl Computer {
     /// Jenkins hides the path, and a marked node then counts as disconnected.
     pub fn connected(&self) -> bool {
         !self.offline || self.absolute_remote_path.is_some()
+    }
+
+    /// Not connected now, but connected before: Jenkins keeps a cause for the broken channel
+    /// (a node that never connected has none), and no one marked it offline.
+    pub fn dropped(&self) -> bool {
+        !self.connected() && !self.temporarily_offline && self.offline_cause.is_some()
     }
 
     /// Busy executors, counting one-off (flyweight) ones.

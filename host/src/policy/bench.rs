@@ -260,6 +260,7 @@ pub fn synthetic_snapshot(shape: Shape) -> Snapshot {
                 age_ms: u64::from(i) * 1_000 + 60_000,
                 uses: i % 5,
                 failure: None,
+                offline_reason: None,
             }
         })
         .collect();

@@ -174,13 +174,13 @@ mod tests {
             "x",
             None,
             Cause::IncompatibleContract {
-                found: "ecs-provisioner:policy@0.2.0".into(),
-                accepted: "0.1.x".into(),
+                found: "ecs-provisioner:policy@0.3.0".into(),
+                accepted: "0.2.x, 0.1.x".into(),
             },
         );
         assert_eq!(
             e.to_string(),
-            "policy `x` was built for contract ecs-provisioner:policy@0.2.0; this host accepts 0.1.x"
+            "policy `x` was built for contract ecs-provisioner:policy@0.3.0; this host accepts 0.2.x, 0.1.x"
         );
         let e = PolicyError::new(
             "x",

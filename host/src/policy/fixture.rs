@@ -55,8 +55,8 @@
 //! - node: `instance-id` (`i-<n>`, n counting from 1), `template` (the first template),
 //!   `zone` (`cn-hangzhou-h`), `instance-type` (`ecs.c7.large`), `spot` (false), `state`
 //!   (`online`; or `requested`, `pending`, `running`, `bootstrapping`, `connecting`,
-//!   `draining`, `terminating`), `busy-executors`, `idle-ms`, `age-ms`, `uses` (0),
-//!   `failure` (none).
+//!   `offline`, `disconnected`, `interrupted`, `draining`, `terminating`),
+//!   `busy-executors`, `idle-ms`, `age-ms`, `uses` (0), `failure`, `offline-reason` (none).
 //! - offering: `zone` (`cn-hangzhou-h`), `vswitch` (`vsw-<zone>`), `instance-type`
 //!   (`ecs.c7.large`), `spot` (false), `vcpus` (2), `memory-mib` (4096), `free-ips` (100),
 //!   `price-per-hour` (none), `in-stock` (true), `last-failure` (`{ code, at-ms }`, none).
@@ -271,6 +271,7 @@ struct NodeIn {
     age_ms: u64,
     uses: u32,
     failure: Option<String>,
+    offline_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -282,6 +283,9 @@ enum StateIn {
     Bootstrapping,
     Connecting,
     Online,
+    Offline,
+    Disconnected,
+    Interrupted,
     Draining,
     Terminating,
 }
@@ -359,6 +363,9 @@ impl NodeIn {
                 StateIn::Bootstrapping => NodeState::Bootstrapping,
                 StateIn::Connecting => NodeState::Connecting,
                 StateIn::Online => NodeState::Online,
+                StateIn::Offline => NodeState::Offline,
+                StateIn::Disconnected => NodeState::Disconnected,
+                StateIn::Interrupted => NodeState::Interrupted,
                 StateIn::Draining => NodeState::Draining,
                 StateIn::Terminating => NodeState::Terminating,
             },
@@ -367,6 +374,7 @@ impl NodeIn {
             age_ms: self.age_ms,
             uses: self.uses,
             failure: self.failure,
+            offline_reason: self.offline_reason,
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod bench;
 mod bindings;
 pub mod cli;
+mod contract;
 mod error;
 pub mod fixture;
 mod runtime;
@@ -38,11 +39,10 @@ pub use bindings::{
 };
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};
-pub use runtime::{
-    ACCEPTED_VERSIONS, Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION,
-};
+pub use contract::ACCEPTED_VERSIONS;
+pub use runtime::{Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION};
 
-use bindings::{PolicyModule, PolicyModulePre};
+use contract::{Instance, ModulePre};
 use sandbox::Sandbox;
 
 /// The default policy, compiled into the binary by build.rs (empty if it was skipped).
@@ -126,7 +126,7 @@ pub struct Policy {
 struct PolicyInner {
     runtime: Arc<PolicyRuntime>,
     name: Arc<str>,
-    pre: PolicyModulePre<Sandbox>,
+    pre: ModulePre,
     settings: String,
     contract: String,
     load: LoadInfo,
@@ -136,7 +136,7 @@ impl Policy {
     fn new(
         runtime: Arc<PolicyRuntime>,
         name: Arc<str>,
-        pre: PolicyModulePre<Sandbox>,
+        pre: ModulePre,
         settings: String,
         contract: String,
         load: LoadInfo,
@@ -202,7 +202,7 @@ impl Policy {
         snapshot: &Snapshot,
     ) -> (Result<ScalePlan, PolicyError>, EvalStats) {
         self.evaluate(Function::Scale, snapshot.now_ms, |guest, store| {
-            let plan = guest.call_scale(store, snapshot)?;
+            let plan = guest.scale(store, snapshot)?;
             Ok(plan.map(|plan| validate::scale_plan(snapshot, &plan).map(|()| plan)))
         })
     }
@@ -226,7 +226,7 @@ impl Policy {
         fleet: &[Node],
     ) -> (Result<Vec<Placement>, PolicyError>, EvalStats) {
         self.evaluate(Function::Place, request.now_ms, |guest, store| {
-            let placements = guest.call_place(store, request, offerings, fleet)?;
+            let placements = guest.place(store, request, offerings, fleet)?;
             Ok(placements.map(|p| validate::placements(request, offerings, &p).map(|()| p)))
         })
     }
@@ -241,7 +241,7 @@ impl Policy {
         function: Function,
         now_ms: u64,
         call: impl FnOnce(
-            &bindings::exports::ecs_provisioner::policy::policy::Guest,
+            &Instance,
             &mut Store<Sandbox>,
         ) -> wasmtime::Result<Result<Result<R, String>, String>>,
     ) -> (Result<R, PolicyError>, EvalStats) {
@@ -253,19 +253,18 @@ impl Policy {
         let ticks = rt.deadline_ticks();
         store.set_epoch_deadline(ticks);
         let mut stats = EvalStats::default();
-        let instance: Result<PolicyModule, _> = i.pre.instantiate(&mut store);
+        let instance = i.pre.instantiate(&mut store);
         stats.instantiate = started.elapsed();
         let result = match instance {
             Err(e) => Err(self.classify(None, &store, e, true)),
-            Ok(instance) => {
-                let guest = instance.ecs_provisioner_policy_policy();
+            Ok(guest) => {
                 store.set_epoch_deadline(ticks);
-                match guest.call_configure(&mut store, &i.settings) {
+                match guest.configure(&mut store, &i.settings) {
                     Err(e) => Err(self.classify(Some(Function::Configure), &store, e, false)),
                     Ok(Err(msg)) => Err(self.error(Function::Configure, Cause::Rejected(msg))),
                     Ok(Ok(())) => {
                         store.set_epoch_deadline(ticks);
-                        match call(guest, &mut store) {
+                        match call(&guest, &mut store) {
                             Err(e) => Err(self.classify(Some(function), &store, e, false)),
                             Ok(Err(msg)) => Err(self.error(function, Cause::Rejected(msg))),
                             Ok(Ok(Err(problem))) => {

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{self, PolicyModulePre};
+use super::bindings;
+use super::contract::{self, Contract, ModulePre};
 use super::error::{Cause, PolicyError};
 use super::sandbox::Sandbox;
 use super::{Policy, PolicySource};
@@ -59,9 +60,6 @@ impl Default for Limits {
     }
 }
 
-/// The contract versions this host accepts, for messages.
-pub const ACCEPTED_VERSIONS: &str = "0.1.x";
-
 /// Owns the wasmtime [`Engine`] (with its pooling allocator and epoch ticker), the [`Linker`]
 /// and the compiled-component cache. Cheap to share: clone the `Arc` it lives in.
 pub struct PolicyRuntime {
@@ -100,12 +98,7 @@ impl PolicyRuntime {
         // A std Rust guest on wasm32-wasip2 imports WASI; the context behind it is empty
         // (no preopens, env, args or stdio) and deterministic (see `sandbox`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| {
-                bindings::ecs_provisioner::policy::host::add_to_linker::<_, HasSelf<Sandbox>>(
-                    &mut linker,
-                    |s| s,
-                )
-            })
+            .and_then(|()| contract::add_to_linker(&mut linker))
             .map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
         Ok(PolicyRuntime {
             engine,
@@ -173,18 +166,18 @@ impl PolicyRuntime {
         bytes: &[u8],
     ) -> Result<Policy, PolicyError> {
         let (component, info) = self.component(name, bytes)?;
-        let contract = check_contract(name, &self.engine, &component)?;
+        let (version, contract) = check_contract(name, &self.engine, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PolicyModulePre::new)
+            .and_then(|pre| ModulePre::new(contract, pre))
             .map_err(|e| PolicyError::load(name, format!("cannot link: {e:#}")))?;
         Ok(Policy::new(
             Arc::clone(self),
             name.into(),
             pre,
             "{}".into(),
-            contract,
+            version,
             info,
         ))
     }
@@ -309,12 +302,13 @@ fn spawn_ticker(engine: &Engine, tick: Duration) {
 }
 
 /// Checks that the component exports the policy interface in a version this host accepts,
-/// before linking, so a mismatch is reported with both versions named. Returns the version.
+/// before linking, so a mismatch is reported with both versions named. Returns the version
+/// and the served contract it belongs to.
 fn check_contract(
     name: &str,
     engine: &Engine,
     component: &Component,
-) -> Result<String, PolicyError> {
+) -> Result<(String, Contract), PolicyError> {
     let iface = format!("{}/policy", bindings::CONTRACT_PACKAGE);
     let ty = component.component_type();
     let exported: Vec<String> = ty
@@ -327,7 +321,7 @@ fn check_contract(
             None,
             Cause::IncompatibleContract {
                 found,
-                accepted: ACCEPTED_VERSIONS.into(),
+                accepted: contract::ACCEPTED_VERSIONS.into(),
             },
         )
     };
@@ -344,8 +338,8 @@ fn check_contract(
         return Err(incompatible(found));
     };
     let version = suffix.strip_prefix('@').unwrap_or("");
-    if compatible(version) {
-        Ok(version.to_owned())
+    if let Some(contract) = Contract::of_version(version) {
+        Ok((version.to_owned(), contract))
     } else if version.is_empty() {
         Err(incompatible(format!(
             "an unversioned {}",
@@ -356,28 +350,6 @@ fn check_contract(
             "{}@{version}",
             bindings::CONTRACT_PACKAGE
         )))
-    }
-}
-
-/// Semver compatibility with [`bindings::CONTRACT_VERSION`] (0.1.0): for a 0.x version the
-/// minor must match; pre-releases are never compatible with a release.
-pub(crate) fn compatible(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64, u64)> {
-        let mut it = v.split('.');
-        let t = (
-            it.next()?.parse().ok()?,
-            it.next()?.parse().ok()?,
-            it.next()?.parse().ok()?,
-        );
-        it.next().is_none().then_some(t)
-    };
-    let (Some(ours), Some(theirs)) = (parse(bindings::CONTRACT_VERSION), parse(version)) else {
-        return false;
-    };
-    if ours.0 == 0 {
-        theirs.0 == 0 && theirs.1 == ours.1
-    } else {
-        theirs.0 == ours.0
     }
 }
 
@@ -392,16 +364,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contract_versions() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("1.1.0"));
-        assert!(!compatible("0.1.0-rc1"));
-        assert!(!compatible(""));
-    }
 
     #[test]
     fn deadline_rounds_up_and_adds_a_tick() {

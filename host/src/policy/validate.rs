@@ -127,6 +127,7 @@ mod tests {
                 age_ms: 0,
                 uses: 0,
                 failure: None,
+                offline_reason: None,
             }],
             offerings: vec![],
             max_total_nodes: 10,

@@ -35,6 +35,7 @@ pub struct Board {
     oldest_wait: Family<Labels, Gauge>,
     launches: Family<Labels, Counter>,
     launch_failures: Family<Labels, Counter>,
+    bootstrap_failures: Family<Labels, Counter>,
     removals: Counter,
     clamps: Family<Labels, Counter>,
     decisions: Family<Labels, Counter>,
@@ -89,6 +90,7 @@ impl Board {
             oldest_wait: Family::default(),
             launches: Family::default(),
             launch_failures: Family::default(),
+            bootstrap_failures: Family::default(),
             removals: Counter::default(),
             clamps: Family::default(),
             decisions: Family::default(),
@@ -111,6 +113,11 @@ impl Board {
         registry.register("queue_oldest_wait_seconds", "Longest queue wait by template", b.oldest_wait.clone());
         registry.register("launches", "Instances launched by template", b.launches.clone());
         registry.register("launch_failures", "Failed launches by error code", b.launch_failures.clone());
+        registry.register(
+            "bootstrap_failures",
+            "Failed bootstraps by template and cause (host-key, unreachable, auth, init-script, agent-start, timeout, other)",
+            b.bootstrap_failures.clone(),
+        );
         registry.register("removals", "Instances removed", b.removals.clone());
         registry.register("clamps", "Policy plans changed by a hard invariant, by rule", b.clamps.clone());
         registry.register("decisions", "Scale decisions by who decided (policy, fallback, hold)", b.decisions.clone());
@@ -144,6 +151,11 @@ impl Board {
         for f in &r.launch_errors {
             self.launch_failures.get_or_create(&vec![("code".into(), f.code.clone())]).inc();
             self.launch_failures_total.inc();
+        }
+        for (template, cause) in &r.bootstrap_failures {
+            self.bootstrap_failures
+                .get_or_create(&vec![("template".into(), template.clone()), ("cause".into(), (*cause).into())])
+                .inc();
         }
         self.removals.inc_by(r.removed.len() as u64);
         for c in &r.clamps {

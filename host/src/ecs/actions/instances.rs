@@ -211,6 +211,20 @@ pub struct Instance {
     pub security_group_ids: Wrapped<String>,
     #[serde(default)]
     pub tags: Wrapped<Tag>,
+    /// Why the instance is locked, if it is (`Recycling`: a spot instance about to be
+    /// reclaimed; `financial`, `security`...).
+    #[serde(default)]
+    pub operation_locks: Wrapped<OperationLock>,
+}
+
+/// One entry of `OperationLocks.LockReason`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct OperationLock {
+    /// `Recycling`, `financial`, `security`, ...
+    pub lock_reason: String,
+    /// Free text the cloud may add.
+    pub lock_msg: String,
 }
 
 impl Instance {

@@ -66,6 +66,14 @@ impl EcsCloud {
             },
             private_ip: i.private_ip().and_then(|ip| ip.parse().ok()),
             created_ms: parse_creation_time(&i.creation_time).unwrap_or(0),
+            // Bounded: the text comes from the network and ends up in logs.
+            locks: i
+                .operation_locks
+                .0
+                .iter()
+                .map(|l| l.lock_reason.chars().take(64).collect())
+                .filter(|l: &String| !l.is_empty())
+                .collect(),
         }
     }
 }

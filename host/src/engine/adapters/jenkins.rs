@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use crate::config::{self, Config, TemplateConfig};
 use crate::engine::model::{AgentNode, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
-use crate::jenkins::client::{describe_owned_instance, owner_of};
+use crate::jenkins::client::{describe_owned_instance, idle_since_of, owner_of, with_idle_since};
 use crate::jenkins::{
     ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError,
     NodeMode, TemplateLabels, compute_demand, ensure_anchors,
@@ -69,10 +69,14 @@ fn busy_executors(c: &Computer) -> u32 {
         .count() as u32
 }
 
-/// Connected, not marked offline and running nothing: the state an idle timeout measures.
+/// Connected and running nothing, marked offline or not: the state an idle timeout measures.
+/// A node someone marked offline still costs money, so its idle time runs too.
 fn available(c: &Computer) -> bool {
-    c.connected() && !c.temporarily_offline && c.idle && busy_executors(c) == 0
+    c.connected() && c.idle && busy_executors(c) == 0
 }
+
+/// Longest offline message kept: it is free text from Jenkins, shown to policies and on /status.
+const OFFLINE_REASON_MAX: usize = 256;
 
 /// Activity Jenkins does not export, carried from one observation to the next.
 #[derive(Default)]
@@ -100,14 +104,26 @@ impl Activity {
             .filter(|c| ours(c))
             .map(|c| {
                 let name = c.display_name.clone();
-                let available_since = available(c)
-                    .then(|| self.available_since.get(&name).copied().unwrap_or(now_ms));
+                let recorded = c.description.as_deref().and_then(idle_since_of).filter(|&t| t <= now_ms);
+                // First sight in this process of an idle node: its idle time runs from what
+                // the node records (an earlier process wrote it), not from now.
+                let available_since = available(c).then(|| {
+                    self.available_since.get(&name).copied().or(recorded).unwrap_or(now_ms)
+                });
                 if let Some(s) = available_since {
                     since.insert(name.clone(), s);
                 }
                 AgentNode {
                     online: c.connected(),
                     temporarily_offline: c.temporarily_offline,
+                    offline_reason: c
+                        .offline_cause_reason
+                        .as_deref()
+                        .filter(|r| c.temporarily_offline && !r.is_empty())
+                        .map(|r| bounded(r, OFFLINE_REASON_MAX)),
+                    dropped: c.dropped(),
+                    idle_since_ms: available_since,
+                    idle_recorded_ms: recorded,
                     executors: c.num_executors,
                     busy_executors: busy_executors(c),
                     idle_ms: available_since.map_or(0, |s| now_ms.saturating_sub(s)),
@@ -120,6 +136,15 @@ impl Activity {
         agents.sort_by(|a, b| a.name.cmp(&b.name));
         agents
     }
+}
+
+/// `s` cut to at most `max` bytes on a char boundary, control characters replaced.
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The engine's Jenkins side, over one [`JenkinsClient`].
@@ -288,6 +313,13 @@ impl JenkinsPort for JenkinsAdapter {
             .with_context(|| format!("checking whether Jenkins node {name} is idle"))?;
         // A node that is gone runs nothing.
         Ok(c.is_none_or(|c| c.idle && busy_executors(&c) == 0))
+    }
+
+    async fn record_idle_since(&self, name: &str, since_ms: u64) -> anyhow::Result<()> {
+        self.client
+            .edit_node_description(name, |d| with_idle_since(d, since_ms))
+            .await
+            .with_context(|| format!("recording the idle time of Jenkins node {name}"))
     }
 
     async fn delete_node(&self, name: &str) -> anyhow::Result<()> {
@@ -464,23 +496,36 @@ max-nodes = 10
         c.executors[0].current_executable = None;
         assert_eq!(a.observe(&[c.clone()], ours, 68_000)[0].busy_executors, 1);
 
-        // Idle again from 70 s; marked offline, it is not idle (and the clock restarts after).
+        // Idle again from 70 s; marked offline by an admin, its idle time runs on (it still
+        // costs money), and the admin's message is kept.
         c = agent("linux-i-1", "ci-prod");
         a.observe(&[c.clone()], ours, 70_000);
         assert_eq!(a.observe(&[c.clone()], ours, 71_000)[0].idle_ms, 1_000);
         c.temporarily_offline = true;
         c.offline = true;
+        c.offline_cause_reason = Some("disk space\nlow".into());
         let n = &a.observe(&[c.clone()], ours, 72_000)[0];
         assert_eq!(
-            (n.online, n.temporarily_offline, n.idle_ms),
-            (true, true, 0),
+            (n.online, n.temporarily_offline, n.idle_ms, n.dropped),
+            (true, true, 2_000, false),
             "marked but connected"
         );
+        assert_eq!(n.offline_reason.as_deref(), Some("disk space low"), "control characters replaced");
         c.absolute_remote_path = None;
-        assert!(
-            !a.observe(&[c.clone()], ours, 73_000)[0].online,
-            "marked and disconnected"
-        );
+        let n = &a.observe(&[c.clone()], ours, 73_000)[0];
+        assert!(!n.online, "marked and disconnected");
+        assert_eq!((n.idle_ms, n.dropped), (0, false), "marked, so not a dropped agent");
+
+        // The channel broke: Jenkins keeps its cause, which tells a dropped agent from one
+        // that never connected.
+        c.temporarily_offline = false;
+        c.offline_cause_reason = Some("Connection was broken".into());
+        c.offline_cause = Some(crate::jenkins::model::OfflineCause {
+            class: "hudson.slaves.OfflineCause$ChannelTermination".into(),
+            description: Some("Connection was broken".into()),
+        });
+        let n = &a.observe(&[c.clone()], ours, 74_000)[0];
+        assert_eq!((n.online, n.dropped, n.offline_reason.as_deref()), (false, true, None));
     }
 
     #[test]
@@ -512,5 +557,22 @@ max-nodes = 10
         );
         assert_eq!(a.controller_id, "ci-prod");
         assert_eq!(a.labels.len(), 2);
+    }
+
+    #[test]
+    fn idle_time_recorded_in_the_description_outlives_the_process() {
+        let t = templates();
+        let ours = |c: &Computer| is_ours(c, "ci-prod", &t);
+        let mut c = agent("linux-i-1", "ci-prod");
+        c.description = Some(with_idle_since(c.description.as_deref().unwrap(), 40_000));
+        assert!(ours(&c), "the record does not hide the owner");
+        // A fresh process first sees the node at 100 s: idle since 40 s, as recorded.
+        let n = &Activity::default().observe(&[c.clone()], ours, 100_000)[0];
+        assert_eq!((n.idle_ms, n.idle_since_ms, n.idle_recorded_ms), (60_000, Some(40_000), Some(40_000)));
+        // A record from the future (clock skew) is not believed.
+        c.description = Some(with_idle_since(c.description.as_deref().unwrap(), 900_000));
+        let n = &Activity::default().observe(&[c], ours, 100_000)[0];
+        assert_eq!((n.idle_ms, n.idle_recorded_ms), (0, None));
+        assert_eq!(idle_since_of(&with_idle_since(&with_idle_since("d", 1), 2)), Some(2), "replaced, not appended");
     }
 }

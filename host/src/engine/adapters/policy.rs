@@ -145,14 +145,18 @@ fn wit_node(n: &Node, now_ms: u64) -> wit::Node {
             NodeState::Bootstrapping => wit::NodeState::Bootstrapping,
             NodeState::Connecting => wit::NodeState::Connecting,
             NodeState::Online => wit::NodeState::Online,
+            NodeState::Offline => wit::NodeState::Offline,
+            NodeState::Disconnected => wit::NodeState::Disconnected,
+            NodeState::Interrupted => wit::NodeState::Interrupted,
             NodeState::Draining => wit::NodeState::Draining,
             NodeState::Terminating => wit::NodeState::Terminating,
         },
         busy_executors: agent.map_or(0, |a| a.busy_executors),
-        idle_ms: agent.filter(|_| n.state == NodeState::Online).map_or(0, |a| a.idle_ms),
+        idle_ms: agent.filter(|_| matches!(n.state, NodeState::Online | NodeState::Offline)).map_or(0, |a| a.idle_ms),
         age_ms: now_ms.saturating_sub(n.instance.created_ms),
         uses: agent.map_or(0, |a| a.uses),
         failure: n.failure.clone(),
+        offline_reason: agent.and_then(|a| a.offline_reason.clone()),
     }
 }
 

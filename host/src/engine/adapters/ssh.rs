@@ -93,6 +93,19 @@ impl BootstrapPort for SshBootstrapper {
         Ok(())
     }
 
+    fn failure_cause(&self, error: &anyhow::Error) -> &'static str {
+        use crate::ssh::{BootstrapError, SshError};
+        match error.downcast_ref::<BootstrapError>() {
+            Some(BootstrapError::Ssh(SshError::HostKey { .. })) => "host-key",
+            Some(BootstrapError::Ssh(SshError::Unreachable { .. })) => "unreachable",
+            Some(BootstrapError::Ssh(SshError::AuthRejected { .. })) => "auth",
+            Some(BootstrapError::Ssh(SshError::Timeout { .. })) => "timeout",
+            Some(BootstrapError::InitScriptFailed { .. }) => "init-script",
+            Some(BootstrapError::AgentNotRunning { .. }) => "agent-start",
+            _ => "other",
+        }
+    }
+
     fn instance_gone(&self, instance_id: &str) {
         if let Some(k) = &self.known_hosts
             && let Err(e) = k.forget(instance_id) {

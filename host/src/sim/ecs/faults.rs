@@ -21,6 +21,9 @@ pub struct Faults {
     pub server_error_actions: Vec<String>,
     /// Added to every request, milliseconds.
     pub latency_ms: u64,
+    /// DescribeInstances filtered by tag leaves out instances launched less than this long
+    /// ago (milliseconds): the real tag index lags behind RunInstances by seconds.
+    pub listing_lag_ms: u64,
 }
 
 /// Out of stock for a zone and/or instance type (unset = any).

@@ -21,7 +21,8 @@
 //! | `GET /_admin/counters`, `DELETE /_admin/counters` | per-action calls/errors; reset (also the log) |
 //! | `GET /_admin/requests?since=N` | request log entries after sequence number N |
 //! | `GET /_admin/instances` | instances with status and IP |
-//! | `POST /_admin/instances/{id}/release` | release an instance behind the provisioner's back (spot reclaim) |
+//! | `POST /_admin/instances/{id}/release` | release an instance behind the provisioner's back (console) |
+//! | `POST /_admin/instances/{id}/reclaim?notice_ms=N` | spot reclaim: the `Recycling` lock at once, released N ms later (default 300000) |
 //! | `POST /_admin/key-pairs` `{"name","public_key"}` | register a key pair |
 pub mod config;
 pub mod faults;

@@ -21,6 +21,31 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A spot reclaim announced for an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reclaim {
+    /// When the `Recycling` lock appeared.
+    pub notice_ms: u64,
+    /// When the cloud takes the instance (it then shows `Stopping`, and is gone after).
+    pub release_ms: u64,
+}
+
+impl SimInstance {
+    /// When the instance was (or will be) released: deleted through the API or reclaimed.
+    pub(crate) fn released_ms(&self, now: u64) -> Option<u64> {
+        let reclaimed = self.reclaim.map(|r| r.release_ms).filter(|&t| now >= t);
+        match (self.deleted_ms, reclaimed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The `OperationLocks` reasons in force: `Recycling` from a reclaim notice on.
+    pub(crate) fn lock_reasons(&self) -> Vec<&'static str> {
+        self.reclaim.map(|_| "Recycling").into_iter().collect()
+    }
+}
+
 /// One emulated instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SimInstance {
@@ -50,6 +75,10 @@ pub(crate) struct SimInstance {
     /// When StartInstances restarted it.
     #[serde(default)]
     pub restarted_ms: Option<u64>,
+    /// A spot reclaim: the `Recycling` lock shows from `notice_ms`, and the instance is
+    /// released at `release_ms`.
+    #[serde(default)]
+    pub reclaim: Option<Reclaim>,
     /// Host private key, OpenSSH PEM.
     pub host_key_pem: String,
     /// Host public key, OpenSSH one-line.
@@ -198,7 +227,7 @@ impl Cloud {
     /// The status of an instance now; `None` once it is gone.
     pub(crate) fn status(&self, inst: &SimInstance, now: u64) -> Option<&'static str> {
         let t = &self.config.timings;
-        match inst.deleted_ms {
+        match inst.released_ms(now) {
             Some(d) if now >= d + t.stopping_ms => None,
             Some(_) => Some("Stopping"),
             None if inst.stopped_ms.is_some() => {
@@ -372,6 +401,22 @@ impl Cloud {
         };
         inst.deleted_ms = Some(now);
         self.purge(&mut inner, now);
+        self.persist(&inner);
+        true
+    }
+
+    /// Announces a spot reclaim, as ECS does about five minutes ahead: the instance shows the
+    /// `Recycling` operation lock at once, and is released `notice_ms` later. False if there
+    /// is no such live instance or it is not a spot instance (ECS reclaims only those).
+    pub fn reclaim_instance(&self, instance_id: &str, notice_ms: u64) -> bool {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(inst) = inner.p.instances.iter_mut().find(|i| {
+            i.instance_id == instance_id && i.deleted_ms.is_none() && i.reclaim.is_none() && i.spot_strategy != "NoSpot"
+        }) else {
+            return false;
+        };
+        inst.reclaim = Some(Reclaim { notice_ms: now, release_ms: now + notice_ms });
         self.persist(&inner);
         true
     }

@@ -60,6 +60,7 @@ pub(crate) fn router(cloud: Arc<Cloud>) -> axum::Router {
         .route("/_admin/requests", get(get_requests))
         .route("/_admin/instances", get(get_instances))
         .route("/_admin/instances/{id}/release", post(release_instance))
+        .route("/_admin/instances/{id}/reclaim", post(reclaim_instance))
         .route("/_admin/key-pairs", post(post_key_pair))
         .route("/_admin/stock", post(post_stock))
         .with_state(cloud)
@@ -356,6 +357,28 @@ async fn release_instance(
         return Err((StatusCode::NOT_FOUND, format!("no live instance {id}")));
     }
     Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(serde::Deserialize)]
+struct ReclaimQuery {
+    /// Milliseconds between the notice and the release (ECS gives about five minutes).
+    #[serde(default = "default_notice_ms")]
+    notice_ms: u64,
+}
+
+fn default_notice_ms() -> u64 {
+    300_000
+}
+
+async fn reclaim_instance(
+    State(cloud): State<Arc<Cloud>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ReclaimQuery>,
+) -> AdminResult {
+    if !cloud.reclaim_instance(&id, q.notice_ms) {
+        return Err((StatusCode::NOT_FOUND, format!("no live spot instance {id} without a reclaim notice")));
+    }
+    Ok(Json(json!({ "ok": true, "notice_ms": q.notice_ms })))
 }
 
 #[derive(serde::Deserialize)]

@@ -34,7 +34,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/computer/doCreateItem", post(create_node))
         .route("/computer/{name}/", get(node_page))
         .route("/computer/{name}/api/json", get(node_json))
-        .route("/computer/{name}/config.xml", get(node_config))
+        .route("/computer/{name}/config.xml", get(node_config).post(update_node_config))
         .route("/computer/{name}/jenkins-agent.jnlp", get(node_jnlp))
         .route("/computer/{name}/slave-agent.jnlp", get(node_jnlp))
         .route("/computer/{name}/toggleOffline", post(toggle_offline))
@@ -310,6 +310,18 @@ async fn node_config(State(s): Shr, headers: HeaderMap, Path(name): Path<String>
         )
             .into_response(),
         None => no_such_node(&name),
+    }
+}
+
+async fn update_node_config(State(s): Shr, headers: HeaderMap, Path(name): Path<String>, body: String) -> Response {
+    if let Err(e) = authorize_post(&s, &headers, "Agent/Configure") {
+        return e.into_response();
+    }
+    let mut st = s.lock();
+    let Some(n) = st.nodes.get_mut(&name) else { return no_such_node(&name) };
+    match super::state::update_node_from_xml(n, &body) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 

@@ -138,6 +138,9 @@ pub(crate) struct Node {
     pub web_socket: bool,
     pub offline: Option<OfflineMark>,
     pub connection: Option<Connection>,
+    /// Why the last connection ended (`OfflineCause$ChannelTermination`), until the agent
+    /// connects again. None for a node that never connected.
+    pub dropped: Option<String>,
     pub executors: Vec<Option<Running>>,
 }
 
@@ -586,10 +589,23 @@ impl State {
     pub fn computer_json(&self, n: &Node) -> Value {
         let now = now_ms();
         let offline = !n.online();
-        let offline_cause = n.offline.as_ref().map(|m| {
-            json!({"_class": "hudson.slaves.OfflineCause$UserCause", "timestamp": m.at_ms,
+        // A user's mark wins, as in Jenkins; otherwise a broken channel leaves its cause.
+        let dropped = n.dropped.as_ref().filter(|_| n.connection.is_none());
+        let offline_cause = n
+            .offline
+            .as_ref()
+            .map(|m| {
+                json!({"_class": "hudson.slaves.OfflineCause$UserCause", "timestamp": m.at_ms,
                    "description": format!("Disconnected by {}{}", m.user, if m.message.is_empty() { String::new() } else { format!(" : {}", m.message) })})
-        });
+            })
+            .or_else(|| {
+                dropped.map(|why| json!({"_class": "hudson.slaves.OfflineCause$ChannelTermination", "description": why}))
+            });
+        let offline_cause_reason = match (&n.offline, dropped) {
+            (Some(m), _) => m.message.clone(),
+            (None, Some(why)) => why.clone(),
+            (None, None) => String::new(),
+        };
         json!({
             "_class": "hudson.slaves.SlaveComputer",
             "actions": [],
@@ -608,7 +624,7 @@ impl State {
             "numExecutors": n.num_executors,
             "offline": offline,
             "offlineCause": offline_cause,
-            "offlineCauseReason": n.offline.as_ref().map_or("", |m| m.message.as_str()),
+            "offlineCauseReason": offline_cause_reason,
             "oneOffExecutors": [],
             "temporarilyOffline": n.offline.is_some(),
             "absoluteRemotePath": if n.connection.is_some() { Value::String(n.remote_fs.clone()) } else { Value::Null },
@@ -827,6 +843,56 @@ pub(crate) fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// Applies a posted `config.xml` to a node, as `Computer.updateByXml` does: the element must
+/// be a `<slave>` of the same name; description, executors, remote directory, mode and labels
+/// are taken from it.
+pub(crate) fn update_node_from_xml(n: &mut Node, xml: &str) -> Result<(), String> {
+    let element = |tag: &str| -> Option<String> {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        if xml.contains(&format!("<{tag}/>")) {
+            return Some(String::new());
+        }
+        let a = xml.find(&open)? + open.len();
+        let b = a + xml[a..].find(&close)?;
+        Some(crate::jenkins::client::xml_unescape(&xml[a..b]))
+    };
+    if !xml.contains("<slave>") {
+        return Err("Node types do not match: expected a <slave> document".into());
+    }
+    if element("name").is_some_and(|name| name != n.name) {
+        return Err(format!("the posted config.xml names another node than {:?}", n.name));
+    }
+    let num_executors = match element("numExecutors") {
+        Some(v) => v.trim().parse::<u32>().map_err(|_| format!("numExecutors {v:?} is not a number"))?,
+        None => n.num_executors,
+    };
+    if num_executors == 0 {
+        return Err("Invalid agent configuration for ‘numExecutors’: the number of executors must be at least 1".into());
+    }
+    let mode = match element("mode").as_deref() {
+        None => n.mode,
+        Some("NORMAL") => NodeMode::Normal,
+        Some("EXCLUSIVE") => NodeMode::Exclusive,
+        Some(other) => return Err(format!("No enum constant hudson.model.Node.Mode.{other}")),
+    };
+    if let Some(d) = element("description") {
+        n.description = d;
+    }
+    if let Some(fs) = element("remoteFS") {
+        n.remote_fs = fs;
+    }
+    if let Some(l) = element("label") {
+        n.labels = split_label_string(&l);
+    }
+    n.mode = mode;
+    if num_executors != n.num_executors {
+        n.executors.resize_with(num_executors as usize, || None);
+        n.num_executors = num_executors;
+    }
+    Ok(())
+}
+
 /// Parses a node's creation form (`doCreateItem`'s `json`) into a node, with Jenkins' checks.
 pub(crate) fn node_from_form(name: &str, json: &Value) -> Result<Node, String> {
     crate::jenkins::client::check_node_name(name).map_err(|e| e.to_string())?;
@@ -875,6 +941,7 @@ pub(crate) fn node_from_form(name: &str, json: &Value) -> Result<Node, String> {
         web_socket,
         offline: None,
         connection: None,
+        dropped: None,
         executors: (0..num_executors).map(|_| None).collect(),
     })
 }

@@ -110,6 +110,7 @@ async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: W
         if let Some(old) = node.connection.replace(Connection { id, cookie, kick }) {
             let _ = old.kick.send(true);
         }
+        node.dropped = None;
         id
     };
     s.wake.notify_one();
@@ -142,6 +143,7 @@ async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: W
         st.abort_builds(&name, now_ms());
         if let Some(n) = st.nodes.get_mut(&name) {
             n.connection = None;
+            n.dropped = Some("Connection was broken: the agent's WebSocket closed".to_owned());
         }
     }
     drop(st);

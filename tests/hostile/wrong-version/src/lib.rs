@@ -1,6 +1,7 @@
-//! Hostile policy: a well-behaved policy built against contract `0.2.0` (its own copy of the
-//! WIT in `wit/`, identical but for the version). The host accepts 0.1.x only, and must refuse
-//! it at load time naming both versions. Uses raw wit-bindgen: the SDK speaks 0.1.0.
+//! Hostile policy: a well-behaved policy built against contract `0.3.0` (its own copy of the
+//! 0.1.0 WIT in `wit/`, identical but for the version). The host serves 0.2.x and 0.1.x only,
+//! and must refuse it at load time naming the versions. Uses raw wit-bindgen: the SDK speaks
+//! the newest served version.
 
 wit_bindgen::generate!({
     path: "wit",

@@ -339,6 +339,7 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
             deleted_ms: None,
             stopped_ms: None,
             restarted_ms: None,
+            reclaim: None,
             host_key_pem,
             host_key_public,
             authorized_key: authorized_key.clone(),
@@ -449,7 +450,7 @@ fn instance_json(cloud: &Cloud, i: &SimInstance, status: &str) -> Value {
         "KeyPairName": i.key_pair_name,
         "SecurityGroupIds": { "SecurityGroupId": [i.security_group_id] },
         "Tags": { "Tag": i.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>() },
-        "OperationLocks": { "LockReason": [] },
+        "OperationLocks": { "LockReason": i.lock_reasons().iter().map(|r| json!({"LockReason": r, "LockMsg": ""})).collect::<Vec<_>>() },
         "StoppedMode": "Not-applicable",
         "DeletionProtection": false,
         "IoOptimized": true,
@@ -472,13 +473,15 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
     let now = now_ms();
     let mut inner = cloud.lock();
     cloud.purge(&mut inner, now);
+    let lag = if tag_filter.is_empty() { 0 } else { inner.faults.listing_lag_ms };
     let matching: Vec<(&SimInstance, &'static str)> = inner
         .p
         .instances
         .iter()
         .filter_map(|i| Some((i, cloud.status(i, now)?)))
         .filter(|(i, status)| {
-            (ids.is_empty() || ids.contains(&i.instance_id))
+            now.saturating_sub(i.created_ms) >= lag
+                && (ids.is_empty() || ids.contains(&i.instance_id))
                 && (ips.is_empty() || ips.contains(&i.ip.to_string()))
                 && get(p, "ZoneId").is_none_or(|z| z == i.zone_id)
                 && get(p, "VSwitchId").is_none_or(|v| v == i.vswitch_id)

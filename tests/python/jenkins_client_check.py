@@ -8,6 +8,7 @@ import os
 import sys
 
 import jenkins
+import requests
 
 checks = 0
 
@@ -70,6 +71,21 @@ check(server.get_node_info("py-online")["temporarilyOffline"] is True, "still of
 server.enable_node("py-online")
 info = server.get_node_info("py-online")
 check(info["temporarilyOffline"] is False and info["offline"] is False, "enable_node brings it back")
+
+# reconfig_node posts config.xml back (Computer.updateByXml): the description changes, the
+# rest of the node stays as it was.
+xml = server.get_node_config("py-node")
+check("<description>made by python-jenkins</description>" in xml, "get_node_config has the description")
+server.reconfig_node("py-node", xml.replace("made by python-jenkins", "idle since 42 &amp; counting"))
+info = server.get_node_info("py-node")
+check(info["description"] == "idle since 42 & counting", "reconfig_node sets the description: %r" % info["description"])
+check(info["numExecutors"] == 2, "reconfig_node keeps the executors")
+check({l["name"] for l in info["assignedLabels"]} == {"linux", "docker", "py-node"}, "reconfig_node keeps the labels")
+try:
+    server.reconfig_node("py-node", xml.replace("<name>py-node</name>", "<name>other</name>"))
+    check(False, "a config.xml naming another node must be refused")
+except requests.exceptions.HTTPError as e:
+    check(e.response.status_code == 400, "a config.xml naming another node is refused: %s" % e)
 
 # build_job returns the queue id; the item waits on the only (offline) node with the label.
 qid = server.build_job("py-job")

@@ -193,6 +193,14 @@ async fn client_errors_name_the_missing_permission() {
         .unwrap_err();
     assert!(matches!(err, JenkinsError::Forbidden { .. }), "{err}");
     assert!(err.to_string().contains("Agent/Create"), "{err}");
+    let admin_client = JenkinsClient::new(sim.base_url(), Credentials::api_token("admin", "11aa")).unwrap();
+    admin_client.create_inbound_agent(&agent_spec("n0", &["linux"])).await.unwrap();
+    let err = reader.edit_node_description("n0", |d| format!("{d}!")).await.unwrap_err();
+    assert!(matches!(err, JenkinsError::Forbidden { .. }) && err.to_string().contains("Agent/Configure"), "{err}");
+    admin_client.edit_node_description("n0", |d| format!("{d}; idle since 7")).await.unwrap();
+    let n0 = admin_client.computer("n0").await.unwrap().unwrap();
+    assert!(n0.description.as_deref().unwrap().ends_with("; idle since 7"), "{n0:?}");
+    assert!(admin_client.delete_node("n0").await.unwrap());
 
     let wrong =
         JenkinsClient::new(sim.base_url(), Credentials::api_token("admin", "nope")).unwrap();

@@ -155,6 +155,8 @@ pub struct JenkinsAdapter {
     /// The same templates as demand and anchors need them.
     labels: Vec<TemplateLabels>,
     activity: Mutex<Activity>,
+    /// Jenkins refused a node description change (no Agent/Configure): not tried again.
+    idle_records_refused: std::sync::atomic::AtomicBool,
 }
 
 impl JenkinsAdapter {
@@ -176,6 +178,7 @@ impl JenkinsAdapter {
             templates,
             labels,
             activity: Mutex::new(Activity::default()),
+            idle_records_refused: false.into(),
         }
     }
 
@@ -316,10 +319,20 @@ impl JenkinsPort for JenkinsAdapter {
     }
 
     async fn record_idle_since(&self, name: &str, since_ms: u64) -> anyhow::Result<()> {
-        self.client
-            .edit_node_description(name, |d| with_idle_since(d, since_ms))
-            .await
-            .with_context(|| format!("recording the idle time of Jenkins node {name}"))
+        use std::sync::atomic::Ordering;
+        if self.idle_records_refused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.client.edit_node_description(name, |d| with_idle_since(d, since_ms)).await {
+            // Said once, then not tried again: idle times then start over at each restart.
+            Err(e @ JenkinsError::Forbidden { .. }) => {
+                self.idle_records_refused.store(true, Ordering::Relaxed);
+                Err(anyhow::Error::new(e).context(
+                    "recording idle times in the Jenkins nodes is refused (they then restart from zero at each restart of the provisioner); grant Agent/Configure to keep them",
+                ))
+            }
+            r => r.with_context(|| format!("recording the idle time of Jenkins node {name}")),
+        }
     }
 
     async fn delete_node(&self, name: &str) -> anyhow::Result<()> {

@@ -338,6 +338,10 @@ struct Phases {
     launching: u32,
     bootstrapping: u32,
     removing: u32,
+    /// Targeted: a node offline for removal and not yet deleted.
+    draining: u32,
+    /// Targeted: an agent that dropped, being restarted.
+    reconnecting: u32,
 }
 
 impl Phases {
@@ -360,7 +364,8 @@ impl Phases {
 }
 
 /// The daemon SIGKILLed at 24 seeded random moments while builds keep arriving — during
-/// launches, bootstraps and removals — and restarted each time. Afterwards one last daemon
+/// launches, bootstraps and removals — then 4 times at chosen moments (inside a drain, inside
+/// the restart of an agent that dropped), and restarted each time. Afterwards one last daemon
 /// converges: every build completed, the fleet is back at its minimum (so no orphaned
 /// instance and no stale node), and no cap was exceeded at any sampled moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +416,42 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
         daemon.kill();
     }
 
+    // Targeted kills, where a random moment seldom lands: inside a drain (the node is offline
+    // for removal, not yet deleted; the emulator answers node deletions slowly to widen that
+    // window) and inside the restart of an agent that dropped.
+    cluster.jenkins.set_delete_delay(secs(2.0));
+    for round in 0..4 {
+        let daemon = Daemon::start(&config_file, &log);
+        if round % 2 == 0 {
+            // Builds grow the fleet past its minimum; their nodes idle out (1 s) and drain.
+            enqueue(&cluster, "docker", JobKind::Freestyle, 2, secs(0.3));
+            queued += 2;
+            wait_until("a node offline for removal, not yet deleted", secs(90.0), || {
+                agent_nodes(&cluster).iter().any(|n| n.temporarily_offline)
+            }, describe)
+            .await;
+            phases.draining += 1;
+        } else {
+            // Nothing queued or running, the fleet at its minimum: kill the idle agent's process.
+            wait_until("the fleet idle at its minimum", secs(90.0), || {
+                let s = cluster.jenkins.stats();
+                s.queued == 0 && s.running == 0 && at_minimum(&cluster, &config)
+            }, describe)
+            .await;
+            let victim = our_instances(&cluster).into_iter().next().expect("the minimum node").instance_id;
+            assert!(cluster.ssh.kill_instance_processes(&victim) > 0, "no agent process on {victim}");
+            wait_until("Jenkins sees the agent drop", secs(20.0), || {
+                agent_nodes(&cluster).iter().any(|n| n.name.ends_with(victim.as_str()) && !n.connected)
+            }, describe)
+            .await;
+            // The daemon's next cycle (at most a poll interval away) starts the restart.
+            tokio::time::sleep(secs(1.2)).await;
+            phases.reconnecting += 1;
+        }
+        daemon.kill();
+    }
+    cluster.jenkins.set_delete_delay(Duration::ZERO);
+
     // One last daemon, left alone: it must clean up after all of its predecessors.
     let daemon = Daemon::start(&config_file, &log);
     wait_until(&format!("all {queued} builds completed (seed {seed})"), secs(120.0), || {
@@ -427,6 +468,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
         phases.launching > 0 && phases.bootstrapping > 0 && phases.removing > 0,
         "the kills should have hit launches, bootstraps and removals: {phases:?}"
     );
+    assert_eq!((phases.draining, phases.reconnecting), (2, 2), "{phases:?}");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let count = |s: &str| text.lines().filter(|l| l.contains(s)).count();
     eprintln!(

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub wake: Notify,
     pub users: Vec<SimUser>,
     pub version: String,
+    /// Fault: node deletions answer only after this many milliseconds.
+    pub delete_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -135,6 +137,7 @@ impl JenkinsSim {
             wake: Notify::new(),
             users: config.users,
             version: config.version,
+            delete_delay_ms: 0.into(),
         });
         let app = routes::router(shared.clone());
         let server = tokio::spawn(async move {
@@ -212,6 +215,13 @@ impl JenkinsSim {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    /// Fault: node deletions (`doDelete`) answer only after `delay`, as on a busy controller.
+    /// It widens the window of a drain between "offline" and "delete", so crash tests can
+    /// kill the provisioner inside it.
+    pub fn set_delete_delay(&self, delay: Duration) {
+        self.shared.delete_delay_ms.store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Expires every web session, so that crumbs issued so far stop working (as after a
     /// controller restart); API tokens are unaffected.
     pub fn expire_sessions(&self) {

@@ -471,6 +471,10 @@ async fn delete_node(State(s): Shr, headers: HeaderMap, Path(name): Path<String>
     if let Err(e) = authorize_post(&s, &headers, "Agent/Delete") {
         return e.into_response();
     }
+    let delay = s.delete_delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let mut st = s.lock();
     if !st.nodes.contains_key(&name) {
         return no_such_node(&name);

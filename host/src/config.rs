@@ -468,6 +468,12 @@ impl Config {
             if !t.agent_command.contains("{secret_file}") {
                 problems.push(format!("{at}: agent-command must read the secret from {{secret_file}} (secrets never go on a command line)"));
             }
+            if t.max_uses > 0 && t.max_uses < t.executors {
+                problems.push(format!(
+                    "{at}: max-uses ({}) is below executors ({}): Jenkins can start {} builds at once on a node, before any limit can act; use executors = {} (one-shot agents: executors = 1, max-uses = 1)",
+                    t.max_uses, t.executors, t.executors, t.max_uses
+                ));
+            }
             if t.spot == SpotModeConfig::OnDemand && t.spot_price_limit.is_some() {
                 problems.push(format!("{at}: spot-price-limit is set but spot = \"on-demand\""));
             }
@@ -620,5 +626,25 @@ max-nodes = 10
         let text = MINIMAL.replace("[jenkins]", "[cloud.credentials]\nsource = \"static\"\naccess-key-id = \"LTAI\"\n\n[jenkins]");
         let err = Config::parse(&text).unwrap_err();
         assert!(err.contains("set exactly one of secret-env or secret-file"), "{err}");
+    }
+
+    #[test]
+    fn max_uses_below_executors_is_refused() {
+        let text = MINIMAL.replace("max-nodes = 10", "max-nodes = 10\nexecutors = 2\nmax-uses = 1");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("max-uses (1) is below executors (2)") && e.contains("line"), "{e}");
+        let ok = MINIMAL.replace("max-nodes = 10", "max-nodes = 10\nexecutors = 1\nmax-uses = 1");
+        assert!(Config::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn reconnect_timeout_is_checked_against_the_launch_timeout() {
+        let text = MINIMAL.replace("max-nodes = 10", "max-nodes = 10\nlaunch-timeout = \"2m\"\nreconnect-timeout = \"5m\"");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("reconnect-timeout (5m) exceeds launch-timeout (2m)") && e.contains("line"), "{e}");
+        let c = Config::parse(&MINIMAL.replace("max-nodes = 10", "max-nodes = 10\nlaunch-timeout = \"2m\"")).unwrap();
+        assert_eq!(c.templates[0].reconnect_timeout(), std::time::Duration::from_secs(120), "defaults to the launch timeout when shorter");
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.templates[0].reconnect_timeout(), std::time::Duration::from_secs(300));
     }
 }

@@ -17,7 +17,7 @@ use ecs_provisioner::sim::ecs::Timings;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
-use ecs_provisioner::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration};
+use ecs_provisioner::engine::ports::{ActivityRecord, JenkinsPort, JenkinsView, NodeRegistration};
 use tokio::sync::{mpsc, oneshot};
 use e2e::policy::workspace_wasm;
 use ecs_provisioner::sim::ecs::{Faults, NoStockRule, ThrottleRule};
@@ -205,8 +205,8 @@ impl JenkinsPort for RacingJenkins {
     async fn delete_node(&self, name: &str) -> anyhow::Result<()> {
         self.inner.delete_node(name).await
     }
-    async fn record_idle_since(&self, name: &str, since_ms: u64) -> anyhow::Result<()> {
-        self.inner.record_idle_since(name, since_ms).await
+    async fn record_activity(&self, name: &str, record: &ActivityRecord) -> anyhow::Result<()> {
+        self.inner.record_activity(name, record).await
     }
 }
 

@@ -387,3 +387,27 @@ async fn idle_time_survives_restarts() {
     assert!(restarts >= 3, "removed after {restarts} restarts: the restarts did not outpace the idle timeout");
     h.shutdown().await;
 }
+
+/// Item 4, the part the REST API allows: the `max-uses` count is recorded in the node, so a
+/// restart does not reset it and a node does not run more builds than allowed because the
+/// provisioner restarted between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_uses_counts_survive_restarts() {
+    let mut linux = Template::new("linux", 1, 0, 1);
+    linux.max_uses = 2;
+    linux.idle_timeout = "60s";
+    let mut h = Harness::start(&Setup::new(EXE, vec![linux])).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 1, secs(2.5));
+    wait_until("the first build ran", secs(60.0), || completed(&h) == 1, || h.describe()).await;
+    let first = h.cluster.jenkins.stats().completed[0].node.clone();
+    h.restart_engine(|j| j).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 2, secs(2.5));
+    wait_until("the next two builds ran", secs(90.0), || completed(&h) == 3, || h.describe()).await;
+    let stats = h.cluster.jenkins.stats();
+    let on_first = stats.completed.iter().filter(|b| b.node == first).count();
+    assert_eq!(on_first, 2, "max-uses 2, across a restart: {:?}", stats.completed);
+    assert!(stats.completed.iter().all(|b| b.result == "SUCCESS"), "{:?}", stats.completed);
+    h.shutdown().await;
+}

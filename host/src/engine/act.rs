@@ -354,8 +354,8 @@ where
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
         for chore in chores {
-            // Idle-time records are bookkeeping, written at every idle start: not shown.
-            if !matches!(chore, Chore::RecordIdleSince { .. }) {
+            // Activity records are bookkeeping, written at every idle start: not shown.
+            if !matches!(chore, Chore::RecordActivity { .. }) {
                 report.chores.push(super::describe_chore(&chore));
             }
             match chore {
@@ -415,8 +415,8 @@ where
                         }
                         r
                     }
-                    Chore::RecordIdleSince { instance_id, since_ms } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        Some(n) => self.jenkins.record_idle_since(&node_name(n.template(), instance_id), *since_ms).await,
+                    Chore::RecordActivity { instance_id, record } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        Some(n) => self.jenkins.record_activity(&node_name(n.template(), instance_id), record).await,
                         None => Ok(()),
                     },
                     Chore::Fence { instance_id, reason } => match nodes.iter().find(|n| n.instance_id() == instance_id) {

@@ -161,7 +161,7 @@ mod tests {
         BTreeMap::new()
     }
     fn tpl(name: &str, min: u32, max: u32) -> TemplateLimits {
-        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000 }
+        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0 }
     }
     fn node(id: &str, template: &str, state: NodeState, busy: u32) -> Node {
         Node {

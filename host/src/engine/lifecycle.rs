@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::ports::ActivityRecord;
 use super::model::{
     AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, node_name,
     split_node_name,
@@ -125,8 +126,9 @@ pub enum Chore {
     ResumeDrain { instance_id: String },
     /// Delete a Jenkins node of ours whose instance no longer exists.
     DeleteNode { name: String, reason: String },
-    /// Write into the node since when it has been idle, so a restart keeps its idle time.
-    RecordIdleSince { instance_id: String, since_ms: u64 },
+    /// Write into the node since when it has been idle and how many builds it started, so a
+    /// restart keeps its idle time and its `max-uses` count.
+    RecordActivity { instance_id: String, record: ActivityRecord },
 }
 
 /// Re-sends a delete this long after the last attempt if the instance is still listed.
@@ -157,10 +159,15 @@ pub fn reconcile(
         }
         let template = templates.iter().find(|t| t.name == inst.template);
         let (state, failure) = node_state(inst, agent, template, book, now_ms, &mut chores);
-        if let Some(a) = agent.filter(|_| matches!(state, NodeState::Online | NodeState::Offline))
-            && let Some(since) = a.idle_since_ms.filter(|s| a.idle_recorded_ms != Some(*s))
-        {
-            chores.push(Chore::RecordIdleSince { instance_id: inst.instance_id.clone(), since_ms: since });
+        if let Some(a) = agent.filter(|_| matches!(state, NodeState::Online | NodeState::Offline)) {
+            let counts_uses = template.is_some_and(|t| t.max_uses > 0);
+            let new_idle = a.idle_since_ms.is_some() && a.idle_since_ms != a.idle_recorded_ms;
+            let new_use = counts_uses && a.uses > a.uses_recorded;
+            if new_idle || new_use {
+                let uses = a.last_build.clone().filter(|_| counts_uses && a.uses > 0).map(|k| (a.uses, k));
+                let record = ActivityRecord { idle_since_ms: a.idle_since_ms, uses };
+                chores.push(Chore::RecordActivity { instance_id: inst.instance_id.clone(), record });
+            }
         }
         nodes.push(Node { instance: inst.clone(), agent: agent.cloned(), state, failure });
     }
@@ -355,6 +362,7 @@ mod tests {
             max_nodes: 10,
             launch_timeout_ms: 10 * MIN,
             reconnect_timeout_ms: 2 * MIN,
+            max_uses: 0,
         }]
     }
     fn inst(id: &str, status: CloudStatus, created_ms: u64) -> CloudInstance {
@@ -651,6 +659,7 @@ mod tests {
             max_nodes: 1,
             launch_timeout_ms: 1,
             reconnect_timeout_ms: 1,
+            max_uses: 0,
         });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));
     }

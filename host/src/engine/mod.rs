@@ -147,6 +147,7 @@ where
                 max_nodes: t.max_nodes,
                 launch_timeout_ms: t.launch_timeout.as_millis() as u64,
                 reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
+                max_uses: t.max_uses,
             })
             .collect()
     }
@@ -333,7 +334,7 @@ fn describe_chore(c: &Chore) -> (String, String, String) {
         Chore::Fence { instance_id, reason } => ("fence".into(), instance_id.clone(), reason.clone()),
         Chore::ResumeDrain { instance_id } => ("resume-drain".into(), instance_id.clone(), "found offline for removal".into()),
         Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
-        Chore::RecordIdleSince { instance_id, since_ms } => ("record-idle".into(), instance_id.clone(), format!("idle since {since_ms}")),
+        Chore::RecordActivity { instance_id, record } => ("record-activity".into(), instance_id.clone(), format!("{record:?}")),
     }
 }
 

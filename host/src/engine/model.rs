@@ -129,6 +129,10 @@ pub struct AgentNode {
     pub idle_since_ms: Option<u64>,
     /// The idle-since time recorded in the node's description (kept across restarts).
     pub idle_recorded_ms: Option<u64>,
+    /// The build count recorded in the node's description (kept across restarts).
+    pub uses_recorded: u32,
+    /// The key of the last build counted in `uses`.
+    pub last_build: Option<String>,
     pub executors: u32,
     pub busy_executors: u32,
     /// Milliseconds the node has run nothing while connected, marked offline or not (0 while
@@ -155,6 +159,8 @@ pub struct TemplateLimits {
     pub launch_timeout_ms: u64,
     /// How long an agent that dropped may take to come back before its instance is replaced.
     pub reconnect_timeout_ms: u64,
+    /// Builds a node may run (0 = unlimited): counts are recorded only where they matter.
+    pub max_uses: u32,
 }
 
 /// One node as the engine sees it after merging cloud, Jenkins and its own bookkeeping.

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::Ipv4Addr;
 
 use super::model::{AgentNode, CloudInstance};
+pub use crate::jenkins::client::ActivityRecord;
 
 /// A launch on one offering.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,9 +114,9 @@ pub trait JenkinsPort: Send + Sync + 'static {
     fn is_idle(&self, name: &str) -> impl Future<Output = anyhow::Result<bool>> + Send;
     /// Deletes a node (idempotent: a missing node is fine).
     fn delete_node(&self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Records in the node itself since when it has been idle, so that a restarted process
-    /// measures idle time from there (Jenkins exports none).
-    fn record_idle_since(&self, name: &str, since_ms: u64) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Records in the node itself since when it has been idle and how many builds it started,
+    /// so that a restarted process goes on from there (Jenkins exports neither).
+    fn record_activity(&self, name: &str, record: &ActivityRecord) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Everything a bootstrap needs about one instance.

@@ -23,6 +23,8 @@ pub struct NodeActivity {
     pub running: u32,
     /// Whether the node was online (connected and not marked offline) at the last observation.
     pub online: bool,
+    /// The key of the last build counted in `builds_started`.
+    pub last_build: Option<String>,
 }
 
 impl NodeActivity {
@@ -67,8 +69,12 @@ impl ActivityTracker {
                     current: HashSet::new(),
                 });
             let now_running: HashSet<String> = c.running().map(|e| e.key()).collect();
-            let new = now_running.difference(&t.current).count() as u32;
-            t.activity.builds_started += new;
+            let mut new: Vec<&String> = now_running.difference(&t.current).collect();
+            new.sort();
+            t.activity.builds_started += new.len() as u32;
+            if let Some(last) = new.last() {
+                t.activity.last_build = Some((*last).clone());
+            }
             t.activity.running = now_running.len() as u32;
             t.activity.online = !c.offline;
             // `idle` is false while anything runs, one-off executors included.
@@ -81,6 +87,21 @@ impl ActivityTracker {
             t.current = now_running;
         }
         self.nodes.retain(|name, _| seen.contains(name));
+    }
+
+    /// Starts tracking `node` from what an earlier process counted (kept in the node's
+    /// description): `builds_started` builds, the last of them `last_build`. A build still
+    /// running under that key is not counted again. Does nothing for a node already tracked.
+    pub fn seed(&mut self, node: &str, now_ms: u64, builds_started: u32, last_build: &str) {
+        self.nodes.entry(node.to_owned()).or_insert_with(|| Tracked {
+            activity: NodeActivity {
+                first_seen_ms: now_ms,
+                builds_started,
+                last_build: Some(last_build.to_owned()),
+                ..Default::default()
+            },
+            current: HashSet::from([last_build.to_owned()]),
+        });
     }
 
     /// The activity of one node, if it was in the last listing.
@@ -141,5 +162,21 @@ mod tests {
         // Gone from the listing: forgotten.
         t.observe(&[], 7_000);
         assert!(t.get("n").is_none());
+    }
+
+    #[test]
+    fn a_seeded_count_goes_on_without_counting_its_last_build_twice() {
+        let mut t = ActivityTracker::new();
+        // An earlier process counted 2 builds, the last one job/a/5/ which still runs.
+        t.seed("n", 1_000, 2, "job/a/5/#5");
+        t.observe(&[computer("n", &[("job/a/5/", 5)])], 1_000);
+        let a = t.get("n").unwrap();
+        assert_eq!((a.builds_started, a.last_build.as_deref()), (2, Some("job/a/5/#5")));
+        t.observe(&[computer("n", &[("job/a/6/", 6)])], 2_000);
+        let a = t.get("n").unwrap();
+        assert_eq!((a.builds_started, a.last_build.as_deref()), (3, Some("job/a/6/#6")));
+        // Seeding a tracked node changes nothing.
+        t.seed("n", 3_000, 0, "x");
+        assert_eq!(t.get("n").unwrap().builds_started, 3);
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use crate::config::{self, Config, TemplateConfig};
 use crate::engine::model::{AgentNode, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
-use crate::jenkins::client::{describe_owned_instance, idle_since_of, owner_of, with_idle_since};
+use crate::jenkins::client::{ActivityRecord, describe_owned_instance, owner_of};
 use crate::jenkins::{
     ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError,
     NodeMode, TemplateLabels, compute_demand, ensure_anchors,
@@ -97,6 +97,12 @@ impl Activity {
         ours: impl Fn(&Computer) -> bool,
         now_ms: u64,
     ) -> Vec<AgentNode> {
+        // Nodes first seen by this process go on from what an earlier one recorded in them.
+        for c in computers.iter().filter(|c| ours(c)) {
+            if let Some((uses, last)) = c.description.as_deref().and_then(|d| ActivityRecord::of(d).uses) {
+                self.tracker.seed(&c.display_name, now_ms, uses, &last);
+            }
+        }
         self.tracker.observe(computers, now_ms);
         let mut since = HashMap::new();
         let mut agents: Vec<AgentNode> = computers
@@ -104,7 +110,9 @@ impl Activity {
             .filter(|c| ours(c))
             .map(|c| {
                 let name = c.display_name.clone();
-                let recorded = c.description.as_deref().and_then(idle_since_of).filter(|&t| t <= now_ms);
+                let record = c.description.as_deref().map(ActivityRecord::of).unwrap_or_default();
+                let recorded = record.idle_since_ms.filter(|&t| t <= now_ms);
+                let activity = self.tracker.get(&name);
                 // First sight in this process of an idle node: its idle time runs from what
                 // the node records (an earlier process wrote it), not from now.
                 let available_since = available(c).then(|| {
@@ -124,10 +132,12 @@ impl Activity {
                     dropped: c.dropped(),
                     idle_since_ms: available_since,
                     idle_recorded_ms: recorded,
+                    uses_recorded: record.uses.map_or(0, |(n, _)| n),
+                    last_build: activity.and_then(|a| a.last_build.clone()),
                     executors: c.num_executors,
                     busy_executors: busy_executors(c),
                     idle_ms: available_since.map_or(0, |s| now_ms.saturating_sub(s)),
-                    uses: self.tracker.get(&name).map_or(0, |a| a.builds_started),
+                    uses: activity.map_or(0, |a| a.builds_started),
                     name,
                 }
             })
@@ -318,20 +328,20 @@ impl JenkinsPort for JenkinsAdapter {
         Ok(c.is_none_or(|c| c.idle && busy_executors(&c) == 0))
     }
 
-    async fn record_idle_since(&self, name: &str, since_ms: u64) -> anyhow::Result<()> {
+    async fn record_activity(&self, name: &str, record: &ActivityRecord) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         if self.idle_records_refused.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match self.client.edit_node_description(name, |d| with_idle_since(d, since_ms)).await {
+        match self.client.edit_node_description(name, |d| record.written_into(d)).await {
             // Said once, then not tried again: idle times then start over at each restart.
             Err(e @ JenkinsError::Forbidden { .. }) => {
                 self.idle_records_refused.store(true, Ordering::Relaxed);
                 Err(anyhow::Error::new(e).context(
-                    "recording idle times in the Jenkins nodes is refused (they then restart from zero at each restart of the provisioner); grant Agent/Configure to keep them",
+                    "recording idle times and build counts in the Jenkins nodes is refused (they then restart from zero at each restart of the provisioner); grant Agent/Configure to keep them",
                 ))
             }
-            r => r.with_context(|| format!("recording the idle time of Jenkins node {name}")),
+            r => r.with_context(|| format!("recording the activity of Jenkins node {name}")),
         }
     }
 
@@ -573,19 +583,24 @@ max-nodes = 10
     }
 
     #[test]
-    fn idle_time_recorded_in_the_description_outlives_the_process() {
+    fn activity_recorded_in_the_description_outlives_the_process() {
         let t = templates();
         let ours = |c: &Computer| is_ours(c, "ci-prod", &t);
         let mut c = agent("linux-i-1", "ci-prod");
-        c.description = Some(with_idle_since(c.description.as_deref().unwrap(), 40_000));
+        let base = c.description.clone().unwrap();
+        let record = ActivityRecord { idle_since_ms: Some(40_000), uses: Some((2, "job/a/#9".into())) };
+        c.description = Some(record.written_into(&base));
         assert!(ours(&c), "the record does not hide the owner");
-        // A fresh process first sees the node at 100 s: idle since 40 s, as recorded.
+        assert_eq!(ActivityRecord::of(c.description.as_deref().unwrap()), record);
+        // A fresh process first sees the node at 100 s: idle since 40 s, two builds, as recorded.
         let n = &Activity::default().observe(&[c.clone()], ours, 100_000)[0];
         assert_eq!((n.idle_ms, n.idle_since_ms, n.idle_recorded_ms), (60_000, Some(40_000), Some(40_000)));
+        assert_eq!((n.uses, n.uses_recorded), (2, 2));
         // A record from the future (clock skew) is not believed.
-        c.description = Some(with_idle_since(c.description.as_deref().unwrap(), 900_000));
+        let future = ActivityRecord { idle_since_ms: Some(900_000), uses: None };
+        c.description = Some(future.written_into(c.description.as_deref().unwrap()));
         let n = &Activity::default().observe(&[c], ours, 100_000)[0];
-        assert_eq!((n.idle_ms, n.idle_recorded_ms), (0, None));
-        assert_eq!(idle_since_of(&with_idle_since(&with_idle_since("d", 1), 2)), Some(2), "replaced, not appended");
+        assert_eq!((n.idle_ms, n.idle_recorded_ms, n.uses), (0, None, 0));
+        assert_eq!(future.written_into(&record.written_into("d")), future.written_into("d"), "replaced, not appended");
     }
 }

@@ -310,8 +310,10 @@ async fn agent_lifecycle_through_the_port() {
         "-webSocket",
     ];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut args = AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap();
+    args.jar = Some(e2e::jenkins::controller_jar(&sim, std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))));
     let agent = tokio::spawn(run_until(
-        AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap(),
+        args,
         async move {
             let _ = stopped.await;
         },

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ecs::{
-    AvailableResourceRequest, EcsClient, ErrorKind, ImageFilter, RunInstancesRequest, SecurityGroupFilter, VSwitchFilter,
+    AvailableResourceRequest, EcsClient, ErrorKind, ImageFilter, SecurityGroupFilter, VSwitchFilter,
 };
 use crate::engine::adapters::cloud::client_from_config;
 use crate::engine::adapters::policy::WasmPolicy;
@@ -78,15 +78,18 @@ async fn check_cloud(client: &EcsClient, config: &Config) -> Vec<CheckResult> {
         Ok(_) => fail("image", format!("{} not found in {}", cloud.image_id, cloud.region), "set [cloud] image-id to an image of this region"),
         Err(e) => fail("image", e.to_string(), "the RAM policy needs ecs:DescribeImages"),
     });
+    // The cloud-level groups (per-template groups come with the per-template check).
+    let groups: Vec<String> =
+        cloud.security_group_ids.clone().or_else(|| cloud.security_group_id.clone().map(|g| vec![g])).unwrap_or_default();
     out.push(
         match client
-            .describe_security_groups(&SecurityGroupFilter { vpc_id: None, security_group_ids: vec![cloud.security_group_id.clone()] })
+            .describe_security_groups(&SecurityGroupFilter { vpc_id: None, security_group_ids: groups.clone() })
             .await
         {
-            Ok(groups) => match groups.iter().find(|g| g.security_group_id == cloud.security_group_id) {
+            Ok(found) => match found.iter().find(|g| groups.contains(&g.security_group_id)) {
                 Some(g) if g.vpc_id == cloud.vpc_id => pass("security group", format!("{} in {}", g.security_group_id, g.vpc_id)),
                 Some(g) => fail("security group", format!("{} belongs to {}, not {}", g.security_group_id, g.vpc_id, cloud.vpc_id), "pick a security group of the configured VPC"),
-                None => fail("security group", format!("{} not found", cloud.security_group_id), "set [cloud] security-group-id"),
+                None => fail("security group", format!("{} not found", groups.join(", ")), "set [cloud] security-group-id"),
             },
             Err(e) => fail("security group", e.to_string(), "the RAM policy needs ecs:DescribeSecurityGroups"),
         },
@@ -139,9 +142,15 @@ async fn check_cloud(client: &EcsClient, config: &Config) -> Vec<CheckResult> {
                 crate::config::Candidates::List(l) => l[0].clone(),
                 crate::config::Candidates::Auto => "ecs.g7.large".to_owned(),
             };
-            let mut req = RunInstancesRequest::new(&cloud.image_id, &itype, &cloud.security_group_id, &vsw.vswitch_id);
+            let placement = crate::config::launch::LaunchPlacement {
+                template: t.name(),
+                instance_type: &itype,
+                vswitch: &vsw.vswitch_id,
+                zone: Some(&vsw.zone_id),
+                launch_id: "check",
+            };
+            let mut req = config.launch_profile(t).run_instances_request(&placement, time::OffsetDateTime::now_utc().unix_timestamp());
             req.dry_run = true;
-            req.key_pair_name = Some(cloud.key_pair_name.clone());
             out.push(match client.run_instances(&req).await {
                 Err(e) if matches!(e.kind, ErrorKind::DryRunPassed) => pass("RunInstances (DryRun)", format!("{itype} in {}", vsw.vswitch_id)),
                 Ok(_) => fail("RunInstances (DryRun)", "the endpoint launched instead of a dry run", "report this: DryRun=true must never launch"),

@@ -18,7 +18,10 @@ const SG_AGENTS: &str = "sg-bp1sim0000000000001";
 const SG_EGRESS: &str = "sg-bp1sim0000000000002";
 
 /// The successful RunInstances of a template (by its tag), in order.
-fn launches_of<'a>(log: &'a [RecordedRunInstances], template: &str) -> Vec<&'a BTreeMap<String, String>> {
+fn launches_of<'a>(
+    log: &'a [RecordedRunInstances],
+    template: &str,
+) -> Vec<&'a BTreeMap<String, String>> {
     log.iter()
         .filter(|r| r.code.is_empty())
         .map(|r| &r.params)
@@ -61,21 +64,43 @@ auto-release-after = "12h"
     setup.cloud_extra = "system-disk-category = \"cloud_auto\"\nram-role = \"ci-default\"\nmetadata-tokens = \"required\"".into();
     let mut h = Harness::start(&setup).await;
     h.spawn_loop();
-    wait_until("each template's minimum node online", Duration::from_secs(90), || h.at_minimum(), || h.describe()).await;
+    wait_until(
+        "each template's minimum node online",
+        Duration::from_secs(90),
+        || h.at_minimum(),
+        || h.describe(),
+    )
+    .await;
 
     // RunInstances, as the emulator received it.
     let log = h.cluster.ecs.run_instances_log();
     let (l, g) = (launches_of(&log, "linux"), launches_of(&log, "gpu"));
-    assert_eq!((l.len(), g.len()), (1, 1), "one launch per template: {log:#?}");
+    assert_eq!(
+        (l.len(), g.len()),
+        (1, 1),
+        "one launch per template: {log:#?}"
+    );
     let (l, g) = (l[0], g[0]);
     assert_eq!(param(l, "ImageId"), Some(UBUNTU));
     assert_eq!(param(l, "SecurityGroupId"), Some(SG_AGENTS));
-    assert!(!l.keys().any(|k| k.starts_with("SecurityGroupIds.")), "{l:?}");
+    assert!(
+        !l.keys().any(|k| k.starts_with("SecurityGroupIds.")),
+        "{l:?}"
+    );
     assert_eq!(param(l, "HostName"), Some("ci-linux-${instance_id}"));
-    assert_eq!(param(l, "SystemDisk.Category"), Some("cloud_auto"), "the cloud's default");
+    assert_eq!(
+        param(l, "SystemDisk.Category"),
+        Some("cloud_auto"),
+        "the cloud's default"
+    );
     assert_eq!(param(l, "SystemDisk.Size"), None);
     assert_eq!(
-        [param(l, "DataDisk.1.Category"), param(l, "DataDisk.1.Size"), param(l, "DataDisk.1.PerformanceLevel"), param(l, "DataDisk.1.DeleteWithInstance")],
+        [
+            param(l, "DataDisk.1.Category"),
+            param(l, "DataDisk.1.Size"),
+            param(l, "DataDisk.1.PerformanceLevel"),
+            param(l, "DataDisk.1.DeleteWithInstance")
+        ],
         [Some("cloud_essd"), Some("100"), Some("PL0"), Some("true")]
     );
     assert!(!l.contains_key("DataDisk.2.Category"));
@@ -85,35 +110,85 @@ auto-release-after = "12h"
     assert_eq!(param(l, "AutoReleaseTime"), None);
 
     assert_eq!(param(g, "ImageId"), Some(ALINUX));
-    assert_eq!(param(g, "SecurityGroupId"), None, "ECS refuses SecurityGroupId with SecurityGroupIds");
-    assert_eq!((param(g, "SecurityGroupIds.1"), param(g, "SecurityGroupIds.2")), (Some(SG_AGENTS), Some(SG_EGRESS)));
-    assert_eq!((param(g, "SystemDisk.Category"), param(g, "SystemDisk.Size")), (Some("cloud_essd"), Some("60")));
     assert_eq!(
-        [param(g, "DataDisk.1.Category"), param(g, "DataDisk.1.Size"), param(g, "DataDisk.1.DeleteWithInstance")],
+        param(g, "SecurityGroupId"),
+        None,
+        "ECS refuses SecurityGroupId with SecurityGroupIds"
+    );
+    assert_eq!(
+        (
+            param(g, "SecurityGroupIds.1"),
+            param(g, "SecurityGroupIds.2")
+        ),
+        (Some(SG_AGENTS), Some(SG_EGRESS))
+    );
+    assert_eq!(
+        (param(g, "SystemDisk.Category"), param(g, "SystemDisk.Size")),
+        (Some("cloud_essd"), Some("60"))
+    );
+    assert_eq!(
+        [
+            param(g, "DataDisk.1.Category"),
+            param(g, "DataDisk.1.Size"),
+            param(g, "DataDisk.1.DeleteWithInstance")
+        ],
         [Some("cloud_efficiency"), Some("200"), Some("false")]
     );
-    assert_eq!([param(g, "DataDisk.2.Category"), param(g, "DataDisk.2.Size")], [Some("cloud_auto"), Some("50")]);
+    assert_eq!(
+        [param(g, "DataDisk.2.Category"), param(g, "DataDisk.2.Size")],
+        [Some("cloud_auto"), Some("50")]
+    );
     assert_eq!(param(g, "RamRoleName"), Some("ci-gpu"));
     assert_eq!(param(g, "InternetMaxBandwidthOut"), Some("5"));
-    assert_eq!(param(g, "HttpTokens"), Some("required"), "inherited from [cloud]");
+    assert_eq!(
+        param(g, "HttpTokens"),
+        Some("required"),
+        "inherited from [cloud]"
+    );
     let release = param(g, "AutoReleaseTime").expect("AutoReleaseTime");
-    let release = time::PrimitiveDateTime::parse(release, time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .unwrap()
-        .assume_utc();
+    let release = time::PrimitiveDateTime::parse(
+        release,
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"),
+    )
+    .unwrap()
+    .assume_utc();
     let ahead = release - time::OffsetDateTime::now_utc();
-    assert!(ahead > time::Duration::hours(11) && ahead <= time::Duration::hours(12), "released {ahead} from now");
+    assert!(
+        ahead > time::Duration::hours(11) && ahead <= time::Duration::hours(12),
+        "released {ahead} from now"
+    );
 
     // The instances, as DescribeInstances and DescribeDisks show them.
     let client = client_from_config(&h.config).unwrap();
-    let ids: Vec<String> = our_instances(&h.cluster).into_iter().map(|i| i.instance_id).collect();
-    let described = client.describe_instances(&ecs_provisioner::ecs::InstanceFilter { instance_ids: ids, ..Default::default() }).await.unwrap();
-    let by_template = |t: &str| described.iter().find(|i| i.tag(TAG_TEMPLATE) == Some(t)).unwrap_or_else(|| panic!("no {t} instance"));
+    let ids: Vec<String> = our_instances(&h.cluster)
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    let described = client
+        .describe_instances(&ecs_provisioner::ecs::InstanceFilter {
+            instance_ids: ids,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by_template = |t: &str| {
+        described
+            .iter()
+            .find(|i| i.tag(TAG_TEMPLATE) == Some(t))
+            .unwrap_or_else(|| panic!("no {t} instance"))
+    };
     let (li, gi) = (by_template("linux"), by_template("gpu"));
-    assert_eq!((li.image_id.as_str(), gi.image_id.as_str()), (UBUNTU, ALINUX));
+    assert_eq!(
+        (li.image_id.as_str(), gi.image_id.as_str()),
+        (UBUNTU, ALINUX)
+    );
     assert_eq!(li.security_group_ids.0, [SG_AGENTS]);
     assert_eq!(gi.security_group_ids.0, [SG_AGENTS, SG_EGRESS]);
     assert_eq!(li.host_name, format!("ci-linux-{}", li.instance_id));
-    assert!(li.public_ip_address.0.is_empty(), "no bandwidth, no public IP");
+    assert!(
+        li.public_ip_address.0.is_empty(),
+        "no bandwidth, no public IP"
+    );
     assert_eq!(gi.public_ip_address.0.len(), 1, "bandwidth 5: a public IP");
     let disks = |id: &str| {
         let client = client.clone();
@@ -124,14 +199,25 @@ auto-release-after = "12h"
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|d| (d.kind, d.category, d.size, d.performance_level, d.delete_with_instance))
+                .map(|d| {
+                    (
+                        d.kind,
+                        d.category,
+                        d.size,
+                        d.performance_level,
+                        d.delete_with_instance,
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
     let s = |x: &str| x.to_string();
     assert_eq!(
         disks(&li.instance_id).await,
-        [(s("system"), s("cloud_auto"), 40, s(""), true), (s("data"), s("cloud_essd"), 100, s("PL0"), true)]
+        [
+            (s("system"), s("cloud_auto"), 40, s(""), true),
+            (s("data"), s("cloud_essd"), 100, s("PL0"), true)
+        ]
     );
     assert_eq!(
         disks(&gi.instance_id).await,
@@ -145,19 +231,42 @@ auto-release-after = "12h"
     // Each template's instances were reached as its own SSH user.
     let logins = h.cluster.ssh.logins();
     for (instance, user) in [(&li.instance_id, "builder"), (&gi.instance_id, "ecs-user")] {
-        let users: Vec<&str> = logins.iter().filter(|(i, _)| i == instance).map(|(_, u)| u.as_str()).collect();
-        assert!(!users.is_empty() && users.iter().all(|u| *u == user), "{instance}: logins as {users:?}, expected {user}");
+        let users: Vec<&str> = logins
+            .iter()
+            .filter(|(i, _)| i == instance)
+            .map(|(_, u)| u.as_str())
+            .collect();
+        assert!(
+            !users.is_empty() && users.iter().all(|u| *u == user),
+            "{instance}: logins as {users:?}, expected {user}"
+        );
     }
 
     // The agents run the controller's jar, delivered by the bootstrap.
     let jar = h.cluster.jenkins.agent_jar();
     for i in [li, gi] {
-        let path = h.cluster.ssh.instance_dir(&i.instance_id).join("agent/agent.jar");
-        assert!(std::fs::read(&path).unwrap() == *jar, "{} has not the controller's agent.jar", path.display());
+        let path = h
+            .cluster
+            .ssh
+            .instance_dir(&i.instance_id)
+            .join("agent/agent.jar");
+        assert!(
+            std::fs::read(&path).unwrap() == *jar,
+            "{} has not the controller's agent.jar",
+            path.display()
+        );
     }
-    assert!(agent_nodes(&h.cluster).iter().all(|n| n.connected), "{}", h.describe());
+    assert!(
+        agent_nodes(&h.cluster).iter().all(|n| n.connected),
+        "{}",
+        h.describe()
+    );
     // One download by the provisioner served both bootstraps; each emulated agent fetched the
     // jar once more to compare it with its own.
-    assert_eq!(h.cluster.jenkins.agent_jar_requests().0, 1 + 2, "the provisioner downloads agent.jar once");
+    assert_eq!(
+        h.cluster.jenkins.agent_jar_requests().0,
+        1 + 2,
+        "the provisioner downloads agent.jar once"
+    );
     h.shutdown().await;
 }

@@ -550,7 +550,10 @@ fn test_jar(version: &str, len: usize) -> JarUpload {
     }
     bytes.truncate(len);
     let sha256 = ecs_provisioner::jenkins::agent_jar::sha256_hex(&bytes);
-    JarUpload { bytes: bytes.into(), sha256 }
+    JarUpload {
+        bytes: bytes.into(),
+        sha256,
+    }
 }
 
 /// A `java` that answers `-version` like a JRE does (on stderr).
@@ -584,32 +587,70 @@ async fn agent_jar_is_delivered_over_sshd_once_and_replaced_when_it_differs() {
     spec.agent_jar = Some(v1.clone());
     let jar_path = fx.agents_dir().join("i-jar/agent.jar");
 
-    let first = bootstrap(&spec, &config).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let first = bootstrap(&spec, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(first.agent_jar, JarDelivery::Uploaded);
-    assert_eq!(first.java_version.as_deref(), Some("openjdk version \"17.0.9\" 2023-10-17"));
+    assert_eq!(
+        first.java_version.as_deref(),
+        Some("openjdk version \"17.0.9\" 2023-10-17")
+    );
     let steps: Vec<_> = first.steps.iter().map(|(s, _)| *s).collect();
-    assert_eq!(steps, ["connect", "prepare", "java-and-jar", "upload-agent-jar", "start-agent", "confirm-agent"]);
-    assert!(std::fs::read(&jar_path).unwrap() == *v1.bytes, "the jar on the instance differs from the one sent");
-    assert!(!jar_path.with_extension("jar.upload").exists(), "the temporary file was left behind");
+    assert_eq!(
+        steps,
+        [
+            "connect",
+            "prepare",
+            "java-and-jar",
+            "upload-agent-jar",
+            "start-agent",
+            "confirm-agent"
+        ]
+    );
+    assert!(
+        std::fs::read(&jar_path).unwrap() == *v1.bytes,
+        "the jar on the instance differs from the one sent"
+    );
+    assert!(
+        !jar_path.with_extension("jar.upload").exists(),
+        "the temporary file was left behind"
+    );
     let cmdline = std::fs::read_to_string(fx.agents_dir().join("i-jar/cmdline")).unwrap();
-    assert_eq!(cmdline.trim(), format!("{} -Xmx64m -Dname=two words -jar {}", spec.java.as_deref().unwrap(), jar_path.display()));
+    assert_eq!(
+        cmdline.trim(),
+        format!(
+            "{} -Xmx64m -Dname=two words -jar {}",
+            spec.java.as_deref().unwrap(),
+            jar_path.display()
+        )
+    );
 
     // The same jar is there: nothing is sent.
     let again = bootstrap(&spec, &config).await.unwrap();
     assert_eq!(again.agent_jar, JarDelivery::AlreadyPresent);
-    assert!(!again.steps.iter().any(|(s, _)| *s == "upload-agent-jar"), "{:?}", again.steps);
+    assert!(
+        !again.steps.iter().any(|(s, _)| *s == "upload-agent-jar"),
+        "{:?}",
+        again.steps
+    );
 
     // A damaged jar (same size, one byte off) is replaced.
     let mut damaged = v1.bytes.to_vec();
     damaged[700_000] ^= 0xff;
     std::fs::write(&jar_path, &damaged).unwrap();
-    assert_eq!(bootstrap(&spec, &config).await.unwrap().agent_jar, JarDelivery::Uploaded);
+    assert_eq!(
+        bootstrap(&spec, &config).await.unwrap().agent_jar,
+        JarDelivery::Uploaded
+    );
     assert!(std::fs::read(&jar_path).unwrap() == *v1.bytes);
 
     // The controller was upgraded: the new jar replaces the old one.
     let v2 = test_jar("2.550", 1_500_000);
     spec.agent_jar = Some(v2.clone());
-    assert_eq!(bootstrap(&spec, &config).await.unwrap().agent_jar, JarDelivery::Uploaded);
+    assert_eq!(
+        bootstrap(&spec, &config).await.unwrap().agent_jar,
+        JarDelivery::Uploaded
+    );
     assert!(std::fs::read(&jar_path).unwrap() == *v2.bytes);
 }
 
@@ -623,14 +664,35 @@ async fn missing_java_fails_the_bootstrap_naming_the_image() {
     spec.java = Some("/nonexistent/jdk/bin/java".into());
     spec.image_id = Some("m-bare".into());
     spec.agent_jar = Some(test_jar("2.541", 1000));
-    let err = bootstrap(&spec, &fx.client()).await.err().expect("no Java, no agent");
-    let BootstrapError::JavaMissing { ref image, ref exit, .. } = err else { panic!("{err:?}") };
+    let err = bootstrap(&spec, &fx.client())
+        .await
+        .err()
+        .expect("no Java, no agent");
+    let BootstrapError::JavaMissing {
+        ref image,
+        ref exit,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(image, "m-bare");
     assert_eq!(*exit, RemoteExit::Code(127), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("no Java on image m-bare") && msg.contains("java-path") && msg.contains("init-script"), "{msg}");
-    assert!(!fx.state_file("i-nojava", "agent.pid").exists(), "an agent was started without Java");
-    assert!(!fx.agents_dir().join("i-nojava/agent.jar").exists(), "the jar was sent to an instance that cannot run it");
+    assert!(
+        msg.contains("no Java on image m-bare")
+            && msg.contains("java-path")
+            && msg.contains("init-script"),
+        "{msg}"
+    );
+    assert!(
+        !fx.state_file("i-nojava", "agent.pid").exists(),
+        "an agent was started without Java"
+    );
+    assert!(
+        !fx.agents_dir().join("i-nojava/agent.jar").exists(),
+        "the jar was sent to an instance that cannot run it"
+    );
 }
 
 #[tokio::test]

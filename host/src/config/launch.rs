@@ -110,14 +110,18 @@ impl LaunchKeys {
         LaunchKeys {
             system_disk_category: self.system_disk_category.or(defaults.system_disk_category),
             system_disk_size_gib: self.system_disk_size_gib.or(defaults.system_disk_size_gib),
-            system_disk_performance_level: self.system_disk_performance_level.or(defaults.system_disk_performance_level),
+            system_disk_performance_level: self
+                .system_disk_performance_level
+                .or(defaults.system_disk_performance_level),
             data_disks: self.data_disks.or(defaults.data_disks),
             user_data: self.user_data.or(defaults.user_data),
             ram_role: self.ram_role.or(defaults.ram_role),
             host_name: self.host_name.or(defaults.host_name),
             instance_name: self.instance_name.or(defaults.instance_name),
             resource_group_id: self.resource_group_id.or(defaults.resource_group_id),
-            internet_max_bandwidth_out: self.internet_max_bandwidth_out.or(defaults.internet_max_bandwidth_out),
+            internet_max_bandwidth_out: self
+                .internet_max_bandwidth_out
+                .or(defaults.internet_max_bandwidth_out),
             metadata_tokens: self.metadata_tokens.or(defaults.metadata_tokens),
             auto_release_after: self.auto_release_after.or(defaults.auto_release_after),
         }
@@ -153,10 +157,16 @@ impl Config {
         LaunchProfile {
             image_id: t.image_id.clone().unwrap_or_else(|| c.image_id.clone()),
             security_group_ids: groups,
-            key_pair_name: t.key_pair_name.clone().unwrap_or_else(|| c.key_pair_name.clone()),
+            key_pair_name: t
+                .key_pair_name
+                .clone()
+                .unwrap_or_else(|| c.key_pair_name.clone()),
             ssh_user: t.ssh_user.clone().unwrap_or_else(|| self.ssh.user.clone()),
             ssh_port: t.ssh_port.unwrap_or(self.ssh.port),
-            ssh_private_key: t.ssh_private_key.clone().or_else(|| self.ssh.private_key.clone()),
+            ssh_private_key: t
+                .ssh_private_key
+                .clone()
+                .or_else(|| self.ssh.private_key.clone()),
             keys: LaunchKeys::of_template(t).or(LaunchKeys::of_cloud(c)),
         }
     }
@@ -175,14 +185,26 @@ pub struct LaunchPlacement<'a> {
 impl LaunchProfile {
     /// The data disks, in order (`DataDisk.1` first).
     pub fn data_disks(&self) -> Vec<DataDiskConfig> {
-        self.keys.data_disks.iter().flatten().map(|d| d.get_ref().clone()).collect()
+        self.keys
+            .data_disks
+            .iter()
+            .flatten()
+            .map(|d| d.get_ref().clone())
+            .collect()
     }
 
     /// The RunInstances request of one launch (amount 1, no token, no tags, no spot settings:
     /// the caller adds what belongs to the launch rather than to the template). `now_unix` is
     /// the launch time in seconds, for `AutoReleaseTime`.
-    pub fn run_instances_request(&self, at: &LaunchPlacement<'_>, now_unix: i64) -> RunInstancesRequest {
-        let (first, more) = self.security_group_ids.split_first().map_or(("", &[][..]), |(f, m)| (f.as_str(), m));
+    pub fn run_instances_request(
+        &self,
+        at: &LaunchPlacement<'_>,
+        now_unix: i64,
+    ) -> RunInstancesRequest {
+        let (first, more) = self
+            .security_group_ids
+            .split_first()
+            .map_or(("", &[][..]), |(f, m)| (f.as_str(), m));
         let mut req = RunInstancesRequest::new(&self.image_id, at.instance_type, first, at.vswitch);
         req.extra_security_group_ids = more.to_vec();
         req.zone_id = at.zone.map(str::to_string);
@@ -192,8 +214,14 @@ impl LaunchProfile {
             Some(p) => render_name(p, at.template, at.launch_id, "${instance_id}"),
             None => format!("{}-{}", at.template, at.launch_id),
         });
-        req.host_name = k.host_name.as_ref().map(|p| render_name(p, at.template, at.launch_id, "${instance_id}"));
-        if k.system_disk_category.is_some() || k.system_disk_size_gib.is_some() || k.system_disk_performance_level.is_some() {
+        req.host_name = k
+            .host_name
+            .as_ref()
+            .map(|p| render_name(p, at.template, at.launch_id, "${instance_id}"));
+        if k.system_disk_category.is_some()
+            || k.system_disk_size_gib.is_some()
+            || k.system_disk_performance_level.is_some()
+        {
             req.system_disk = Some(SystemDisk {
                 category: k.system_disk_category.clone(),
                 size_gib: k.system_disk_size_gib,
@@ -224,7 +252,8 @@ impl LaunchProfile {
 fn release_time(now_unix: i64, after: Duration) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(now_unix + after.as_secs() as i64)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.format(&format).unwrap_or_default()
 }
 
@@ -233,7 +262,11 @@ fn release_time(now_unix: i64, after: Duration) -> String {
 fn render_name(pattern: &str, template: &str, launch_id: &str, instance_id: &str) -> String {
     crate::ssh::template::render(
         pattern,
-        &[("template", template), ("launch_id", launch_id), ("instance_id", instance_id)],
+        &[
+            ("template", template),
+            ("launch_id", launch_id),
+            ("instance_id", instance_id),
+        ],
         false,
     )
     .unwrap_or_else(|_| pattern.to_string())
@@ -241,7 +274,14 @@ fn render_name(pattern: &str, template: &str, launch_id: &str, instance_id: &str
 
 // ---- validation, as ECS validates (reference §3.1; DataDisk sizes from the RunInstances page) ----
 
-const SYSTEM_DISK_CATEGORIES: &[&str] = &["cloud_essd", "cloud_auto", "cloud_essd_entry", "cloud_ssd", "cloud_efficiency", "cloud"];
+const SYSTEM_DISK_CATEGORIES: &[&str] = &[
+    "cloud_essd",
+    "cloud_auto",
+    "cloud_essd_entry",
+    "cloud_ssd",
+    "cloud_efficiency",
+    "cloud",
+];
 const DATA_DISK_CATEGORIES: &[&str] = SYSTEM_DISK_CATEGORIES;
 const PERFORMANCE_LEVELS: &[&str] = &["PL0", "PL1", "PL2", "PL3"];
 /// Most data disks one RunInstances may attach.
@@ -280,45 +320,72 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
     if let Some(c) = &k.system_disk_category
         && !SYSTEM_DISK_CATEGORIES.contains(&c.as_str())
     {
-        problems.push(format!("{at}: system-disk-category {c:?} is not one of {}", SYSTEM_DISK_CATEGORIES.join(", ")));
+        problems.push(format!(
+            "{at}: system-disk-category {c:?} is not one of {}",
+            SYSTEM_DISK_CATEGORIES.join(", ")
+        ));
     }
     if let Some(l) = &k.system_disk_performance_level
         && !PERFORMANCE_LEVELS.contains(&l.as_str())
     {
-        problems.push(format!("{at}: system-disk-performance-level {l:?} is not one of PL0, PL1, PL2, PL3"));
+        problems.push(format!(
+            "{at}: system-disk-performance-level {l:?} is not one of PL0, PL1, PL2, PL3"
+        ));
     }
     if let Some(disks) = &k.data_disks {
         if disks.len() > MAX_DATA_DISKS {
-            problems.push(format!("{at}: data-disks lists {} disks; ECS attaches at most {MAX_DATA_DISKS} at launch", disks.len()));
+            problems.push(format!(
+                "{at}: data-disks lists {} disks; ECS attaches at most {MAX_DATA_DISKS} at launch",
+                disks.len()
+            ));
         }
         for d in disks {
             let line = line_of(text, d.span().start);
             let d = d.get_ref();
             let here = format!("{at}: data-disks entry at line {line}");
             if !DATA_DISK_CATEGORIES.contains(&d.category.as_str()) {
-                problems.push(format!("{here}: category {:?} is not one of {}", d.category, DATA_DISK_CATEGORIES.join(", ")));
+                problems.push(format!(
+                    "{here}: category {:?} is not one of {}",
+                    d.category,
+                    DATA_DISK_CATEGORIES.join(", ")
+                ));
                 continue;
             }
             if let Some(l) = &d.performance_level {
                 if !PERFORMANCE_LEVELS.contains(&l.as_str()) {
-                    problems.push(format!("{here}: performance-level {l:?} is not one of PL0, PL1, PL2, PL3"));
+                    problems.push(format!(
+                        "{here}: performance-level {l:?} is not one of PL0, PL1, PL2, PL3"
+                    ));
                     continue;
                 }
                 if d.category != "cloud_essd" {
-                    problems.push(format!("{here}: performance-level applies to cloud_essd only, not {}", d.category));
+                    problems.push(format!(
+                        "{here}: performance-level applies to cloud_essd only, not {}",
+                        d.category
+                    ));
                 }
             }
             let (min, max) = data_disk_sizes(&d.category, d.performance_level.as_deref());
             if !(min..=max).contains(&d.size_gib) {
-                let level = d.performance_level.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
-                problems.push(format!("{here}: size-gib {} is outside {min}-{max} GiB, the range of {}{level}", d.size_gib, d.category));
+                let level = d
+                    .performance_level
+                    .as_deref()
+                    .map(|l| format!(" {l}"))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{here}: size-gib {} is outside {min}-{max} GiB, the range of {}{level}",
+                    d.size_gib, d.category
+                ));
             }
         }
     }
     if let Some(u) = &k.user_data
         && u.len() > MAX_USER_DATA
     {
-        problems.push(format!("{at}: user-data is {} bytes; ECS accepts at most {MAX_USER_DATA} before base64", u.len()));
+        problems.push(format!(
+            "{at}: user-data is {} bytes; ECS accepts at most {MAX_USER_DATA} before base64",
+            u.len()
+        ));
     }
     if let Some(r) = &k.ram_role
         && (r.trim().is_empty() || r.chars().any(char::is_whitespace))
@@ -328,7 +395,9 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
     if let Some(g) = &k.resource_group_id
         && (g.trim().is_empty() || g.chars().any(char::is_whitespace))
     {
-        problems.push(format!("{at}: resource-group-id {g:?} is not a resource group id"));
+        problems.push(format!(
+            "{at}: resource-group-id {g:?} is not a resource group id"
+        ));
     }
     if let Some(h) = &k.host_name
         && let Err(e) = check_host_name(h)
@@ -343,7 +412,9 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
     if let Some(b) = k.internet_max_bandwidth_out
         && b > 100
     {
-        problems.push(format!("{at}: internet-max-bandwidth-out {b} is above 100 Mbit/s, the most ECS allows"));
+        problems.push(format!(
+            "{at}: internet-max-bandwidth-out {b} is above 100 Mbit/s, the most ECS allows"
+        ));
     }
     if let Some(d) = k.auto_release_after {
         const MIN: Duration = Duration::from_secs(30 * 60);
@@ -360,9 +431,16 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
 /// Checks what only the merged profile shows (a template's level with the cloud's category...).
 pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<String>) {
     if p.security_group_ids.is_empty() {
-        problems.push(format!("{at}: no security group: set security-group-id(s) in [cloud] or the template"));
+        problems.push(format!(
+            "{at}: no security group: set security-group-id(s) in [cloud] or the template"
+        ));
     }
-    if let Some(dup) = p.security_group_ids.iter().enumerate().find(|(i, g)| p.security_group_ids[..*i].contains(g)) {
+    if let Some(dup) = p
+        .security_group_ids
+        .iter()
+        .enumerate()
+        .find(|(i, g)| p.security_group_ids[..*i].contains(g))
+    {
         problems.push(format!("{at}: security group {} is listed twice", dup.1));
     }
     let k = &p.keys;
@@ -380,12 +458,16 @@ pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<S
     {
         let (min, max) = system_disk_sizes(c, k.system_disk_performance_level.as_deref());
         if !(min..=max).contains(&size) {
-            problems.push(format!("{at}: system-disk-size-gib {size} is outside {min}-{max} GiB, the range of {c}"));
+            problems.push(format!(
+                "{at}: system-disk-size-gib {size} is outside {min}-{max} GiB, the range of {c}"
+            ));
         }
     } else if let (None, Some(size)) = (category, k.system_disk_size_gib)
         && !(20..=2048).contains(&size)
     {
-        problems.push(format!("{at}: system-disk-size-gib {size} is outside 20-2048 GiB"));
+        problems.push(format!(
+            "{at}: system-disk-size-gib {size} is outside 20-2048 GiB"
+        ));
     }
 }
 
@@ -395,12 +477,24 @@ pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<S
 fn check_host_name(pattern: &str) -> Result<(), String> {
     let h = render_sample(pattern)?;
     if !(2..=64).contains(&h.len()) {
-        return Err(format!("{} characters once filled in; ECS wants 2-64", h.len()));
+        return Err(format!(
+            "{} characters once filled in; ECS wants 2-64",
+            h.len()
+        ));
     }
-    if !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+    if !h
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
         return Err("only letters, digits, '-' and '.' are allowed".into());
     }
-    if h.starts_with(['.', '-']) || h.ends_with(['.', '-']) || h.contains("..") || h.contains("--") || h.contains(".-") || h.contains("-.") {
+    if h.starts_with(['.', '-'])
+        || h.ends_with(['.', '-'])
+        || h.contains("..")
+        || h.contains("--")
+        || h.contains(".-")
+        || h.contains("-.")
+    {
         return Err("'.' and '-' may not start or end it, nor follow each other".into());
     }
     Ok(())
@@ -411,12 +505,18 @@ fn check_host_name(pattern: &str) -> Result<(), String> {
 fn check_instance_name(pattern: &str) -> Result<(), String> {
     let n = render_sample(pattern)?;
     if !(2..=128).contains(&n.len()) {
-        return Err(format!("{} characters once filled in; ECS wants 2-128", n.len()));
+        return Err(format!(
+            "{} characters once filled in; ECS wants 2-128",
+            n.len()
+        ));
     }
     if !n.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err("it must start with a letter".into());
     }
-    if !n.chars().all(|c| c.is_ascii_alphanumeric() || ":_.-".contains(c)) {
+    if !n
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ":_.-".contains(c))
+    {
         return Err("only letters, digits, ':', '_', '.' and '-' are allowed".into());
     }
     Ok(())
@@ -425,7 +525,11 @@ fn check_instance_name(pattern: &str) -> Result<(), String> {
 fn render_sample(pattern: &str) -> Result<String, String> {
     crate::ssh::template::render(
         pattern,
-        &[("template", "linux"), ("launch_id", "l0123456789abcdef"), ("instance_id", "i-bp1abcdefghijklmnopq")],
+        &[
+            ("template", "linux"),
+            ("launch_id", "l0123456789abcdef"),
+            ("instance_id", "i-bp1abcdefghijklmnopq"),
+        ],
         false,
     )
 }
@@ -443,7 +547,11 @@ mod tests {
         assert!(check_host_name(&"a".repeat(65)).is_err());
         assert!(check_instance_name("{template}-{launch_id}").is_ok());
         assert!(check_instance_name("1abc").is_err());
-        assert!(check_instance_name("{nope}").unwrap_err().contains("{nope}"));
+        assert!(
+            check_instance_name("{nope}")
+                .unwrap_err()
+                .contains("{nope}")
+        );
     }
 
     #[test]
@@ -457,6 +565,9 @@ mod tests {
 
     #[test]
     fn release_time_is_utc_seconds() {
-        assert_eq!(release_time(0, Duration::from_secs(3600)), "1970-01-01T01:00:00Z");
+        assert_eq!(
+            release_time(0, Duration::from_secs(3600)),
+            "1970-01-01T01:00:00Z"
+        );
     }
 }

@@ -34,13 +34,19 @@ impl AgentJar {
 
 impl std::fmt::Debug for AgentJar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentJar").field("len", &self.bytes.len()).field("sha256", &self.sha256).finish()
+        f.debug_struct("AgentJar")
+            .field("len", &self.bytes.len())
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 struct Cached {
@@ -62,7 +68,11 @@ impl AgentJarCache {
 
     /// A cache over `client`, whose root URL is the one agents use (`agent-url`, else `url`).
     pub fn new(client: JenkinsClient, revalidate_after: Duration) -> Self {
-        AgentJarCache { client, revalidate_after, cached: Mutex::new(None) }
+        AgentJarCache {
+            client,
+            revalidate_after,
+            cached: Mutex::new(None),
+        }
     }
 
     /// The URL the jar comes from.
@@ -83,24 +93,37 @@ impl AgentJarCache {
         let since = slot.as_ref().and_then(|c| c.last_modified.clone());
         match self.client.agent_jar(since.as_deref()).await {
             Ok(JarDownload::NotModified) => {
-                let c = slot.as_mut().expect("a 304 answers a conditional request, sent only with a cached jar");
+                let c = slot
+                    .as_mut()
+                    .expect("a 304 answers a conditional request, sent only with a cached jar");
                 c.checked = Instant::now();
                 Ok(c.jar.clone())
             }
-            Ok(JarDownload::Fetched { bytes, last_modified }) => {
+            Ok(JarDownload::Fetched {
+                bytes,
+                last_modified,
+            }) => {
                 let jar = AgentJar::new(bytes);
                 match slot.as_ref() {
                     Some(old) if old.jar.sha256 == jar.sha256 => {}
-                    Some(old) => tracing::info!(old = %old.jar.sha256, new = %jar.sha256, url = %self.url(),
-                        "the controller serves a new agent.jar (upgraded?); delivering the new one from now on"),
-                    None => tracing::info!(sha256 = %jar.sha256, bytes = jar.bytes.len(), url = %self.url(), "downloaded agent.jar"),
+                    Some(old) => {
+                        tracing::info!(old = %old.jar.sha256, new = %jar.sha256, url = %self.url(),
+                        "the controller serves a new agent.jar (upgraded?); delivering the new one from now on")
+                    }
+                    None => {
+                        tracing::info!(sha256 = %jar.sha256, bytes = jar.bytes.len(), url = %self.url(), "downloaded agent.jar")
+                    }
                 }
                 let jar = match slot.take() {
                     // Same content: keep the one allocation every bootstrap shares.
                     Some(old) if old.jar.sha256 == jar.sha256 => old.jar,
                     _ => Arc::new(jar),
                 };
-                *slot = Some(Cached { jar: jar.clone(), last_modified, checked: Instant::now() });
+                *slot = Some(Cached {
+                    jar: jar.clone(),
+                    last_modified,
+                    checked: Instant::now(),
+                });
                 Ok(jar)
             }
             Err(e) => match slot.as_ref() {
@@ -120,9 +143,15 @@ mod tests {
 
     #[test]
     fn hash_is_lower_case_hex_sha256() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let jar = AgentJar::new(b"abc".to_vec());
         assert_eq!(jar.sha256, sha256_hex(b"abc"));
-        assert!(!format!("{jar:?}").contains("97, 98"), "Debug prints the length, not the bytes");
+        assert!(
+            !format!("{jar:?}").contains("97, 98"),
+            "Debug prints the length, not the bytes"
+        );
     }
 }

@@ -270,7 +270,10 @@ pub enum JarDownload {
     /// 304: the jar is the one of the `Last-Modified` sent.
     NotModified,
     /// The jar, with its `Last-Modified` header if the controller sent one.
-    Fetched { bytes: Vec<u8>, last_modified: Option<String> },
+    Fetched {
+        bytes: Vec<u8>,
+        last_modified: Option<String>,
+    },
 }
 
 impl JenkinsClient {
@@ -587,13 +590,21 @@ impl JenkinsClient {
     /// Downloads `<root>/jnlpJars/agent.jar`. With `if_modified_since` (a `Last-Modified`
     /// value from an earlier download) Jenkins answers 304 when the jar has not changed, which
     /// costs no transfer.
-    pub async fn agent_jar(&self, if_modified_since: Option<&str>) -> Result<JarDownload, JenkinsError> {
+    pub async fn agent_jar(
+        &self,
+        if_modified_since: Option<&str>,
+    ) -> Result<JarDownload, JenkinsError> {
         let op = Op::AGENT_JAR;
-        let mut req = self.request(Method::GET, "jnlpJars/agent.jar").timeout(Duration::from_secs(120));
+        let mut req = self
+            .request(Method::GET, "jnlpJars/agent.jar")
+            .timeout(Duration::from_secs(120));
         if let Some(since) = if_modified_since {
             req = req.header(header::IF_MODIFIED_SINCE, since);
         }
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            op: op.what,
+            source,
+        })?;
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(JarDownload::NotModified);
         }
@@ -610,11 +621,23 @@ impl JenkinsClient {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp.bytes().await.map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
         if bytes.is_empty() {
-            return Err(JenkinsError::Decode { op: op.what, reason: "the controller served an empty agent.jar".into() });
+            return Err(JenkinsError::Decode {
+                op: op.what,
+                reason: "the controller served an empty agent.jar".into(),
+            });
         }
-        Ok(JarDownload::Fetched { bytes: bytes.to_vec(), last_modified })
+        Ok(JarDownload::Fetched {
+            bytes: bytes.to_vec(),
+            last_modified,
+        })
     }
 
     /// All computers (the built-in node included), with the fields [`Computer`] reads.

@@ -45,7 +45,10 @@ pub const JAVA_VERSION_BANNER: &str = "openjdk version \"17.0.13\" 2024-10-15\n\
 
 /// Whether the arguments ask for the version (`java -version`).
 pub fn is_version_query(args: &[String]) -> bool {
-    matches!(args.first().map(String::as_str), Some("-version" | "--version"))
+    matches!(
+        args.first().map(String::as_str),
+        Some("-version" | "--version")
+    )
 }
 
 impl std::fmt::Debug for AgentArgs {
@@ -95,7 +98,9 @@ impl AgentArgs {
             if let Some(bad) = args[..i].iter().find(|a| !is_jvm_option(a)) {
                 return Err(usage(format!("{bad:?} before -jar is not a JVM option")));
             }
-            let path = args.get(i + 1).ok_or_else(|| usage("-jar needs a path".into()))?;
+            let path = args
+                .get(i + 1)
+                .ok_or_else(|| usage("-jar needs a path".into()))?;
             jar = Some(PathBuf::from(path));
             args.drain(..i + 2);
         }
@@ -192,9 +197,22 @@ impl AgentArgs {
 
 /// `-Xmx512m`, `-Dkey=value`, `-XX:+UseG1GC`, `-server`...: options of the JVM itself.
 fn is_jvm_option(arg: &str) -> bool {
-    ["-X", "-D", "-ea", "-da", "-esa", "-dsa", "-server", "-client", "-verbose", "-javaagent:", "--add-opens", "--add-exports"]
-        .iter()
-        .any(|p| arg.starts_with(p))
+    [
+        "-X",
+        "-D",
+        "-ea",
+        "-da",
+        "-esa",
+        "-dsa",
+        "-server",
+        "-client",
+        "-verbose",
+        "-javaagent:",
+        "--add-opens",
+        "--add-exports",
+    ]
+    .iter()
+    .any(|p| arg.starts_with(p))
 }
 
 /// Compares the jar the agent runs from with the controller's. `Ok(false)`: the controller could
@@ -203,7 +221,10 @@ async fn jar_matches_controller(args: &AgentArgs) -> Result<bool, AgentError> {
     use crate::jenkins::agent_jar::sha256_hex;
     let path = args.jar_path();
     let local = std::fs::read(&path).map_err(|e| {
-        AgentError::AgentJar(format!("no agent.jar at {}: {e} (it is delivered by the provisioner)", path.display()))
+        AgentError::AgentJar(format!(
+            "no agent.jar at {}: {e} (it is delivered by the provisioner)",
+            path.display()
+        ))
     })?;
     let url = format!("{}jnlpJars/agent.jar", args.url);
     let served = match reqwest::get(&url).await {
@@ -369,7 +390,10 @@ pub async fn run_until(
             wait_for_login(&args).await?;
             if !jar_checked {
                 if !jar_matches_controller(&args).await? {
-                    return Err(AgentError::Connect { url: args.url.clone(), reason: "agent.jar not downloadable yet".into() });
+                    return Err(AgentError::Connect {
+                        url: args.url.clone(),
+                        reason: "agent.jar not downloadable yet".into(),
+                    });
                 }
                 tracing::info!(jar = %args.jar_path().display(), "agent.jar matches the controller's");
                 jar_checked = true;

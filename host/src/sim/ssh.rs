@@ -346,7 +346,11 @@ impl server::Handler for InstanceSession {
         let auth = self.check_key(key.public_key);
         if matches!(auth, Auth::Accept) {
             tracing::debug!(instance_id = %self.instance_id, user, "emulated SSH login");
-            self.emulator.logins.lock().unwrap().push((self.instance_id.clone(), user.to_string()));
+            self.emulator
+                .logins
+                .lock()
+                .unwrap()
+                .push((self.instance_id.clone(), user.to_string()));
         }
         Ok(auth)
     }
@@ -497,12 +501,17 @@ async fn run_command(
 
 /// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns the `PATH` that
 /// puts it first.
-fn install_java(root: &std::path::Path, program: &std::path::Path) -> std::io::Result<std::ffi::OsString> {
+fn install_java(
+    root: &std::path::Path,
+    program: &std::path::Path,
+) -> std::io::Result<std::ffi::OsString> {
     use std::os::unix::fs::PermissionsExt;
     let bin = root.join(".jre/bin");
     std::fs::create_dir_all(&bin)?;
     let java = bin.join("java");
-    let program = program.to_str().ok_or_else(|| std::io::Error::other("the java program path is not UTF-8"))?;
+    let program = program
+        .to_str()
+        .ok_or_else(|| std::io::Error::other("the java program path is not UTF-8"))?;
     let script = format!(
         "#!/bin/sh\n# Emulated JRE: runs agent.jar only (ecs-provisioner sim-agent).\nexec {} sim-agent \"$@\"\n",
         crate::ssh::template::sh_quote(program)

@@ -50,7 +50,10 @@ pub struct JarUpload {
 
 impl fmt::Debug for JarUpload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JarUpload").field("len", &self.bytes.len()).field("sha256", &self.sha256).finish()
+        f.debug_struct("JarUpload")
+            .field("len", &self.bytes.len())
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -392,7 +395,9 @@ pub enum BootstrapError {
         output: String,
     },
     /// The uploaded agent.jar did not arrive intact (or could not be hashed on the instance).
-    #[error("instance {instance_id}: agent.jar arrived at {path} with sha256 {got:?}, expected {expected} (the image needs sha256sum or shasum)")]
+    #[error(
+        "instance {instance_id}: agent.jar arrived at {path} with sha256 {got:?}, expected {expected} (the image needs sha256sum or shasum)"
+    )]
     AgentJarCorrupt {
         instance_id: String,
         path: String,
@@ -505,7 +510,13 @@ async fn run_steps(
             confirm_agent(&session, spec, plan, pid).await?;
             lap(&mut steps, "confirm-agent");
         }
-        Ok::<_, BootstrapError>((init_script, agent_jar, java_version, agent, plan.work_dir.clone()))
+        Ok::<_, BootstrapError>((
+            init_script,
+            agent_jar,
+            java_version,
+            agent,
+            plan.work_dir.clone(),
+        ))
     }
     .await;
     let connect_attempts = session.attempts();
@@ -633,7 +644,10 @@ async fn check_java_and_jar(
         ));
     }
     if spec.agent_jar.is_some() {
-        command.push_str(&format!("echo \"jar $(sha256 {p})\"\n", p = sh_quote(&plan.agent_jar)));
+        command.push_str(&format!(
+            "echo \"jar $(sha256 {p})\"\n",
+            p = sh_quote(&plan.agent_jar)
+        ));
     }
     let out = session.run("java-and-jar", &command, None).await?;
     if !out.exit.success() {
@@ -650,8 +664,16 @@ async fn check_java_and_jar(
                     instance_id: spec.instance_id.clone(),
                     image: spec.image_id.clone().unwrap_or_else(|| "(unknown)".into()),
                     java: plan.java.clone(),
-                    exit: code.trim().parse().map(RemoteExit::Code).unwrap_or(RemoteExit::Unknown),
-                    output: lines.map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / "),
+                    exit: code
+                        .trim()
+                        .parse()
+                        .map(RemoteExit::Code)
+                        .unwrap_or(RemoteExit::Unknown),
+                    output: lines
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" / "),
                 });
             }
             _ => {
@@ -690,9 +712,19 @@ async fn upload_agent_jar(
     );
     tracing::info!(bytes = jar.bytes.len(), sha256 = %jar.sha256, "uploading agent.jar");
     // Megabytes through a loaded link may take longer than one quick step.
-    let timeout = Duration::from_secs(300).min(spec.deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(30)));
+    let timeout = Duration::from_secs(300).min(
+        spec.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(30)),
+    );
     let out = session
-        .exec("upload-agent-jar", &command, Some(&jar.bytes[..]), timeout, &mut |_, _| {})
+        .exec(
+            "upload-agent-jar",
+            &command,
+            Some(&jar.bytes[..]),
+            timeout,
+            &mut |_, _| {},
+        )
         .await?;
     let stdout = out.stdout_text();
     match stdout.trim() {
@@ -701,7 +733,11 @@ async fn upload_agent_jar(
             instance_id: spec.instance_id.clone(),
             path: plan.agent_jar.clone(),
             expected: jar.sha256.clone(),
-            got: other.strip_prefix("bad").unwrap_or(other).trim().to_string(),
+            got: other
+                .strip_prefix("bad")
+                .unwrap_or(other)
+                .trim()
+                .to_string(),
         }),
         _ => Err(step_failed(spec, "upload-agent-jar", out.exit, &out.stderr)),
     }

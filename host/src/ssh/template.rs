@@ -86,12 +86,25 @@ mod tests {
         let opts = vec!["-Xmx2g".to_string(), "-Da=b c".to_string()];
         let words: [(&str, &[String]); 1] = [("jvm_options", &opts)];
         assert_eq!(
-            render_with_words("{java} {jvm_options} -jar x", &[("java", "/opt/j dk/java")], &words, true).unwrap(),
+            render_with_words(
+                "{java} {jvm_options} -jar x",
+                &[("java", "/opt/j dk/java")],
+                &words,
+                true
+            )
+            .unwrap(),
             "'/opt/j dk/java' -Xmx2g '-Da=b c' -jar x"
         );
         let none: [(&str, &[String]); 1] = [("jvm_options", &[])];
-        assert_eq!(render_with_words("java {jvm_options}-jar", &[], &none, true).unwrap(), "java -jar");
-        assert!(render_with_words("{nope}", &[], &words, true).unwrap_err().contains("{jvm_options}"));
+        assert_eq!(
+            render_with_words("java {jvm_options}-jar", &[], &none, true).unwrap(),
+            "java -jar"
+        );
+        assert!(
+            render_with_words("{nope}", &[], &words, true)
+                .unwrap_err()
+                .contains("{jvm_options}")
+        );
     }
 
     #[test]

@@ -157,14 +157,25 @@ impl RunInstancesRequest {
         if let Some(d) = &self.system_disk {
             put_opt(&mut p, "SystemDisk.Category", d.category.as_ref());
             put_opt(&mut p, "SystemDisk.Size", d.size_gib);
-            put_opt(&mut p, "SystemDisk.PerformanceLevel", d.performance_level.as_ref());
+            put_opt(
+                &mut p,
+                "SystemDisk.PerformanceLevel",
+                d.performance_level.as_ref(),
+            );
         }
         for (i, d) in self.data_disks.iter().enumerate() {
             let n = i + 1;
             p.insert(format!("DataDisk.{n}.Category"), d.category.clone());
             p.insert(format!("DataDisk.{n}.Size"), d.size_gib.to_string());
-            put_opt(&mut p, &format!("DataDisk.{n}.PerformanceLevel"), d.performance_level.as_ref());
-            p.insert(format!("DataDisk.{n}.DeleteWithInstance"), d.delete_with_instance.to_string());
+            put_opt(
+                &mut p,
+                &format!("DataDisk.{n}.PerformanceLevel"),
+                d.performance_level.as_ref(),
+            );
+            p.insert(
+                format!("DataDisk.{n}.DeleteWithInstance"),
+                d.delete_with_instance.to_string(),
+            );
         }
         put_opt(&mut p, "RamRoleName", self.ram_role_name.as_ref());
         put_opt(&mut p, "ResourceGroupId", self.resource_group_id.as_ref());
@@ -558,8 +569,18 @@ mod tests {
             performance_level: Some("PL0".into()),
         });
         r.data_disks = vec![
-            DataDisk { category: "cloud_essd".into(), size_gib: 100, performance_level: Some("PL1".into()), delete_with_instance: true },
-            DataDisk { category: "cloud_efficiency".into(), size_gib: 500, performance_level: None, delete_with_instance: false },
+            DataDisk {
+                category: "cloud_essd".into(),
+                size_gib: 100,
+                performance_level: Some("PL1".into()),
+                delete_with_instance: true,
+            },
+            DataDisk {
+                category: "cloud_efficiency".into(),
+                size_gib: 500,
+                performance_level: None,
+                delete_with_instance: false,
+            },
         ];
         r.ram_role_name = Some("ci-agent".into());
         r.http_tokens = Some("required".into());
@@ -579,17 +600,31 @@ mod tests {
         assert_eq!(p["SecurityGroupId"], "sg-1");
         assert_eq!(p["SystemDisk.PerformanceLevel"], "PL0");
         assert_eq!(
-            (p["DataDisk.1.Category"].as_str(), p["DataDisk.1.Size"].as_str(), p["DataDisk.1.PerformanceLevel"].as_str(), p["DataDisk.1.DeleteWithInstance"].as_str()),
+            (
+                p["DataDisk.1.Category"].as_str(),
+                p["DataDisk.1.Size"].as_str(),
+                p["DataDisk.1.PerformanceLevel"].as_str(),
+                p["DataDisk.1.DeleteWithInstance"].as_str()
+            ),
             ("cloud_essd", "100", "PL1", "true")
         );
         assert_eq!(p["DataDisk.2.DeleteWithInstance"], "false");
         assert!(!p.contains_key("DataDisk.2.PerformanceLevel"));
-        assert_eq!((p["RamRoleName"].as_str(), p["HttpTokens"].as_str()), ("ci-agent", "required"));
+        assert_eq!(
+            (p["RamRoleName"].as_str(), p["HttpTokens"].as_str()),
+            ("ci-agent", "required")
+        );
         assert_eq!(p["AutoReleaseTime"], "2026-12-01T00:00:00Z");
         // Several groups: the list form only, ECS refuses both forms at once.
         r.extra_security_group_ids = vec!["sg-2".into()];
         let p = r.to_params();
-        assert_eq!((p["SecurityGroupIds.1"].as_str(), p["SecurityGroupIds.2"].as_str()), ("sg-1", "sg-2"));
+        assert_eq!(
+            (
+                p["SecurityGroupIds.1"].as_str(),
+                p["SecurityGroupIds.2"].as_str()
+            ),
+            ("sg-1", "sg-2")
+        );
         assert!(!p.contains_key("SecurityGroupId"));
     }
 

@@ -111,7 +111,16 @@ pub struct ZoneSpec {
 
 /// Every category ECS sells today.
 pub fn default_disk_categories() -> Vec<String> {
-    ["cloud_essd", "cloud_auto", "cloud_essd_entry", "cloud_ssd", "cloud_efficiency", "cloud"].map(String::from).to_vec()
+    [
+        "cloud_essd",
+        "cloud_auto",
+        "cloud_essd_entry",
+        "cloud_ssd",
+        "cloud_efficiency",
+        "cloud",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

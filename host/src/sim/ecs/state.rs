@@ -444,16 +444,38 @@ impl Cloud {
     /// Records one RunInstances (its operation parameters) and its outcome.
     pub(crate) fn record_run_instances(&self, p: &crate::ecs::signer::Params, code: String) {
         const COMMON: &[&str] = &[
-            "AccessKeyId", "Action", "Format", "RegionId", "SecurityToken", "Signature", "SignatureMethod",
-            "SignatureNonce", "SignatureType", "SignatureVersion", "Timestamp", "TimeStamp", "Version",
+            "AccessKeyId",
+            "Action",
+            "Format",
+            "RegionId",
+            "SecurityToken",
+            "Signature",
+            "SignatureMethod",
+            "SignatureNonce",
+            "SignatureType",
+            "SignatureVersion",
+            "Timestamp",
+            "TimeStamp",
+            "Version",
         ];
-        let params = p.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-        self.lock().run_instances.push(RecordedRunInstances { params, code });
+        let params = p
+            .iter()
+            .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.lock()
+            .run_instances
+            .push(RecordedRunInstances { params, code });
     }
 
     /// The disks of an instance (system first), as launched.
     pub(crate) fn disks_of(&self, instance_id: &str) -> Option<Vec<super::api::SimDisk>> {
-        self.lock().p.instances.iter().find(|i| i.instance_id == instance_id).map(|i| i.disks.clone())
+        self.lock()
+            .p
+            .instances
+            .iter()
+            .find(|i| i.instance_id == instance_id)
+            .map(|i| i.disks.clone())
     }
 
     /// Logged requests with `seq > since`, oldest first.

@@ -27,7 +27,11 @@ impl JarFile {
     pub fn new(bytes: Arc<[u8]>, after_secs: Option<i64>) -> Self {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let modified_secs = after_secs.map_or(now, |prev| now.max(prev + 1));
-        JarFile { bytes, last_modified: http_date(modified_secs), modified_secs }
+        JarFile {
+            bytes,
+            last_modified: http_date(modified_secs),
+            modified_secs,
+        }
     }
 }
 
@@ -37,10 +41,14 @@ impl JarFile {
 /// tested with a file that spans many SSH packets.
 pub fn default_agent_jar(version: &str) -> Vec<u8> {
     use sha2::{Digest, Sha256};
-    let mut out = format!("ecs-provisioner emulated agent.jar for Jenkins {version}\n").into_bytes();
+    let mut out =
+        format!("ecs-provisioner emulated agent.jar for Jenkins {version}\n").into_bytes();
     let mut counter = 0u64;
     while out.len() < 1 << 20 {
-        let block = Sha256::new().chain_update(version.as_bytes()).chain_update(counter.to_le_bytes()).finalize();
+        let block = Sha256::new()
+            .chain_update(version.as_bytes())
+            .chain_update(counter.to_le_bytes())
+            .finalize();
         out.extend_from_slice(&block);
         counter += 1;
     }
@@ -50,7 +58,8 @@ pub fn default_agent_jar(version: &str) -> Vec<u8> {
 
 /// IMF-fixdate, as in `Last-Modified`.
 fn http_date(unix_secs: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix_secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -58,7 +67,11 @@ fn http_date(unix_secs: i64) -> String {
 }
 
 /// `GET /jnlpJars/{name}`.
-pub(crate) async fn serve(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub(crate) async fn serve(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     // Unprotected, but a wrong token is still refused (Jenkins' BasicHeaderProcessor).
     if headers.contains_key(header::AUTHORIZATION)
         && let Err(e) = super::routes::authenticate(&s, &headers)
@@ -67,24 +80,34 @@ pub(crate) async fn serve(State(s): State<Arc<Shared>>, headers: HeaderMap, Path
     }
     if !matches!(name.as_str(), "agent.jar" | "slave.jar" | "remoting.jar") {
         // jenkins-cli.jar exists in Jenkins; the emulator has no CLI.
-        return (StatusCode::NOT_FOUND, format!("{name} is not served by the Jenkins emulator")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("{name} is not served by the Jenkins emulator"),
+        )
+            .into_response();
     }
     let (bytes, last_modified) = {
         let jar = s.agent_jar.lock().unwrap_or_else(|p| p.into_inner());
         (jar.bytes.clone(), jar.last_modified.clone())
     };
-    let since = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok());
     let lm = HeaderValue::from_str(&last_modified).expect("an HTTP date is a valid header value");
     if since == Some(last_modified.as_str()) {
         s.jar_not_modified.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::NOT_MODIFIED, [(header::LAST_MODIFIED, lm)]).into_response();
     }
     s.jar_downloads.fetch_add(1, Ordering::Relaxed);
-    let disposition = HeaderValue::from_str(&format!("attachment; filename={name}")).expect("plain file name");
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename={name}")).expect("plain file name");
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/java-archive")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/java-archive"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
             (header::LAST_MODIFIED, lm),
         ],

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub mod launch;
-pub use launch::{DataDiskConfig, LaunchProfile, MetadataTokens};
+pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +98,9 @@ pub struct CloudConfig {
     pub resource_group_id: Option<String>,
     /// Public bandwidth, Mbit/s (0 = no public IP: agents reach Jenkins through the VPC).
     pub internet_max_bandwidth_out: Option<u32>,
+    /// Which instance address the bootstrap connects to: `private-ip` (default) or
+    /// `public-ip` (needs internet-max-bandwidth-out).
+    pub connect_via: Option<ConnectVia>,
     /// Instance metadata access: `optional`, or `required` (tokens only: hardened).
     pub metadata_tokens: Option<MetadataTokens>,
     /// ECS releases the instance this long after its launch (`AutoReleaseTime`), whatever
@@ -357,6 +360,9 @@ pub struct TemplateConfig {
     pub resource_group_id: Option<String>,
     /// Public bandwidth, Mbit/s (0 = no public IP: agents reach Jenkins through the VPC).
     pub internet_max_bandwidth_out: Option<u32>,
+    /// Which instance address the bootstrap connects to: `private-ip` (default) or
+    /// `public-ip` (needs internet-max-bandwidth-out).
+    pub connect_via: Option<ConnectVia>,
     /// Instance metadata access: `optional`, or `required` (tokens only: hardened).
     pub metadata_tokens: Option<MetadataTokens>,
     /// ECS releases the instance this long after its launch (`AutoReleaseTime`), whatever
@@ -768,6 +774,8 @@ max-nodes = 10
         assert!(bad("security-group-ids = [\"sg-2\"]", "").contains("set security-group-id or security-group-ids, not both"));
         assert!(bad("", "security-group-ids = [\"sg-2\", \"sg-2\"]").contains("security group sg-2 is listed twice"));
         assert!(bad("", "jvm-options = [\"Xmx2g\"]").contains("jvm-options: \"Xmx2g\" is not a JVM option"));
+        assert!(bad("", "connect-via = \"public-ip\"").contains("connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0"));
+        assert!(bad("", "connect-via = \"public\"").contains("connect-via"));
     }
 
     #[test]

@@ -56,6 +56,7 @@ system-disk-size-gib = 60
 data-disks = [{{ category = "cloud_efficiency", size-gib = 200, delete-with-instance = false }}, {{ category = "cloud_auto", size-gib = 50 }}]
 ram-role = "ci-gpu"
 internet-max-bandwidth-out = 5
+connect-via = "public-ip"
 auto-release-after = "12h"
 "#
     );
@@ -229,18 +230,36 @@ auto-release-after = "12h"
     );
 
     // Each template's instances were reached as its own SSH user.
+    // Each template's instances were reached as its own SSH user, at the address its
+    // connect-via names: linux at its private IP, gpu at its public one.
     let logins = h.cluster.ssh.logins();
-    for (instance, user) in [(&li.instance_id, "builder"), (&gi.instance_id, "ecs-user")] {
-        let users: Vec<&str> = logins
+    let private_of = |id: &str| {
+        our_instances(&h.cluster)
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .unwrap()
+            .ip
+            .to_string()
+    };
+    for (instance, user, address) in [
+        (&li.instance_id, "builder", private_of(&li.instance_id)),
+        (
+            &gi.instance_id,
+            "ecs-user",
+            gi.public_ip_address.0[0].clone(),
+        ),
+    ] {
+        let seen: Vec<(&str, String)> = logins
             .iter()
-            .filter(|(i, _)| i == instance)
-            .map(|(_, u)| u.as_str())
+            .filter(|l| &l.instance_id == instance)
+            .map(|l| (l.user.as_str(), l.address.to_string()))
             .collect();
         assert!(
-            !users.is_empty() && users.iter().all(|u| *u == user),
-            "{instance}: logins as {users:?}, expected {user}"
+            !seen.is_empty() && seen.iter().all(|(u, a)| *u == user && *a == address),
+            "{instance}: logins {seen:?}, expected {user} at {address}"
         );
     }
+    assert_ne!(gi.public_ip_address.0[0], private_of(&gi.instance_id));
 
     // The agents run the controller's jar, delivered by the bootstrap.
     let jar = h.cluster.jenkins.agent_jar();

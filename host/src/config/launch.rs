@@ -58,6 +58,17 @@ impl MetadataTokens {
     }
 }
 
+/// `connect-via`: the instance address the bootstrap's SSH connection goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectVia {
+    /// The primary private IP (the provisioner runs in the VPC or is peered with it).
+    #[default]
+    PrivateIp,
+    /// The public IP (the provisioner runs outside the VPC); needs public bandwidth.
+    PublicIp,
+}
+
 /// The launch keys shared by `[cloud]` and `[[template]]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaunchKeys {
@@ -71,6 +82,7 @@ pub struct LaunchKeys {
     pub instance_name: Option<String>,
     pub resource_group_id: Option<String>,
     pub internet_max_bandwidth_out: Option<u32>,
+    pub connect_via: Option<ConnectVia>,
     pub metadata_tokens: Option<MetadataTokens>,
     pub auto_release_after: Option<Duration>,
 }
@@ -88,6 +100,7 @@ macro_rules! launch_keys_of {
             instance_name: $s.instance_name.clone(),
             resource_group_id: $s.resource_group_id.clone(),
             internet_max_bandwidth_out: $s.internet_max_bandwidth_out,
+            connect_via: $s.connect_via,
             metadata_tokens: $s.metadata_tokens,
             auto_release_after: $s.auto_release_after,
         }
@@ -122,6 +135,7 @@ impl LaunchKeys {
             internet_max_bandwidth_out: self
                 .internet_max_bandwidth_out
                 .or(defaults.internet_max_bandwidth_out),
+            connect_via: self.connect_via.or(defaults.connect_via),
             metadata_tokens: self.metadata_tokens.or(defaults.metadata_tokens),
             auto_release_after: self.auto_release_after.or(defaults.auto_release_after),
         }
@@ -183,6 +197,11 @@ pub struct LaunchPlacement<'a> {
 }
 
 impl LaunchProfile {
+    /// Which address the bootstrap connects to.
+    pub fn connect_via(&self) -> ConnectVia {
+        self.keys.connect_via.unwrap_or_default()
+    }
+
     /// The data disks, in order (`DataDisk.1` first).
     pub fn data_disks(&self) -> Vec<DataDiskConfig> {
         self.keys
@@ -430,6 +449,13 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
 
 /// Checks what only the merged profile shows (a template's level with the cloud's category...).
 pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<String>) {
+    if p.keys.connect_via == Some(ConnectVia::PublicIp)
+        && p.keys.internet_max_bandwidth_out.unwrap_or(0) == 0
+    {
+        problems.push(format!(
+            "{at}: connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0 (without it ECS assigns no public IP)"
+        ));
+    }
     if p.security_group_ids.is_empty() {
         problems.push(format!(
             "{at}: no security group: set security-group-id(s) in [cloud] or the template"

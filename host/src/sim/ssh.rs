@@ -67,6 +67,15 @@ impl SshEmulatorConfig {
     }
 }
 
+/// A successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub instance_id: String,
+    pub user: String,
+    /// The instance's address the client connected to (its private or its public IP).
+    pub address: IpAddr,
+}
+
 /// A running emulator. Dropping it without [`shutdown`](Self::shutdown) stops accepting but
 /// leaves the instances' processes running.
 pub struct SshEmulatorHandle {
@@ -89,7 +98,7 @@ struct Shared {
     accepted: AtomicU64,
     refused: AtomicU64,
     /// `(instance id, user)` of each login that succeeded, in order.
-    logins: Mutex<Vec<(String, String)>>,
+    logins: Mutex<Vec<Login>>,
 }
 
 /// Starts the emulator.
@@ -151,7 +160,7 @@ impl SshEmulatorHandle {
     }
 
     /// `(instance id, user name)` of every successful login so far, in order.
-    pub fn logins(&self) -> Vec<(String, String)> {
+    pub fn logins(&self) -> Vec<Login> {
         self.shared.logins.lock().unwrap().clone()
     }
 
@@ -237,8 +246,13 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         .unwrap()
         .insert(instance.instance_id.clone());
     let _ = stream.set_nodelay(true);
+    let address = match stream.local_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => IpAddr::from(instance.ip),
+    };
     let handler = InstanceSession {
         instance_id: instance.instance_id.clone(),
+        address,
         home: shared.root_dir.join(&instance.instance_id),
         tag: format!("{}/{}", shared.token, instance.instance_id),
         path: shared.command_path.clone(),
@@ -317,6 +331,8 @@ fn server_config(host_key: PrivateKey) -> Arc<server::Config> {
 /// russh handler of one connection to one instance.
 struct InstanceSession {
     instance_id: String,
+    /// The instance address the connection arrived on (private or public).
+    address: IpAddr,
     home: PathBuf,
     tag: String,
     path: Option<std::ffi::OsString>,
@@ -346,11 +362,11 @@ impl server::Handler for InstanceSession {
         let auth = self.check_key(key.public_key);
         if matches!(auth, Auth::Accept) {
             tracing::debug!(instance_id = %self.instance_id, user, "emulated SSH login");
-            self.emulator
-                .logins
-                .lock()
-                .unwrap()
-                .push((self.instance_id.clone(), user.to_string()));
+            self.emulator.logins.lock().unwrap().push(Login {
+                instance_id: self.instance_id.clone(),
+                user: user.to_string(),
+                address: self.address,
+            });
         }
         Ok(auth)
     }

@@ -85,7 +85,8 @@ const TAIL_LINES: usize = 20;
 pub struct BootstrapSpec {
     /// ECS instance id.
     pub instance_id: String,
-    /// The instance's private IP.
+    /// The address SSH connects to: the instance's private IP, or its public one when the
+    /// template says `connect-via = "public-ip"`.
     pub ip: IpAddr,
     /// Jenkins node name (`<template>-<instance-id>`).
     pub node_name: String,

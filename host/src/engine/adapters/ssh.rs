@@ -2,13 +2,16 @@
 //! the instance.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::config::{Config, HostKeyPolicyConfig};
+use crate::config::{Config, ConnectVia, HostKeyPolicyConfig};
+use crate::ecs::{EcsClient, InstanceFilter};
+use crate::engine::adapters::cloud::client_from_config;
 use crate::engine::adapters::jenkins::credentials_from_config;
 use crate::engine::now_ms;
 use crate::engine::ports::{BootstrapPort, BootstrapTarget};
@@ -26,6 +29,8 @@ pub struct SshBootstrapper {
     jenkins_url: String,
     /// The controller's agent.jar, delivered to every instance.
     agent_jar: Arc<AgentJarCache>,
+    /// Looks up public IPs, for templates with `connect-via = "public-ip"` (none: no such template).
+    ecs: Option<EcsClient>,
 }
 
 impl SshBootstrapper {
@@ -37,7 +42,8 @@ impl SshBootstrapper {
             HostKeyVerifier::AcceptNew(k) => Some(k.clone()),
             _ => None,
         });
-        SshBootstrapper { ssh, known_hosts, config, jenkins_url, agent_jar }
+        let ecs = None;
+        SshBootstrapper { ssh, known_hosts, config, jenkins_url, agent_jar, ecs }
     }
 
     /// Loads each template's key (its `ssh-private-key`, else `[ssh] private-key`) and sets up
@@ -80,7 +86,9 @@ impl SshBootstrapper {
         let verifier = HostKeyVerifier::new(policy, known_hosts, Some(console)).map_err(|e| anyhow::anyhow!("ssh.host-key-policy: {e}"))?;
         let agent_jar = Arc::new(agent_jar_cache(&config)?);
         let ssh = key_of.into_iter().map(|(t, path)| (t, SshClientConfig::new(keys[&path].clone(), verifier.clone()))).collect();
-        Ok(SshBootstrapper::new(ssh, config, agent_jar))
+        let public = config.templates.iter().any(|t| config.launch_profile(t).connect_via() == ConnectVia::PublicIp);
+        let ecs = if public { Some(client_from_config(&config).context("connect-via = \"public-ip\" looks addresses up in ECS")?) } else { None };
+        Ok(SshBootstrapper { ecs, ..SshBootstrapper::new(ssh, config, agent_jar) })
     }
 }
 
@@ -94,6 +102,20 @@ pub fn agent_jar_cache(config: &Config) -> anyhow::Result<AgentJarCache> {
     };
     let client = JenkinsClient::new(url, credentials_from_config(j)?).context(key)?;
     Ok(AgentJarCache::new(client, AgentJarCache::DEFAULT_REVALIDATE_AFTER))
+}
+
+impl SshBootstrapper {
+    /// The public IP ECS gave an instance (one DescribeInstances, at bootstrap time only).
+    async fn public_ip(&self, instance_id: &str) -> anyhow::Result<Ipv4Addr> {
+        let ecs = self.ecs.as_ref().context("no ECS client for connect-via = \"public-ip\"")?;
+        let filter = InstanceFilter { instance_ids: vec![instance_id.to_string()], ..Default::default() };
+        let found = ecs.describe_instances(&filter).await.with_context(|| format!("looking up the public IP of {instance_id}"))?;
+        found
+            .first()
+            .and_then(|i| i.public_ip_address.0.first())
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            .with_context(|| format!("instance {instance_id} has no public IP (connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0)"))
+    }
 }
 
 /// `$XDG_STATE_HOME/ecs-provisioner/known_hosts`, else `~/.local/state/ecs-provisioner/known_hosts`.
@@ -112,15 +134,19 @@ impl BootstrapPort for SshBootstrapper {
             .template(&target.template)
             .with_context(|| format!("template {} is not configured", target.template))?;
         let left = Duration::from_millis(target.deadline_ms.saturating_sub(now_ms()));
+        let profile = self.config.launch_profile(t);
+        let ip: IpAddr = match profile.connect_via() {
+            ConnectVia::PrivateIp => target.ip.into(),
+            ConnectVia::PublicIp => self.public_ip(&target.instance_id).await?.into(),
+        };
         let mut spec = BootstrapSpec::new(
             &target.instance_id,
-            target.ip.into(),
+            ip,
             &target.node_name,
             &self.jenkins_url,
             &target.secret,
             Instant::now() + left,
         );
-        let profile = self.config.launch_profile(t);
         spec.user = profile.ssh_user.clone();
         spec.port = profile.ssh_port.to_string();
         spec.work_dir = t.remote_fs.clone();

@@ -510,7 +510,11 @@ impl InstanceDirectory for Cloud {
     fn instance_by_ip(&self, ip: Ipv4Addr) -> Option<EmulatedInstance> {
         let now = now_ms();
         let inner = self.lock();
-        let inst = inner.p.instances.iter().find(|i| i.ip == ip)?;
+        let inst = inner
+            .p
+            .instances
+            .iter()
+            .find(|i| i.ip == ip || i.public_ip == Some(ip))?;
         let status = self.status(inst, now)?;
         Some(EmulatedInstance {
             instance_id: inst.instance_id.clone(),

@@ -354,11 +354,12 @@ fn run_instances_checked(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure>
         let (host_key_pem, host_key_public) = new_host_key(&format!("root@{host_name}"));
         let mut disks = vec![system_disk.clone()];
         disks.extend(data_disks.iter().cloned());
-        // A public address when bandwidth is bought (from 47.0.0.0/8, as Alibaba's are);
-        // the emulator does not route it.
+        // A public address when bandwidth is bought: a loopback address of its own
+        // (127.128.0.0/9, beside the private 127.x), so that the SSH emulator answers on it
+        // as a real instance answers on its public IP.
         let public_ip = (bandwidth > 0).then(|| {
             let o = ip.octets();
-            std::net::Ipv4Addr::new(47, o[1], o[2], o[3])
+            std::net::Ipv4Addr::new(127, 128 | o[1], o[2], o[3])
         });
         inner.p.next_seq += 1;
         let seq = inner.p.next_seq;

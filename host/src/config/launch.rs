@@ -230,13 +230,13 @@ impl LaunchProfile {
         req.key_pair_name = Some(self.key_pair_name.clone());
         let k = &self.keys;
         req.instance_name = Some(match &k.instance_name {
-            Some(p) => render_name(p, at.template, at.launch_id, "${instance_id}"),
+            Some(p) => render_name(p, at.template, at.launch_id, None),
             None => format!("{}-{}", at.template, at.launch_id),
         });
         req.host_name = k
             .host_name
             .as_ref()
-            .map(|p| render_name(p, at.template, at.launch_id, "${instance_id}"));
+            .map(|p| render_name(p, at.template, at.launch_id, Some("${instance_id}")));
         if k.system_disk_category.is_some()
             || k.system_disk_size_gib.is_some()
             || k.system_disk_performance_level.is_some()
@@ -276,19 +276,20 @@ fn release_time(now_unix: i64, after: Duration) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-/// Replaces `{template}`, `{launch_id}` and `{instance_id}` (ECS fills `${instance_id}` in
-/// itself: the id is not known before the launch).
-fn render_name(pattern: &str, template: &str, launch_id: &str, instance_id: &str) -> String {
-    crate::ssh::template::render(
-        pattern,
-        &[
-            ("template", template),
-            ("launch_id", launch_id),
-            ("instance_id", instance_id),
-        ],
-        false,
-    )
-    .unwrap_or_else(|_| pattern.to_string())
+/// Replaces `{template}`, `{launch_id}` and, in host names, `{instance_id}` (as ECS'
+/// `${instance_id}`, which ECS fills in: the id is not known before the launch). Patterns were
+/// checked at load, so rendering cannot fail here.
+fn render_name(
+    pattern: &str,
+    template: &str,
+    launch_id: &str,
+    instance_id: Option<&str>,
+) -> String {
+    let mut vars = vec![("template", template), ("launch_id", launch_id)];
+    if let Some(id) = instance_id {
+        vars.push(("instance_id", id));
+    }
+    crate::ssh::template::render(pattern, &vars, false).unwrap_or_else(|_| pattern.to_string())
 }
 
 // ---- validation, as ECS validates (reference §3.1; DataDisk sizes from the RunInstances page) ----
@@ -501,7 +502,7 @@ pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<S
 /// and `-`; no `.` or `-` at either end, none doubled. `{template}`, `{launch_id}` and
 /// `{instance_id}` are filled in first (with values as long as real ones).
 fn check_host_name(pattern: &str) -> Result<(), String> {
-    let h = render_sample(pattern)?;
+    let h = render_sample(pattern, true)?;
     if !(2..=64).contains(&h.len()) {
         return Err(format!(
             "{} characters once filled in; ECS wants 2-64",
@@ -529,7 +530,7 @@ fn check_host_name(pattern: &str) -> Result<(), String> {
 /// ECS `InstanceName` rules: 2-128 characters, starting with a letter; letters, digits, `:`,
 /// `_`, `.`, `-`; not `http://` or `https://`.
 fn check_instance_name(pattern: &str) -> Result<(), String> {
-    let n = render_sample(pattern)?;
+    let n = render_sample(pattern, false)?;
     if !(2..=128).contains(&n.len()) {
         return Err(format!(
             "{} characters once filled in; ECS wants 2-128",
@@ -548,16 +549,13 @@ fn check_instance_name(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn render_sample(pattern: &str) -> Result<String, String> {
-    crate::ssh::template::render(
-        pattern,
-        &[
-            ("template", "linux"),
-            ("launch_id", "l0123456789abcdef"),
-            ("instance_id", "i-bp1abcdefghijklmnopq"),
-        ],
-        false,
-    )
+/// A pattern filled in with values as long as real ones (`{instance_id}` only in host names).
+fn render_sample(pattern: &str, with_instance_id: bool) -> Result<String, String> {
+    let mut vars = vec![("template", "linux"), ("launch_id", "l0123456789abcdef")];
+    if with_instance_id {
+        vars.push(("instance_id", "i-bp1abcdefghijklmnopq"));
+    }
+    crate::ssh::template::render(pattern, &vars, false)
 }
 
 #[cfg(test)]
@@ -577,6 +575,12 @@ mod tests {
             check_instance_name("{nope}")
                 .unwrap_err()
                 .contains("{nope}")
+        );
+        assert!(
+            check_instance_name("x-{instance_id}")
+                .unwrap_err()
+                .contains("{instance_id}"),
+            "ECS names have no instance id placeholder"
         );
     }
 

@@ -92,6 +92,11 @@ impl SshBootstrapper {
     }
 }
 
+/// Whether an agent command runs Java: `{java}`, or a `java` program word.
+fn runs_java(agent_command: &str) -> bool {
+    agent_command.contains("{java}") || agent_command.split_whitespace().any(|w| w == "java" || w.ends_with("/java"))
+}
+
 /// The agent.jar cache for `[jenkins]`: `<agent-url or url>jnlpJars/agent.jar`, with the API
 /// token, revalidated every minute.
 pub fn agent_jar_cache(config: &Config) -> anyhow::Result<AgentJarCache> {
@@ -151,7 +156,9 @@ impl BootstrapPort for SshBootstrapper {
         spec.port = profile.ssh_port.to_string();
         spec.work_dir = t.remote_fs.clone();
         spec.agent_command = t.agent_command.clone();
-        spec.java = Some(t.java_path.clone());
+        // Java is checked when the agent command runs it; a command that starts something else
+        // (a container, a wrapper script) is left to its own checks.
+        spec.java = runs_java(&t.agent_command).then(|| t.java_path.clone());
         spec.jvm_options = t.jvm_options.clone();
         spec.image_id = Some(profile.image_id.clone());
         let jar = self.agent_jar.current().await.with_context(|| format!("cannot get agent.jar from {}", self.agent_jar.url()))?;
@@ -171,5 +178,19 @@ impl BootstrapPort for SshBootstrapper {
             && let Err(e) = k.forget(instance_id) {
                 tracing::warn!(instance = instance_id, error = %e, "could not forget the pinned host key");
             }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_java;
+
+    #[test]
+    fn java_is_checked_only_for_commands_that_run_it() {
+        assert!(runs_java("{java} {jvm_options} -jar {agent_jar} -url {jenkins_url}"));
+        assert!(runs_java("exec java -jar agent.jar"));
+        assert!(runs_java("/opt/jdk/bin/java -jar agent.jar"));
+        assert!(!runs_java("docker run jenkins/inbound-agent -secret @{secret_file}"));
+        assert!(!runs_java("./start-javascript-agent.sh {secret_file}"));
     }
 }

@@ -436,7 +436,7 @@ impl Cloud {
         inner.log.clear();
     }
 
-    /// Every RunInstances so far, oldest first.
+    /// Every RunInstances so far (the last `request_log_capacity`), oldest first.
     pub fn run_instances_log(&self) -> Vec<RecordedRunInstances> {
         self.lock().run_instances.clone()
     }
@@ -463,9 +463,16 @@ impl Cloud {
             .filter(|(k, _)| !COMMON.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.lock()
+        let mut inner = self.lock();
+        inner
             .run_instances
             .push(RecordedRunInstances { params, code });
+        // Bounded like the request log: a long-running `sim` must not grow without end.
+        let excess = inner
+            .run_instances
+            .len()
+            .saturating_sub(self.config.request_log_capacity);
+        inner.run_instances.drain(..excess);
     }
 
     /// The disks of an instance (system first), as launched.

@@ -90,7 +90,7 @@ pub struct CloudConfig {
     pub user_data: Option<String>,
     /// Instance RAM role name.
     pub ram_role: Option<String>,
-    /// Host name pattern (`{template}`, `{instance_id}`).
+    /// Host name pattern (`{template}`, `{launch_id}`, `{instance_id}`).
     pub host_name: Option<String>,
     /// Instance name pattern (`{template}`, `{launch_id}`).
     pub instance_name: Option<String>,
@@ -312,7 +312,7 @@ pub struct TemplateConfig {
     #[serde(default = "defaults::agent_command")]
     pub agent_command: String,
     /// The Java launcher on the instances (`{java}`); checked with `-version` before the agent
-    /// starts.
+    /// starts, when the agent command runs Java.
     #[serde(default = "defaults::java_path")]
     pub java_path: String,
     /// JVM options (`{jvm_options}`), e.g. `["-Xmx2g"]`.
@@ -352,7 +352,7 @@ pub struct TemplateConfig {
     pub user_data: Option<String>,
     /// Instance RAM role name.
     pub ram_role: Option<String>,
-    /// Host name pattern (`{template}`, `{instance_id}`).
+    /// Host name pattern (`{template}`, `{launch_id}`, `{instance_id}`).
     pub host_name: Option<String>,
     /// Instance name pattern (`{template}`, `{launch_id}`).
     pub instance_name: Option<String>,

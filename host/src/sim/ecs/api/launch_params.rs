@@ -31,7 +31,8 @@ const COMMON: &[&str] = &[
     "ResourceOwnerAccount",
 ];
 
-/// RunInstances' own scalar parameters (the official SDKs' request models).
+/// RunInstances' own scalar parameters: the names aliyun-python-sdk-ecs's RunInstancesRequest
+/// model sends (tests/tests/ecs.rs checks the list against it).
 const SCALARS: &[&str] = &[
     "ZoneId",
     "ImageId",
@@ -107,6 +108,24 @@ const SCALARS: &[&str] = &[
     "Isp",
     "ImageOptions.LoginAsNonRoot",
     "AutoPay",
+    "ClockOptions.PtpStatus",
+    "CpuOptions.EnableVISST",
+    "CpuOptions.EnableVRDT",
+    "CpuOptions.NestedVirtualization",
+    "CpuOptions.TurboMode",
+    "HibernationOptions.Configured",
+    "NetworkOptions.BandwidthWeighting",
+    "NetworkOptions.EnableJumboFrame",
+    "NetworkOptions.EnableNetworkEncryption",
+    "PrivateDnsNameOptions.EnableInstanceIdDnsAAAARecord",
+    "PrivateDnsNameOptions.EnableInstanceIdDnsARecord",
+    "PrivateDnsNameOptions.EnableIpDnsARecord",
+    "PrivateDnsNameOptions.EnableIpDnsPtrRecord",
+    "PrivateDnsNameOptions.HostnameType",
+    "SecurityOptions.ConfidentialComputingMode",
+    "SecurityOptions.TrustedSystemMode",
+    "SystemDisk.EncryptAlgorithm",
+    "SystemDisk.StorageClusterId",
 ];
 
 /// Fields of the repeated struct parameters (`DataDisk.N.Field`...).
@@ -278,9 +297,11 @@ pub(crate) fn data_disks(p: &Params) -> Result<Vec<SimDisk>, ApiFailure> {
                 ),
             ));
         }
+        // Booleans case-blind, as the SDKs send them ("true", or Python's "True").
         let delete_with_instance = match get(p, &key("DeleteWithInstance")) {
-            None | Some("true") => true,
-            Some("false") => false,
+            None => true,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(v) => {
                 return Err(ApiFailure::new(
                     400,

@@ -212,7 +212,9 @@ async fn run() -> i32 {
 
     println!("engine benchmark: {n} nodes, ssh concurrency {ssh_concurrency}, load average {} ({} CPUs)", load_average(), std::thread::available_parallelism().map_or(0, |n| n.get()));
     let dir = tempfile::Builder::new().prefix("ecsp-engine-bench-").tempdir().expect("temp dir");
-    let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path())).await.expect("starting the emulators");
+    // The instances' `java` (which the bootstrap checks) is the provisioner's own `sim-agent`.
+    let java = Some(std::path::PathBuf::from(PROVISIONER));
+    let cluster = Cluster::start(ClusterOptions { java, ..ClusterOptions::ephemeral(dir.path()) }).await.expect("starting the emulators");
 
     // One executor per node and builds that outlast the benchmark: every queued build needs its
     // own agent, and none goes idle. Room above N for the latency samples.

@@ -15,6 +15,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod launch;
+pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -66,12 +69,44 @@ pub struct CloudConfig {
     pub credentials: CredentialsConfig,
     /// VPC the vswitches belong to.
     pub vpc_id: String,
-    /// Security group for every instance (must be in `vpc-id`).
-    pub security_group_id: String,
+    /// Security group for every instance (must be in `vpc-id`); or `security-group-ids`.
+    pub security_group_id: Option<String>,
+    /// Security groups for every instance (all in `vpc-id`), instead of `security-group-id`.
+    pub security_group_ids: Option<Vec<String>>,
     /// Image id (e.g. `m-...` or a public image such as `ubuntu_22_04_x64_20G_alibase_...`).
     pub image_id: String,
     /// Key pair name registered in ECS; its private half is `[ssh] private-key`.
     pub key_pair_name: String,
+    // Launch settings every template inherits unless it sets its own (`config::launch`).
+    /// System disk category (`cloud_essd`, `cloud_auto`, `cloud_efficiency`...).
+    pub system_disk_category: Option<String>,
+    /// System disk size, GiB.
+    pub system_disk_size_gib: Option<u32>,
+    /// ESSD performance level `PL0`..`PL3`.
+    pub system_disk_performance_level: Option<String>,
+    /// Data disks (at most 16).
+    pub data_disks: Option<Vec<Spanned<DataDiskConfig>>>,
+    /// User data (cloud-init), raw: base64-encoded on the wire; at most 32 KiB.
+    pub user_data: Option<String>,
+    /// Instance RAM role name.
+    pub ram_role: Option<String>,
+    /// Host name pattern (`{template}`, `{launch_id}`, `{instance_id}`).
+    pub host_name: Option<String>,
+    /// Instance name pattern (`{template}`, `{launch_id}`).
+    pub instance_name: Option<String>,
+    /// Resource group id.
+    pub resource_group_id: Option<String>,
+    /// Public bandwidth, Mbit/s (0 = no public IP: agents reach Jenkins through the VPC).
+    pub internet_max_bandwidth_out: Option<u32>,
+    /// Which instance address the bootstrap connects to: `private-ip` (default) or
+    /// `public-ip` (needs internet-max-bandwidth-out).
+    pub connect_via: Option<ConnectVia>,
+    /// Instance metadata access: `optional`, or `required` (tokens only: hardened).
+    pub metadata_tokens: Option<MetadataTokens>,
+    /// ECS releases the instance this long after its launch (`AutoReleaseTime`), whatever
+    /// happens to the provisioner: a hard lifetime.
+    #[serde(default, with = "humantime_serde")]
+    pub auto_release_after: Option<Duration>,
     /// Nodes allowed across all templates at once, counting launches in flight.
     #[serde(default = "defaults::max_total_nodes")]
     pub max_total_nodes: u32,
@@ -281,20 +316,66 @@ pub struct TemplateConfig {
     /// Command that starts the agent, with placeholders (see `docs/configuration.md`).
     #[serde(default = "defaults::agent_command")]
     pub agent_command: String,
+    /// The Java launcher on the instances (`{java}`); checked with `-version` before the agent
+    /// starts, when the agent command runs Java.
+    #[serde(default = "defaults::java_path")]
+    pub java_path: String,
+    /// JVM options (`{jvm_options}`), e.g. `["-Xmx2g"]`.
+    #[serde(default)]
+    pub jvm_options: Vec<String>,
     /// Agent working directory on the instance.
     #[serde(default = "defaults::remote_fs")]
     pub remote_fs: String,
     /// Extra instance tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// System disk category (`cloud_essd`, `cloud_efficiency`...).
+    /// Image of this template's instances (default: `[cloud] image-id`).
+    pub image_id: Option<String>,
+    /// Security group of this template's instances (default: the cloud's).
+    pub security_group_id: Option<String>,
+    /// Security groups of this template's instances (default: the cloud's).
+    pub security_group_ids: Option<Vec<String>>,
+    /// Key pair of this template's instances (default: `[cloud] key-pair-name`); with it, set
+    /// `ssh-private-key` unless `[ssh] private-key` is its private half.
+    pub key_pair_name: Option<String>,
+    /// Login user (default: `[ssh] user`).
+    pub ssh_user: Option<String>,
+    /// sshd port (default: `[ssh] port`).
+    pub ssh_port: Option<u16>,
+    /// Private key of this template's key pair (default: `[ssh] private-key`).
+    pub ssh_private_key: Option<PathBuf>,
+    // Launch settings that override the cloud's, key by key (`config::launch`).
+    /// System disk category (`cloud_essd`, `cloud_auto`, `cloud_efficiency`...).
     pub system_disk_category: Option<String>,
     /// System disk size, GiB.
     pub system_disk_size_gib: Option<u32>,
+    /// ESSD performance level `PL0`..`PL3`.
+    pub system_disk_performance_level: Option<String>,
+    /// Data disks (at most 16).
+    pub data_disks: Option<Vec<Spanned<DataDiskConfig>>>,
+    /// User data (cloud-init), raw: base64-encoded on the wire; at most 32 KiB.
+    pub user_data: Option<String>,
+    /// Instance RAM role name.
+    pub ram_role: Option<String>,
+    /// Host name pattern (`{template}`, `{launch_id}`, `{instance_id}`).
+    pub host_name: Option<String>,
+    /// Instance name pattern (`{template}`, `{launch_id}`).
+    pub instance_name: Option<String>,
+    /// Resource group id.
+    pub resource_group_id: Option<String>,
     /// Public bandwidth, Mbit/s (0 = no public IP: agents reach Jenkins through the VPC).
-    #[serde(default)]
-    pub internet_max_bandwidth_out: u32,
+    pub internet_max_bandwidth_out: Option<u32>,
+    /// Which instance address the bootstrap connects to: `private-ip` (default) or
+    /// `public-ip` (needs internet-max-bandwidth-out).
+    pub connect_via: Option<ConnectVia>,
+    /// Instance metadata access: `optional`, or `required` (tokens only: hardened).
+    pub metadata_tokens: Option<MetadataTokens>,
+    /// ECS releases the instance this long after its launch (`AutoReleaseTime`), whatever
+    /// happens to the provisioner: a hard lifetime.
+    #[serde(default, with = "humantime_serde")]
+    pub auto_release_after: Option<Duration>,
 }
+
 
 impl TemplateConfig {
     pub fn name(&self) -> &str {
@@ -426,6 +507,16 @@ impl Config {
                 problems.push("cloud.credentials: with source = \"static\" set exactly one of secret-env or secret-file".to_owned());
             }
 
+        match (&self.cloud.security_group_id, &self.cloud.security_group_ids) {
+            (None, None) => problems.push("cloud: set security-group-id (or security-group-ids, a list)".to_owned()),
+            (Some(_), Some(_)) => problems.push(format!(
+                "cloud (line {}): set security-group-id or security-group-ids, not both",
+                key_line(text, "cloud", "security-group-ids")
+            )),
+            _ => {}
+        }
+        launch::validate_keys(&launch::LaunchKeys::of_cloud(&self.cloud), &format!("cloud (line {})", key_line(text, "cloud", "")), text, &mut problems);
+
         let mut sum_min = 0u64;
         for (i, t) in self.templates.iter().enumerate() {
             let line = line_of(text, t.name.span().start);
@@ -474,6 +565,17 @@ impl Config {
                     t.max_uses, t.executors, t.executors, t.max_uses
                 ));
             }
+            if t.java_path.trim().is_empty() {
+                problems.push(format!("{at}: java-path must not be empty (the default is \"java\", found on PATH)"));
+            }
+            if let Some(bad) = t.jvm_options.iter().find(|o| !o.starts_with('-')) {
+                problems.push(format!("{at}: jvm-options: {bad:?} is not a JVM option (they start with '-', one option per list item)"));
+            }
+            if t.security_group_id.is_some() && t.security_group_ids.is_some() {
+                problems.push(format!("{at}: set security-group-id or security-group-ids, not both"));
+            }
+            launch::validate_keys(&launch::LaunchKeys::of_template(t), &at, text, &mut problems);
+            launch::validate_profile(&self.launch_profile(t), &at, &mut problems);
             if t.spot == SpotModeConfig::OnDemand && t.spot_price_limit.is_some() {
                 problems.push(format!("{at}: spot-price-limit is set but spot = \"on-demand\""));
             }
@@ -492,6 +594,28 @@ impl Config {
     pub fn template(&self, name: &str) -> Option<&TemplateConfig> {
         self.templates.iter().find(|t| t.name() == name)
     }
+}
+
+/// 1-based line of `key` in the table `[table]` (its header's line when the key is empty or
+/// not found there).
+fn key_line(text: &str, table: &str, key: &str) -> usize {
+    let header = format!("[{table}]");
+    let mut in_table = false;
+    let mut header_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_table = l == header;
+            if in_table {
+                header_line = i + 1;
+            }
+            continue;
+        }
+        if in_table && !key.is_empty() && l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+            return i + 1;
+        }
+    }
+    header_line
 }
 
 /// 1-based line of a byte offset.
@@ -519,8 +643,9 @@ mod defaults {
     pub fn idle_timeout() -> Duration { Duration::from_secs(600) }
     pub fn launch_timeout() -> Duration { Duration::from_secs(900) }
     pub fn remote_fs() -> String { "/var/lib/jenkins-agent".into() }
+    pub fn java_path() -> String { "java".into() }
     pub fn agent_command() -> String {
-        "java -jar {work_dir}/agent.jar -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}".into()
+        "{java} {jvm_options} -jar {work_dir}/agent.jar -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}".into()
     }
 }
 
@@ -619,6 +744,66 @@ max-nodes = 10
         let text = MINIMAL.replace("max-nodes = 10", "max-nodes = 10\nagent-command = \"java -jar agent.jar -secret abc\"");
         let err = Config::parse(&text).unwrap_err();
         assert!(err.contains("agent-command must read the secret from {secret_file}"), "{err}");
+    }
+
+    #[test]
+    fn minimal_config_launch_profile_is_the_clouds() {
+        let c = Config::parse(MINIMAL).unwrap();
+        let p = c.launch_profile(&c.templates[0]);
+        assert_eq!((p.image_id.as_str(), p.key_pair_name.as_str()), ("m-1", "jenkins"));
+        assert_eq!(p.security_group_ids, ["sg-1"]);
+        assert_eq!((p.ssh_user.as_str(), p.ssh_port), ("root", 22));
+        assert_eq!(p.keys, launch::LaunchKeys::default());
+        assert_eq!(c.templates[0].java_path, "java");
+    }
+
+    #[test]
+    fn templates_override_the_clouds_launch_keys_one_by_one() {
+        let text = MINIMAL.replace("key-pair-name = \"jenkins\"", "key-pair-name = \"jenkins\"\nram-role = \"ci\"\nsystem-disk-category = \"cloud_auto\"\ndata-disks = [{ category = \"cloud_essd\", size-gib = 40 }]")
+            .replace("max-nodes = 10", "max-nodes = 10\nimage-id = \"m-gpu\"\nsecurity-group-ids = [\"sg-1\", \"sg-2\"]\nssh-user = \"ecs-user\"\nsystem-disk-size-gib = 80\nauto-release-after = \"2h\"");
+        let c = Config::parse(&text).unwrap();
+        let p = c.launch_profile(&c.templates[0]);
+        assert_eq!(p.image_id, "m-gpu");
+        assert_eq!(p.security_group_ids, ["sg-1", "sg-2"]);
+        assert_eq!(p.ssh_user, "ecs-user");
+        assert_eq!(p.keys.ram_role.as_deref(), Some("ci"), "inherited");
+        assert_eq!((p.keys.system_disk_category.as_deref(), p.keys.system_disk_size_gib), (Some("cloud_auto"), Some(80)));
+        assert_eq!(p.data_disks()[0].size_gib, 40);
+        assert!(p.data_disks()[0].delete_with_instance, "the default");
+        assert_eq!(p.keys.auto_release_after, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn bad_launch_settings_are_refused_with_key_and_line() {
+        let bad = |cloud: &str, template: &str| {
+            let mut text = MINIMAL.replace("max-nodes = 10", &format!("max-nodes = 10\n{template}"));
+            if !cloud.is_empty() {
+                text = text.replace("key-pair-name = \"jenkins\"", &format!("key-pair-name = \"jenkins\"\n{cloud}"));
+            }
+            Config::parse(&text).unwrap_err()
+        };
+        let e = bad("", "data-disks = [\n  { category = \"cloud_essd\", size-gib = 40 },\n  { category = \"cloud_essd\", size-gib = 100, performance-level = \"PL3\" },\n]");
+        assert!(e.contains("template \"linux\" (line 17): data-disks entry at line 22: size-gib 100 is outside 1261-65536 GiB"), "{e}");
+        let e = bad("system-disk-category = \"gp3\"", "");
+        assert!(e.contains("cloud (line 4): system-disk-category \"gp3\" is not one of"), "{e}");
+        let e = bad("", "system-disk-performance-level = \"PL2\"");
+        assert!(e.contains("system-disk-performance-level PL2 needs system-disk-category = \"cloud_essd\""), "{e}");
+        let e = bad("system-disk-category = \"cloud\"", "system-disk-size-gib = 600");
+        assert!(e.contains("system-disk-size-gib 600 is outside 20-500 GiB, the range of cloud"), "{e}");
+        let disks: String = (0..17).map(|_| "{ category = \"cloud_auto\", size-gib = 10 },").collect();
+        assert!(bad("", &format!("data-disks = [{disks}]")).contains("lists 17 disks; ECS attaches at most 16"));
+        assert!(bad("", "auto-release-after = \"10m\"").contains("auto-release-after 10m must be 30m to 3 years"));
+        assert!(bad("", "internet-max-bandwidth-out = 101").contains("above 100 Mbit/s"));
+        assert!(bad("", "host-name = \"-ci\"").contains("host-name \"-ci\""));
+        assert!(bad("", "instance-name = \"{nope}\"").contains("unknown placeholder {nope}"));
+        assert!(bad("", &format!("user-data = \"{}\"", "x".repeat(32 * 1024 + 1))).contains("user-data is 32769 bytes"));
+        assert!(bad("", "metadata-tokens = \"always\"").contains("metadata-tokens"));
+        assert!(bad("", "data-disks = [{ category = \"cloud\", size = 40 }]").contains("unknown field `size`"));
+        assert!(bad("security-group-ids = [\"sg-2\"]", "").contains("set security-group-id or security-group-ids, not both"));
+        assert!(bad("", "security-group-ids = [\"sg-2\", \"sg-2\"]").contains("security group sg-2 is listed twice"));
+        assert!(bad("", "jvm-options = [\"Xmx2g\"]").contains("jvm-options: \"Xmx2g\" is not a JVM option"));
+        assert!(bad("", "connect-via = \"public-ip\"").contains("connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0"));
+        assert!(bad("", "connect-via = \"public\"").contains("connect-via"));
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub const CONTROLLER: &str = "e2e";
 pub type TestEngine<J> = Engine<EcsCloud, J, SshBootstrapper, WasmPolicy, WasmPolicy>;
 
 /// One `[[template]]`: the knobs the tests vary; the rest is fixed (three zones, one cheap
-/// instance type, on-demand, the emulated agent started by `exe`).
+/// instance type, on-demand, the default agent command: `java -jar agent.jar`, where the
+/// emulated instances' `java` is `exe sim-agent`, which runs only with the delivered jar).
 #[derive(Debug, Clone)]
 pub struct Template {
     pub name: &'static str,
@@ -41,7 +42,7 @@ pub struct Template {
     pub init_script: &'static str,
     /// `spot`: `on-demand` (default), `spot-first` or `spot-only`.
     pub spot: &'static str,
-    /// Extra keys of the table (`reconnect-timeout = "10s"` ...).
+    /// More keys of the table (launch settings, `reconnect-timeout`...), TOML lines.
     pub extra: String,
 }
 
@@ -62,8 +63,8 @@ impl Template {
         }
     }
 
-    /// The TOML table; `exe` runs `sim-agent` (see the `e2e-provisioner` binary).
-    pub fn toml(&self, exe: &Path) -> String {
+    /// The TOML table.
+    pub fn toml(&self) -> String {
         format!(
             r#"
 [[template]]
@@ -80,7 +81,6 @@ instance-types = ["ecs.c7.large"]
 remote-fs = "agent"
 init-script = "{init_script}"
 spot = "{spot}"
-agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secret @{{secret_file}} -webSocket -workDir {{work_dir}}"
 {extra}
 "#,
             name = self.name,
@@ -94,7 +94,6 @@ agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secre
             init_script = self.init_script,
             spot = self.spot,
             extra = self.extra,
-            exe = exe.display(),
         )
     }
 }
@@ -102,7 +101,7 @@ agent-command = "{exe} sim-agent -url {{jenkins_url}} -name {{node_name}} -secre
 /// What a test cluster and its provisioner look like.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// Runs `sim-agent` and `run` (the `e2e-provisioner` binary).
+    /// Runs `sim-agent` (the instances' `java`) and `run` (the `e2e-provisioner` binary).
     pub exe: PathBuf,
     pub templates: Vec<Template>,
     /// Extra top-level tables (`[policy]` ...).
@@ -120,7 +119,7 @@ impl Setup {
 
     /// The provisioner's configuration file for `cluster`.
     pub fn config_text(&self, cluster: &Cluster) -> String {
-        let templates: String = self.templates.iter().map(|t| t.toml(&self.exe)).collect();
+        let templates: String = self.templates.iter().map(Template::toml).collect();
         let text = cluster.config_text(CONTROLLER, &templates, &self.extra).expect("cluster config text");
         // `[cloud]` is written by the cluster; its extra keys go right into that table.
         let anchor = "capacity-cooldown = \"60s\"\n";
@@ -130,15 +129,20 @@ impl Setup {
 }
 
 /// Starts the emulators: ECS with short (but not zero) status transitions, so that launches
-/// spend a little time pending and starting as real ones do.
-pub async fn start_cluster(dir: &Path) -> Cluster {
-    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }).await
+/// spend a little time pending and starting as real ones do; `java` (the `e2e-provisioner`
+/// binary) plays the instances' Java.
+pub async fn start_cluster(dir: &Path, java: &Path) -> Cluster {
+    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }, java).await
 }
 
 /// [`start_cluster`] with other ECS status timings.
-pub async fn start_cluster_with(dir: &Path, timings: Timings) -> Cluster {
-    let ecs = EcsSimConfig { timings, ..EcsSimConfig::instant() };
-    Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir) }).await.expect("emulators start")
+pub async fn start_cluster_with(dir: &Path, timings: Timings, java: &Path) -> Cluster {
+    start_cluster_from(ClusterOptions { ecs: EcsSimConfig { timings, ..EcsSimConfig::instant() }, ..ClusterOptions::ephemeral(dir) }, java).await
+}
+
+/// Starts the emulators with `options`, `java` playing the instances' Java.
+pub async fn start_cluster_from(options: ClusterOptions, java: &Path) -> Cluster {
+    Cluster::start(ClusterOptions { java: Some(java.to_owned()), ..options }).await.expect("emulators start")
 }
 
 /// Emulators + an engine built like `app::wire` builds it, with the Jenkins port optionally
@@ -163,8 +167,8 @@ impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
         let cluster = match setup.timings {
-            Some(t) => start_cluster_with(dir.path(), t).await,
-            None => start_cluster(dir.path()).await,
+            Some(t) => start_cluster_with(dir.path(), t, &setup.exe).await,
+            None => start_cluster(dir.path(), &setup.exe).await,
         };
         let text = setup.config_text(&cluster);
         let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));

@@ -22,6 +22,22 @@ pub fn client(sim: &JenkinsSim) -> JenkinsClient {
     .expect("client")
 }
 
+/// Writes the agent.jar `sim` serves into `dir` (named by its hash, so tests share it) and
+/// returns its path: what an emulated agent must run from (`-jar`) to be allowed to start.
+pub fn controller_jar(sim: &JenkinsSim, dir: &std::path::Path) -> PathBuf {
+    let bytes = sim.agent_jar();
+    let path = dir.join(format!(
+        "agent-{}.jar",
+        ecs_provisioner::jenkins::agent_jar::sha256_hex(&bytes)
+    ));
+    if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+        let tmp = dir.join(format!("{}.tmp{}", path.display(), std::process::id()));
+        std::fs::write(&tmp, &bytes).expect("write the controller's agent.jar");
+        std::fs::rename(&tmp, &path).expect("move the controller's agent.jar into place");
+    }
+    path
+}
+
 /// The Python interpreter with python-jenkins installed. Fails (never skips) when missing.
 pub fn python() -> PathBuf {
     crate::python_with(&["jenkins"])

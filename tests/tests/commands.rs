@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use ecs_provisioner::app;
 use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
-use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind};
+use ecs_provisioner::sim::ecs::SimConfig as EcsSimConfig;
+use ecs_provisioner::sim::jenkins::{EnqueueRequest, JenkinsSim, JobKind, SimConfig, SimUser};
 
 const TEMPLATE: &str = r#"
 [[template]]
@@ -16,12 +17,20 @@ max-nodes = 4
 instance-types = ["ecs.c7.large"]
 remote-fs = "agent"
 agent-command = "true {secret_file}"
+data-disks = [{ category = "cloud_essd", size-gib = 100 }]
 "#;
+
+const ARM_IMAGE: &str = "aliyun_3_arm64_20G_alibase_20240528.vhd";
 
 async fn cluster(dir: &std::path::Path) -> Cluster {
     Cluster::start(ClusterOptions::ephemeral(dir)).await.expect("cluster starts")
 }
 
+fn by_item<'a>(results: &'a [app::check::CheckResult], item: &str) -> &'a app::check::CheckResult {
+    results.iter().find(|r| r.item == item).unwrap_or_else(|| panic!("no check item {item:?}: {results:#?}"))
+}
+
+/// Every item passes on a good setup, and the throw-away node is gone afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_every_item_against_a_good_setup() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,20 +39,32 @@ async fn check_passes_every_item_against_a_good_setup() {
     std::fs::write(&path, cluster.config_text("check", TEMPLATE, "").unwrap()).unwrap();
 
     let results = app::check::run(&path).await;
-    let items: Vec<&str> = results.iter().map(|r| r.item.as_str()).collect();
-    for expected in ["configuration", "policy", "credentials", "region", "image", "security group", "key pair", "vswitches (linux)", "instance types (linux)", "RunInstances (DryRun)", "jenkins", "ssh key"] {
-        assert!(items.contains(&expected), "missing check item {expected}: {items:?}");
+    for expected in [
+        "configuration", "policy", "credentials", "region", "image (linux)", "security groups (linux)", "key pair (linux)",
+        "ssh key (linux)", "vswitches (linux)", "instance types (linux)", "image architecture (linux)", "disk categories (linux)",
+        "RunInstances (DryRun) (linux)", "jenkins", "jenkins node create/delete", "agent.jar", "websocket agent endpoint",
+    ] {
+        by_item(&results, expected);
     }
     let failed: Vec<_> = results.iter().filter(|r| !r.ok).collect();
     assert!(failed.is_empty(), "{failed:#?}");
+    assert!(by_item(&results, "ssh key (linux)").detail.contains("is the private half of"), "{results:#?}");
+    assert!(by_item(&results, "disk categories (linux)").detail.contains("cloud_essd on sale"), "{results:#?}");
     assert_eq!(cluster.ecs.instances().len(), 0, "the dry run launched nothing");
+    let dry_runs = cluster.ecs.run_instances_log();
+    assert!(!dry_runs.is_empty() && dry_runs.iter().all(|r| r.code == "DryRunOperation" && r.params["DataDisk.1.Category"] == "cloud_essd"), "{dry_runs:#?}");
+    assert!(cluster.jenkins.nodes().iter().all(|n| !n.name.starts_with("ecs-provisioner-check")), "the throw-away node was left behind");
     cluster.shutdown().await;
 }
 
+/// Each item fails on its own mistake, with a hint naming the key to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path()).await;
+    // Zone j sells no cloud_auto disks.
+    let mut ecs = EcsSimConfig::instant();
+    ecs.zones.iter_mut().filter(|z| z.zone_id.ends_with('j')).for_each(|z| z.disk_categories.retain(|c| c != "cloud_auto"));
+    let cluster = Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir.path()) }).await.unwrap();
     let path = dir.path().join("config.toml");
     let text = cluster
         .config_text("check", TEMPLATE, "")
@@ -52,23 +73,95 @@ async fn check_names_what_is_wrong() {
     std::fs::write(&path, &text).unwrap();
     // A wrong AccessKey secret: the signature check tells it apart from other failures.
     std::fs::write(&cluster.secret_file, "not-the-secret").unwrap();
-
     let results = app::check::run(&path).await;
-    let credentials = results.iter().find(|r| r.item == "credentials").unwrap();
+    let credentials = by_item(&results, "credentials");
     assert!(!credentials.ok);
     assert_eq!(credentials.hint.as_deref(), Some("the AccessKey secret is wrong"), "{credentials:?}");
-
-    // With the right secret again, the bad key pair name fails its own item and the dry run.
     std::fs::write(&cluster.secret_file, cluster.ecs.credentials().access_key_secret.expose()).unwrap();
+
+    // Three templates, each wrong in its own ways; Jenkins through a user that may only read,
+    // agents pointed at a path that is not the controller.
+    let other_key = ecs_provisioner::ssh::keys::generate_ed25519("not-the-pair");
+    let other_key_file = dir.path().join("other_key");
+    std::fs::write(&other_key_file, ecs_provisioner::ssh::keys::private_key_pem(&other_key)).unwrap();
+    let readonly = JenkinsSim::start(SimConfig {
+        users: vec![SimUser { name: "reader".into(), token: "reader-token".into(), password: None, admin: false }],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    std::fs::write(&cluster.token_file, "reader-token").unwrap();
+    let templates = format!(
+        r#"
+[[template]]
+name = "arm"
+labels = ["arm"]
+max-nodes = 1
+instance-types = ["ecs.c7.large"]
+image-id = "{ARM_IMAGE}"
+key-pair-name = "ecs-provisioner-demo"
+ssh-private-key = "{other}"
+
+[[template]]
+name = "bad"
+labels = ["bad"]
+max-nodes = 1
+instance-types = ["ecs.c7.large"]
+zones = ["cn-hangzhou-j"]
+image-id = "m-missing"
+security-group-ids = ["sg-missing"]
+data-disks = [{{ category = "cloud_auto", size-gib = 50 }}]
+
+[[template]]
+name = "nowhere"
+labels = ["nowhere"]
+max-nodes = 1
+zones = ["cn-hangzhou-z"]
+"#,
+        other = other_key_file.display()
+    );
+    let text = cluster
+        .config_text("check", &templates, "")
+        .unwrap()
+        .replacen("key-pair-name = \"ecs-provisioner-demo\"\n", "key-pair-name = \"no-such-pair\"\n", 1)
+        .replace(cluster.jenkins.base_url(), readonly.base_url())
+        .replace(&format!("user = \"{}\"", cluster.jenkins.user()), "user = \"reader\"\nagent-url = \"http://127.0.0.1:1/nojenkins/\"");
+    std::fs::write(&path, &text).unwrap();
     let results = app::check::run(&path).await;
-    let failed: Vec<_> = results.iter().filter(|r| !r.ok).collect();
-    assert_eq!(failed.iter().map(|r| r.item.as_str()).collect::<Vec<_>>(), ["key pair", "RunInstances (DryRun)"], "{results:#?}");
-    assert!(failed[1].detail.contains("InvalidKeyPairName.NotFound"), "{:?}", failed[1]);
+    let failed = |item: &str, detail: &str, hint: &str| {
+        let r = by_item(&results, item);
+        assert!(!r.ok, "{item} should fail: {r:?}");
+        assert!(r.detail.contains(detail), "{item}: detail {:?} lacks {detail:?}", r.detail);
+        assert!(r.hint.as_deref().unwrap_or_default().contains(hint), "{item}: hint {:?} lacks {hint:?}", r.hint);
+    };
+    let passed = |item: &str| assert!(by_item(&results, item).ok, "{item} should pass: {:?}", by_item(&results, item));
+
+    passed("image (arm)");
+    failed("image architecture (arm)", "is arm64 but ecs.c7.large is X86", "template \"arm\" an image-id");
+    passed("key pair (arm)");
+    failed("ssh key (arm)", "is not the private half of key pair ecs-provisioner-demo", "template \"arm\" ssh-private-key");
+    passed("RunInstances (DryRun) (arm)");
+
+    failed("image (bad)", "m-missing not found", "template \"bad\" image-id");
+    failed("security groups (bad)", "sg-missing", "template \"bad\" security-group-id(s)");
+    failed("key pair (bad)", "no-such-pair not found", "[cloud] key-pair-name");
+    failed("disk categories (bad)", "data disk cloud_auto in cn-hangzhou-j", "data-disks");
+    failed("RunInstances (DryRun) (bad)", "InvalidImageId.NotFound", "template \"bad\"");
+
+    failed("vswitches (nowhere)", "no vswitch matches", "template \"nowhere\" zones");
+    failed("instance types (nowhere)", "none in stock", "template \"nowhere\" instance-types or zones");
+
+    passed("jenkins");
+    failed("jenkins node create/delete", "Agent/Create", "Agent/Create");
+    failed("agent.jar", "agent.jar", "[jenkins] agent-url");
+    failed("websocket agent endpoint", "wsagents/", "[jenkins] agent-url");
+    assert_eq!(cluster.ecs.instances().len(), 0);
 
     // A broken config file fails the first item with the key and line.
-    std::fs::write(&path, text.replace("max-nodes = 4", "max-nodes = 4\nmax-node = 5")).unwrap();
+    std::fs::write(&path, text.replace("max-nodes = 1\nzones = [\"cn-hangzhou-z\"]", "max-nodes = 1\nmax-node = 5")).unwrap();
     let results = app::check::run(&path).await;
     assert!(!results[0].ok && results[0].detail.contains("max-node"), "{:?}", results[0]);
+    readonly.stop();
     cluster.shutdown().await;
 }
 

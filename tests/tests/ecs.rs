@@ -893,3 +893,128 @@ async fn tea_openapi_sdk_v3_and_v2_drive_the_emulator() {
         "V3 and V2 both used"
     );
 }
+
+/// The provisioner's RunInstances for a full launch profile carries exactly the parameters the
+/// official SDK's request model (aliyun-python-sdk-ecs) sends for the same settings; and every
+/// parameter name that model can send is one the emulator knows (it refuses unknown names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_profile_parameters_match_the_official_request_model() {
+    use ecs_provisioner::ecs::{DataDisk, SystemDisk};
+    let sim = EcsSim::start(SimConfig::instant()).await.unwrap();
+    let creds = sim.credentials();
+    let key = ecs_provisioner::ssh::keys::generate_ed25519("fidelity");
+    client(&sim)
+        .import_key_pair("ci", &ecs_provisioner::ssh::keys::public_key_line(&key))
+        .await
+        .unwrap();
+    let release = (time::OffsetDateTime::now_utc() + time::Duration::hours(12))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap();
+    const SG2: &str = "sg-bp1sim0000000000002";
+    let input = json!({
+        "host": "127.0.0.1", "port": sim.addr().port(), "region": "cn-hangzhou",
+        "access_key_id": creds.access_key_id, "access_key_secret": creds.access_key_secret.expose(),
+        "image_id": IMAGE, "instance_type": "ecs.g7.large", "vswitch_id": VSW_H, "zone_id": ZONE_H,
+        "security_group_ids": [SG, SG2], "key_pair_name": "ci", "release_time": release,
+    });
+    let out = run_python_async("ecs_launch_params.py", input).await;
+    assert_eq!(code(&out["dry_run"]), "DryRunOperation", "{out}");
+
+    let mut ours = RunInstancesRequest::new(IMAGE, "ecs.g7.large", SG, VSW_H);
+    ours.extra_security_group_ids = vec![SG2.into()];
+    ours.zone_id = Some(ZONE_H.into());
+    ours.key_pair_name = Some("ci".into());
+    ours.client_token = Some("fidelity".into());
+    ours.instance_name = Some("gpu-l1".into());
+    ours.host_name = Some("ci-gpu-${instance_id}".into());
+    ours.system_disk = Some(SystemDisk {
+        category: Some("cloud_essd".into()),
+        size_gib: Some(60),
+        performance_level: Some("PL0".into()),
+    });
+    ours.data_disks = vec![
+        DataDisk {
+            category: "cloud_essd".into(),
+            size_gib: 100,
+            performance_level: Some("PL1".into()),
+            delete_with_instance: true,
+        },
+        DataDisk {
+            category: "cloud_efficiency".into(),
+            size_gib: 200,
+            performance_level: None,
+            delete_with_instance: false,
+        },
+    ];
+    ours.user_data = Some("#!/bin/sh\necho hi\n".into());
+    ours.ram_role_name = Some("ci-gpu".into());
+    ours.resource_group_id = Some("rg-ci".into());
+    ours.internet_max_bandwidth_out = Some(5);
+    ours.http_tokens = Some("required".into());
+    ours.auto_release_time = Some(release.clone());
+    ours.dry_run = true;
+    let err = client(&sim).run_instances(&ours).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::DryRunPassed), "{err}");
+
+    let log = sim.run_instances_log();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    let strip = |p: &BTreeMap<String, String>| {
+        let mut p = p.clone();
+        // The SDK sends no token; ours always does (idempotency).
+        p.remove("ClientToken");
+        p
+    };
+    let (sdk, mine) = (strip(&log[0].params), strip(&log[1].params));
+    // The SDK sends booleans as Python prints them ("True"); compare values case-blind there.
+    let norm = |p: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        p.iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
+                        v.to_lowercase()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        norm(&mine),
+        norm(&sdk),
+        "parameter names or formats differ from the official request model"
+    );
+
+    // Every name the model can send passes the emulator's name check: a dry run carrying them
+    // all fails (if at all) on a value, never with "not valid" naming a parameter.
+    let names: Vec<String> = out["model_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.len() > 80 && names.contains(&"DataDisk.1.PerformanceLevel".to_string()),
+        "{names:?}"
+    );
+    let mut all = Params::new();
+    for n in &names {
+        all.insert(n.clone(), "1".into());
+    }
+    let err = client(&sim)
+        .call::<Value>(ecs_provisioner::ecs::Api::Ecs, "RunInstances", all)
+        .await
+        .unwrap_err()
+        .to_string();
+    // The name check's refusal reads `parameter "X" is not valid.`; value checks add the value.
+    assert!(
+        !err.contains("\" is not valid."),
+        "the emulator refused a name of the official model: {err}"
+    );
+    assert_eq!(sim.run_instances_log().len(), 3);
+}

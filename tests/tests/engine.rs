@@ -383,7 +383,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     setup.cloud_extra = "max-total-nodes = 4".into();
     let dir = tempfile::Builder::new().prefix("ecsp-e2e-crash-").tempdir().unwrap();
     // Slower status changes than elsewhere, so kills land inside launches and deletes too.
-    let cluster = start_cluster_with(dir.path(), Timings { pending_ms: 500, starting_ms: 700, stopping_ms: 1500 }).await;
+    let cluster = start_cluster_with(dir.path(), Timings { pending_ms: 500, starting_ms: 700, stopping_ms: 1500 }, Path::new(EXE)).await;
     let config_file = dir.path().join("provisioner.toml");
     std::fs::write(&config_file, setup.config_text(&cluster)).unwrap();
     let config = Config::load(&config_file).unwrap();

@@ -310,12 +310,14 @@ async fn agent_lifecycle_through_the_port() {
         "-webSocket",
     ];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(run_until(
-        AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap(),
-        async move {
-            let _ = stopped.await;
-        },
+    let mut args = AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap();
+    args.jar = Some(e2e::jenkins::controller_jar(
+        &sim,
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
     ));
+    let agent = tokio::spawn(run_until(args, async move {
+        let _ = stopped.await;
+    }));
     let a = eventually(Duration::from_secs(10), "the agent online", || async {
         agent_of(adapter.observe(now_ms()).await.unwrap()).filter(|a| a.online)
     })

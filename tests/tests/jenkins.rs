@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use e2e::jenkins::{client, eventually, now_ms, python, python_dir, start_sim, templates};
+use e2e::jenkins::{
+    client, controller_jar, eventually, now_ms, python, python_dir, start_sim, templates,
+};
 use ecs_provisioner::jenkins::{
     ActivityTracker, Changed, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError, NodeMode,
     compute_demand, describe_instance, ensure_anchors,
@@ -33,7 +35,13 @@ fn agent_args(sim: &JenkinsSim, name: &str, secret: &str) -> AgentArgs {
         secret,
         "-webSocket",
     ];
-    AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap()
+    let mut args = AgentArgs::parse(args.iter().map(|s| s.to_string())).unwrap();
+    // The emulated agent runs only from the jar the controller serves.
+    args.jar = Some(controller_jar(
+        sim,
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    ));
+    args
 }
 
 /// Starts an emulated agent in the background; dropping the sender stops it.
@@ -249,6 +257,9 @@ async fn emulated_agent_connects_with_the_right_secret_only() {
     let file = dir.path().join("secret");
     std::fs::write(&file, &secret).unwrap();
     let work = dir.path().join("work");
+    // `java -jar agent.jar` finds the jar beside it: in the work directory.
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("agent.jar"), &*sim.agent_jar()).unwrap();
     let args = AgentArgs::parse(
         [
             "-url",
@@ -471,6 +482,168 @@ async fn demand_anchors_scheduler_and_activity_end_to_end() {
             .all(|n| !n.connected && n.temporarily_offline)
     );
 
+    drop(stop);
+    agent.await.unwrap().unwrap();
+}
+
+/// `/jnlpJars/agent.jar` as Jenkins serves it: anonymous may download it, a wrong token is
+/// refused, the known content comes with `Last-Modified`, and a conditional GET gets a 304.
+#[tokio::test]
+async fn emulator_serves_agent_jar_like_jenkins() {
+    let sim = start_sim().await;
+    let url = format!("{}jnlpJars/agent.jar", sim.base_url());
+    let http = reqwest::Client::new();
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 200);
+    assert_eq!(
+        anonymous.headers()["content-disposition"],
+        "attachment; filename=agent.jar"
+    );
+    let last_modified = anonymous.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(last_modified.ends_with(" GMT"), "{last_modified}");
+    assert_eq!(&anonymous.bytes().await.unwrap()[..], &*sim.agent_jar());
+    assert!(
+        sim.agent_jar()
+            .starts_with(b"ecs-provisioner emulated agent.jar for Jenkins ")
+    );
+
+    let wrong = http
+        .get(&url)
+        .basic_auth(sim.user(), Some("not-the-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = http
+        .get(&url)
+        .basic_auth(sim.user(), Some(sim.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let cached = http
+        .get(&url)
+        .header("If-Modified-Since", &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let other = http
+        .get(format!("{}jnlpJars/jenkins-cli.jar", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+/// The host's cache: one download, then conditional requests (304, no transfer) while the jar
+/// is unchanged; the new jar after a controller upgrade; concurrent callers share a download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_jar_cache_downloads_once_and_follows_an_upgrade() {
+    use ecs_provisioner::jenkins::agent_jar::{AgentJarCache, sha256_hex};
+    let sim = start_sim().await;
+    let fresh = AgentJarCache::new(client(&sim), Duration::from_secs(3600));
+    let (a, b) = tokio::join!(fresh.current(), fresh.current());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "concurrent callers share one jar"
+    );
+    assert_eq!(a.sha256, sha256_hex(&sim.agent_jar()));
+    assert_eq!(
+        sim.agent_jar_requests(),
+        (1, 0),
+        "one download for two callers"
+    );
+    fresh.current().await.unwrap();
+    assert_eq!(sim.agent_jar_requests(), (1, 0), "fresh: no request at all");
+
+    let revalidating = AgentJarCache::new(client(&sim), Duration::ZERO);
+    let first = revalidating.current().await.unwrap();
+    let second = revalidating.current().await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(
+        sim.agent_jar_requests(),
+        (2, 1),
+        "the second look was a 304"
+    );
+
+    sim.set_agent_jar(b"the agent.jar of a newer Jenkins".to_vec());
+    let upgraded = revalidating.current().await.unwrap();
+    assert_eq!(&upgraded.bytes[..], b"the agent.jar of a newer Jenkins");
+    assert_ne!(upgraded.sha256, first.sha256);
+
+    // A wrong token is an error that says so (no jar was cached yet).
+    let bad =
+        JenkinsClient::new(sim.base_url(), Credentials::api_token(sim.user(), "wrong")).unwrap();
+    let err = AgentJarCache::new(bad, Duration::ZERO)
+        .current()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JenkinsError::Unauthorized { .. }), "{err}");
+}
+
+/// The emulated agent starts only from the controller's jar: a missing or different jar is
+/// refused before it connects, naming both hashes.
+#[tokio::test]
+async fn emulated_agent_refuses_a_jar_the_controller_does_not_serve() {
+    let sim = start_sim().await;
+    let c = client(&sim);
+    c.create_inbound_agent(&agent_spec("j1", &["linux"]))
+        .await
+        .unwrap();
+    let secret = c.agent_secret("j1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut args = agent_args(&sim, "j1", &secret);
+    args.jar = Some(dir.path().join("missing.jar"));
+    let err = run_until(args.clone(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::AgentJar(_)) && err.to_string().contains("no agent.jar at"),
+        "{err}"
+    );
+
+    let stale = dir.path().join("stale.jar");
+    std::fs::write(&stale, b"an older agent.jar").unwrap();
+    args.jar = Some(stale);
+    let err = run_until(args, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is not the agent.jar the controller serves"),
+        "{err}"
+    );
+    assert!(!sim.nodes()[0].connected);
+
+    // `java -Xmx64m -jar agent.jar ARGS`: the JVM options are skipped, the jar is the one named.
+    let jar = controller_jar(&sim, dir.path());
+    let java_style = AgentArgs::parse(
+        [
+            "-Xmx64m",
+            "-Dx=y",
+            "-jar",
+            jar.to_str().unwrap(),
+            "-url",
+            sim.base_url(),
+            "-name",
+            "j1",
+            "-secret",
+            &secret,
+            "-webSocket",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    )
+    .unwrap();
+    assert_eq!(java_style.jar.as_deref(), Some(jar.as_path()));
+    let (stop, agent) = spawn_agent(java_style);
+    wait_connected(&sim, "j1", true).await;
     drop(stop);
     agent.await.unwrap().unwrap();
 }

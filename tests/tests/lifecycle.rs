@@ -314,7 +314,7 @@ async fn failing_bootstraps_back_off() {
 async fn sigterm_during_start_up_exits_cleanly() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let cluster = e2e::engine::start_cluster(dir.path()).await;
+    let cluster = e2e::engine::start_cluster(dir.path(), std::path::Path::new(EXE)).await;
     let setup = Setup::new(EXE, vec![Template::new("linux", 1, 0, 2)]);
     let config = dir.path().join("config.toml");
     std::fs::write(&config, setup.config_text(&cluster)).unwrap();

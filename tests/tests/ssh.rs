@@ -16,8 +16,8 @@ use ecs_provisioner::sim::{EmulatedInstance, InstanceDirectory};
 use ecs_provisioner::ssh::client::RemoteExit;
 use ecs_provisioner::ssh::{
     AgentStart, BootstrapError, BootstrapSpec, ClientKey, ConsoleOutputSource, HostKeyRejection,
-    HostKeyVerifier, InitScriptOutcome, KnownHosts, PassphraseSource, SshClientConfig, SshError,
-    SshTarget, bootstrap, connect, console_host_keys_block, keys,
+    HostKeyVerifier, InitScriptOutcome, JarDelivery, JarUpload, KnownHosts, PassphraseSource,
+    SshClientConfig, SshError, SshTarget, bootstrap, connect, console_host_keys_block, keys,
 };
 
 /// Agent stand-in: needs the secret file, then stays up like agent.jar would.
@@ -536,6 +536,163 @@ async fn agent_that_dies_at_start_is_reported_with_its_log() {
         panic!("{err:?}")
     };
     assert_eq!(last_lines, &["Error: Unable to access jarfile agent.jar"]);
+}
+
+/// A jar of `len` pseudo-random bytes (many SSH packets), tagged so two versions differ.
+fn test_jar(version: &str, len: usize) -> JarUpload {
+    let mut bytes = Vec::with_capacity(len);
+    let mut x = rand_u128(version) | 1;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    let sha256 = ecs_provisioner::jenkins::agent_jar::sha256_hex(&bytes);
+    JarUpload {
+        bytes: bytes.into(),
+        sha256,
+    }
+}
+
+/// A `java` that answers `-version` like a JRE does (on stderr).
+fn fake_java(dir: &Path) -> String {
+    let path = dir.join("jdk/bin/java");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n[ \"$1\" = -version ] && echo 'openjdk version \"17.0.9\" 2023-10-17' >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// Real OpenSSH sshd: agent.jar is uploaded, checked and renamed into place; the same jar is
+/// not sent again; a damaged or outdated one is replaced; the agent command finds it at
+/// `{agent_jar}` and runs it with `{java}` and `{jvm_options}`.
+#[tokio::test]
+async fn agent_jar_is_delivered_over_sshd_once_and_replaced_when_it_differs() {
+    let fx = Fixture::new();
+    let sshd = Sshd::start(&[&fx.key.public_line]);
+    let config = fx.client();
+    let mut spec = fx.spec("i-jar", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.java = Some(fake_java(fx.dir.path()));
+    spec.jvm_options = vec!["-Xmx64m".into(), "-Dname=two words".into()];
+    // The agent stand-in records its command line and needs the jar.
+    spec.agent_command =
+        "test -s {agent_jar} && echo {java} {jvm_options} -jar {agent_jar} > cmdline && exec sleep 600".into();
+    let v1 = test_jar("2.541", 1_400_000);
+    spec.agent_jar = Some(v1.clone());
+    let jar_path = fx.agents_dir().join("i-jar/agent.jar");
+
+    let first = bootstrap(&spec, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(first.agent_jar, JarDelivery::Uploaded);
+    assert_eq!(
+        first.java_version.as_deref(),
+        Some("openjdk version \"17.0.9\" 2023-10-17")
+    );
+    let steps: Vec<_> = first.steps.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        steps,
+        [
+            "connect",
+            "prepare",
+            "java-and-jar",
+            "upload-agent-jar",
+            "start-agent",
+            "confirm-agent"
+        ]
+    );
+    assert!(
+        std::fs::read(&jar_path).unwrap() == *v1.bytes,
+        "the jar on the instance differs from the one sent"
+    );
+    assert!(
+        !jar_path.with_extension("jar.upload").exists(),
+        "the temporary file was left behind"
+    );
+    let cmdline = std::fs::read_to_string(fx.agents_dir().join("i-jar/cmdline")).unwrap();
+    assert_eq!(
+        cmdline.trim(),
+        format!(
+            "{} -Xmx64m -Dname=two words -jar {}",
+            spec.java.as_deref().unwrap(),
+            jar_path.display()
+        )
+    );
+
+    // The same jar is there: nothing is sent.
+    let again = bootstrap(&spec, &config).await.unwrap();
+    assert_eq!(again.agent_jar, JarDelivery::AlreadyPresent);
+    assert!(
+        !again.steps.iter().any(|(s, _)| *s == "upload-agent-jar"),
+        "{:?}",
+        again.steps
+    );
+
+    // A damaged jar (same size, one byte off) is replaced.
+    let mut damaged = v1.bytes.to_vec();
+    damaged[700_000] ^= 0xff;
+    std::fs::write(&jar_path, &damaged).unwrap();
+    assert_eq!(
+        bootstrap(&spec, &config).await.unwrap().agent_jar,
+        JarDelivery::Uploaded
+    );
+    assert!(std::fs::read(&jar_path).unwrap() == *v1.bytes);
+
+    // The controller was upgraded: the new jar replaces the old one.
+    let v2 = test_jar("2.550", 1_500_000);
+    spec.agent_jar = Some(v2.clone());
+    assert_eq!(
+        bootstrap(&spec, &config).await.unwrap().agent_jar,
+        JarDelivery::Uploaded
+    );
+    assert!(std::fs::read(&jar_path).unwrap() == *v2.bytes);
+}
+
+/// No Java on the image: the bootstrap stops before the agent, naming the image and what to
+/// set, and nothing is started.
+#[tokio::test]
+async fn missing_java_fails_the_bootstrap_naming_the_image() {
+    let fx = Fixture::new();
+    let sshd = Sshd::start(&[&fx.key.public_line]);
+    let mut spec = fx.spec("i-nojava", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.java = Some("/nonexistent/jdk/bin/java".into());
+    spec.image_id = Some("m-bare".into());
+    spec.agent_jar = Some(test_jar("2.541", 1000));
+    let err = bootstrap(&spec, &fx.client())
+        .await
+        .err()
+        .expect("no Java, no agent");
+    let BootstrapError::JavaMissing {
+        ref image,
+        ref exit,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(image, "m-bare");
+    assert_eq!(*exit, RemoteExit::Code(127), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no Java on image m-bare")
+            && msg.contains("java-path")
+            && msg.contains("init-script"),
+        "{msg}"
+    );
+    assert!(
+        !fx.state_file("i-nojava", "agent.pid").exists(),
+        "an agent was started without Java"
+    );
+    assert!(
+        !fx.agents_dir().join("i-nojava/agent.jar").exists(),
+        "the jar was sent to an instance that cannot run it"
+    );
 }
 
 #[tokio::test]

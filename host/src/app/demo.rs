@@ -67,7 +67,6 @@ idle-timeout = "{idle}"
 launch-timeout = "60s"
 remote-fs = "agent"
 init-script = "echo provisioned by ecs-provisioner > motd"
-agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
 
 [[template]]
 name = "docker"
@@ -79,7 +78,6 @@ idle-timeout = "{idle}"
 launch-timeout = "60s"
 spot = "spot-first"
 remote-fs = "agent"
-agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
 "#;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
@@ -103,7 +101,10 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let dir = tempfile::Builder::new().prefix("ecs-provisioner-demo-").tempdir()?;
     let ecs = EcsSimConfig { timings: Timings { pending_ms: 300, starting_ms: 500, stopping_ms: 300 }, ..EcsSimConfig::default() };
     let stock_out_zone = ecs.zones.first().map(|z| z.zone_id.clone()).unwrap_or_default();
-    let cluster = Cluster::start(ClusterOptions { ecs, ..ClusterOptions::ephemeral(dir.path()) }).await?;
+    // The emulated instances' `java` is this program's `sim-agent`: the default agent command
+    // runs as it would on a real image.
+    let java = Some(std::env::current_exe()?);
+    let cluster = Cluster::start(ClusterOptions { ecs, java, ..ClusterOptions::ephemeral(dir.path()) }).await?;
 
     let templates = TEMPLATES.replace("{idle}", idle);
     let extra = format!("[policy]\nsource = \"{}\"\n", args.policy);

@@ -245,6 +245,10 @@ pub async fn check(config_path: &Path) -> anyhow::Result<i32> {
 
 /// `sim-agent`: an emulated inbound agent.
 pub async fn sim_agent(args: Vec<String>) -> anyhow::Result<i32> {
+    if crate::sim::agent::is_version_query(&args) {
+        eprint!("{}", crate::sim::agent::JAVA_VERSION_BANNER);
+        return Ok(0);
+    }
     let args = crate::sim::agent::AgentArgs::parse(args)?;
     crate::sim::agent::run(args).await?;
     Ok(0)

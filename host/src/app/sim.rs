@@ -39,6 +39,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
         jenkins_listen: args.jenkins_listen,
         ssh_listen: args.ssh_listen,
         dir: dir.clone(),
+        java: Some(std::env::current_exe()?),
     })
     .await?;
     let templates = r#"[[template]]
@@ -47,7 +48,6 @@ labels = ["linux"]
 executors = 2
 max-nodes = 10
 remote-fs = "agent"
-agent-command = "{exe} sim-agent -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}"
 "#;
     let config_path = dir.join("ecs-provisioner.toml");
     std::fs::write(&config_path, cluster.config_text("sim", templates, "")?)?;

@@ -355,6 +355,18 @@ pub enum Changed {
     AlreadyThere,
 }
 
+/// The answer to [`JenkinsClient::agent_jar`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JarDownload {
+    /// 304: the jar is the one of the `Last-Modified` sent.
+    NotModified,
+    /// The jar, with its `Last-Modified` header if the controller sent one.
+    Fetched {
+        bytes: Vec<u8>,
+        last_modified: Option<String>,
+    },
+}
+
 impl JenkinsClient {
     /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<Self, JenkinsError> {
@@ -663,6 +675,59 @@ impl JenkinsClient {
         secret_from_jnlp(&body).map_err(|reason| JenkinsError::Decode {
             op: op.what,
             reason,
+        })
+    }
+
+    /// Downloads `<root>/jnlpJars/agent.jar`. With `if_modified_since` (a `Last-Modified`
+    /// value from an earlier download) Jenkins answers 304 when the jar has not changed, which
+    /// costs no transfer.
+    pub async fn agent_jar(
+        &self,
+        if_modified_since: Option<&str>,
+    ) -> Result<JarDownload, JenkinsError> {
+        let op = Op::AGENT_JAR;
+        let mut req = self
+            .request(Method::GET, "jnlpJars/agent.jar")
+            .timeout(Duration::from_secs(120));
+        if let Some(since) = if_modified_since {
+            req = req.header(header::IF_MODIFIED_SINCE, since);
+        }
+        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            op: op.what,
+            source,
+        })?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(JarDownload::NotModified);
+        }
+        let resp = self.check(resp, op, "jnlpJars/agent.jar").await?;
+        if resp.status().is_redirection() {
+            return Err(JenkinsError::Status {
+                status: resp.status().as_u16(),
+                op: op.what,
+                body: "redirected: check the Jenkins URL (the root, with any context path)".into(),
+            });
+        }
+        let last_modified = resp
+            .headers()
+            .get(header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
+        if bytes.is_empty() {
+            return Err(JenkinsError::Decode {
+                op: op.what,
+                reason: "the controller served an empty agent.jar".into(),
+            });
+        }
+        Ok(JarDownload::Fetched {
+            bytes: bytes.to_vec(),
+            last_modified,
         })
     }
 

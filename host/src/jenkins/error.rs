@@ -55,6 +55,10 @@ impl Op {
         what: "reconfigure node (config.xml)",
         permission: "Agent/Configure (Computer.CONFIGURE)",
     };
+    pub const AGENT_JAR: Op = Op {
+        what: "download agent.jar (/jnlpJars/agent.jar)",
+        permission: "none (an unprotected path; a wrong token still gets 401)",
+    };
     pub const DELETE_NODE: Op = Op {
         what: "delete node",
         permission: "Agent/Delete (Computer.DELETE)",

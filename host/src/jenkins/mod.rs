@@ -3,9 +3,11 @@
 //! - [`client`]: authenticated REST calls (nodes, secrets, queue, computers, labels);
 //! - [`label`]: label-expression parser and evaluator with Jenkins' grammar;
 //! - [`why`] + [`demand`]: which template each queued build needs;
+//! - [`agent_jar`]: the controller's agent.jar, cached by content hash, for delivery to instances;
 //! - [`anchor`]: one offline anchor node per template so Jenkins keeps naming labels;
 //! - [`activity`]: idle-since and build counts per node, which the API does not export.
 pub mod activity;
+pub mod agent_jar;
 pub mod anchor;
 pub mod client;
 pub mod demand;
@@ -15,6 +17,7 @@ pub mod model;
 pub mod why;
 
 pub use activity::{ActivityTracker, NodeActivity};
+pub use agent_jar::{AgentJar, AgentJarCache};
 pub use anchor::{AnchorReport, ensure_anchors};
 pub use client::{
     Changed, Credentials, InboundAgentSpec, JenkinsClient, NodeMode, Secret, describe_instance,

@@ -6,6 +6,13 @@
 //! `ws(s)://…/wsagents/` with `Node-Name`, `Secret-Key` and `X-Remoting-Capability`, stays
 //! connected (answering pings), reconnects with backoff when dropped, and exits cleanly on
 //! SIGTERM or Ctrl-C.
+//!
+//! It also plays the `java` that runs agent.jar: `sim-agent [JVM options] -jar PATH ARGS...`
+//! ignores the JVM options, and `sim-agent -version` prints a JRE banner. Before it connects it
+//! compares the jar it was started from (`-jar PATH`, else `agent.jar` in `-workDir` or the
+//! current directory) with the one the controller serves at `<url>jnlpJars/agent.jar`, and
+//! refuses to start unless they are byte for byte the same: on emulated instances an agent runs
+//! only if the provisioner delivered the controller's jar.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +35,20 @@ pub struct AgentArgs {
     pub internal_dir: String,
     pub no_reconnect: bool,
     pub extra_headers: Vec<(String, String)>,
+    /// The jar named by `-jar` (the `java -jar agent.jar` form).
+    pub jar: Option<PathBuf>,
+}
+
+/// What `sim-agent -version` prints (on stderr, as `java -version` does).
+pub const JAVA_VERSION_BANNER: &str = "openjdk version \"17.0.13\" 2024-10-15\n\
+     OpenJDK Runtime Environment (ecs-provisioner emulated JRE: runs agent.jar only)\n";
+
+/// Whether the arguments ask for the version (`java -version`).
+pub fn is_version_query(args: &[String]) -> bool {
+    matches!(
+        args.first().map(String::as_str),
+        Some("-version" | "--version")
+    )
 }
 
 impl std::fmt::Debug for AgentArgs {
@@ -61,12 +82,28 @@ pub enum AgentError {
     Refused { status: u16, body: String },
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
+    /// The jar beside the agent is missing or not the controller's.
+    #[error("refusing to start: {0}")]
+    AgentJar(String),
 }
 
 impl AgentArgs {
     /// Parses agent.jar-style arguments (without the program name).
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, AgentError> {
         let usage = |m: String| AgentError::Usage(m);
+        let mut args: Vec<String> = args.into_iter().collect();
+        // `java [JVM options] -jar PATH ARGS`: what precedes -jar belongs to the JVM.
+        let mut jar = None;
+        if let Some(i) = args.iter().position(|a| a == "-jar") {
+            if let Some(bad) = args[..i].iter().find(|a| !is_jvm_option(a)) {
+                return Err(usage(format!("{bad:?} before -jar is not a JVM option")));
+            }
+            let path = args
+                .get(i + 1)
+                .ok_or_else(|| usage("-jar needs a path".into()))?;
+            jar = Some(PathBuf::from(path));
+            args.drain(..i + 2);
+        }
         let mut it = args.into_iter();
         let (mut url, mut name, mut secret) = (None, None, None);
         let mut a = AgentArgs {
@@ -78,6 +115,7 @@ impl AgentArgs {
             internal_dir: "remoting".into(),
             no_reconnect: false,
             extra_headers: Vec::new(),
+            jar,
         };
         while let Some(arg) = it.next() {
             let flag = arg.trim_start_matches('-');
@@ -138,6 +176,16 @@ impl AgentArgs {
         Ok(a)
     }
 
+    /// The agent.jar this agent runs from: `-jar`, else `agent.jar` in the work directory, else
+    /// in the current directory.
+    pub fn jar_path(&self) -> PathBuf {
+        match (&self.jar, &self.work_dir) {
+            (Some(jar), _) => jar.clone(),
+            (None, Some(dir)) => dir.join("agent.jar"),
+            (None, None) => PathBuf::from("agent.jar"),
+        }
+    }
+
     fn ws_url(&self) -> String {
         let base = self
             .url
@@ -145,6 +193,65 @@ impl AgentArgs {
             .replacen("http://", "ws://", 1);
         format!("{base}wsagents/")
     }
+}
+
+/// `-Xmx512m`, `-Dkey=value`, `-XX:+UseG1GC`, `-server`...: options of the JVM itself.
+fn is_jvm_option(arg: &str) -> bool {
+    [
+        "-X",
+        "-D",
+        "-ea",
+        "-da",
+        "-esa",
+        "-dsa",
+        "-server",
+        "-client",
+        "-verbose",
+        "-javaagent:",
+        "--add-opens",
+        "--add-exports",
+    ]
+    .iter()
+    .any(|p| arg.starts_with(p))
+}
+
+/// Compares the jar the agent runs from with the controller's. `Ok(false)`: the controller could
+/// not be asked (try again); `Err`: missing or different (final).
+async fn jar_matches_controller(args: &AgentArgs) -> Result<bool, AgentError> {
+    use crate::jenkins::agent_jar::sha256_hex;
+    let path = args.jar_path();
+    let local = std::fs::read(&path).map_err(|e| {
+        AgentError::AgentJar(format!(
+            "no agent.jar at {}: {e} (it is delivered by the provisioner)",
+            path.display()
+        ))
+    })?;
+    let url = format!("{}jnlpJars/agent.jar", args.url);
+    let served = match reqwest::get(&url).await {
+        Ok(r) if r.status().is_success() => match r.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "cannot download the controller's agent.jar");
+                return Ok(false);
+            }
+        },
+        Ok(r) => {
+            tracing::warn!(%url, status = %r.status(), "cannot download the controller's agent.jar");
+            return Ok(false);
+        }
+        Err(e) => {
+            tracing::warn!(%url, error = %e, "cannot download the controller's agent.jar");
+            return Ok(false);
+        }
+    };
+    let (mine, theirs) = (sha256_hex(&local), sha256_hex(&served));
+    if mine != theirs {
+        return Err(AgentError::AgentJar(format!(
+            "{} (sha256 {mine}) is not the agent.jar the controller serves at {url} (sha256 {theirs})",
+            path.display()
+        )));
+    }
+    Ok(true)
 }
 
 /// An open agent connection.
@@ -277,9 +384,20 @@ pub async fn run_until(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::from_secs(1);
     let mut cookie: Option<String> = None;
+    let mut jar_checked = false;
     loop {
         let attempt = async {
             wait_for_login(&args).await?;
+            if !jar_checked {
+                if !jar_matches_controller(&args).await? {
+                    return Err(AgentError::Connect {
+                        url: args.url.clone(),
+                        reason: "agent.jar not downloadable yet".into(),
+                    });
+                }
+                tracing::info!(jar = %args.jar_path().display(), "agent.jar matches the controller's");
+                jar_checked = true;
+            }
             connect_once(&args, cookie.as_deref()).await
         };
         let outcome = tokio::select! {
@@ -300,6 +418,7 @@ pub async fn run_until(
                     return Ok(());
                 }
             }
+            Err(e @ AgentError::AgentJar(_)) => return Err(e),
             Err(e) => {
                 tracing::warn!(node = %args.name, error = %e, "agent could not connect");
                 if args.no_reconnect {

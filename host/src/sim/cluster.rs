@@ -31,6 +31,9 @@ pub struct ClusterOptions {
     pub ssh_listen: SocketAddr,
     /// Instance home directories, keys, secrets and the known-hosts file live here.
     pub dir: PathBuf,
+    /// The program (with a `sim-agent` command) that plays `java` on the instances; `None`:
+    /// the instances have no Java (see `sim::ssh`).
+    pub java: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -42,6 +45,7 @@ impl ClusterOptions {
             jenkins_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.into(),
+            java: None,
         }
     }
 }
@@ -72,6 +76,7 @@ impl Cluster {
             .context("starting the Jenkins emulator")?;
         let mut ssh_config = SshEmulatorConfig::new(dir.join("instances"));
         ssh_config.listen = options.ssh_listen;
+        ssh_config.java = options.java.clone();
         let ssh = Arc::new(super::ssh::start(ecs.directory(), ssh_config).await.context("starting the SSH emulator")?);
 
         let key = generate_ed25519("ecs-provisioner-demo");

@@ -15,6 +15,10 @@
 //! accepts only the instance's launch key (any user name); `exec` requests run `sh -c
 //! <command>` in `<root>/<instance-id>/` with `HOME` set to it, passing stdin, stdout, stderr
 //! and the exit status. Shells, PTYs and forwarding are refused.
+//!
+//! Java: with [`SshEmulatorConfig::java`] set, every instance has a `java` on its `PATH` (a
+//! shell script under `<root_dir>/.jre/bin` that runs `<program> sim-agent "$@"`): an image with
+//! a JRE that runs agent.jar only. Without it, the instances have no Java, as a bare image.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +51,9 @@ pub struct SshEmulatorConfig {
     pub listen: SocketAddr,
     /// Each instance gets `<root_dir>/<instance-id>/` as its home directory.
     pub root_dir: PathBuf,
+    /// A program with a `sim-agent` command that plays `java` on every instance (see the
+    /// module docs); `None`: no Java on the instances.
+    pub java: Option<PathBuf>,
 }
 
 impl SshEmulatorConfig {
@@ -55,8 +62,18 @@ impl SshEmulatorConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             root_dir: root_dir.into(),
+            java: None,
         }
     }
+}
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub instance_id: String,
+    pub user: String,
+    /// The instance's address the client connected to (its private or its public IP).
+    pub address: IpAddr,
 }
 
 /// A running emulator. Dropping it without [`shutdown`](Self::shutdown) stops accepting but
@@ -71,6 +88,8 @@ pub struct SshEmulatorHandle {
 struct Shared {
     directory: Arc<dyn InstanceDirectory>,
     root_dir: PathBuf,
+    /// `PATH` of the commands when the instances have Java (its directory first).
+    command_path: Option<std::ffi::OsString>,
     /// Distinguishes this emulator's processes from another's with the same instance ids.
     token: String,
     served: Mutex<HashSet<String>>,
@@ -78,6 +97,8 @@ struct Shared {
     stopping: tokio::sync::watch::Receiver<bool>,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// `(instance id, user)` of each login that succeeded, in order.
+    logins: Mutex<Vec<Login>>,
 }
 
 /// Starts the emulator.
@@ -86,17 +107,23 @@ pub async fn start(
     config: SshEmulatorConfig,
 ) -> std::io::Result<SshEmulatorHandle> {
     std::fs::create_dir_all(&config.root_dir)?;
+    let command_path = match &config.java {
+        Some(program) => Some(install_java(&config.root_dir, program)?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
         directory,
         root_dir: config.root_dir,
+        command_path,
         token: format!("{:016x}", rand::random::<u64>()),
         served: Mutex::new(HashSet::new()),
         stopping,
         accepted: AtomicU64::new(0),
         refused: AtomicU64::new(0),
+        logins: Mutex::new(Vec::new()),
     });
     let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
     tracing::info!(%local_addr, "instance SSH emulator listening");
@@ -130,6 +157,11 @@ impl SshEmulatorHandle {
             self.shared.accepted.load(Ordering::Relaxed),
             self.shared.refused.load(Ordering::Relaxed),
         )
+    }
+
+    /// `(instance id, user name)` of every successful login so far, in order.
+    pub fn logins(&self) -> Vec<Login> {
+        self.shared.logins.lock().unwrap().clone()
     }
 
     /// Kills every process the emulator started for `instance_id` (including detached agents),
@@ -214,10 +246,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         .unwrap()
         .insert(instance.instance_id.clone());
     let _ = stream.set_nodelay(true);
+    let address = match stream.local_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => IpAddr::from(instance.ip),
+    };
     let handler = InstanceSession {
         instance_id: instance.instance_id.clone(),
+        address,
         home: shared.root_dir.join(&instance.instance_id),
         tag: format!("{}/{}", shared.token, instance.instance_id),
+        path: shared.command_path.clone(),
+        emulator: shared.clone(),
         authorized,
         channels: JoinSet::new(),
     };
@@ -292,8 +331,13 @@ fn server_config(host_key: PrivateKey) -> Arc<server::Config> {
 /// russh handler of one connection to one instance.
 struct InstanceSession {
     instance_id: String,
+    /// The instance address the connection arrived on (private or public).
+    address: IpAddr,
     home: PathBuf,
     tag: String,
+    path: Option<std::ffi::OsString>,
+    /// Where successful logins are recorded.
+    emulator: Arc<Shared>,
     authorized: PublicKey,
     /// Tasks serving this connection's channels; dropped (aborted) with the connection.
     channels: JoinSet<()>,
@@ -318,6 +362,11 @@ impl server::Handler for InstanceSession {
         let auth = self.check_key(key.public_key);
         if matches!(auth, Auth::Accept) {
             tracing::debug!(instance_id = %self.instance_id, user, "emulated SSH login");
+            self.emulator.logins.lock().unwrap().push(Login {
+                instance_id: self.instance_id.clone(),
+                user: user.to_string(),
+                address: self.address,
+            });
         }
         Ok(auth)
     }
@@ -333,6 +382,7 @@ impl server::Handler for InstanceSession {
             instance_id: self.instance_id.clone(),
             home: self.home.clone(),
             tag: self.tag.clone(),
+            path: self.path.clone(),
         };
         self.channels.spawn(serve_channel(channel, ctx));
         Ok(())
@@ -372,6 +422,7 @@ struct ExecContext {
     instance_id: String,
     home: PathBuf,
     tag: String,
+    path: Option<std::ffi::OsString>,
 }
 
 /// Waits for the channel's exec request, runs it, pumps the streams, reports the exit status.
@@ -413,7 +464,11 @@ async fn run_command(
     use std::os::unix::process::ExitStatusExt;
 
     std::fs::create_dir_all(&ctx.home)?;
-    let mut child = tokio::process::Command::new("sh")
+    let mut sh = tokio::process::Command::new("sh");
+    if let Some(path) = &ctx.path {
+        sh.env("PATH", path);
+    }
+    let mut child = sh
         .arg("-c")
         .arg(std::ffi::OsStr::from_bytes(command))
         .current_dir(&ctx.home)
@@ -458,6 +513,33 @@ async fn run_command(
         (None, Some(sig)) => 128 + sig as u32,
         _ => 255,
     })
+}
+
+/// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns the `PATH` that
+/// puts it first.
+fn install_java(
+    root: &std::path::Path,
+    program: &std::path::Path,
+) -> std::io::Result<std::ffi::OsString> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join(".jre/bin");
+    std::fs::create_dir_all(&bin)?;
+    let java = bin.join("java");
+    let program = program
+        .to_str()
+        .ok_or_else(|| std::io::Error::other("the java program path is not UTF-8"))?;
+    let script = format!(
+        "#!/bin/sh\n# Emulated JRE: runs agent.jar only (ecs-provisioner sim-agent).\nexec {} sim-agent \"$@\"\n",
+        crate::ssh::template::sh_quote(program)
+    );
+    std::fs::write(&java, script)?;
+    std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755))?;
+    let mut path = bin.into_os_string();
+    if let Some(inherited) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(inherited);
+    }
+    Ok(path)
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl tokio::io::AsyncWrite + Unpin) {

@@ -2,23 +2,27 @@
 //!
 //! Steps, on one SSH connection: `connect` (retries until the deadline) -> `prepare` (work and
 //! state directories; the agent secret through stdin into a 0600 file; read the init marker) ->
-//! `init-script` (once per instance) -> `start-agent` (detached) -> `confirm-agent` (still
-//! alive after a short delay). Each remote command costs a login-shell start on the instance,
-//! so steps are grouped to keep them few.
+//! `init-script` (once per instance) -> `java-and-jar` (`java -version`; the hash of the
+//! agent.jar already there) -> `upload-agent-jar` (only when it differs: through stdin into a
+//! temporary file, hash checked on the instance, then an atomic rename) -> `start-agent`
+//! (detached) -> `confirm-agent` (still alive after a short delay). Each remote command costs a
+//! login-shell start on the instance, so steps are grouped to keep them few.
 //!
 //! Everything the host keeps on the instance lives in `{work_dir}/.ecs-provisioner/`:
-//! `init.done` (marker), `init-script`, `agent-secret`, `agent.pid`, `agent.log`.
+//! `init.done` (marker), `init-script`, `agent-secret`, `agent.pid`, `agent.log`; the jar
+//! itself is `{work_dir}/agent.jar`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
 use super::client::{OutputStream, RemoteExit, SshClientConfig, SshSession, SshTarget, connect};
 use super::error::SshError;
-use super::template::{render, sh_quote};
+use super::template::{render, render_with_words, sh_quote};
 
 /// Default login user.
 pub const DEFAULT_USER: &str = "root";
@@ -26,11 +30,32 @@ pub const DEFAULT_USER: &str = "root";
 pub const DEFAULT_PORT: &str = "22";
 /// Default agent working directory (the Jenkins node's remote FS).
 pub const DEFAULT_WORK_DIR: &str = "/home/jenkins/agent";
-/// Default agent command: fetch agent.jar from the controller, start a WebSocket inbound agent
-/// reading its secret from the file (`-secret @file`), never from the command line.
-pub const DEFAULT_AGENT_COMMAND: &str = "cd {work_dir} && curl -fsSLo agent.jar {jenkins_url}jnlpJars/agent.jar && \
-     exec java -jar agent.jar -url {jenkins_url} -secret @{secret_file} -name {node_name} \
-     -webSocket -workDir {work_dir}";
+/// Default agent command: run the delivered agent.jar as a WebSocket inbound agent reading its
+/// secret from the file (`-secret @file`), never from the command line.
+pub const DEFAULT_AGENT_COMMAND: &str = "{java} {jvm_options} -jar {agent_jar} -url {jenkins_url} \
+     -secret @{secret_file} -name {node_name} -webSocket -workDir {work_dir}";
+/// Default Java launcher.
+pub const DEFAULT_JAVA: &str = "java";
+
+/// Shell snippet printing the SHA-256 of the file named by `$1` (empty if it cannot): GNU and
+/// busybox have `sha256sum`, BSDs and macOS `shasum`.
+const SHA256_FN: &str = r#"sha256() { { sha256sum "$1" 2>/dev/null || shasum -a 256 "$1" 2>/dev/null; } | cut -d' ' -f1; }"#;
+
+/// A jar to deliver: its bytes and their SHA-256 (lower-case hex).
+#[derive(Clone, PartialEq, Eq)]
+pub struct JarUpload {
+    pub bytes: Arc<[u8]>,
+    pub sha256: String,
+}
+
+impl fmt::Debug for JarUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JarUpload")
+            .field("len", &self.bytes.len())
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
 
 /// Shell function `alive PID`: the process exists and is not a zombie. `kill -0` alone
 /// succeeds on zombies, which is what a dead agent becomes where PID 1 does not reap orphans
@@ -48,9 +73,10 @@ const TAIL_LINES: usize = 20;
 /// - `work_dir`: the above and `{user}`; a relative path is relative to the login user's home
 ///   directory (handy for the instance SSH emulator, where each instance's home is its own
 ///   directory) and is made absolute on the instance before the agent command is rendered
-/// - `agent_command`: all of the above and `{jenkins_url}`, `{work_dir}`, `{secret_file}`;
-///   values are inserted shell-quoted. It runs under `sh -c` in `work_dir`, detached
-///   (`nohup setsid`, output to `.ecs-provisioner/agent.log`).
+/// - `agent_command`: all of the above and `{jenkins_url}`, `{work_dir}`, `{secret_file}`,
+///   `{agent_jar}` (`{work_dir}/agent.jar`), `{java}` (the Java launcher) and `{jvm_options}`
+///   (several words); values are inserted shell-quoted. It runs under `sh -c` in `work_dir`,
+///   detached (`nohup setsid`, output to `.ecs-provisioner/agent.log`).
 ///
 /// The init script is not templated (shell scripts use braces); it runs in `work_dir` with
 /// `ECSP_INSTANCE_ID`, `ECSP_NODE_NAME`, `ECSP_WORK_DIR` and `ECSP_JENKINS_URL` in its
@@ -59,7 +85,8 @@ const TAIL_LINES: usize = 20;
 pub struct BootstrapSpec {
     /// ECS instance id.
     pub instance_id: String,
-    /// The instance's private IP.
+    /// The address SSH connects to: the instance's private IP, or its public one when the
+    /// template says `connect-via = "public-ip"`.
     pub ip: IpAddr,
     /// Jenkins node name (`<template>-<instance-id>`).
     pub node_name: String,
@@ -75,6 +102,16 @@ pub struct BootstrapSpec {
     pub work_dir: String,
     /// Agent command (template).
     pub agent_command: String,
+    /// The Java launcher `{java}` stands for. `Some`: it is also checked (`<java> -version`)
+    /// after the init script and before the agent starts, failing the bootstrap with a clear
+    /// reason when there is no Java. `None`: `{java}` is `java`, unchecked.
+    pub java: Option<String>,
+    /// JVM options `{jvm_options}` stands for.
+    pub jvm_options: Vec<String>,
+    /// agent.jar to deliver to `{work_dir}/agent.jar` (skipped when the same jar is there).
+    pub agent_jar: Option<JarUpload>,
+    /// The instance's image, named when Java is missing.
+    pub image_id: Option<String>,
     /// Script run once per instance before the agent starts.
     pub init_script: Option<String>,
     /// Give up connecting at this instant (the launch deadline).
@@ -97,14 +134,18 @@ impl fmt::Debug for BootstrapSpec {
             .field("port", &self.port)
             .field("work_dir", &self.work_dir)
             .field("agent_command", &self.agent_command)
+            .field("java", &self.java)
+            .field("jvm_options", &self.jvm_options)
+            .field("agent_jar", &self.agent_jar)
+            .field("image_id", &self.image_id)
             .field("init_script", &self.init_script.as_ref().map(|s| s.len()))
             .finish_non_exhaustive()
     }
 }
 
 impl BootstrapSpec {
-    /// A spec with the default templates, no init script, a 15-minute init-script limit and a
-    /// 1-second agent confirmation delay.
+    /// A spec with the default templates, no init script, no jar to deliver, no Java check, a
+    /// 15-minute init-script limit and a 1-second agent confirmation delay.
     pub fn new(
         instance_id: impl Into<String>,
         ip: IpAddr,
@@ -123,6 +164,10 @@ impl BootstrapSpec {
             port: DEFAULT_PORT.into(),
             work_dir: DEFAULT_WORK_DIR.into(),
             agent_command: DEFAULT_AGENT_COMMAND.into(),
+            java: None,
+            jvm_options: Vec::new(),
+            agent_jar: None,
+            image_id: None,
             init_script: None,
             deadline,
             init_script_timeout: Duration::from_secs(15 * 60),
@@ -172,13 +217,21 @@ impl BootstrapSpec {
         }
         let state_dir = format!("{work_dir}/.ecs-provisioner");
         let secret_file = format!("{state_dir}/agent-secret");
+        let agent_jar = format!("{work_dir}/agent.jar");
+        let java = self.java.clone().unwrap_or_else(|| DEFAULT_JAVA.into());
+        if java.trim().is_empty() || java.contains('\n') {
+            return Err(err("java", format!("{java:?} is not a program path")));
+        }
         vars.extend([
             ("jenkins_url", jenkins_url.as_str()),
             ("work_dir", work_dir.as_str()),
             ("secret_file", secret_file.as_str()),
+            ("agent_jar", agent_jar.as_str()),
+            ("java", java.as_str()),
         ]);
-        let agent_command =
-            render(&self.agent_command, &vars, true).map_err(|e| err("agent_command", e))?;
+        let words: [(&str, &[String]); 1] = [("jvm_options", &self.jvm_options)];
+        let agent_command = render_with_words(&self.agent_command, &vars, &words, true)
+            .map_err(|e| err("agent_command", e))?;
         if agent_command.trim().is_empty() {
             return Err(err("agent_command", "is empty".into()));
         }
@@ -189,6 +242,8 @@ impl BootstrapSpec {
             work_dir,
             state_dir,
             secret_file,
+            agent_jar,
+            java,
             agent_command,
         })
     }
@@ -228,6 +283,10 @@ pub struct ResolvedBootstrap {
     pub state_dir: String,
     /// `{state_dir}/agent-secret`.
     pub secret_file: String,
+    /// `{work_dir}/agent.jar`.
+    pub agent_jar: String,
+    /// The Java launcher.
+    pub java: String,
     /// The agent command line, placeholders replaced.
     pub agent_command: String,
 }
@@ -258,6 +317,17 @@ pub enum InitScriptOutcome {
     Skipped,
 }
 
+/// What became of agent.jar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JarDelivery {
+    /// No jar to deliver.
+    NotConfigured,
+    /// Uploaded now, hash checked on the instance.
+    Uploaded,
+    /// The same jar (same SHA-256) was already there.
+    AlreadyPresent,
+}
+
 /// How the agent came to be running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStart {
@@ -277,8 +347,12 @@ pub struct BootstrapReport {
     /// Connection attempts until sshd answered.
     pub connect_attempts: u32,
     pub init_script: InitScriptOutcome,
+    pub agent_jar: JarDelivery,
+    /// First line of `java -version` when Java was checked.
+    pub java_version: Option<String>,
     pub agent: AgentStart,
-    /// `(step, duration)` in order: connect, prepare, init-script (when it ran), start-agent,
+    /// `(step, duration)` in order: connect, prepare, init-script (when it ran), java-and-jar
+    /// (when there is a Java check or a jar), upload-agent-jar (when uploaded), start-agent,
     /// confirm-agent (when started now).
     pub steps: Vec<(&'static str, Duration)>,
     pub total: Duration,
@@ -312,6 +386,25 @@ pub enum BootstrapError {
         exit: RemoteExit,
         output: String,
     },
+    /// `java -version` failed after the init script: the image has no (usable) Java.
+    #[error("instance {instance_id}: no Java on image {image}: `{java} -version` failed ({exit}){}; install a JRE 17+ on the image or in init-script, or set java-path", if output.is_empty() { String::new() } else { format!(": {output}") })]
+    JavaMissing {
+        instance_id: String,
+        image: String,
+        java: String,
+        exit: RemoteExit,
+        output: String,
+    },
+    /// The uploaded agent.jar did not arrive intact (or could not be hashed on the instance).
+    #[error(
+        "instance {instance_id}: agent.jar arrived at {path} with sha256 {got:?}, expected {expected} (the image needs sha256sum or shasum)"
+    )]
+    AgentJarCorrupt {
+        instance_id: String,
+        path: String,
+        expected: String,
+        got: String,
+    },
     /// The agent died right after it was started.
     #[error("instance {instance_id}: the agent exited right after its start; last lines of {log}:\n{}", last_lines.join("\n"))]
     AgentNotRunning {
@@ -329,6 +422,8 @@ impl BootstrapError {
             BootstrapError::Template { instance_id, .. }
             | BootstrapError::InitScriptFailed { instance_id, .. }
             | BootstrapError::StepFailed { instance_id, .. }
+            | BootstrapError::JavaMissing { instance_id, .. }
+            | BootstrapError::AgentJarCorrupt { instance_id, .. }
             | BootstrapError::AgentNotRunning { instance_id, .. } => Some(instance_id),
         }
     }
@@ -395,6 +490,20 @@ async fn run_steps(
             }
         };
 
+        let (java_version, jar_present) = check_java_and_jar(&session, spec, plan).await?;
+        if spec.java.is_some() || spec.agent_jar.is_some() {
+            lap(&mut steps, "java-and-jar");
+        }
+        let agent_jar = match (&spec.agent_jar, jar_present) {
+            (None, _) => JarDelivery::NotConfigured,
+            (Some(_), true) => JarDelivery::AlreadyPresent,
+            (Some(jar), false) => {
+                upload_agent_jar(&session, spec, plan, jar).await?;
+                lap(&mut steps, "upload-agent-jar");
+                JarDelivery::Uploaded
+            }
+        };
+
         let agent = start_agent(&session, spec, plan).await?;
         lap(&mut steps, "start-agent");
         if let AgentStart::Started { pid } = agent {
@@ -402,22 +511,30 @@ async fn run_steps(
             confirm_agent(&session, spec, plan, pid).await?;
             lap(&mut steps, "confirm-agent");
         }
-        Ok::<_, BootstrapError>((init_script, agent, plan.work_dir.clone()))
+        Ok::<_, BootstrapError>((
+            init_script,
+            agent_jar,
+            java_version,
+            agent,
+            plan.work_dir.clone(),
+        ))
     }
     .await;
     let connect_attempts = session.attempts();
     session.close().await;
-    let (init_script, agent, work_dir) = result?;
+    let (init_script, agent_jar, java_version, agent, work_dir) = result?;
     let report = BootstrapReport {
         instance_id: spec.instance_id.clone(),
         work_dir,
         connect_attempts,
         init_script,
+        agent_jar,
+        java_version,
         agent,
         steps,
         total: started.elapsed(),
     };
-    tracing::info!(?report.agent, ?report.init_script, total = ?report.total, "bootstrap done");
+    tracing::info!(?report.agent, ?report.init_script, ?report.agent_jar, total = ?report.total, "bootstrap done");
     Ok(report)
 }
 
@@ -504,6 +621,126 @@ async fn run_init_script(
             exit: out.exit,
             last_lines: log.tail.into_iter().collect(),
         })
+    }
+}
+
+/// One command for both: runs `<java> -version` (when Java is checked) and hashes the agent.jar
+/// already on the instance (when one is to be delivered). Returns the first line of the Java
+/// banner and whether the jar there is the one to deliver.
+async fn check_java_and_jar(
+    session: &SshSession,
+    spec: &BootstrapSpec,
+    plan: &ResolvedBootstrap,
+) -> Result<(Option<String>, bool), BootstrapError> {
+    if spec.java.is_none() && spec.agent_jar.is_none() {
+        return Ok((None, false));
+    }
+    let mut command = format!("{SHA256_FN}\n");
+    if spec.java.is_some() {
+        // `java -version` prints on stderr; a missing launcher exits 127 with the shell's reason.
+        command.push_str(&format!(
+            "if v=$({j} -version 2>&1); then echo java-ok; printf '%s\\n' \"$v\" | head -n 1; \
+             else echo \"java-missing $?\"; printf '%s\\n' \"$v\" | tail -n 3; exit 0; fi\n",
+            j = sh_quote(&plan.java),
+        ));
+    }
+    if spec.agent_jar.is_some() {
+        command.push_str(&format!(
+            "echo \"jar $(sha256 {p})\"\n",
+            p = sh_quote(&plan.agent_jar)
+        ));
+    }
+    let out = session.run("java-and-jar", &command, None).await?;
+    if !out.exit.success() {
+        return Err(step_failed(spec, "java-and-jar", out.exit, &out.stderr));
+    }
+    let stdout = out.stdout_text();
+    let mut lines = stdout.lines();
+    let mut java_version = None;
+    if spec.java.is_some() {
+        match lines.next().map(|l| l.split_once(' ').unwrap_or((l, ""))) {
+            Some(("java-ok", _)) => java_version = lines.next().map(|l| l.trim().to_string()),
+            Some(("java-missing", code)) => {
+                return Err(BootstrapError::JavaMissing {
+                    instance_id: spec.instance_id.clone(),
+                    image: spec.image_id.clone().unwrap_or_else(|| "(unknown)".into()),
+                    java: plan.java.clone(),
+                    exit: code
+                        .trim()
+                        .parse()
+                        .map(RemoteExit::Code)
+                        .unwrap_or(RemoteExit::Unknown),
+                    output: lines
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                });
+            }
+            _ => {
+                return Err(BootstrapError::StepFailed {
+                    instance_id: spec.instance_id.clone(),
+                    step: "java-and-jar",
+                    exit: out.exit,
+                    output: format!("unexpected output {:?}", stdout.trim()),
+                });
+            }
+        }
+    }
+    let jar_present = match (&spec.agent_jar, lines.find_map(|l| l.strip_prefix("jar"))) {
+        (Some(jar), Some(hash)) => hash.trim() == jar.sha256,
+        _ => false,
+    };
+    Ok((java_version, jar_present))
+}
+
+/// Sends the jar through stdin into a temporary file beside its place, checks its hash on the
+/// instance and renames it into place (atomic: an agent starting meanwhile sees the old jar or
+/// the new one, never half of it).
+async fn upload_agent_jar(
+    session: &SshSession,
+    spec: &BootstrapSpec,
+    plan: &ResolvedBootstrap,
+    jar: &JarUpload,
+) -> Result<(), BootstrapError> {
+    let tmp = format!("{}.upload", plan.agent_jar);
+    let command = format!(
+        "{SHA256_FN}\nrm -f {t} && cat > {t} || exit 1\nh=$(sha256 {t})\n\
+         if [ \"$h\" = {want} ]; then chmod 644 {t} && mv -f {t} {p} && echo ok; else rm -f {t}; echo \"bad $h\"; fi",
+        t = sh_quote(&tmp),
+        p = sh_quote(&plan.agent_jar),
+        want = sh_quote(&jar.sha256),
+    );
+    tracing::info!(bytes = jar.bytes.len(), sha256 = %jar.sha256, "uploading agent.jar");
+    // Megabytes through a loaded link may take longer than one quick step.
+    let timeout = Duration::from_secs(300).min(
+        spec.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(30)),
+    );
+    let out = session
+        .exec(
+            "upload-agent-jar",
+            &command,
+            Some(&jar.bytes[..]),
+            timeout,
+            &mut |_, _| {},
+        )
+        .await?;
+    let stdout = out.stdout_text();
+    match stdout.trim() {
+        "ok" => Ok(()),
+        other if out.exit.success() => Err(BootstrapError::AgentJarCorrupt {
+            instance_id: spec.instance_id.clone(),
+            path: plan.agent_jar.clone(),
+            expected: jar.sha256.clone(),
+            got: other
+                .strip_prefix("bad")
+                .unwrap_or(other)
+                .trim()
+                .to_string(),
+        }),
+        _ => Err(step_failed(spec, "upload-agent-jar", out.exit, &out.stderr)),
     }
 }
 

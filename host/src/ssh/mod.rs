@@ -20,8 +20,8 @@ pub mod keys;
 pub mod template;
 
 pub use bootstrap::{
-    AgentStart, BootstrapError, BootstrapReport, BootstrapSpec, InitScriptOutcome, bootstrap,
-    check_templates,
+    AgentStart, BootstrapError, BootstrapReport, BootstrapSpec, InitScriptOutcome, JarDelivery,
+    JarUpload, bootstrap, check_templates,
 };
 pub use client::{SshClientConfig, SshSession, SshTarget, connect};
 pub use console::{ConsoleOutputSource, console_host_keys_block, parse_console_host_keys};

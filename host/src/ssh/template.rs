@@ -5,6 +5,17 @@
 /// break out of its word in a command line. Unknown or unterminated placeholders are errors
 /// naming the placeholder and the known ones.
 pub fn render(template: &str, vars: &[(&str, &str)], quote: bool) -> Result<String, String> {
+    render_with_words(template, vars, &[], quote)
+}
+
+/// [`render`] with, in addition, placeholders that stand for several shell words (such as
+/// `{jvm_options}`): each word is quoted on its own, and the words are joined by spaces.
+pub fn render_with_words(
+    template: &str,
+    vars: &[(&str, &str)],
+    words: &[(&str, &[String])],
+    quote: bool,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find(['{', '}']) {
@@ -22,8 +33,22 @@ pub fn render(template: &str, vars: &[(&str, &str)], quote: bool) -> Result<Stri
             return Err("unterminated '{' (write '{{' for a literal brace)".into());
         };
         let name = &tail[1..end];
+        if let Some((_, list)) = words.iter().find(|(n, _)| *n == name) {
+            let rendered: Vec<String> = list
+                .iter()
+                .map(|w| if quote { sh_quote(w) } else { w.clone() })
+                .collect();
+            out.push_str(&rendered.join(" "));
+            rest = &tail[end + 1..];
+            continue;
+        }
         let Some((_, value)) = vars.iter().find(|(n, _)| *n == name) else {
-            let known: Vec<String> = vars.iter().map(|(n, _)| format!("{{{n}}}")).collect();
+            let known: Vec<String> = vars
+                .iter()
+                .map(|(n, _)| *n)
+                .chain(words.iter().map(|(n, _)| *n))
+                .map(|n| format!("{{{n}}}"))
+                .collect();
             return Err(format!(
                 "unknown placeholder {{{name}}}; known here: {}",
                 known.join(", ")
@@ -55,6 +80,32 @@ pub fn sh_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_lists_render_as_separately_quoted_words() {
+        let opts = vec!["-Xmx2g".to_string(), "-Da=b c".to_string()];
+        let words: [(&str, &[String]); 1] = [("jvm_options", &opts)];
+        assert_eq!(
+            render_with_words(
+                "{java} {jvm_options} -jar x",
+                &[("java", "/opt/j dk/java")],
+                &words,
+                true
+            )
+            .unwrap(),
+            "'/opt/j dk/java' -Xmx2g '-Da=b c' -jar x"
+        );
+        let none: [(&str, &[String]); 1] = [("jvm_options", &[])];
+        assert_eq!(
+            render_with_words("java {jvm_options}-jar", &[], &none, true).unwrap(),
+            "java -jar"
+        );
+        assert!(
+            render_with_words("{nope}", &[], &words, true)
+                .unwrap_err()
+                .contains("{jvm_options}")
+        );
+    }
 
     #[test]
     fn renders_quotes_and_escapes() {

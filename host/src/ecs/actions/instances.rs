@@ -33,11 +33,23 @@ impl SpotStrategy {
     }
 }
 
-/// System disk settings (`SystemDisk.Category`, `SystemDisk.Size` in GiB).
+/// System disk settings (`SystemDisk.Category`, `SystemDisk.Size` in GiB,
+/// `SystemDisk.PerformanceLevel` for ESSDs).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SystemDisk {
     pub category: Option<String>,
     pub size_gib: Option<u32>,
+    pub performance_level: Option<String>,
+}
+
+/// One data disk (`DataDisk.N.Category`, `.Size` in GiB, `.PerformanceLevel`,
+/// `.DeleteWithInstance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDisk {
+    pub category: String,
+    pub size_gib: u32,
+    pub performance_level: Option<String>,
+    pub delete_with_instance: bool,
 }
 
 /// RunInstances parameters (reference §3.1). Build with [`RunInstancesRequest::new`] and set
@@ -47,6 +59,9 @@ pub struct RunInstancesRequest {
     pub image_id: String,
     pub instance_type: String,
     pub security_group_id: String,
+    /// More security groups: with any, all groups (`security_group_id` first) go as
+    /// `SecurityGroupIds.N` instead of `SecurityGroupId` (ECS refuses both at once).
+    pub extra_security_group_ids: Vec<String>,
     pub vswitch_id: String,
     /// Must be the vswitch's zone if set.
     pub zone_id: Option<String>,
@@ -68,7 +83,17 @@ pub struct RunInstancesRequest {
     /// Supports the `${instance_id}` placeholder.
     pub host_name: Option<String>,
     pub system_disk: Option<SystemDisk>,
+    /// Up to 16.
+    pub data_disks: Vec<DataDisk>,
     pub internet_max_bandwidth_out: Option<u32>,
+    /// Instance RAM role (`RamRoleName`).
+    pub ram_role_name: Option<String>,
+    /// `ResourceGroupId`.
+    pub resource_group_id: Option<String>,
+    /// Instance metadata access: `optional` or `required` (tokens, "security hardening mode").
+    pub http_tokens: Option<String>,
+    /// UTC release time, `yyyy-MM-ddTHH:mm:ssZ` (`AutoReleaseTime`).
+    pub auto_release_time: Option<String>,
     /// Validate only: success is reported as [`ErrorKind::DryRunPassed`].
     pub dry_run: bool,
 }
@@ -96,7 +121,14 @@ impl RunInstancesRequest {
         let mut p = Params::new();
         p.insert("ImageId".into(), self.image_id.clone());
         p.insert("InstanceType".into(), self.instance_type.clone());
-        p.insert("SecurityGroupId".into(), self.security_group_id.clone());
+        if self.extra_security_group_ids.is_empty() {
+            p.insert("SecurityGroupId".into(), self.security_group_id.clone());
+        } else {
+            let all: Vec<String> = std::iter::once(self.security_group_id.clone())
+                .chain(self.extra_security_group_ids.iter().cloned())
+                .collect();
+            put_list(&mut p, "SecurityGroupIds", &all);
+        }
         p.insert("VSwitchId".into(), self.vswitch_id.clone());
         p.insert("Amount".into(), self.amount.to_string());
         put_opt(&mut p, "ZoneId", self.zone_id.as_ref());
@@ -125,7 +157,30 @@ impl RunInstancesRequest {
         if let Some(d) = &self.system_disk {
             put_opt(&mut p, "SystemDisk.Category", d.category.as_ref());
             put_opt(&mut p, "SystemDisk.Size", d.size_gib);
+            put_opt(
+                &mut p,
+                "SystemDisk.PerformanceLevel",
+                d.performance_level.as_ref(),
+            );
         }
+        for (i, d) in self.data_disks.iter().enumerate() {
+            let n = i + 1;
+            p.insert(format!("DataDisk.{n}.Category"), d.category.clone());
+            p.insert(format!("DataDisk.{n}.Size"), d.size_gib.to_string());
+            put_opt(
+                &mut p,
+                &format!("DataDisk.{n}.PerformanceLevel"),
+                d.performance_level.as_ref(),
+            );
+            p.insert(
+                format!("DataDisk.{n}.DeleteWithInstance"),
+                d.delete_with_instance.to_string(),
+            );
+        }
+        put_opt(&mut p, "RamRoleName", self.ram_role_name.as_ref());
+        put_opt(&mut p, "ResourceGroupId", self.resource_group_id.as_ref());
+        put_opt(&mut p, "HttpTokens", self.http_tokens.as_ref());
+        put_opt(&mut p, "AutoReleaseTime", self.auto_release_time.as_ref());
         put_opt(
             &mut p,
             "InternetMaxBandwidthOut",
@@ -310,6 +365,32 @@ struct ConsoleOutputResponse {
     last_update_time: String,
 }
 
+/// One disk as DescribeDisks reports it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Disk {
+    pub disk_id: String,
+    #[serde(default)]
+    pub instance_id: String,
+    /// `system` or `data`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub category: String,
+    /// GiB.
+    pub size: u32,
+    #[serde(default)]
+    pub performance_level: String,
+    #[serde(default)]
+    pub delete_with_instance: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeDisksResponse {
+    #[serde(default)]
+    disks: Wrapped<Disk>,
+}
+
 /// The largest id list one request may carry.
 pub const MAX_IDS_PER_CALL: usize = 100;
 
@@ -332,6 +413,15 @@ impl EcsClient {
         };
         self.call_for(Api::Ecs, "RunInstances", params, offering)
             .await
+    }
+
+    /// The disks attached to an instance (one page: an instance has at most 17).
+    pub async fn describe_disks(&self, instance_id: &str) -> Result<Vec<Disk>, EcsError> {
+        let mut p = Params::new();
+        p.insert("InstanceId".into(), instance_id.into());
+        p.insert("PageSize".into(), "100".into());
+        let r: DescribeDisksResponse = self.call(Api::Ecs, "DescribeDisks", p).await?;
+        Ok(r.disks.0)
     }
 
     /// Lists instances matching `filter`, 100 per request (id lists in chunks of 100), following
@@ -490,7 +580,25 @@ mod tests {
         r.system_disk = Some(SystemDisk {
             category: Some("cloud_essd".into()),
             size_gib: Some(40),
+            performance_level: Some("PL0".into()),
         });
+        r.data_disks = vec![
+            DataDisk {
+                category: "cloud_essd".into(),
+                size_gib: 100,
+                performance_level: Some("PL1".into()),
+                delete_with_instance: true,
+            },
+            DataDisk {
+                category: "cloud_efficiency".into(),
+                size_gib: 500,
+                performance_level: None,
+                delete_with_instance: false,
+            },
+        ];
+        r.ram_role_name = Some("ci-agent".into());
+        r.http_tokens = Some("required".into());
+        r.auto_release_time = Some("2026-12-01T00:00:00Z".into());
         r.dry_run = true;
         let p = r.to_params();
         assert_eq!(p["Amount"], "5");
@@ -503,6 +611,35 @@ mod tests {
         assert_eq!(p["SystemDisk.Size"], "40");
         assert_eq!(p["DryRun"], "true");
         assert!(!p.contains_key("ZoneId"));
+        assert_eq!(p["SecurityGroupId"], "sg-1");
+        assert_eq!(p["SystemDisk.PerformanceLevel"], "PL0");
+        assert_eq!(
+            (
+                p["DataDisk.1.Category"].as_str(),
+                p["DataDisk.1.Size"].as_str(),
+                p["DataDisk.1.PerformanceLevel"].as_str(),
+                p["DataDisk.1.DeleteWithInstance"].as_str()
+            ),
+            ("cloud_essd", "100", "PL1", "true")
+        );
+        assert_eq!(p["DataDisk.2.DeleteWithInstance"], "false");
+        assert!(!p.contains_key("DataDisk.2.PerformanceLevel"));
+        assert_eq!(
+            (p["RamRoleName"].as_str(), p["HttpTokens"].as_str()),
+            ("ci-agent", "required")
+        );
+        assert_eq!(p["AutoReleaseTime"], "2026-12-01T00:00:00Z");
+        // Several groups: the list form only, ECS refuses both forms at once.
+        r.extra_security_group_ids = vec!["sg-2".into()];
+        let p = r.to_params();
+        assert_eq!(
+            (
+                p["SecurityGroupIds.1"].as_str(),
+                p["SecurityGroupIds.2"].as_str()
+            ),
+            ("sg-1", "sg-2")
+        );
+        assert!(!p.contains_key("SecurityGroupId"));
     }
 
     #[test]

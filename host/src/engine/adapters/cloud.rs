@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::config::launch::LaunchPlacement;
 use crate::config::{Config, CredentialsConfig};
 use crate::ecs::credentials::{self, ChainOptions, Credentials, DefaultChain, SharedProvider, StaticProvider};
 use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
-    RunInstancesRequest, SpotStrategy, SystemDisk, Tag, VSwitchFilter,
+    SpotStrategy, Tag, VSwitchFilter,
 };
 use crate::engine::model::{CloudInstance, CloudStatus};
+use crate::engine::now_ms;
 use crate::engine::ports::{CloudOffering, CloudPort, LaunchError, LaunchRequest};
 
 /// Tag naming the provisioner that owns an instance.
@@ -222,25 +224,27 @@ impl CloudPort for EcsCloud {
             .config
             .template(&r.template)
             .ok_or_else(|| LaunchError::Other { code: "UnknownTemplate".into(), message: format!("unknown template {}", r.template) })?;
-        let cloud = &self.config.cloud;
-        let mut req = RunInstancesRequest::new(&cloud.image_id, &r.instance_type, &cloud.security_group_id, &r.vswitch);
-        req.zone_id = Some(r.zone.clone());
+        // Image, security groups, key pair, disks, names, RAM role...: the template's launch
+        // profile (its own keys, else the cloud's).
+        let profile = self.config.launch_profile(t);
+        let placement = LaunchPlacement {
+            template: &r.template,
+            instance_type: &r.instance_type,
+            vswitch: &r.vswitch,
+            zone: Some(&r.zone),
+            launch_id: &r.launch_id,
+        };
+        let mut req = profile.run_instances_request(&placement, (now_ms() / 1000) as i64);
         req.amount = r.count;
         // All or nothing per call: a partial batch is placed again next cycle anyway.
         req.min_amount = Some(r.count);
         req.client_token = Some(r.client_token.clone());
-        req.key_pair_name = Some(cloud.key_pair_name.clone());
-        req.instance_name = Some(format!("{}-{}", r.template, &r.launch_id));
         req.spot_strategy = match (r.spot, t.spot_price_limit) {
             (false, _) => SpotStrategy::NoSpot,
             (true, Some(_)) => SpotStrategy::SpotWithPriceLimit,
             (true, None) => SpotStrategy::SpotAsPriceGo,
         };
         req.spot_price_limit = if r.spot { t.spot_price_limit } else { None };
-        req.internet_max_bandwidth_out = (t.internet_max_bandwidth_out > 0).then_some(t.internet_max_bandwidth_out);
-        if t.system_disk_category.is_some() || t.system_disk_size_gib.is_some() {
-            req.system_disk = Some(SystemDisk { category: t.system_disk_category.clone(), size_gib: t.system_disk_size_gib });
-        }
         req.tags = vec![
             Tag::new(TAG_CONTROLLER, &self.config.controller_id),
             Tag::new(TAG_TEMPLATE, &r.template),

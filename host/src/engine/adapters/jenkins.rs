@@ -169,6 +169,18 @@ pub struct JenkinsAdapter {
     idle_records_refused: std::sync::atomic::AtomicBool,
 }
 
+/// The user and API token of `[jenkins]` (`token-env` or `token-file`).
+pub fn credentials_from_config(j: &crate::config::JenkinsConfig) -> anyhow::Result<Credentials> {
+    Ok(match (&j.token_env, &j.token_file) {
+        (Some(var), _) => Credentials::token_from_env(&j.user, var)?,
+        (None, Some(path)) => Credentials::token_from_file(&j.user, path)?,
+        (None, None) => anyhow::bail!(
+            "jenkins: set token-env or token-file to give the API token of user {:?}",
+            j.user
+        ),
+    })
+}
+
 impl JenkinsAdapter {
     /// An adapter for the nodes of `controller_id` built from `templates` (config order).
     pub fn new(client: JenkinsClient, controller_id: &str, templates: &[TemplateConfig]) -> Self {
@@ -196,15 +208,7 @@ impl JenkinsAdapter {
     /// API token is (`token-env` or `token-file`); an error names what is missing.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let j = &config.jenkins;
-        let credentials = match (&j.token_env, &j.token_file) {
-            (Some(var), _) => Credentials::token_from_env(&j.user, var)?,
-            (None, Some(path)) => Credentials::token_from_file(&j.user, path)?,
-            (None, None) => anyhow::bail!(
-                "jenkins: set token-env or token-file to give the API token of user {:?}",
-                j.user
-            ),
-        };
-        let client = JenkinsClient::new(&j.url, credentials).context("jenkins.url")?;
+        let client = JenkinsClient::new(&j.url, credentials_from_config(j)?).context("jenkins.url")?;
         Ok(Self::new(client, &config.controller_id, &config.templates))
     }
 

@@ -104,6 +104,23 @@ pub struct ZoneSpec {
     pub zone_id: String,
     #[serde(default)]
     pub local_name: String,
+    /// Disk categories on sale in the zone (DescribeAvailableResource `SystemDisk`/`DataDisk`).
+    #[serde(default = "default_disk_categories")]
+    pub disk_categories: Vec<String>,
+}
+
+/// Every category ECS sells today.
+pub fn default_disk_categories() -> Vec<String> {
+    [
+        "cloud_essd",
+        "cloud_auto",
+        "cloud_essd_entry",
+        "cloud_ssd",
+        "cloud_efficiency",
+        "cloud",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +158,13 @@ pub struct InstanceTypeSpec {
     /// Per-zone stock overrides.
     #[serde(default)]
     pub stock_by_zone: BTreeMap<String, u32>,
+    /// `X86` or `ARM` (DescribeInstanceTypes `CpuArchitecture`).
+    #[serde(default = "default_cpu_architecture")]
+    pub cpu_architecture: String,
+}
+
+fn default_cpu_architecture() -> String {
+    "X86".into()
 }
 
 fn default_stock() -> u32 {
@@ -232,6 +256,7 @@ impl Default for SimConfig {
                 zones: zones.iter().map(|z| zone_id(z)).collect(),
                 stock: default_stock(),
                 stock_by_zone: BTreeMap::new(),
+                cpu_architecture: default_cpu_architecture(),
             };
         Self {
             region_id: region.into(),
@@ -254,6 +279,7 @@ impl Default for SimConfig {
                 .map(|z| ZoneSpec {
                     zone_id: zone_id(z),
                     local_name: format!("Hangzhou Zone {}", z.to_uppercase()),
+                    disk_categories: default_disk_categories(),
                 })
                 .collect(),
             vswitches,
@@ -292,12 +318,28 @@ impl Default for SimConfig {
                     size_gib: 20,
                     owner_alias: default_owner(),
                 },
+                ImageSpec {
+                    image_id: "aliyun_3_arm64_20G_alibase_20240528.vhd".into(),
+                    image_name: "Alibaba Cloud Linux 3.2104 LTS 64 bit ARM".into(),
+                    os_type: default_os_type(),
+                    os_name: "Alibaba Cloud Linux  3.2104 LTS 64 bit ARM".into(),
+                    architecture: "arm64".into(),
+                    size_gib: 20,
+                    owner_alias: default_owner(),
+                },
             ],
-            security_groups: vec![SecurityGroupSpec {
-                security_group_id: "sg-bp1sim0000000000001".into(),
-                name: "jenkins-agents".into(),
-                vpc_id: vpc.into(),
-            }],
+            security_groups: vec![
+                SecurityGroupSpec {
+                    security_group_id: "sg-bp1sim0000000000001".into(),
+                    name: "jenkins-agents".into(),
+                    vpc_id: vpc.into(),
+                },
+                SecurityGroupSpec {
+                    security_group_id: "sg-bp1sim0000000000002".into(),
+                    name: "build-egress".into(),
+                    vpc_id: vpc.into(),
+                },
+            ],
             key_pairs: Vec::new(),
             max_instances: None,
             first_ip: Ipv4Addr::new(127, 1, 0, 1),

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use config::{Account, SimConfig, Timings};
 pub use faults::{Faults, NoStockRule, ThrottleRule};
-pub use state::{ActionCounter, Cloud, InstanceView, RequestLogEntry};
+pub use state::{ActionCounter, Cloud, InstanceView, RecordedRunInstances, RequestLogEntry};
 pub use wire::ApiFailure;
 
 use crate::ecs::credentials::Credentials;
@@ -164,6 +164,11 @@ impl EcsSim {
 
     pub fn instances(&self) -> Vec<InstanceView> {
         self.cloud.instances()
+    }
+
+    /// Every RunInstances received, in full, with its outcome.
+    pub fn run_instances_log(&self) -> Vec<RecordedRunInstances> {
+        self.cloud.run_instances_log()
     }
 
     /// Stops the server and waits for it.

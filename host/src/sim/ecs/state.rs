@@ -57,6 +57,24 @@ pub(crate) struct SimInstance {
     pub vswitch_id: String,
     pub vpc_id: String,
     pub security_group_id: String,
+    /// Groups after the first (`SecurityGroupIds.2`...).
+    #[serde(default)]
+    pub extra_security_group_ids: Vec<String>,
+    /// The system disk first, then the data disks in `DataDisk.N` order.
+    #[serde(default)]
+    pub disks: Vec<super::api::SimDisk>,
+    /// Assigned when launched with public bandwidth.
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ram_role: String,
+    #[serde(default)]
+    pub resource_group_id: String,
+    /// `optional` or `required` (empty in state written before it was recorded: optional).
+    #[serde(default)]
+    pub http_tokens: String,
+    #[serde(default)]
+    pub auto_release_time: String,
     pub instance_type: String,
     pub image_id: String,
     pub key_pair_name: String,
@@ -163,6 +181,17 @@ pub(crate) struct Inner {
     pub counters: BTreeMap<String, ActionCounter>,
     pub log: VecDeque<RequestLogEntry>,
     pub log_seq: u64,
+    /// Every RunInstances: its operation parameters and the error code (empty: success).
+    pub run_instances: Vec<RecordedRunInstances>,
+}
+
+/// One RunInstances as the emulator received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRunInstances {
+    /// Operation parameters (signature and other common parameters left out).
+    pub params: BTreeMap<String, String>,
+    /// Error code, empty on success (`DryRunOperation` for a passed dry run).
+    pub code: String,
 }
 
 /// The emulated cloud. Shared by the HTTP server, the admin API, tests and the SSH emulator
@@ -213,6 +242,7 @@ impl Cloud {
             counters: BTreeMap::new(),
             log: VecDeque::new(),
             log_seq: 0,
+            run_instances: Vec::new(),
         };
         Ok(Self {
             config,
@@ -451,6 +481,55 @@ impl Cloud {
         inner.log.clear();
     }
 
+    /// Every RunInstances so far (the last `request_log_capacity`), oldest first.
+    pub fn run_instances_log(&self) -> Vec<RecordedRunInstances> {
+        self.lock().run_instances.clone()
+    }
+
+    /// Records one RunInstances (its operation parameters) and its outcome.
+    pub(crate) fn record_run_instances(&self, p: &crate::ecs::signer::Params, code: String) {
+        const COMMON: &[&str] = &[
+            "AccessKeyId",
+            "Action",
+            "Format",
+            "RegionId",
+            "SecurityToken",
+            "Signature",
+            "SignatureMethod",
+            "SignatureNonce",
+            "SignatureType",
+            "SignatureVersion",
+            "Timestamp",
+            "TimeStamp",
+            "Version",
+        ];
+        let params = p
+            .iter()
+            .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut inner = self.lock();
+        inner
+            .run_instances
+            .push(RecordedRunInstances { params, code });
+        // Bounded like the request log: a long-running `sim` must not grow without end.
+        let excess = inner
+            .run_instances
+            .len()
+            .saturating_sub(self.config.request_log_capacity);
+        inner.run_instances.drain(..excess);
+    }
+
+    /// The disks of an instance (system first), as launched.
+    pub(crate) fn disks_of(&self, instance_id: &str) -> Option<Vec<super::api::SimDisk>> {
+        self.lock()
+            .p
+            .instances
+            .iter()
+            .find(|i| i.instance_id == instance_id)
+            .map(|i| i.disks.clone())
+    }
+
     /// Logged requests with `seq > since`, oldest first.
     pub fn request_log(&self, since: u64) -> Vec<RequestLogEntry> {
         self.lock()
@@ -483,7 +562,11 @@ impl InstanceDirectory for Cloud {
     fn instance_by_ip(&self, ip: Ipv4Addr) -> Option<EmulatedInstance> {
         let now = now_ms();
         let inner = self.lock();
-        let inst = inner.p.instances.iter().find(|i| i.ip == ip)?;
+        let inst = inner
+            .p
+            .instances
+            .iter()
+            .find(|i| i.ip == ip || i.public_ip == Some(ip))?;
         let status = self.status(inst, now)?;
         Some(EmulatedInstance {
             instance_id: inst.instance_id.clone(),

@@ -12,18 +12,21 @@
 //! | `GET /_admin/stats` | [`SimStats`] JSON (finished builds with queue waits) |
 //! | `GET /_admin/nodes` | a JSON list of [`SimNodeView`] |
 
+mod jnlp_jars;
 mod routes;
 mod state;
 pub mod tree;
 mod wsagent;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use jnlp_jars::default_agent_jar;
 pub use state::{CompletedBuild, EnqueueRequest, JobKind, JobSpec, SimNodeView, SimStats};
 
 use crate::jenkins::client::encode_segment;
@@ -50,6 +53,9 @@ pub struct SimConfig {
     pub version: String,
     /// Executors of the built-in node (the recommended set-up has none).
     pub built_in_executors: u32,
+    /// The agent.jar served at `/jnlpJars/agent.jar`; `None`: [`default_agent_jar`] of
+    /// `version`.
+    pub agent_jar: Option<Vec<u8>>,
 }
 
 impl SimConfig {
@@ -80,6 +86,7 @@ impl Default for SimConfig {
             }],
             version: "2.541".into(),
             built_in_executors: 0,
+            agent_jar: None,
         }
     }
 }
@@ -92,6 +99,11 @@ pub(crate) struct Shared {
     pub version: String,
     /// Fault: node deletions answer only after this many milliseconds.
     pub delete_delay_ms: std::sync::atomic::AtomicU64,
+    /// What `/jnlpJars/agent.jar` serves.
+    pub agent_jar: Mutex<jnlp_jars::JarFile>,
+    /// `/jnlpJars/...` answers with the jar (200) and without it (304).
+    pub jar_downloads: AtomicU64,
+    pub jar_not_modified: AtomicU64,
 }
 
 impl Shared {
@@ -136,6 +148,12 @@ impl JenkinsSim {
             )),
             wake: Notify::new(),
             users: config.users,
+            agent_jar: Mutex::new(jnlp_jars::JarFile::new(
+                config.agent_jar.unwrap_or_else(|| default_agent_jar(&config.version)).into(),
+                None,
+            )),
+            jar_downloads: AtomicU64::new(0),
+            jar_not_modified: AtomicU64::new(0),
             version: config.version,
             delete_delay_ms: 0.into(),
         });
@@ -171,6 +189,20 @@ impl JenkinsSim {
     /// The first configured user's API token.
     pub fn token(&self) -> &str {
         &self.user.token
+    }
+    /// The agent.jar served now.
+    pub fn agent_jar(&self) -> Arc<[u8]> {
+        self.shared.agent_jar.lock().unwrap_or_else(|p| p.into_inner()).bytes.clone()
+    }
+    /// Serves another agent.jar from now on (as after a controller upgrade), with a later
+    /// `Last-Modified`.
+    pub fn set_agent_jar(&self, bytes: Vec<u8>) {
+        let mut jar = self.shared.agent_jar.lock().unwrap_or_else(|p| p.into_inner());
+        *jar = jnlp_jars::JarFile::new(bytes.into(), Some(jar.modified_secs));
+    }
+    /// How often `/jnlpJars/...` sent the jar (200), and answered 304 Not Modified.
+    pub fn agent_jar_requests(&self) -> (u64, u64) {
+        (self.shared.jar_downloads.load(Ordering::Relaxed), self.shared.jar_not_modified.load(Ordering::Relaxed))
     }
     /// Defines (or redefines) a job.
     pub fn define_job(&self, spec: JobSpec) {

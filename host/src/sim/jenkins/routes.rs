@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::state::{EnqueueRequest, JobSpec, OfflineMark, node_from_form, now_ms};
-use super::{Shared, random_hex, tree, wsagent};
+use super::{Shared, jnlp_jars, random_hex, tree, wsagent};
 use crate::jenkins::label::LabelExpr;
 
 type Shr = State<Arc<Shared>>;
@@ -49,6 +49,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/label/{expr}/api/json", get(label))
         .route("/job/{name}/api/json", get(job_json))
         .route("/job/{name}/build", post(build_job))
+        .route("/jnlpJars/{name}", get(jnlp_jars::serve))
         .route("/wsagents", get(wsagent::handshake))
         .route("/wsagents/", get(wsagent::handshake))
         .route("/_admin/jobs", post(admin_define_job))
@@ -92,7 +93,7 @@ fn refuse(status: StatusCode, msg: impl Into<String>) -> Refusal {
 
 /// Basic auth as Jenkins does it: no header → anonymous, who may read nothing (403);
 /// a wrong secret → 401.
-fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, Refusal> {
+pub(crate) fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, Refusal> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -128,12 +128,20 @@ pub(crate) fn describe_available_resource(cloud: &Cloud, p: &Params) -> Result<V
                 })],
                 "Network" => vec![json!({ "Type": "Network", "SupportedResources": wrap("SupportedResource", vec![supported("vpc", zone_available)]) })],
                 "SystemDisk" | "DataDisk" => {
-                    let disks = ["cloud_essd", "cloud_efficiency"]
+                    let filter = get(p, if dest == "DataDisk" { "DataDiskCategory" } else { "SystemDiskCategory" });
+                    let disks = z
+                        .disk_categories
                         .iter()
+                        .filter(|c| filter.is_none_or(|f| f == c.as_str()))
                         .map(|c| {
+                            let (min, max) = if dest == "DataDisk" {
+                                crate::config::launch::data_disk_sizes(c, None)
+                            } else {
+                                crate::config::launch::system_disk_sizes(c, None)
+                            };
                             let mut v = supported(c, zone_available);
-                            v["Min"] = json!(20);
-                            v["Max"] = json!(2048);
+                            v["Min"] = json!(min);
+                            v["Max"] = json!(max);
                             v["Unit"] = json!("GiB");
                             v
                         })
@@ -177,7 +185,7 @@ pub(crate) fn describe_instance_types(cloud: &Cloud, p: &Params) -> Result<Value
                 "MemorySize": t.memory_gib,
                 "InstanceTypeFamily": t.family,
                 "InstanceFamilyLevel": "EnterpriseLevel",
-                "CpuArchitecture": "X86",
+                "CpuArchitecture": t.cpu_architecture,
                 "GPUAmount": 0,
                 "GPUSpec": "",
                 "EniQuantity": 3,

@@ -3,7 +3,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::{
-    boolean, get, id_list, int, invalid, page, repeat_list, require, tags, wildcard, wrap,
+    boolean, get, id_list, int, invalid, launch_params, page, repeat_list, require, tags, wildcard,
+    wrap,
 };
 use crate::ecs::signer::Params;
 use crate::sim::ecs::state::{Cloud, SimInstance, TokenRecord, new_host_key, now_ms};
@@ -42,12 +43,38 @@ fn random_suffix(len: usize) -> String {
         .collect()
 }
 
+/// RunInstances, recorded in full with its outcome (see `Cloud::run_instances_log`).
 pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
+    let result = run_instances_checked(cloud, p);
+    let code = match &result {
+        Ok(_) => String::new(),
+        Err(e) => e.code.clone(),
+    };
+    cloud.record_run_instances(p, code);
+    result
+}
+
+fn run_instances_checked(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
     let cfg = &cloud.config;
+    launch_params::check_names(p)?;
     let image_id = require(p, "ImageId")?;
     let type_name = require(p, "InstanceType")?;
     let vswitch_id = require(p, "VSwitchId")?;
-    let sg_id = require(p, "SecurityGroupId")?;
+    // One group (`SecurityGroupId`) or several (`SecurityGroupIds.N`), never both.
+    let listed = repeat_list(p, "SecurityGroupIds");
+    let sg_ids: Vec<String> = match (get(p, "SecurityGroupId"), listed.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiFailure::new(
+                400,
+                "InvalidParameter.Conflict",
+                "SecurityGroupId and SecurityGroupIds cannot be specified at the same time.",
+            ));
+        }
+        (Some(one), true) => vec![one.to_string()],
+        (None, false) => listed,
+        (None, true) => vec![require(p, "SecurityGroupId")?.to_string()],
+    };
+    let sg_id = sg_ids[0].as_str();
     let amount = int(p, "Amount", 1, 1..=100).map_err(|_| {
         ApiFailure::new(
             403,
@@ -112,23 +139,34 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
                 "The specified ImageId does not exist.",
             )
         })?;
-    let sg = cfg
-        .security_groups
-        .iter()
-        .find(|g| g.security_group_id == sg_id)
-        .ok_or_else(|| {
-            ApiFailure::new(
-                404,
-                "InvalidSecurityGroupId.NotFound",
-                "The specified SecurityGroupId does not exist.",
-            )
-        })?;
-    if sg.vpc_id != vsw.vpc_id {
-        return Err(ApiFailure::new(
-            400,
-            "InvalidParameter.Mismatch",
-            "Specified security group and virtual switch are not in the same VPC.",
-        ));
+    for sg_id in &sg_ids {
+        let sg = cfg
+            .security_groups
+            .iter()
+            .find(|g| &g.security_group_id == sg_id)
+            .ok_or_else(|| {
+                ApiFailure::new(
+                    404,
+                    "InvalidSecurityGroupId.NotFound",
+                    format!("The specified SecurityGroupId {sg_id} does not exist."),
+                )
+            })?;
+        if sg.vpc_id != vsw.vpc_id {
+            return Err(ApiFailure::new(
+                400,
+                "InvalidParameter.Mismatch",
+                "Specified security group and virtual switch are not in the same VPC.",
+            ));
+        }
+    }
+    let system_disk = launch_params::system_disk(p, image.size_gib)?;
+    let data_disks = launch_params::data_disks(p)?;
+    let http_tokens = launch_params::http_tokens(p)?;
+    let auto_release_time = launch_params::auto_release_time(p, now_ms())?;
+    let ram_role = get(p, "RamRoleName").unwrap_or_default().to_string();
+    let resource_group_id = get(p, "ResourceGroupId").unwrap_or_default().to_string();
+    if let Some(h) = get(p, "HostName") {
+        launch_params::check_host_name(&h.replace("${instance_id}", "i-bp1abcdefghijklmnopq"))?;
     }
     let itype = cfg.instance_type(type_name).ok_or_else(|| {
         ApiFailure::new(
@@ -314,6 +352,15 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
             None => instance_id.clone(),
         };
         let (host_key_pem, host_key_public) = new_host_key(&format!("root@{host_name}"));
+        let mut disks = vec![system_disk.clone()];
+        disks.extend(data_disks.iter().cloned());
+        // A public address when bandwidth is bought: a loopback address of its own
+        // (127.128.0.0/9, beside the private 127.x), so that the SSH emulator answers on it
+        // as a real instance answers on its public IP.
+        let public_ip = (bandwidth > 0).then(|| {
+            let o = ip.octets();
+            std::net::Ipv4Addr::new(127, 128 | o[1], o[2], o[3])
+        });
         inner.p.next_seq += 1;
         let seq = inner.p.next_seq;
         inner.p.instances.push(SimInstance {
@@ -325,6 +372,13 @@ pub(crate) fn run_instances(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailu
             vswitch_id: vswitch_id.to_string(),
             vpc_id: vsw.vpc_id.clone(),
             security_group_id: sg_id.to_string(),
+            extra_security_group_ids: sg_ids[1..].to_vec(),
+            disks,
+            public_ip,
+            ram_role: ram_role.clone(),
+            resource_group_id: resource_group_id.clone(),
+            http_tokens: http_tokens.clone(),
+            auto_release_time: auto_release_time.clone(),
             instance_type: type_name.to_string(),
             image_id: image.image_id.clone(),
             key_pair_name: key_pair_name.clone(),
@@ -410,7 +464,7 @@ fn instance_json(cloud: &Cloud, i: &SimInstance, status: &str) -> Value {
             "VSwitchId": i.vswitch_id,
             "NatIpAddress": ""
         },
-        "PublicIpAddress": { "IpAddress": [] },
+        "PublicIpAddress": { "IpAddress": i.public_ip.iter().map(|a| a.to_string()).collect::<Vec<_>>() },
         "InnerIpAddress": { "IpAddress": [] },
         "EipAddress": { "AllocationId": "", "IpAddress": "", "InternetChargeType": "" },
         "NetworkInterfaces": { "NetworkInterface": [{
@@ -446,15 +500,16 @@ fn instance_json(cloud: &Cloud, i: &SimInstance, status: &str) -> Value {
         "CreationTime": minute_time(i.created_ms),
         "StartTime": minute_time(i.created_ms),
         "ExpiredTime": "2099-12-31T15:59Z",
-        "AutoReleaseTime": "",
+        "AutoReleaseTime": i.auto_release_time,
+        "ResourceGroupId": i.resource_group_id,
         "KeyPairName": i.key_pair_name,
-        "SecurityGroupIds": { "SecurityGroupId": [i.security_group_id] },
+        "SecurityGroupIds": { "SecurityGroupId": std::iter::once(&i.security_group_id).chain(&i.extra_security_group_ids).collect::<Vec<_>>() },
         "Tags": { "Tag": i.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>() },
         "OperationLocks": { "LockReason": i.lock_reasons().iter().map(|r| json!({"LockReason": r, "LockMsg": ""})).collect::<Vec<_>>() },
         "StoppedMode": "Not-applicable",
         "DeletionProtection": false,
         "IoOptimized": true,
-        "MetadataOptions": { "HttpTokens": "optional", "HttpEndpoint": "enabled" }
+        "MetadataOptions": { "HttpTokens": if i.http_tokens.is_empty() { "optional" } else { i.http_tokens.as_str() }, "HttpEndpoint": "enabled" }
     });
     if let (Value::Object(all), Value::Object(net)) = (&mut v, network) {
         all.extend(net);
@@ -538,6 +593,45 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
         "PageNumber": number,
         "PageSize": size,
         "NextToken": next_token,
+    }))
+}
+
+/// DescribeDisks (by `InstanceId`, optionally `DiskType` = `system` | `data` | `all`): the disks
+/// launched with the instance, `Disks.Disk[]` as ECS answers (system disk first).
+pub(crate) fn describe_disks(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure> {
+    let instance_id = require(p, "InstanceId")?;
+    let kind = get(p, "DiskType").unwrap_or("all");
+    if !["all", "system", "data"].contains(&kind) {
+        return Err(invalid("DiskType", kind));
+    }
+    let disks = cloud.disks_of(instance_id).unwrap_or_default();
+    let zone = cloud.instances().into_iter().find(|i| i.instance_id == instance_id).map(|i| i.zone_id).unwrap_or_default();
+    let list: Vec<Value> = disks
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| kind == "all" || d.kind == kind)
+        .map(|(n, d)| {
+            json!({
+                "DiskId": format!("d-{}{:02}", instance_id.trim_start_matches("i-"), n),
+                "InstanceId": instance_id,
+                "RegionId": cloud.config.region_id,
+                "ZoneId": zone,
+                "Type": d.kind,
+                "Category": d.category,
+                "Size": d.size_gib,
+                "PerformanceLevel": d.performance_level,
+                "DeleteWithInstance": d.delete_with_instance,
+                "Device": format!("/dev/xvd{}", (b'a' + n as u8) as char),
+                "Status": "In_use",
+                "Portable": d.kind == "data",
+            })
+        })
+        .collect();
+    Ok(json!({
+        "TotalCount": list.len(),
+        "PageNumber": 1,
+        "PageSize": list.len().max(10),
+        "Disks": { "Disk": list },
     }))
 }
 

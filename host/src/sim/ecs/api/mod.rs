@@ -2,6 +2,9 @@
 //! [`ApiFailure`] out. Response shapes follow shared/reference/ecs-openapi.md §3.
 mod catalog;
 mod instances;
+mod launch_params;
+
+pub(crate) use launch_params::SimDisk;
 
 use serde_json::Value;
 
@@ -37,6 +40,7 @@ pub(crate) fn dispatch(cloud: &Cloud, action: &str, p: &Params) -> Result<Value,
     match action {
         "RunInstances" => instances::run_instances(cloud, p),
         "DescribeInstances" => instances::describe_instances(cloud, p),
+        "DescribeDisks" => instances::describe_disks(cloud, p),
         "DeleteInstances" => instances::delete_instances(cloud, p),
         "StopInstances" => instances::stop_or_start(cloud, p, true),
         "StartInstances" => instances::stop_or_start(cloud, p, false),

@@ -88,7 +88,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::bindings::*;
-use super::{Policy, PolicyError};
+use super::{Function, Policy, PolicyError};
 
 const DEFAULT_ZONE: &str = "cn-hangzhou-h";
 const DEFAULT_TYPE: &str = "ecs.c7.large";
@@ -671,10 +671,17 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
 /// Runs one case and checks its expectations.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
     let mut failures = Vec::new();
-    let result: Result<Answer, PolicyError> =
+    let function = match &case.input {
+        Input::Configure => Function::Configure,
+        Input::Scale(_) => Function::Scale,
+        Input::Place { .. } => Function::Place,
+    };
+    // Under the watchdog, so a case that never returns fails instead of hanging the run.
+    let (settings, input) = (case.settings.clone(), case.input.clone());
+    let result: Result<Answer, PolicyError> = policy.guarded(function, move |policy| {
         policy
-            .with_settings(&case.settings)
-            .and_then(|p| match &case.input {
+            .with_settings(&settings)
+            .and_then(|p| match &input {
                 Input::Configure => Ok(Answer::Configured),
                 Input::Scale(s) => p.scale(s).map(Answer::Plan),
                 Input::Place {
@@ -682,7 +689,8 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
                     offerings,
                     fleet,
                 } => p.place(request, offerings, fleet).map(Answer::Placements),
-            });
+            })
+    });
     let e = &case.expect;
     match (result, e.error.is_some() || e.error_kind.is_some()) {
         (Err(err), true) => {

@@ -21,6 +21,10 @@ use super::sandbox::Sandbox;
 /// The interface wasmtime-wasi 48 links (guests built for any 0.2.x match it by semver).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
+/// Fuel charged per clock subscription: about what 5 µs of plain computation uses on the
+/// reference machine (some 10 units per ns), a few times what the host call itself costs.
+pub(crate) const SUBSCRIPTION_FUEL: u64 = 50_000;
+
 /// Replaces the two monotonic-clock subscriptions in `linker` (which must already hold the
 /// WASI p2 bindings) by always-ready ones.
 pub(crate) fn shadow_subscriptions(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
@@ -29,17 +33,26 @@ pub(crate) fn shadow_subscriptions(linker: &mut Linker<Sandbox>) -> wasmtime::Re
     clock.func_wrap(
         "subscribe-duration",
         |mut store: StoreContextMut<'_, Sandbox>, (_nanos,): (u64,)| {
+            charge(&mut store)?;
             Ok((ready_now(&mut store.data_mut().table)?,))
         },
     )?;
     clock.func_wrap(
         "subscribe-instant",
         |mut store: StoreContextMut<'_, Sandbox>, (_when,): (u64,)| {
+            charge(&mut store)?;
             Ok((ready_now(&mut store.data_mut().table)?,))
         },
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Takes [`SUBSCRIPTION_FUEL`] from the store (down to zero: the guest then traps out of
+/// fuel at its next instruction).
+fn charge(store: &mut StoreContextMut<'_, Sandbox>) -> wasmtime::Result<()> {
+    let left = store.get_fuel()?;
+    store.set_fuel(left.saturating_sub(SUBSCRIPTION_FUEL))
 }
 
 /// A pollable that is ready immediately.

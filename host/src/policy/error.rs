@@ -137,7 +137,7 @@ impl fmt::Display for PolicyError {
             Cause::Trap(m) => write!(f, "trapped: {m}"),
             Cause::Timeout(d) => write!(
                 f,
-                "ran past its wall-clock limit of {} ms (epoch deadline)",
+                "ran past its wall-clock time budget of {} ms (epoch deadline)",
                 d.as_millis()
             ),
             Cause::OutOfFuel(fuel) => write!(
@@ -200,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "policy `x`: scale: ran past its wall-clock limit of 200 ms (epoch deadline)"
+            "policy `x`: scale: ran past its wall-clock time budget of 200 ms (epoch deadline)"
         );
         let e = PolicyError::new(
             "x",

@@ -59,9 +59,9 @@ pub struct Limits {
     pub keep_resident_bytes: usize,
 }
 
-/// Default fuel per call: 2,000,000,000 units, about 0.9 s of policy CPU time on the
-/// reference machine (2-core AMD EPYC; docs/benchmarks.md), some 500 times what the default
-/// policy needs at 1,000 nodes and 5,000 queued builds.
+/// Default fuel per call: 2,000,000,000 units, about 200 ms of tight computation on the
+/// reference machine (2-core AMD EPYC, some 10 units per ns; docs/benchmarks.md), over 500
+/// times what the default policy's `scale` uses at 1,000 nodes and 5,000 queued builds.
 pub const DEFAULT_FUEL: u64 = 2_000_000_000;
 
 /// Default wall-clock backstop per call: 5 s, several times what the whole default fuel

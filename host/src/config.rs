@@ -527,8 +527,8 @@ mod defaults {
     pub fn policy_memory_mib() -> u32 { 64 }
     pub fn policy_timeout() -> Duration { crate::policy::DEFAULT_DEADLINE }
     pub fn policy_fuel() -> toml::Spanned<u64> { toml::Spanned::new(0..0, crate::policy::DEFAULT_FUEL) }
-    pub fn policy_log_lines_per_minute() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 600) }
-    pub fn policy_log_burst() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 100) }
+    pub fn policy_log_lines_per_minute() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 120) }
+    pub fn policy_log_burst() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 60) }
     pub fn executors() -> u32 { 1 }
     pub fn idle_timeout() -> Duration { Duration::from_secs(600) }
     pub fn launch_timeout() -> Duration { Duration::from_secs(900) }
@@ -633,7 +633,7 @@ max-nodes = 10
         let c = Config::parse(MINIMAL).unwrap();
         assert_eq!(*c.policy.fuel.get_ref(), crate::policy::DEFAULT_FUEL);
         assert_eq!(c.policy.timeout, crate::policy::DEFAULT_DEADLINE);
-        assert_eq!((*c.policy.log_lines_per_minute.get_ref(), *c.policy.log_burst.get_ref()), (600, 100));
+        assert_eq!((*c.policy.log_lines_per_minute.get_ref(), *c.policy.log_burst.get_ref()), (120, 60));
 
         let text = format!("{MINIMAL}\n[policy]\nfuel = 5_000_000\nlog-lines-per-minute = 30\nlog-burst = 5\n");
         let c = Config::parse(&text).unwrap();

@@ -113,7 +113,8 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        let forged = "ok\n2026-01-01T00:00:00Z  INFO ecs_provisioner: fake\r\x1b[31mred\x07\u{2028}";
+        let forged =
+            "ok\n2026-01-01T00:00:00Z  INFO ecs_provisioner: fake\r\x1b[31mred\x07\u{2028}";
         let safe = text(forged);
         assert!(!safe.chars().any(|c| c.is_control()), "{safe:?}");
         assert_eq!(

@@ -679,17 +679,15 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
     // Under the watchdog, so a case that never returns fails instead of hanging the run.
     let (settings, input) = (case.settings.clone(), case.input.clone());
     let result: Result<Answer, PolicyError> = policy.guarded(function, move |policy| {
-        policy
-            .with_settings(&settings)
-            .and_then(|p| match &input {
-                Input::Configure => Ok(Answer::Configured),
-                Input::Scale(s) => p.scale(s).map(Answer::Plan),
-                Input::Place {
-                    request,
-                    offerings,
-                    fleet,
-                } => p.place(request, offerings, fleet).map(Answer::Placements),
-            })
+        policy.with_settings(&settings).and_then(|p| match &input {
+            Input::Configure => Ok(Answer::Configured),
+            Input::Scale(s) => p.scale(s).map(Answer::Plan),
+            Input::Place {
+                request,
+                offerings,
+                fleet,
+            } => p.place(request, offerings, fleet).map(Answer::Placements),
+        })
     });
     let e = &case.expect;
     match (result, e.error.is_some() || e.error_kind.is_some()) {

@@ -10,8 +10,8 @@
 //!   logs a little in every call still cannot flood the log over hours).
 //!
 //! Dropped lines are counted per policy ([`dropped_lines`], exported as the metric
-//! `ecs_provisioner_policy_log_lines_dropped_total`) and each evaluation that dropped any says
-//! how many in one warning.
+//! `ecs_provisioner_policy_log_lines_dropped_total`) and reported in a warning at most once a
+//! minute per policy (the first drop at once), so the report cannot flood the log either.
 //!
 //! [`Limits::max_log_lines`]: super::Limits::max_log_lines
 //! [`Limits::log_burst`]: super::Limits::log_burst
@@ -36,7 +36,13 @@ pub(crate) struct LogBudget {
 struct Bucket {
     tokens: f64,
     refilled: Instant,
+    /// Lines dropped since the last warning, and when that was.
+    unreported: u64,
+    reported: Option<Instant>,
 }
+
+/// How often dropped lines are reported, at most.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LogBudget {
     /// A full bucket of `burst` lines, refilled at `per_minute` lines a minute.
@@ -45,6 +51,8 @@ impl LogBudget {
             bucket: Mutex::new(Bucket {
                 tokens: f64::from(burst),
                 refilled: Instant::now(),
+                unreported: 0,
+                reported: None,
             }),
             per_second: f64::from(per_minute) / 60.0,
             burst: f64::from(burst),
@@ -63,6 +71,22 @@ impl LogBudget {
         } else {
             false
         }
+    }
+}
+
+impl LogBudget {
+    /// Adds `dropped` lines to the report; returns the count to warn about now, if a warning
+    /// is due (the first one, then at most one per [`REPORT_EVERY`]).
+    fn due_report(&self, dropped: u64, now: Instant) -> Option<u64> {
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.unreported += dropped;
+        let due = b.unreported > 0
+            && b.reported
+                .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+        due.then(|| {
+            b.reported = Some(now);
+            std::mem::take(&mut b.unreported)
+        })
     }
 }
 
@@ -124,17 +148,20 @@ impl LogState {
         }
     }
 
-    /// Called once the evaluation is over: counts and reports the lines the limits dropped.
+    /// Called once the evaluation is over: counts the lines the limits dropped, and reports
+    /// them when a report is due.
     pub(crate) fn finish(&self) {
-        if self.suppressed == 0 {
-            return;
-        }
-        {
+        if self.suppressed > 0 {
             let mut map = dropped_registry().lock().unwrap_or_else(|e| e.into_inner());
             *map.entry(self.policy.to_string()).or_default() += u64::from(self.suppressed);
         }
-        tracing::warn!(policy = %self.policy, dropped = self.suppressed,
-            "policy log lines dropped by the rate limit");
+        if let Some(dropped) = self
+            .budget
+            .due_report(u64::from(self.suppressed), Instant::now())
+        {
+            tracing::warn!(policy = %self.policy, dropped,
+                "policy log lines dropped by the rate limit (reported at most once a minute)");
+        }
     }
 }
 
@@ -151,7 +178,10 @@ mod tests {
         assert!((0..3).all(|_| budget.take(t0)));
         assert!(!budget.take(t0), "burst used up");
         assert!(!budget.take(t0 + Duration::from_millis(500)));
-        assert!(budget.take(t0 + Duration::from_millis(1600)), "refilled one");
+        assert!(
+            budget.take(t0 + Duration::from_millis(1600)),
+            "refilled one"
+        );
         assert!(!budget.take(t0 + Duration::from_millis(1700)));
         // A long pause refills to the burst, not beyond.
         let later = t0 + Duration::from_secs(3600);
@@ -167,17 +197,52 @@ mod tests {
         for i in 0..12 {
             first.write(Level::Info, &format!("line {i}"));
         }
-        assert_eq!((first.lines, first.suppressed), (5, 7), "per-evaluation cap");
+        assert_eq!(
+            (first.lines, first.suppressed),
+            (5, 7),
+            "per-evaluation cap"
+        );
         first.finish();
         let mut second = LogState::new(name.clone(), budget, 5);
         for i in 0..5 {
             second.write(Level::Info, &format!("line {i}"));
         }
-        assert_eq!((second.lines, second.suppressed), (3, 2), "the shared budget had 3 left");
+        assert_eq!(
+            (second.lines, second.suppressed),
+            (3, 2),
+            "the shared budget had 3 left"
+        );
         second.finish();
         let dropped = dropped_lines();
-        let ours = dropped.iter().find(|(p, _)| p == "log-test-policy").unwrap();
+        let ours = dropped
+            .iter()
+            .find(|(p, _)| p == "log-test-policy")
+            .unwrap();
         assert_eq!(ours.1, 9);
+    }
+
+    #[test]
+    fn drops_are_reported_at_once_then_at_most_once_a_minute() {
+        let budget = LogBudget::new(60, 1);
+        let t0 = Instant::now();
+        assert_eq!(
+            budget.due_report(0, t0),
+            None,
+            "nothing dropped, nothing to say"
+        );
+        assert_eq!(
+            budget.due_report(5, t0),
+            Some(5),
+            "the first drop is reported at once"
+        );
+        assert_eq!(budget.due_report(7, t0 + Duration::from_secs(10)), None);
+        assert_eq!(budget.due_report(1, t0 + Duration::from_secs(59)), None);
+        assert_eq!(
+            budget.due_report(2, t0 + Duration::from_secs(60)),
+            Some(10),
+            "the minute's total"
+        );
+        assert_eq!(budget.due_report(0, t0 + Duration::from_secs(200)), None);
     }
 
     #[test]

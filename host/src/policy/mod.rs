@@ -47,8 +47,8 @@ pub use bindings::{
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};
 pub use runtime::{
-    ACCEPTED_VERSIONS, DEFAULT_DEADLINE, DEFAULT_FUEL, Limits, LoadInfo, LoadedFrom,
-    PolicyRuntime, WASMTIME_VERSION,
+    ACCEPTED_VERSIONS, DEFAULT_DEADLINE, DEFAULT_FUEL, Limits, LoadInfo, LoadedFrom, PolicyRuntime,
+    WASMTIME_VERSION,
 };
 
 use bindings::{PolicyModule, PolicyModulePre};
@@ -321,15 +321,15 @@ impl Policy {
         // Each call gets the whole budget; what it used is what is left over.
         let refuel = |store: &mut Store<Sandbox>| {
             store.set_epoch_deadline(ticks);
-            store.set_fuel(fuel).map(|()| ())
+            store.set_fuel(fuel)
         };
         let used = |store: &Store<Sandbox>| fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = match instance {
             Err(e) => Err(self.classify(None, &store, e, true)),
             Ok(instance) => {
                 let guest = instance.ecs_provisioner_policy_policy();
-                let configured = refuel(&mut store)
-                    .and_then(|()| guest.call_configure(&mut store, &i.settings));
+                let configured =
+                    refuel(&mut store).and_then(|()| guest.call_configure(&mut store, &i.settings));
                 stats.configure_fuel = used(&store);
                 match configured {
                     Err(e) => Err(self.classify(Some(Function::Configure), &store, e, false)),
@@ -342,7 +342,10 @@ impl Policy {
                             Ok(Err(msg)) => Err(self.rejected(function, &msg)),
                             Ok(Ok(Err(problem))) => Err(self.error(
                                 function,
-                                Cause::InvalidOutput(bounds::text_within(&problem, 4 * bounds::MAX_TEXT_BYTES)),
+                                Cause::InvalidOutput(bounds::text_within(
+                                    &problem,
+                                    4 * bounds::MAX_TEXT_BYTES,
+                                )),
                             )),
                             Ok(Ok(Ok(v))) => Ok(v),
                         }
@@ -445,8 +448,10 @@ impl Policy {
 /// wasmtime 48 does not export the error type, so its message is matched, in the whole
 /// chain of the error.
 fn is_hostcall_fuel_exhausted(e: &wasmtime::Error) -> bool {
-    e.chain()
-        .any(|c| c.to_string().contains("fuel allocated for hostcalls has been exhausted"))
+    e.chain().any(|c| {
+        c.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 impl std::fmt::Debug for Policy {

@@ -45,10 +45,10 @@ pub struct Limits {
     pub max_instances: u32,
     /// Log lines a policy may write per evaluation before the rest are dropped (default 50).
     pub max_log_lines: u32,
-    /// Log lines a policy may write per minute across evaluations (default 600), refilling a
+    /// Log lines a policy may write per minute across evaluations (default 120), refilling a
     /// bucket of `log_burst` lines.
     pub log_lines_per_minute: u32,
-    /// Log lines a quiet policy may write at once (default 100).
+    /// Log lines a quiet policy may write at once (default 60).
     pub log_burst: u32,
     /// Most bytes the host copies out of the guest at once: one `log` call's arguments, or
     /// one function's whole answer (default 1 MiB). Set as the store's hostcall fuel.
@@ -77,8 +77,8 @@ impl Default for Limits {
             epoch_tick: Duration::from_millis(5),
             max_instances: 16,
             max_log_lines: 50,
-            log_lines_per_minute: 600,
-            log_burst: 100,
+            log_lines_per_minute: 120,
+            log_burst: 60,
             max_answer_bytes: 1 << 20,
             keep_resident_bytes: 2 << 20,
         }

@@ -70,7 +70,8 @@ impl Watchdog {
                 }
             })
             .map_err(|e| Refusal::Spawn(e.to_string()))?;
-        let delivered = |v: std::thread::Result<T>| v.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let delivered =
+            |v: std::thread::Result<T>| v.unwrap_or_else(|p| std::panic::resume_unwind(p));
         if let Ok(v) = wait(|| rx.recv_timeout(deadline)) {
             return Ok(delivered(v));
         }
@@ -81,7 +82,9 @@ impl Watchdog {
             Err(_) => {
                 // It finished just after the timeout; its answer is in the channel.
                 self.stuck.fetch_sub(1, Ordering::SeqCst);
-                rx.recv().map(delivered).map_err(|_| Refusal::Abandoned(deadline))
+                rx.recv()
+                    .map(delivered)
+                    .map_err(|_| Refusal::Abandoned(deadline))
             }
         }
     }

@@ -25,7 +25,9 @@ fn work() -> u64 {
     let rounds = *ROUNDS.lock().unwrap();
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     for i in 0..rounds {
-        x = std::hint::black_box(x ^ (x >> 7)).wrapping_mul(0xbf58_476d_1ce4_e5b9).wrapping_add(i);
+        x = std::hint::black_box(x ^ (x >> 7))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+            .wrapping_add(i);
     }
     x
 }

@@ -26,7 +26,10 @@ use exports::ecs_provisioner::policy::policy::{
 static WHAT: Mutex<Option<(String, usize)>> = Mutex::new(None);
 
 fn what() -> (String, usize) {
-    WHAT.lock().unwrap().clone().unwrap_or(("err".into(), 40 << 10))
+    WHAT.lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(("err".into(), 40 << 10))
 }
 
 /// A string of `kib` KiB that also carries a forged log line, to check escaping.

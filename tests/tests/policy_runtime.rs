@@ -371,6 +371,7 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
         fixtures: vec![file],
         runtime: ecs_provisioner::policy::cli::RuntimeArgs {
             memory_mib: 64,
+            fuel: ecs_provisioner::policy::DEFAULT_FUEL,
             deadline_ms: 200,
             no_cache: true,
             cache_dir: None,
@@ -395,6 +396,7 @@ fn bench_reports_every_figure() {
         json: true,
         runtime: ecs_provisioner::policy::cli::RuntimeArgs {
             memory_mib: 64,
+            fuel: ecs_provisioner::policy::DEFAULT_FUEL,
             deadline_ms: 1000,
             no_cache: true,
             cache_dir: None,

@@ -428,8 +428,17 @@ impl Drop for Load {
     }
 }
 
+/// Held by the tests that load the machine on purpose or run the daemon: one at a time, so
+/// the load each of them means to create is the load it gets (two load tests side by side
+/// would make load average 16, not 8), and daemons are not starved by another test's load.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_legal_cpu_heavy_policy_is_never_cut_off_under_load() {
+    let _serial = serial();
     // The default limits: the default fuel and the default wall-clock backstop.
     let rt = Arc::new(
         PolicyRuntime::new(Limits {
@@ -704,6 +713,7 @@ fn daemon_cases() -> Vec<(&'static str, &'static str, &'static str, &'static str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_decides_promptly_with_bounded_output_for_every_hostile_guest() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await
@@ -951,6 +961,7 @@ async fn run_daemon(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_keeps_cycling_small_and_quiet_with_every_hostile_guest() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await
@@ -1024,6 +1035,7 @@ async fn the_daemon_keeps_cycling_small_and_quiet_with_every_hostile_guest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_reports_a_forced_wedge_and_recovers() {
+    let _serial = serial();
     use ecs_provisioner::sim::ecs::Faults;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
@@ -1039,12 +1051,13 @@ async fn healthz_reports_a_forced_wedge_and_recovers() {
     .await;
     assert_eq!(d.get("/healthz").map(|(c, _)| c), Some(200));
 
-    // The wedge: every cloud call now takes 15 s, so the cycle awaiting the fleet list
-    // stalls far past 5 poll intervals (5 s in this config).
+    // The wedge: every cloud call now takes 25 s, so the cycle awaiting the fleet list
+    // stalls far past 5 poll intervals (5 s in this config); /healthz must say so within
+    // the 20 s that leaves (generous: the machine is loaded).
     cluster
         .ecs
         .set_faults(Faults {
-            latency_ms: 15_000,
+            latency_ms: 25_000,
             ..Faults::default()
         })
         .unwrap();
@@ -1052,7 +1065,7 @@ async fn healthz_reports_a_forced_wedge_and_recovers() {
     let mut seen = None;
     wait(
         "/healthz to report the wedge",
-        Duration::from_secs(14),
+        Duration::from_secs(20),
         || {
             seen = d.get("/healthz").filter(|(c, _)| *c == 503);
             seen.is_some()
@@ -1089,6 +1102,7 @@ async fn healthz_reports_a_forced_wedge_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_never_cuts_off_a_legal_cpu_heavy_policy_under_load() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await

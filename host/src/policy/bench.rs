@@ -173,20 +173,20 @@ pub fn run(
         count: 50,
     };
 
-    // One guarded call of each kind first: a policy that never returns is reported as such
-    // (after the watchdog's deadline) instead of hanging the benchmark.
-    let (probe_snapshot, probe_request) = (snapshot.clone(), request.clone());
-    let (probe_offerings, probe_fleet) = (snapshot.offerings.clone(), fleet.clone());
-    let (configure_fuel, scale_fuel, place_fuel) =
-        policy.guarded(super::Function::Scale, move |p| {
-            let (r, configure) = p.check_settings_measured();
-            r?;
-            let (r, scale) = p.scale_measured(&probe_snapshot);
-            r?;
-            let (r, place) = p.place_measured(&probe_request, &probe_offerings, &probe_fleet);
-            r?;
-            Ok((configure.fuel_used, scale.fuel_used, place.fuel_used))
-        })?;
+    // One guarded evaluation of each kind first: a policy that never returns is reported as
+    // such (after the watchdog's deadline) instead of hanging the benchmark.
+    use super::Function;
+    let configure_fuel = policy.guarded(Function::Configure, |p| {
+        measured(p.check_settings_measured())
+    })?;
+    let probe = snapshot.clone();
+    let scale_fuel =
+        policy.guarded(Function::Scale, move |p| measured(p.scale_measured(&probe)))?;
+    let (probe_request, probe_offerings, probe_fleet) =
+        (request.clone(), snapshot.offerings.clone(), fleet.clone());
+    let place_fuel = policy.guarded(Function::Place, move |p| {
+        measured(p.place_measured(&probe_request, &probe_offerings, &probe_fleet))
+    })?;
 
     let warmup = (iterations / 10).clamp(1, 100);
     let mut store_new = Vec::new();
@@ -242,6 +242,13 @@ pub fn run(
         placed: placed.iter().map(|p| u64::from(p.count)).sum(),
         place_requested: request.count,
     })
+}
+
+/// The fuel an evaluation used, or its error.
+fn measured<T>(
+    (result, stats): (Result<T, PolicyError>, super::EvalStats),
+) -> Result<u64, PolicyError> {
+    result.map(|_| stats.fuel_used)
 }
 
 /// A deterministic snapshot: 4 templates, `nodes` nodes in a mix of states, `queued` items

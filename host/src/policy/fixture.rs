@@ -676,18 +676,20 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
         Input::Scale(_) => Function::Scale,
         Input::Place { .. } => Function::Place,
     };
-    // Under the watchdog, so a case that never returns fails instead of hanging the run.
-    let (settings, input) = (case.settings.clone(), case.input.clone());
-    let result: Result<Answer, PolicyError> = policy.guarded(function, move |policy| {
-        policy.with_settings(&settings).and_then(|p| match &input {
-            Input::Configure => Ok(Answer::Configured),
-            Input::Scale(s) => p.scale(s).map(Answer::Plan),
-            Input::Place {
-                request,
-                offerings,
-                fleet,
-            } => p.place(request, offerings, fleet).map(Answer::Placements),
-        })
+    // Each evaluation under the watchdog, so a case that never returns fails instead of
+    // hanging the run: the settings check, then the call.
+    let settings = case.settings.clone();
+    let configured = policy.guarded(Function::Configure, move |p| p.with_settings(&settings));
+    let result: Result<Answer, PolicyError> = configured.and_then(|p| match case.input.clone() {
+        Input::Configure => Ok(Answer::Configured),
+        Input::Scale(s) => p.guarded(function, move |p| p.scale(&s)).map(Answer::Plan),
+        Input::Place {
+            request,
+            offerings,
+            fleet,
+        } => p
+            .guarded(function, move |p| p.place(&request, &offerings, &fleet))
+            .map(Answer::Placements),
     });
     let e = &case.expect;
     match (result, e.error.is_some() || e.error_kind.is_some()) {

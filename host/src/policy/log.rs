@@ -126,17 +126,18 @@ impl LogState {
         }
     }
 
-    /// Handles one line from the guest: bound, escape, rate-limit, write.
+    /// Handles one line from the guest: rate-limit, then bound, escape and write. A dropped
+    /// line costs a counter increment and nothing else, so a flood stays cheap.
     pub(crate) fn write(&mut self, level: Level, message: &str) {
-        let message = bounds::text(message);
         if level == Level::Error {
-            self.last_error = Some(message.clone());
+            self.last_error = Some(bounds::text(message));
         }
         if self.lines >= self.max_lines || !self.budget.take(Instant::now()) {
             self.suppressed += 1;
             return;
         }
         self.lines += 1;
+        let message = bounds::text(message);
         let policy = &*self.policy;
         // tracing needs the level at compile time, hence one macro per level.
         match level {

@@ -28,8 +28,8 @@ pub struct RuntimeArgs {
     #[arg(long, default_value_t = 64)]
     pub memory_mib: u64,
     /// CPU budget per call, in wasmtime fuel (about one unit per wasm instruction; the
-    /// default is about 200 ms of tight computation on a 2-core EPYC). Deterministic: a call that fits on
-    /// an idle machine fits on a busy one.
+    /// default is about 200 ms of tight computation on a 2-core EPYC). Deterministic: a call
+    /// that fits on an idle machine fits on a busy one.
     #[arg(long, default_value_t = super::DEFAULT_FUEL)]
     pub fuel: u64,
     /// Wall-clock backstop per call, in milliseconds (a call past it fails as a timeout).

@@ -228,9 +228,19 @@ pub struct PolicyConfig {
     /// Guest memory cap, MiB.
     #[serde(default = "defaults::policy_memory_mib")]
     pub memory_limit_mib: u32,
-    /// Time budget per call.
+    /// CPU budget per call, in wasmtime fuel (about one unit per wasm instruction). The
+    /// deterministic budget: a call that fits it does so however busy the machine is.
+    #[serde(default = "defaults::policy_fuel")]
+    pub fuel: Spanned<u64>,
+    /// Wall-clock backstop per call: only catches what fuel cannot, so it is generous.
     #[serde(with = "humantime_serde", default = "defaults::policy_timeout")]
     pub timeout: Duration,
+    /// Log lines a policy may write per minute, across calls.
+    #[serde(default = "defaults::policy_log_lines_per_minute")]
+    pub log_lines_per_minute: Spanned<u32>,
+    /// Log lines a quiet policy may write at once, above the per-minute rate.
+    #[serde(default = "defaults::policy_log_burst")]
+    pub log_burst: Spanned<u32>,
 }
 
 impl Default for PolicyConfig {
@@ -240,7 +250,10 @@ impl Default for PolicyConfig {
             settings: toml::Table::new(),
             on_error: OnPolicyError::default(),
             memory_limit_mib: defaults::policy_memory_mib(),
+            fuel: defaults::policy_fuel(),
             timeout: defaults::policy_timeout(),
+            log_lines_per_minute: defaults::policy_log_lines_per_minute(),
+            log_burst: defaults::policy_log_burst(),
         }
     }
 }
@@ -499,6 +512,29 @@ impl Config {
         if self.policy.timeout.is_zero() {
             problems.push("policy.timeout: must be more than 0s".to_owned());
         }
+        let policy_key = |key: &str, span: std::ops::Range<usize>| {
+            if span.is_empty() { format!("policy.{key}") } else { format!("policy.{key} (line {})", line_of(text, span.start)) }
+        };
+        let fuel = &self.policy.fuel;
+        if *fuel.get_ref() < MIN_POLICY_FUEL {
+            problems.push(format!(
+                "{}: {} is too little to run even a trivial policy; use at least {MIN_POLICY_FUEL} (the default is {})",
+                policy_key("fuel", fuel.span()),
+                fuel.get_ref(),
+                crate::policy::DEFAULT_FUEL
+            ));
+        }
+        let per_minute = &self.policy.log_lines_per_minute;
+        if *per_minute.get_ref() == 0 {
+            problems.push(format!(
+                "{}: must be at least 1 (a policy's warnings and errors must be able to reach the log)",
+                policy_key("log-lines-per-minute", per_minute.span())
+            ));
+        }
+        let burst = &self.policy.log_burst;
+        if *burst.get_ref() == 0 {
+            problems.push(format!("{}: must be at least 1", policy_key("log-burst", burst.span())));
+        }
         if self.cloud.max_launch_per_cycle == 0 {
             problems.push("cloud.max-launch-per-cycle: must be at least 1".to_owned());
         }
@@ -618,6 +654,9 @@ fn key_line(text: &str, table: &str, key: &str) -> usize {
     header_line
 }
 
+/// Least `[policy] fuel` accepted: a policy's `configure` alone needs some tens of thousands.
+pub const MIN_POLICY_FUEL: u64 = 1_000_000;
+
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -638,7 +677,10 @@ mod defaults {
     pub fn bootstrap_concurrency() -> usize { 32 }
     pub fn policy_source() -> String { "builtin:default".into() }
     pub fn policy_memory_mib() -> u32 { 64 }
-    pub fn policy_timeout() -> Duration { Duration::from_millis(200) }
+    pub fn policy_timeout() -> Duration { crate::policy::DEFAULT_DEADLINE }
+    pub fn policy_fuel() -> toml::Spanned<u64> { toml::Spanned::new(0..0, crate::policy::DEFAULT_FUEL) }
+    pub fn policy_log_lines_per_minute() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 120) }
+    pub fn policy_log_burst() -> toml::Spanned<u32> { toml::Spanned::new(0..0, 60) }
     pub fn executors() -> u32 { 1 }
     pub fn idle_timeout() -> Duration { Duration::from_secs(600) }
     pub fn launch_timeout() -> Duration { Duration::from_secs(900) }
@@ -737,6 +779,27 @@ max-nodes = 10
         assert_eq!(c.policy.timeout, Duration::from_millis(50));
         assert_eq!(c.policy.on_error, OnPolicyError::Hold);
         assert_eq!(c.policy.settings_json(), r#"{"cooldown-secs":60}"#);
+    }
+
+    #[test]
+    fn policy_budgets_have_defaults_and_errors_name_key_and_line() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(*c.policy.fuel.get_ref(), crate::policy::DEFAULT_FUEL);
+        assert_eq!(c.policy.timeout, crate::policy::DEFAULT_DEADLINE);
+        assert_eq!((*c.policy.log_lines_per_minute.get_ref(), *c.policy.log_burst.get_ref()), (120, 60));
+
+        let text = format!("{MINIMAL}\n[policy]\nfuel = 5_000_000\nlog-lines-per-minute = 30\nlog-burst = 5\n");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!((*c.policy.fuel.get_ref(), *c.policy.log_lines_per_minute.get_ref(), *c.policy.log_burst.get_ref()), (5_000_000, 30, 5));
+
+        let text = format!("{MINIMAL}\n[policy]\nfuel = 10\nlog-lines-per-minute = 0\nlog-burst = 0\n");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.contains("policy.fuel (line 22): 10 is too little"), "{err}");
+        assert!(err.contains("policy.log-lines-per-minute (line 23): must be at least 1"), "{err}");
+        assert!(err.contains("policy.log-burst (line 24): must be at least 1"), "{err}");
+
+        let err = Config::parse(&format!("{MINIMAL}\n[policy]\nfuel = \"lots\"\n")).unwrap_err();
+        assert!(err.contains("line 22") && err.contains("fuel"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn a_new_policy_builds_and_passes_its_fixtures() {
         fixtures: vec![created.dir.join("fixtures")],
         runtime: RuntimeArgs {
             memory_mib: 64,
+            fuel: ecs_provisioner::policy::DEFAULT_FUEL,
             deadline_ms: 200,
             no_cache: true,
             cache_dir: None,

@@ -194,7 +194,11 @@ fn a_memory_bomb_hits_the_cap() {
 
 #[test]
 fn a_log_flood_is_rate_limited_and_the_call_completes() {
-    let plan = probe("log-flood")
+    // 10,000 lines of 5 KB: under the shared runtime's 100 ms wall-clock backstop a loaded
+    // machine can time the flood out; the roomy runtime's 5 s leaves the rate limit and the
+    // fuel budget as what is tested.
+    let plan = load_in(&roomy_runtime(), &probe_wasm(), r#"{"mode":"log-flood"}"#)
+        .expect("probe loads")
         .scale(&snapshot())
         .expect("logging never fails");
     assert_eq!(plan.launches[0].count, 3);
@@ -372,6 +376,7 @@ expect = { placed = 3, per-zone = { a = 2, b = 1 }, spot = 1, placements = [{ of
         fixtures: vec![file],
         runtime: ecs_provisioner::policy::cli::RuntimeArgs {
             memory_mib: 64,
+            fuel: ecs_provisioner::policy::DEFAULT_FUEL,
             deadline_ms: 200,
             no_cache: true,
             cache_dir: None,
@@ -396,6 +401,7 @@ fn bench_reports_every_figure() {
         json: true,
         runtime: ecs_provisioner::policy::cli::RuntimeArgs {
             memory_mib: 64,
+            fuel: ecs_provisioner::policy::DEFAULT_FUEL,
             deadline_ms: 1000,
             no_cache: true,
             cache_dir: None,

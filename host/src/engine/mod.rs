@@ -116,6 +116,8 @@ where
 {
     pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
+        let board = Arc::new(crate::server::Board::new());
+        board.set_poll_interval(config.poll_interval);
         Arc::new(Engine {
             config,
             cloud: Arc::new(cloud),
@@ -130,7 +132,7 @@ where
             run_id: now_ms(),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
-            board: Arc::new(crate::server::Board::new()),
+            board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
         })

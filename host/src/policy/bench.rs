@@ -2,7 +2,9 @@
 //!
 //! Reports the Cranelift compile time, the time to load the compiled component from the
 //! cache, pooled instantiation, and p50/p99 of whole evaluations (fresh instance + configure +
-//! scale + validation, and the same for place), plus the guest's peak linear memory.
+//! scale + validation, and the same for place), plus the guest's peak linear memory and the
+//! fuel each call used out of its budget (the deterministic CPU budget, so authors see their
+//! headroom).
 
 use std::fmt;
 use std::sync::Arc;
@@ -74,6 +76,14 @@ pub struct Report {
     pub place: Percentiles,
     /// Largest guest linear memory seen, in bytes.
     pub peak_memory_bytes: usize,
+    /// The fuel budget of each call.
+    pub fuel_budget: u64,
+    /// Fuel `configure` used (with the benchmark's settings).
+    pub configure_fuel: u64,
+    /// Fuel one `scale` call used on the synthetic snapshot (the same every time).
+    pub scale_fuel: u64,
+    /// Fuel one `place` call used.
+    pub place_fuel: u64,
     /// Nodes launched and removed by the plan for the synthetic snapshot (a sanity check).
     pub plan_launches: u64,
     pub plan_removals: usize,
@@ -102,6 +112,19 @@ impl fmt::Display for Report {
             "peak guest memory       {:>9.2} MiB",
             self.peak_memory_bytes as f64 / (1u64 << 20) as f64
         )?;
+        let share = |used: u64| used as f64 * 100.0 / self.fuel_budget.max(1) as f64;
+        writeln!(f, "fuel budget per call    {:>13}", self.fuel_budget)?;
+        for (call, used) in [
+            ("configure", self.configure_fuel),
+            ("scale", self.scale_fuel),
+            ("place", self.place_fuel),
+        ] {
+            writeln!(
+                f,
+                "fuel used by {call:<10} {used:>13}  ({:.3}% of the budget)",
+                share(used)
+            )?;
+        }
         write!(
             f,
             "plan: {} launches, {} removals; place: {} of {} placed",
@@ -150,6 +173,21 @@ pub fn run(
         count: 50,
     };
 
+    // One guarded evaluation of each kind first: a policy that never returns is reported as
+    // such (after the watchdog's deadline) instead of hanging the benchmark.
+    use super::Function;
+    let configure_fuel = policy.guarded(Function::Configure, |p| {
+        measured(p.check_settings_measured())
+    })?;
+    let probe = snapshot.clone();
+    let scale_fuel =
+        policy.guarded(Function::Scale, move |p| measured(p.scale_measured(&probe)))?;
+    let (probe_request, probe_offerings, probe_fleet) =
+        (request.clone(), snapshot.offerings.clone(), fleet.clone());
+    let place_fuel = policy.guarded(Function::Place, move |p| {
+        measured(p.place_measured(&probe_request, &probe_offerings, &probe_fleet))
+    })?;
+
     let warmup = (iterations / 10).clamp(1, 100);
     let mut store_new = Vec::new();
     let mut instantiate = Vec::new();
@@ -195,11 +233,22 @@ pub fn run(
         scale: Percentiles::of(scale),
         place: Percentiles::of(place),
         peak_memory_bytes: peak,
+        fuel_budget: limits.fuel,
+        configure_fuel,
+        scale_fuel,
+        place_fuel,
         plan_launches: plan.launches.iter().map(|l| u64::from(l.count)).sum(),
         plan_removals: plan.removals.len(),
         placed: placed.iter().map(|p| u64::from(p.count)).sum(),
         place_requested: request.count,
     })
+}
+
+/// The fuel an evaluation used, or its error.
+fn measured<T>(
+    (result, stats): (Result<T, PolicyError>, super::EvalStats),
+) -> Result<u64, PolicyError> {
+    result.map(|_| stats.fuel_used)
 }
 
 /// A deterministic snapshot: 4 templates, `nodes` nodes in a mix of states, `queued` items

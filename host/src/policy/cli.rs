@@ -27,8 +27,13 @@ pub struct RuntimeArgs {
     /// Memory cap per evaluation, in MiB.
     #[arg(long, default_value_t = 64)]
     pub memory_mib: u64,
-    /// Time budget per call, in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    /// CPU budget per call, in wasmtime fuel (about one unit per wasm instruction; the
+    /// default is about 200 ms of tight computation on a 2-core EPYC). Deterministic: a call
+    /// that fits on an idle machine fits on a busy one.
+    #[arg(long, default_value_t = super::DEFAULT_FUEL)]
+    pub fuel: u64,
+    /// Wall-clock backstop per call, in milliseconds (a call past it fails as a timeout).
+    #[arg(long, default_value_t = super::DEFAULT_DEADLINE.as_millis() as u64)]
     pub deadline_ms: u64,
     /// Do not read or write the compiled-policy cache.
     #[arg(long)]
@@ -46,6 +51,7 @@ impl RuntimeArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             memory_bytes: self.memory_mib << 20,
+            fuel: self.fuel,
             deadline: Duration::from_millis(self.deadline_ms),
             keep_resident_bytes: (self.keep_resident_kib << 10) as usize,
             ..Limits::default()

@@ -53,8 +53,15 @@ pub enum Cause {
     Instantiate(String),
     /// The guest trapped (panic, `unreachable`, out-of-bounds access, stack overflow...).
     Trap(String),
-    /// The call ran past its epoch deadline.
+    /// The call ran past its wall-clock backstop (the epoch deadline).
     Timeout(Duration),
+    /// The call used up its CPU budget: this much fuel.
+    OutOfFuel(u64),
+    /// The guest handed the host more than this many bytes at once (a huge answer, `Err`
+    /// text or log line); nothing of it was copied.
+    AnswerTooLarge(usize),
+    /// The evaluation did not return within the watchdog's deadline and was abandoned.
+    Unresponsive(Duration),
     /// The guest tried to grow its memory past the cap.
     MemoryCap {
         /// The cap in bytes.
@@ -100,6 +107,9 @@ impl PolicyError {
             Cause::Instantiate(_) => "instantiate",
             Cause::Trap(_) => "trap",
             Cause::Timeout(_) => "timeout",
+            Cause::OutOfFuel(_) => "out-of-fuel",
+            Cause::AnswerTooLarge(_) => "answer-too-large",
+            Cause::Unresponsive(_) => "unresponsive",
             Cause::MemoryCap { .. } => "memory-cap",
             Cause::Rejected(_) => "rejected",
             Cause::InvalidOutput(_) => "invalid-output",
@@ -127,7 +137,21 @@ impl fmt::Display for PolicyError {
             Cause::Trap(m) => write!(f, "trapped: {m}"),
             Cause::Timeout(d) => write!(
                 f,
-                "ran past its time budget of {} ms (epoch deadline)",
+                "ran past its wall-clock time budget of {} ms (epoch deadline)",
+                d.as_millis()
+            ),
+            Cause::OutOfFuel(fuel) => write!(
+                f,
+                "used up its CPU budget of {fuel} fuel (see `policy bench` for what a call uses)"
+            ),
+            Cause::AnswerTooLarge(max) => write!(
+                f,
+                "handed the host more than {} at once; nothing of it was kept",
+                size(*max as u64)
+            ),
+            Cause::Unresponsive(d) => write!(
+                f,
+                "did not return within {} ms and was abandoned (watchdog)",
                 d.as_millis()
             ),
             Cause::MemoryCap { cap, requested } => write!(
@@ -143,6 +167,14 @@ impl fmt::Display for PolicyError {
 }
 
 impl std::error::Error for PolicyError {}
+
+fn size(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes.div_ceil(1024))
+    } else {
+        mib(bytes)
+    }
+}
 
 fn mib(bytes: u64) -> String {
     if bytes.is_multiple_of(1 << 20) {
@@ -168,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "policy `x`: scale: ran past its time budget of 200 ms (epoch deadline)"
+            "policy `x`: scale: ran past its wall-clock time budget of 200 ms (epoch deadline)"
         );
         let e = PolicyError::new(
             "x",
@@ -195,5 +227,15 @@ mod tests {
             "policy `x`: place: exceeded the memory cap of 64 MiB (tried to grow to 65 MiB)"
         );
         assert_eq!(e.kind(), "memory-cap");
+        let e = PolicyError::new("x", Some(Function::Scale), Cause::AnswerTooLarge(1 << 20));
+        assert_eq!(
+            e.to_string(),
+            "policy `x`: scale: handed the host more than 1 MiB at once; nothing of it was kept"
+        );
+        let e = PolicyError::new("x", Some(Function::Place), Cause::OutOfFuel(5_000));
+        assert_eq!(
+            e.to_string(),
+            "policy `x`: place: used up its CPU budget of 5000 fuel (see `policy bench` for what a call uses)"
+        );
     }
 }

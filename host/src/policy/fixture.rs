@@ -88,7 +88,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::bindings::*;
-use super::{Policy, PolicyError};
+use super::{Function, Policy, PolicyError};
 
 const DEFAULT_ZONE: &str = "cn-hangzhou-h";
 const DEFAULT_TYPE: &str = "ecs.c7.large";
@@ -679,18 +679,26 @@ pub fn run(policy: &Policy, paths: &[PathBuf], out: &mut dyn Write) -> std::io::
 /// Runs one case and checks its expectations.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
     let mut failures = Vec::new();
-    let result: Result<Answer, PolicyError> =
-        policy
-            .with_settings(&case.settings)
-            .and_then(|p| match &case.input {
-                Input::Configure => Ok(Answer::Configured),
-                Input::Scale(s) => p.scale(s).map(Answer::Plan),
-                Input::Place {
-                    request,
-                    offerings,
-                    fleet,
-                } => p.place(request, offerings, fleet).map(Answer::Placements),
-            });
+    let function = match &case.input {
+        Input::Configure => Function::Configure,
+        Input::Scale(_) => Function::Scale,
+        Input::Place { .. } => Function::Place,
+    };
+    // Each evaluation under the watchdog, so a case that never returns fails instead of
+    // hanging the run: the settings check, then the call.
+    let settings = case.settings.clone();
+    let configured = policy.guarded(Function::Configure, move |p| p.with_settings(&settings));
+    let result: Result<Answer, PolicyError> = configured.and_then(|p| match case.input.clone() {
+        Input::Configure => Ok(Answer::Configured),
+        Input::Scale(s) => p.guarded(function, move |p| p.scale(&s)).map(Answer::Plan),
+        Input::Place {
+            request,
+            offerings,
+            fleet,
+        } => p
+            .guarded(function, move |p| p.place(&request, &offerings, &fleet))
+            .map(Answer::Placements),
+    });
     let e = &case.expect;
     match (result, e.error.is_some() || e.error_kind.is_some()) {
         (Err(err), true) => {

@@ -12,20 +12,28 @@
 //! ```
 //!
 //! Every evaluation gets a fresh instance from the pre-instantiated component (pooled, a few
-//! microseconds), runs `configure(settings)` then one of `scale`/`place` under the memory cap
-//! and the epoch deadline, and drops the instance. Whatever the guest does ends as a
-//! [`PolicyError`]; the host never panics or hangs because of a policy.
+//! microseconds), runs `configure(settings)` then one of `scale`/`place` under the memory cap,
+//! a fuel budget (the deterministic CPU budget) and an epoch deadline (a wall-clock
+//! backstop), and drops the instance. What the guest hands back is bounded before it is
+//! copied and again before it is kept ([`bounds`]). Whatever the guest does ends as a
+//! [`PolicyError`]; the host never panics or hangs because of a policy, and
+//! [`Policy::guarded`] runs an evaluation under a watchdog for callers that must get an
+//! answer in time whatever happens inside.
 
 pub mod bench;
 mod bindings;
+pub mod bounds;
 pub mod cli;
+mod clocks;
 mod contract;
 mod error;
 pub mod fixture;
+pub mod log;
 mod runtime;
 mod sandbox;
 pub mod scaffold;
 pub mod validate;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +48,7 @@ pub use bindings::{
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};
 pub use contract::ACCEPTED_VERSIONS;
-pub use runtime::{Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION};
+pub use runtime::{DEFAULT_DEADLINE, DEFAULT_FUEL, Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION};
 
 use contract::{Instance, ModulePre};
 use sandbox::Sandbox;
@@ -114,6 +122,11 @@ pub struct EvalStats {
     pub total: Duration,
     /// Largest linear memory the guest was granted, in bytes.
     pub peak_memory: usize,
+    /// Fuel the guest used in the call itself (`scale` or `place`; `configure` for a
+    /// settings check), out of [`Limits::fuel`].
+    pub fuel_used: u64,
+    /// Fuel `configure` used before the call.
+    pub configure_fuel: u64,
 }
 
 /// A loaded policy: a pre-instantiated component plus its settings. Cheap to clone and
@@ -130,6 +143,9 @@ struct PolicyInner {
     settings: String,
     contract: String,
     load: LoadInfo,
+    /// Shared by clones and [`Policy::with_settings`] copies: the stuck-call cap is per policy,
+    /// so a wedged policy never starves its fallback.
+    watchdog: Arc<watchdog::Watchdog>,
 }
 
 impl Policy {
@@ -140,6 +156,7 @@ impl Policy {
         settings: String,
         contract: String,
         load: LoadInfo,
+        watchdog: Arc<watchdog::Watchdog>,
     ) -> Self {
         Policy {
             inner: Arc::new(PolicyInner {
@@ -149,8 +166,14 @@ impl Policy {
                 settings,
                 contract,
                 load,
+                watchdog,
             }),
         }
+    }
+
+    /// Evaluations of this policy abandoned by the watchdog that are still running.
+    pub fn stuck_evaluations(&self) -> usize {
+        self.inner.watchdog.stuck()
     }
 
     /// The policy's name, as used in logs and errors.
@@ -178,6 +201,7 @@ impl Policy {
             settings.into(),
             i.contract.clone(),
             i.load,
+            i.watchdog.clone(),
         );
         p.check_settings()?;
         Ok(p)
@@ -185,8 +209,47 @@ impl Policy {
 
     /// Runs `configure(settings)` on a fresh instance.
     pub fn check_settings(&self) -> Result<(), PolicyError> {
+        self.check_settings_measured().0
+    }
+
+    /// [`Self::check_settings`] plus what it cost.
+    pub fn check_settings_measured(&self) -> (Result<(), PolicyError>, EvalStats) {
         self.evaluate(Function::Configure, 0, |_, _| Ok(Ok(Ok(()))))
-            .0
+    }
+
+    /// Runs `call` with this policy on a thread of its own and waits for it at most
+    /// [`Limits::watchdog`]. Past that the call is abandoned (it keeps its thread and its
+    /// store, and holds nothing of the caller's) and the answer is a
+    /// [`Cause::Unresponsive`] error for `function`. Inside a tokio multi-thread runtime the
+    /// wait does not hold a worker. `call` takes what it needs by value: an abandoned call
+    /// may outlive the caller's borrows.
+    pub fn guarded<T: Send + 'static>(
+        &self,
+        function: Function,
+        call: impl FnOnce(&Policy) -> Result<T, PolicyError> + Send + 'static,
+    ) -> Result<T, PolicyError> {
+        let policy = self.clone();
+        let deadline = self.inner.runtime.limits.watchdog();
+        match self
+            .inner
+            .watchdog
+            .run(function.as_str(), deadline, move || call(&policy))
+        {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                let cause = match refusal {
+                    watchdog::Refusal::Abandoned(d) => Cause::Unresponsive(d),
+                    watchdog::Refusal::TooManyStuck(n) => Cause::Instantiate(format!(
+                        "{n} earlier evaluations never returned and are still running; \
+                         refusing new ones until they end"
+                    )),
+                    watchdog::Refusal::Spawn(e) => {
+                        Cause::Instantiate(format!("cannot start the evaluation thread: {e}"))
+                    }
+                };
+                Err(self.error(function, cause))
+            }
+        }
     }
 
     /// Asks the policy how many nodes to launch and which to remove. The plan is validated
@@ -202,7 +265,7 @@ impl Policy {
         snapshot: &Snapshot,
     ) -> (Result<ScalePlan, PolicyError>, EvalStats) {
         self.evaluate(Function::Scale, snapshot.now_ms, |guest, store| {
-            let plan = guest.scale(store, snapshot)?;
+            let plan = guest.scale(store, snapshot)?.map(bounds::scale_plan);
             Ok(plan.map(|plan| validate::scale_plan(snapshot, &plan).map(|()| plan)))
         })
     }
@@ -248,34 +311,50 @@ impl Policy {
         let started = Instant::now();
         let i = &self.inner;
         let rt = &i.runtime;
-        let mut store = Store::new(&rt.engine, Sandbox::new(i.name.clone(), &rt.limits, now_ms));
-        store.limiter(|s| &mut s.limiter);
+        let mut store = self.store(now_ms);
         let ticks = rt.deadline_ticks();
-        store.set_epoch_deadline(ticks);
+        let fuel = rt.limits.fuel;
         let mut stats = EvalStats::default();
         let instance = i.pre.instantiate(&mut store);
         stats.instantiate = started.elapsed();
+        // Each call gets the whole budget; what it used is what is left over.
+        let refuel = |store: &mut Store<Sandbox>| {
+            store.set_epoch_deadline(ticks);
+            store.set_fuel(fuel)
+        };
+        let used = |store: &Store<Sandbox>| fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = match instance {
             Err(e) => Err(self.classify(None, &store, e, true)),
             Ok(guest) => {
-                store.set_epoch_deadline(ticks);
-                match guest.configure(&mut store, &i.settings) {
+                let configured =
+                    refuel(&mut store).and_then(|()| guest.configure(&mut store, &i.settings));
+                stats.configure_fuel = used(&store);
+                match configured {
                     Err(e) => Err(self.classify(Some(Function::Configure), &store, e, false)),
-                    Ok(Err(msg)) => Err(self.error(Function::Configure, Cause::Rejected(msg))),
+                    Ok(Err(msg)) => Err(self.rejected(Function::Configure, &msg)),
                     Ok(Ok(())) => {
-                        store.set_epoch_deadline(ticks);
-                        match call(&guest, &mut store) {
+                        let answer = refuel(&mut store).and_then(|()| call(&guest, &mut store));
+                        stats.fuel_used = used(&store);
+                        match answer {
                             Err(e) => Err(self.classify(Some(function), &store, e, false)),
-                            Ok(Err(msg)) => Err(self.error(function, Cause::Rejected(msg))),
-                            Ok(Ok(Err(problem))) => {
-                                Err(self.error(function, Cause::InvalidOutput(problem)))
-                            }
+                            Ok(Err(msg)) => Err(self.rejected(function, &msg)),
+                            Ok(Ok(Err(problem))) => Err(self.error(
+                                function,
+                                Cause::InvalidOutput(bounds::text_within(
+                                    &problem,
+                                    4 * bounds::MAX_TEXT_BYTES,
+                                )),
+                            )),
                             Ok(Ok(Ok(v))) => Ok(v),
                         }
                     }
                 }
             }
         };
+        if function == Function::Configure {
+            // A settings check calls nothing after `configure`.
+            stats.fuel_used = stats.configure_fuel;
+        }
         store.data().log.finish();
         stats.peak_memory = store.data().limiter.peak;
         drop(store);
@@ -283,17 +362,28 @@ impl Policy {
         (result, stats)
     }
 
+    /// A fresh store with this policy's sandbox, limits and budgets.
+    fn store(&self, now_ms: u64) -> Store<Sandbox> {
+        let i = &self.inner;
+        let rt = &i.runtime;
+        let sandbox = Sandbox::new(i.name.clone(), rt.log_budget(&i.name), &rt.limits, now_ms);
+        let mut store = Store::new(&rt.engine, sandbox);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(rt.deadline_ticks());
+        // Instantiation runs no guest code of ours, but a start function could: give it
+        // the call budget too.
+        let _ = store.set_fuel(rt.limits.fuel);
+        // Bounds every copy out of the guest: a log call's arguments, a function's answer.
+        store.set_hostcall_fuel(rt.limits.max_answer_bytes);
+        store
+    }
+
     /// Creates a fresh store and instance without calling anything; returns the store
     /// creation and the instantiation times (for `policy bench`).
     pub fn measure_instantiate(&self) -> Result<(Duration, Duration), PolicyError> {
         let i = &self.inner;
         let started = Instant::now();
-        let mut store = Store::new(
-            &i.runtime.engine,
-            Sandbox::new(i.name.clone(), &i.runtime.limits, 0),
-        );
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(i.runtime.deadline_ticks());
+        let mut store = self.store(0);
         let created = started.elapsed();
         let instance = i.pre.instantiate(&mut store);
         let instantiated = started.elapsed() - created;
@@ -303,6 +393,11 @@ impl Policy {
 
     fn error(&self, function: Function, cause: Cause) -> PolicyError {
         PolicyError::new(&*self.inner.name, Some(function), cause)
+    }
+
+    /// The guest's own `Err(message)`, bounded and escaped.
+    fn rejected(&self, function: Function, message: &str) -> PolicyError {
+        self.error(function, Cause::Rejected(bounds::text(message)))
     }
 
     /// Turns a wasmtime error into a cause: timeout, memory cap, trap or instantiation failure.
@@ -315,15 +410,20 @@ impl Policy {
     ) -> PolicyError {
         let data = store.data();
         let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+        let limits = &self.inner.runtime.limits;
         let cause = if trap == Some(wasmtime::Trap::Interrupt) {
-            Cause::Timeout(self.inner.runtime.limits.deadline)
+            Cause::Timeout(limits.deadline)
+        } else if trap == Some(wasmtime::Trap::OutOfFuel) {
+            Cause::OutOfFuel(limits.fuel)
+        } else if is_hostcall_fuel_exhausted(&e) {
+            Cause::AnswerTooLarge(limits.max_answer_bytes)
         } else if let Some(requested) = data.limiter.denied {
             Cause::MemoryCap {
                 cap: data.limiter.cap as u64,
                 requested: requested as u64,
             }
         } else if instantiating && trap.is_none() {
-            Cause::Instantiate(format!("{e:#}"))
+            Cause::Instantiate(bounds::text(&format!("{e:#}")))
         } else {
             let mut msg = match trap {
                 Some(t) => t.to_string(),
@@ -335,10 +435,21 @@ impl Policy {
             if let Some(last) = &data.log.last_error {
                 msg.push_str(&format!(" (last error logged: {last})"));
             }
-            Cause::Trap(msg)
+            // Guest text inside is bounded already; this bounds the whole.
+            Cause::Trap(bounds::text_within(&msg, 4 * bounds::MAX_TEXT_BYTES))
         };
         PolicyError::new(&*self.inner.name, function, cause)
     }
+}
+
+/// Whether wasmtime refused to copy more out of the guest than the store's hostcall fuel.
+/// wasmtime 48 does not export the error type, so its message is matched, in the whole
+/// chain of the error.
+fn is_hostcall_fuel_exhausted(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        c.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 impl std::fmt::Debug for Policy {

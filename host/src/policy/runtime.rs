@@ -2,12 +2,13 @@
 //! cache of compiled components, contract-version checks and loading.
 //!
 //! Modelled on wasmtime's fast-instantiation example and Kubewarden's policy-evaluator: compile
-//! once, pre-instantiate once ([`PolicyModulePre`]), then a fresh pooled instance per
+//! once, pre-instantiate once ([`ModulePre`]), then a fresh pooled instance per
 //! evaluation, so no state leaks between evaluations and a broken instance is simply dropped.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -15,8 +16,10 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings;
+use super::clocks;
 use super::contract::{self, Contract, ModulePre};
 use super::error::{Cause, PolicyError};
+use super::log::LogBudget;
 use super::sandbox::Sandbox;
 use super::{Policy, PolicySource};
 
@@ -28,8 +31,13 @@ pub const WASMTIME_VERSION: &str = env!("ECSP_WASMTIME_VERSION");
 pub struct Limits {
     /// Linear memory a policy may grow to, in bytes (default 64 MiB).
     pub memory_bytes: u64,
-    /// Wall-clock budget of each call (`configure`, `scale`, `place`), enforced with epochs
-    /// (default 200 ms). Precision is one `epoch_tick`.
+    /// The policy's CPU budget per call (`configure`, `scale`, `place`), in wasmtime fuel:
+    /// about one unit per wasm instruction, so the same policy on the same input always
+    /// uses the same fuel, however busy the machine. Default [`DEFAULT_FUEL`].
+    pub fuel: u64,
+    /// Wall-clock backstop per call, enforced with epochs (default 5 s). Fuel is the budget;
+    /// this only catches what fuel cannot, and is generous so that a policy within its fuel
+    /// is never cut off on a loaded machine. Precision is one `epoch_tick`.
     pub deadline: Duration,
     /// Period of the epoch ticker thread (default 5 ms).
     pub epoch_tick: Duration,
@@ -38,25 +46,51 @@ pub struct Limits {
     pub max_instances: u32,
     /// Log lines a policy may write per evaluation before the rest are dropped (default 50).
     pub max_log_lines: u32,
-    /// Longest log line kept, in bytes (default 1024).
-    pub max_log_line_bytes: usize,
+    /// Log lines a policy may write per minute across evaluations (default 120), refilling a
+    /// bucket of `log_burst` lines.
+    pub log_lines_per_minute: u32,
+    /// Log lines a quiet policy may write at once (default 60).
+    pub log_burst: u32,
+    /// Most bytes the host copies out of the guest at once: one `log` call's arguments, or
+    /// one function's whole answer (default 1 MiB). Set as the store's hostcall fuel.
+    pub max_answer_bytes: usize,
     /// Bytes of each pooled memory slot kept resident and zeroed with memset between
     /// evaluations instead of being returned to the kernel (default 2 MiB): cheaper than
     /// page-faulting the same pages back in on every evaluation.
     pub keep_resident_bytes: usize,
 }
 
+/// Default fuel per call: 2,000,000,000 units, about 200 ms of tight computation on the
+/// reference machine (2-core AMD EPYC, some 10 units per ns; docs/benchmarks.md), over 500
+/// times what the default policy's `scale` uses at 1,000 nodes and 5,000 queued builds.
+pub const DEFAULT_FUEL: u64 = 2_000_000_000;
+
+/// Default wall-clock backstop per call: 5 s, several times what the whole default fuel
+/// takes on a 2-core machine at load average 8 (docs/benchmarks.md).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
-            deadline: Duration::from_millis(200),
+            fuel: DEFAULT_FUEL,
+            deadline: DEFAULT_DEADLINE,
             epoch_tick: Duration::from_millis(5),
             max_instances: 16,
             max_log_lines: 50,
-            max_log_line_bytes: 1024,
+            log_lines_per_minute: 120,
+            log_burst: 60,
+            max_answer_bytes: 1 << 20,
             keep_resident_bytes: 2 << 20,
         }
+    }
+}
+
+impl Limits {
+    /// How long a caller waits for a whole evaluation (instantiate, `configure`, the call)
+    /// before the watchdog abandons it: both calls' deadlines plus one second.
+    pub fn watchdog(&self) -> Duration {
+        self.deadline * 2 + Duration::from_secs(1)
     }
 }
 
@@ -67,6 +101,8 @@ pub struct PolicyRuntime {
     linker: Linker<Sandbox>,
     pub(crate) limits: Limits,
     cache_dir: Option<PathBuf>,
+    /// Each policy's log budget across time, by policy name.
+    log_budgets: Mutex<HashMap<Arc<str>, Arc<LogBudget>>>,
 }
 
 /// How a component was obtained when a policy was loaded.
@@ -96,8 +132,10 @@ impl PolicyRuntime {
         spawn_ticker(&engine, limits.epoch_tick);
         let mut linker = Linker::<Sandbox>::new(&engine);
         // A std Rust guest on wasm32-wasip2 imports WASI; the context behind it is empty
-        // (no preopens, env, args or stdio) and deterministic (see `sandbox`).
+        // (no preopens, env, args or stdio) and deterministic (see `sandbox`), and its
+        // clocks never make the host wait (see `clocks`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| clocks::shadow_subscriptions(&mut linker))
             .and_then(|()| contract::add_to_linker(&mut linker))
             .map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
         Ok(PolicyRuntime {
@@ -105,6 +143,7 @@ impl PolicyRuntime {
             linker,
             limits,
             cache_dir: None,
+            log_budgets: Mutex::default(),
         })
     }
 
@@ -128,6 +167,20 @@ impl PolicyRuntime {
     /// The limits every evaluation runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The log budget of policy `name`, shared by all its evaluations in this runtime.
+    pub(crate) fn log_budget(&self, name: &Arc<str>) -> Arc<LogBudget> {
+        let mut budgets = self.log_budgets.lock().unwrap_or_else(|e| e.into_inner());
+        budgets
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(LogBudget::new(
+                    self.limits.log_lines_per_minute,
+                    self.limits.log_burst,
+                ))
+            })
+            .clone()
     }
 
     /// Loads a policy and checks its settings by calling `configure(settings)` once on a fresh
@@ -179,6 +232,7 @@ impl PolicyRuntime {
             "{}".into(),
             version,
             info,
+            Default::default(),
         ))
     }
 
@@ -275,6 +329,7 @@ fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
+        .consume_fuel(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
         .wasm_component_model(true);

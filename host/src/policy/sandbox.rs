@@ -1,5 +1,5 @@
 //! Per-evaluation store state: the WASI context (empty and deterministic), the memory
-//! limiter, and the `log` import.
+//! limiter, and the `log` import (see `log`).
 //!
 //! A new [`Sandbox`] is made for every evaluation and dropped after it, so nothing a policy
 //! does survives into the next call.
@@ -13,12 +13,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::Level;
 use super::bindings::ecs_provisioner::policy::host;
+use super::bounds;
+use super::log::{LogBudget, LogState};
 use super::runtime::Limits;
 
 /// Store data for one evaluation.
 pub struct Sandbox {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(crate) limiter: GuestLimiter,
     pub(crate) log: LogState,
     /// The tail of what the guest wrote to stderr (Rust panic messages land there).
@@ -28,7 +30,12 @@ pub struct Sandbox {
 impl Sandbox {
     /// `now_ms` is the input's clock: the guest's wall clock reads it, so even a policy that
     /// asks WASI for the time gets an answer that depends only on its input.
-    pub(crate) fn new(policy: Arc<str>, limits: &Limits, now_ms: u64) -> Self {
+    pub(crate) fn new(
+        policy: Arc<str>,
+        log_budget: Arc<LogBudget>,
+        limits: &Limits,
+        now_ms: u64,
+    ) -> Self {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stderr(StderrTail(stderr.clone()))
@@ -46,24 +53,25 @@ impl Sandbox {
                 peak: 0,
                 denied: None,
             },
-            log: LogState {
-                policy,
-                lines: 0,
-                suppressed: 0,
-                max_lines: limits.max_log_lines,
-                max_bytes: limits.max_log_line_bytes,
-                last_error: None,
-            },
+            log: LogState::new(policy, log_budget, limits.max_log_lines),
             stderr,
         }
     }
 
-    /// The last line(s) the guest wrote to stderr, for trap messages.
+    /// The last line(s) the guest wrote to stderr (bounded and escaped), for trap messages.
     pub(crate) fn stderr_tail(&self) -> Option<String> {
         let buf = self.stderr.lock().ok()?;
         let text = String::from_utf8_lossy(&buf);
-        let text = text.trim();
-        (!text.is_empty()).then(|| text.to_owned())
+        let mut text = text.trim();
+        // The end matters most: a panic message is the last thing written.
+        if text.len() > bounds::MAX_TEXT_BYTES {
+            let mut start = text.len() - bounds::MAX_TEXT_BYTES;
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            text = &text[start..];
+        }
+        (!text.is_empty()).then(|| bounds::text(text))
     }
 }
 
@@ -112,62 +120,10 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
-/// Rate limit and truncation for the `log` import, per evaluation.
-pub(crate) struct LogState {
-    policy: Arc<str>,
-    pub(crate) lines: u32,
-    pub(crate) suppressed: u32,
-    max_lines: u32,
-    max_bytes: usize,
-    /// The last `error`-level line, quoted in trap errors: guest SDKs log panics there.
-    pub(crate) last_error: Option<String>,
-}
-
-impl LogState {
-    /// Called once the evaluation is over: says how many lines the rate limit dropped.
-    pub(crate) fn finish(&self) {
-        if self.suppressed > 0 {
-            tracing::warn!(policy = %self.policy, suppressed = self.suppressed,
-                "policy log lines dropped by the per-evaluation limit");
-        }
-    }
-}
-
 impl host::Host for Sandbox {
     fn log(&mut self, level: Level, message: String) {
-        let log = &mut self.log;
-        let message = truncate(message, log.max_bytes);
-        if level == Level::Error {
-            log.last_error = Some(message.clone());
-        }
-        if log.lines >= log.max_lines {
-            log.suppressed += 1;
-            return;
-        }
-        log.lines += 1;
-        let policy = &*log.policy;
-        // tracing needs the level at compile time, hence one macro per level.
-        match level {
-            Level::Trace => tracing::trace!(target: "policy", policy, "{message}"),
-            Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
-            Level::Info => tracing::info!(target: "policy", policy, "{message}"),
-            Level::Warn => tracing::warn!(target: "policy", policy, "{message}"),
-            Level::Error => tracing::error!(target: "policy", policy, "{message}"),
-        }
+        self.log.write(level, &message);
     }
-}
-
-/// Cuts `s` to at most `max` bytes on a char boundary, marking the cut.
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("…[truncated]");
-    }
-    s
 }
 
 /// Keeps the last [`STDERR_TAIL`] bytes written to the guest's stderr; never blocks or fails.
@@ -255,7 +211,8 @@ impl wasmtime_wasi::HostWallClock for FixedWallClock {
     }
 }
 
-/// Time does not pass inside a policy: a guest waiting for it spins into the epoch deadline.
+/// Time does not pass inside a policy: a guest waiting for it to pass spins until its fuel
+/// runs out. (Sleeping does not wait either: see `clocks`.)
 struct FixedMonotonicClock;
 
 impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
@@ -299,31 +256,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_is_rate_limited_and_truncated_per_evaluation() {
-        use host::Host as _;
-        let limits = Limits {
-            max_log_lines: 5,
-            max_log_line_bytes: 8,
-            ..Limits::default()
-        };
-        let mut sandbox = Sandbox::new("p".into(), &limits, 0);
-        for i in 0..12 {
-            sandbox.log(Level::Info, format!("line {i}"));
-        }
-        sandbox.log(Level::Error, "a long error message".into());
-        assert_eq!((sandbox.log.lines, sandbox.log.suppressed), (5, 8));
-        assert_eq!(
-            sandbox.log.last_error.as_deref(),
-            Some("a long e…[truncated]")
+    fn stderr_tail_is_bounded_and_escaped() {
+        let sandbox = Sandbox::new(
+            "p".into(),
+            Arc::new(LogBudget::new(600, 100)),
+            &Limits::default(),
+            0,
         );
-        // A fresh evaluation starts with a fresh budget.
-        let fresh = Sandbox::new("p".into(), &limits, 0);
-        assert_eq!((fresh.log.lines, fresh.log.suppressed), (0, 0));
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("abc".into(), 10), "abc");
-        assert_eq!(truncate("héllo".into(), 2), "h…[truncated]");
+        sandbox
+            .stderr
+            .lock()
+            .unwrap()
+            .extend_from_slice(format!("{}\npanicked\x1b[0m", "y".repeat(4000)).as_bytes());
+        let tail = sandbox.stderr_tail().unwrap();
+        assert!(tail.len() <= bounds::MAX_TEXT_BYTES + bounds::TRUNCATED.len());
+        assert!(!tail.chars().any(char::is_control), "{tail:?}");
     }
 }

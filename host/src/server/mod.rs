@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -26,6 +28,12 @@ type Labels = Vec<(String, String)>;
 
 /// Recent cycles kept for the status page.
 const RECENT: usize = 20;
+
+/// `/healthz` fails when the last completed cycle is older than this many poll intervals.
+/// Cycles start at most one poll interval apart; five leaves room for a slow cloud API or a
+/// policy held to its wall-clock limit, and still tells a stuck loop within a minute at the
+/// default 10 s interval.
+pub const STALE_AFTER_POLLS: u32 = 5;
 
 /// Everything the server shows.
 pub struct Board {
@@ -51,7 +59,25 @@ pub struct Board {
     api_seen: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     recent: Mutex<VecDeque<CycleReport>>,
     recent_errors: Mutex<VecDeque<(u64, String)>>,
+    policy_log_dropped: Family<Labels, Counter>,
+    policy_log_dropped_seen: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// When the last cycle completed (ms since the epoch; 0 before the first).
+    last_cycle_done_ms: AtomicU64,
+    /// The engine's poll interval, in ms (0 until the engine says).
+    poll_interval_ms: AtomicU64,
     pub started_ms: u64,
+}
+
+/// Whether the reconcile loop is alive, as `/healthz` and `/status` report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    pub ok: bool,
+    /// Why not, or what is fine.
+    pub reason: String,
+    /// When the last cycle completed (ms since the epoch), if one has.
+    pub last_cycle_done_ms: Option<u64>,
+    /// Age past which the loop counts as stuck, ms ([`STALE_AFTER_POLLS`] poll intervals).
+    pub stale_after_ms: u64,
 }
 
 /// What the engine has done since start.
@@ -105,6 +131,10 @@ impl Board {
             api_seen: Mutex::default(),
             recent: Mutex::default(),
             recent_errors: Mutex::default(),
+            policy_log_dropped: Family::default(),
+            policy_log_dropped_seen: Mutex::default(),
+            last_cycle_done_ms: AtomicU64::new(0),
+            poll_interval_ms: AtomicU64::new(0),
             started_ms: crate::engine::now_ms(),
             registry: Registry::default(),
         };
@@ -126,6 +156,11 @@ impl Board {
         registry.register("api_retries", "Cloud API retries by action", b.api_retries.clone());
         registry.register("cycles", "Reconcile cycles run", b.cycles.clone());
         registry.register("cycle_errors", "Errors met in cycles", b.cycle_errors.clone());
+        registry.register(
+            "policy_log_lines_dropped",
+            "Policy log lines dropped by the per-call and per-minute limits, by policy",
+            b.policy_log_dropped.clone(),
+        );
         Board { registry, ..b }
     }
 
@@ -182,6 +217,50 @@ impl Board {
         while recent.len() > RECENT {
             recent.pop_front();
         }
+        self.last_cycle_done_ms.store(crate::engine::now_ms(), Ordering::SeqCst);
+    }
+
+    /// Tells the board how often cycles run, which sets when `/healthz` calls the loop stuck.
+    pub fn set_poll_interval(&self, poll: Duration) {
+        self.poll_interval_ms.store(poll.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the loop is alive at `now_ms`: unhealthy when no cycle has completed for
+    /// [`STALE_AFTER_POLLS`] poll intervals (counted from start-up before the first cycle).
+    pub fn health(&self, now_ms: u64) -> Health {
+        let poll = self.poll_interval_ms.load(Ordering::SeqCst);
+        let stale_after_ms = poll * u64::from(STALE_AFTER_POLLS);
+        let done = self.last_cycle_done_ms.load(Ordering::SeqCst);
+        let last_cycle_done_ms = (done > 0).then_some(done);
+        let age = now_ms.saturating_sub(if done > 0 { done } else { self.started_ms });
+        let (ok, reason) = if poll == 0 {
+            (true, "no reconcile loop attached".to_owned())
+        } else if age <= stale_after_ms {
+            (true, format!("last cycle completed {:.1} s ago", age as f64 / 1e3))
+        } else if done == 0 {
+            (false, format!(
+                "no cycle has completed in the {:.1} s since start-up (limit {} poll intervals = {:.1} s)",
+                age as f64 / 1e3, STALE_AFTER_POLLS, stale_after_ms as f64 / 1e3
+            ))
+        } else {
+            (false, format!(
+                "the last cycle completed {:.1} s ago, more than {} poll intervals ({:.1} s): the reconcile loop is stuck",
+                age as f64 / 1e3, STALE_AFTER_POLLS, stale_after_ms as f64 / 1e3
+            ))
+        };
+        Health { ok, reason, last_cycle_done_ms, stale_after_ms }
+    }
+
+    /// Folds the policy runtime's dropped-log-line counts into their metric.
+    fn sync_policy_log_drops(&self) {
+        let mut seen = self.policy_log_dropped_seen.lock().unwrap();
+        for (policy, total) in crate::policy::log::dropped_lines() {
+            let before = seen.get(&policy).copied().unwrap_or(0);
+            // The policy name is the host's (a file stem or builtin:...), bounded here anyway.
+            let label = crate::policy::bounds::text_within(&policy, 128);
+            self.policy_log_dropped.get_or_create(&vec![("policy".into(), label)]).inc_by(total.saturating_sub(before));
+            seen.insert(policy, total.max(before));
+        }
     }
 
     /// Folds cumulative per-action API counts into the counters.
@@ -214,6 +293,7 @@ impl Board {
 
     /// The Prometheus text exposition.
     pub fn metrics_text(&self) -> String {
+        self.sync_policy_log_drops();
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -225,6 +305,7 @@ impl Board {
         let errors = self.recent_errors.lock().unwrap();
         serde_json::json!({
             "started_ms": self.started_ms,
+            "health": self.health(crate::engine::now_ms()),
             "latest": recent.back(),
             "recent_plans": recent.iter().rev().filter(|r| !r.enforced.launches.is_empty() || !r.enforced.removals.is_empty() || !r.clamps.is_empty()).map(|r| serde_json::json!({
                 "cycle": r.cycle, "at_ms": r.at_ms, "decided_by": r.decided_by,
@@ -243,6 +324,12 @@ impl Board {
              table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>\
              <h1>ecs-provisioner</h1>",
         );
+        let health = &status["health"];
+        html.push_str(&format!(
+            "<p>Health: <b>{}</b>: {}</p>",
+            if health["ok"].as_bool() == Some(true) { "ok" } else { "STUCK" },
+            escape(health["reason"].as_str().unwrap_or(""))
+        ));
         let latest = &status["latest"];
         if latest.is_null() {
             html.push_str("<p>No cycle has run yet.</p>");
@@ -293,7 +380,11 @@ pub fn router(board: Arc<Board>) -> axum::Router {
         }))
         .route("/status", get(|State(b): State<Arc<Board>>| async move { Html(b.status_html()) }))
         .route("/status.json", get(|State(b): State<Arc<Board>>| async move { axum::Json(b.status_json()) }))
-        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }))
+        .route("/healthz", get(|State(b): State<Arc<Board>>| async move {
+            let h = b.health(crate::engine::now_ms());
+            let code = if h.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (code, format!("{}: {}\n", if h.ok { "ok" } else { "stuck" }, h.reason)).into_response()
+        }))
         .with_state(board)
 }
 
@@ -354,5 +445,23 @@ mod tests {
         let html = board.status_html();
         assert!(html.contains("boom &lt;b&gt;"), "errors are escaped");
         assert!(html.contains("<td>linux</td>"));
+    }
+
+    #[test]
+    fn health_fails_when_the_last_cycle_is_older_than_the_limit() {
+        let board = Board::new();
+        assert!(board.health(board.started_ms + 3_600_000).ok, "no loop attached: nothing to judge");
+        board.set_poll_interval(Duration::from_secs(2));
+        let t0 = board.started_ms;
+        assert!(board.health(t0 + 9_000).ok, "within 5 polls of start-up");
+        let h = board.health(t0 + 11_000);
+        assert!(!h.ok && h.reason.contains("no cycle has completed"), "{h:?}");
+        board.record(&CycleReport::default());
+        let done = board.health(crate::engine::now_ms()).last_cycle_done_ms.unwrap();
+        assert!(board.health(done + 10_000).ok);
+        let h = board.health(done + 10_001);
+        assert!(!h.ok && h.reason.contains("more than 5 poll intervals (10.0 s)"), "{h:?}");
+        assert_eq!(h.stale_after_ms, 10_000);
+        assert_eq!(board.status_json()["health"]["ok"], true, "the real clock is within the limit");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{PolicyConfig, SpotModeConfig, TemplateConfig};
 use crate::engine::decide::{Observation, Placement, PolicyPort};
 use crate::engine::model::{self, Node, NodeState, Offering, Plan, PlannedLaunch, PlannedRemoval};
-use crate::policy::{self as wit, Limits, Policy, PolicyRuntime, PolicySource};
+use crate::policy::{self as wit, Function, Limits, Policy, PolicyRuntime, PolicySource};
 
 /// A loaded WebAssembly policy.
 #[derive(Clone)]
@@ -24,12 +24,20 @@ impl WasmPolicy {
     pub fn load_with_fallback(config: &PolicyConfig) -> anyhow::Result<(WasmPolicy, WasmPolicy)> {
         let limits = Limits {
             memory_bytes: u64::from(config.memory_limit_mib) << 20,
+            fuel: *config.fuel.get_ref(),
             deadline: config.timeout,
+            log_lines_per_minute: *config.log_lines_per_minute.get_ref(),
+            log_burst: *config.log_burst.get_ref(),
             ..Limits::default()
         };
         let runtime = Arc::new(PolicyRuntime::new(limits)?);
-        let policy = runtime.load(&PolicySource::parse(&config.source), &config.settings_json())?;
-        let fallback = runtime.load(&PolicySource::parse("builtin:default"), "{}")?;
+        // `configure` runs at load time: under the watchdog too, so start-up cannot hang.
+        let load = |source: &str, settings: String| -> anyhow::Result<Policy> {
+            let prepared = runtime.prepare(&PolicySource::parse(source))?;
+            Ok(prepared.guarded(Function::Configure, move |p| p.with_settings(&settings))?)
+        };
+        let policy = load(&config.source, config.settings_json())?;
+        let fallback = load("builtin:default", "{}".into())?;
         Ok((WasmPolicy::new(policy), WasmPolicy::new(fallback)))
     }
 }
@@ -41,7 +49,7 @@ impl PolicyPort for WasmPolicy {
 
     fn scale(&self, obs: &Observation<'_>) -> anyhow::Result<Plan> {
         let snapshot = snapshot(obs);
-        let plan = off_runtime(|| self.policy.scale(&snapshot))?;
+        let plan = self.policy.guarded(Function::Scale, move |p| p.scale(&snapshot))?;
         Ok(Plan {
             launches: plan
                 .launches
@@ -67,28 +75,10 @@ impl PolicyPort for WasmPolicy {
         let request = wit::PlaceRequest { now_ms, template: wit_template(template), count };
         let offerings: Vec<wit::Offering> = offerings.iter().map(|o| wit_offering(o)).collect();
         let fleet: Vec<wit::Node> = fleet.iter().map(|n| wit_node(n, now_ms)).collect();
-        let placements = off_runtime(|| self.policy.place(&request, &offerings, &fleet))?;
+        let placements =
+            self.policy.guarded(Function::Place, move |p| p.place(&request, &offerings, &fleet))?;
         Ok(placements.into_iter().map(|p| (p.offering as usize, p.count)).collect())
     }
-}
-
-/// Runs a policy call outside any tokio runtime context.
-///
-/// The sandbox links WASI synchronously, and wasmtime-wasi's sync bindings `block_on` the
-/// ambient tokio runtime for every WASI call the guest makes (a write to stderr, which is what
-/// a panicking Rust guest does first; a clock read). Called from the engine's async cycle,
-/// that panicked with "Cannot start a runtime from within a runtime": a trapping policy took
-/// down the reconcile loop (and the daemon) instead of being contained. On a fresh thread
-/// there is no ambient runtime and wasmtime-wasi uses its own; the cost is one short-lived
-/// thread per call, a few tens of microseconds.
-fn off_runtime<T: Send>(call: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return call();
-    }
-    std::thread::scope(|s| match s.spawn(call).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
 }
 
 /// The WIT snapshot of an observation.

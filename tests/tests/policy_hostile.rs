@@ -431,14 +431,20 @@ impl Drop for Load {
 /// Held by the tests that load the machine on purpose or run the daemon: one at a time, so
 /// the load each of them means to create is the load it gets (two load tests side by side
 /// would make load average 16, not 8), and daemons are not starved by another test's load.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// [`serial`] for a test outside any async runtime.
+fn serial_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
 }
 
 #[test]
 fn a_legal_cpu_heavy_policy_is_never_cut_off_under_load() {
-    let _serial = serial();
+    let _serial = serial_blocking();
     // The default limits: the default fuel and the default wall-clock backstop.
     let rt = Arc::new(
         PolicyRuntime::new(Limits {
@@ -713,7 +719,7 @@ fn daemon_cases() -> Vec<(&'static str, &'static str, &'static str, &'static str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_decides_promptly_with_bounded_output_for_every_hostile_guest() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await
@@ -961,7 +967,7 @@ async fn run_daemon(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_keeps_cycling_small_and_quiet_with_every_hostile_guest() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await
@@ -1035,7 +1041,7 @@ async fn the_daemon_keeps_cycling_small_and_quiet_with_every_hostile_guest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_reports_a_forced_wedge_and_recovers() {
-    let _serial = serial();
+    let _serial = serial().await;
     use ecs_provisioner::sim::ecs::Faults;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
@@ -1102,7 +1108,7 @@ async fn healthz_reports_a_forced_wedge_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_never_cuts_off_a_legal_cpu_heavy_policy_under_load() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
         .await

@@ -364,7 +364,7 @@ async fn strict_accepts_only_the_console_output_key() {
 
     // A console listing another key: the sshd key is refused, naming both.
     let other = keys::public_key_line(&keys::generate_ed25519("other"));
-    let block = console_host_keys_block(&[other.clone()]);
+    let block = console_host_keys_block(std::slice::from_ref(&other));
     config.host_keys = HostKeyVerifier::Strict(Arc::new(move |_id: String| {
         let block = block.clone();
         async move { Ok::<_, anyhow::Error>(block) }
@@ -496,8 +496,7 @@ async fn failing_init_script_is_reported_with_its_output() {
         Some("echo installing jdk\necho 'E: Unable to locate package' >&2\nexit 7\n".into());
     let err = bootstrap(&spec, &fx.client())
         .await
-        .err()
-        .expect("the init script fails");
+        .expect_err("the init script fails");
     let BootstrapError::InitScriptFailed {
         ref exit,
         ref last_lines,
@@ -666,8 +665,7 @@ async fn missing_java_fails_the_bootstrap_naming_the_image() {
     spec.agent_jar = Some(test_jar("2.541", 1000));
     let err = bootstrap(&spec, &fx.client())
         .await
-        .err()
-        .expect("no Java, no agent");
+        .expect_err("no Java, no agent");
     let BootstrapError::JavaMissing {
         ref image,
         ref exit,

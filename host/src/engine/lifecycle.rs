@@ -495,7 +495,7 @@ mod tests {
     fn a_removal_left_half_done_by_a_crash_is_finished() {
         let instances = [inst("i-1", CloudStatus::Running, 0)];
         let marked = offline("i-1", &format!("{REMOVING_PREFIX} (idle 10m)"));
-        let (nodes, chores) = reconcile(&instances, &[marked.clone()], &Book::default(), &tpl(), MIN);
+        let (nodes, chores) = reconcile(&instances, std::slice::from_ref(&marked), &Book::default(), &tpl(), MIN);
         assert_eq!(nodes[0].state, NodeState::Draining);
         assert_eq!(chores, vec![Chore::ResumeDrain { instance_id: "i-1".into() }]);
         // Also when the agent went away meanwhile.
@@ -567,7 +567,7 @@ mod tests {
         assert_eq!(chores, vec![Chore::Fence { instance_id: "i-1".into(), reason: RECLAIM_REASON.into() }]);
         // Fenced already: nothing more to do until the cloud takes it.
         let fenced = offline("i-1", RECLAIM_REASON);
-        assert!(reconcile(&[noticed.clone()], &[fenced.clone()], &Book::default(), &tpl(), MIN).1.is_empty());
+        assert!(reconcile(std::slice::from_ref(&noticed), std::slice::from_ref(&fenced), &Book::default(), &tpl(), MIN).1.is_empty());
         noticed.status = CloudStatus::Stopping;
         let (nodes, chores) = reconcile(&[noticed], &[fenced], &Book::default(), &tpl(), MIN);
         assert_eq!(nodes[0].failure.as_deref(), Some("spot instance reclaimed by the cloud"));

@@ -21,6 +21,24 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Parameters every signed RPC request carries for the protocol and the signature, not for
+/// the operation (signature V2 names, and both spellings SDKs use for the timestamp).
+pub(crate) const PROTOCOL_PARAMS: &[&str] = &[
+    "AccessKeyId",
+    "Action",
+    "Format",
+    "RegionId",
+    "SecurityToken",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureType",
+    "SignatureVersion",
+    "Timestamp",
+    "TimeStamp",
+    "Version",
+];
+
 /// A spot reclaim announced for an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Reclaim {
@@ -488,24 +506,9 @@ impl Cloud {
 
     /// Records one RunInstances (its operation parameters) and its outcome.
     pub(crate) fn record_run_instances(&self, p: &crate::ecs::signer::Params, code: String) {
-        const COMMON: &[&str] = &[
-            "AccessKeyId",
-            "Action",
-            "Format",
-            "RegionId",
-            "SecurityToken",
-            "Signature",
-            "SignatureMethod",
-            "SignatureNonce",
-            "SignatureType",
-            "SignatureVersion",
-            "Timestamp",
-            "TimeStamp",
-            "Version",
-        ];
         let params = p
             .iter()
-            .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+            .filter(|(k, _)| !PROTOCOL_PARAMS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut inner = self.lock();

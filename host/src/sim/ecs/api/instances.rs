@@ -7,31 +7,14 @@ use super::{
     wrap,
 };
 use crate::ecs::signer::Params;
-use crate::sim::ecs::state::{Cloud, SimInstance, TokenRecord, new_host_key, now_ms};
+use crate::sim::ecs::state::{Cloud, PROTOCOL_PARAMS, SimInstance, TokenRecord, new_host_key, now_ms};
 use crate::sim::ecs::wire::ApiFailure;
 
-/// Parameters that differ between retries of the same request and so do not count for
-/// ClientToken idempotency.
-const NOT_IDEMPOTENCY_RELEVANT: &[&str] = &[
-    "AccessKeyId",
-    "Format",
-    "RegionId",
-    "SecurityToken",
-    "Signature",
-    "SignatureMethod",
-    "SignatureNonce",
-    "SignatureType",
-    "SignatureVersion",
-    "Timestamp",
-    "TimeStamp",
-    "Version",
-    "ClientToken",
-    "Action",
-];
-
+/// The request's operation parameters, for ClientToken idempotency: the protocol's own
+/// parameters and the token itself differ between retries of the same request.
 fn fingerprint(p: &Params) -> String {
     p.iter()
-        .filter(|(k, _)| !NOT_IDEMPOTENCY_RELEVANT.contains(&k.as_str()))
+        .filter(|(k, _)| !PROTOCOL_PARAMS.contains(&k.as_str()) && k.as_str() != "ClientToken")
         .map(|(k, v)| format!("{k}={v}\n"))
         .collect()
 }

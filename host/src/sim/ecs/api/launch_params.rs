@@ -7,29 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::get;
 use crate::ecs::signer::Params;
+use crate::sim::ecs::state::PROTOCOL_PARAMS;
 use crate::sim::ecs::wire::ApiFailure;
 
-/// Common parameters of every RPC call (signature V2 and what SDKs add).
-const COMMON: &[&str] = &[
-    "AccessKeyId",
-    "Action",
-    "Format",
-    "RegionId",
-    "SecurityToken",
-    "Signature",
-    "SignatureMethod",
-    "SignatureNonce",
-    "SignatureType",
-    "SignatureVersion",
-    "Timestamp",
-    "TimeStamp",
-    "Version",
-    "BearerToken",
-    "OwnerId",
-    "OwnerAccount",
-    "ResourceOwnerId",
-    "ResourceOwnerAccount",
-];
+/// Account parameters SDKs may add to any RPC call, beside the protocol's own
+/// ([`PROTOCOL_PARAMS`]).
+const ACCOUNT_PARAMS: &[&str] = &["BearerToken", "OwnerId", "OwnerAccount", "ResourceOwnerId", "ResourceOwnerAccount"];
 
 /// RunInstances' own scalar parameters: the names aliyun-python-sdk-ecs's RunInstancesRequest
 /// model sends (tests/tests/ecs.rs checks the list against it).
@@ -150,7 +133,7 @@ const DATA_DISK_FIELDS: &[&str] = &[
 /// Refuses names RunInstances does not have.
 pub(crate) fn check_names(p: &Params) -> Result<(), ApiFailure> {
     for name in p.keys() {
-        if COMMON.contains(&name.as_str())
+        if PROTOCOL_PARAMS.contains(&name.as_str()) || ACCOUNT_PARAMS.contains(&name.as_str())
             || SCALARS.contains(&name.as_str())
             || repeated_known(name)
         {

@@ -354,8 +354,7 @@ where
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
         for chore in chores {
-            // Activity records are bookkeeping, written at every idle start: not shown.
-            if !matches!(chore, Chore::RecordActivity { .. }) {
+            if !chore.is_bookkeeping() {
                 report.chores.push(super::describe_chore(&chore));
             }
             match chore {

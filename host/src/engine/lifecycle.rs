@@ -131,6 +131,14 @@ pub enum Chore {
     RecordActivity { instance_id: String, record: ActivityRecord },
 }
 
+impl Chore {
+    /// Bookkeeping written at every idle start or build: left out of the cycle's report (and
+    /// so of `plan` and `/status`), which lists what moves nodes along.
+    pub fn is_bookkeeping(&self) -> bool {
+        matches!(self, Chore::RecordActivity { .. })
+    }
+}
+
 /// Re-sends a delete this long after the last attempt if the instance is still listed.
 const TERMINATE_RETRY_MS: u64 = 60_000;
 /// A node whose instance is missing from the listing is left alone this long after launch,

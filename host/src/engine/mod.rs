@@ -295,7 +295,7 @@ where
             self.launch(&enforced.plan, &nodes, offerings, now, &mut report).await;
             self.remove(&enforced.plan, &nodes, &mut report).await;
         } else {
-            report.chores = chores.iter().map(describe_chore).collect();
+            report.chores = chores.iter().filter(|c| !c.is_bookkeeping()).map(describe_chore).collect();
         }
         self.finish(report)
     }

@@ -97,20 +97,23 @@ impl Activity {
         ours: impl Fn(&Computer) -> bool,
         now_ms: u64,
     ) -> Vec<AgentNode> {
+        let mine: Vec<(&Computer, ActivityRecord)> = computers
+            .iter()
+            .filter(|c| ours(c))
+            .map(|c| (c, c.description.as_deref().map(ActivityRecord::of).unwrap_or_default()))
+            .collect();
         // Nodes first seen by this process go on from what an earlier one recorded in them.
-        for c in computers.iter().filter(|c| ours(c)) {
-            if let Some((uses, last)) = c.description.as_deref().and_then(|d| ActivityRecord::of(d).uses) {
-                self.tracker.seed(&c.display_name, now_ms, uses, &last);
+        for (c, record) in &mine {
+            if let Some((uses, last)) = &record.uses {
+                self.tracker.seed(&c.display_name, now_ms, *uses, last);
             }
         }
         self.tracker.observe(computers, now_ms);
         let mut since = HashMap::new();
-        let mut agents: Vec<AgentNode> = computers
-            .iter()
-            .filter(|c| ours(c))
-            .map(|c| {
+        let mut agents: Vec<AgentNode> = mine
+            .into_iter()
+            .map(|(c, record)| {
                 let name = c.display_name.clone();
-                let record = c.description.as_deref().map(ActivityRecord::of).unwrap_or_default();
                 let recorded = record.idle_since_ms.filter(|&t| t <= now_ms);
                 let activity = self.tracker.get(&name);
                 // First sight in this process of an idle node: its idle time runs from what

@@ -1,5 +1,8 @@
 //! The TOML configuration file.
 //!
+//! **Owns** the file's format, defaults and validation. **Must not** perform I/O beyond reading
+//! the files a key names, or hold runtime state: it yields plain, validated values.
+//!
 //! Parsing is strict: an unknown key or a value of the wrong type is an error that names the key
 //! and the line (the `toml` crate reports both). A second pass checks what types cannot express
 //! (minimums above maximums, empty label lists, duplicate template names...) and names the key

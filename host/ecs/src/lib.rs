@@ -1,5 +1,9 @@
 //! Signed Alibaba Cloud ECS/VPC client.
 //!
+//! **Owns** the ECS wire protocol: signing, credentials, typed actions, error classes and
+//! retries. **Must not** know about Jenkins, templates or policies: callers pass plain
+//! requests and get plain answers.
+//!
 //! - [`signer`]: RPC signature 1.0 (HMAC-SHA1), shared with the emulator.
 //! - [`credentials`]: the official SDKs' credentials chain, secrets redacted.
 //! - [`EcsClient`]: signs, sends (reqwest + rustls), classifies ([`EcsError`]) and retries

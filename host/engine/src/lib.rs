@@ -1,5 +1,10 @@
 //! The reconcile loop: observe -> decide -> enforce -> act.
 //!
+//! **Owns** the node lifecycle, the hard invariants and the board every cycle is recorded on.
+//! **Must not** perform I/O except through its ports ([`ports`], [`decide::PolicyPort`]):
+//! the adapters that talk to ECS, Jenkins, SSH and the policy runtime live in the
+//! `ecs-provisioner` crate, so this crate depends on none of those clients.
+//!
 //! Each cycle reads the cloud and Jenkins concurrently, merges them into node states
 //! (`lifecycle`), asks the policy (`decide`), clamps its plan to the hard invariants
 //! (`enforce`) and carries it out (`act`). Slow work — SSH bootstraps — runs in background

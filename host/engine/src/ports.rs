@@ -8,7 +8,17 @@ use std::future::Future;
 use std::net::Ipv4Addr;
 
 use super::model::{AgentNode, CloudInstance};
-pub use ecsp_jenkins::client::ActivityRecord;
+
+/// What a node has done, kept where it survives a restart of this process (the Jenkins
+/// adapter writes it into the node's description), so that a restarted process goes on from
+/// there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityRecord {
+    /// Since when the node has been idle (ms since the Unix epoch).
+    pub idle_since_ms: Option<u64>,
+    /// Builds started, and the key of the last one counted.
+    pub uses: Option<(u32, String)>,
+}
 
 /// A launch on one offering.
 #[derive(Debug, Clone, PartialEq)]

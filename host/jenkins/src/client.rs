@@ -190,56 +190,6 @@ pub fn owner_of(description: &str) -> Option<&str> {
     Some(&rest[..end]).filter(|id| !id.is_empty())
 }
 
-/// Follows the owner in an owned node's description: when the node last became idle (ms since
-/// the Unix epoch). Jenkins exports no idle time, and one kept in memory dies with the process;
-/// kept here, it survives restarts like the rest of the node's state.
-pub const IDLE_SINCE_MARKER: &str = "; idle since ";
-/// Follows the owner in an owned node's description: how many builds the node has started,
-/// and the key of the last one (`<url>#<number>`), for `max-uses` across restarts.
-pub const USES_MARKER: &str = "; uses ";
-
-/// What an owned node's description records of its activity, so that a restarted process
-/// goes on from there.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ActivityRecord {
-    /// Since when the node has been idle (ms since the Unix epoch).
-    pub idle_since_ms: Option<u64>,
-    /// Builds started, and the key of the last one counted.
-    pub uses: Option<(u32, String)>,
-}
-
-impl ActivityRecord {
-    /// The record a description holds (nothing, if it holds none).
-    pub fn of(description: &str) -> Self {
-        let idle_since_ms = description
-            .rsplit_once(IDLE_SINCE_MARKER)
-            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
-        let uses = description.rsplit_once(USES_MARKER).and_then(|(_, rest)| {
-            let rest = rest.split(IDLE_SINCE_MARKER).next()?;
-            let (n, key) = rest.split_once(" after ")?;
-            Some((n.parse().ok()?, key.to_owned()))
-        });
-        ActivityRecord { idle_since_ms, uses }
-    }
-
-    /// `description` with this record in place of any earlier one.
-    pub fn written_into(&self, description: &str) -> String {
-        let cut = [USES_MARKER, IDLE_SINCE_MARKER]
-            .iter()
-            .filter_map(|m| description.find(m))
-            .min()
-            .unwrap_or(description.len());
-        let mut out = description[..cut].to_owned();
-        if let Some((n, key)) = &self.uses {
-            out.push_str(&format!("{USES_MARKER}{n} after {key}"));
-        }
-        if let Some(t) = self.idle_since_ms {
-            out.push_str(&format!("{IDLE_SINCE_MARKER}{t}"));
-        }
-        out
-    }
-}
-
 /// Escapes text for an XML element.
 fn xml_text(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")

@@ -1,5 +1,9 @@
 //! Jenkins HTTP client, demand detection and node registration.
 //!
+//! **Owns** what Jenkins' REST API says and accepts. **Must not** know about ECS or decide
+//! anything: it reports nodes and demand, and carries out node changes it is asked for.
+//!
+//!
 //! - [`client`]: authenticated REST calls (nodes, secrets, queue, computers, labels);
 //! - [`label`]: label-expression parser and evaluator with Jenkins' grammar;
 //! - [`why`] + [`demand`]: which template each queued build needs;

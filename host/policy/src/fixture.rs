@@ -88,6 +88,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::bindings::*;
+use super::wit_case::WitCase;
 use super::{Function, Policy, PolicyError};
 
 const DEFAULT_ZONE: &str = "cn-hangzhou-h";
@@ -230,15 +231,7 @@ struct TemplateIn {
     max_nodes: Option<u32>,
     idle_timeout_secs: Option<u64>,
     max_uses: u32,
-    spot: Option<SpotIn>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum SpotIn {
-    OnDemand,
-    SpotFirst,
-    SpotOnly,
+    spot: Option<WitCase<SpotMode>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,29 +258,13 @@ struct NodeIn {
     zone: Option<String>,
     instance_type: Option<String>,
     spot: bool,
-    state: Option<StateIn>,
+    state: Option<WitCase<NodeState>>,
     busy_executors: u32,
     idle_ms: u64,
     age_ms: u64,
     uses: u32,
     failure: Option<String>,
     offline_reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum StateIn {
-    Requested,
-    Pending,
-    Running,
-    Bootstrapping,
-    Connecting,
-    Online,
-    Offline,
-    Disconnected,
-    Interrupted,
-    Draining,
-    Terminating,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -337,11 +314,7 @@ impl TemplateIn {
             max_nodes: self.max_nodes.unwrap_or(10),
             idle_timeout_secs: self.idle_timeout_secs.unwrap_or(600),
             max_uses: self.max_uses,
-            spot: match self.spot.unwrap_or(SpotIn::OnDemand) {
-                SpotIn::OnDemand => SpotMode::OnDemand,
-                SpotIn::SpotFirst => SpotMode::SpotFirst,
-                SpotIn::SpotOnly => SpotMode::SpotOnly,
-            },
+            spot: self.spot.map_or(SpotMode::OnDemand, |s| s.0),
         }
     }
 }
@@ -356,19 +329,7 @@ impl NodeIn {
             zone: self.zone.unwrap_or_else(|| DEFAULT_ZONE.into()),
             instance_type: self.instance_type.unwrap_or_else(|| DEFAULT_TYPE.into()),
             spot: self.spot,
-            state: match self.state.unwrap_or(StateIn::Online) {
-                StateIn::Requested => NodeState::Requested,
-                StateIn::Pending => NodeState::Pending,
-                StateIn::Running => NodeState::Running,
-                StateIn::Bootstrapping => NodeState::Bootstrapping,
-                StateIn::Connecting => NodeState::Connecting,
-                StateIn::Online => NodeState::Online,
-                StateIn::Offline => NodeState::Offline,
-                StateIn::Disconnected => NodeState::Disconnected,
-                StateIn::Interrupted => NodeState::Interrupted,
-                StateIn::Draining => NodeState::Draining,
-                StateIn::Terminating => NodeState::Terminating,
-            },
+            state: self.state.map_or(NodeState::Online, |s| s.0),
             busy_executors: self.busy_executors,
             idle_ms: self.idle_ms,
             age_ms: self.age_ms,

@@ -1,6 +1,10 @@
 //! The wasmtime policy runtime: load a policy component, sandbox it, call it, validate its
 //! answer.
 //!
+//! **Owns** the WIT contracts it serves and everything that runs guest code. **Must not** give
+//! a policy any capability beyond the contract's: no files, network, clocks or randomness
+//! that could make two runs differ, and no way to wait or spin past its limits.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use ecs_provisioner::policy::{Limits, PolicyRuntime, PolicySource};
@@ -27,6 +31,7 @@ pub mod cli;
 mod clocks;
 mod contract;
 mod error;
+mod limits;
 pub mod fixture;
 pub mod log;
 mod runtime;
@@ -34,6 +39,7 @@ mod sandbox;
 pub mod scaffold;
 pub mod validate;
 pub mod watchdog;
+mod wit_case;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +54,8 @@ pub use bindings::{
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};
 pub use contract::ACCEPTED_VERSIONS;
-pub use runtime::{DEFAULT_DEADLINE, DEFAULT_FUEL, Limits, LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION};
+pub use limits::{DEFAULT_DEADLINE, DEFAULT_FUEL, Limits};
+pub use runtime::{LoadInfo, LoadedFrom, PolicyRuntime, WASMTIME_VERSION};
 
 use contract::{Instance, ModulePre};
 use sandbox::Sandbox;

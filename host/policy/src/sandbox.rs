@@ -15,7 +15,7 @@ use super::bindings::Level;
 use super::bindings::ecs_provisioner::policy::host;
 use super::bounds;
 use super::log::{LogBudget, LogState};
-use super::runtime::Limits;
+use super::limits::Limits;
 
 /// Store data for one evaluation.
 pub struct Sandbox {

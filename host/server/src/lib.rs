@@ -3,6 +3,8 @@
 //!
 //! The engine records every cycle into its [`Board`]; the server only reads it, so a slow
 //! scrape never touches the reconcile loop.
+//!
+//! **Must not** act: it has no handle on the engine's ports, only on the board.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

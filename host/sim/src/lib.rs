@@ -3,6 +3,10 @@
 //! Each speaks the real wire protocol on loopback, so the host under test cannot tell them from
 //! the real services, and official clients (Alibaba's Python SDK, python-jenkins, OpenSSH) are
 //! used to check their fidelity.
+//!
+//! **Owns** the emulated services and their faults. **Must not** be needed by the product's
+//! code paths: the daemon talks to an emulator exactly as to the real service, through the
+//! same clients.
 pub mod agent;
 pub mod cluster;
 pub mod ecs;

@@ -14,7 +14,9 @@ use anyhow::Context as _;
 use crate::config::{self, Config, TemplateConfig};
 use crate::engine::model::{AgentNode, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
-use crate::jenkins::client::{ActivityRecord, describe_owned_instance, owner_of};
+use super::activity_record::{activity_of, with_activity};
+use crate::engine::ports::ActivityRecord;
+use crate::jenkins::client::{describe_owned_instance, owner_of};
 use crate::jenkins::{
     ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError,
     NodeMode, TemplateLabels, compute_demand, ensure_anchors,
@@ -100,7 +102,7 @@ impl Activity {
         let mine: Vec<(&Computer, ActivityRecord)> = computers
             .iter()
             .filter(|c| ours(c))
-            .map(|c| (c, c.description.as_deref().map(ActivityRecord::of).unwrap_or_default()))
+            .map(|c| (c, c.description.as_deref().map(activity_of).unwrap_or_default()))
             .collect();
         // Nodes first seen by this process go on from what an earlier one recorded in them.
         for (c, record) in &mine {
@@ -340,7 +342,7 @@ impl JenkinsPort for JenkinsAdapter {
         if self.idle_records_refused.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match self.client.edit_node_description(name, |d| record.written_into(d)).await {
+        match self.client.edit_node_description(name, |d| with_activity(d, record)).await {
             // Said once, then not tried again: idle times then start over at each restart.
             Err(e @ JenkinsError::Forbidden { .. }) => {
                 self.idle_records_refused.store(true, Ordering::Relaxed);
@@ -596,18 +598,18 @@ max-nodes = 10
         let mut c = agent("linux-i-1", "ci-prod");
         let base = c.description.clone().unwrap();
         let record = ActivityRecord { idle_since_ms: Some(40_000), uses: Some((2, "job/a/#9".into())) };
-        c.description = Some(record.written_into(&base));
+        c.description = Some(with_activity(&base, &record));
         assert!(ours(&c), "the record does not hide the owner");
-        assert_eq!(ActivityRecord::of(c.description.as_deref().unwrap()), record);
+        assert_eq!(activity_of(c.description.as_deref().unwrap()), record);
         // A fresh process first sees the node at 100 s: idle since 40 s, two builds, as recorded.
         let n = &Activity::default().observe(&[c.clone()], ours, 100_000)[0];
         assert_eq!((n.idle_ms, n.idle_since_ms, n.idle_recorded_ms), (60_000, Some(40_000), Some(40_000)));
         assert_eq!((n.uses, n.uses_recorded), (2, 2));
         // A record from the future (clock skew) is not believed.
         let future = ActivityRecord { idle_since_ms: Some(900_000), uses: None };
-        c.description = Some(future.written_into(c.description.as_deref().unwrap()));
+        c.description = Some(with_activity(c.description.as_deref().unwrap(), &future));
         let n = &Activity::default().observe(&[c], ours, 100_000)[0];
         assert_eq!((n.idle_ms, n.idle_recorded_ms, n.uses), (0, None, 0));
-        assert_eq!(future.written_into(&record.written_into("d")), future.written_into("d"), "replaced, not appended");
+        assert_eq!(with_activity(&with_activity("d", &record), &future), with_activity("d", &future), "replaced, not appended");
     }
 }

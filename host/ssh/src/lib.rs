@@ -1,5 +1,10 @@
 //! SSH bootstrap of instances into Jenkins agents.
 //!
+//! **Owns** the SSH session to an instance and what runs in it. **Must not** call ECS or
+//! Jenkins itself: what it needs from them (console output, agent.jar, the secret) is handed
+//! in.
+//!
+//!
 //! - [`keys`]: the launch key (ed25519/ECDSA/RSA, optionally encrypted) and key helpers;
 //! - [`host_keys`]: host-key policies (`accept-new`, `strict`, `off`) and the known-hosts store;
 //! - [`console`]: the host-key block of the console output that `strict` trusts;

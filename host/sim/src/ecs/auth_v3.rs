@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::auth::NonceCache;
+use super::nonce::NonceCache;
 use super::config::Account;
-use super::wire::ApiFailure;
+use super::failure::ApiFailure;
 use ecsp_ecs::signer::{self, Params};
 
 const ALGORITHM: &str = "ACS3-HMAC-SHA256";

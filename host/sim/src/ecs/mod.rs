@@ -31,6 +31,9 @@ pub mod state;
 mod api;
 mod auth;
 mod auth_v3;
+mod disk;
+mod failure;
+mod nonce;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -40,7 +43,7 @@ use std::sync::Arc;
 pub use config::{Account, SimConfig, Timings};
 pub use faults::{Faults, NoStockRule, ThrottleRule};
 pub use state::{ActionCounter, Cloud, InstanceView, RecordedRunInstances, RequestLogEntry};
-pub use wire::ApiFailure;
+pub use failure::ApiFailure;
 
 use ecsp_ecs::credentials::Credentials;
 use ecsp_ecs::{ClientConfig, RetryPolicy};

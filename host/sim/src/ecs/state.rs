@@ -7,10 +7,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::NonceCache;
+use super::nonce::NonceCache;
 use super::config::SimConfig;
 use super::faults::{Faults, RateWindows};
-use super::wire::ApiFailure;
+use super::failure::ApiFailure;
 use crate::{EmulatedInstance, InstanceDirectory};
 
 /// Milliseconds since the Unix epoch (wall clock, so persisted statuses keep ageing).
@@ -80,7 +80,7 @@ pub(crate) struct SimInstance {
     pub extra_security_group_ids: Vec<String>,
     /// The system disk first, then the data disks in `DataDisk.N` order.
     #[serde(default)]
-    pub disks: Vec<super::api::SimDisk>,
+    pub disks: Vec<super::disk::SimDisk>,
     /// Assigned when launched with public bandwidth.
     #[serde(default)]
     pub public_ip: Option<Ipv4Addr>,
@@ -524,7 +524,7 @@ impl Cloud {
     }
 
     /// The disks of an instance (system first), as launched.
-    pub(crate) fn disks_of(&self, instance_id: &str) -> Option<Vec<super::api::SimDisk>> {
+    pub(crate) fn disks_of(&self, instance_id: &str) -> Option<Vec<super::disk::SimDisk>> {
         self.lock()
             .p
             .instances

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::{get, id_list, invalid, page, repeat_list, require, wildcard, wrap};
 use ecsp_ecs::signer::Params;
 use crate::ecs::state::Cloud;
-use crate::ecs::wire::ApiFailure;
+use crate::ecs::failure::ApiFailure;
 
 pub(crate) fn describe_regions(cloud: &Cloud) -> Result<Value, ApiFailure> {
     let regions: Vec<Value> = std::iter::once(&cloud.config.region_id)

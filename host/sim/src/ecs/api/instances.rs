@@ -8,7 +8,7 @@ use super::{
 };
 use ecsp_ecs::signer::Params;
 use crate::ecs::state::{Cloud, PROTOCOL_PARAMS, SimInstance, TokenRecord, new_host_key, now_ms};
-use crate::ecs::wire::ApiFailure;
+use crate::ecs::failure::ApiFailure;
 
 /// The request's operation parameters, for ClientToken idempotency: the protocol's own
 /// parameters and the token itself differ between retries of the same request.

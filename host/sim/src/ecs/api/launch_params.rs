@@ -3,12 +3,12 @@
 //! codes. An unknown name is refused (`InvalidParameter`) rather than ignored, so a misspelt
 //! parameter in the provisioner fails a test instead of silently launching without it.
 
-use serde::{Deserialize, Serialize};
 
 use super::get;
 use ecsp_ecs::signer::Params;
+use crate::ecs::disk::SimDisk;
 use crate::ecs::state::PROTOCOL_PARAMS;
-use crate::ecs::wire::ApiFailure;
+use crate::ecs::failure::ApiFailure;
 
 /// Account parameters SDKs may add to any RPC call, beside the protocol's own
 /// ([`PROTOCOL_PARAMS`]).
@@ -165,18 +165,6 @@ fn repeated_known(name: &str) -> bool {
         ("NetworkInterface" | "Arn", Some(_), _) => true,
         _ => false,
     }
-}
-
-/// One disk of an emulated instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SimDisk {
-    /// `system` or `data`.
-    pub kind: String,
-    pub category: String,
-    pub size_gib: u32,
-    /// Empty for categories without levels.
-    pub performance_level: String,
-    pub delete_with_instance: bool,
 }
 
 const CATEGORIES: &[&str] = &[

@@ -4,12 +4,11 @@ mod catalog;
 mod instances;
 mod launch_params;
 
-pub(crate) use launch_params::SimDisk;
 
 use serde_json::Value;
 
 use super::state::Cloud;
-use super::wire::ApiFailure;
+use super::failure::ApiFailure;
 use ecsp_ecs::signer::Params;
 
 const ECS_VERSION: &str = "2014-05-26";

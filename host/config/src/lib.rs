@@ -10,6 +10,8 @@
 //!
 //! See `docs/configuration.md` for every key with an example.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

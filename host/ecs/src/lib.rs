@@ -21,6 +21,8 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
+
 pub mod actions;
 pub mod client;
 pub mod credentials;

@@ -10,6 +10,8 @@
 //! (`enforce`) and carries it out (`act`). Slow work — SSH bootstraps — runs in background
 //! tasks whose progress the next cycle reads, so nothing blocks decisions.
 
+#![warn(missing_docs)]
+
 pub mod act;
 pub mod board;
 pub mod decide;

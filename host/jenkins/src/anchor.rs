@@ -3,7 +3,7 @@
 //! With no agent node at all, Jenkins never names a queued item's label in `why`; and a label no
 //! node carries gets "There are no nodes with the label" only once some node exists. An anchor
 //! per template keeps the label-bearing messages coming from a fleet of zero, and its name in
-//! "‘<template>-anchor’ is offline" maps straight back to its template.
+//! "‘`<template>-anchor`’ is offline" maps straight back to its template.
 
 use std::collections::BTreeSet;
 

@@ -10,6 +10,8 @@
 //! - [`agent_jar`]: the controller's agent.jar, cached by content hash, for delivery to instances;
 //! - [`anchor`]: one offline anchor node per template so Jenkins keeps naming labels;
 //! - [`activity`]: idle-since and build counts per node, which the API does not export.
+#![warn(missing_docs)]
+
 pub mod activity;
 pub mod agent_jar;
 pub mod anchor;

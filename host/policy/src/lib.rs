@@ -24,6 +24,8 @@
 //! [`Policy::guarded`] runs an evaluation under a watchdog for callers that must get an
 //! answer in time whatever happens inside.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 mod bindings;
 pub mod bounds;

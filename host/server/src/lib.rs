@@ -6,6 +6,8 @@
 //!
 //! **Must not** act: it has no handle on the engine's ports, only on the board.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -7,6 +7,8 @@
 //! **Owns** the emulated services and their faults. **Must not** be needed by the product's
 //! code paths: the daemon talks to an emulator exactly as to the real service, through the
 //! same clients.
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod cluster;
 pub mod ecs;

@@ -9,12 +9,14 @@
 //! - [`host_keys`]: host-key policies (`accept-new`, `strict`, `off`) and the known-hosts store;
 //! - [`console`]: the host-key block of the console output that `strict` trusts;
 //! - [`client`]: russh client with retries, keepalives and per-step timeouts;
-//! - [`bootstrap`]: init script once, secret file, detached agent start;
+//! - [`mod@bootstrap`]: init script once, secret file, detached agent start;
 //! - [`template`]: `{placeholder}` rendering and shell quoting.
 // Errors carry the instance, address, step and both fingerprints so a log line explains itself;
 // they occur once per failed bootstrap, so their size does not matter, and flat variants keep
 // matching on them simple.
 #![allow(clippy::result_large_err)]
+
+#![warn(missing_docs)]
 
 pub mod bootstrap;
 pub mod client;

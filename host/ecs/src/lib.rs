@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use ecs_provisioner::ecs::{ClientConfig, EcsClient, InstanceFilter, Tag, credentials};
+//! use ecsp_ecs::{ClientConfig, EcsClient, InstanceFilter, Tag, credentials};
 //! let chain = credentials::DefaultChain::new(None, credentials::ChainOptions::default());
 //! let client = EcsClient::new(ClientConfig::new("cn-hangzhou"), Arc::new(chain))?;
 //! let mine = client

@@ -7,12 +7,12 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ecs_provisioner::policy::{Limits, PolicyRuntime, PolicySource};
-//! # fn snapshot() -> ecs_provisioner::policy::Snapshot { unimplemented!() }
+//! use ecsp_policy::{Limits, PolicyRuntime, PolicySource};
+//! # fn snapshot() -> ecsp_policy::Snapshot { unimplemented!() }
 //! let runtime = Arc::new(PolicyRuntime::new(Limits::default())?);
 //! let policy = runtime.load(&PolicySource::parse("builtin:default"), "{}")?;
 //! let plan = policy.scale(&snapshot())?; // fresh instance, configure, scale, validate
-//! # Ok::<(), ecs_provisioner::policy::PolicyError>(())
+//! # Ok::<(), ecsp_policy::PolicyError>(())
 //! ```
 //!
 //! Every evaluation gets a fresh instance from the pre-instantiated component (pooled, a few

@@ -72,18 +72,31 @@ pub enum ConnectVia {
 /// The launch keys shared by `[cloud]` and `[[template]]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaunchKeys {
+    /// System disk category (`cloud_essd`, `cloud_auto`, `cloud_efficiency`...).
     pub system_disk_category: Option<String>,
+    /// System disk size, GiB.
     pub system_disk_size_gib: Option<u32>,
+    /// ESSD performance level `PL0`..`PL3`.
     pub system_disk_performance_level: Option<String>,
+    /// Data disks (at most 16).
     pub data_disks: Option<Vec<Spanned<DataDiskConfig>>>,
+    /// User data (cloud-init), raw; base64-encoded on the wire.
     pub user_data: Option<String>,
+    /// Instance RAM role name.
     pub ram_role: Option<String>,
+    /// Host name pattern (`{template}`, `{launch_id}`, `{instance_id}`).
     pub host_name: Option<String>,
+    /// Instance name pattern (`{template}`, `{launch_id}`).
     pub instance_name: Option<String>,
+    /// Resource group id.
     pub resource_group_id: Option<String>,
+    /// Public bandwidth, Mbit/s (0 = no public IP).
     pub internet_max_bandwidth_out: Option<u32>,
+    /// Which instance address the bootstrap connects to.
     pub connect_via: Option<ConnectVia>,
+    /// Instance metadata access: `optional` or `required` (tokens only).
     pub metadata_tokens: Option<MetadataTokens>,
+    /// ECS releases the instance this long after its launch (`AutoReleaseTime`).
     pub auto_release_after: Option<Duration>,
 }
 
@@ -146,14 +159,19 @@ impl LaunchKeys {
 /// else the cloud's (and `[ssh]`'s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchProfile {
+    /// Image to launch.
     pub image_id: String,
     /// At least one.
     pub security_group_ids: Vec<String>,
+    /// ECS key pair installed on the instances.
     pub key_pair_name: String,
+    /// SSH login user.
     pub ssh_user: String,
+    /// sshd port.
     pub ssh_port: u16,
     /// `None`: not configured anywhere (`run` refuses to start).
     pub ssh_private_key: Option<PathBuf>,
+    /// The launch keys, the template's over the cloud's key by key.
     pub keys: LaunchKeys,
 }
 
@@ -189,10 +207,15 @@ impl Config {
 /// Where one launch goes (the policy's placement) and what it is called.
 #[derive(Debug, Clone)]
 pub struct LaunchPlacement<'a> {
+    /// Template name.
     pub template: &'a str,
+    /// Instance type chosen.
     pub instance_type: &'a str,
+    /// VSwitch chosen.
     pub vswitch: &'a str,
+    /// Zone chosen, if known.
     pub zone: Option<&'a str>,
+    /// Id of this launch, used in the default instance name (`<template>-<launch_id>`) and name patterns.
     pub launch_id: &'a str,
 }
 

@@ -39,10 +39,14 @@ pub struct Config {
     /// Log format: `human` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// `[cloud]`: region, network, launch defaults and credentials.
     pub cloud: CloudConfig,
+    /// `[jenkins]`: the controller and how to reach it.
     pub jenkins: JenkinsConfig,
+    /// `[ssh]`: how the bootstrap logs in to instances; defaults when absent.
     #[serde(default)]
     pub ssh: SshConfig,
+    /// `[policy]`: the scaling policy and its sandbox; defaults when absent.
     #[serde(default)]
     pub policy: PolicyConfig,
     /// Agent templates, in order of preference: a queued build goes to the first that matches.
@@ -54,8 +58,10 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     #[default]
     Human,
+    /// One JSON object per line.
     Json,
 }
 
@@ -142,9 +148,13 @@ pub enum CredentialsConfig {
     Chain,
     /// An AccessKey whose secret is read from an environment variable or a file (never inline).
     Static {
+        /// AccessKey id (`access-key-id`).
         access_key_id: String,
+        /// Environment variable holding the secret (`secret-env`); exactly one of this and `secret-file`.
         secret_env: Option<String>,
+        /// File holding the secret (`secret-file`); exactly one of this and `secret-env`.
         secret_file: Option<PathBuf>,
+        /// Environment variable holding an STS security token (`security-token-env`), for temporary keys.
         security_token_env: Option<String>,
     },
     /// A named profile of `~/.alibabacloud/credentials` or the aliyun CLI's `config.json`.
@@ -211,9 +221,12 @@ impl Default for SshConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyPolicyConfig {
+    /// Pin each instance's key on first contact; refuse a changed key (the default).
     #[default]
     AcceptNew,
+    /// Accept only a key the instance printed on its console output.
     Strict,
+    /// Accept any key (explicit opt-in).
     Off,
 }
 
@@ -396,6 +409,7 @@ pub struct TemplateConfig {
 
 
 impl TemplateConfig {
+    /// The template's name (`name`).
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
@@ -411,8 +425,10 @@ impl TemplateConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeMode {
+    /// `normal`: the nodes take any build (the default).
     #[default]
     Normal,
+    /// `exclusive`: the nodes take only builds whose label expression matches.
     Exclusive,
 }
 
@@ -420,17 +436,22 @@ pub enum NodeMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SpotModeConfig {
+    /// `on-demand`: on-demand instances only (the default).
     #[default]
     OnDemand,
+    /// `spot-first`: spot instances first, on-demand when spot capacity fails or is absent.
     SpotFirst,
+    /// `spot-only`: spot instances only.
     SpotOnly,
 }
 
 /// A candidate list that may be left to discovery: `"auto"` or a list of ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Candidates {
+    /// `"auto"`: discovered from the cloud (the default).
     #[default]
     Auto,
+    /// These ids only.
     List(Vec<String>),
 }
 
@@ -470,8 +491,10 @@ impl<'de> Deserialize<'de> for Candidates {
 /// A configuration error, with where it is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid (a parse error or a rule broken).
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }

@@ -23,6 +23,7 @@ pub enum Api {
 }
 
 impl Api {
+    /// The API `Version` parameter: `2014-05-26` for ECS, `2016-04-28` for VPC.
     pub fn version(self) -> &'static str {
         match self {
             Api::Ecs => "2014-05-26",
@@ -55,6 +56,7 @@ pub struct ClientConfig {
     /// VPC endpoint override.
     #[serde(default)]
     pub vpc_endpoint: Option<String>,
+    /// HTTP method for calls; POST by default.
     #[serde(default)]
     pub method: HttpMethod,
     /// Whole-request timeout, seconds.
@@ -63,6 +65,7 @@ pub struct ClientConfig {
     /// Connect timeout, seconds.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// Retry and backoff settings; [`RetryPolicy::default`] when absent.
     #[serde(default)]
     pub retry: RetryPolicy,
 }
@@ -191,6 +194,7 @@ impl EcsClient {
         )
     }
 
+    /// The settings the client was built with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }

@@ -37,9 +37,13 @@ pub enum ErrorKind {
 /// Which offering ran out, so the engine can mark it failed and place elsewhere.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CapacityDetail {
+    /// Zone asked for, if the request named one.
     pub zone_id: Option<String>,
+    /// Instance type asked for, if known.
     pub instance_type: Option<String>,
+    /// VSwitch asked for, if known.
     pub vswitch_id: Option<String>,
+    /// Whether the request was for spot instances.
     pub spot: bool,
 }
 
@@ -56,6 +60,7 @@ pub struct EcsError {
     pub code: String,
     /// The server's message (secrets removed) or a local description.
     pub message: String,
+    /// The error's class, which decides retry and the engine's reaction.
     pub kind: ErrorKind,
     /// How many attempts were made (1 = no retry).
     pub attempts: u32,

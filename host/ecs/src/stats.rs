@@ -5,6 +5,7 @@ use std::sync::Mutex;
 /// Counters of one API action since the client was built.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ActionStats {
+    /// The API action these counters are for, e.g. `RunInstances`.
     pub action: String,
     /// Logical calls made by the caller (one per method call / page).
     pub calls: u64,

@@ -30,24 +30,36 @@ const JENKINS_CONCURRENCY: usize = 16;
 /// Instances launched on one offering.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Launched {
+    /// Template name.
     pub template: String,
+    /// Zone launched in.
     pub zone: String,
+    /// VSwitch attached to.
     pub vswitch: String,
+    /// Instance type.
     pub instance_type: String,
+    /// Spot instances when true.
     pub spot: bool,
+    /// Ids of the instances created.
     pub instance_ids: Vec<String>,
 }
 
 /// A launch that failed, and where.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LaunchFailure {
+    /// Template name.
     pub template: String,
+    /// Zone tried.
     pub zone: String,
+    /// Instance type tried.
     pub instance_type: String,
+    /// Spot instances when true.
     pub spot: bool,
+    /// Whether it was a capacity error (the offering is then avoided for a while).
     pub capacity: bool,
     /// The error code, e.g. `OperationDenied.NoStock`.
     pub code: String,
+    /// The error message.
     pub error: String,
 }
 

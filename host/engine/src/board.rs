@@ -57,12 +57,14 @@ pub struct Board {
     last_cycle_done_ms: AtomicU64,
     /// The engine's poll interval, in ms (0 until the engine says).
     poll_interval_ms: AtomicU64,
+    /// When the board was created, ms since the Unix epoch.
     pub started_ms: u64,
 }
 
 /// Whether the reconcile loop is alive, as `/healthz` and `/status` report it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
+    /// Whether the reconcile loop is alive.
     pub ok: bool,
     /// Why not, or what is fine.
     pub reason: String,
@@ -75,21 +77,32 @@ pub struct Health {
 /// What the engine has done since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
+    /// Reconcile cycles run.
     pub cycles: u64,
+    /// Instances launched.
     pub launched: u64,
+    /// Failed launches.
     pub launch_failures: u64,
+    /// Instances removed.
     pub removed: u64,
+    /// Scale decisions made by the fallback policy.
     pub fallbacks: u64,
+    /// Scale decisions held (nothing decided).
     pub holds: u64,
+    /// Policy plans changed by a hard invariant.
     pub clamps: u64,
+    /// Errors met in cycles.
     pub errors: u64,
 }
 
 /// Calls and retries of one API action so far (cumulative).
 #[derive(Debug, Clone)]
 pub struct ApiCount {
+    /// API action, e.g. `RunInstances`.
     pub action: String,
+    /// Calls made.
     pub calls: u64,
+    /// Retries made.
     pub retries: u64,
 }
 
@@ -100,6 +113,7 @@ impl Default for Board {
 }
 
 impl Board {
+    /// An empty board, with its Prometheus metrics registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ecs_provisioner");
         let b = Board {

@@ -14,12 +14,19 @@ use super::ports::TemplateQueue;
 /// Everything `scale` looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
+    /// Host clock, ms since the Unix epoch.
     pub now_ms: u64,
+    /// Configured templates, in configuration order.
     pub templates: &'a [TemplateConfig],
+    /// Queued builds per template.
     pub queues: &'a [TemplateQueue],
+    /// Queued builds no template can serve.
     pub unmatched: u32,
+    /// Every node of this provisioner, in any state.
     pub nodes: &'a [Node],
+    /// Every offering, across templates.
     pub offerings: &'a [Offering],
+    /// Nodes allowed across all templates at once.
     pub max_total_nodes: u32,
 }
 
@@ -30,7 +37,9 @@ pub type Placement = (usize, u32);
 pub trait PolicyPort: Send + Sync + 'static {
     /// Name for logs and metrics (the file name or `builtin:default`).
     fn name(&self) -> &str;
+    /// Decides what to launch and remove for this observation.
     fn scale(&self, observation: &Observation<'_>) -> anyhow::Result<Plan>;
+    /// Chooses offerings for `count` new nodes of `template`: (index into `offerings`, node count) pairs.
     fn place(
         &self,
         now_ms: u64,
@@ -45,7 +54,9 @@ pub trait PolicyPort: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DecidedBy {
+    /// The configured policy decided.
     Policy,
+    /// The configured policy failed and the fallback policy decided (`on-error = "fallback"`).
     Fallback,
     /// The policy failed and `on-error = "hold"`: nothing was decided.
     Hold,
@@ -54,7 +65,9 @@ pub enum DecidedBy {
 /// A decision and how it was made.
 #[derive(Debug)]
 pub struct Decision<T> {
+    /// What was decided.
     pub value: T,
+    /// Which policy decided it.
     pub by: DecidedBy,
     /// The policy's error, when it failed.
     pub error: Option<String>,
@@ -64,16 +77,21 @@ pub struct Decision<T> {
 
 /// The configured policy, its fallback, and what to do on error.
 pub struct Decider<P: PolicyPort, F: PolicyPort> {
+    /// The configured policy.
     pub policy: P,
+    /// The policy used when `policy` fails and `on_error` says fallback.
     pub fallback: F,
+    /// What to do when `policy` fails.
     pub on_error: OnPolicyError,
 }
 
 impl<P: PolicyPort, F: PolicyPort> Decider<P, F> {
+    /// The scale decision: the policy's plan, else the fallback's, else (on hold, or when both fail) an empty plan.
     pub fn scale(&self, obs: &Observation<'_>) -> Decision<Plan> {
         self.decide(|p| p.scale(obs), |f| f.scale(obs), Plan::default())
     }
 
+    /// The placement decision for `count` nodes, checked (indices within `offerings`, no more than `count` nodes); falls back like [`Decider::scale`].
     pub fn place(
         &self,
         now_ms: u64,

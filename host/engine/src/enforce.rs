@@ -12,18 +12,24 @@ use super::model::{Clamp, Node, NodeState, Plan, PlannedLaunch, TemplateLimits};
 /// The limits a plan is checked against.
 #[derive(Debug, Clone)]
 pub struct Limits<'a> {
+    /// Per-template limits.
     pub templates: &'a [TemplateLimits],
+    /// Nodes allowed across all templates at once.
     pub max_total_nodes: u32,
+    /// Nodes that may be launched in one cycle.
     pub max_launch_per_cycle: u32,
     /// Templates whose launches are held (failed bootstraps), and the time now.
     pub holds: &'a BTreeMap<String, LaunchHold>,
+    /// Host clock, ms since the Unix epoch.
     pub now_ms: u64,
 }
 
 /// The plan the host will carry out, and what was changed to get there.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Enforced {
+    /// The plan to carry out.
     pub plan: Plan,
+    /// What was changed, and why.
     pub clamps: Vec<Clamp>,
 }
 

@@ -45,12 +45,15 @@ pub fn now_ms() -> u64 {
 /// What one cycle saw, decided and did: for `plan`, `/status`, metrics and tests.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CycleReport {
+    /// Cycle number, counting from 1 in this process.
     pub cycle: u64,
+    /// When the cycle ran, ms since the Unix epoch.
     pub at_ms: u64,
     /// Nodes per template and state after observation.
     pub nodes: BTreeMap<String, BTreeMap<String, u32>>,
     /// Queued builds per template.
     pub queued: BTreeMap<String, u32>,
+    /// Queued builds no template can serve.
     pub unmatched_queued: u32,
     /// Longest queue wait per template, ms.
     pub oldest_wait_ms: BTreeMap<String, u64>,
@@ -58,9 +61,13 @@ pub struct CycleReport {
     pub proposed: Plan,
     /// The plan carried out.
     pub enforced: Plan,
+    /// Changes enforcement made to the proposed plan.
     pub clamps: Vec<Clamp>,
+    /// Which policy decided; `None` if the cycle did not get as far as deciding.
     pub decided_by: Option<DecidedBy>,
+    /// The policy's error, when it failed.
     pub policy_error: Option<String>,
+    /// Time spent deciding, microseconds.
     pub policy_micros: u64,
     /// Instances launched: (template, zone, instance type, spot, ids).
     pub launched: Vec<act::Launched>,
@@ -121,6 +128,7 @@ where
     P: PolicyPort,
     F: PolicyPort,
 {
+    /// An engine over these ports and this decider, with a fresh status board; [`Engine::run`] starts its loop.
     pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
         let board = Arc::new(board::Board::new());

@@ -13,10 +13,15 @@ use std::net::Ipv4Addr;
 pub enum NodeState {
     /// Launched by this process; the cloud's listing does not show it yet.
     Requested,
+    /// The instance exists but is not yet running.
     Pending,
+    /// The instance runs with an IP; the bootstrap has not started yet.
     Running,
+    /// The SSH bootstrap (init script, agent start) is in progress.
     Bootstrapping,
+    /// The agent was started; waiting for Jenkins to see it online.
     Connecting,
+    /// The agent is online in Jenkins and accepts builds.
     Online,
     /// Connected, but marked temporarily offline by someone else (admin, monitor).
     Offline,
@@ -24,7 +29,9 @@ pub enum NodeState {
     Disconnected,
     /// The cloud announced a spot reclaim: fenced in Jenkins, going away.
     Interrupted,
+    /// Being removed by this provisioner: offline in Jenkins, about to be deleted.
     Draining,
+    /// Instance deletion requested (after a removal, a failure or a launch timeout).
     Terminating,
 }
 
@@ -38,6 +45,7 @@ impl NodeState {
     pub fn unusable(self) -> bool {
         matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Terminating)
     }
+    /// The kebab-case name, as in the policy contract and the status page (`online`, `draining`...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Requested => "requested",
@@ -53,6 +61,7 @@ impl NodeState {
             Self::Terminating => "terminating",
         }
     }
+    /// Every state, in lifecycle order.
     pub const ALL: [NodeState; 11] = [
         Self::Requested,
         Self::Pending,
@@ -71,16 +80,22 @@ impl NodeState {
 /// Status of an instance as ECS reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloudStatus {
+    /// ECS `Pending`.
     Pending,
+    /// ECS `Starting`.
     Starting,
+    /// ECS `Running`.
     Running,
+    /// ECS `Stopping`.
     Stopping,
+    /// ECS `Stopped`.
     Stopped,
     /// Any other status (e.g. `Deleted` while the delete settles).
     Other,
 }
 
 impl CloudStatus {
+    /// Reads an ECS `Status` value; unknown values become [`CloudStatus::Other`].
     pub fn parse(s: &str) -> Self {
         match s {
             "Pending" => Self::Pending,
@@ -96,14 +111,21 @@ impl CloudStatus {
 /// One instance of ours, as the cloud lists it (filtered by our controller tag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudInstance {
+    /// ECS instance id.
     pub instance_id: String,
     /// From the template tag.
     pub template: String,
+    /// Zone the instance runs in.
     pub zone: String,
+    /// VSwitch the instance is attached to.
     pub vswitch: String,
+    /// Instance type.
     pub instance_type: String,
+    /// Whether it is a spot instance.
     pub spot: bool,
+    /// Status as ECS reports it.
     pub status: CloudStatus,
+    /// Primary private IP, once assigned.
     pub private_ip: Option<Ipv4Addr>,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
@@ -117,9 +139,11 @@ pub const LOCK_RECYCLING: &str = "Recycling";
 /// One Jenkins agent node of ours (named `<template>-<instance-id>`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AgentNode {
+    /// Jenkins node name (`<template>-<instance-id>`).
     pub name: String,
     /// Connected (Jenkins has a channel to the agent), whether or not marked offline.
     pub online: bool,
+    /// Marked temporarily offline in Jenkins (by anyone), whether connected or not.
     pub temporarily_offline: bool,
     /// Jenkins' `offlineCauseReason` when marked offline (the offline message).
     pub offline_reason: Option<String>,
@@ -133,7 +157,9 @@ pub struct AgentNode {
     pub uses_recorded: u32,
     /// The key of the last build counted in `uses`.
     pub last_build: Option<String>,
+    /// Executors configured on the node.
     pub executors: u32,
+    /// Executors running a build now.
     pub busy_executors: u32,
     /// Milliseconds the node has run nothing while connected, marked offline or not (0 while
     /// busy or disconnected).
@@ -145,17 +171,24 @@ pub struct AgentNode {
 /// How a bootstrap the engine started is going.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BootstrapStatus {
+    /// Still running.
     Running,
+    /// Finished successfully.
     Done,
+    /// Failed, with the reason.
     Failed(String),
 }
 
 /// A template as the engine needs it for decisions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateLimits {
+    /// Template name.
     pub name: String,
+    /// Nodes to keep at least (`min-nodes`).
     pub min_nodes: u32,
+    /// Nodes allowed at most (`max-nodes`).
     pub max_nodes: u32,
+    /// How long a launch may take to come online before it counts as failed, ms (`launch-timeout`).
     pub launch_timeout_ms: u64,
     /// How long an agent that dropped may take to come back before its instance is replaced.
     pub reconnect_timeout_ms: u64,
@@ -166,19 +199,26 @@ pub struct TemplateLimits {
 /// One node as the engine sees it after merging cloud, Jenkins and its own bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// The instance as the cloud lists it.
     pub instance: CloudInstance,
+    /// Its Jenkins node, if one exists.
     pub agent: Option<AgentNode>,
+    /// Lifecycle state, derived from cloud, Jenkins and the engine's bookkeeping.
     pub state: NodeState,
+    /// Why the node is terminating, when it is (e.g. `launch-timeout`, `bootstrap-failed`).
     pub failure: Option<String>,
 }
 
 impl Node {
+    /// ECS instance id.
     pub fn instance_id(&self) -> &str {
         &self.instance.instance_id
     }
+    /// Template the node was launched for.
     pub fn template(&self) -> &str {
         &self.instance.template
     }
+    /// Whether any executor of its agent is running a build.
     pub fn busy(&self) -> bool {
         self.agent.as_ref().is_some_and(|a| a.busy_executors > 0)
     }
@@ -205,22 +245,29 @@ pub fn split_node_name<'a, 't>(name: &'a str, templates: impl IntoIterator<Item 
 /// Launch `count` nodes for a template.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlannedLaunch {
+    /// Template name.
     pub template: String,
+    /// How many nodes to add.
     pub count: u32,
+    /// Why, in a few words (from the policy).
     pub reason: String,
 }
 
 /// Remove one node.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlannedRemoval {
+    /// ECS instance id of the node.
     pub instance_id: String,
+    /// Why, in a few words (from the policy).
     pub reason: String,
 }
 
 /// What the policy decided, in engine terms.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Plan {
+    /// Nodes to add, per template.
     pub launches: Vec<PlannedLaunch>,
+    /// Nodes to remove.
     pub removals: Vec<PlannedRemoval>,
 }
 
@@ -230,27 +277,40 @@ pub struct Clamp {
     /// Which invariant: `template-max`, `total-max`, `per-cycle`, `busy-node`, `min-nodes`,
     /// `unknown-template`, `unknown-node`, `duplicate`.
     pub rule: &'static str,
+    /// What was clamped and how, for logs and the status page.
     pub detail: String,
 }
 
 /// A capacity error seen on an offering.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OfferingFailure {
+    /// Alibaba Cloud error code, e.g. `OperationDenied.NoStock`.
     pub code: String,
+    /// When it happened, ms since the Unix epoch.
     pub at_ms: u64,
 }
 
 /// One launchable offering as policies see it: zone x vswitch x type x capacity type.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Offering {
+    /// Zone, e.g. `cn-hangzhou-h`.
     pub zone: String,
+    /// VSwitch in that zone the instance would attach to.
     pub vswitch: String,
+    /// Instance type, e.g. `ecs.c7.large`.
     pub instance_type: String,
+    /// Spot capacity when true, on-demand otherwise.
     pub spot: bool,
+    /// vCPUs of the instance type.
     pub vcpus: u32,
+    /// Memory of the instance type, MiB.
     pub memory_mib: u32,
+    /// Free private IP addresses left in the vswitch.
     pub free_ips: u32,
+    /// Hourly price in the account's currency, when known.
     pub price_per_hour: Option<f64>,
+    /// Whether the cloud reports stock for this type in this zone.
     pub in_stock: bool,
+    /// The most recent capacity error for this offering, if any.
     pub last_failure: Option<OfferingFailure>,
 }

@@ -14,6 +14,7 @@ use super::ports::CloudOffering;
 /// Identifies one offering: zone, vswitch, instance type, spot.
 pub type OfferingKey = (String, String, String, bool);
 
+/// The key of an offering.
 pub fn key_of(o: &Offering) -> OfferingKey {
     (o.zone.clone(), o.vswitch.clone(), o.instance_type.clone(), o.spot)
 }
@@ -32,6 +33,7 @@ impl OfferingCache {
         self.fetched_ms.is_none_or(|at| now_ms.saturating_sub(at) >= ttl_ms)
     }
 
+    /// Replaces the discovered offerings, fetched at `now_ms`.
     pub fn store(&mut self, discovered: Vec<CloudOffering>, now_ms: u64) {
         self.discovered = discovered;
         self.fetched_ms = Some(now_ms);

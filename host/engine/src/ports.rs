@@ -23,11 +23,17 @@ pub struct ActivityRecord {
 /// A launch on one offering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchRequest {
+    /// Template name.
     pub template: String,
+    /// Zone to launch in.
     pub zone: String,
+    /// VSwitch to attach to.
     pub vswitch: String,
+    /// Instance type.
     pub instance_type: String,
+    /// Spot instances when true, on-demand otherwise.
     pub spot: bool,
+    /// How many instances.
     pub count: u32,
     /// Idempotency token: retrying the same request never launches twice.
     pub client_token: String,
@@ -59,11 +65,17 @@ impl LaunchError {
 /// One zone x vswitch x instance type the cloud can launch, before spot/on-demand split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudOffering {
+    /// Zone.
     pub zone: String,
+    /// VSwitch in that zone.
     pub vswitch: String,
+    /// Instance type.
     pub instance_type: String,
+    /// vCPUs of the instance type.
     pub vcpus: u32,
+    /// Memory of the instance type, MiB.
     pub memory_mib: u32,
+    /// Free private IP addresses left in the vswitch.
     pub free_ips: u32,
     /// On-demand stock in this zone.
     pub in_stock: bool,
@@ -86,6 +98,7 @@ pub trait CloudPort: Send + Sync + 'static {
 /// Demand for one template: queued item ids and their waits, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TemplateQueue {
+    /// Template name.
     pub template: String,
     /// (queue item id, ms waited)
     pub items: Vec<(u64, u64)>,
@@ -94,7 +107,9 @@ pub struct TemplateQueue {
 /// What the engine reads from Jenkins each cycle.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JenkinsView {
+    /// Demand per template.
     pub queues: Vec<TemplateQueue>,
+    /// Buildable queue items no template can serve (or whose label cannot be known).
     pub unmatched: u32,
     /// Agent nodes owned by this provisioner (anchors excluded).
     pub agents: Vec<AgentNode>,
@@ -103,10 +118,15 @@ pub struct JenkinsView {
 /// Facts about an instance that its Jenkins node description records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRegistration {
+    /// Jenkins node name.
     pub name: String,
+    /// Template the instance was launched for.
     pub template: String,
+    /// ECS instance id.
     pub instance_id: String,
+    /// Zone the instance runs in.
     pub zone: String,
+    /// Instance type.
     pub instance_type: String,
 }
 
@@ -132,10 +152,15 @@ pub trait JenkinsPort: Send + Sync + 'static {
 /// Everything a bootstrap needs about one instance.
 #[derive(Debug, Clone)]
 pub struct BootstrapTarget {
+    /// ECS instance id.
     pub instance_id: String,
+    /// Template the instance was launched for.
     pub template: String,
+    /// Address SSH connects to.
     pub ip: Ipv4Addr,
+    /// Jenkins node name the agent connects as.
     pub node_name: String,
+    /// The node's inbound-agent secret.
     pub secret: String,
     /// Give up at this instant (ms since the Unix epoch): the launch deadline.
     pub deadline_ms: u64,

@@ -50,8 +50,11 @@ pub enum SecretKind {
 /// User name and secret for Basic auth.
 #[derive(Clone, Debug)]
 pub struct Credentials {
+    /// Jenkins user name.
     pub user: String,
+    /// The user's API token or password.
     pub secret: Secret,
+    /// Whether `secret` is an API token or a password.
     pub kind: SecretKind,
 }
 
@@ -123,8 +126,10 @@ impl Credentials {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum NodeMode {
+    /// `NORMAL`: the node takes any build (the default).
     #[default]
     Normal,
+    /// `EXCLUSIVE`: the node takes only builds whose label expression matches it.
     Exclusive,
 }
 
@@ -141,12 +146,17 @@ impl NodeMode {
 /// A permanent inbound (WebSocket) agent to create.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InboundAgentSpec {
+    /// Node name.
     pub name: String,
+    /// Node description shown in the Jenkins UI (see [`describe_owned_instance`]).
     pub description: String,
+    /// Number of executors on the node.
     pub num_executors: u32,
     /// Remote root directory on the agent (also its remoting work dir).
     pub remote_fs: String,
+    /// Labels the node carries.
     pub labels: Vec<String>,
+    /// Which builds the node takes.
     pub mode: NodeMode,
 }
 
@@ -312,7 +322,9 @@ pub enum JarDownload {
     NotModified,
     /// The jar, with its `Last-Modified` header if the controller sent one.
     Fetched {
+        /// The jar's bytes.
         bytes: Vec<u8>,
+        /// The response's `Last-Modified` header, if sent.
         last_modified: Option<String>,
     },
 }

@@ -41,7 +41,9 @@ pub struct QueuedItem {
 /// Queued builds of one template, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TemplateDemand {
+    /// Template name.
     pub template: String,
+    /// The queued builds for it, oldest first; empty when nothing waits.
     pub items: Vec<QueuedItem>,
 }
 

@@ -11,54 +11,67 @@ pub struct Op {
 }
 
 impl Op {
+    /// Any read of the controller; needs Overall/Read.
     pub const READ: Op = Op {
         what: "read Jenkins",
         permission: "Overall/Read",
     };
+    /// Fetching a CSRF crumb (`/crumbIssuer`); needs Overall/Read.
     pub const CRUMB: Op = Op {
         what: "get a CSRF crumb",
         permission: "Overall/Read",
     };
+    /// Listing computers (`/computer/api/json`); needs Overall/Read.
     pub const LIST_COMPUTERS: Op = Op {
         what: "list computers",
         permission: "Overall/Read",
     };
+    /// Reading one node; needs Overall/Read, and Agent/ExtendedRead for details.
     pub const READ_COMPUTER: Op = Op {
         what: "read node",
         permission: "Overall/Read (Agent/ExtendedRead for details)",
     };
+    /// Reading the build queue; needs Overall/Read and Job/Read on the queued jobs.
     pub const READ_QUEUE: Op = Op {
         what: "read the build queue",
         permission: "Overall/Read and Job/Read on the queued jobs",
     };
+    /// Reading a label (`/label/<expr>/api/json`); needs Overall/Read.
     pub const READ_LABEL: Op = Op {
         what: "read label",
         permission: "Overall/Read",
     };
+    /// Creating a node; needs Agent/Create.
     pub const CREATE_NODE: Op = Op {
         what: "create node",
         permission: "Agent/Create (Computer.CREATE)",
     };
+    /// Reading an inbound agent's secret from `jenkins-agent.jnlp`; needs Agent/Connect.
     pub const READ_SECRET: Op = Op {
         what: "read the inbound agent secret (jenkins-agent.jnlp)",
         permission: "Agent/Connect (Computer.CONNECT)",
     };
+    /// Marking a node temporarily offline; needs Agent/Disconnect.
     pub const TAKE_OFFLINE: Op = Op {
         what: "mark node temporarily offline",
         permission: "Agent/Disconnect (Computer.DISCONNECT)",
     };
+    /// Bringing a node back online; needs Agent/Connect.
     pub const BRING_ONLINE: Op = Op {
         what: "bring node back online",
         permission: "Agent/Connect (Computer.CONNECT)",
     };
+    /// Rewriting a node's `config.xml`; needs Agent/Configure.
     pub const CONFIGURE_NODE: Op = Op {
         what: "reconfigure node (config.xml)",
         permission: "Agent/Configure (Computer.CONFIGURE)",
     };
+    /// Downloading `/jnlpJars/agent.jar`; needs no permission, though a wrong token still gets 401.
     pub const AGENT_JAR: Op = Op {
         what: "download agent.jar (/jnlpJars/agent.jar)",
         permission: "none (an unprotected path; a wrong token still gets 401)",
     };
+    /// Deleting a node; needs Agent/Delete.
     pub const DELETE_NODE: Op = Op {
         what: "delete node",
         permission: "Agent/Delete (Computer.DELETE)",
@@ -87,9 +100,13 @@ pub enum JenkinsError {
         "Jenkins refused to let user {user:?} {op} (HTTP 403): the user needs the permission {permission}{detail}"
     )]
     Forbidden {
+        /// The user the client authenticated as.
         user: String,
+        /// What the call tried to do (an [`Op`]'s `what`).
         op: &'static str,
+        /// The permission the call needs (an [`Op`]'s `permission`).
         permission: &'static str,
+        /// Extra text appended to the message; may be empty.
         detail: String,
     },
     /// 404 for the object the call is about.
@@ -101,14 +118,19 @@ pub enum JenkinsError {
     /// Any other unexpected status.
     #[error("Jenkins answered HTTP {status} when trying to {op}: {body}")]
     Status {
+        /// The HTTP status Jenkins answered.
         status: u16,
+        /// What the call tried to do (an [`Op`]'s `what`).
         op: &'static str,
+        /// The response body.
         body: String,
     },
     /// Network, TLS or timeout.
     #[error("cannot reach Jenkins to {op}: {source}")]
     Transport {
+        /// What the call tried to do (an [`Op`]'s `what`).
         op: &'static str,
+        /// The underlying HTTP client error.
         #[source]
         source: reqwest::Error,
     },

@@ -19,10 +19,12 @@ buildableStartMilliseconds,why,task[_class,name,url,labelExpression]]";
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Computer {
+    /// Java class of the computer (`_class`), e.g. `hudson.slaves.SlaveComputer`.
     #[serde(rename = "_class")]
     pub class: String,
     /// The node name (the built-in node shows "Built-In Node").
     pub display_name: String,
+    /// Node description; `None` if not exported.
     pub description: Option<String>,
     /// No executor is running anything.
     pub idle: bool,
@@ -30,13 +32,18 @@ pub struct Computer {
     pub offline: bool,
     /// Marked offline by a user (or by us); says nothing about the connection.
     pub temporarily_offline: bool,
+    /// Text of the offline cause (`offlineCauseReason`); `None` if not exported.
     pub offline_cause_reason: Option<String>,
     /// Why the node is offline: a user's mark (`OfflineCause$UserCause`), a broken channel
     /// (`OfflineCause$ChannelTermination`), ... Null for a node that never connected.
     pub offline_cause: Option<OfflineCause>,
+    /// Number of executors configured (`numExecutors`).
     pub num_executors: u32,
+    /// Labels of the node (`assignedLabels`), its own name included.
     pub assigned_labels: Vec<LabelName>,
+    /// The node's regular executors.
     pub executors: Vec<Executor>,
+    /// The node's one-off (flyweight) executors (`oneOffExecutors`), e.g. for Pipeline bodies.
     pub one_off_executors: Vec<Executor>,
     /// The agent's root directory: non-null only while a channel exists (and the caller has
     /// Agent/Connect), so the one exported hint that a temporarily-offline node is connected.
@@ -47,8 +54,10 @@ pub struct Computer {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct OfflineCause {
+    /// Java class of the cause (`_class`), e.g. `hudson.slaves.OfflineCause$UserCause`.
     #[serde(rename = "_class")]
     pub class: String,
+    /// Text of the cause, exported for simple causes only.
     pub description: Option<String>,
 }
 
@@ -93,6 +102,7 @@ impl Computer {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LabelName {
+    /// The label name.
     pub name: String,
 }
 
@@ -100,8 +110,11 @@ pub struct LabelName {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Executor {
+    /// Executor number on its computer.
     pub number: u32,
+    /// Whether the executor runs nothing.
     pub idle: bool,
+    /// What it runs (`currentExecutable`); `None` when idle or when the caller lacks Item/Read on it.
     pub current_executable: Option<Executable>,
 }
 
@@ -109,8 +122,11 @@ pub struct Executor {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Executable {
+    /// The build's URL as Jenkins exports it.
     pub url: Option<String>,
+    /// The build number.
     pub number: Option<u64>,
+    /// The build's `timestamp`, epoch milliseconds.
     pub timestamp: Option<u64>,
 }
 
@@ -129,18 +145,26 @@ impl Executable {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct QueueItem {
+    /// Java class of the item (`_class`), e.g. `hudson.model.Queue$BuildableItem`.
     #[serde(rename = "_class")]
     pub class: String,
+    /// Queue item id.
     pub id: u64,
+    /// Whether the item is waiting only for an executor.
     pub buildable: bool,
+    /// Whether the item is blocked (e.g. by a running build of the same job).
     pub blocked: bool,
+    /// Jenkins thinks the item is stuck: its label is offline, or it has waited far longer than expected.
     pub stuck: bool,
+    /// The item has been handed to an executor but has not started yet.
     pub pending: bool,
     /// Epoch ms the item entered the queue.
     pub in_queue_since: u64,
+    /// Epoch ms the item became buildable (`buildableStartMilliseconds`); only for blocked and buildable items.
     pub buildable_start_milliseconds: Option<u64>,
     /// The English (`Accept-Language: en`) reason it waits.
     pub why: Option<String>,
+    /// The queued task.
     pub task: Task,
 }
 
@@ -148,9 +172,12 @@ pub struct QueueItem {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Task {
+    /// Java class of the task (`_class`).
     #[serde(rename = "_class")]
     pub class: String,
+    /// Task name (job name, or a Pipeline step's placeholder name).
     pub name: String,
+    /// The task's URL as Jenkins exports it; `None` if absent.
     pub url: Option<String>,
     /// Present (possibly null) only for `AbstractProject`s such as freestyle jobs.
     #[serde(deserialize_with = "present")]
@@ -166,11 +193,17 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LabelInfo {
+    /// The label expression.
     pub name: String,
+    /// Executors of the label's nodes that are online or connecting and accept tasks (`idleExecutors`).
     pub idle_executors: u32,
+    /// Busy executors of the label's nodes (`busyExecutors`).
     pub busy_executors: u32,
+    /// Executors of the label's online nodes (`totalExecutors`).
     pub total_executors: u32,
+    /// True if no node of the label is online, including when it has no nodes.
     pub offline: bool,
+    /// Nodes carrying the label.
     pub nodes: Vec<LabelNode>,
 }
 
@@ -178,6 +211,7 @@ pub struct LabelInfo {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LabelNode {
+    /// Node name (`nodeName`).
     pub node_name: String,
 }
 

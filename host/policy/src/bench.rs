@@ -16,16 +16,22 @@ use super::{Limits, LoadedFrom, PolicyError, PolicyRuntime, PolicySource};
 /// Size of the synthetic input.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Shape {
+    /// Number of nodes in the synthetic snapshot.
     pub nodes: u32,
+    /// Number of queued builds in the synthetic snapshot.
     pub queued: u32,
+    /// Number of offerings in the synthetic snapshot.
     pub offerings: u32,
 }
 
 /// Percentiles of a set of timings, in microseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Percentiles {
+    /// Median, microseconds.
     pub p50_us: f64,
+    /// 99th percentile, microseconds.
     pub p99_us: f64,
+    /// Slowest, microseconds.
     pub max_us: f64,
 }
 
@@ -58,9 +64,13 @@ impl fmt::Display for Percentiles {
 /// What `policy bench` measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// The policy's name: `builtin:<name>`, or the component file's stem.
     pub policy: String,
+    /// Size of the synthetic input.
     pub shape: Shape,
+    /// Timed evaluations per measurement (after warm-up).
     pub iterations: u32,
+    /// Size of the component, bytes.
     pub component_bytes: usize,
     /// Cranelift compilation of the component.
     pub compile_ms: f64,
@@ -86,9 +96,11 @@ pub struct Report {
     pub place_fuel: u64,
     /// Nodes launched and removed by the plan for the synthetic snapshot (a sanity check).
     pub plan_launches: u64,
+    /// Removals in that plan.
     pub plan_removals: usize,
     /// Nodes placed out of the `place` request.
     pub placed: u64,
+    /// Nodes the `place` request asked for.
     pub place_requested: u32,
 }
 

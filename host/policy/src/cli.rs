@@ -81,6 +81,7 @@ pub struct TestArgs {
     /// Fixture files (.toml or .json) or directories of them.
     #[arg(required = true)]
     pub fixtures: Vec<PathBuf>,
+    /// Sandbox limits and cache settings.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -108,6 +109,7 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Sandbox limits and cache settings.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

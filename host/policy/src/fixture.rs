@@ -118,8 +118,11 @@ pub enum Input {
     Scale(Snapshot),
     /// `place(request, offerings, fleet)`.
     Place {
+        /// The place request (`request`).
         request: PlaceRequest,
+        /// The offerings to choose from (`offerings`; default: the snapshot's).
         offerings: Vec<Offering>,
+        /// The template's current nodes (`fleet`; default: the snapshot's nodes of the request's template).
         fleet: Vec<Node>,
     },
 }
@@ -128,26 +131,47 @@ pub enum Input {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Expect {
+    /// `error`: the call must fail with a message containing this text.
     pub error: Option<String>,
+    /// `error-kind`: the call must fail with this kind (`rejected`, `trap`, `timeout`, `memory-cap`, `invalid-output`, ...).
     pub error_kind: Option<String>,
+    /// `launch`: exactly this many launches for each listed template (0 = none); others unchecked.
     pub launch: Option<BTreeMap<String, u32>>,
+    /// `launch-at-least`: at least this many launches per listed template.
     pub launch_at_least: Option<BTreeMap<String, u32>>,
+    /// `launch-at-most`: at most this many launches per listed template.
     pub launch_at_most: Option<BTreeMap<String, u32>>,
+    /// `launch-total`: exactly this many nodes launched over all templates.
     pub launch_total: Option<u64>,
+    /// `remove`: exactly this set of instance ids removed.
     pub remove: Option<Vec<String>>,
+    /// `remove-includes`: these instance ids must be among the removals.
     pub remove_includes: Option<Vec<String>>,
+    /// `remove-excludes`: these instance ids must not be removed.
     pub remove_excludes: Option<Vec<String>>,
+    /// `remove-count`: exactly this many removals.
     pub remove_count: Option<usize>,
+    /// `plan`: the exact plan, order ignored.
     pub plan: Option<PlanIn>,
+    /// `placed`: exactly this many nodes placed in total.
     pub placed: Option<u64>,
+    /// `placed-at-least`: at least this many nodes placed.
     pub placed_at_least: Option<u64>,
+    /// `placed-at-most`: at most this many nodes placed.
     pub placed_at_most: Option<u64>,
+    /// `per-zone`: nodes placed per listed zone.
     pub per_zone: Option<BTreeMap<String, u64>>,
+    /// `per-type`: nodes placed per listed instance type.
     pub per_type: Option<BTreeMap<String, u64>>,
+    /// `per-vswitch`: nodes placed per listed vswitch.
     pub per_vswitch: Option<BTreeMap<String, u64>>,
+    /// `spot`: number of spot nodes placed.
     pub spot: Option<u64>,
+    /// `on-demand`: number of on-demand nodes placed.
     pub on_demand: Option<u64>,
+    /// `placements`: the exact placements, order ignored.
     pub placements: Option<Vec<PlacementIn>>,
+    /// `unused-offerings`: indices of offerings that must get no node.
     pub unused_offerings: Option<Vec<u32>>,
 }
 
@@ -155,7 +179,9 @@ pub struct Expect {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PlanIn {
+    /// Expected launches.
     pub launches: Vec<LaunchIn>,
+    /// Expected removals.
     pub removals: Vec<RemovalIn>,
 }
 
@@ -163,8 +189,11 @@ pub struct PlanIn {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LaunchIn {
+    /// Template name.
     pub template: String,
+    /// Number of nodes.
     pub count: u32,
+    /// Expected reason text; not compared when `None`.
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -173,7 +202,9 @@ pub struct LaunchIn {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RemovalIn {
+    /// Instance id of the node removed.
     pub instance_id: String,
+    /// Expected reason text; not compared when `None`.
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -182,7 +213,9 @@ pub struct RemovalIn {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PlacementIn {
+    /// Index of the offering in the case's offerings.
     pub offering: u32,
+    /// Number of nodes placed on it.
     pub count: u32,
 }
 
@@ -568,7 +601,9 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 /// The outcome of one case.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The fixture file the case came from.
     pub file: PathBuf,
+    /// The case's name.
     pub name: String,
     /// Empty when the case passed; otherwise one line per broken expectation.
     pub failures: Vec<String>,
@@ -577,7 +612,9 @@ pub struct Outcome {
 /// Totals of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Cases that passed.
     pub passed: usize,
+    /// Cases that failed.
     pub failed: usize,
 }
 

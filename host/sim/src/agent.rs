@@ -27,13 +27,19 @@ use tokio_tungstenite::tungstenite::{self, Message};
 pub struct AgentArgs {
     /// Jenkins root URL (a trailing `/` is added if missing).
     pub url: String,
+    /// Node name (`-name`).
     pub name: String,
     /// The secret itself (already read from `@file`).
     pub secret: String,
+    /// Connect over WebSocket (`-webSocket`).
     pub web_socket: bool,
+    /// Work directory (`-workDir`).
     pub work_dir: Option<PathBuf>,
+    /// Name of the internal directory under the work directory (`-internalDir`; default `remoting`).
     pub internal_dir: String,
+    /// Stop instead of reconnecting when the connection drops (`-noReconnect`).
     pub no_reconnect: bool,
+    /// Extra handshake headers (`-webSocketHeader NAME=VALUE`).
     pub extra_headers: Vec<(String, String)>,
     /// The jar named by `-jar` (the `java -jar agent.jar` form).
     pub jar: Option<PathBuf>,
@@ -65,21 +71,29 @@ impl std::fmt::Debug for AgentArgs {
 /// Why the agent could not run or connect.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The command line is wrong.
     #[error("agent arguments: {0}")]
     Usage(String),
+    /// The `-secret @file` could not be read.
     #[error("cannot read the agent secret from {path}: {source}")]
     SecretFile {
+        /// The secret file.
         path: String,
+        /// The read error.
         source: std::io::Error,
     },
+    /// The work directory could not be created.
     #[error("cannot create the agent work directory {path}: {source}")]
     WorkDir {
+        /// The directory.
         path: String,
+        /// The creation error.
         source: std::io::Error,
     },
     /// Jenkins answered the handshake with an HTTP error (400 unknown node, 403 bad secret...).
     #[error("Jenkins refused the agent connection with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
+    /// The connection to Jenkins failed.
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
     /// The jar beside the agent is missing or not the controller's.

@@ -25,9 +25,13 @@ pub const KEY_PAIR: &str = "ecs-provisioner-demo";
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
+    /// ECS emulator settings.
     pub ecs: EcsSimConfig,
+    /// Where the ECS emulator listens.
     pub ecs_listen: SocketAddr,
+    /// Where the Jenkins emulator listens.
     pub jenkins_listen: SocketAddr,
+    /// Where the instance SSH emulator listens.
     pub ssh_listen: SocketAddr,
     /// Instance home directories, keys, secrets and the known-hosts file live here.
     pub dir: PathBuf,
@@ -52,9 +56,13 @@ impl ClusterOptions {
 
 /// A running cluster of emulators.
 pub struct Cluster {
+    /// The ECS emulator.
     pub ecs: EcsSim,
+    /// The Jenkins emulator.
     pub jenkins: JenkinsSim,
+    /// The instance SSH emulator.
     pub ssh: Arc<SshEmulatorHandle>,
+    /// The cluster's directory (homes, keys, secrets, known-hosts).
     pub dir: PathBuf,
     /// Private key of the registered key pair.
     pub key_file: PathBuf,

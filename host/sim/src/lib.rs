@@ -48,5 +48,6 @@ impl std::fmt::Debug for EmulatedInstance {
 /// Lookup of emulated instances by private IP; the ECS emulator implements it and the SSH
 /// emulator uses it to tell which instance a connection arrived for.
 pub trait InstanceDirectory: Send + Sync + 'static {
+    /// The instance with this private IP, if any.
     fn instance_by_ip(&self, ip: Ipv4Addr) -> Option<EmulatedInstance>;
 }

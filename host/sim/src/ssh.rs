@@ -70,7 +70,9 @@ impl SshEmulatorConfig {
 /// A successful login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
+    /// Instance logged in to.
     pub instance_id: String,
+    /// Login user.
     pub user: String,
     /// The instance's address the client connected to (its private or its public IP).
     pub address: IpAddr,

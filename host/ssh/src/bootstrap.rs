@@ -44,7 +44,9 @@ const SHA256_FN: &str = r#"sha256() { { sha256sum "$1" 2>/dev/null || shasum -a 
 /// A jar to deliver: its bytes and their SHA-256 (lower-case hex).
 #[derive(Clone, PartialEq, Eq)]
 pub struct JarUpload {
+    /// The jar's contents.
     pub bytes: Arc<[u8]>,
+    /// SHA-256 of `bytes`, lower-case hex; checked on the instance after upload.
     pub sha256: String,
 }
 
@@ -275,9 +277,13 @@ pub fn check_templates(
 /// The templates rendered for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedBootstrap {
+    /// Login user, rendered.
     pub user: String,
+    /// sshd port, rendered and parsed (1-65535).
     pub port: u16,
+    /// Jenkins root URL, ending in `/`.
     pub jenkins_url: String,
+    /// Agent working directory, rendered, without a trailing `/` (relative = under the login user's home).
     pub work_dir: String,
     /// `{work_dir}/.ecs-provisioner`.
     pub state_dir: String,
@@ -341,20 +347,25 @@ pub enum AgentStart {
 /// What a bootstrap did and how long each step took.
 #[derive(Debug, Clone)]
 pub struct BootstrapReport {
+    /// ECS instance id.
     pub instance_id: String,
     /// The agent's working directory, absolute (the Jenkins node's remote FS should match).
     pub work_dir: String,
     /// Connection attempts until sshd answered.
     pub connect_attempts: u32,
+    /// Whether the init script ran.
     pub init_script: InitScriptOutcome,
+    /// What became of agent.jar.
     pub agent_jar: JarDelivery,
     /// First line of `java -version` when Java was checked.
     pub java_version: Option<String>,
+    /// How the agent came to be running, with its pid.
     pub agent: AgentStart,
     /// `(step, duration)` in order: connect, prepare, init-script (when it ran), java-and-jar
     /// (when there is a Java check or a jar), upload-agent-jar (when uploaded), start-agent,
     /// confirm-agent (when started now).
     pub steps: Vec<(&'static str, Duration)>,
+    /// Wall time of the whole bootstrap.
     pub total: Duration,
 }
 
@@ -364,8 +375,11 @@ pub enum BootstrapError {
     /// A template did not render.
     #[error("instance {instance_id}: bootstrap setting {field}: {reason}")]
     Template {
+        /// ECS instance id.
         instance_id: String,
+        /// The setting that did not render, e.g. `port` or `work_dir`.
         field: &'static str,
+        /// Why it did not render.
         reason: String,
     },
     /// Connecting or talking to the instance failed.
@@ -374,25 +388,37 @@ pub enum BootstrapError {
     /// The init script failed; the marker is not set, so it runs again next time.
     #[error("instance {instance_id}: init script failed ({exit}); last output:\n{}", last_lines.join("\n"))]
     InitScriptFailed {
+        /// ECS instance id.
         instance_id: String,
+        /// How the script ended.
         exit: RemoteExit,
+        /// The last lines the script printed.
         last_lines: Vec<String>,
     },
     /// One of the host's own commands failed.
     #[error("instance {instance_id}: step '{step}' failed ({exit}): {output}")]
     StepFailed {
+        /// ECS instance id.
         instance_id: String,
+        /// The step that failed, e.g. `prepare`.
         step: &'static str,
+        /// How the command ended.
         exit: RemoteExit,
+        /// The command's stderr, or a note on its unexpected stdout.
         output: String,
     },
     /// `java -version` failed after the init script: the image has no (usable) Java.
     #[error("instance {instance_id}: no Java on image {image}: `{java} -version` failed ({exit}){}; install a JRE 17+ on the image or in init-script, or set java-path", if output.is_empty() { String::new() } else { format!(": {output}") })]
     JavaMissing {
+        /// ECS instance id.
         instance_id: String,
+        /// The instance's image id, or `(unknown)`.
         image: String,
+        /// The Java launcher that was checked.
         java: String,
+        /// How `<java> -version` ended.
         exit: RemoteExit,
+        /// What `<java> -version` printed; may be empty.
         output: String,
     },
     /// The uploaded agent.jar did not arrive intact (or could not be hashed on the instance).
@@ -400,16 +426,23 @@ pub enum BootstrapError {
         "instance {instance_id}: agent.jar arrived at {path} with sha256 {got:?}, expected {expected} (the image needs sha256sum or shasum)"
     )]
     AgentJarCorrupt {
+        /// ECS instance id.
         instance_id: String,
+        /// Where the jar was written on the instance.
         path: String,
+        /// The SHA-256 of the jar sent.
         expected: String,
+        /// What the instance reported as the SHA-256 (whatever its hash command printed).
         got: String,
     },
     /// The agent died right after it was started.
     #[error("instance {instance_id}: the agent exited right after its start; last lines of {log}:\n{}", last_lines.join("\n"))]
     AgentNotRunning {
+        /// ECS instance id.
         instance_id: String,
+        /// Path of the agent log on the instance.
         log: String,
+        /// The last lines of the agent log.
         last_lines: Vec<String>,
     },
 }

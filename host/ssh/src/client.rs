@@ -64,7 +64,9 @@ pub struct SshTarget {
 /// Which stream a piece of command output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 
@@ -99,8 +101,11 @@ impl std::fmt::Display for RemoteExit {
 /// Output of a remote command (each stream capped at [`ExecOutput::CAP`] bytes).
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
+    /// How the command ended.
     pub exit: RemoteExit,
+    /// Standard output, at most [`ExecOutput::CAP`] bytes.
     pub stdout: Vec<u8>,
+    /// Standard error, at most [`ExecOutput::CAP`] bytes.
     pub stderr: Vec<u8>,
 }
 

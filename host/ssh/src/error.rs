@@ -15,8 +15,11 @@ pub enum HostKeyRejection {
         known_hosts.display()
     )]
     Changed {
+        /// Fingerprint of the key pinned in the known-hosts file.
         pinned: String,
+        /// Fingerprint of the key the instance presented.
         presented: String,
+        /// The known-hosts file holding the pinned key.
         known_hosts: PathBuf,
     },
     /// `strict`: the presented key is not among those the instance printed on its console.
@@ -50,17 +53,25 @@ pub enum SshError {
          {waited:.1?}; last error: {last_error}"
     )]
     Unreachable {
+        /// ECS instance id.
         instance_id: String,
+        /// Address SSH connected to.
         addr: SocketAddr,
+        /// Connection attempts made.
         attempts: u32,
+        /// Time spent trying.
         waited: Duration,
+        /// The last attempt's error.
         last_error: String,
     },
     /// The host key was refused by the host-key policy.
     #[error("instance {instance_id} ({addr}): {rejection}")]
     HostKey {
+        /// ECS instance id.
         instance_id: String,
+        /// Address SSH connected to.
         addr: SocketAddr,
+        /// Why the key was refused.
         rejection: HostKeyRejection,
     },
     /// The server refused public-key authentication.
@@ -70,24 +81,35 @@ pub enum SshError {
         key_path.display()
     )]
     AuthRejected {
+        /// ECS instance id.
         instance_id: String,
+        /// Address SSH connected to.
         addr: SocketAddr,
+        /// Login user tried.
         user: String,
+        /// Fingerprint of the client key offered.
         key_fingerprint: String,
+        /// Path of the client key file.
         key_path: PathBuf,
     },
     /// One step did not finish within its timeout.
     #[error("instance {instance_id}: step '{step}' timed out after {after:.1?}")]
     Timeout {
+        /// ECS instance id.
         instance_id: String,
+        /// The step that timed out.
         step: &'static str,
+        /// The step's timeout.
         after: Duration,
     },
     /// The SSH session failed in the middle of a step.
     #[error("instance {instance_id}: step '{step}': SSH session error: {reason}")]
     Session {
+        /// ECS instance id.
         instance_id: String,
+        /// The step that was running.
         step: &'static str,
+        /// The session error.
         reason: String,
     },
 }

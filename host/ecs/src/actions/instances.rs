@@ -21,6 +21,7 @@ pub enum SpotStrategy {
 }
 
 impl SpotStrategy {
+    /// The wire value (`NoSpot`, `SpotWithPriceLimit` or `SpotAsPriceGo`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoSpot => "NoSpot",
@@ -28,6 +29,7 @@ impl SpotStrategy {
             Self::SpotAsPriceGo => "SpotAsPriceGo",
         }
     }
+    /// Whether this is a spot strategy (anything but `NoSpot`).
     pub fn is_spot(self) -> bool {
         self != Self::NoSpot
     }
@@ -37,8 +39,11 @@ impl SpotStrategy {
 /// `SystemDisk.PerformanceLevel` for ESSDs).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SystemDisk {
+    /// Disk category (`SystemDisk.Category`), e.g. `cloud_essd`, `cloud_efficiency`; the cloud's default when unset.
     pub category: Option<String>,
+    /// Size in GiB (`SystemDisk.Size`); the cloud's default (at least the image size) when unset.
     pub size_gib: Option<u32>,
+    /// ESSD performance level (`SystemDisk.PerformanceLevel`), e.g. `PL0`.
     pub performance_level: Option<String>,
 }
 
@@ -46,9 +51,13 @@ pub struct SystemDisk {
 /// `.DeleteWithInstance`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataDisk {
+    /// Disk category (`DataDisk.N.Category`), e.g. `cloud_essd`.
     pub category: String,
+    /// Size in GiB (`DataDisk.N.Size`).
     pub size_gib: u32,
+    /// ESSD performance level (`DataDisk.N.PerformanceLevel`), e.g. `PL1`; omitted when unset.
     pub performance_level: Option<String>,
+    /// Whether the disk is released with the instance (`DataDisk.N.DeleteWithInstance`).
     pub delete_with_instance: bool,
 }
 
@@ -56,12 +65,16 @@ pub struct DataDisk {
 /// the optional fields directly.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunInstancesRequest {
+    /// Image to boot (`ImageId`).
     pub image_id: String,
+    /// Instance type (`InstanceType`), e.g. `ecs.g7.large`.
     pub instance_type: String,
+    /// Security group (`SecurityGroupId`); must be in the vswitch's VPC.
     pub security_group_id: String,
     /// More security groups: with any, all groups (`security_group_id` first) go as
     /// `SecurityGroupIds.N` instead of `SecurityGroupId` (ECS refuses both at once).
     pub extra_security_group_ids: Vec<String>,
+    /// VSwitch to place the instance in (`VSwitchId`); it fixes the VPC and zone.
     pub vswitch_id: String,
     /// Must be the vswitch's zone if set.
     pub zone_id: Option<String>,
@@ -71,20 +84,27 @@ pub struct RunInstancesRequest {
     pub min_amount: Option<u32>,
     /// Idempotency token (≤64 ASCII). One is generated if empty, so retries never launch twice.
     pub client_token: Option<String>,
+    /// SSH key pair to install (`KeyPairName`).
     pub key_pair_name: Option<String>,
     /// Raw user data; base64-encoded on the wire.
     pub user_data: Option<String>,
+    /// Tags for the instance (`Tag.N.Key`/`Tag.N.Value`, up to 20).
     pub tags: Vec<Tag>,
+    /// Spot bidding strategy; `SpotStrategy` is sent only when it is not `NoSpot`.
     pub spot_strategy: SpotStrategy,
+    /// Maximum hourly price for [`SpotStrategy::SpotWithPriceLimit`] (`SpotPriceLimit`).
     pub spot_price_limit: Option<f64>,
     /// `PostPaid` (default) or `PrePaid`.
     pub instance_charge_type: Option<String>,
+    /// Instance name (`InstanceName`); the cloud uses the instance id when unset.
     pub instance_name: Option<String>,
     /// Supports the `${instance_id}` placeholder.
     pub host_name: Option<String>,
+    /// System disk settings; the cloud's defaults when `None`.
     pub system_disk: Option<SystemDisk>,
     /// Up to 16.
     pub data_disks: Vec<DataDisk>,
+    /// Outbound public bandwidth in Mbit/s (`InternetMaxBandwidthOut`, 0..=100); above 0 gives the instance a public IP.
     pub internet_max_bandwidth_out: Option<u32>,
     /// Instance RAM role (`RamRoleName`).
     pub ram_role_name: Option<String>,
@@ -197,11 +217,15 @@ impl RunInstancesRequest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RunInstancesResponse {
+    /// The request id the API returned (`RequestId`).
     pub request_id: String,
+    /// Ids of the instances created (`InstanceIdSets.InstanceIdSet`).
     #[serde(rename = "InstanceIdSets", default)]
     pub instance_ids: Wrapped<String>,
+    /// Price of the order (`TradePrice`), read from a number or a string; absent if not returned.
     #[serde(default, deserialize_with = "lenient_f64")]
     pub trade_price: Option<f64>,
+    /// Order id (`OrderId`); returned only for `PrePaid` instances.
     #[serde(default)]
     pub order_id: Option<String>,
 }
@@ -209,10 +233,15 @@ pub struct RunInstancesResponse {
 /// Instance status (reference §3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InstanceStatus {
+    /// Being created; lasts a few seconds before `Starting`.
     Pending,
+    /// Booting.
     Starting,
+    /// Running.
     Running,
+    /// Shutting down.
     Stopping,
+    /// Stopped.
     Stopped,
     /// A status this client does not know.
     #[serde(untagged)]
@@ -223,9 +252,12 @@ pub enum InstanceStatus {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VpcAttributes {
+    /// VPC the instance is in (`VpcId`).
     pub vpc_id: String,
+    /// VSwitch the instance is in (`VSwitchId`).
     #[serde(rename = "VSwitchId")]
     pub vswitch_id: String,
+    /// Private IP addresses (`PrivateIpAddress.IpAddress`), primary first; empty until assigned.
     pub private_ip_address: Wrapped<String>,
 }
 
@@ -233,37 +265,53 @@ pub struct VpcAttributes {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Instance {
+    /// Instance id (`InstanceId`), e.g. `i-bp67acfmxazb4p****`.
     pub instance_id: String,
+    /// Instance name (`InstanceName`); empty if absent.
     #[serde(default)]
     pub instance_name: String,
+    /// Guest host name (`HostName`); empty if absent.
     #[serde(default)]
     pub host_name: String,
+    /// Lifecycle status (`Status`).
     pub status: InstanceStatus,
+    /// Zone (`ZoneId`), e.g. `cn-hangzhou-g`; empty if absent.
     #[serde(default)]
     pub zone_id: String,
+    /// Instance type (`InstanceType`); empty if absent.
     #[serde(default)]
     pub instance_type: String,
+    /// Image the instance runs (`ImageId`); empty if absent.
     #[serde(default)]
     pub image_id: String,
+    /// SSH key pair installed (`KeyPairName`); empty if none or absent.
     #[serde(default)]
     pub key_pair_name: String,
+    /// Number of vCPUs (`Cpu`); 0 if absent.
     #[serde(default)]
     pub cpu: u32,
     /// MiB.
     #[serde(default)]
     pub memory: u64,
+    /// Spot strategy (`SpotStrategy`); `None` if absent.
     #[serde(default)]
     pub spot_strategy: Option<SpotStrategy>,
+    /// Billing method (`InstanceChargeType`): `PostPaid` or `PrePaid`; empty if absent.
     #[serde(default)]
     pub instance_charge_type: String,
+    /// Creation time as the API renders it (`CreationTime`, UTC, e.g. `2017-12-10T04:04Z`); empty if absent.
     #[serde(default)]
     pub creation_time: String,
+    /// VPC placement and private IPs (`VpcAttributes`).
     #[serde(default)]
     pub vpc_attributes: VpcAttributes,
+    /// Public IP addresses (`PublicIpAddress.IpAddress`); empty without one.
     #[serde(default)]
     pub public_ip_address: Wrapped<String>,
+    /// Security groups the instance is in (`SecurityGroupIds.SecurityGroupId`).
     #[serde(default)]
     pub security_group_ids: Wrapped<String>,
+    /// Tags on the instance (`Tags.Tag`).
     #[serde(default)]
     pub tags: Wrapped<Tag>,
     /// Why the instance is locked, if it is (`Recycling`: a spot instance about to be
@@ -299,6 +347,7 @@ impl Instance {
             .find(|t| t.key == key)
             .map(|t| t.value.as_str())
     }
+    /// Whether the instance was launched as spot (its `SpotStrategy` is present and not `NoSpot`).
     pub fn is_spot(&self) -> bool {
         self.spot_strategy.is_some_and(SpotStrategy::is_spot)
     }
@@ -309,10 +358,15 @@ impl Instance {
 pub struct InstanceFilter {
     /// Any number: sent 100 per request.
     pub instance_ids: Vec<String>,
+    /// Tags that must all match (`Tag.N.Key`/`Tag.N.Value`); an empty value matches any value.
     pub tags: Vec<Tag>,
+    /// Only instances in this zone (`ZoneId`).
     pub zone_id: Option<String>,
+    /// Only instances in this vswitch (`VSwitchId`).
     pub vswitch_id: Option<String>,
+    /// Only instances in this status (`Status`), e.g. `Running`.
     pub status: Option<String>,
+    /// Only instances of this type (`InstanceType`).
     pub instance_type: Option<String>,
 }
 
@@ -328,9 +382,11 @@ struct DescribeInstancesPage {
 /// GetInstanceConsoleOutput answer, decoded.
 #[derive(Debug, Clone)]
 pub struct ConsoleOutput {
+    /// The instance the output belongs to (`InstanceId`).
     pub instance_id: String,
     /// The console text (decoded from base64).
     pub text: String,
+    /// When the console output was last updated (`LastUpdateTime`), as the API renders it; empty if absent.
     pub last_update_time: String,
 }
 
@@ -369,17 +425,22 @@ struct ConsoleOutputResponse {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Disk {
+    /// Disk id (`DiskId`).
     pub disk_id: String,
+    /// Instance the disk is attached to (`InstanceId`); empty if unattached.
     #[serde(default)]
     pub instance_id: String,
     /// `system` or `data`.
     #[serde(rename = "Type")]
     pub kind: String,
+    /// Disk category (`Category`), e.g. `cloud_essd`.
     pub category: String,
     /// GiB.
     pub size: u32,
+    /// ESSD performance level (`PerformanceLevel`), e.g. `PL0`; empty if absent.
     #[serde(default)]
     pub performance_level: String,
+    /// Whether the disk is released with its instance (`DeleteWithInstance`); false if absent.
     #[serde(default)]
     pub delete_with_instance: bool,
 }

@@ -15,13 +15,16 @@ use super::signer::Params;
 /// A resource tag. Requests send it as `Tag.N.Key`/`Tag.N.Value`; responses as `TagKey`/`TagValue`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tag {
+    /// Tag key (`TagKey` in responses, `Tag.N.Key` in requests).
     #[serde(rename = "TagKey")]
     pub key: String,
+    /// Tag value (`TagValue`); may be empty, and is read as empty when absent.
     #[serde(rename = "TagValue", default)]
     pub value: String,
 }
 
 impl Tag {
+    /// A tag with the given key and value.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
         Self {
             key: key.into(),

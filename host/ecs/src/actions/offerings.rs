@@ -11,11 +11,15 @@ use crate::{Api, EcsClient};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Region {
+    /// Region id (`RegionId`), e.g. `cn-hangzhou`.
     pub region_id: String,
+    /// The region's ECS endpoint host (`RegionEndpoint`); empty if absent.
     #[serde(default)]
     pub region_endpoint: String,
+    /// Display name (`LocalName`), e.g. `China (Qingdao)`; empty if absent.
     #[serde(default)]
     pub local_name: String,
+    /// `available` or `soldOut` (`Status`); empty if absent.
     #[serde(default)]
     pub status: String,
 }
@@ -24,11 +28,15 @@ pub struct Region {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Zone {
+    /// Zone id (`ZoneId`), e.g. `cn-hangzhou-d`.
     pub zone_id: String,
+    /// Display name (`LocalName`); empty if absent.
     #[serde(default)]
     pub local_name: String,
+    /// Instance types the zone offers (`AvailableInstanceTypes.InstanceTypes`).
     #[serde(default)]
     pub available_instance_types: Wrapped<String>,
+    /// Resource kinds that can be created in the zone (`AvailableResourceCreation.ResourceTypes`), e.g. `Instance`, `Disk`.
     #[serde(default)]
     pub available_resource_creation: Wrapped<String>,
 }
@@ -38,9 +46,13 @@ pub struct Zone {
 pub struct AvailableResourceRequest {
     /// `Zone`, `InstanceType`, `SystemDisk`, ... (see the reference's dependency order).
     pub destination_resource: String,
+    /// Only this zone (`ZoneId`); all zones when `None`.
     pub zone_id: Option<String>,
+    /// Only this instance type (`InstanceType`).
     pub instance_type: Option<String>,
+    /// Spot strategy to ask about; `SpotStrategy` is sent only when it is a spot one.
     pub spot_strategy: SpotStrategy,
+    /// `PostPaid` or `PrePaid` (`InstanceChargeType`); the API's default (`PostPaid`) when `None`.
     pub instance_charge_type: Option<String>,
 }
 
@@ -61,9 +73,12 @@ impl AvailableResourceRequest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SupportedResource {
+    /// The resource (`Value`), e.g. an instance type id.
     pub value: String,
+    /// `Available` or `SoldOut` (`Status`); empty if absent.
     #[serde(default)]
     pub status: String,
+    /// Stock detail (`StatusCategory`): `WithStock`, `ClosedWithStock`, `WithoutStock` or `ClosedWithoutStock`; empty if absent.
     #[serde(default)]
     pub status_category: String,
 }
@@ -79,8 +94,10 @@ impl SupportedResource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AvailableResource {
+    /// Resource type (`Type`), e.g. `InstanceType`, `SystemDisk`.
     #[serde(rename = "Type")]
     pub resource_type: String,
+    /// The values of that type (`SupportedResources.SupportedResource`).
     #[serde(default)]
     pub supported_resources: Wrapped<SupportedResource>,
 }
@@ -89,13 +106,18 @@ pub struct AvailableResource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AvailableZone {
+    /// Zone id (`ZoneId`).
     pub zone_id: String,
+    /// Region id (`RegionId`); empty if absent.
     #[serde(default)]
     pub region_id: String,
+    /// `Available` or `SoldOut` (`Status`); empty if absent.
     #[serde(default)]
     pub status: String,
+    /// Stock detail (`StatusCategory`), e.g. `WithStock`; empty if absent.
     #[serde(default)]
     pub status_category: String,
+    /// Resources per type (`AvailableResources.AvailableResource`).
     #[serde(default)]
     pub available_resources: Wrapped<AvailableResource>,
 }
@@ -104,14 +126,18 @@ pub struct AvailableZone {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InstanceTypeInfo {
+    /// Instance type id (`InstanceTypeId`), e.g. `ecs.g6.large`.
     pub instance_type_id: String,
+    /// Number of vCPUs (`CpuCoreCount`); 0 if absent.
     #[serde(default)]
     pub cpu_core_count: u32,
     /// GiB.
     #[serde(default)]
     pub memory_size: f64,
+    /// Family (`InstanceTypeFamily`), e.g. `ecs.g6`; empty if absent.
     #[serde(default)]
     pub instance_type_family: String,
+    /// CPU architecture (`CpuArchitecture`), `X86` or `ARM`; empty if absent.
     #[serde(default)]
     pub cpu_architecture: String,
 }
@@ -120,18 +146,25 @@ pub struct InstanceTypeInfo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct VSwitch {
+    /// VSwitch id (`VSwitchId`).
     #[serde(rename = "VSwitchId")]
     pub vswitch_id: String,
+    /// VPC the vswitch belongs to (`VpcId`); empty if absent.
     #[serde(default)]
     pub vpc_id: String,
+    /// Zone of the vswitch (`ZoneId`); empty if absent.
     #[serde(default)]
     pub zone_id: String,
+    /// IPv4 CIDR block (`CidrBlock`); empty if absent.
     #[serde(default)]
     pub cidr_block: String,
+    /// Free IP addresses left (`AvailableIpAddressCount`); 0 if absent.
     #[serde(default)]
     pub available_ip_address_count: u64,
+    /// `Pending` (being configured) or `Available` (`Status`); empty if absent.
     #[serde(default)]
     pub status: String,
+    /// VSwitch name (`VSwitchName`); empty if absent.
     #[serde(rename = "VSwitchName", default)]
     pub name: String,
 }
@@ -139,17 +172,24 @@ pub struct VSwitch {
 /// DescribeVSwitches filters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VSwitchFilter {
+    /// Only vswitches of this VPC (`VpcId`).
     pub vpc_id: Option<String>,
+    /// Only vswitches in this zone (`ZoneId`).
     pub zone_id: Option<String>,
+    /// Only this vswitch (`VSwitchId`).
     pub vswitch_id: Option<String>,
 }
 
 /// DescribePrice query for one instance type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceRequest {
+    /// Instance type to price (`InstanceType`).
     pub instance_type: String,
+    /// Zone to price in (`ZoneId`); omitted when `None`.
     pub zone_id: Option<String>,
+    /// Spot strategy; a spot one asks for the spot price (`SpotStrategy`).
     pub spot_strategy: SpotStrategy,
+    /// System disk category to include (`SystemDisk.Category`); omitted when `None`.
     pub system_disk_category: Option<String>,
 }
 
@@ -157,12 +197,16 @@ pub struct PriceRequest {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Price {
+    /// List price (`OriginalPrice`); 0 if absent.
     #[serde(default)]
     pub original_price: f64,
+    /// Discount off the list price (`DiscountPrice`); 0 if absent.
     #[serde(default)]
     pub discount_price: f64,
+    /// Price actually charged (`TradePrice`); 0 if absent.
     #[serde(default)]
     pub trade_price: f64,
+    /// Currency code (`Currency`), e.g. `CNY`; empty if absent.
     #[serde(default)]
     pub currency: String,
 }

@@ -10,11 +10,15 @@ use crate::{Api, EcsClient};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SecurityGroup {
+    /// Security group id (`SecurityGroupId`).
     pub security_group_id: String,
+    /// Name (`SecurityGroupName`); empty if absent.
     #[serde(default)]
     pub security_group_name: String,
+    /// VPC the group belongs to (`VpcId`); empty if absent.
     #[serde(default)]
     pub vpc_id: String,
+    /// `normal` or `enterprise` (`SecurityGroupType`); empty if absent.
     #[serde(default)]
     pub security_group_type: String,
 }
@@ -23,13 +27,18 @@ pub struct SecurityGroup {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Image {
+    /// Image id (`ImageId`).
     pub image_id: String,
+    /// Name (`ImageName`); empty if absent.
     #[serde(default)]
     pub image_name: String,
+    /// `linux` or `windows` (`OSType`); empty if absent.
     #[serde(rename = "OSType", default)]
     pub os_type: String,
+    /// `i386`, `x86_64` or `arm64` (`Architecture`); empty if absent.
     #[serde(default)]
     pub architecture: String,
+    /// Image status (`Status`), e.g. `Available`, `Creating`; empty if absent.
     #[serde(default)]
     pub status: String,
     /// GiB.
@@ -41,7 +50,9 @@ pub struct Image {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyPair {
+    /// Key pair name (`KeyPairName`).
     pub key_pair_name: String,
+    /// Fingerprint of the public key (`KeyPairFingerPrint`); empty if absent.
     #[serde(default)]
     pub key_pair_finger_print: String,
     /// Present only when asked for (`IncludePublicKey`).
@@ -52,14 +63,18 @@ pub struct KeyPair {
 /// DescribeSecurityGroups filters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecurityGroupFilter {
+    /// Only groups of this VPC (`VpcId`).
     pub vpc_id: Option<String>,
+    /// Only these groups (`SecurityGroupIds`, sent as a JSON array); all when empty.
     pub security_group_ids: Vec<String>,
 }
 
 /// DescribeImages filters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageFilter {
+    /// Only this image (`ImageId`).
     pub image_id: Option<String>,
+    /// Images whose name matches (`ImageName`, a fuzzy match).
     pub image_name: Option<String>,
     /// `system`, `self`, `others`, `marketplace`.
     pub owner_alias: Option<String>,

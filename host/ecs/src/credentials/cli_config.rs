@@ -39,6 +39,7 @@ pub struct CliConfigProvider {
 }
 
 impl CliConfigProvider {
+    /// A provider reading `profile` (else the file's `current` profile) from the config file at `path`; `EcsRamRole` profiles fetch credentials from the metadata service at `metadata_base_url`.
     pub fn new(path: PathBuf, profile: Option<String>, metadata_base_url: String) -> Self {
         Self {
             path,

@@ -67,6 +67,7 @@ pub struct EnvProvider {
 }
 
 impl EnvProvider {
+    /// A provider reading the variables through `env`.
     pub fn new(env: EnvLookup) -> Self {
         Self { env }
     }

@@ -28,6 +28,7 @@ pub use ram_role::{DEFAULT_METADATA_BASE_URL, EcsRamRoleProvider};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
@@ -46,8 +47,11 @@ impl fmt::Debug for Secret {
 /// One set of credentials: an AccessKey pair, plus an STS token for temporary credentials.
 #[derive(Clone)]
 pub struct Credentials {
+    /// AccessKey id (not secret; appears in signed requests).
     pub access_key_id: String,
+    /// AccessKey secret, used to sign requests.
     pub access_key_secret: Secret,
+    /// STS security token for temporary credentials (sent as `SecurityToken`); `None` for long-lived keys.
     pub security_token: Option<Secret>,
     /// When temporary credentials expire (RAM role); `None` for long-lived keys.
     pub expiration: Option<time::OffsetDateTime>,

@@ -23,11 +23,17 @@ pub struct SimConfig {
     pub timestamp_tolerance_secs: u64,
     /// How long instances stay in each transitional status.
     pub timings: Timings,
+    /// Zones of the emulated region.
     pub zones: Vec<ZoneSpec>,
+    /// VSwitches (DescribeVSwitches; where instances get their IPs).
     pub vswitches: Vec<VSwitchSpec>,
+    /// Instance types on offer.
     pub instance_types: Vec<InstanceTypeSpec>,
+    /// Images (DescribeImages).
     pub images: Vec<ImageSpec>,
+    /// Security groups (DescribeSecurityGroups).
     pub security_groups: Vec<SecurityGroupSpec>,
+    /// Key pairs known at start (DescribeKeyPairs).
     pub key_pairs: Vec<KeyPairSpec>,
     /// Instances the account may have at once (QuotaExceed.ElasticQuota beyond).
     pub max_instances: Option<u32>,
@@ -45,7 +51,9 @@ pub struct SimConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
+    /// AccessKey id requests must be signed with.
     pub access_key_id: String,
+    /// AccessKey secret the signatures are checked against.
     pub access_key_secret: String,
     /// STS credentials: requests must carry this `SecurityToken`.
     #[serde(default)]
@@ -71,7 +79,9 @@ impl Account {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timings {
+    /// How long a new instance stays `Pending`, ms.
     pub pending_ms: u64,
+    /// How long it then stays `Starting`, ms.
     pub starting_ms: u64,
     /// How long a released instance shows as `Stopping` before it is gone.
     pub stopping_ms: u64,
@@ -98,10 +108,13 @@ impl Timings {
     }
 }
 
+/// A zone of the emulated region.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneSpec {
+    /// Zone id, e.g. `cn-hangzhou-h`.
     pub zone_id: String,
+    /// Display name (`LocalName`); empty by default.
     #[serde(default)]
     pub local_name: String,
     /// Disk categories on sale in the zone (DescribeAvailableResource `SystemDisk`/`DataDisk`).
@@ -123,14 +136,19 @@ pub fn default_disk_categories() -> Vec<String> {
     .to_vec()
 }
 
+/// A vswitch of the emulated VPC.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VSwitchSpec {
+    /// VSwitch id.
     pub vswitch_id: String,
+    /// VPC it belongs to.
     pub vpc_id: String,
+    /// Zone it is in.
     pub zone_id: String,
     /// IPv4 CIDR, e.g. `172.16.0.0/20`; its size sets the free-IP count.
     pub cidr_block: String,
+    /// VSwitch name; empty by default.
     #[serde(default)]
     pub name: String,
     /// Override the number of usable addresses (e.g. tiny, to provoke IpNotEnough).
@@ -138,12 +156,17 @@ pub struct VSwitchSpec {
     pub usable_ips: Option<u64>,
 }
 
+/// An instance type on offer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceTypeSpec {
+    /// Instance type id, e.g. `ecs.c7.large`.
     pub instance_type: String,
+    /// Family, e.g. `ecs.c7`.
     pub family: String,
+    /// Number of vCPUs.
     pub vcpus: u32,
+    /// Memory, GiB.
     pub memory_gib: f64,
     /// On-demand price per hour (CNY).
     pub price: f64,
@@ -171,18 +194,25 @@ fn default_stock() -> u32 {
     5_000
 }
 
+/// An image instances can be launched from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
+    /// Image id.
     pub image_id: String,
+    /// Image name; empty by default.
     #[serde(default)]
     pub image_name: String,
+    /// `linux` or `windows` (`OSType`).
     #[serde(default = "default_os_type")]
     pub os_type: String,
+    /// OS name (`OSName`); empty by default.
     #[serde(default)]
     pub os_name: String,
+    /// `x86_64`, `arm64`... (`Architecture`).
     #[serde(default = "default_arch")]
     pub architecture: String,
+    /// Image size, GiB.
     #[serde(default = "default_image_size")]
     pub size_gib: u32,
     /// `system`, `self`, `others`, `marketplace`.
@@ -203,18 +233,24 @@ fn default_owner() -> String {
     "system".into()
 }
 
+/// A security group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroupSpec {
+    /// Security group id.
     pub security_group_id: String,
+    /// Group name; empty by default.
     #[serde(default)]
     pub name: String,
+    /// VPC the group belongs to.
     pub vpc_id: String,
 }
 
+/// A key pair known at start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPairSpec {
+    /// Key pair name.
     pub name: String,
     /// OpenSSH one-line public key.
     pub public_key: String,

@@ -3,14 +3,18 @@
 /// An error answer: HTTP status, code, message (rendered in the real JSON/XML error shape).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiFailure {
+    /// HTTP status.
     pub status: u16,
+    /// Error code, e.g. `OperationDenied.NoStock`.
     pub code: String,
+    /// Error message.
     pub message: String,
     /// `x-acs-retry-after` in milliseconds (throttling).
     pub retry_after_ms: Option<u64>,
 }
 
 impl ApiFailure {
+    /// A failure with this status, code and message, and no retry-after.
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status,

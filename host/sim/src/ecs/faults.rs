@@ -30,7 +30,9 @@ pub struct Faults {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NoStockRule {
+    /// Zone out of stock; any zone when unset.
     pub zone_id: Option<String>,
+    /// Instance type out of stock; any type when unset.
     pub instance_type: Option<String>,
     /// Only spot launches are out of stock (on-demand still works).
     pub spot_only: bool,
@@ -40,6 +42,7 @@ pub struct NoStockRule {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleRule {
+    /// Action to throttle; every action when unset.
     pub action: Option<String>,
     /// Requests allowed per one-second window; more are throttled.
     pub max_per_second: Option<u32>,
@@ -50,6 +53,7 @@ pub struct ThrottleRule {
 }
 
 impl Faults {
+    /// Checks the rules, e.g. that probabilities are within 0..=1.
     pub fn validate(&self) -> anyhow::Result<()> {
         let p_ok = |p: f64| (0.0..=1.0).contains(&p);
         if !p_ok(self.server_error_probability) {

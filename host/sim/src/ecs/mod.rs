@@ -92,6 +92,7 @@ impl EcsSim {
         })
     }
 
+    /// The address the emulator listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -124,6 +125,7 @@ impl EcsSim {
         self.cloud.clone()
     }
 
+    /// The fault rules in force.
     pub fn faults(&self) -> Faults {
         self.cloud.faults()
     }
@@ -161,10 +163,12 @@ impl EcsSim {
             .unwrap_or(0)
     }
 
+    /// The requests in the log, oldest first (the log keeps the latest `request_log_capacity`).
     pub fn request_log(&self) -> Vec<RequestLogEntry> {
         self.cloud.request_log(0)
     }
 
+    /// Every instance, as tests see it.
     pub fn instances(&self) -> Vec<InstanceView> {
         self.cloud.instances()
     }

@@ -154,40 +154,61 @@ pub(crate) struct Persisted {
 /// Calls and errors of one action, as the emulator saw them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ActionCounter {
+    /// Requests handled for the action.
     pub calls: u64,
+    /// Requests answered with an error.
     pub errors: u64,
+    /// Error answers by error code.
     pub errors_by_code: BTreeMap<String, u64>,
 }
 
 /// One handled request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestLogEntry {
+    /// Sequence number of the request, in handling order.
     pub seq: u64,
+    /// When it was handled, ms since the Unix epoch.
     pub time_ms: u64,
+    /// HTTP method.
     pub method: String,
+    /// API action, e.g. `RunInstances`.
     pub action: String,
+    /// AccessKey id the request was signed with.
     pub access_key_id: String,
     /// `HMAC-SHA1` (V1/V2 RPC signature) or `ACS3-HMAC-SHA256` (V3).
     pub signature_method: String,
+    /// HTTP status answered.
     pub status: u16,
     /// Error code, empty on success.
     pub code: String,
+    /// `RequestId` answered.
     pub request_id: String,
+    /// Time taken to handle it, ms.
     pub duration_ms: u64,
 }
 
 /// An instance as tests and the admin API see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InstanceView {
+    /// Instance id.
     pub instance_id: String,
+    /// ECS status, e.g. `Running`.
     pub status: String,
+    /// Zone.
     pub zone_id: String,
+    /// VSwitch.
     pub vswitch_id: String,
+    /// Instance type.
     pub instance_type: String,
+    /// Image the instance was launched from.
     pub image_id: String,
+    /// Key pair it was launched with; empty if none.
     pub key_pair_name: String,
+    /// Private IP.
     pub ip: Ipv4Addr,
+    /// Whether it is a spot instance.
     pub spot: bool,
+    /// Tags, as (key, value).
     pub tags: Vec<(String, String)>,
 }
 
@@ -469,6 +490,7 @@ impl Cloud {
         true
     }
 
+    /// The fault rules in force.
     pub fn faults(&self) -> Faults {
         self.lock().faults.clone()
     }
@@ -493,6 +515,7 @@ impl Cloud {
         self.lock().counters.clone()
     }
 
+    /// Clears the per-action counters.
     pub fn reset_counters(&self) {
         let mut inner = self.lock();
         inner.counters.clear();

@@ -34,6 +34,7 @@ use ecsp_jenkins::client::encode_segment;
 /// A user the emulator accepts.
 #[derive(Clone, Debug)]
 pub struct SimUser {
+    /// User name.
     pub name: String,
     /// API token (Basic auth secret; POSTs need no crumb).
     pub token: String,
@@ -48,6 +49,7 @@ pub struct SimUser {
 pub struct SimConfig {
     /// Where to listen; port 0 picks a free one.
     pub bind: SocketAddr,
+    /// Users accepted.
     pub users: Vec<SimUser>,
     /// Sent as `X-Jenkins`.
     pub version: String,

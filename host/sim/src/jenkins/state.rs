@@ -26,7 +26,9 @@ pub enum JobKind {
 /// A job the emulator knows (created by the admin API or implicitly by an enqueue).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// Job name.
     pub name: String,
+    /// Freestyle (the default) or Pipeline.
     #[serde(default)]
     pub kind: JobKind,
     /// Label expression (`None`: any node).
@@ -47,10 +49,13 @@ pub struct EnqueueRequest {
     /// Job name; defaults to `adhoc-<kind>`. Created if unknown.
     #[serde(default)]
     pub job: Option<String>,
+    /// Job kind if the job is created; freestyle by default.
     #[serde(default)]
     pub kind: JobKind,
+    /// Label expression the builds need (`None`: any node).
     #[serde(default)]
     pub label: Option<String>,
+    /// How long each build runs, ms (default 1000).
     #[serde(default = "default_duration")]
     pub duration_ms: u64,
     /// How many builds (default 1).
@@ -61,13 +66,21 @@ pub struct EnqueueRequest {
 /// A finished build, with its queue wait.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CompletedBuild {
+    /// Queue item id the build had.
     pub queue_id: u64,
+    /// Job name.
     pub job: String,
+    /// Build number.
     pub number: u64,
+    /// Node it ran on.
     pub node: String,
+    /// Label expression it needed.
     pub label: Option<String>,
+    /// When it was queued, ms since the Unix epoch.
     pub enqueued_ms: u64,
+    /// When it started, ms since the Unix epoch.
     pub started_ms: u64,
+    /// When it finished, ms since the Unix epoch.
     pub finished_ms: u64,
     /// `started_ms - enqueued_ms`.
     pub wait_ms: u64,
@@ -78,24 +91,38 @@ pub struct CompletedBuild {
 /// Counters and finished builds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SimStats {
+    /// Items in the queue now.
     pub queued: usize,
+    /// Builds running now.
     pub running: usize,
+    /// Builds finished so far.
     pub completed: Vec<CompletedBuild>,
+    /// Mean queue wait of the finished builds, ms.
     pub mean_wait_ms: u64,
+    /// Longest queue wait of the finished builds, ms.
     pub max_wait_ms: u64,
 }
 
 /// A node as tests see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SimNodeView {
+    /// Node name.
     pub name: String,
+    /// Node description.
     pub description: String,
+    /// Labels the node carries.
     pub labels: Vec<String>,
+    /// Number of executors.
     pub num_executors: u32,
+    /// `NORMAL` or `EXCLUSIVE`.
     pub mode: NodeMode,
+    /// Whether an agent is connected.
     pub connected: bool,
+    /// Whether the node is marked temporarily offline.
     pub temporarily_offline: bool,
+    /// Executors running a build.
     pub busy: u32,
+    /// Whether the node's launcher was created with `webSocket` set.
     pub web_socket: bool,
 }
 

@@ -5,8 +5,11 @@ use serde_json::Value;
 /// One selected property, with its own sub-selection and array range.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Selector {
+    /// Property name.
     pub name: String,
+    /// Sub-selection (`name[...]`); `None` selects the whole value.
     pub children: Option<Vec<Selector>>,
+    /// Array range (`{M,N}`: from M to before N, either end open; `{N}`: element N only).
     pub range: Option<(Option<usize>, Option<usize>)>,
 }
 

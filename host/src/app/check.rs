@@ -481,14 +481,7 @@ async fn check_key_pair(
         ));
         return out;
     };
-    // ECS returns the key pair's fingerprint (and, when asked, its public key): compare.
-    let matches = match (&pair.public_key, pair.key_pair_finger_print.as_str()) {
-        (Some(public), _) if !public.trim().is_empty() => {
-            Some(same_public_key(public, &key.public_key_line()))
-        }
-        (_, fp) if fp.starts_with("SHA256:") => Some(fp == key.fingerprint()),
-        _ => None,
-    };
+    let matches = key_matches_pair(&pair, &key);
     out.push(match matches {
         Some(true) => pass(item("ssh key"), format!("{} is the private half of {} ({})", path.display(), pair.key_pair_name, key.fingerprint())),
         Some(false) => fail(
@@ -498,11 +491,23 @@ async fn check_key_pair(
         ),
         None => fail(
             item("ssh key"),
-            format!("cannot compare: ECS gave neither the public key nor a SHA256 fingerprint ({:?})", pair.key_pair_finger_print),
+            format!("cannot compare: ECS gave neither the public key nor an MD5 or SHA256 fingerprint ({:?})", pair.key_pair_finger_print),
             "compare the fingerprints by hand in the ECS console",
         ),
     });
     out
+}
+
+/// Whether `key` is the private half of `pair`: ECS returns the pair's public key (asked for)
+/// and its fingerprint; the key itself is compared when it is there, else the fingerprint in
+/// the form ECS computes it (MD5 hex). `None`: neither can be compared.
+fn key_matches_pair(pair: &crate::ecs::KeyPair, key: &crate::ssh::ClientKey) -> Option<bool> {
+    match &pair.public_key {
+        Some(public) if !public.trim().is_empty() => {
+            Some(same_public_key(public, &key.public_key_line()))
+        }
+        _ => crate::ssh::keys::fingerprint_names(&pair.key_pair_finger_print, key.public_key()),
+    }
 }
 
 /// Compares two OpenSSH public key lines by type and key data (comments ignored).
@@ -839,5 +844,32 @@ async fn check_websocket(root: &str, url_key: &str) -> CheckResult {
             format!("{url}: {e}"),
             format!("agents must reach {url_key}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(fingerprint: &str, public_key: Option<&str>) -> crate::ecs::KeyPair {
+        serde_json::from_value(serde_json::json!({
+            "KeyPairName": "ci", "KeyPairFingerPrint": fingerprint, "PublicKey": public_key,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_key_is_compared_by_public_key_else_by_the_ecs_fingerprint() {
+        let key = crate::ssh::ClientKey::from_private_key(crate::ssh::keys::generate_ed25519("a"), "a");
+        let other = crate::ssh::ClientKey::from_private_key(crate::ssh::keys::generate_ed25519("b"), "b");
+        let md5 = crate::ssh::keys::ecs_fingerprint(key.public_key());
+        // DescribeKeyPairs without the public key: ECS' MD5 fingerprint decides.
+        assert_eq!(key_matches_pair(&pair(&md5, None), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, None), &other), Some(false));
+        // With it, the key itself (a comment differs, the key does not).
+        let line = key.public_key_line().replace(" a", " renamed");
+        assert_eq!(key_matches_pair(&pair("", Some(&line)), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, Some(&line)), &other), Some(false));
+        assert_eq!(key_matches_pair(&pair("unknown-form", None), &key), None);
     }
 }

@@ -140,7 +140,7 @@ zones = ["cn-hangzhou-z"]
     failed("image architecture (arm)", "is arm64 but ecs.c7.large is X86", "template \"arm\" an image-id");
     passed("key pair (arm)");
     failed("ssh key (arm)", "is not the private half of key pair ecs-provisioner-demo", "template \"arm\" ssh-private-key");
-    passed("RunInstances (DryRun) (arm)");
+    failed("RunInstances (DryRun) (arm)", "ImageNotSupportInstanceType", "template \"arm\"");
 
     failed("image (bad)", "m-missing not found", "template \"bad\" image-id");
     failed("security groups (bad)", "sg-missing", "template \"bad\" security-group-id(s)");

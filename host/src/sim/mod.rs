@@ -5,6 +5,7 @@
 //! used to check their fidelity.
 pub mod agent;
 pub mod cluster;
+pub mod disks;
 pub mod ecs;
 pub mod jenkins;
 pub mod ssh;
@@ -25,6 +26,9 @@ pub struct EmulatedInstance {
     pub host_key_pem: String,
     /// Whether the instance is in the `Running` state (sshd answers only then).
     pub running: bool,
+    /// Ids of its data disks (DescribeDisks), in attachment order: each is a device file of
+    /// the instance (see [`disks`]).
+    pub data_disks: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatedInstance {

@@ -382,6 +382,10 @@ pub struct Disk {
     pub performance_level: String,
     #[serde(default)]
     pub delete_with_instance: bool,
+    /// Where the disk is attached (`/dev/xvdb`...): data disks get devices in `DataDisk.N`
+    /// order. Empty when ECS does not say.
+    #[serde(default)]
+    pub device: String,
 }
 
 #[derive(Deserialize)]

@@ -620,7 +620,7 @@ pub(crate) fn describe_disks(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
         .filter(|(_, d)| kind == "all" || d.kind == kind)
         .map(|(n, d)| {
             json!({
-                "DiskId": format!("d-{}{:02}", instance_id.trim_start_matches("i-"), n),
+                "DiskId": crate::sim::disks::disk_id(instance_id, n),
                 "InstanceId": instance_id,
                 "RegionId": cloud.config.region_id,
                 "ZoneId": zone,

@@ -27,6 +27,10 @@ impl Op {
         what: "read node",
         permission: "Overall/Read (Agent/ExtendedRead for details)",
     };
+    pub const READ_NODE_BUILDS: Op = Op {
+        what: "read the builds of a node (rssAll)",
+        permission: "Overall/Read and Job/Read on the jobs",
+    };
     pub const READ_QUEUE: Op = Op {
         what: "read the build queue",
         permission: "Overall/Read and Job/Read on the queued jobs",

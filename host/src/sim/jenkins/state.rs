@@ -63,6 +63,7 @@ pub struct EnqueueRequest {
 pub struct CompletedBuild {
     pub queue_id: u64,
     pub job: String,
+    pub kind: JobKind,
     pub number: u64,
     pub node: String,
     pub label: Option<String>,
@@ -541,7 +542,7 @@ impl State {
 
     // ---- JSON rendering, shaped like Stapler's output ----
 
-    fn build_url(&self, job: &str, number: u64) -> String {
+    pub(crate) fn build_url(&self, job: &str, number: u64) -> String {
         format!("{}job/{}/{}/", self.root_url, encode_segment(job), number)
     }
 
@@ -824,6 +825,7 @@ fn finished(r: Running, node: &str, now: u64, result: &str) -> CompletedBuild {
     CompletedBuild {
         queue_id: r.queue_id,
         job: r.job,
+        kind: r.kind,
         number: r.number,
         node: node.to_string(),
         label: r.label,
@@ -1066,5 +1068,27 @@ mod tests {
             s.nodes["l1"].executors[0].as_ref().unwrap().queue_id,
             ids[1]
         );
+    }
+
+    #[test]
+    fn rss_all_lists_the_nodes_freestyle_builds_as_jenkins_does() {
+        use crate::jenkins::node_builds::parse_rss_all;
+        let mut s = state();
+        add(&mut s, "l1", "linux", true);
+        add(&mut s, "l2", "linux", true);
+        for kind in [JobKind::Freestyle, JobKind::Pipeline, JobKind::Freestyle] {
+            s.enqueue(&EnqueueRequest { label: Some("linux".into()), kind, duration_ms: 100, ..Default::default() }).unwrap();
+        }
+        let t0 = now_ms();
+        s.step(t0); // builds 1 (freestyle) and 2 (pipeline) start on l1 and l2
+        s.step(t0 + 100); // both end; build 3 (freestyle) starts on l1
+        let l1 = parse_rss_all(&super::super::feed::rss_all(&s, "l1").unwrap()).unwrap();
+        let running = s.nodes["l1"].executors[0].as_ref().unwrap();
+        let exe_key = format!("{}#{}", s.build_url(&running.job, running.number), running.number);
+        assert_eq!(l1.len(), 2, "a finished and a running freestyle build: {l1:?}");
+        assert_eq!(l1[0].key(), exe_key, "newest first, same key as the executor");
+        let l2 = parse_rss_all(&super::super::feed::rss_all(&s, "l2").unwrap()).unwrap();
+        assert!(l2.is_empty(), "Pipeline runs are not in a node's history: {l2:?}");
+        assert!(super::super::feed::rss_all(&s, "nope").is_none());
     }
 }

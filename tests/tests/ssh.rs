@@ -1039,3 +1039,52 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!process_running(pid_b), "shutdown left an agent running");
 }
+
+/// Real OpenSSH sshd runs the `mount-data-disks` step: sshd's `SetEnv` gives the sessions an
+/// emulated instance root and the device-command shims first on `PATH` (the shims refuse any
+/// path outside that root, so the host's disks are out of reach). Two blank disks are
+/// formatted and mounted once; a second bootstrap formats nothing; a disk holding a partition
+/// table is left alone and named in the error.
+#[tokio::test]
+async fn data_disks_are_formatted_once_over_real_sshd() {
+    use ecs_provisioner::sim::disks;
+    use ecs_provisioner::ssh::data_disks::DiskMount;
+    let fx = Fixture::new();
+    let root = fx.dir.path().join("sysroot");
+    let shims = fx.dir.path().join("shims");
+    disks::install_shims(&shims).unwrap();
+    let ids = ["d-bp1real0000000001", "d-bp1real0000000002", "d-bp1real0000000003"].map(String::from);
+    disks::prepare_sysroot(&root, &ids).unwrap();
+    let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap());
+    let sshd = Sshd::start_with_config(
+        &[&fx.key.public_line],
+        &format!("SetEnv ECSP_SYSROOT={} PATH={path}", root.display()),
+    );
+    let mut spec = fx.spec("i-disks", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.data_disks = vec![
+        DiskMount { disk_id: ids[0].clone(), mount_point: "/data".into() },
+        DiskMount { disk_id: ids[1].clone(), mount_point: "/var/cache/build".into() },
+    ];
+    let report = bootstrap(&spec, &fx.client())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert!(report.data_disks.iter().all(|(_, o)| o.formatted && o.mounted), "{:?}", report.data_disks);
+    assert_eq!(disks::formats(&root).len(), 2);
+    assert_eq!(disks::mounts(&root).len(), 2);
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+    assert_eq!(fstab.lines().filter(|l| l.contains(" ext4 defaults,nofail 0 2")).count(), 2, "{fstab}");
+
+    let again = bootstrap(&spec, &fx.client()).await.unwrap();
+    assert!(again.data_disks.iter().all(|(_, o)| !o.formatted && !o.mounted), "{:?}", again.data_disks);
+    assert_eq!(disks::formats(&root).len(), 2, "a second bootstrap formatted a disk");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).unwrap(), fstab);
+
+    // A disk with a partition table but no filesystem is not formatted.
+    std::fs::write(disks::device_path(&root, &ids[2]), "ECSP-SIM-PT gpt\n").unwrap();
+    spec.data_disks.push(DiskMount { disk_id: ids[2].clone(), mount_point: "/scratch".into() });
+    let err = bootstrap(&spec, &fx.client()).await.expect_err("a partitioned disk is left alone");
+    let msg = err.to_string();
+    assert!(msg.contains(&ids[2]) && msg.contains("/scratch") && msg.contains("PTTYPE=gpt"), "{msg}");
+    assert_eq!(disks::formats(&root).len(), 2);
+    assert_eq!(std::fs::read_to_string(disks::device_path(&root, &ids[2])).unwrap(), "ECSP-SIM-PT gpt\n");
+}

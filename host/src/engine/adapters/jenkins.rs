@@ -245,7 +245,8 @@ impl JenkinsAdapter {
         if limited.is_empty() {
             return;
         }
-        let read: Vec<(String, Result<Option<Vec<NodeBuild>>, JenkinsError>)> =
+        type History = Result<Option<Vec<NodeBuild>>, JenkinsError>;
+        let read: Vec<(String, History)> =
             futures::stream::iter(limited)
                 .map(|name| async move {
                     let builds = self.client.node_builds(&name).await;

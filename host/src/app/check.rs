@@ -483,10 +483,10 @@ async fn check_key_pair(
     };
     let matches = key_matches_pair(&pair, &key);
     out.push(match matches {
-        Some(true) => pass(item("ssh key"), format!("{} is the private half of {} ({})", path.display(), pair.key_pair_name, key.fingerprint())),
+        Some(true) => pass(item("ssh key"), format!("{} is the private half of {} ({}; ECS fingerprint {})", path.display(), pair.key_pair_name, key.fingerprint(), pair.key_pair_finger_print)),
         Some(false) => fail(
             item("ssh key"),
-            format!("{} ({}) is not the private half of key pair {} ({})", path.display(), key.fingerprint(), pair.key_pair_name, pair.key_pair_finger_print),
+            format!("{} ({}; MD5 {}) is not the private half of key pair {} (ECS fingerprint {})", path.display(), key.fingerprint(), crate::ssh::keys::ecs_fingerprint(key.public_key()), pair.key_pair_name, pair.key_pair_finger_print),
             format!("point {private_key_setting} at the key pair's private key, or {pair_key} at the pair of this key"),
         ),
         None => fail(
@@ -498,15 +498,20 @@ async fn check_key_pair(
     out
 }
 
-/// Whether `key` is the private half of `pair`: ECS returns the pair's public key (asked for)
-/// and its fingerprint; the key itself is compared when it is there, else the fingerprint in
-/// the form ECS computes it (MD5 hex). `None`: neither can be compared.
+/// Whether `key` is the private half of `pair`. ECS returns the pair's fingerprint (in its
+/// own form: MD5 of the key blob, hex) and, asked for, its public key; each one given in a
+/// known form is compared, and all must agree. `None`: neither can be compared.
 fn key_matches_pair(pair: &crate::ecs::KeyPair, key: &crate::ssh::ClientKey) -> Option<bool> {
-    match &pair.public_key {
-        Some(public) if !public.trim().is_empty() => {
-            Some(same_public_key(public, &key.public_key_line()))
-        }
-        _ => crate::ssh::keys::fingerprint_names(&pair.key_pair_finger_print, key.public_key()),
+    let by_key = pair
+        .public_key
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(|public| same_public_key(public, &key.public_key_line()));
+    let by_fingerprint =
+        crate::ssh::keys::fingerprint_names(&pair.key_pair_finger_print, key.public_key());
+    match (by_key, by_fingerprint) {
+        (Some(a), Some(b)) => Some(a && b),
+        (one, other) => one.or(other),
     }
 }
 
@@ -866,10 +871,13 @@ mod tests {
         // DescribeKeyPairs without the public key: ECS' MD5 fingerprint decides.
         assert_eq!(key_matches_pair(&pair(&md5, None), &key), Some(true));
         assert_eq!(key_matches_pair(&pair(&md5, None), &other), Some(false));
-        // With it, the key itself (a comment differs, the key does not).
+        // With it, the key itself (a comment differs, the key does not), and both must agree.
         let line = key.public_key_line().replace(" a", " renamed");
         assert_eq!(key_matches_pair(&pair("", Some(&line)), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, Some(&line)), &key), Some(true));
         assert_eq!(key_matches_pair(&pair(&md5, Some(&line)), &other), Some(false));
+        let other_md5 = crate::ssh::keys::ecs_fingerprint(other.public_key());
+        assert_eq!(key_matches_pair(&pair(&other_md5, Some(&line)), &key), Some(false));
         assert_eq!(key_matches_pair(&pair("unknown-form", None), &key), None);
     }
 }

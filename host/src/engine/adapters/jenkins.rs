@@ -234,12 +234,24 @@ impl JenkinsAdapter {
     /// Counts the uses of nodes of `max-uses` templates from the builds Jenkins records for
     /// them (`rssAll`): a build shorter than a poll shows there, and the history outlives this
     /// process. A node's uses are the larger of that count and the polled one (Pipeline runs
-    /// are not in the history: polling and the node's activity record count those).
+    /// are not in the history: polling and the node's activity record count those). Only
+    /// connected nodes not yet used up are read: one request each per observation.
     async fn count_recorded_builds(&self, agents: &mut [AgentNode]) {
         use futures::StreamExt as _;
+        {
+            // What earlier reads found still counts (the history only grows).
+            let recorded = self.recorded_builds.lock().unwrap();
+            for a in agents.iter_mut() {
+                a.uses = a.uses.max(recorded.get(&a.name).copied().unwrap_or(0));
+            }
+        }
         let limited: Vec<String> = agents
             .iter()
-            .filter(|a| template_of(&a.name, &self.templates).is_some_and(|t| t.max_uses > 0))
+            .filter(|a| {
+                a.online
+                    && template_of(&a.name, &self.templates)
+                        .is_some_and(|t| t.max_uses > 0 && a.uses < t.max_uses)
+            })
             .map(|a| a.name.clone())
             .collect();
         if limited.is_empty() {

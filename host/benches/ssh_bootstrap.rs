@@ -181,6 +181,7 @@ async fn main() {
             authorized_key: key.public_line.clone(),
             host_key_pem: keys::private_key_pem(&keys::generate_ed25519("bench")),
             running: true,
+            data_disks: Vec::new(),
         })
         .collect();
     let directory = Arc::new(Instances(Mutex::new(instances.clone())));

@@ -103,6 +103,21 @@ impl Sshd {
         port: Option<u16>,
         host_key: Option<&KeyPair>,
     ) -> Sshd {
+        Self::start_configured(authorized_keys, port, host_key, "")
+    }
+
+    /// Starts sshd on a free port with `extra` lines appended to its sshd_config (for
+    /// example `SetEnv` for the sessions' environment).
+    pub fn start_with_config(authorized_keys: &[&str], extra: &str) -> Sshd {
+        Self::start_configured(authorized_keys, None, None, extra)
+    }
+
+    fn start_configured(
+        authorized_keys: &[&str],
+        port: Option<u16>,
+        host_key: Option<&KeyPair>,
+        extra: &str,
+    ) -> Sshd {
         let sshd = sshd_binary();
         // Privilege separation directory; sshd refuses to start without it when run as root.
         std::fs::create_dir_all("/run/sshd").ok();
@@ -132,7 +147,7 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\n\
                      StrictModes no\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                     PidFile none\nMaxStartups 200\nMaxSessions 64\nLogLevel VERBOSE\n",
+                     PidFile none\nMaxStartups 200\nMaxSessions 64\nLogLevel VERBOSE\n{extra}\n",
                     host = host_key.private_path.display(),
                     auth = authorized.display(),
                 ),

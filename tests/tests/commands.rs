@@ -48,7 +48,12 @@ async fn check_passes_every_item_against_a_good_setup() {
     }
     let failed: Vec<_> = results.iter().filter(|r| !r.ok).collect();
     assert!(failed.is_empty(), "{failed:#?}");
-    assert!(by_item(&results, "ssh key (linux)").detail.contains("is the private half of"), "{results:#?}");
+    let ssh_key = by_item(&results, "ssh key (linux)");
+    assert!(ssh_key.detail.contains("is the private half of"), "{results:#?}");
+    // The emulator gives ECS' fingerprint form, MD5 of the key blob in hex, which was compared.
+    let key = ecs_provisioner::ssh::ClientKey::load(&cluster.key_file, None).unwrap();
+    let md5 = ecs_provisioner::ssh::keys::ecs_fingerprint(key.public_key());
+    assert!(md5.len() == 32 && ssh_key.detail.contains(&format!("ECS fingerprint {md5}")), "{ssh_key:?}");
     assert!(by_item(&results, "disk categories (linux)").detail.contains("cloud_essd on sale"), "{results:#?}");
     assert_eq!(cluster.ecs.instances().len(), 0, "the dry run launched nothing");
     let dry_runs = cluster.ecs.run_instances_log();
@@ -140,7 +145,9 @@ zones = ["cn-hangzhou-z"]
     failed("image architecture (arm)", "is arm64 but ecs.c7.large is X86", "template \"arm\" an image-id");
     passed("key pair (arm)");
     failed("ssh key (arm)", "is not the private half of key pair ecs-provisioner-demo", "template \"arm\" ssh-private-key");
-    passed("RunInstances (DryRun) (arm)");
+    let other_md5 = ecs_provisioner::ssh::keys::ecs_fingerprint(&ecs_provisioner::ssh::keys::parse_public_key(&ecs_provisioner::ssh::keys::public_key_line(&other_key)).unwrap());
+    assert!(by_item(&results, "ssh key (arm)").detail.contains(&format!("MD5 {other_md5}")), "{:?}", by_item(&results, "ssh key (arm)"));
+    failed("RunInstances (DryRun) (arm)", "ImageNotSupportInstanceType", "template \"arm\"");
 
     failed("image (bad)", "m-missing not found", "template \"bad\" image-id");
     failed("security groups (bad)", "sg-missing", "template \"bad\" security-group-id(s)");

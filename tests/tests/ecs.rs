@@ -1018,3 +1018,67 @@ async fn launch_profile_parameters_match_the_official_request_model() {
     );
     assert_eq!(sim.run_instances_log().len(), 3);
 }
+
+/// RunInstances refuses what real ECS refuses before launching anything: an image whose
+/// architecture the instance type cannot boot (`403 ImageNotSupportInstanceType`) and a disk
+/// category the zone does not sell (`403 CategoryNotSupported`), named or defaulted; the same
+/// request with fitting values launches.
+#[tokio::test]
+async fn image_architecture_and_zone_disk_categories_are_enforced() {
+    const ARM_IMAGE: &str = "aliyun_3_arm64_20G_alibase_20240528.vhd";
+    let mut config = SimConfig::instant();
+    let mut arm = config.instance_types[0].clone();
+    arm.instance_type = "ecs.g8y.large".into();
+    arm.family = "ecs.g8y".into();
+    arm.cpu_architecture = "ARM".into();
+    config.instance_types.push(arm);
+    // Zone h sells no cloud_auto and no basic (cloud) disks.
+    for z in config.zones.iter_mut().filter(|z| z.zone_id == ZONE_H) {
+        z.disk_categories.retain(|c| c != "cloud_auto" && c != "cloud");
+    }
+    let sim = EcsSim::start(config).await.unwrap();
+    let c = client(&sim);
+
+    let mut arm_on_x86 = launch("ecs.c7.large", VSW_H, 1);
+    arm_on_x86.image_id = ARM_IMAGE.into();
+    let e = c.run_instances(&arm_on_x86).await.unwrap_err();
+    assert_eq!((e.http_status, e.code.as_str()), (Some(403), "ImageNotSupportInstanceType"), "{e}");
+    let mut x86_on_arm = launch("ecs.g8y.large", VSW_H, 1);
+    x86_on_arm.client_token = Some("x86-on-arm".into());
+    let e = c.run_instances(&x86_on_arm).await.unwrap_err();
+    assert_eq!(e.code, "ImageNotSupportInstanceType", "{e}");
+
+    let mut data = launch("ecs.c7.large", VSW_H, 1);
+    data.data_disks = vec![ecs_provisioner::ecs::DataDisk {
+        category: "cloud_auto".into(),
+        size_gib: 40,
+        performance_level: None,
+        delete_with_instance: true,
+    }];
+    let e = c.run_instances(&data).await.unwrap_err();
+    assert_eq!((e.http_status, e.code.as_str()), (Some(403), "CategoryNotSupported"), "{e}");
+    assert!(e.message.contains("cloud_auto"), "{e}");
+    let mut system = launch("ecs.c7.large", VSW_H, 1);
+    system.system_disk = Some(ecs_provisioner::ecs::SystemDisk {
+        category: Some("cloud".into()),
+        size_gib: Some(40),
+        performance_level: None,
+    });
+    let e = c.run_instances(&system).await.unwrap_err();
+    assert_eq!(e.code, "CategoryNotSupported", "{e}");
+    // A DryRun is refused the same way (it validates everything first).
+    data.dry_run = true;
+    data.client_token = Some("dry".into());
+    assert_eq!(c.run_instances(&data).await.unwrap_err().code, "CategoryNotSupported");
+    assert!(sim.instances().is_empty(), "a refused request launched something");
+
+    // Fitting values launch: the ARM image on the ARM type, cloud_auto where it is sold.
+    let mut fits = launch("ecs.g8y.large", VSW_H, 1);
+    fits.image_id = ARM_IMAGE.into();
+    c.run_instances(&fits).await.expect("arm64 image on an ARM type");
+    data.dry_run = false;
+    data.client_token = Some("zone-j".into());
+    data.vswitch_id = VSW_J.into();
+    c.run_instances(&data).await.expect("zone j sells cloud_auto");
+    assert_eq!(sim.instances().len(), 2);
+}

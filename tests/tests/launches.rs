@@ -289,3 +289,59 @@ auto-release-after = "12h"
     );
     h.shutdown().await;
 }
+
+/// Data disks with mount points, end to end on the emulators: the engine launches a template
+/// with two of them, the bootstrap (the real script, on the instance's emulated block devices)
+/// formats each once, adds a `nofail` fstab line and mounts it; after the agent drops, the
+/// re-bootstrap finds the filesystems and formats nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_disks_are_formatted_once_and_mounted() {
+    use ecs_provisioner::sim::disks;
+    let mut linux = Template::new("linux", 1, 1, 1);
+    linux.extra = r#"reconnect-timeout = "60s"
+data-disks = [
+  { category = "cloud_essd", size-gib = 100, performance-level = "PL0", mount-point = "/data" },
+  { category = "cloud_auto", size-gib = 40 },
+  { category = "cloud_efficiency", size-gib = 200, mount-point = "/var/cache/build" },
+]
+"#
+    .into();
+    let mut h = Harness::start(&Setup::new(EXE, vec![linux])).await;
+    h.spawn_loop();
+    wait_until("the node online", Duration::from_secs(90), || h.at_minimum(), || h.describe()).await;
+    let id = our_instances(&h.cluster)[0].instance_id.clone();
+    let root = h.cluster.ssh.instance_sysroot(&id);
+    // DataDisk.1 and DataDisk.3 have mount points; DataDisk.2 is left alone.
+    let (first, second, third) = (
+        disks::device_path(&root, &disks::disk_id(&id, 1)),
+        disks::device_path(&root, &disks::disk_id(&id, 2)),
+        disks::device_path(&root, &disks::disk_id(&id, 3)),
+    );
+    let path = |p: &std::path::Path| p.display().to_string();
+    assert_eq!(disks::formats(&root), [path(&first), path(&third)], "each disk with a mount point formatted once");
+    assert_eq!(std::fs::metadata(&second).unwrap().len(), 0, "the disk without a mount point was touched");
+    assert_eq!(
+        disks::mounts(&root),
+        [(path(&first), path(&root.join("data"))), (path(&third), path(&root.join("var/cache/build")))]
+    );
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+    let lines: Vec<&str> = fstab.lines().collect();
+    assert_eq!(lines.len(), 2, "{fstab}");
+    assert!(lines[0].starts_with("UUID=") && lines[0].ends_with(" /data ext4 defaults,nofail 0 2"), "{fstab}");
+    assert!(lines[1].ends_with(" /var/cache/build ext4 defaults,nofail 0 2"), "{fstab}");
+    let uuid_before = std::fs::read_to_string(&first).unwrap();
+
+    // The agent dies; the host bootstraps the same instance again.
+    let logins = h.cluster.ssh.logins().len();
+    assert!(h.cluster.ssh.kill_instance_processes(&id) >= 1);
+    wait_until("the agent is back after a second bootstrap", Duration::from_secs(60), || {
+        h.cluster.ssh.logins().len() > logins
+            && agent_nodes(&h.cluster).iter().any(|n| n.name.ends_with(&id) && n.connected)
+    }, || h.describe())
+    .await;
+    assert_eq!(disks::formats(&root).len(), 2, "a re-bootstrap formatted a disk again");
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), uuid_before, "the filesystem changed");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).unwrap(), fstab, "fstab lines were added twice");
+    assert_eq!(disks::mounts(&root).len(), 2, "mounted twice");
+    h.shutdown().await;
+}

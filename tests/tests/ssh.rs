@@ -693,6 +693,68 @@ async fn missing_java_fails_the_bootstrap_naming_the_image() {
     );
 }
 
+/// A `java` printing `banner` for `-version` (on stderr, as a JRE does).
+fn java_printing(dir: &Path, name: &str, banner: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\n[ \"$1\" = -version ] && printf '%s' '{banner}' >&2\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// Real OpenSSH sshd: a Java older than `java_min_version` stops the bootstrap before the
+/// agent, naming the version found and the one needed; a new enough one passes, also when
+/// the JVM first announces JAVA_TOOL_OPTIONS.
+#[tokio::test]
+async fn too_old_java_fails_the_bootstrap_naming_both_versions() {
+    let fx = Fixture::new();
+    let sshd = Sshd::start(&[&fx.key.public_line]);
+    let mut spec = fx.spec("i-oldjava", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.image_id = Some("m-jdk8".into());
+    spec.java = Some(java_printing(
+        fx.dir.path(),
+        "java8",
+        "openjdk version \"1.8.0_392\"\nOpenJDK Runtime Environment (Temurin)(build 1.8.0_392-b08)\n",
+    ));
+    let err = bootstrap(&spec, &fx.client()).await.expect_err("Java 8 is too old");
+    let BootstrapError::JavaTooOld { major, required, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*major, *required), (Some(8), 17));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("m-jdk8") && msg.contains("1.8.0_392") && msg.contains("Java 17 or later"),
+        "{msg}"
+    );
+    assert!(!fx.state_file("i-oldjava", "agent.pid").exists(), "an agent was started on Java 8");
+
+    // Java 21 behind a JAVA_TOOL_OPTIONS notice passes a minimum of 21.
+    spec.java = Some(java_printing(
+        fx.dir.path(),
+        "java21",
+        "Picked up JAVA_TOOL_OPTIONS: -Dfile.encoding=UTF-8\nopenjdk version \"21\" 2023-09-19\nOpenJDK Runtime Environment (build 21+35-2513)\n",
+    ));
+    spec.java_min_version = Some(21);
+    let report = bootstrap(&spec, &fx.client())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(
+        report.java_version.as_deref(),
+        Some("openjdk version \"21\" 2023-09-19")
+    );
+
+    // A launcher that prints no version at all is refused while a minimum is set.
+    let mut spec = fx.spec("i-oddjava", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.java = Some(java_printing(fx.dir.path(), "odd", "some wrapper\n"));
+    let err = bootstrap(&spec, &fx.client()).await.expect_err("no version");
+    assert!(err.to_string().contains("of unknown version"), "{err}");
+    spec.java_min_version = None;
+    bootstrap(&spec, &fx.client()).await.expect("no minimum: any Java");
+}
+
 #[tokio::test]
 async fn secret_file_is_0600_and_never_on_a_command_line() {
     let fx = Fixture::new();
@@ -824,6 +886,7 @@ fn emulated(id: &str, ip: [u8; 4], authorized_key: &str, running: bool) -> Emula
         authorized_key: authorized_key.into(),
         host_key_pem: keys::private_key_pem(&keys::generate_ed25519(&format!("root@{id}"))),
         running,
+        data_disks: Vec::new(),
     }
 }
 
@@ -975,4 +1038,53 @@ async fn the_same_bootstrap_succeeds_against_the_instance_ssh_emulator() {
     emulator.shutdown().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!process_running(pid_b), "shutdown left an agent running");
+}
+
+/// Real OpenSSH sshd runs the `mount-data-disks` step: sshd's `SetEnv` gives the sessions an
+/// emulated instance root and the device-command shims first on `PATH` (the shims refuse any
+/// path outside that root, so the host's disks are out of reach). Two blank disks are
+/// formatted and mounted once; a second bootstrap formats nothing; a disk holding a partition
+/// table is left alone and named in the error.
+#[tokio::test]
+async fn data_disks_are_formatted_once_over_real_sshd() {
+    use ecs_provisioner::sim::disks;
+    use ecs_provisioner::ssh::data_disks::DiskMount;
+    let fx = Fixture::new();
+    let root = fx.dir.path().join("sysroot");
+    let shims = fx.dir.path().join("shims");
+    disks::install_shims(&shims).unwrap();
+    let ids = ["d-bp1real0000000001", "d-bp1real0000000002", "d-bp1real0000000003"].map(String::from);
+    disks::prepare_sysroot(&root, &ids).unwrap();
+    let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap());
+    let sshd = Sshd::start_with_config(
+        &[&fx.key.public_line],
+        &format!("SetEnv ECSP_SYSROOT={} PATH={path}", root.display()),
+    );
+    let mut spec = fx.spec("i-disks", Ipv4Addr::LOCALHOST, sshd.port());
+    spec.data_disks = vec![
+        DiskMount { disk_id: ids[0].clone(), mount_point: "/data".into() },
+        DiskMount { disk_id: ids[1].clone(), mount_point: "/var/cache/build".into() },
+    ];
+    let report = bootstrap(&spec, &fx.client())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert!(report.data_disks.iter().all(|(_, o)| o.formatted && o.mounted), "{:?}", report.data_disks);
+    assert_eq!(disks::formats(&root).len(), 2);
+    assert_eq!(disks::mounts(&root).len(), 2);
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+    assert_eq!(fstab.lines().filter(|l| l.contains(" ext4 defaults,nofail 0 2")).count(), 2, "{fstab}");
+
+    let again = bootstrap(&spec, &fx.client()).await.unwrap();
+    assert!(again.data_disks.iter().all(|(_, o)| !o.formatted && !o.mounted), "{:?}", again.data_disks);
+    assert_eq!(disks::formats(&root).len(), 2, "a second bootstrap formatted a disk");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).unwrap(), fstab);
+
+    // A disk with a partition table but no filesystem is not formatted.
+    std::fs::write(disks::device_path(&root, &ids[2]), "ECSP-SIM-PT gpt\n").unwrap();
+    spec.data_disks.push(DiskMount { disk_id: ids[2].clone(), mount_point: "/scratch".into() });
+    let err = bootstrap(&spec, &fx.client()).await.expect_err("a partitioned disk is left alone");
+    let msg = err.to_string();
+    assert!(msg.contains(&ids[2]) && msg.contains("/scratch") && msg.contains("PTTYPE=gpt"), "{msg}");
+    assert_eq!(disks::formats(&root).len(), 2);
+    assert_eq!(std::fs::read_to_string(disks::device_path(&root, &ids[2])).unwrap(), "ECSP-SIM-PT gpt\n");
 }

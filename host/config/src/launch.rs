@@ -32,6 +32,9 @@ pub struct DataDiskConfig {
     /// Released with the instance (default `true`; `false` leaves the disk behind, billed).
     #[serde(default = "yes")]
     pub delete_with_instance: bool,
+    /// Where the bootstrap mounts the disk (absolute, not `/`), after creating an ext4
+    /// filesystem on it if it has none; `None`: left alone, unformatted.
+    pub mount_point: Option<String>,
 }
 
 fn yes() -> bool {
@@ -408,6 +411,11 @@ pub(crate) fn validate_keys(k: &LaunchKeys, at: &str, text: &str, problems: &mut
                     ));
                 }
             }
+            if let Some(mp) = &d.mount_point
+                && let Err(e) = check_mount_point(mp)
+            {
+                problems.push(format!("{here}: mount-point {mp:?} {e}"));
+            }
             let (min, max) = data_disk_sizes(&d.category, d.performance_level.as_deref());
             if !(min..=max).contains(&d.size_gib) {
                 let level = d
@@ -493,6 +501,18 @@ pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<S
     {
         problems.push(format!("{at}: security group {} is listed twice", dup.1));
     }
+    let mut mount_points: Vec<&str> = Vec::new();
+    for d in p.keys.data_disks.iter().flatten() {
+        if let Some(mp) = &d.get_ref().mount_point {
+            let mp = mp.trim_end_matches('/');
+            if mount_points.contains(&mp) {
+                problems.push(format!(
+                    "{at}: data-disks: mount-point {mp:?} is given to two disks; each needs its own"
+                ));
+            }
+            mount_points.push(mp);
+        }
+    }
     let k = &p.keys;
     let category = k.system_disk_category.as_deref();
     if let Some(level) = &k.system_disk_performance_level
@@ -519,6 +539,24 @@ pub(crate) fn validate_profile(p: &LaunchProfile, at: &str, problems: &mut Vec<S
             "{at}: system-disk-size-gib {size} is outside 20-2048 GiB"
         ));
     }
+}
+
+/// A mount point the bootstrap can use: absolute, not `/`, no `.`/`..` parts, no whitespace
+/// or control characters (fstab separates fields with blanks).
+fn check_mount_point(mp: &str) -> Result<(), &'static str> {
+    if !mp.starts_with('/') {
+        return Err("is not an absolute path");
+    }
+    if mp.trim_end_matches('/').is_empty() {
+        return Err("is the root directory, which is the system disk's");
+    }
+    if mp.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains blanks or control characters (fstab cannot hold them)");
+    }
+    if mp.split('/').any(|part| part == "." || part == "..") {
+        return Err("contains . or .. parts");
+    }
+    Ok(())
 }
 
 /// ECS `HostName` rules for Linux: 2-64 characters; dot-separated segments of letters, digits
@@ -605,6 +643,17 @@ mod tests {
                 .contains("{instance_id}"),
             "ECS names have no instance id placeholder"
         );
+    }
+
+    #[test]
+    fn mount_points_are_absolute_and_not_the_root() {
+        assert!(check_mount_point("/data").is_ok());
+        assert!(check_mount_point("/var/lib/docker/").is_ok());
+        assert!(check_mount_point("data").unwrap_err().contains("absolute"));
+        assert!(check_mount_point("/").unwrap_err().contains("root directory"));
+        assert!(check_mount_point("//").unwrap_err().contains("root directory"));
+        assert!(check_mount_point("/my data").unwrap_err().contains("blanks"));
+        assert!(check_mount_point("/data/../etc").unwrap_err().contains(".."));
     }
 
     #[test]

@@ -354,6 +354,10 @@ pub struct TemplateConfig {
     /// JVM options (`{jvm_options}`), e.g. `["-Xmx2g"]`.
     #[serde(default)]
     pub jvm_options: Vec<String>,
+    /// Oldest Java feature release the agents may run on (`java -version` is checked before
+    /// the agent starts); 0: any. Default 17, what Jenkins 2.463 and later need.
+    #[serde(default = "defaults::java_min_version")]
+    pub java_min_version: u32,
     /// Agent working directory on the instance.
     #[serde(default = "defaults::remote_fs")]
     pub remote_fs: String,
@@ -632,6 +636,9 @@ impl Config {
             if t.java_path.trim().is_empty() {
                 problems.push(format!("{at}: java-path must not be empty (the default is \"java\", found on PATH)"));
             }
+            if t.java_min_version != 0 && !(8..=99).contains(&t.java_min_version) {
+                problems.push(format!("{at}: java-min-version {} is not a Java feature release (8-99, e.g. 17 or 21; 0 = any)", t.java_min_version));
+            }
             if let Some(bad) = t.jvm_options.iter().find(|o| !o.starts_with('-')) {
                 problems.push(format!("{at}: jvm-options: {bad:?} is not a JVM option (they start with '-', one option per list item)"));
             }
@@ -714,6 +721,7 @@ mod defaults {
     pub fn launch_timeout() -> Duration { Duration::from_secs(900) }
     pub fn remote_fs() -> String { "/var/lib/jenkins-agent".into() }
     pub fn java_path() -> String { "java".into() }
+    pub fn java_min_version() -> u32 { ecsp_ssh::bootstrap::DEFAULT_JAVA_MIN_VERSION }
     pub fn agent_command() -> String {
         "{java} {jvm_options} -jar {work_dir}/agent.jar -url {jenkins_url} -name {node_name} -secret @{secret_file} -webSocket -workDir {work_dir}".into()
     }
@@ -895,6 +903,12 @@ max-nodes = 10
         assert!(bad("", "jvm-options = [\"Xmx2g\"]").contains("jvm-options: \"Xmx2g\" is not a JVM option"));
         assert!(bad("", "connect-via = \"public-ip\"").contains("connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0"));
         assert!(bad("", "connect-via = \"public\"").contains("connect-via"));
+        let e = bad("", "data-disks = [\n  { category = \"cloud_essd\", size-gib = 40, mount-point = \"data\" },\n]");
+        assert!(e.contains("data-disks entry at line 21: mount-point \"data\" is not an absolute path"), "{e}");
+        assert!(bad("", "data-disks = [{ category = \"cloud_essd\", size-gib = 40, mount-point = \"/\" }]").contains("root directory"));
+        let e = bad("", "data-disks = [{ category = \"cloud_essd\", size-gib = 40, mount-point = \"/data\" }, { category = \"cloud_essd\", size-gib = 40, mount-point = \"/data/\" }]");
+        assert!(e.contains("mount-point \"/data\" is given to two disks"), "{e}");
+        assert!(bad("", "java-min-version = 5").contains("java-min-version 5 is not a Java feature release"));
     }
 
     #[test]

@@ -640,6 +640,37 @@ impl JenkinsClient {
         })
     }
 
+    /// The builds Jenkins records as run on node `name` (its `rssAll` feed; see
+    /// [`super::node_builds`]), or `None` if there is no such node.
+    pub async fn node_builds(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<super::node_builds::NodeBuild>>, JenkinsError> {
+        let op = Op::READ_NODE_BUILDS;
+        let path = format!("computer/{}/rssAll", encode_segment(name));
+        let resp = match self
+            .send(self.request(Method::GET, &path), op, &format!("node {name:?}"))
+            .await
+        {
+            Ok(r) => r,
+            Err(JenkinsError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let body = resp
+            .text()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                op: op.what,
+                source,
+            })?;
+        super::node_builds::parse_rss_all(&body)
+            .map(Some)
+            .map_err(|reason| JenkinsError::Decode {
+                op: op.what,
+                reason,
+            })
+    }
+
     /// Downloads `<root>/jnlpJars/agent.jar`. With `if_modified_since` (a `Last-Modified`
     /// value from an earlier download) Jenkins answers 304 when the jar has not changed, which
     /// costs no transfer.

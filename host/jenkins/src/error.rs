@@ -31,6 +31,11 @@ impl Op {
         what: "read node",
         permission: "Overall/Read (Agent/ExtendedRead for details)",
     };
+    /// Reading the builds a node ran (`/computer/<name>/rssAll`); needs Overall/Read and Job/Read.
+    pub const READ_NODE_BUILDS: Op = Op {
+        what: "read the builds of a node (rssAll)",
+        permission: "Overall/Read and Job/Read on the jobs",
+    };
     /// Reading the build queue; needs Overall/Read and Job/Read on the queued jobs.
     pub const READ_QUEUE: Op = Op {
         what: "read the build queue",

@@ -9,7 +9,8 @@
 //! - [`why`] + [`demand`]: which template each queued build needs;
 //! - [`agent_jar`]: the controller's agent.jar, cached by content hash, for delivery to instances;
 //! - [`anchor`]: one offline anchor node per template so Jenkins keeps naming labels;
-//! - [`activity`]: idle-since and build counts per node, which the API does not export.
+//! - [`activity`]: idle-since and build counts per node, which the API does not export;
+//! - [`node_builds`]: the builds Jenkins records per node (`rssAll`), for `max-uses`.
 #![warn(missing_docs)]
 
 pub mod activity;
@@ -20,6 +21,7 @@ pub mod demand;
 pub mod error;
 pub mod label;
 pub mod model;
+pub mod node_builds;
 pub mod why;
 
 pub use activity::{ActivityTracker, NodeActivity};

@@ -479,6 +479,12 @@ mod tests {
     }
 
     #[test]
+    fn the_emulated_jre_passes_the_default_java_check() {
+        let v = ecsp_ssh::java_version::parse_java_version(JAVA_VERSION_BANNER).unwrap();
+        assert!(v.major >= ecsp_ssh::bootstrap::DEFAULT_JAVA_MIN_VERSION, "{v:?}");
+    }
+
+    #[test]
     fn parses_agent_jar_flags_and_secret_files() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod disks;
 pub mod ecs;
 pub mod jenkins;
 pub mod metadata;
@@ -32,6 +33,9 @@ pub struct EmulatedInstance {
     pub host_key_pem: String,
     /// Whether the instance is in the `Running` state (sshd answers only then).
     pub running: bool,
+    /// Ids of its data disks (DescribeDisks), in attachment order: each is a device file of
+    /// the instance (see [`disks`]).
+    pub data_disks: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatedInstance {

@@ -16,6 +16,10 @@
 //! <command>` in `<root>/<instance-id>/` with `HOME` set to it, passing stdin, stdout, stderr
 //! and the exit status. Shells, PTYs and forwarding are refused.
 //!
+//! Disks: each instance has its own root `<root_dir>/.sysroot/<instance-id>/` where its data
+//! disks are device files, and shims of the few device commands the bootstrap uses come first
+//! on its `PATH` (see [`super::disks`]).
+//!
 //! Java: with [`SshEmulatorConfig::java`] set, every instance has a `java` on its `PATH` (a
 //! shell script under `<root_dir>/.jre/bin` that runs `<program> sim-agent "$@"`): an image with
 //! a JRE that runs agent.jar only. Without it, the instances have no Java, as a bare image.
@@ -90,8 +94,9 @@ pub struct SshEmulatorHandle {
 struct Shared {
     directory: Arc<dyn InstanceDirectory>,
     root_dir: PathBuf,
-    /// `PATH` of the commands when the instances have Java (its directory first).
-    command_path: Option<std::ffi::OsString>,
+    /// `PATH` of the commands: the disk shims, Java's directory when the instances have
+    /// Java, then the inherited `PATH`.
+    command_path: std::ffi::OsString,
     /// Distinguishes this emulator's processes from another's with the same instance ids.
     token: String,
     served: Mutex<HashSet<String>>,
@@ -109,10 +114,17 @@ pub async fn start(
     config: SshEmulatorConfig,
 ) -> std::io::Result<SshEmulatorHandle> {
     std::fs::create_dir_all(&config.root_dir)?;
-    let command_path = match &config.java {
-        Some(program) => Some(install_java(&config.root_dir, program)?),
-        None => None,
-    };
+    let shims = config.root_dir.join(".sim-bin");
+    super::disks::install_shims(&shims)?;
+    let mut command_path = shims.into_os_string();
+    if let Some(program) = &config.java {
+        command_path.push(":");
+        command_path.push(install_java(&config.root_dir, program)?);
+    }
+    if let Some(inherited) = std::env::var_os("PATH") {
+        command_path.push(":");
+        command_path.push(inherited);
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -151,6 +163,11 @@ impl SshEmulatorHandle {
     /// The directory an instance's commands run in (its `HOME`).
     pub fn instance_dir(&self, instance_id: &str) -> PathBuf {
         self.shared.root_dir.join(instance_id)
+    }
+
+    /// An instance's root directory, where its disks and fstab are (see [`super::disks`]).
+    pub fn instance_sysroot(&self, instance_id: &str) -> PathBuf {
+        sysroot_of(&self.shared.root_dir, instance_id)
     }
 
     /// Connections accepted (for an existing, running instance) and refused so far.
@@ -256,6 +273,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         instance_id: instance.instance_id.clone(),
         address,
         home: shared.root_dir.join(&instance.instance_id),
+        sysroot: sysroot_of(&shared.root_dir, &instance.instance_id),
+        data_disks: instance.data_disks.clone(),
         tag: format!("{}/{}", shared.token, instance.instance_id),
         path: shared.command_path.clone(),
         emulator: shared.clone(),
@@ -308,6 +327,10 @@ fn admit(stream: &TcpStream, shared: &Shared) -> Option<EmulatedInstance> {
     Some(instance)
 }
 
+fn sysroot_of(root_dir: &std::path::Path, instance_id: &str) -> PathBuf {
+    root_dir.join(".sysroot").join(instance_id)
+}
+
 fn valid_instance_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
@@ -336,8 +359,10 @@ struct InstanceSession {
     /// The instance address the connection arrived on (private or public).
     address: IpAddr,
     home: PathBuf,
+    sysroot: PathBuf,
+    data_disks: Vec<String>,
     tag: String,
-    path: Option<std::ffi::OsString>,
+    path: std::ffi::OsString,
     /// Where successful logins are recorded.
     emulator: Arc<Shared>,
     authorized: PublicKey,
@@ -383,6 +408,8 @@ impl server::Handler for InstanceSession {
         let ctx = ExecContext {
             instance_id: self.instance_id.clone(),
             home: self.home.clone(),
+            sysroot: self.sysroot.clone(),
+            data_disks: self.data_disks.clone(),
             tag: self.tag.clone(),
             path: self.path.clone(),
         };
@@ -423,8 +450,10 @@ impl InstanceSession {
 struct ExecContext {
     instance_id: String,
     home: PathBuf,
+    sysroot: PathBuf,
+    data_disks: Vec<String>,
     tag: String,
-    path: Option<std::ffi::OsString>,
+    path: std::ffi::OsString,
 }
 
 /// Waits for the channel's exec request, runs it, pumps the streams, reports the exit status.
@@ -466,11 +495,10 @@ async fn run_command(
     use std::os::unix::process::ExitStatusExt;
 
     std::fs::create_dir_all(&ctx.home)?;
-    let mut sh = tokio::process::Command::new("sh");
-    if let Some(path) = &ctx.path {
-        sh.env("PATH", path);
-    }
-    let mut child = sh
+    super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
+    let mut child = tokio::process::Command::new("sh")
+        .env("PATH", &ctx.path)
+        .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
         .arg("-c")
         .arg(std::ffi::OsStr::from_bytes(command))
         .current_dir(&ctx.home)
@@ -517,8 +545,7 @@ async fn run_command(
     })
 }
 
-/// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns the `PATH` that
-/// puts it first.
+/// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns its directory.
 fn install_java(
     root: &std::path::Path,
     program: &std::path::Path,
@@ -536,12 +563,7 @@ fn install_java(
     );
     std::fs::write(&java, script)?;
     std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755))?;
-    let mut path = bin.into_os_string();
-    if let Some(inherited) = std::env::var_os("PATH") {
-        path.push(":");
-        path.push(inherited);
-    }
-    Ok(path)
+    Ok(bin.into_os_string())
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl tokio::io::AsyncWrite + Unpin) {

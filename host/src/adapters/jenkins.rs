@@ -17,6 +17,7 @@ use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQ
 use super::activity_record::{activity_of, with_activity};
 use crate::engine::ports::ActivityRecord;
 use crate::jenkins::client::{describe_owned_instance, owner_of};
+use crate::jenkins::node_builds::NodeBuild;
 use crate::jenkins::{
     ActivityTracker, Computer, Credentials, InboundAgentSpec, JenkinsClient, JenkinsError,
     NodeMode, TemplateLabels, compute_demand, ensure_anchors,
@@ -30,6 +31,8 @@ struct NodeTemplate {
     executors: u32,
     remote_fs: String,
     mode: NodeMode,
+    /// `max-uses` (0: unlimited): its nodes' build histories are read each observation.
+    max_uses: u32,
 }
 
 impl NodeTemplate {
@@ -43,6 +46,7 @@ impl NodeTemplate {
                 config::NodeMode::Normal => NodeMode::Normal,
                 config::NodeMode::Exclusive => NodeMode::Exclusive,
             },
+            max_uses: t.max_uses,
         }
     }
 }
@@ -172,7 +176,13 @@ pub struct JenkinsAdapter {
     activity: Mutex<Activity>,
     /// Jenkins refused a node description change (no Agent/Configure): not tried again.
     idle_records_refused: std::sync::atomic::AtomicBool,
+    /// Builds each node's Jenkins history (`rssAll`) listed at its last successful read, for
+    /// a cycle where the read fails.
+    recorded_builds: Mutex<HashMap<String, u32>>,
 }
+
+/// Build histories read at once (one request per node of a `max-uses` template).
+const HISTORY_READS_AT_ONCE: usize = 8;
 
 /// The user and API token of `[jenkins]` (`token-env` or `token-file`).
 pub fn credentials_from_config(j: &crate::config::JenkinsConfig) -> anyhow::Result<Credentials> {
@@ -206,6 +216,7 @@ impl JenkinsAdapter {
             labels,
             activity: Mutex::new(Activity::default()),
             idle_records_refused: false.into(),
+            recorded_builds: Mutex::new(HashMap::new()),
         }
     }
 
@@ -221,6 +232,72 @@ impl JenkinsAdapter {
     pub fn client(&self) -> &JenkinsClient {
         &self.client
     }
+
+    /// Counts the uses of nodes of `max-uses` templates from the builds Jenkins records for
+    /// them (`rssAll`): a build shorter than a poll shows there, and the history outlives this
+    /// process. A node's uses are the larger of that count and the polled one (Pipeline runs
+    /// are not in the history: polling and the node's activity record count those). Only
+    /// connected nodes not yet used up are read: one request each per observation.
+    async fn count_recorded_builds(&self, agents: &mut [AgentNode]) {
+        use futures::StreamExt as _;
+        {
+            // What earlier reads found still counts (the history only grows).
+            let recorded = self.recorded_builds.lock().unwrap();
+            for a in agents.iter_mut() {
+                a.uses = a.uses.max(recorded.get(&a.name).copied().unwrap_or(0));
+            }
+        }
+        let limited: Vec<String> = agents
+            .iter()
+            .filter(|a| {
+                a.online
+                    && template_of(&a.name, &self.templates)
+                        .is_some_and(|t| t.max_uses > 0 && a.uses < t.max_uses)
+            })
+            .map(|a| a.name.clone())
+            .collect();
+        if limited.is_empty() {
+            return;
+        }
+        type History = Result<Option<Vec<NodeBuild>>, JenkinsError>;
+        let read: Vec<(String, History)> =
+            futures::stream::iter(limited)
+                .map(|name| async move {
+                    let builds = self.client.node_builds(&name).await;
+                    (name, builds)
+                })
+                .buffer_unordered(HISTORY_READS_AT_ONCE)
+                .collect()
+                .await;
+        let mut recorded = self.recorded_builds.lock().unwrap();
+        recorded.retain(|name, _| agents.iter().any(|a| &a.name == name));
+        let mut newest: HashMap<String, String> = HashMap::new();
+        for (name, builds) in read {
+            match builds {
+                Ok(Some(builds)) => {
+                    let n = builds.len() as u32;
+                    let seen = recorded.entry(name.clone()).or_default();
+                    *seen = (*seen).max(n);
+                    if let Some(b) = builds.first() {
+                        newest.insert(name, b.key());
+                    }
+                }
+                Ok(None) => {} // deleted since the listing
+                Err(e) => tracing::warn!(node = %name, error = %e,
+                    "cannot read the node's build history; its uses come from polling this cycle"),
+            }
+        }
+        for a in agents.iter_mut() {
+            if let Some(&n) = recorded.get(&a.name)
+                && n > a.uses
+            {
+                a.uses = n;
+                if let Some(key) = newest.remove(&a.name) {
+                    a.last_build = Some(key);
+                }
+            }
+        }
+    }
 }
 
 impl JenkinsPort for JenkinsAdapter {
@@ -231,11 +308,12 @@ impl JenkinsPort for JenkinsAdapter {
         // show it both queued and on a busy node, which launches a node nobody needs.
         let computers = self.client.computers().await.context("reading the Jenkins computers")?;
         let queue = self.client.queue().await.context("reading the Jenkins queue")?;
-        let agents = self.activity.lock().unwrap().observe(
+        let mut agents = self.activity.lock().unwrap().observe(
             &computers,
             |c| is_ours(c, &self.controller_id, &self.templates),
             now_ms,
         );
+        self.count_recorded_builds(&mut agents).await;
         // A broken anchor only blurs demand for Pipeline builds; it must not stop the cycle
         // (removals, housekeeping), so it is logged and retried next cycle.
         match ensure_anchors(&self.client, &self.labels, &computers).await {
@@ -454,6 +532,7 @@ max-nodes = 10
                 executors: 2,
                 remote_fs: "/home/jenkins".into(),
                 mode: NodeMode::Exclusive,
+                max_uses: 0,
             }
         );
         assert_eq!(t[1].mode, NodeMode::Normal);

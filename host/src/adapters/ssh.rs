@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::config::launch::LaunchProfile;
 use crate::config::{Config, ConnectVia, HostKeyPolicyConfig};
 use crate::ecs::{EcsClient, InstanceFilter};
 use crate::adapters::cloud::client_from_config;
@@ -16,6 +17,7 @@ use crate::adapters::jenkins::credentials_from_config;
 use crate::engine::now_ms;
 use crate::engine::ports::{BootstrapPort, BootstrapTarget};
 use crate::jenkins::{AgentJarCache, JenkinsClient};
+use crate::ssh::data_disks::DiskMount;
 use crate::ssh::{self, BootstrapSpec, JarUpload, ClientKey, ConsoleOutputSource, HostKeyPolicy, HostKeyVerifier, KnownHosts, PassphraseSource, SshClientConfig};
 
 /// Bootstraps instances over SSH with the configured key and host-key policy.
@@ -29,7 +31,7 @@ pub struct SshBootstrapper {
     jenkins_url: String,
     /// The controller's agent.jar, delivered to every instance.
     agent_jar: Arc<AgentJarCache>,
-    /// Looks up public IPs, for templates with `connect-via = "public-ip"` (none: no such template).
+    /// Looks up public IPs (`connect-via = "public-ip"`) and data disks (mount points); none when no template needs either.
     ecs: Option<EcsClient>,
 }
 
@@ -87,7 +89,12 @@ impl SshBootstrapper {
         let agent_jar = Arc::new(agent_jar_cache(&config)?);
         let ssh = key_of.into_iter().map(|(t, path)| (t, SshClientConfig::new(keys[&path].clone(), verifier.clone()))).collect();
         let public = config.templates.iter().any(|t| config.launch_profile(t).connect_via() == ConnectVia::PublicIp);
-        let ecs = if public { Some(client_from_config(&config).context("connect-via = \"public-ip\" looks addresses up in ECS")?) } else { None };
+        let mounts = config.templates.iter().any(|t| config.launch_profile(t).data_disks().iter().any(|d| d.mount_point.is_some()));
+        let ecs = if public || mounts {
+            Some(client_from_config(&config).context("connect-via = \"public-ip\" and data-disk mount points look instances up in ECS")?)
+        } else {
+            None
+        };
         Ok(SshBootstrapper { ecs, ..SshBootstrapper::new(ssh, config, agent_jar) })
     }
 }
@@ -120,6 +127,43 @@ impl SshBootstrapper {
             .and_then(|i| i.public_ip_address.0.first())
             .and_then(|a| a.parse::<Ipv4Addr>().ok())
             .with_context(|| format!("instance {instance_id} has no public IP (connect-via = \"public-ip\" needs internet-max-bandwidth-out above 0)"))
+    }
+}
+
+impl SshBootstrapper {
+    /// The data disks of `instance_id` that the profile gives a mount point, with their ECS
+    /// ids (one DescribeDisks). Disks are matched to `data-disks` entries by attachment order
+    /// (`DataDisk.N` gets the N-th data device), and each must have the entry's category and
+    /// size: a mismatch fails rather than formatting the wrong disk.
+    async fn disk_mounts(&self, instance_id: &str, profile: &LaunchProfile) -> anyhow::Result<Vec<DiskMount>> {
+        let wanted = profile.data_disks();
+        if wanted.iter().all(|d| d.mount_point.is_none()) {
+            return Ok(Vec::new());
+        }
+        let ecs = self.ecs.as_ref().context("no ECS client to look up data disks")?;
+        let mut found: Vec<_> = ecs
+            .describe_disks(instance_id)
+            .await
+            .with_context(|| format!("looking up the data disks of {instance_id}"))?
+            .into_iter()
+            .filter(|d| d.kind == "data")
+            .collect();
+        found.sort_by(|a, b| (a.device.len(), &a.device).cmp(&(b.device.len(), &b.device)));
+        if found.len() < wanted.len() {
+            anyhow::bail!("instance {instance_id} has {} data disks, its template lists {}", found.len(), wanted.len());
+        }
+        let mut mounts = Vec::new();
+        for (n, (want, disk)) in wanted.iter().zip(&found).enumerate() {
+            let Some(mount_point) = &want.mount_point else { continue };
+            if disk.category != want.category || disk.size != want.size_gib {
+                anyhow::bail!(
+                    "instance {instance_id}: data disk {} at {} is {} {} GiB, but data-disks entry {} is {} {} GiB; not formatting it",
+                    disk.disk_id, disk.device, disk.category, disk.size, n + 1, want.category, want.size_gib
+                );
+            }
+            mounts.push(DiskMount { disk_id: disk.disk_id.clone(), mount_point: mount_point.clone() });
+        }
+        Ok(mounts)
     }
 }
 
@@ -160,7 +204,9 @@ impl BootstrapPort for SshBootstrapper {
         // (a container, a wrapper script) is left to its own checks.
         spec.java = runs_java(&t.agent_command).then(|| t.java_path.clone());
         spec.jvm_options = t.jvm_options.clone();
+        spec.java_min_version = (t.java_min_version > 0).then_some(t.java_min_version);
         spec.image_id = Some(profile.image_id.clone());
+        spec.data_disks = self.disk_mounts(&target.instance_id, &profile).await?;
         let jar = self.agent_jar.current().await.with_context(|| format!("cannot get agent.jar from {}", self.agent_jar.url()))?;
         spec.agent_jar = Some(JarUpload { bytes: jar.bytes.clone(), sha256: jar.sha256.clone() });
         spec.init_script = (!t.init_script.trim().is_empty()).then(|| t.init_script.clone());
@@ -182,6 +228,8 @@ impl BootstrapPort for SshBootstrapper {
             Some(BootstrapError::Ssh(SshError::Timeout { .. })) => "timeout",
             Some(BootstrapError::InitScriptFailed { .. }) => "init-script",
             Some(BootstrapError::AgentNotRunning { .. }) => "agent-start",
+            Some(BootstrapError::JavaMissing { .. } | BootstrapError::JavaTooOld { .. }) => "java",
+            Some(BootstrapError::DataDisk { .. }) => "data-disk",
             _ => "other",
         }
     }

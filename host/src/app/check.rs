@@ -481,28 +481,38 @@ async fn check_key_pair(
         ));
         return out;
     };
-    // ECS returns the key pair's fingerprint (and, when asked, its public key): compare.
-    let matches = match (&pair.public_key, pair.key_pair_finger_print.as_str()) {
-        (Some(public), _) if !public.trim().is_empty() => {
-            Some(same_public_key(public, &key.public_key_line()))
-        }
-        (_, fp) if fp.starts_with("SHA256:") => Some(fp == key.fingerprint()),
-        _ => None,
-    };
+    let matches = key_matches_pair(&pair, &key);
     out.push(match matches {
-        Some(true) => pass(item("ssh key"), format!("{} is the private half of {} ({})", path.display(), pair.key_pair_name, key.fingerprint())),
+        Some(true) => pass(item("ssh key"), format!("{} is the private half of {} ({}; ECS fingerprint {})", path.display(), pair.key_pair_name, key.fingerprint(), pair.key_pair_finger_print)),
         Some(false) => fail(
             item("ssh key"),
-            format!("{} ({}) is not the private half of key pair {} ({})", path.display(), key.fingerprint(), pair.key_pair_name, pair.key_pair_finger_print),
+            format!("{} ({}; MD5 {}) is not the private half of key pair {} (ECS fingerprint {})", path.display(), key.fingerprint(), crate::ssh::keys::ecs_fingerprint(key.public_key()), pair.key_pair_name, pair.key_pair_finger_print),
             format!("point {private_key_setting} at the key pair's private key, or {pair_key} at the pair of this key"),
         ),
         None => fail(
             item("ssh key"),
-            format!("cannot compare: ECS gave neither the public key nor a SHA256 fingerprint ({:?})", pair.key_pair_finger_print),
+            format!("cannot compare: ECS gave neither the public key nor an MD5 or SHA256 fingerprint ({:?})", pair.key_pair_finger_print),
             "compare the fingerprints by hand in the ECS console",
         ),
     });
     out
+}
+
+/// Whether `key` is the private half of `pair`. ECS returns the pair's fingerprint (in its
+/// own form: MD5 of the key blob, hex) and, asked for, its public key; each one given in a
+/// known form is compared, and all must agree. `None`: neither can be compared.
+fn key_matches_pair(pair: &crate::ecs::KeyPair, key: &crate::ssh::ClientKey) -> Option<bool> {
+    let by_key = pair
+        .public_key
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(|public| same_public_key(public, &key.public_key_line()));
+    let by_fingerprint =
+        crate::ssh::keys::fingerprint_names(&pair.key_pair_finger_print, key.public_key());
+    match (by_key, by_fingerprint) {
+        (Some(a), Some(b)) => Some(a && b),
+        (one, other) => one.or(other),
+    }
 }
 
 /// Compares two OpenSSH public key lines by type and key data (comments ignored).
@@ -839,5 +849,35 @@ async fn check_websocket(root: &str, url_key: &str) -> CheckResult {
             format!("{url}: {e}"),
             format!("agents must reach {url_key}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(fingerprint: &str, public_key: Option<&str>) -> crate::ecs::KeyPair {
+        serde_json::from_value(serde_json::json!({
+            "KeyPairName": "ci", "KeyPairFingerPrint": fingerprint, "PublicKey": public_key,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_key_is_compared_by_public_key_else_by_the_ecs_fingerprint() {
+        let key = crate::ssh::ClientKey::from_private_key(crate::ssh::keys::generate_ed25519("a"), "a");
+        let other = crate::ssh::ClientKey::from_private_key(crate::ssh::keys::generate_ed25519("b"), "b");
+        let md5 = crate::ssh::keys::ecs_fingerprint(key.public_key());
+        // DescribeKeyPairs without the public key: ECS' MD5 fingerprint decides.
+        assert_eq!(key_matches_pair(&pair(&md5, None), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, None), &other), Some(false));
+        // With it, the key itself (a comment differs, the key does not), and both must agree.
+        let line = key.public_key_line().replace(" a", " renamed");
+        assert_eq!(key_matches_pair(&pair("", Some(&line)), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, Some(&line)), &key), Some(true));
+        assert_eq!(key_matches_pair(&pair(&md5, Some(&line)), &other), Some(false));
+        let other_md5 = crate::ssh::keys::ecs_fingerprint(other.public_key());
+        assert_eq!(key_matches_pair(&pair(&other_md5, Some(&line)), &key), Some(false));
+        assert_eq!(key_matches_pair(&pair("unknown-form", None), &key), None);
     }
 }

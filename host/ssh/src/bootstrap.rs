@@ -2,6 +2,7 @@
 //!
 //! Steps, on one SSH connection: `connect` (retries until the deadline) -> `prepare` (work and
 //! state directories; the agent secret through stdin into a 0600 file; read the init marker) ->
+//! `mount-data-disks` (when data disks have mount points: see [`super::data_disks`]) ->
 //! `init-script` (once per instance) -> `java-and-jar` (`java -version`; the hash of the
 //! agent.jar already there) -> `upload-agent-jar` (only when it differs: through stdin into a
 //! temporary file, hash checked on the instance, then an atomic rename) -> `start-agent`
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use super::client::{OutputStream, RemoteExit, SshClientConfig, SshSession, SshTarget, connect};
+use super::data_disks::{self, DiskMount, DiskOutcome, DiskProblem};
 use super::error::SshError;
 use super::template::{render, render_with_words, sh_quote};
 
@@ -36,6 +38,8 @@ pub const DEFAULT_AGENT_COMMAND: &str = "{java} {jvm_options} -jar {agent_jar} -
      -secret @{secret_file} -name {node_name} -webSocket -workDir {work_dir}";
 /// Default Java launcher.
 pub const DEFAULT_JAVA: &str = "java";
+/// Oldest Java the controller's agents run on by default (Jenkins 2.463 and later need 17).
+pub const DEFAULT_JAVA_MIN_VERSION: u32 = 17;
 
 /// Shell snippet printing the SHA-256 of the file named by `$1` (empty if it cannot): GNU and
 /// busybox have `sha256sum`, BSDs and macOS `shasum`.
@@ -110,10 +114,15 @@ pub struct BootstrapSpec {
     pub java: Option<String>,
     /// JVM options `{jvm_options}` stands for.
     pub jvm_options: Vec<String>,
+    /// With `java` checked: the oldest feature release accepted (17 for `17.0.9`); an older
+    /// one, or a banner naming none, fails the bootstrap. `None`: any version.
+    pub java_min_version: Option<u32>,
     /// agent.jar to deliver to `{work_dir}/agent.jar` (skipped when the same jar is there).
     pub agent_jar: Option<JarUpload>,
     /// The instance's image, named when Java is missing.
     pub image_id: Option<String>,
+    /// Data disks to format (if blank) and mount before the init script runs.
+    pub data_disks: Vec<DiskMount>,
     /// Script run once per instance before the agent starts.
     pub init_script: Option<String>,
     /// Give up connecting at this instant (the launch deadline).
@@ -138,16 +147,18 @@ impl fmt::Debug for BootstrapSpec {
             .field("agent_command", &self.agent_command)
             .field("java", &self.java)
             .field("jvm_options", &self.jvm_options)
+            .field("java_min_version", &self.java_min_version)
             .field("agent_jar", &self.agent_jar)
             .field("image_id", &self.image_id)
+            .field("data_disks", &self.data_disks)
             .field("init_script", &self.init_script.as_ref().map(|s| s.len()))
             .finish_non_exhaustive()
     }
 }
 
 impl BootstrapSpec {
-    /// A spec with the default templates, no init script, no jar to deliver, no Java check, a
-    /// 15-minute init-script limit and a 1-second agent confirmation delay.
+    /// A spec with the default templates, no init script, no jar to deliver, no Java check (and
+    /// Java 17 as the oldest accepted once one is set), a 15-minute init-script limit and a 1-second agent confirmation delay.
     pub fn new(
         instance_id: impl Into<String>,
         ip: IpAddr,
@@ -168,8 +179,10 @@ impl BootstrapSpec {
             agent_command: DEFAULT_AGENT_COMMAND.into(),
             java: None,
             jvm_options: Vec::new(),
+            java_min_version: Some(DEFAULT_JAVA_MIN_VERSION),
             agent_jar: None,
             image_id: None,
+            data_disks: Vec::new(),
             init_script: None,
             deadline,
             init_script_timeout: Duration::from_secs(15 * 60),
@@ -355,6 +368,8 @@ pub struct BootstrapReport {
     pub connect_attempts: u32,
     /// Whether the init script ran.
     pub init_script: InitScriptOutcome,
+    /// Each data disk with a mount point and what was done to it, in order.
+    pub data_disks: Vec<(String, DiskOutcome)>,
     /// What became of agent.jar.
     pub agent_jar: JarDelivery,
     /// First line of `java -version` when Java was checked.
@@ -385,6 +400,14 @@ pub enum BootstrapError {
     /// Connecting or talking to the instance failed.
     #[error(transparent)]
     Ssh(#[from] SshError),
+    /// A data disk could not be found, formatted or mounted.
+    #[error("instance {instance_id}: {problem}; check the template's data-disks mount-point and the image (blkid, mkfs.ext4, mountpoint and sudo for a non-root user)")]
+    DataDisk {
+        /// The instance bootstrapped.
+        instance_id: String,
+        /// Which disk, and why.
+        problem: DiskProblem,
+    },
     /// The init script failed; the marker is not set, so it runs again next time.
     #[error("instance {instance_id}: init script failed ({exit}); last output:\n{}", last_lines.join("\n"))]
     InitScriptFailed {
@@ -421,6 +444,22 @@ pub enum BootstrapError {
         /// What `<java> -version` printed; may be empty.
         output: String,
     },
+    /// `java -version` worked but names a release older than required, or none at all.
+    #[error("instance {instance_id}: Java on image {image} is {}; the agents need Java {required} or later: install a newer JRE on the image or in init-script, point java-path at one, or lower java-min-version", match major { Some(m) => format!("too old: `{java} -version` says {version:?} (Java {m})"), None => format!("of unknown version: `{java} -version` printed {version:?}") })]
+    JavaTooOld {
+        /// The instance bootstrapped.
+        instance_id: String,
+        /// Its image.
+        image: String,
+        /// The Java launcher run.
+        java: String,
+        /// The banner's version line (or first line).
+        version: String,
+        /// Its feature release, if it names one.
+        major: Option<u32>,
+        /// `java_min_version`.
+        required: u32,
+    },
     /// The uploaded agent.jar did not arrive intact (or could not be hashed on the instance).
     #[error(
         "instance {instance_id}: agent.jar arrived at {path} with sha256 {got:?}, expected {expected} (the image needs sha256sum or shasum)"
@@ -454,8 +493,10 @@ impl BootstrapError {
             BootstrapError::Ssh(e) => e.instance_id(),
             BootstrapError::Template { instance_id, .. }
             | BootstrapError::InitScriptFailed { instance_id, .. }
+            | BootstrapError::DataDisk { instance_id, .. }
             | BootstrapError::StepFailed { instance_id, .. }
             | BootstrapError::JavaMissing { instance_id, .. }
+            | BootstrapError::JavaTooOld { instance_id, .. }
             | BootstrapError::AgentJarCorrupt { instance_id, .. }
             | BootstrapError::AgentNotRunning { instance_id, .. } => Some(instance_id),
         }
@@ -510,6 +551,14 @@ async fn run_steps(
             &absolute
         };
 
+        let disks = if spec.data_disks.is_empty() {
+            Vec::new()
+        } else {
+            let outcomes = mount_data_disks(&session, spec).await?;
+            lap(&mut steps, "mount-data-disks");
+            spec.data_disks.iter().map(|d| d.disk_id.clone()).zip(outcomes).collect()
+        };
+
         let init_script = match (&spec.init_script, init_done) {
             (None, _) => InitScriptOutcome::NotConfigured,
             (Some(_), true) => {
@@ -546,6 +595,7 @@ async fn run_steps(
         }
         Ok::<_, BootstrapError>((
             init_script,
+            disks,
             agent_jar,
             java_version,
             agent,
@@ -555,12 +605,13 @@ async fn run_steps(
     .await;
     let connect_attempts = session.attempts();
     session.close().await;
-    let (init_script, agent_jar, java_version, agent, work_dir) = result?;
+    let (init_script, data_disks, agent_jar, java_version, agent, work_dir) = result?;
     let report = BootstrapReport {
         instance_id: spec.instance_id.clone(),
         work_dir,
         connect_attempts,
         init_script,
+        data_disks,
         agent_jar,
         java_version,
         agent,
@@ -611,6 +662,41 @@ async fn prepare(
             output: format!("unexpected output {:?}", stdout.trim()),
         }),
     }
+}
+
+/// Formats (if blank) and mounts the data disks, one command for all of them.
+async fn mount_data_disks(
+    session: &SshSession,
+    spec: &BootstrapSpec,
+) -> Result<Vec<DiskOutcome>, BootstrapError> {
+    // Waiting for devices and mkfs on large disks take longer than one quick step.
+    let timeout = Duration::from_secs(600).min(
+        spec.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(90)),
+    );
+    let out = session
+        .exec(
+            "mount-data-disks",
+            &data_disks::command(&spec.data_disks),
+            None,
+            timeout,
+            &mut |_, _| {},
+        )
+        .await?;
+    if !out.exit.success() {
+        return Err(step_failed(spec, "mount-data-disks", out.exit, &out.stderr));
+    }
+    let outcomes = data_disks::parse(&spec.data_disks, &out.stdout_text()).map_err(|problem| {
+        BootstrapError::DataDisk {
+            instance_id: spec.instance_id.clone(),
+            problem,
+        }
+    })?;
+    for (d, o) in spec.data_disks.iter().zip(&outcomes) {
+        tracing::info!(disk = %d.disk_id, mount_point = %d.mount_point, formatted = o.formatted, mounted = o.mounted, "data disk ready");
+    }
+    Ok(outcomes)
 }
 
 /// Uploads the script through stdin, runs it in the work dir (output streamed to the log) and
@@ -671,8 +757,10 @@ async fn check_java_and_jar(
     let mut command = format!("{SHA256_FN}\n");
     if spec.java.is_some() {
         // `java -version` prints on stderr; a missing launcher exits 127 with the shell's reason.
+        // The line naming the version comes first unless the JVM announces JAVA_TOOL_OPTIONS.
         command.push_str(&format!(
-            "if v=$({j} -version 2>&1); then echo java-ok; printf '%s\\n' \"$v\" | head -n 1; \
+            "if v=$({j} -version 2>&1); then echo java-ok; \
+             {{ printf '%s\\n' \"$v\" | grep -m 1 ' version \"' || printf '%s\\n' \"$v\" | head -n 1; }}; \
              else echo \"java-missing $?\"; printf '%s\\n' \"$v\" | tail -n 3; exit 0; fi\n",
             j = sh_quote(&plan.java),
         ));
@@ -692,7 +780,11 @@ async fn check_java_and_jar(
     let mut java_version = None;
     if spec.java.is_some() {
         match lines.next().map(|l| l.split_once(' ').unwrap_or((l, ""))) {
-            Some(("java-ok", _)) => java_version = lines.next().map(|l| l.trim().to_string()),
+            Some(("java-ok", _)) => {
+                let line = lines.next().map(|l| l.trim().to_string()).unwrap_or_default();
+                check_java_version(spec, plan, &line)?;
+                java_version = Some(line);
+            }
             Some(("java-missing", code)) => {
                 return Err(BootstrapError::JavaMissing {
                     instance_id: spec.instance_id.clone(),
@@ -725,6 +817,29 @@ async fn check_java_and_jar(
         _ => false,
     };
     Ok((java_version, jar_present))
+}
+
+/// Refuses a Java older than `spec.java_min_version` (or one whose banner names no version).
+fn check_java_version(
+    spec: &BootstrapSpec,
+    plan: &ResolvedBootstrap,
+    version_line: &str,
+) -> Result<(), BootstrapError> {
+    let Some(required) = spec.java_min_version else {
+        return Ok(());
+    };
+    let major = super::java_version::parse_java_version(version_line).map(|v| v.major);
+    if major.is_some_and(|m| m >= required) {
+        return Ok(());
+    }
+    Err(BootstrapError::JavaTooOld {
+        instance_id: spec.instance_id.clone(),
+        image: spec.image_id.clone().unwrap_or_else(|| "(unknown)".into()),
+        java: plan.java.clone(),
+        version: version_line.to_string(),
+        major,
+        required,
+    })
 }
 
 /// Sends the jar through stdin into a temporary file beside its place, checks its hash on the

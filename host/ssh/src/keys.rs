@@ -115,6 +115,11 @@ impl ClientKey {
     pub fn public_key_line(&self) -> String {
         public_key_line(&self.key)
     }
+
+    /// The public half.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
 }
 
 fn is_encrypted_openssh(text: &str) -> bool {
@@ -172,6 +177,32 @@ pub fn fingerprint(key: &PublicKey) -> String {
     )
 }
 
+/// The fingerprint ECS gives a key pair (`KeyPairFingerPrint`, imported or created): the MD5
+/// of the public key blob, RFC 4716 section 4, in lower-case hex without colons.
+pub fn ecs_fingerprint(key: &PublicKey) -> String {
+    let blob = key.to_bytes().unwrap_or_default();
+    format!("{:x}", md5::compute(blob))
+}
+
+/// Whether a fingerprint as ECS or OpenSSH prints it names `key`: MD5 in hex with or without
+/// colons and an optional `MD5:` prefix, or `SHA256:<base64>`. `None`: neither form.
+pub fn fingerprint_names(fingerprint: &str, key: &PublicKey) -> Option<bool> {
+    let f = fingerprint.trim();
+    if let Some(sha) = f.strip_prefix("SHA256:") {
+        let ours = key.fingerprint(HashAlg::Sha256).to_string();
+        return Some(ours.trim_start_matches("SHA256:").trim_end_matches('=') == sha.trim_end_matches('='));
+    }
+    let hex: String = f
+        .strip_prefix("MD5:")
+        .unwrap_or(f)
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex == ecs_fingerprint(key))
+}
+
 /// Whether two public keys are the same key, ignoring comments.
 pub fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
     a.key_data() == b.key_data()
@@ -189,6 +220,32 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys and the fingerprints `ssh-keygen -l -E md5` / `-E sha256` print for them.
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJhB1/oLUwU338MQw6zcCJ56eu/LsJR0uxpnOwXnYFpF test";
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCLcFhMHSDlinzT0AJ6AG/sqSaAqokqjzLU79Sw1Ky0jTZkLcB290DuxCJbZhmnDKjl9Ipo1bjPHLOMAswKrZQQg8K9b8SUYHGxXZkl26DzKwl/bzcPKjSkY3lb2gJ0offuRoX9Yvw02CnR8dLEG32G8lO6eogZ3da1VONkOmJk84exaB3zW4j3cSiJKTJMMGp46l39skqYVRR30GJitPHxjMtFKTPlXC7pNIpNhhruFWJsnnORH3kXKv/xr4ExgRfxkxOayRzHPeiaiWKcwlvlOI0qN6osQd/FnyjNpBNK9iWXNYl/RlYo7uyVEb98GL4xlbV/k/T519TXYSrnq2mp rsa";
+
+    #[test]
+    fn ecs_fingerprints_are_the_md5_of_the_key_blob() {
+        let ed = parse_public_key(ED25519).unwrap();
+        let rsa = parse_public_key(RSA).unwrap();
+        assert_eq!(ecs_fingerprint(&ed), "334a2c68556b4cceca af2a19ff98ee6e".replace(' ', ""));
+        assert_eq!(ecs_fingerprint(&rsa), "b641563fbff8463739b32b7986ffb295");
+        // Every form a console or ssh-keygen shows, and only for the right key.
+        for f in [
+            "334a2c68556b4ccecaaf2a19ff98ee6e",
+            "33:4a:2c:68:55:6b:4c:ce:ca:af:2a:19:ff:98:ee:6e",
+            "MD5:33:4a:2c:68:55:6b:4c:ce:ca:af:2a:19:ff:98:ee:6e",
+            "334A2C68556B4CCECAAF2A19FF98EE6E",
+            "SHA256:HVg9Zx0XrDqT95ownocUJVGc6t1RBgFGzgVXT96Fk7I",
+        ] {
+            assert_eq!(fingerprint_names(f, &ed), Some(true), "{f}");
+            assert_eq!(fingerprint_names(f, &rsa), Some(false), "{f}");
+        }
+        assert_eq!(fingerprint_names("b6:41:56:3f:bf:f8:46:37:39:b3:2b:79:86:ff:b2:95", &rsa), Some(true));
+        assert_eq!(fingerprint_names("", &ed), None);
+        assert_eq!(fingerprint_names("fdaf8ff7a756ef843814fc****", &ed), None);
+    }
 
     #[test]
     fn generated_key_round_trips_through_pem_and_public_line() {

@@ -10,6 +10,8 @@
 //! - [`console`]: the host-key block of the console output that `strict` trusts;
 //! - [`client`]: russh client with retries, keepalives and per-step timeouts;
 //! - [`mod@bootstrap`]: init script once, secret file, detached agent start;
+//! - [`data_disks`]: data disks formatted once and mounted, by the bootstrap;
+//! - [`java_version`]: the release a `java -version` banner names;
 //! - [`template`]: `{placeholder}` rendering and shell quoting.
 // Errors carry the instance, address, step and both fingerprints so a log line explains itself;
 // they occur once per failed bootstrap, so their size does not matter, and flat variants keep
@@ -21,8 +23,10 @@
 pub mod bootstrap;
 pub mod client;
 pub mod console;
+pub mod data_disks;
 pub mod error;
 pub mod host_keys;
+pub mod java_version;
 pub mod keys;
 pub mod template;
 

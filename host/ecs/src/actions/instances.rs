@@ -443,6 +443,10 @@ pub struct Disk {
     /// Whether the disk is released with its instance (`DeleteWithInstance`); false if absent.
     #[serde(default)]
     pub delete_with_instance: bool,
+    /// Where the disk is attached (`/dev/xvdb`...): data disks get devices in `DataDisk.N`
+    /// order. Empty when ECS does not say.
+    #[serde(default)]
+    pub device: String,
 }
 
 #[derive(Deserialize)]

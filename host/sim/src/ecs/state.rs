@@ -600,6 +600,13 @@ impl InstanceDirectory for Cloud {
             authorized_key: inst.authorized_key.clone(),
             host_key_pem: inst.host_key_pem.clone(),
             running: status == "Running",
+            data_disks: inst
+                .disks
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.kind == "data")
+                .map(|(n, _)| crate::disks::disk_id(&inst.instance_id, n))
+                .collect(),
         })
     }
 }
@@ -618,7 +625,8 @@ fn key_pair_record(public_key: &str) -> Result<KeyPairRecord, ApiFailure> {
     })?;
     Ok(KeyPairRecord {
         public_key: public_key.trim().to_string(),
-        fingerprint: key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+        // As ECS computes it (ImportKeyPair: "RFC 4716 ... MD5").
+        fingerprint: ecsp_ssh::keys::ecs_fingerprint(&key),
         created_ms: now_ms(),
     })
 }

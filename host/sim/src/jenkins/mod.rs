@@ -12,6 +12,7 @@
 //! | `GET /_admin/stats` | [`SimStats`] JSON (finished builds with queue waits) |
 //! | `GET /_admin/nodes` | a JSON list of [`SimNodeView`] |
 
+mod feed;
 mod jnlp_jars;
 mod routes;
 mod state;

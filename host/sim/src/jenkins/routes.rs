@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::state::{EnqueueRequest, JobSpec, OfflineMark, node_from_form, now_ms};
-use super::{Shared, jnlp_jars, random_hex, tree, wsagent};
+use super::{Shared, feed, jnlp_jars, random_hex, tree, wsagent};
 use ecsp_jenkins::label::LabelExpr;
 
 type Shr = State<Arc<Shared>>;
@@ -34,6 +34,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/computer/doCreateItem", post(create_node))
         .route("/computer/{name}/", get(node_page))
         .route("/computer/{name}/api/json", get(node_json))
+        .route("/computer/{name}/rssAll", get(node_rss_all))
         .route("/computer/{name}/config.xml", get(node_config).post(update_node_config))
         .route("/computer/{name}/jenkins-agent.jnlp", get(node_jnlp))
         .route("/computer/{name}/slave-agent.jnlp", get(node_jnlp))
@@ -297,6 +298,16 @@ async fn node_json(
     };
     drop(st);
     json_response(v, &q)
+}
+
+async fn node_rss_all(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(e) = authenticate(&s, &headers) {
+        return e.into_response();
+    }
+    match feed::rss_all(&s.lock(), &name) {
+        Some(xml) => ([(header::CONTENT_TYPE, "application/atom+xml;charset=UTF-8")], xml).into_response(),
+        None => no_such_node(&name),
+    }
 }
 
 async fn node_config(State(s): Shr, headers: HeaderMap, Path(name): Path<String>) -> Response {

@@ -70,6 +70,8 @@ pub struct CompletedBuild {
     pub queue_id: u64,
     /// Job name.
     pub job: String,
+    /// What kind of job it was (freestyle-type builds appear in a node's history).
+    pub kind: JobKind,
     /// Build number.
     pub number: u64,
     /// Node it ran on.
@@ -568,7 +570,7 @@ impl State {
 
     // ---- JSON rendering, shaped like Stapler's output ----
 
-    fn build_url(&self, job: &str, number: u64) -> String {
+    pub(crate) fn build_url(&self, job: &str, number: u64) -> String {
         format!("{}job/{}/{}/", self.root_url, encode_segment(job), number)
     }
 
@@ -851,6 +853,7 @@ fn finished(r: Running, node: &str, now: u64, result: &str) -> CompletedBuild {
     CompletedBuild {
         queue_id: r.queue_id,
         job: r.job,
+        kind: r.kind,
         number: r.number,
         node: node.to_string(),
         label: r.label,

@@ -165,6 +165,31 @@ fn run_instances_checked(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure>
             "The specified zone does not support this instancetype.",
         ));
     }
+    if !launch_params::architecture_fits(&image.architecture, &itype.cpu_architecture) {
+        return Err(ApiFailure::new(
+            403,
+            "ImageNotSupportInstanceType",
+            "The specified image does not support the specified InstanceType.",
+        ));
+    }
+    // Only categories the request names: without one, ECS picks a default the zone sells.
+    let on_sale = cfg
+        .zones
+        .iter()
+        .find(|z| z.zone_id == zone)
+        .map(|z| z.disk_categories.as_slice())
+        .unwrap_or_default();
+    let named = get(p, "SystemDisk.Category")
+        .map(|_| &system_disk)
+        .into_iter()
+        .chain(data_disks.iter().enumerate().filter(|(i, _)| get(p, &format!("DataDisk.{}.Category", i + 1)).is_some()).map(|(_, d)| d));
+    if let Some(d) = named.into_iter().find(|d| !on_sale.contains(&d.category)) {
+        return Err(ApiFailure::new(
+            403,
+            "CategoryNotSupported",
+            format!("The specified zone does not offer the specified disk category. ({} disk {} in {zone})", d.kind, d.category),
+        ));
+    }
     let spot_strategy = get(p, "SpotStrategy").unwrap_or("NoSpot");
     if !["NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo"].contains(&spot_strategy) {
         return Err(ApiFailure::new(
@@ -595,7 +620,7 @@ pub(crate) fn describe_disks(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
         .filter(|(_, d)| kind == "all" || d.kind == kind)
         .map(|(n, d)| {
             json!({
-                "DiskId": format!("d-{}{:02}", instance_id.trim_start_matches("i-"), n),
+                "DiskId": crate::disks::disk_id(instance_id, n),
                 "InstanceId": instance_id,
                 "RegionId": cloud.config.region_id,
                 "ZoneId": zone,

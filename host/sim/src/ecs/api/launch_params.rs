@@ -167,6 +167,14 @@ fn repeated_known(name: &str) -> bool {
     }
 }
 
+/// Whether an image of `architecture` (DescribeImages: `x86_64`, `i386`, `arm64`) boots on
+/// an instance type of `cpu` (DescribeInstanceTypes `CpuArchitecture`: `X86`, `ARM`).
+pub(crate) fn architecture_fits(architecture: &str, cpu: &str) -> bool {
+    let arm_image = architecture.eq_ignore_ascii_case("arm64");
+    let arm_cpu = cpu.eq_ignore_ascii_case("ARM");
+    arm_image == arm_cpu
+}
+
 const CATEGORIES: &[&str] = &[
     "cloud_essd",
     "cloud_auto",

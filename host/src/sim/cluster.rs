@@ -1,4 +1,4 @@
-//! All three emulators in one process, wired together, plus a provisioner configuration that
+//! All the emulators (ECS with its STS, Jenkins, instance SSH) in one process, wired together, plus a provisioner configuration that
 //! points at them: what `demo`, `sim` and the end-to-end tests run on.
 //!
 //! The ECS emulator is the instance directory of the SSH emulator (each instance answers SSH at
@@ -18,6 +18,7 @@ use crate::ssh::keys::{generate_ed25519, private_key_pem, public_key_line};
 use super::ecs::{EcsSim, SimConfig as EcsSimConfig};
 use super::jenkins::{JenkinsSim, SimConfig as JenkinsSimConfig};
 use super::ssh::{SshEmulatorConfig, SshEmulatorHandle};
+use super::sts::{StsConfig, StsSim};
 
 /// The key pair name the cluster registers in the ECS emulator.
 pub const KEY_PAIR: &str = "ecs-provisioner-demo";
@@ -27,6 +28,9 @@ pub const KEY_PAIR: &str = "ecs-provisioner-demo";
 pub struct ClusterOptions {
     pub ecs: EcsSimConfig,
     pub ecs_listen: SocketAddr,
+    /// The STS emulator: roles and OIDC providers of the emulated account.
+    pub sts: StsConfig,
+    pub sts_listen: SocketAddr,
     pub jenkins_listen: SocketAddr,
     pub ssh_listen: SocketAddr,
     /// Instance home directories, keys, secrets and the known-hosts file live here.
@@ -42,6 +46,8 @@ impl ClusterOptions {
         ClusterOptions {
             ecs: EcsSimConfig::instant(),
             ecs_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sts: StsConfig::default(),
+            sts_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             jenkins_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.into(),
@@ -53,6 +59,8 @@ impl ClusterOptions {
 /// A running cluster of emulators.
 pub struct Cluster {
     pub ecs: EcsSim,
+    /// STS of the emulated account; ECS honours the sessions it issues.
+    pub sts: StsSim,
     pub jenkins: JenkinsSim,
     pub ssh: Arc<SshEmulatorHandle>,
     pub dir: PathBuf,
@@ -71,6 +79,7 @@ impl Cluster {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let ecs = EcsSim::bind(options.ecs, options.ecs_listen).await?;
+        let sts = StsSim::bind(options.sts, &ecs, options.sts_listen).await.context("starting the STS emulator")?;
         let jenkins = JenkinsSim::start(JenkinsSimConfig { bind: options.jenkins_listen, ..JenkinsSimConfig::default() })
             .await
             .context("starting the Jenkins emulator")?;
@@ -108,7 +117,7 @@ impl Cluster {
                 alive = now;
             }
         });
-        Ok(Cluster { ecs, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
+        Ok(Cluster { ecs, sts, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
     }
 
     /// A provisioner configuration for this cluster: `[cloud]`, `[jenkins]`, `[ssh]` filled
@@ -136,6 +145,7 @@ listen = "127.0.0.1:0"
 [cloud]
 region = "{region}"
 endpoint = "{endpoint}"
+sts-endpoint = "{sts}"
 vpc-id = "{vpc}"
 security-group-id = "{sg}"
 image-id = "{image}"
@@ -165,6 +175,7 @@ known-hosts = "{known_hosts}"
 "#,
             region = cfg.region_id,
             endpoint = self.ecs.base_url(),
+            sts = self.sts.base_url(),
             akid = self.ecs.credentials().access_key_id,
             secret = toml_path(&self.secret_file),
             jenkins = self.jenkins.base_url(),
@@ -190,6 +201,7 @@ known-hosts = "{known_hosts}"
             ),
         }
         self.jenkins.stop();
+        self.sts.shutdown().await;
         self.ecs.shutdown().await;
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::api;
 use super::faults::{Faults, NoStockRule};
 use super::state::{Cloud, RequestLogEntry, now_ms};
-use super::{auth, auth_v3};
+use super::{auth, auth_v3, sessions};
 use crate::ecs::signer::Params;
 
 /// An error answer: HTTP status, code, message (rendered in the real JSON/XML error shape).
@@ -175,11 +175,24 @@ fn handle(
     {
         let mut inner = cloud.lock();
         let tolerance = cloud.config.timestamp_tolerance_secs;
-        let accounts = &cloud.config.accounts;
+        let key_id = match &v3 {
+            Some(r) => r.auth.access_key_id.as_str(),
+            None => params.get("AccessKeyId").map(String::as_str).unwrap_or_default(),
+        };
+        // An STS session is checked like a configured key, then for its expiry.
+        let session = cloud.sessions.get(key_id);
+        let session_account = session.as_ref().map(|s| [s.account.clone()]);
+        let accounts = match &session_account {
+            Some(one) => one.as_slice(),
+            None => cloud.config.accounts.as_slice(),
+        };
         let account = match v3 {
             Some(r) => auth_v3::verify(&r, accounts, tolerance, &mut inner.nonces)?,
             None => auth::verify(method, params, accounts, tolerance, &mut inner.nonces)?,
         };
+        if let Some(s) = &session {
+            sessions::check_not_expired(s)?;
+        }
         if account.denied_actions.iter().any(|a| a == action) {
             return Err(ApiFailure::new(
                 403,

@@ -11,6 +11,7 @@ use ecs_provisioner::ecs::credentials::{
     ChainOptions, Credentials, CredentialsProvider, DefaultChain, EnvLookup, StsClient, sts,
 };
 use ecs_provisioner::ecs::{EcsClient, ErrorKind};
+use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
 use ecs_provisioner::sim::ecs::{EcsSim, SimConfig};
 use ecs_provisioner::sim::sts::{RoleSpec, StsConfig, StsFaults, StsSim};
 
@@ -459,4 +460,95 @@ async fn chain_precedence_matches_the_official_python_library() {
         }
     }
     eprintln!("{}", table.join("\n"));
+}
+
+/// The cluster's configuration with the credentials left to the default chain.
+fn chain_config(cluster: &Cluster, dir: &Path) -> PathBuf {
+    let text = cluster.config_text("creds", DAEMON_TEMPLATE, "").unwrap();
+    let static_block = format!(
+        "source = \"static\"\naccess-key-id = \"{}\"\nsecret-file = \"{}\"",
+        cluster.ecs.credentials().access_key_id,
+        cluster.secret_file.display()
+    );
+    assert!(text.contains(&static_block), "{text}");
+    write(&dir.join("config.toml"), &text.replace(&static_block, "source = \"chain\""))
+}
+
+const DAEMON_TEMPLATE: &str = r#"
+[[template]]
+name = "linux"
+labels = ["linux"]
+executors = 1
+max-nodes = 1
+instance-types = ["ecs.c7.large"]
+remote-fs = "agent"
+"#;
+
+/// The provisioner binary with only `env` (and a fresh HOME) in its environment.
+fn provisioner(args: &[&str], home: &Path, env: &[(&str, String)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_e2e-provisioner"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// The daemon on RRSA-style OIDC credentials that live 3 s: it keeps running across several
+/// expiries, every ECS call it makes is accepted, and it re-reads the rotating token.
+/// `check` names the source and the assumed identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_across_several_credential_expiries() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClusterOptions {
+        sts: StsConfig { session_lifetime_secs: Some(3), ..StsConfig::default() },
+        ..ClusterOptions::ephemeral(dir.path())
+    };
+    let cluster = Cluster::start(options).await.unwrap();
+    let config = chain_config(&cluster, dir.path());
+    let home = dir.path().join("home");
+    let token_file = write(&dir.path().join("oidc-token"), &cluster.sts.oidc_token("ack-rrsa", 600));
+    let env = vec![
+        ("ALIBABA_CLOUD_ROLE_ARN", cluster.sts.role_arn("ecs-provisioner")),
+        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", cluster.sts.oidc_provider_arn("ack-rrsa")),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file.display().to_string()),
+        ("ALIBABA_CLOUD_ROLE_SESSION_NAME", "daemon".to_string()),
+    ];
+    std::fs::create_dir_all(&home).unwrap();
+
+    let out = provisioner(&["check", "--config", config.to_str().unwrap()], &home, &env).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let line = printed.lines().find(|l| l.contains("credentials source")).unwrap_or_else(|| panic!("{printed}"));
+    assert!(line.starts_with("PASS") && line.contains("environment OIDC") && line.contains("[oidc_role_arn]"), "{printed}");
+    assert!(line.contains("assumed identity acs:ram::1234567890123456:assumed-role/ecs-provisioner/daemon"), "{printed}");
+
+    // The daemon's own requests come after check's (whose dry run answers DryRunOperation).
+    let after_check = cluster.ecs.request_log().last().map(|r| r.seq).unwrap_or(0);
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut daemon = provisioner(&["run", "--config", config.to_str().unwrap()], &home, &env)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        // The platform rotates the token: each refresh must bring the current one.
+        write(&token_file, &cluster.sts.oidc_token("ack-rrsa", 5));
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited:\n{}", std::fs::read_to_string(dir.path().join("daemon.log")).unwrap());
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let requests: Vec<_> = cluster.ecs.request_log().into_iter().filter(|r| r.seq > after_check).collect();
+    let sessions: std::collections::BTreeSet<_> =
+        requests.iter().filter(|r| r.access_key_id.starts_with("STS.")).map(|r| r.access_key_id.clone()).collect();
+    let failed: Vec<_> = requests.iter().filter(|r| r.status != 200).collect();
+    assert!(failed.is_empty(), "ECS refused calls: {failed:#?}");
+    assert!(sessions.len() >= 4, "expected a new session every ~2 s over 12 s, got {sessions:?}");
+    assert!(requests.len() >= 10, "the daemon hardly called ECS: {}", requests.len());
+    cluster.shutdown().await;
 }

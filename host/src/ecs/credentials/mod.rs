@@ -16,6 +16,8 @@ mod lazy;
 mod oidc;
 mod profile_file;
 mod ram_role;
+#[cfg(test)]
+mod redaction_tests;
 mod refresh;
 pub mod sts;
 mod uri;

@@ -33,7 +33,8 @@ impl UriSidecar {
             sts: StsClient::new(sts_sim.base_url()),
             base: ecs.credentials(),
             session: sts::RoleSession {
-                role_arn: sts::RoleArn::parse(&sts_sim.role_arn("ecs-provisioner"), "sidecar").unwrap(),
+                role_arn: sts::RoleArn::parse(&sts_sim.role_arn("ecs-provisioner"), "sidecar")
+                    .unwrap(),
                 session_name: "sidecar".into(),
                 policy: None,
                 duration_secs: 900,
@@ -44,7 +45,11 @@ impl UriSidecar {
             .route(
                 "/credentials",
                 get(|State(s): State<Sidecar>| async move {
-                    let c = s.sts.assume_role(&s.base, &s.session, None).await.map_err(|e| e.to_string())?;
+                    let c = s
+                        .sts
+                        .assume_role(&s.base, &s.session, None)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     s.served.fetch_add(1, Ordering::SeqCst);
                     Ok::<_, String>(axum::Json(serde_json::json!({
                         "Code": "Success",
@@ -56,7 +61,14 @@ impl UriSidecar {
                     })))
                 }),
             )
-            .route("/broken", get(|| async { axum::Json(serde_json::json!({ "Code": "Success", "AccessKeySecret": "hunter2" })) }))
+            .route(
+                "/broken",
+                get(|| async {
+                    axum::Json(
+                        serde_json::json!({ "Code": "Success", "AccessKeySecret": "hunter2" }),
+                    )
+                }),
+            )
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());

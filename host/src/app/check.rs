@@ -111,7 +111,11 @@ async fn check_credentials_source(client: &EcsClient, config: &Config) -> CheckR
     let creds = match client.current_credentials().await {
         Ok(c) => c,
         Err(e) => {
-            return fail(item, e.to_string(), "see [cloud.credentials] and the credentials sources in docs/configuration.md");
+            return fail(
+                item,
+                e.to_string(),
+                "see [cloud.credentials] and the credentials sources in docs/configuration.md",
+            );
         }
     };
     let picked = format!("{} [{}]", creds.source, creds.provider);
@@ -119,10 +123,24 @@ async fn check_credentials_source(client: &EcsClient, config: &Config) -> CheckR
         return pass(item, picked);
     }
     let cloud = &config.cloud;
-    let sts = StsClient::new(sts::endpoint_url(cloud.sts_endpoint.as_deref(), Some(&cloud.region), false));
+    let sts = StsClient::new(sts::endpoint_url(
+        cloud.sts_endpoint.as_deref(),
+        Some(&cloud.region),
+        false,
+    ));
     match sts.get_caller_identity(&creds).await {
-        Ok(id) => pass(item, format!("{picked}; assumed identity {} ({})", id.arn, id.identity_type)),
-        Err(e) => fail(item, format!("{picked}; GetCallerIdentity failed: {e}"), "check [cloud] sts-endpoint and the role's trust policy"),
+        Ok(id) => pass(
+            item,
+            format!(
+                "{picked}; assumed identity {} ({})",
+                id.arn, id.identity_type
+            ),
+        ),
+        Err(e) => fail(
+            item,
+            format!("{picked}; GetCallerIdentity failed: {e}"),
+            "check [cloud] sts-endpoint and the role's trust policy",
+        ),
     }
 }
 

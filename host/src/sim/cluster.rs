@@ -1,5 +1,6 @@
-//! All the emulators (ECS with its STS, Jenkins, instance SSH) in one process, wired together, plus a provisioner configuration that
-//! points at them: what `demo`, `sim` and the end-to-end tests run on.
+//! All the emulators (ECS with its STS, Jenkins, instance SSH) in one process, wired together,
+//! plus a provisioner configuration that points at them: what `demo`, `sim` and the end-to-end
+//! tests run on.
 //!
 //! The ECS emulator is the instance directory of the SSH emulator (each instance answers SSH at
 //! its own 127.x.y.z address), and a reaper kills an instance's processes (its agent) when the

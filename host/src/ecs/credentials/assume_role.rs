@@ -60,6 +60,10 @@ impl CredentialsProvider for AssumeRoleProvider {
         Box::pin(self.cache.get(|| self.fetch()))
     }
     fn describe(&self) -> String {
-        format!("{} (AssumeRole {})", self.origin, self.session.role_arn.as_str())
+        format!(
+            "{} (AssumeRole {})",
+            self.origin,
+            self.session.role_arn.as_str()
+        )
     }
 }

@@ -100,7 +100,10 @@ impl CliConfigProvider {
         };
         let config: CliConfig = serde_json::from_str(&text)
             .map_err(|e| CredentialsError::invalid(self.name(), format!("not valid JSON: {e}")))?;
-        let wanted = self.profile.clone().unwrap_or_else(|| config.current.clone());
+        let wanted = self
+            .profile
+            .clone()
+            .unwrap_or_else(|| config.current.clone());
         self.build(&config, &wanted, &mut Vec::new())
     }
 
@@ -194,8 +197,8 @@ impl CliConfigProvider {
                 ))
             }
             "OIDC" => {
-                let session_name = non_empty(&profile.ram_session_name)
-                    .unwrap_or(&profile.role_session_name);
+                let session_name =
+                    non_empty(&profile.ram_session_name).unwrap_or(&profile.role_session_name);
                 Box::new(OidcRoleProvider::new(
                     role_session(session_name)?,
                     require(&profile.oidc_provider_arn, "oidc_provider_arn")?,
@@ -218,10 +221,7 @@ impl CliConfigProvider {
     }
 
     async fn read(&self) -> Result<Credentials, CredentialsError> {
-        let provider = self
-            .built
-            .get_or_try_init(|| async { self.load() })
-            .await?;
+        let provider = self.built.get_or_try_init(|| async { self.load() }).await?;
         provider.credentials().await
     }
 }

@@ -146,8 +146,10 @@ pub enum CredentialsError {
     /// No source in the chain is configured.
     #[error(
         "no Alibaba Cloud credentials found; tried: {}. Set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-         ALIBABA_CLOUD_ACCESS_KEY_SECRET, configure `aliyun configure`, write \
-         ~/.alibabacloud/credentials, or attach a RAM role to this ECS instance",
+         ALIBABA_CLOUD_ACCESS_KEY_SECRET (or the OIDC variables ALIBABA_CLOUD_ROLE_ARN, \
+         ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE), configure `aliyun \
+         configure`, write ~/.alibabacloud/credentials, attach a RAM role to this ECS instance, \
+         or set ALIBABA_CLOUD_CREDENTIALS_URI",
         tried.join("; ")
     )]
     NoneFound { tried: Vec<String> },

@@ -75,7 +75,10 @@ impl OidcRoleProvider {
                 .collect();
                 return Err(CredentialsError::invalid(
                     "environment OIDC",
-                    format!("{} not set (all three OIDC variables are needed)", missing.join(" and ")),
+                    format!(
+                        "{} not set (all three OIDC variables are needed)",
+                        missing.join(" and ")
+                    ),
                 ));
             }
         };
@@ -103,7 +106,10 @@ impl OidcRoleProvider {
         let text = std::fs::read_to_string(&self.token_file).map_err(|e| {
             CredentialsError::invalid(
                 &self.token_file_setting,
-                format!("cannot read the OIDC token file {}: {e}", self.token_file.display()),
+                format!(
+                    "cannot read the OIDC token file {}: {e}",
+                    self.token_file.display()
+                ),
             )
         })?;
         let token = text.trim();
@@ -139,6 +145,10 @@ impl CredentialsProvider for OidcRoleProvider {
         Box::pin(self.cache.get(|| self.fetch()))
     }
     fn describe(&self) -> String {
-        format!("{} (AssumeRoleWithOIDC {})", self.origin, self.session.role_arn.as_str())
+        format!(
+            "{} (AssumeRoleWithOIDC {})",
+            self.origin,
+            self.session.role_arn.as_str()
+        )
     }
 }

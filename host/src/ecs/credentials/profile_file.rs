@@ -106,13 +106,16 @@ impl ProfileFileProvider {
                 })
             }
             Some("ecs_ram_role") => {
-                let role =
-                    EcsRamRoleProvider::new(self.options.metadata_base_url.clone(), get("role_name"));
+                let role = EcsRamRoleProvider::new(
+                    self.options.metadata_base_url.clone(),
+                    get("role_name"),
+                );
                 self.use_role(Box::new(role)).await
             }
             Some(kind @ ("ram_role_arn" | "oidc_role_arn")) => {
                 let key = |k: &str| format!("{} `{k}`", self.name());
-                let session_name = get("role_session_name").unwrap_or_else(sts::default_session_name);
+                let session_name =
+                    get("role_session_name").unwrap_or_else(sts::default_session_name);
                 sts::check_session_name(&session_name, &key("role_session_name"))?;
                 let session = RoleSession {
                     role_arn: RoleArn::parse(&require("role_arn")?, &key("role_arn"))?,
@@ -121,7 +124,9 @@ impl ProfileFileProvider {
                     duration_secs: sts::DEFAULT_DURATION_SECS,
                 };
                 let vpc = get("enable_vpc").map(|v| v.eq_ignore_ascii_case("true"));
-                let sts = self.options.sts_client(None, get("sts_region").as_deref(), vpc);
+                let sts = self
+                    .options
+                    .sts_client(None, get("sts_region").as_deref(), vpc);
                 let provider: Box<dyn CredentialsProvider> = if kind == "ram_role_arn" {
                     let base = Credentials::access_key(
                         require("access_key_id")?,
@@ -226,7 +231,10 @@ mod tests {
         assert!(e.contains("rsa_key_pair") && e.contains("[rsa]"), "{e}");
         let (_d, p) = provider(Some("badarn"));
         let e = p.credentials().await.unwrap_err().to_string();
-        assert!(e.contains("[badarn] `role_arn`") && e.contains("role/builder"), "{e}");
+        assert!(
+            e.contains("[badarn] `role_arn`") && e.contains("role/builder"),
+            "{e}"
+        );
         let (_d, p) = provider(Some("nope"));
         let e = p.credentials().await.unwrap_err().to_string();
         assert!(e.contains("no section [nope]"), "{e}");

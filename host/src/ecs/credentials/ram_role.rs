@@ -3,10 +3,10 @@
 //! by the rules every temporary source shares (`refresh`).
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use serde::Deserialize;
 use super::refresh::RefreshCache;
 use super::{Credentials, CredentialsError, CredentialsProvider};
+use futures::future::BoxFuture;
+use serde::Deserialize;
 
 /// The real instance metadata service.
 pub const DEFAULT_METADATA_BASE_URL: &str = "http://100.100.100.200";
@@ -152,7 +152,6 @@ impl EcsRamRoleProvider {
         tracing::debug!(role = %role, expiration = %rc.expiration, "fetched RAM role credentials");
         Ok(c)
     }
-
 }
 
 impl CredentialsProvider for EcsRamRoleProvider {

@@ -34,9 +34,15 @@ async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let ecs = EcsSim::start(SimConfig::instant()).await.unwrap();
-    let sts = StsSim::start(StsConfig { session_lifetime_secs: Some(2), ..StsConfig::default() }, &ecs)
-        .await
-        .unwrap();
+    let sts = StsSim::start(
+        StsConfig {
+            session_lifetime_secs: Some(2),
+            ..StsConfig::default()
+        },
+        &ecs,
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token = sts.oidc_token("ack-rrsa", 600);
     let token_file = dir.path().join("token");
@@ -56,7 +62,10 @@ async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
         client.clone(),
         "environment OIDC",
     );
-    let mut secrets = vec![token.clone(), ecs.credentials().access_key_secret.expose().to_string()];
+    let mut secrets = vec![
+        token.clone(),
+        ecs.credentials().access_key_secret.expose().to_string(),
+    ];
     let mut out = Vec::new();
     // Issue, refresh after expiry, then a chained AssumeRole signed with the session.
     for _ in 0..2 {
@@ -79,18 +88,41 @@ async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
     let mut wrong = base.clone();
     wrong.access_key_secret = Secret::new("WRONG-secret-778");
     secrets.push("WRONG-secret-778".into());
-    let e = client.assume_role(&wrong, &session, None).await.unwrap_err();
+    let e = client
+        .assume_role(&wrong, &session, None)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("SignatureDoesNotMatch"), "{e}");
     out.push(format!("{e} {e:?}"));
-    sts.set_faults(StsFaults { throttle_next: 1, no_permission_roles: vec!["ecs-provisioner".into()], ..Default::default() }).unwrap();
+    sts.set_faults(StsFaults {
+        throttle_next: 1,
+        no_permission_roles: vec!["ecs-provisioner".into()],
+        ..Default::default()
+    })
+    .unwrap();
     let e = client.assume_role(&base, &session, None).await.unwrap_err();
     assert!(e.to_string().contains("NoPermission"), "{e}");
     out.push(format!("{e} {e:?}"));
-    sts.set_faults(StsFaults { oidc_token_expired: true, ..Default::default() }).unwrap();
-    let e = client.assume_role_with_oidc(&session, &sts.oidc_provider_arn("ack-rrsa"), &Secret::new(token.clone())).await.unwrap_err();
+    sts.set_faults(StsFaults {
+        oidc_token_expired: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let e = client
+        .assume_role_with_oidc(
+            &session,
+            &sts.oidc_provider_arn("ack-rrsa"),
+            &Secret::new(token.clone()),
+        )
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("Expired"), "{e}");
     out.push(format!("{e} {e:?}"));
-    let uri = CredentialsUriProvider::new(&format!("{}/?key=uri-query-secret-5", sts.base_url()), "ALIBABA_CLOUD_CREDENTIALS_URI").unwrap();
+    let uri = CredentialsUriProvider::new(
+        &format!("{}/?key=uri-query-secret-5", sts.base_url()),
+        "ALIBABA_CLOUD_CREDENTIALS_URI",
+    )
+    .unwrap();
     secrets.push("uri-query-secret-5".into());
     let e = uri.credentials().await.unwrap_err();
     out.push(format!("{e} {e:?} {}", uri.describe()));
@@ -99,9 +131,15 @@ async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
     drop(sts);
     drop(ecs);
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("STS answered") && logs.contains("retrying STS call"), "captured too little:\n{logs}");
+    assert!(
+        logs.contains("STS answered") && logs.contains("retrying STS call"),
+        "captured too little:\n{logs}"
+    );
     for s in &secrets {
         assert!(s.len() > 6, "{s}");
-        assert!(!logs.contains(s.as_str()), "a secret leaked into the logs or errors:\n{logs}");
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret leaked into the logs or errors:\n{logs}"
+        );
     }
 }

@@ -141,7 +141,10 @@ mod tests {
     #[tokio::test]
     async fn failed_refresh_keeps_valid_credentials_and_backs_off() {
         let cache = RefreshCache::default();
-        let first = cache.get(|| async { Ok(expiring_in(300, 1)) }).await.unwrap();
+        let first = cache
+            .get(|| async { Ok(expiring_in(300, 1)) })
+            .await
+            .unwrap();
         assert_eq!(first.access_key_id, "STS.1");
         {
             // Make the cached credentials due for refresh while still valid.
@@ -164,7 +167,10 @@ mod tests {
         assert_eq!(cache.state.lock().await.backoff, FIRST_BACKOFF * 2);
         // After the backoff, a success replaces the credentials and resets it.
         tokio::time::sleep(FIRST_BACKOFF * 2 + Duration::from_millis(50)).await;
-        let fresh = cache.get(|| async { Ok(expiring_in(300, 2)) }).await.unwrap();
+        let fresh = cache
+            .get(|| async { Ok(expiring_in(300, 2)) })
+            .await
+            .unwrap();
         assert_eq!(fresh.access_key_id, "STS.2");
         let s = cache.state.lock().await;
         assert!(s.retry_at.is_none() && s.backoff.is_zero());
@@ -173,7 +179,10 @@ mod tests {
     #[tokio::test]
     async fn failure_after_expiry_is_an_error() {
         let cache = RefreshCache::default();
-        cache.get(|| async { Ok(expiring_in(-1, 1)) }).await.unwrap();
+        cache
+            .get(|| async { Ok(expiring_in(-1, 1)) })
+            .await
+            .unwrap();
         let e = cache
             .get(|| async { Err(CredentialsError::invalid("sts", "down")) })
             .await

@@ -237,9 +237,7 @@ impl StsClient {
         if let Some(id) = external_id {
             params.insert("ExternalId".into(), id.into());
         }
-        let body = self
-            .call("AssumeRole", &params, Some(base), &[])
-            .await?;
+        let body = self.call("AssumeRole", &params, Some(base), &[]).await?;
         self.session_credentials("AssumeRole", &body)
     }
 
@@ -283,7 +281,11 @@ impl StsClient {
         }
     }
 
-    fn session_credentials(&self, action: &str, body: &str) -> Result<Credentials, CredentialsError> {
+    fn session_credentials(
+        &self,
+        action: &str,
+        body: &str,
+    ) -> Result<Credentials, CredentialsError> {
         // Serde's message would quote the body, and the body holds the new secret.
         let answer: AssumeRoleAnswer = serde_json::from_str(body).map_err(|_| {
             self.error(action, "the answer lacks Credentials.{AccessKeyId,AccessKeySecret,SecurityToken,Expiration}")
@@ -388,7 +390,11 @@ impl StsClient {
         Err(Failure {
             error: self.error(
                 action,
-                format!("{code}: {message} (HTTP {}, RequestId {})", status.as_u16(), err.request_id),
+                format!(
+                    "{code}: {message} (HTTP {}, RequestId {})",
+                    status.as_u16(),
+                    err.request_id
+                ),
             ),
             retryable,
         })
@@ -430,12 +436,19 @@ mod tests {
             "arn:aws:iam::123:role/x",
             "acs:ram::123:role/",
         ] {
-            let e = RoleArn::parse(bad, "ALIBABA_CLOUD_ROLE_ARN").unwrap_err().to_string();
+            let e = RoleArn::parse(bad, "ALIBABA_CLOUD_ROLE_ARN")
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("ALIBABA_CLOUD_ROLE_ARN: "), "{e}");
             assert!(e.contains(bad), "{e}");
         }
         assert!(check_session_name("a", "k").is_err());
         assert!(check_session_name("ok.session@x-1", "k").is_ok());
-        assert!(check_duration(899, "k").unwrap_err().to_string().contains("900"));
+        assert!(
+            check_duration(899, "k")
+                .unwrap_err()
+                .to_string()
+                .contains("900")
+        );
     }
 }

@@ -108,7 +108,11 @@ impl CredentialsUriProvider {
             .ok_or_else(|| self.error(format!("bad Expiration {:?}", a.expiration)))?;
         let mut c = Credentials::access_key(a.access_key_id, a.access_key_secret)
             .with_security_token(a.security_token)
-            .with_source(format!("credentials URI {} ({})", self.shown(), self.setting));
+            .with_source(format!(
+                "credentials URI {} ({})",
+                self.shown(),
+                self.setting
+            ));
         c.expiration = Some(expiration);
         c.provider = "credential_uri".into();
         Ok(c)

@@ -7,10 +7,10 @@ use super::config::{RoleSpec, StsConfig};
 use super::oidc_token;
 use super::state::StsState;
 use crate::ecs::signer::{self, Params};
+use crate::sim::ecs::ApiFailure;
 use crate::sim::ecs::auth;
 use crate::sim::ecs::config::Account;
 use crate::sim::ecs::sessions::{self, Session};
-use crate::sim::ecs::ApiFailure;
 
 /// The API version this emulator serves.
 pub const VERSION: &str = "2015-04-01";
@@ -38,7 +38,10 @@ enum Caller {
 /// Runs one request; the JSON answer without `RequestId`.
 pub(crate) fn dispatch(sts: &StsState, method: &str, params: &Params) -> Result<Value, ApiFailure> {
     let action = params.get("Action").cloned().unwrap_or_default();
-    if !matches!(action.as_str(), "AssumeRole" | "AssumeRoleWithOIDC" | "GetCallerIdentity") {
+    if !matches!(
+        action.as_str(),
+        "AssumeRole" | "AssumeRoleWithOIDC" | "GetCallerIdentity"
+    ) {
         return Err(ApiFailure::new(
             404,
             "InvalidAction.NotFound",
@@ -46,7 +49,11 @@ pub(crate) fn dispatch(sts: &StsState, method: &str, params: &Params) -> Result<
         ));
     }
     if params.get("Version").map(String::as_str) != Some(VERSION) {
-        return Err(ApiFailure::new(400, "InvalidVersion", "Specified parameter Version is not valid."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidVersion",
+            "Specified parameter Version is not valid.",
+        ));
     }
     let caller = if action == "AssumeRoleWithOIDC" {
         None
@@ -63,7 +70,10 @@ pub(crate) fn dispatch(sts: &StsState, method: &str, params: &Params) -> Result<
 }
 
 fn authenticate(sts: &StsState, method: &str, params: &Params) -> Result<Caller, ApiFailure> {
-    let key_id = params.get("AccessKeyId").map(String::as_str).unwrap_or_default();
+    let key_id = params
+        .get("AccessKeyId")
+        .map(String::as_str)
+        .unwrap_or_default();
     let session = sts.sessions.get(key_id);
     let one = session.as_ref().map(|s| [s.account.clone()]);
     let accounts = match &one {
@@ -72,7 +82,14 @@ fn authenticate(sts: &StsState, method: &str, params: &Params) -> Result<Caller,
     };
     let account = {
         let mut nonces = sts.nonces();
-        auth::verify(method, params, accounts, sts.config().timestamp_tolerance_secs, &mut nonces)?.clone()
+        auth::verify(
+            method,
+            params,
+            accounts,
+            sts.config().timestamp_tolerance_secs,
+            &mut nonces,
+        )?
+        .clone()
     };
     Ok(match session {
         Some(s) => {
@@ -94,57 +111,105 @@ fn arn_name<'a>(arn: &'a str, account: &str, kind: &str) -> Option<&'a str> {
 fn role<'c>(config: &'c StsConfig, arn: &str) -> Result<&'c RoleSpec, ApiFailure> {
     let well_formed = arn.starts_with("acs:ram::") && arn.contains(":role/");
     if !well_formed {
-        return Err(ApiFailure::new(400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidParameter.RoleArn",
+            "The parameter RoleArn is wrongly formed.",
+        ));
     }
     arn_name(arn, &config.account_id, "role")
-        .and_then(|name| config.roles.iter().find(|r| r.name.eq_ignore_ascii_case(name)))
-        .ok_or_else(|| ApiFailure::new(404, "EntityNotExist.Role", format!("The role not exists: {arn}.")))
+        .and_then(|name| {
+            config
+                .roles
+                .iter()
+                .find(|r| r.name.eq_ignore_ascii_case(name))
+        })
+        .ok_or_else(|| {
+            ApiFailure::new(
+                404,
+                "EntityNotExist.Role",
+                format!("The role not exists: {arn}."),
+            )
+        })
 }
 
 fn no_permission() -> ApiFailure {
-    ApiFailure::new(403, "NoPermission", "You are not authorized to do this action. You should be authorized by RAM.")
+    ApiFailure::new(
+        403,
+        "NoPermission",
+        "You are not authorized to do this action. You should be authorized by RAM.",
+    )
 }
 
 /// Session name, duration and policy, checked as STS checks them.
 fn session_request(params: &Params, role: &RoleSpec) -> Result<(String, u64), ApiFailure> {
     let name = param(params, "RoleSessionName")?;
-    let name_ok = (2..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || ".@-_".contains(c));
+    let name_ok = (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".@-_".contains(c));
     if !name_ok {
-        return Err(ApiFailure::new(400, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidParameter.RoleSessionName",
+            "The parameter RoleSessionName is wrongly formed.",
+        ));
     }
     let duration = match params.get("DurationSeconds") {
         None => 3600,
         Some(d) => d.parse::<u64>().map_err(|_| {
-            ApiFailure::new(400, "InvalidParameter.DurationSeconds", "The parameter DurationSeconds is wrongly formed.")
+            ApiFailure::new(
+                400,
+                "InvalidParameter.DurationSeconds",
+                "The parameter DurationSeconds is wrongly formed.",
+            )
         })?,
     };
     if duration < 900 || duration > role.max_session_secs {
         return Err(ApiFailure::new(
             400,
             "InvalidParameter.DurationSeconds",
-            format!("The Min/Max value of DurationSeconds is 15min/{}min.", role.max_session_secs / 60),
+            format!(
+                "The Min/Max value of DurationSeconds is 15min/{}min.",
+                role.max_session_secs / 60
+            ),
         ));
     }
     if let Some(policy) = params.get("Policy")
         && serde_json::from_str::<Value>(policy).is_err()
     {
-        return Err(ApiFailure::new(400, "InvalidParameter.PolicyGrammar", "The parameter Policy has not passed grammar check."));
+        return Err(ApiFailure::new(
+            400,
+            "InvalidParameter.PolicyGrammar",
+            "The parameter Policy has not passed grammar check.",
+        ));
     }
     Ok((name.to_string(), duration))
 }
 
 fn role_id(config: &StsConfig, role: &str) -> String {
     // Stable per account and role, digits like the real ones.
-    let h = role.bytes().chain(config.account_id.bytes()).fold(1469598103934665603u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(1099511628211)
-    });
+    let h = role
+        .bytes()
+        .chain(config.account_id.bytes())
+        .fold(1469598103934665603u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(1099511628211)
+        });
     format!("3{:017}", h % 100_000_000_000_000_000)
 }
 
-fn issue(sts: &StsState, config: &StsConfig, role: &RoleSpec, session_name: &str, duration: u64) -> Value {
+fn issue(
+    sts: &StsState,
+    config: &StsConfig,
+    role: &RoleSpec,
+    session_name: &str,
+    duration: u64,
+) -> Value {
     let lifetime = config.session_lifetime_secs.unwrap_or(duration);
     // The wire format has whole seconds: the session ends exactly when the answer says.
-    let expiration = signer::format_timestamp(OffsetDateTime::now_utc() + time::Duration::seconds(lifetime as i64));
+    let expiration = signer::format_timestamp(
+        OffsetDateTime::now_utc() + time::Duration::seconds(lifetime as i64),
+    );
     let expires_at = signer::parse_timestamp(&expiration).expect("formatted just now");
     let id = || uuid::Uuid::new_v4().simple().to_string();
     let account = Account {
@@ -157,7 +222,10 @@ fn issue(sts: &StsState, config: &StsConfig, role: &RoleSpec, session_name: &str
     sts.sessions.issue(Session {
         account: account.clone(),
         expires_at,
-        arn: format!("acs:ram::{}:assumed-role/{}/{session_name}", config.account_id, role.name),
+        arn: format!(
+            "acs:ram::{}:assumed-role/{}/{session_name}",
+            config.account_id, role.name
+        ),
         principal_id: format!("{role_id}:{session_name}"),
     });
     json!({
@@ -174,37 +242,69 @@ fn issue(sts: &StsState, config: &StsConfig, role: &RoleSpec, session_name: &str
     })
 }
 
-fn assume_role(sts: &StsState, config: &StsConfig, params: &Params, caller: &Caller) -> Result<Value, ApiFailure> {
+fn assume_role(
+    sts: &StsState,
+    config: &StsConfig,
+    params: &Params,
+    caller: &Caller,
+) -> Result<Value, ApiFailure> {
     let role = role(config, param(params, "RoleArn")?)?;
     let (session_name, duration) = session_request(params, role)?;
     let trusted = match caller {
-        Caller::Key(a) => role.trusted_keys.iter().any(|k| k == "*" || *k == a.access_key_id),
+        Caller::Key(a) => role
+            .trusted_keys
+            .iter()
+            .any(|k| k == "*" || *k == a.access_key_id),
         Caller::Session(s) => {
             role.trusted_keys.iter().any(|k| k == "*")
-                || role.trusted_roles.iter().any(|r| s.arn.contains(&format!(":assumed-role/{r}/")))
+                || role
+                    .trusted_roles
+                    .iter()
+                    .any(|r| s.arn.contains(&format!(":assumed-role/{r}/")))
         }
     };
-    let external_ok = role.external_id.as_deref().is_none_or(|want| params.get("ExternalId").map(String::as_str) == Some(want));
+    let external_ok = role
+        .external_id
+        .as_deref()
+        .is_none_or(|want| params.get("ExternalId").map(String::as_str) == Some(want));
     if !trusted || !external_ok || config.faults.no_permission_roles.contains(&role.name) {
         return Err(no_permission());
     }
     Ok(issue(sts, config, role, &session_name, duration))
 }
 
-fn assume_role_with_oidc(sts: &StsState, config: &StsConfig, params: &Params) -> Result<Value, ApiFailure> {
+fn assume_role_with_oidc(
+    sts: &StsState,
+    config: &StsConfig,
+    params: &Params,
+) -> Result<Value, ApiFailure> {
     let provider_arn = param(params, "OIDCProviderArn")?;
     let provider = arn_name(provider_arn, &config.account_id, "oidc-provider")
         .and_then(|name| config.oidc_providers.iter().find(|p| p.name == name))
         .ok_or_else(|| {
-            ApiFailure::new(404, "EntityNotExist.OIDCProvider", format!("The OIDC provider does not exist: {provider_arn}."))
+            ApiFailure::new(
+                404,
+                "EntityNotExist.OIDCProvider",
+                format!("The OIDC provider does not exist: {provider_arn}."),
+            )
         })?;
     let role = role(config, param(params, "RoleArn")?)?;
     let token = param(params, "OIDCToken")?;
     let (session_name, duration) = session_request(params, role)?;
-    let claims = oidc_token::claims(token)
-        .ok_or_else(|| ApiFailure::new(400, "InvalidParameter.OIDCToken", "The parameter OIDCToken is invalid."))?;
-    if config.faults.oidc_token_expired || claims.exp <= OffsetDateTime::now_utc().unix_timestamp() {
-        return Err(ApiFailure::new(400, "AuthenticationFail.OIDCToken.Expired", "The OIDC token has expired."));
+    let claims = oidc_token::claims(token).ok_or_else(|| {
+        ApiFailure::new(
+            400,
+            "InvalidParameter.OIDCToken",
+            "The parameter OIDCToken is invalid.",
+        )
+    })?;
+    if config.faults.oidc_token_expired || claims.exp <= OffsetDateTime::now_utc().unix_timestamp()
+    {
+        return Err(ApiFailure::new(
+            400,
+            "AuthenticationFail.OIDCToken.Expired",
+            "The OIDC token has expired.",
+        ));
     }
     let audience_ok = provider.client_ids.is_empty() || provider.client_ids.contains(&claims.aud);
     if claims.iss != provider.issuer || !audience_ok {
@@ -214,7 +314,9 @@ fn assume_role_with_oidc(sts: &StsState, config: &StsConfig, params: &Params) ->
             "The issuer or audience of the OIDC token does not match the OIDC provider.",
         ));
     }
-    if !role.trusted_oidc_providers.contains(&provider.name) || config.faults.no_permission_roles.contains(&role.name) {
+    if !role.trusted_oidc_providers.contains(&provider.name)
+        || config.faults.no_permission_roles.contains(&role.name)
+    {
         return Err(no_permission());
     }
     let mut answer = issue(sts, config, role, &session_name, duration);

@@ -131,7 +131,10 @@ impl StsConfig {
         for r in &self.roles {
             for p in &r.trusted_oidc_providers {
                 if !self.oidc_providers.iter().any(|o| &o.name == p) {
-                    anyhow::bail!("roles {:?}: trusted_oidc_providers names unknown provider {p:?}", r.name);
+                    anyhow::bail!(
+                        "roles {:?}: trusted_oidc_providers names unknown provider {p:?}",
+                        r.name
+                    );
                 }
             }
         }
@@ -142,7 +145,10 @@ impl StsConfig {
 impl StsFaults {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.throttle_probability) {
-            anyhow::bail!("throttle_probability {} is not within 0..=1", self.throttle_probability);
+            anyhow::bail!(
+                "throttle_probability {} is not within 0..=1",
+                self.throttle_probability
+            );
         }
         Ok(())
     }

@@ -60,7 +60,10 @@ impl StsSim {
         let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .route("/", get(rpc).post(rpc))
-            .route("/_admin/faults", get(get_faults).put(put_faults).delete(clear_faults))
+            .route(
+                "/_admin/faults",
+                get(get_faults).put(put_faults).delete(clear_faults),
+            )
             .route("/_admin/requests", get(get_requests))
             .with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -68,12 +71,20 @@ impl StsSim {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "STS emulator server stopped");
             }
         });
         tracing::info!(%addr, "STS emulator listening");
-        Ok(Self { addr, state, stop: Some(stop), task: Some(task) })
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// `http://127.0.0.1:PORT`: the STS endpoint.
@@ -98,9 +109,18 @@ impl StsSim {
     /// A token of a configured OIDC provider, valid for `ttl_secs` (negative: expired).
     pub fn oidc_token(&self, provider: &str, ttl_secs: i64) -> String {
         let config = self.state.config();
-        let p = config.oidc_providers.iter().find(|p| p.name == provider).expect("a configured OIDC provider");
+        let p = config
+            .oidc_providers
+            .iter()
+            .find(|p| p.name == provider)
+            .expect("a configured OIDC provider");
         let aud = p.client_ids.first().cloned().unwrap_or_default();
-        oidc_token::mint(&p.issuer, &aud, "system:serviceaccount:ci:ecs-provisioner", ttl_secs)
+        oidc_token::mint(
+            &p.issuer,
+            &aud,
+            "system:serviceaccount:ci:ecs-provisioner",
+            ttl_secs,
+        )
     }
 
     /// Replaces the injected faults.
@@ -115,7 +135,11 @@ impl StsSim {
 
     /// Successful calls of `action`.
     pub fn successes(&self, action: &str) -> usize {
-        self.state.log().iter().filter(|e| e.action == action && e.code.is_empty()).count()
+        self.state
+            .log()
+            .iter()
+            .filter(|e| e.action == action && e.code.is_empty())
+            .count()
     }
 
     /// Stops the server and waits for it.
@@ -169,24 +193,37 @@ async fn rpc(State(sts): State<Arc<StsState>>, method: Method, uri: Uri, body: B
                 "Message": f.message,
                 "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product=Sts&requestId={request_id}", f.code),
             });
-            (StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), v)
+            (
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                v,
+            )
         }
     };
     tracing::debug!(%action, status = status.as_u16(), %request_id, "STS emulator answered");
-    (status, [(header::CONTENT_TYPE, "application/json;charset=utf-8")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn get_faults(State(sts): State<Arc<StsState>>) -> Json<StsFaults> {
     Json(sts.config().faults)
 }
 
-async fn put_faults(State(sts): State<Arc<StsState>>, Json(f): Json<StsFaults>) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
-    sts.set_faults(f).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+async fn put_faults(
+    State(sts): State<Arc<StsState>>,
+    Json(f): Json<StsFaults>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    sts.set_faults(f)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(json!({ "ok": true })))
 }
 
 async fn clear_faults(State(sts): State<Arc<StsState>>) -> Json<serde_json::Value> {
-    sts.set_faults(StsFaults::default()).expect("no faults are valid");
+    sts.set_faults(StsFaults::default())
+        .expect("no faults are valid");
     Json(json!({ "ok": true }))
 }
 

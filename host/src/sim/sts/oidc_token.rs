@@ -52,9 +52,17 @@ mod tests {
 
     #[test]
     fn minted_tokens_read_back() {
-        let t = mint("https://issuer", "sts.aliyuncs.com", "system:serviceaccount:ci:builder", 60);
+        let t = mint(
+            "https://issuer",
+            "sts.aliyuncs.com",
+            "system:serviceaccount:ci:builder",
+            60,
+        );
         let c = claims(&t).unwrap();
-        assert_eq!((c.iss.as_str(), c.aud.as_str()), ("https://issuer", "sts.aliyuncs.com"));
+        assert_eq!(
+            (c.iss.as_str(), c.aud.as_str()),
+            ("https://issuer", "sts.aliyuncs.com")
+        );
         assert!(c.exp > c.iat);
         assert!(claims("not-a-jwt").is_none());
         assert!(claims("a.b.c").is_none());

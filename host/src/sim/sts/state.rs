@@ -58,13 +58,22 @@ impl StsState {
     pub(crate) fn throttle(&self, action: &str) -> Result<(), ApiFailure> {
         let mut config = self.config.lock().expect("STS config lock");
         let f = &mut config.faults;
-        let applies = f.throttle_actions.is_empty() || f.throttle_actions.iter().any(|a| a == action);
+        let applies =
+            f.throttle_actions.is_empty() || f.throttle_actions.iter().any(|a| a == action);
         let counted = applies && f.throttle_next > 0;
         if counted {
             f.throttle_next -= 1;
         }
-        if counted || (applies && f.throttle_probability > 0.0 && rand::random::<f64>() < f.throttle_probability) {
-            return Err(ApiFailure::new(400, "Throttling", "Request was denied due to request throttling."));
+        if counted
+            || (applies
+                && f.throttle_probability > 0.0
+                && rand::random::<f64>() < f.throttle_probability)
+        {
+            return Err(ApiFailure::new(
+                400,
+                "Throttling",
+                "Request was denied due to request throttling.",
+            ));
         }
         Ok(())
     }
@@ -75,7 +84,12 @@ impl StsState {
         if log.len() >= 10_000 {
             log.remove(0);
         }
-        log.push(StsLogEntry { seq, action: action.into(), access_key_id: access_key_id.into(), code: code.into() });
+        log.push(StsLogEntry {
+            seq,
+            action: action.into(),
+            access_key_id: access_key_id.into(),
+            code: code.into(),
+        });
     }
 
     pub(crate) fn log(&self) -> Vec<StsLogEntry> {

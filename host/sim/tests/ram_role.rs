@@ -62,14 +62,21 @@ async fn role_credentials_work_against_the_emulator() {
 /// The aliyun CLI's `EcsRamRole` profile reads the role's credentials from metadata.
 #[tokio::test]
 async fn cli_ecs_ram_role_profile_uses_metadata() {
-    use ecsp_ecs::credentials::CliConfigProvider;
+    use ecsp_ecs::credentials::{ChainOptions, CliConfigProvider, EnvLookup};
     let md = MetadataService::start("rolename", Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
     let config = r#"{"current": "role", "profiles": [
         { "name": "role", "mode": "EcsRamRole", "ram_role_name": "rolename" }]}"#;
     std::fs::write(&path, config).unwrap();
-    let p = CliConfigProvider::new(path, None, md.base_url.clone());
+    let options = ChainOptions {
+        env: EnvLookup::from_pairs(&[]),
+        home: None,
+        profile: None,
+        metadata_base_url: md.base_url.clone(),
+        sts_endpoint: None,
+    };
+    let p = CliConfigProvider::new(path, None, options);
     let c = p.credentials().await.unwrap();
     assert_eq!(c.access_key_id, "STS.id-1");
     assert!(c.security_token.is_some());

@@ -19,6 +19,7 @@ pub struct AssumeRoleProvider {
 }
 
 impl AssumeRoleProvider {
+    /// Assumes `session`'s role with `base`'s credentials; `origin` names the settings.
     pub fn new(
         base: Box<dyn CredentialsProvider>,
         session: RoleSession,

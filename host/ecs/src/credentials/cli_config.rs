@@ -74,6 +74,7 @@ pub struct CliConfigProvider {
 }
 
 impl CliConfigProvider {
+    /// Reads `path`; `profile` overrides `current`; `options` give metadata and STS settings.
     pub fn new(path: PathBuf, profile: Option<String>, options: ChainOptions) -> Self {
         Self {
             path,

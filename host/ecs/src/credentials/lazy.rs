@@ -15,6 +15,7 @@ pub struct LazyProvider {
 }
 
 impl LazyProvider {
+    /// A provider `build` makes on first use; `name` describes it until then.
     pub fn new(
         name: impl Into<String>,
         build: impl Fn() -> Result<Box<dyn CredentialsProvider>, CredentialsError>

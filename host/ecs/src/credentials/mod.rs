@@ -137,8 +137,11 @@ pub enum CredentialsError {
     /// STS refused or could not be reached (the detail never holds a secret).
     #[error("STS {action} at {endpoint}: {detail}")]
     Sts {
+        /// The STS action, e.g. `AssumeRole`.
         action: String,
+        /// The STS endpoint called.
         endpoint: String,
+        /// STS's code and message, or the transport error.
         detail: String,
     },
     /// No source in the chain is configured.

@@ -29,6 +29,8 @@ pub struct OidcRoleProvider {
 }
 
 impl OidcRoleProvider {
+    /// Assumes `session`'s role with the token in `token_file` (named by `token_file_setting`
+    /// in errors) for the OIDC provider `provider_arn`.
     pub fn new(
         session: RoleSession,
         provider_arn: String,

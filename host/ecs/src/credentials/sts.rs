@@ -67,6 +67,7 @@ impl RoleArn {
         Ok(Self(value.to_string()))
     }
 
+    /// The ARN as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -110,10 +111,13 @@ pub fn default_session_name() -> String {
 /// What the role session asks for, common to AssumeRole and AssumeRoleWithOIDC.
 #[derive(Debug, Clone)]
 pub struct RoleSession {
+    /// The role to assume.
     pub role_arn: RoleArn,
+    /// `RoleSessionName`: shows in the assumed identity's ARN.
     pub session_name: String,
     /// An inline policy narrowing the role's permissions.
     pub policy: Option<String>,
+    /// `DurationSeconds`, at least [`MIN_DURATION_SECS`].
     pub duration_secs: u64,
 }
 
@@ -137,12 +141,16 @@ impl RoleSession {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct CallerIdentity {
+    /// `Account`, `RAMUser` or `AssumedRoleUser`.
     #[serde(default)]
     pub identity_type: String,
+    /// The account the identity belongs to.
     #[serde(default)]
     pub account_id: String,
+    /// E.g. `acs:ram::<account>:assumed-role/<role>/<session>`.
     #[serde(default)]
     pub arn: String,
+    /// The principal's id (`<role id>:<session>` for a role).
     #[serde(default)]
     pub principal_id: String,
 }
@@ -222,6 +230,7 @@ impl StsClient {
         self
     }
 
+    /// The endpoint URL this client calls.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -15,6 +15,7 @@ use super::failure::ApiFailure;
 pub struct Session {
     /// `STS.`-prefixed AccessKeyId, secret, token, and the role's denied actions.
     pub account: Account,
+    /// When the session ends (the `Expiration` STS answered).
     pub expires_at: OffsetDateTime,
     /// `acs:ram::<account>:assumed-role/<role>/<session name>`.
     pub arn: String,
@@ -50,6 +51,7 @@ impl Sessions {
         self.0.lock().expect("sessions lock poisoned").len()
     }
 
+    /// Whether no session was issued (or all were forgotten).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 pub struct StsConfig {
     /// The account that owns the roles (ARNs read `acs:ram::<account_id>:...`).
     pub account_id: String,
+    /// The account's RAM roles.
     pub roles: Vec<RoleSpec>,
+    /// The account's OIDC identity providers.
     pub oidc_providers: Vec<OidcProviderSpec>,
     /// Test knob: issue credentials that live this long, whatever `DurationSeconds` asks
     /// (the real minimum, 900 s, is too long to watch expiries in a test).
     pub session_lifetime_secs: Option<u64>,
     /// Allowed clock skew of signed requests, seconds.
     pub timestamp_tolerance_secs: u64,
+    /// Faults in force from the start.
     pub faults: StsFaults,
 }
 
@@ -114,10 +117,12 @@ impl Default for StsConfig {
 }
 
 impl StsConfig {
+    /// `acs:ram::<account_id>:role/<role>`.
     pub fn role_arn(&self, role: &str) -> String {
         format!("acs:ram::{}:role/{role}", self.account_id)
     }
 
+    /// `acs:ram::<account_id>:oidc-provider/<provider>`.
     pub fn oidc_provider_arn(&self, provider: &str) -> String {
         format!("acs:ram::{}:oidc-provider/{provider}", self.account_id)
     }
@@ -143,6 +148,7 @@ impl StsConfig {
 }
 
 impl StsFaults {
+    /// Checks the probability range.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.throttle_probability) {
             anyhow::bail!(

@@ -92,6 +92,7 @@ impl StsSim {
         format!("http://{}", self.addr)
     }
 
+    /// The configuration, with the faults now in force.
     pub fn config(&self) -> StsConfig {
         self.state.config()
     }

@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 /// The claims STS looks at.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
+    /// Issuer: must be the OIDC provider's.
     pub iss: String,
     #[serde(default)]
+    /// Audience: one of the provider's client ids.
     pub aud: String,
     #[serde(default)]
+    /// Subject, e.g. a Kubernetes service account.
     pub sub: String,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     #[serde(default)]
+    /// Issued at, seconds since the epoch.
     pub iat: i64,
 }
 

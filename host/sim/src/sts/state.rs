@@ -12,8 +12,11 @@ use crate::ecs::{ApiFailure, Sessions};
 /// One answered request (no secret: the AccessKeyId only).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StsLogEntry {
+    /// Position in the log, from 1.
     pub seq: u64,
+    /// The `Action` parameter.
     pub action: String,
+    /// The signer's AccessKeyId (empty for AssumeRoleWithOIDC).
     pub access_key_id: String,
     /// Error code; empty on success.
     pub code: String,

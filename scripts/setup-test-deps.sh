@@ -18,6 +18,7 @@ fi
 venv="$cache/venv"
 want="aliyun-python-sdk-core==2.16.1 aliyun-python-sdk-ecs python-jenkins"
 want="$want alibabacloud-tea-openapi==0.4.6"  # ECS emulator: signature V3 client
+want="$want alibabacloud-credentials==1.0.12"  # credentials chain: the official precedence
 stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: creating python venv in $venv" >&2

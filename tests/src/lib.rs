@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 pub mod jenkins;
 pub mod policy;
+pub mod credentials;
 pub mod ecs;
 pub mod ssh;
 pub mod engine;

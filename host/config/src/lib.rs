@@ -75,6 +75,9 @@ pub struct CloudConfig {
     pub endpoint: Option<String>,
     /// VPC API endpoint override. Default: the region's.
     pub vpc_endpoint: Option<String>,
+    /// STS endpoint for role credentials (AssumeRole, OIDC), overriding the credentials
+    /// sources' own (private endpoints, the emulator). Default: as the official libraries.
+    pub sts_endpoint: Option<String>,
     /// Where credentials come from.
     #[serde(default)]
     pub credentials: CredentialsConfig,

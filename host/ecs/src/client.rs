@@ -199,6 +199,11 @@ impl EcsClient {
         &self.inner.config
     }
 
+    /// The credentials the next call would sign with (for `check`: which source, whose).
+    pub async fn current_credentials(&self) -> Result<Credentials, super::credentials::CredentialsError> {
+        self.inner.credentials.credentials().await
+    }
+
     /// Per-action counters of calls, requests, retries and errors.
     pub fn stats(&self) -> Vec<ActionStats> {
         self.inner.stats.snapshot()

@@ -1,5 +1,6 @@
-//! All three emulators in one process, wired together, plus a provisioner configuration that
-//! points at them: what `demo`, `sim` and the end-to-end tests run on.
+//! All the emulators (ECS with its STS, Jenkins, instance SSH) in one process, wired together,
+//! plus a provisioner configuration that points at them: what `demo`, `sim` and the end-to-end
+//! tests run on.
 //!
 //! The ECS emulator is the instance directory of the SSH emulator (each instance answers SSH at
 //! its own 127.x.y.z address), and a reaper kills an instance's processes (its agent) when the
@@ -18,6 +19,7 @@ use ecsp_ssh::keys::{generate_ed25519, private_key_pem, public_key_line};
 use super::ecs::{EcsSim, SimConfig as EcsSimConfig};
 use super::jenkins::{JenkinsSim, SimConfig as JenkinsSimConfig};
 use super::ssh::{SshEmulatorConfig, SshEmulatorHandle};
+use super::sts::{StsConfig, StsSim};
 
 /// The key pair name the cluster registers in the ECS emulator.
 pub const KEY_PAIR: &str = "ecs-provisioner-demo";
@@ -29,6 +31,10 @@ pub struct ClusterOptions {
     pub ecs: EcsSimConfig,
     /// Where the ECS emulator listens.
     pub ecs_listen: SocketAddr,
+    /// The STS emulator: roles and OIDC providers of the emulated account.
+    pub sts: StsConfig,
+    /// Where the STS emulator listens.
+    pub sts_listen: SocketAddr,
     /// Where the Jenkins emulator listens.
     pub jenkins_listen: SocketAddr,
     /// Where the instance SSH emulator listens.
@@ -46,6 +52,8 @@ impl ClusterOptions {
         ClusterOptions {
             ecs: EcsSimConfig::instant(),
             ecs_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sts: StsConfig::default(),
+            sts_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             jenkins_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.into(),
@@ -58,6 +66,8 @@ impl ClusterOptions {
 pub struct Cluster {
     /// The ECS emulator.
     pub ecs: EcsSim,
+    /// STS of the emulated account; ECS honours the sessions it issues.
+    pub sts: StsSim,
     /// The Jenkins emulator.
     pub jenkins: JenkinsSim,
     /// The instance SSH emulator.
@@ -79,6 +89,7 @@ impl Cluster {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let ecs = EcsSim::bind(options.ecs, options.ecs_listen).await?;
+        let sts = StsSim::bind(options.sts, &ecs, options.sts_listen).await.context("starting the STS emulator")?;
         let jenkins = JenkinsSim::start(JenkinsSimConfig { bind: options.jenkins_listen, ..JenkinsSimConfig::default() })
             .await
             .context("starting the Jenkins emulator")?;
@@ -116,7 +127,7 @@ impl Cluster {
                 alive = now;
             }
         });
-        Ok(Cluster { ecs, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
+        Ok(Cluster { ecs, sts, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
     }
 
     /// A provisioner configuration for this cluster: `[cloud]`, `[jenkins]`, `[ssh]` filled
@@ -144,6 +155,7 @@ listen = "127.0.0.1:0"
 [cloud]
 region = "{region}"
 endpoint = "{endpoint}"
+sts-endpoint = "{sts}"
 vpc-id = "{vpc}"
 security-group-id = "{sg}"
 image-id = "{image}"
@@ -173,6 +185,7 @@ known-hosts = "{known_hosts}"
 "#,
             region = cfg.region_id,
             endpoint = self.ecs.base_url(),
+            sts = self.sts.base_url(),
             akid = self.ecs.credentials().access_key_id,
             secret = toml_path(&self.secret_file),
             jenkins = self.jenkins.base_url(),
@@ -198,6 +211,7 @@ known-hosts = "{known_hosts}"
             ),
         }
         self.jenkins.stop();
+        self.sts.shutdown().await;
         self.ecs.shutdown().await;
     }
 }

@@ -1,4 +1,4 @@
-//! Emulators of ECS, Jenkins and instance SSH: product features for `demo`, `sim` and the tests.
+//! Emulators of ECS (with its STS), Jenkins and instance SSH: product features for `demo`, `sim` and the tests.
 //!
 //! Each speaks the real wire protocol on loopback, so the host under test cannot tell them from
 //! the real services, and official clients (Alibaba's Python SDK, python-jenkins, OpenSSH) are
@@ -16,6 +16,7 @@ pub mod ecs;
 pub mod jenkins;
 pub mod metadata;
 pub mod ssh;
+pub mod sts;
 
 use std::net::Ipv4Addr;
 

@@ -21,10 +21,12 @@ async fn discovers_role_uses_token_and_caches() {
 
 #[tokio::test]
 async fn refreshes_before_expiry() {
-    // Expires in 100 s: inside the 180 s refresh window, so every call refetches.
-    let md = MetadataService::start("r", Duration::from_secs(100)).await.unwrap();
+    // Lives 3 s: reused, then refreshed two thirds into its lifetime (the shared rule).
+    let md = MetadataService::start("r", Duration::from_secs(3)).await.unwrap();
     let p = EcsRamRoleProvider::new(&md.base_url, Some("r".into()));
     assert_eq!(p.credentials().await.unwrap().access_key_id, "STS.id-1");
+    assert_eq!(p.credentials().await.unwrap().access_key_id, "STS.id-1");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(p.credentials().await.unwrap().access_key_id, "STS.id-2");
 }
 
@@ -60,14 +62,21 @@ async fn role_credentials_work_against_the_emulator() {
 /// The aliyun CLI's `EcsRamRole` profile reads the role's credentials from metadata.
 #[tokio::test]
 async fn cli_ecs_ram_role_profile_uses_metadata() {
-    use ecsp_ecs::credentials::CliConfigProvider;
+    use ecsp_ecs::credentials::{ChainOptions, CliConfigProvider, EnvLookup};
     let md = MetadataService::start("rolename", Duration::from_secs(3600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
     let config = r#"{"current": "role", "profiles": [
         { "name": "role", "mode": "EcsRamRole", "ram_role_name": "rolename" }]}"#;
     std::fs::write(&path, config).unwrap();
-    let p = CliConfigProvider::new(path, None, md.base_url.clone());
+    let options = ChainOptions {
+        env: EnvLookup::from_pairs(&[]),
+        home: None,
+        profile: None,
+        metadata_base_url: md.base_url.clone(),
+        sts_endpoint: None,
+    };
+    let p = CliConfigProvider::new(path, None, options);
     let c = p.credentials().await.unwrap();
     assert_eq!(c.access_key_id, "STS.id-1");
     assert!(c.security_token.is_some());

@@ -90,10 +90,11 @@ pub fn client_from_config(config: &Config) -> anyhow::Result<EcsClient> {
     if let Some(e) = &cloud.vpc_endpoint {
         cc.vpc_endpoint = Some(e.clone());
     }
+    let chain = ChainOptions { sts_endpoint: cloud.sts_endpoint.clone(), ..ChainOptions::default() };
     let provider: SharedProvider = match &cloud.credentials {
-        CredentialsConfig::Chain => Arc::new(DefaultChain::new(None, ChainOptions::default())),
+        CredentialsConfig::Chain => Arc::new(DefaultChain::new(None, chain)),
         CredentialsConfig::Profile { name } => {
-            Arc::new(DefaultChain::new(None, ChainOptions { profile: Some(name.clone()), ..ChainOptions::default() }))
+            Arc::new(DefaultChain::new(None, ChainOptions { profile: Some(name.clone()), ..chain }))
         }
         CredentialsConfig::RamRole { role_name } => Arc::new(credentials::EcsRamRoleProvider::new(
             credentials::DEFAULT_METADATA_BASE_URL,

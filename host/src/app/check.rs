@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::config::launch::{LaunchPlacement, LaunchProfile};
 use crate::config::{Config, TemplateConfig};
+use crate::ecs::credentials::{StsClient, sts};
 use crate::ecs::{
     AvailableResourceRequest, EcsClient, ErrorKind, ImageFilter, SecurityGroupFilter, VSwitch,
     VSwitchFilter,
@@ -103,9 +104,49 @@ fn key_hint(t: &TemplateConfig, key: &str, set_by_template: bool) -> String {
     }
 }
 
+/// Which source the credentials chain picked and, for role credentials, whose they are
+/// (STS `GetCallerIdentity`).
+async fn check_credentials_source(client: &EcsClient, config: &Config) -> CheckResult {
+    let item = "credentials source";
+    let creds = match client.current_credentials().await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                item,
+                e.to_string(),
+                "see [cloud.credentials] and the credentials sources in docs/configuration.md",
+            );
+        }
+    };
+    let picked = format!("{} [{}]", creds.source, creds.provider);
+    if !creds.is_assumed_role() {
+        return pass(item, picked);
+    }
+    let cloud = &config.cloud;
+    let sts = StsClient::new(sts::endpoint_url(
+        cloud.sts_endpoint.as_deref(),
+        Some(&cloud.region),
+        false,
+    ));
+    match sts.get_caller_identity(&creds).await {
+        Ok(id) => pass(
+            item,
+            format!(
+                "{picked}; assumed identity {} ({})",
+                id.arn, id.identity_type
+            ),
+        ),
+        Err(e) => fail(
+            item,
+            format!("{picked}; GetCallerIdentity failed: {e}"),
+            "check [cloud] sts-endpoint and the role's trust policy",
+        ),
+    }
+}
+
 async fn check_cloud(client: &EcsClient, config: &Config) -> Vec<CheckResult> {
     let cloud = &config.cloud;
-    let mut out = Vec::new();
+    let mut out = vec![check_credentials_source(client, config).await];
     match client.describe_regions().await {
         Ok(regions) => {
             out.push(pass("credentials", "DescribeRegions answered"));

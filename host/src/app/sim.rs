@@ -16,6 +16,9 @@ pub struct SimArgs {
     /// ECS (and VPC) API address.
     #[arg(long, default_value = "127.0.0.1:9101")]
     pub ecs_listen: SocketAddr,
+    /// STS API address (AssumeRole, AssumeRoleWithOIDC, GetCallerIdentity).
+    #[arg(long, default_value = "127.0.0.1:9103")]
+    pub sts_listen: SocketAddr,
     /// Jenkins address.
     #[arg(long, default_value = "127.0.0.1:9102")]
     pub jenkins_listen: SocketAddr,
@@ -36,6 +39,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
     let cluster = Cluster::start(ClusterOptions {
         ecs,
         ecs_listen: args.ecs_listen,
+        sts: crate::sim::sts::StsConfig::default(),
+        sts_listen: args.sts_listen,
         jenkins_listen: args.jenkins_listen,
         ssh_listen: args.ssh_listen,
         dir: dir.clone(),
@@ -52,6 +57,13 @@ remote-fs = "agent"
     let config_path = dir.join("ecs-provisioner.toml");
     std::fs::write(&config_path, cluster.config_text("sim", templates, "")?)?;
     println!("ECS emulator:     {}  (AccessKeyId {}, secret in {})", cluster.ecs.base_url(), cluster.ecs.credentials().access_key_id, cluster.secret_file.display());
+    // An RRSA-style OIDC token, so role setups can be tried against the STS emulator.
+    let sts = &cluster.sts;
+    let provider = sts.config().oidc_providers.first().map(|p| p.name.clone()).unwrap_or_default();
+    let role = sts.config().roles.first().map(|r| r.name.clone()).unwrap_or_default();
+    let token_file = dir.join("oidc-token");
+    std::fs::write(&token_file, sts.oidc_token(&provider, 24 * 3600))?;
+    println!("STS emulator:     {}  (role {}, OIDC provider {}, a day's OIDC token in {})", sts.base_url(), sts.role_arn(&role), sts.oidc_provider_arn(&provider), token_file.display());
     println!("Jenkins emulator: {}  (user {}, token in {})", cluster.jenkins.base_url(), cluster.jenkins.user(), cluster.token_file.display());
     println!("Instance SSH:     port {} on each instance's 127.x.y.z (key {})", cluster.ssh.port(), cluster.key_file.display());
     println!("A configuration for them: {}\n  ecs-provisioner run --config {}", config_path.display(), config_path.display());

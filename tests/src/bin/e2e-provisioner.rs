@@ -1,8 +1,8 @@
 //! The provisioner as the end-to-end tests run it in child processes.
 //!
-//! Two subcommands, each calling exactly the library function the real `ecs-provisioner`
-//! binary calls for it: `run --config FILE` (the daemon, `app::run`) and `sim-agent ...` (the
-//! emulated inbound agent, `app::sim_agent`). It lives in the `e2e` package so that cargo
+//! Three subcommands, each calling exactly the library function the real `ecs-provisioner`
+//! binary calls for it: `run --config FILE` (the daemon, `app::run`), `check --config FILE`
+//! (`app::check`) and `sim-agent ...` (the emulated inbound agent, `app::sim_agent`). It lives in the `e2e` package so that cargo
 //! builds it before this package's integration tests and hands them its path as
 //! `CARGO_BIN_EXE_e2e-provisioner` — always present and never stale, unlike a path guessed
 //! under the target directory (`CARGO_BIN_EXE_ecs-provisioner` exists only inside the
@@ -23,11 +23,14 @@ fn main() -> ExitCode {
             Some("run") if args.len() == 3 && (args[1] == "--config" || args[1] == "-c") => {
                 app::run(&PathBuf::from(&args[2]), None).await
             }
+            Some("check") if args.len() == 3 && (args[1] == "--config" || args[1] == "-c") => {
+                app::check(&PathBuf::from(&args[2])).await
+            }
             Some("sim-agent") => {
                 app::init_logging(LogFormat::Human, "warn");
                 app::sim_agent(args[1..].to_vec()).await
             }
-            _ => Err(anyhow::anyhow!("usage: e2e-provisioner run --config FILE | sim-agent ARGS...")),
+            _ => Err(anyhow::anyhow!("usage: e2e-provisioner run --config FILE | check --config FILE | sim-agent ARGS...")),
         }
     });
     match result {

@@ -1,11 +1,16 @@
-//! The aliyun CLI's `~/.aliyun/config.json` profiles (reference §6.4): modes `AK`, `StsToken`
-//! and `EcsRamRole`.
+//! The aliyun CLI's `~/.aliyun/config.json` profiles (reference §6.4): modes `AK`, `StsToken`,
+//! `EcsRamRole`, `RamRoleArn` (AssumeRole with the profile's AccessKey), `ChainableRamRoleArn`
+//! (AssumeRole with another profile's credentials, `source_profile`) and `OIDC`.
 use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Credentials, CredentialsError, CredentialsProvider, EcsRamRoleProvider};
+use super::sts::{self, RoleArn, RoleSession};
+use super::{
+    AssumeRoleProvider, ChainOptions, Credentials, CredentialsError, CredentialsProvider,
+    EcsRamRoleProvider, OidcRoleProvider, StaticProvider,
+};
 
 #[derive(Deserialize)]
 struct CliConfig {
@@ -15,7 +20,7 @@ struct CliConfig {
     profiles: Vec<CliProfile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct CliProfile {
     name: String,
     #[serde(default)]
@@ -28,24 +33,54 @@ struct CliProfile {
     sts_token: String,
     #[serde(default)]
     ram_role_name: String,
+    #[serde(default)]
+    ram_role_arn: String,
+    #[serde(default)]
+    ram_session_name: String,
+    /// The Python library reads this name for OIDC sessions.
+    #[serde(default)]
+    role_session_name: String,
+    #[serde(default)]
+    expired_seconds: u64,
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    external_id: String,
+    #[serde(default)]
+    sts_region: String,
+    #[serde(default)]
+    sts_endpoint: String,
+    #[serde(default)]
+    enable_vpc: Option<bool>,
+    #[serde(default)]
+    source_profile: String,
+    #[serde(default)]
+    oidc_provider_arn: String,
+    #[serde(default)]
+    oidc_token_file: String,
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
 }
 
 /// Reads a profile (explicit, else `current`) from the aliyun CLI configuration.
 pub struct CliConfigProvider {
     path: PathBuf,
     profile: Option<String>,
-    metadata_base_url: String,
-    role: tokio::sync::OnceCell<EcsRamRoleProvider>,
+    options: ChainOptions,
+    /// The profile's provider, built on first use so role caches survive between calls.
+    built: tokio::sync::OnceCell<Box<dyn CredentialsProvider>>,
 }
 
 impl CliConfigProvider {
-    /// A provider reading `profile` (else the file's `current` profile) from the config file at `path`; `EcsRamRole` profiles fetch credentials from the metadata service at `metadata_base_url`.
-    pub fn new(path: PathBuf, profile: Option<String>, metadata_base_url: String) -> Self {
+    /// Reads `path`; `profile` overrides `current`; `options` give metadata and STS settings.
+    pub fn new(path: PathBuf, profile: Option<String>, options: ChainOptions) -> Self {
         Self {
             path,
             profile,
-            metadata_base_url,
-            role: tokio::sync::OnceCell::new(),
+            options,
+            built: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -53,10 +88,7 @@ impl CliConfigProvider {
         format!("aliyun CLI config {}", self.path.display())
     }
 
-    async fn read(&self) -> Result<Credentials, CredentialsError> {
-        if let Some(role) = self.role.get() {
-            return role.credentials().await;
-        }
+    fn load(&self) -> Result<Box<dyn CredentialsProvider>, CredentialsError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -69,50 +101,129 @@ impl CliConfigProvider {
         };
         let config: CliConfig = serde_json::from_str(&text)
             .map_err(|e| CredentialsError::invalid(self.name(), format!("not valid JSON: {e}")))?;
-        let wanted = self.profile.clone().unwrap_or(config.current);
+        let wanted = self
+            .profile
+            .clone()
+            .unwrap_or_else(|| config.current.clone());
+        self.build(&config, &wanted, &mut Vec::new())
+    }
+
+    /// The provider for profile `name`; `seen` guards `source_profile` loops.
+    fn build(
+        &self,
+        config: &CliConfig,
+        name: &str,
+        seen: &mut Vec<String>,
+    ) -> Result<Box<dyn CredentialsProvider>, CredentialsError> {
+        if seen.iter().any(|s| s == name) {
+            seen.push(name.into());
+            return Err(CredentialsError::invalid(
+                self.name(),
+                format!("source_profile loop: {}", seen.join(" -> ")),
+            ));
+        }
+        seen.push(name.into());
         let profile = config
             .profiles
-            .into_iter()
-            .find(|p| p.name == wanted)
+            .iter()
+            .find(|p| p.name == name)
             .ok_or_else(|| {
-                CredentialsError::invalid(self.name(), format!("no profile named `{wanted}`"))
+                CredentialsError::invalid(self.name(), format!("no profile named `{name}`"))
             })?;
         let source = format!("{} profile `{}`", self.name(), profile.name);
-        let missing = |key: &str| {
-            CredentialsError::invalid(&source, format!("mode {} needs `{key}`", profile.mode))
+        let key = |k: &str| format!("{source} `{k}`");
+        let require = |value: &str, k: &str| {
+            non_empty(value).map(String::from).ok_or_else(|| {
+                CredentialsError::invalid(&source, format!("mode {} needs `{k}`", profile.mode))
+            })
         };
-        match profile.mode.as_str() {
-            "AK" | "StsToken" => {
-                if profile.access_key_id.is_empty() {
-                    return Err(missing("access_key_id"));
-                }
-                if profile.access_key_secret.is_empty() {
-                    return Err(missing("access_key_secret"));
-                }
-                let c = Credentials::access_key(&profile.access_key_id, &profile.access_key_secret)
-                    .with_source(source.clone());
-                if profile.mode == "StsToken" {
-                    if profile.sts_token.is_empty() {
-                        return Err(missing("sts_token"));
-                    }
-                    return Ok(c.with_security_token(&profile.sts_token));
-                }
-                Ok(c)
+        let role_session = |session_name: &str| -> Result<RoleSession, CredentialsError> {
+            let arn = require(&profile.ram_role_arn, "ram_role_arn")?;
+            let session_name = non_empty(session_name)
+                .map(String::from)
+                .unwrap_or_else(sts::default_session_name);
+            sts::check_session_name(&session_name, &key("ram_session_name"))?;
+            let duration_secs = match profile.expired_seconds {
+                0 => sts::DEFAULT_DURATION_SECS,
+                n => n,
+            };
+            sts::check_duration(duration_secs, &key("expired_seconds"))?;
+            Ok(RoleSession {
+                role_arn: RoleArn::parse(&arn, &key("ram_role_arn"))?,
+                session_name,
+                policy: non_empty(&profile.policy).map(String::from),
+                duration_secs,
+            })
+        };
+        let sts = || {
+            self.options.sts_client(
+                non_empty(&profile.sts_endpoint),
+                non_empty(&profile.sts_region),
+                profile.enable_vpc,
+            )
+        };
+        let access_key = || -> Result<Credentials, CredentialsError> {
+            let c = Credentials::access_key(
+                require(&profile.access_key_id, "access_key_id")?,
+                require(&profile.access_key_secret, "access_key_secret")?,
+            );
+            Ok(c.with_source(source.clone()))
+        };
+        Ok(match profile.mode.as_str() {
+            "AK" => Box::new(StaticProvider(access_key()?)),
+            "StsToken" => {
+                let token = require(&profile.sts_token, "sts_token")?;
+                Box::new(StaticProvider(access_key()?.with_security_token(token)))
             }
-            "EcsRamRole" => {
-                let role_name = Some(profile.ram_role_name).filter(|r| !r.is_empty());
-                let role = EcsRamRoleProvider::new(self.metadata_base_url.clone(), role_name);
-                self.role
-                    .get_or_init(|| async { role })
-                    .await
-                    .credentials()
-                    .await
-            }
-            other => Err(CredentialsError::invalid(
-                source,
-                format!("mode `{other}` is not supported; use AK, StsToken or EcsRamRole"),
+            "EcsRamRole" => Box::new(EcsRamRoleProvider::new(
+                self.options.metadata_base_url.clone(),
+                non_empty(&profile.ram_role_name).map(String::from),
             )),
-        }
+            "RamRoleArn" => Box::new(AssumeRoleProvider::new(
+                Box::new(StaticProvider(access_key()?)),
+                role_session(&profile.ram_session_name)?,
+                non_empty(&profile.external_id).map(String::from),
+                sts(),
+                source.clone(),
+            )),
+            "ChainableRamRoleArn" => {
+                let from = require(&profile.source_profile, "source_profile")?;
+                let base = self.build(config, &from, seen)?;
+                Box::new(AssumeRoleProvider::new(
+                    base,
+                    role_session(&profile.ram_session_name)?,
+                    non_empty(&profile.external_id).map(String::from),
+                    sts(),
+                    source.clone(),
+                ))
+            }
+            "OIDC" => {
+                let session_name =
+                    non_empty(&profile.ram_session_name).unwrap_or(&profile.role_session_name);
+                Box::new(OidcRoleProvider::new(
+                    role_session(session_name)?,
+                    require(&profile.oidc_provider_arn, "oidc_provider_arn")?,
+                    require(&profile.oidc_token_file, "oidc_token_file")?.into(),
+                    key("oidc_token_file"),
+                    sts(),
+                    source.clone(),
+                ))
+            }
+            other => {
+                return Err(CredentialsError::invalid(
+                    source,
+                    format!(
+                        "mode `{other}` is not supported; use AK, StsToken, EcsRamRole, RamRoleArn, \
+                         ChainableRamRoleArn or OIDC"
+                    ),
+                ));
+            }
+        })
+    }
+
+    async fn read(&self) -> Result<Credentials, CredentialsError> {
+        let provider = self.built.get_or_try_init(|| async { self.load() }).await?;
+        provider.credentials().await
     }
 }
 
@@ -135,7 +246,10 @@ mod tests {
         { "name": "AK", "mode": "AK", "access_key_id": "akid", "access_key_secret": "secret" },
         { "name": "StsToken", "mode": "StsToken", "access_key_id": "accessKeyId", "access_key_secret": "accessKeySecret", "sts_token": "stsToken" },
         { "name": "RamRoleArn", "mode": "RamRoleArn", "access_key_id": "akid", "access_key_secret": "secret", "ram_role_arn": "arn" },
-        { "name": "EcsRamRole", "mode": "EcsRamRole", "ram_role_name": "rolename" }
+        { "name": "EcsRamRole", "mode": "EcsRamRole", "ram_role_name": "rolename" },
+        { "name": "Rsa", "mode": "RsaKeyPair", "key_pair_name": "k" },
+        { "name": "LoopA", "mode": "ChainableRamRoleArn", "source_profile": "LoopB", "ram_role_arn": "acs:ram::1:role/a" },
+        { "name": "LoopB", "mode": "ChainableRamRoleArn", "source_profile": "LoopA", "ram_role_arn": "acs:ram::1:role/b" }
       ]
     }"#;
 
@@ -143,9 +257,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, CONFIG).unwrap();
+        let options = ChainOptions {
+            env: super::super::EnvLookup::from_pairs(&[]),
+            home: None,
+            profile: None,
+            metadata_base_url: base.into(),
+            sts_endpoint: None,
+        };
         (
             dir,
-            CliConfigProvider::new(path, profile.map(String::from), base.into()),
+            CliConfigProvider::new(path, profile.map(String::from), options),
         )
     }
 
@@ -161,13 +282,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unsupported_mode_is_named() {
+    async fn unsupported_mode_bad_arn_and_loops_are_named() {
+        let (_d, p) = provider(Some("Rsa"), "");
+        let e = p.credentials().await.unwrap_err().to_string();
+        assert!(
+            e.contains("RsaKeyPair") && e.contains("not supported"),
+            "{e}"
+        );
         let (_d, p) = provider(Some("RamRoleArn"), "");
         let e = p.credentials().await.unwrap_err().to_string();
         assert!(
-            e.contains("RamRoleArn") && e.contains("not supported"),
+            e.contains("profile `RamRoleArn` `ram_role_arn`") && e.contains("not a RAM role ARN"),
             "{e}"
         );
+        let (_d, p) = provider(Some("LoopA"), "");
+        let e = p.credentials().await.unwrap_err().to_string();
+        assert!(e.contains("LoopA -> LoopB -> LoopA"), "{e}");
     }
     // `EcsRamRole` profiles read the emulated metadata service in host/sim/tests/ram_role.rs.
 }

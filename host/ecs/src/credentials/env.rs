@@ -93,6 +93,7 @@ impl EnvProvider {
                 if let Some((_, token)) = self.env.first_of(TOKEN_VARS) {
                     c = c.with_security_token(token);
                 }
+                c.provider = "env".into();
                 Ok(c)
             }
         }

@@ -1,15 +1,24 @@
 //! Where the AccessKey comes from: the same chain as the official SDKs (reference §6).
 //!
-//! Order of [`DefaultChain`]: explicit config (if given) → environment → aliyun CLI
+//! Order of [`DefaultChain`] (that of the official libraries): explicit config (if given) →
+//! environment AccessKey → environment OIDC (`ALIBABA_CLOUD_OIDC_TOKEN_FILE`...) → aliyun CLI
 //! `~/.aliyun/config.json` → shared credentials INI `~/.alibabacloud/credentials` → ECS instance
-//! RAM role from instance metadata. The first source that is *configured* wins and is reused; a
-//! source that is configured but broken is an error naming the file/variable, not a silent skip.
+//! RAM role from instance metadata → `ALIBABA_CLOUD_CREDENTIALS_URI`. The first source that is
+//! *configured* wins and is reused; a source that is configured but broken is an error naming
+//! the file/variable, not a silent skip. Temporary credentials (roles, OIDC, URI) are cached
+//! and refreshed by one set of rules (`refresh`).
 //!
 //! Secrets live in [`Secret`], whose `Debug` prints `<redacted>` and which has no `Display`.
+mod assume_role;
 mod cli_config;
 mod env;
+mod lazy;
+mod oidc;
 mod profile_file;
 mod ram_role;
+mod refresh;
+pub mod sts;
+mod uri;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,10 +26,15 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
+pub use assume_role::AssumeRoleProvider;
 pub use cli_config::CliConfigProvider;
 pub use env::{EnvLookup, EnvProvider};
+pub use lazy::LazyProvider;
+pub use oidc::OidcRoleProvider;
 pub use profile_file::ProfileFileProvider;
 pub use ram_role::{DEFAULT_METADATA_BASE_URL, EcsRamRoleProvider};
+pub use sts::StsClient;
+pub use uri::CredentialsUriProvider;
 
 /// A secret string: never printed by `Debug`, no `Display`, read only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
@@ -57,6 +71,10 @@ pub struct Credentials {
     pub expiration: Option<time::OffsetDateTime>,
     /// Which source supplied them, e.g. `environment` or `profile file ~/.alibabacloud/credentials [default]`.
     pub source: String,
+    /// The official libraries' name for the provider that made them: `static_ak`,
+    /// `static_sts`, `env`, `oidc_role_arn`, `ecs_ram_role`, `credential_uri`, or
+    /// `ram_role_arn/<base>` for a role assumed with `<base>` credentials.
+    pub provider: String,
 }
 
 impl Credentials {
@@ -68,13 +86,22 @@ impl Credentials {
             security_token: None,
             expiration: None,
             source: "explicit".into(),
+            provider: "static_ak".into(),
         }
     }
 
     /// Adds an STS security token (temporary credentials).
     pub fn with_security_token(mut self, token: impl Into<String>) -> Self {
         self.security_token = Some(Secret::new(token));
+        if self.provider == "static_ak" {
+            self.provider = "static_sts".into();
+        }
         self
+    }
+
+    /// Whether these are the credentials of an assumed RAM role (AssumeRole or OIDC).
+    pub fn is_assumed_role(&self) -> bool {
+        self.provider.starts_with("ram_role_arn") || self.provider == "oidc_role_arn"
     }
 
     fn with_source(mut self, source: impl Into<String>) -> Self {
@@ -94,6 +121,7 @@ impl fmt::Debug for Credentials {
             )
             .field("expiration", &self.expiration)
             .field("source", &self.source)
+            .field("provider", &self.provider)
             .finish()
     }
 }
@@ -110,11 +138,23 @@ pub enum CredentialsError {
     /// Instance metadata could not be read (not on ECS, no role attached, network).
     #[error("ECS instance metadata {url}: {detail}")]
     Metadata { url: String, detail: String },
+    /// STS refused or could not be reached (the detail never holds a secret).
+    #[error("STS {action} at {endpoint}: {detail}")]
+    Sts {
+        /// The STS action, e.g. `AssumeRole`.
+        action: String,
+        /// The STS endpoint called.
+        endpoint: String,
+        /// STS's code and message, or the transport error.
+        detail: String,
+    },
     /// No source in the chain is configured.
     #[error(
         "no Alibaba Cloud credentials found; tried: {}. Set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-         ALIBABA_CLOUD_ACCESS_KEY_SECRET, configure `aliyun configure`, write \
-         ~/.alibabacloud/credentials, or attach a RAM role to this ECS instance",
+         ALIBABA_CLOUD_ACCESS_KEY_SECRET (or the OIDC variables ALIBABA_CLOUD_ROLE_ARN, \
+         ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE), configure `aliyun \
+         configure`, write ~/.alibabacloud/credentials, attach a RAM role to this ECS instance, \
+         or set ALIBABA_CLOUD_CREDENTIALS_URI",
         tried.join("; ")
     )]
     NoneFound { tried: Vec<String> },
@@ -161,6 +201,9 @@ pub struct ChainOptions {
     pub profile: Option<String>,
     /// Instance metadata base URL (default `http://100.100.100.200`).
     pub metadata_base_url: String,
+    /// STS endpoint for every role source, overriding profiles and the region rule
+    /// (private endpoints, the emulator); see [`sts::endpoint_url`].
+    pub sts_endpoint: Option<String>,
 }
 
 impl Default for ChainOptions {
@@ -170,7 +213,30 @@ impl Default for ChainOptions {
             home: std::env::var_os("HOME").map(PathBuf::from),
             profile: None,
             metadata_base_url: DEFAULT_METADATA_BASE_URL.into(),
+            sts_endpoint: None,
         }
+    }
+}
+
+impl ChainOptions {
+    /// The STS client for a source: [`ChainOptions::sts_endpoint`], else the source's own
+    /// endpoint, else its region or `ALIBABA_CLOUD_STS_REGION`, with `sts-vpc.` when the
+    /// source or `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED` asks for it.
+    pub fn sts_client(
+        &self,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        vpc: Option<bool>,
+    ) -> StsClient {
+        let region = region
+            .map(String::from)
+            .or_else(|| self.env.get("ALIBABA_CLOUD_STS_REGION"));
+        let vpc = vpc.unwrap_or_else(|| self.env.is_true("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"));
+        StsClient::new(sts::endpoint_url(
+            self.sts_endpoint.as_deref().or(endpoint),
+            region.as_deref(),
+            vpc,
+        ))
     }
 }
 
@@ -198,6 +264,10 @@ impl DefaultChain {
             .find_map(|v| options.env.get(v))
         });
         providers.push(Box::new(EnvProvider::new(options.env.clone())));
+        let (env, sts) = (options.env.clone(), options.sts_client(None, None, None));
+        providers.push(Box::new(LazyProvider::new("environment OIDC", move || {
+            Ok(Box::new(OidcRoleProvider::from_env(&env, sts.clone())?))
+        })));
         if !options.env.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
             let path = options
                 .env
@@ -208,7 +278,7 @@ impl DefaultChain {
                 providers.push(Box::new(CliConfigProvider::new(
                     path,
                     profile.clone(),
-                    options.metadata_base_url.clone(),
+                    options.clone(),
                 )));
             }
         }
@@ -231,7 +301,7 @@ impl DefaultChain {
             providers.push(Box::new(ProfileFileProvider::new(
                 path,
                 profile.clone(),
-                options.metadata_base_url.clone(),
+                options.clone(),
             )));
         }
         if !options.env.is_true("ALIBABA_CLOUD_ECS_METADATA_DISABLED") {
@@ -243,6 +313,12 @@ impl DefaultChain {
                 EcsRamRoleProvider::new(options.metadata_base_url.clone(), role)
                     .imdsv1_disabled(options.env.is_true("ALIBABA_CLOUD_IMDSV1_DISABLED")),
             ));
+        }
+        // Last, and only when set, as in the official libraries.
+        if let Some(uri) = options.env.get(uri::URI_VAR) {
+            providers.push(Box::new(LazyProvider::new("credentials URI", move || {
+                Ok(Box::new(CredentialsUriProvider::new(&uri, uri::URI_VAR)?))
+            })));
         }
         Self {
             providers,
@@ -318,6 +394,7 @@ mod tests {
             home: Some(home.path().into()),
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
+            sts_endpoint: None,
         };
         let err = DefaultChain::new(None, options.clone())
             .credentials()
@@ -346,6 +423,7 @@ mod tests {
             home: Some(home.path().into()),
             profile: None,
             metadata_base_url: "http://127.0.0.1:9".into(),
+            sts_endpoint: None,
         };
         let err = DefaultChain::new(None, options)
             .credentials()

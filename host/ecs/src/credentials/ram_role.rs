@@ -1,18 +1,15 @@
 //! Temporary credentials of the RAM role attached to the ECS instance, from instance metadata
 //! (reference §6.5): token-protected access (IMDSv2) with fallback to v1, cached and refreshed
-//! 180 s before they expire.
+//! by the rules every temporary source shares (`refresh`).
 use std::time::Duration;
 
+use super::refresh::RefreshCache;
+use super::{Credentials, CredentialsError, CredentialsProvider};
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use time::OffsetDateTime;
-
-use super::{Credentials, CredentialsError, CredentialsProvider};
 
 /// The real instance metadata service.
 pub const DEFAULT_METADATA_BASE_URL: &str = "http://100.100.100.200";
-/// Refresh this long before the credentials expire (as credentials-go does).
-const REFRESH_BEFORE: time::Duration = time::Duration::seconds(180);
 const TOKEN_TTL_SECONDS: &str = "21600";
 
 #[derive(Deserialize)]
@@ -36,7 +33,7 @@ pub struct EcsRamRoleProvider {
     role_name: Option<String>,
     imdsv1_disabled: bool,
     http: reqwest::Client,
-    cache: tokio::sync::Mutex<Option<Credentials>>,
+    cache: RefreshCache,
 }
 
 impl EcsRamRoleProvider {
@@ -52,7 +49,7 @@ impl EcsRamRoleProvider {
             role_name,
             imdsv1_disabled: false,
             http,
-            cache: tokio::sync::Mutex::new(None),
+            cache: RefreshCache::default(),
         }
     }
 
@@ -151,26 +148,15 @@ impl EcsRamRoleProvider {
             .with_security_token(rc.security_token)
             .with_source(format!("ECS RAM role `{role}`"));
         c.expiration = Some(expiration);
+        c.provider = "ecs_ram_role".into();
         tracing::debug!(role = %role, expiration = %rc.expiration, "fetched RAM role credentials");
         Ok(c)
-    }
-
-    async fn cached(&self) -> Result<Credentials, CredentialsError> {
-        let mut cache = self.cache.lock().await;
-        let fresh = cache.as_ref().is_some_and(|c| {
-            c.expiration
-                .is_some_and(|exp| exp - OffsetDateTime::now_utc() > REFRESH_BEFORE)
-        });
-        if !fresh {
-            *cache = Some(self.fetch().await?);
-        }
-        Ok(cache.clone().expect("just filled"))
     }
 }
 
 impl CredentialsProvider for EcsRamRoleProvider {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>> {
-        Box::pin(self.cached())
+        Box::pin(self.cache.get(|| self.fetch()))
     }
     fn describe(&self) -> String {
         format!("ECS instance RAM role ({})", self.base_url)

@@ -26,14 +26,15 @@
 //! | `POST /_admin/key-pairs` `{"name","public_key"}` | register a key pair |
 pub mod config;
 pub mod faults;
+pub mod sessions;
 pub mod state;
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 mod auth_v3;
 mod disk;
 mod failure;
-mod nonce;
+pub(crate) mod nonce;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 
 pub use config::{Account, SimConfig, Timings};
 pub use faults::{Faults, NoStockRule, ThrottleRule};
+pub use sessions::{Session, Sessions};
 pub use state::{ActionCounter, Cloud, InstanceView, RecordedRunInstances, RequestLogEntry};
 pub use failure::ApiFailure;
 
@@ -118,6 +120,11 @@ impl EcsSim {
     /// The cloud state (also an [`InstanceDirectory`] for the SSH emulator).
     pub fn cloud(&self) -> Arc<Cloud> {
         self.cloud.clone()
+    }
+
+    /// The STS sessions this cloud honours (the STS emulator issues them).
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.cloud.sessions.clone()
     }
 
     /// The instance directory for the SSH emulator.

@@ -237,6 +237,8 @@ pub struct RecordedRunInstances {
 /// (through [`InstanceDirectory`]).
 pub struct Cloud {
     pub(crate) config: SimConfig,
+    /// Temporary credentials issued by the STS emulator.
+    pub(crate) sessions: std::sync::Arc<super::sessions::Sessions>,
     inner: Mutex<Inner>,
 }
 
@@ -285,6 +287,7 @@ impl Cloud {
         };
         Ok(Self {
             config,
+            sessions: Default::default(),
             inner: Mutex::new(inner),
         })
     }

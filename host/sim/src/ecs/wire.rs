@@ -16,7 +16,7 @@ use super::api;
 use super::failure::ApiFailure;
 use super::faults::{Faults, NoStockRule};
 use super::state::{Cloud, RequestLogEntry, now_ms};
-use super::{auth, auth_v3};
+use super::{auth, auth_v3, sessions};
 use ecsp_ecs::signer::Params;
 
 /// The axum application: RPC on `/`, admin API on `/_admin/...`.
@@ -147,11 +147,24 @@ fn handle(
     {
         let mut inner = cloud.lock();
         let tolerance = cloud.config.timestamp_tolerance_secs;
-        let accounts = &cloud.config.accounts;
+        let key_id = match &v3 {
+            Some(r) => r.auth.access_key_id.as_str(),
+            None => params.get("AccessKeyId").map(String::as_str).unwrap_or_default(),
+        };
+        // An STS session is checked like a configured key, then for its expiry.
+        let session = cloud.sessions.get(key_id);
+        let session_account = session.as_ref().map(|s| [s.account.clone()]);
+        let accounts = match &session_account {
+            Some(one) => one.as_slice(),
+            None => cloud.config.accounts.as_slice(),
+        };
         let account = match v3 {
             Some(r) => auth_v3::verify(&r, accounts, tolerance, &mut inner.nonces)?,
             None => auth::verify(method, params, accounts, tolerance, &mut inner.nonces)?,
         };
+        if let Some(s) = &session {
+            sessions::check_not_expired(s)?;
+        }
         if account.denied_actions.iter().any(|a| a == action) {
             return Err(ApiFailure::new(
                 403,

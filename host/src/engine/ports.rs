@@ -38,7 +38,8 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
-    /// The error code (the cloud's, or the host's own for local refusals): a bounded metric label.
+    /// The error code (the cloud's, or the host's own for local refusals). It is the cloud's
+    /// text: free-form and unbounded. Metrics use [`crate::ecs::code_label`], never this.
     pub fn code(&self) -> &str {
         match self {
             LaunchError::Capacity { code, .. } | LaunchError::Other { code, .. } => code,
@@ -119,8 +120,8 @@ pub trait JenkinsPort: Send + Sync + 'static {
     fn record_activity(&self, name: &str, record: &ActivityRecord) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// Everything a bootstrap needs about one instance.
-#[derive(Debug, Clone)]
+/// Everything a bootstrap needs about one instance. Its `Debug` hides the agent secret.
+#[derive(Clone)]
 pub struct BootstrapTarget {
     pub instance_id: String,
     pub template: String,
@@ -129,6 +130,19 @@ pub struct BootstrapTarget {
     pub secret: String,
     /// Give up at this instant (ms since the Unix epoch): the launch deadline.
     pub deadline_ms: u64,
+}
+
+impl std::fmt::Debug for BootstrapTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapTarget")
+            .field("instance_id", &self.instance_id)
+            .field("template", &self.template)
+            .field("ip", &self.ip)
+            .field("node_name", &self.node_name)
+            .field("secret", &"<redacted>")
+            .field("deadline_ms", &self.deadline_ms)
+            .finish()
+    }
 }
 
 /// The SSH side.
@@ -142,5 +156,26 @@ pub trait BootstrapPort: Send + Sync + 'static {
     fn failure_cause(&self, error: &anyhow::Error) -> &'static str {
         let _ = error;
         "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_target_debug_redacts_the_agent_secret() {
+        let t = BootstrapTarget {
+            instance_id: "i-1".into(),
+            template: "linux".into(),
+            ip: Ipv4Addr::LOCALHOST,
+            node_name: "linux-i-1".into(),
+            secret: "0123456789abcdef-agent-secret".into(),
+            deadline_ms: 7,
+        };
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains("agent-secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>") && dbg.contains("linux-i-1") && dbg.contains("i-1"), "{dbg}");
+        assert!(!format!("{t:#?}").contains("agent-secret"));
     }
 }

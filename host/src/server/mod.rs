@@ -184,7 +184,8 @@ impl Board {
             self.launched_total.inc_by(l.instance_ids.len() as u64);
         }
         for f in &r.launch_errors {
-            self.launch_failures.get_or_create(&vec![("code".into(), f.code.clone())]).inc();
+            // The code is the cloud's free text: only a known one becomes a label value.
+            self.launch_failures.get_or_create(&vec![("code".into(), crate::ecs::code_label(&f.code).into())]).inc();
             self.launch_failures_total.inc();
         }
         for (template, cause) in &r.bootstrap_failures {

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way through the engine: observe -> decide (policy) -> enforce -> act.
 pub mod app;
+pub mod body_limit;
 pub mod config;
 pub mod ecs;
 pub mod engine;

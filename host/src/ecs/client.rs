@@ -351,7 +351,14 @@ impl EcsClient {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
-        let body = res.text().await.map_err(transport)?;
+        let body = match crate::body_limit::read_text_capped(res, crate::body_limit::ECS_ANSWER_MAX).await {
+            Ok(body) => body,
+            Err(crate::body_limit::BodyError::Transport(e)) => return Err(transport(e)),
+            // Not retried: the same request would get the same answer.
+            Err(e @ crate::body_limit::BodyError::TooLarge { .. }) => {
+                return Err(EcsError::local(action, "ResponseTooLarge", format!("{e} ({url})"), ErrorKind::Decode));
+            }
+        };
         tracing::debug!(action, status, "ECS answered");
         Ok(Answer {
             status,

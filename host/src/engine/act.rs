@@ -172,7 +172,7 @@ where
                         spot: o.spot,
                         status: CloudStatus::Pending,
                         private_ip: None,
-                        created_ms: now,
+                        created_ms: Some(now),
                         locks: Vec::new(),
                     },
                 );
@@ -369,7 +369,8 @@ where
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
-                        self.spawn_bootstrap(n, n.instance.created_ms + launch_timeout);
+                        // An unknown creation time gives the bootstrap a full launch timeout from now.
+                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(now_ms) + launch_timeout);
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {

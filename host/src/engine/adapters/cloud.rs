@@ -16,7 +16,7 @@ use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
     SpotStrategy, Tag, VSwitchFilter,
 };
-use crate::engine::model::{CloudInstance, CloudStatus};
+use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id};
 use crate::engine::now_ms;
 use crate::engine::ports::{CloudOffering, CloudPort, LaunchError, LaunchRequest};
 
@@ -67,7 +67,8 @@ impl EcsCloud {
                 InstanceStatus::Other(_) => CloudStatus::Other,
             },
             private_ip: i.private_ip().and_then(|ip| ip.parse().ok()),
-            created_ms: parse_creation_time(&i.creation_time).unwrap_or(0),
+            // Unreadable: unknown, never 0 (which would be decades old on first sight).
+            created_ms: parse_creation_time(&i.creation_time),
             // Bounded: the text comes from the network and ends up in logs.
             locks: i
                 .operation_locks
@@ -149,6 +150,15 @@ impl CloudPort for EcsCloud {
         Ok(instances
             .iter()
             .filter(|i| i.tag(TAG_CONTROLLER) == Some(self.config.controller_id.as_str()))
+            .filter(|i| {
+                // Ids go into node names, known_hosts lines and file paths: a malformed one is
+                // never acted on.
+                let ok = is_instance_id(&i.instance_id);
+                if !ok {
+                    tracing::warn!(instance = ?i.instance_id.chars().take(80).collect::<String>(), "the cloud listed a malformed instance id: ignored");
+                }
+                ok
+            })
             .map(|i| self.to_cloud_instance(i))
             .collect())
     }
@@ -252,7 +262,19 @@ impl CloudPort for EcsCloud {
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
         match self.client.run_instances(&req).await {
-            Ok(resp) => Ok(resp.instance_ids.0),
+            Ok(resp) => {
+                let (ids, bad): (Vec<String>, Vec<String>) = resp.instance_ids.0.into_iter().partition(|id| is_instance_id(id));
+                if !bad.is_empty() {
+                    tracing::warn!(count = bad.len(), "RunInstances returned malformed instance ids: ignored");
+                }
+                if ids.is_empty() && !bad.is_empty() {
+                    return Err(LaunchError::Other {
+                        code: "InvalidInstanceId".into(),
+                        message: format!("RunInstances returned only malformed instance ids ({} of them); refused", bad.len()),
+                    });
+                }
+                Ok(ids)
+            }
             Err(e) => Err(launch_error(e)),
         }
     }

@@ -110,11 +110,13 @@ pub struct Setup {
     pub cloud_extra: String,
     /// ECS status timings (default: [`start_cluster`]'s).
     pub timings: Option<Timings>,
+    /// `[cloud] endpoint` instead of the emulator's (a [`crate::hostile::HostileEcs`] proxy).
+    pub ecs_endpoint: Option<String>,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None }
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -124,7 +126,15 @@ impl Setup {
         // `[cloud]` is written by the cluster; its extra keys go right into that table.
         let anchor = "capacity-cooldown = \"60s\"\n";
         assert!(text.contains(anchor), "the cluster's [cloud] table changed:\n{text}");
-        text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1)
+        let text = text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1);
+        match &self.ecs_endpoint {
+            Some(url) => {
+                let ours = format!("endpoint = \"{}\"", cluster.ecs.base_url());
+                assert!(text.contains(&ours), "the cluster's endpoint line changed:\n{text}");
+                text.replacen(&ours, &format!("endpoint = \"{url}\""), 1)
+            }
+            None => text,
+        }
     }
 }
 

@@ -463,3 +463,80 @@ fn a_contract_0_1_policy_is_served_through_conversions() {
     let placed = p.place(&request(2), &offerings(), &s.nodes).expect("place");
     assert_eq!(placed.iter().map(|p| (p.offering, p.count)).collect::<Vec<_>>(), [(0, 1), (1, 1)]);
 }
+
+/// Issue 20, item 2: a cached artifact is native code loaded without re-verification, so the
+/// cache directory is created 0700, and one that another user owns or that group or others
+/// can write is not used: an artifact planted there is never loaded.
+#[test]
+fn the_compile_cache_is_private_or_not_used() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bytes = std::fs::read(probe_wasm()).unwrap();
+    let limits = ecs_provisioner::policy::Limits { max_instances: 2, ..test_limits() };
+    let root = tempfile::tempdir().unwrap();
+    let with_cache = |dir: &std::path::Path| PolicyRuntime::new(limits.clone()).unwrap().with_cache_dir(dir);
+
+    // Created 0700; the second load comes from it.
+    let good = root.path().join("deep/policies");
+    let rt = with_cache(&good);
+    assert_eq!(rt.cache_dir(), Some(good.as_path()));
+    assert_eq!(std::fs::metadata(&good).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(rt.component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled);
+    assert_eq!(with_cache(&good).component("probe", &bytes).unwrap().1.from, LoadedFrom::Cache);
+
+    // The same valid artifact, planted in a directory others can write: not loaded.
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    for entry in std::fs::read_dir(&good).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), shared.join(entry.file_name())).unwrap();
+    }
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let rt = with_cache(&shared);
+    assert_eq!(rt.cache_dir(), None, "a world-writable cache directory is refused");
+    assert_eq!(rt.component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled, "the planted artifact was loaded");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o720)).unwrap();
+    assert_eq!(with_cache(&shared).cache_dir(), None, "a group-writable cache directory is refused");
+
+    // Private directory, but an artifact others can write: recompiled, not loaded.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(&shared).unwrap() {
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    assert_eq!(with_cache(&shared).component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled);
+
+    // Owned by another user: as root, a directory given to `nobody`; otherwise `/`, which
+    // belongs to root.
+    let foreign = if unsafe { libc::geteuid() } == 0 {
+        let dir = root.path().join("foreign");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        dir
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    assert_ne!(std::fs::metadata(&foreign).unwrap().uid(), unsafe { libc::geteuid() });
+    assert_eq!(with_cache(&foreign).cache_dir(), None, "a directory of another user is refused");
+}
+
+/// Issue 20, item 2: `policy bench` cached its artifact in `/tmp/ecsp-policy-bench-<pid>`,
+/// a name anyone can predict and create first, and loaded what it found there. It now uses a
+/// private directory with a random name, and removes it: a directory planted at the old name
+/// is neither used nor touched.
+#[test]
+fn policy_bench_caches_in_a_private_temporary_directory() {
+    let planted = std::env::temp_dir().join(format!("ecsp-policy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("planted.cwasm"), b"planted by someone else").unwrap();
+    let shape = ecs_provisioner::policy::bench::Shape { nodes: 5, queued: 5, offerings: 2 };
+    let report = ecs_provisioner::policy::bench::run(&probe_wasm().display().to_string(), "{}", shape, 2, &test_limits());
+    let planted_still_there = planted.join("planted.cwasm").exists();
+    let _ = std::fs::remove_dir_all(&planted);
+    let report = report.expect("bench runs");
+    assert!(planted_still_there, "the bench removed (so used) a directory someone else made");
+    let used = std::path::Path::new(&report.cache_dir);
+    assert_ne!(used, planted.as_path());
+    assert!(used.starts_with(std::env::temp_dir()), "{}", report.cache_dir);
+    assert!(!used.exists(), "left behind: {}", report.cache_dir);
+    assert!(report.cached_load_ms > 0.0);
+}

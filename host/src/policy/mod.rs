@@ -29,6 +29,7 @@ mod contract;
 mod error;
 pub mod fixture;
 pub mod log;
+mod private_dir;
 mod runtime;
 mod sandbox;
 pub mod scaffold;

@@ -440,3 +440,39 @@ pub fn assert_builds_succeeded(cluster: &Cluster, expected: usize) {
     assert_eq!(stats.completed.len(), expected, "{}", describe_cluster(cluster));
     assert_eq!((stats.queued, stats.running), (0, 0));
 }
+
+/// The daemon as a child process (`run --config FILE`), its log kept in a file. SIGKILLed
+/// when dropped, so a failing test leaves no daemon behind.
+pub struct Daemon {
+    child: std::process::Child,
+}
+
+impl Daemon {
+    /// Starts `exe run --config CONFIG`, appending its output to `log`.
+    pub fn start(exe: &Path, config: &Path, log: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
+        let child = std::process::Command::new(exe)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting the daemon");
+        Daemon { child }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the daemon");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -340,18 +340,20 @@ fn evaluations_run_concurrently() {
     let rt = Arc::new(PolicyRuntime::new(roomy_limits()).unwrap());
     let flood = rt.load_bytes("concurrency-probe", &std::fs::read(probe_wasm()).unwrap(), r#"{"mode":"log-flood"}"#).unwrap();
     let meeting = Arc::new(Meeting::default());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            let (flood, s, meeting) = (&flood, &s, meeting.clone());
-            scope.spawn(move || {
-                let layer = MeetingLayer(meeting);
-                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-                    flood.scale(s).expect("the flood call completes")
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (flood, s, meeting) = (&flood, &s, meeting.clone());
+                scope.spawn(move || {
+                    let layer = MeetingLayer(meeting);
+                    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || flood.scale(s))
                 })
-            });
-        }
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(*meeting.met.lock().unwrap(), "two evaluations were never in the guest at once: they ran one after the other");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
 /// Where the first log line of each thread waits for another thread's.

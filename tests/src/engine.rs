@@ -110,11 +110,13 @@ pub struct Setup {
     pub cloud_extra: String,
     /// ECS status timings (default: [`start_cluster`]'s).
     pub timings: Option<Timings>,
+    /// `[cloud] endpoint` instead of the emulator's (a [`crate::hostile::HostileEcs`] proxy).
+    pub ecs_endpoint: Option<String>,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None }
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -124,7 +126,15 @@ impl Setup {
         // `[cloud]` is written by the cluster; its extra keys go right into that table.
         let anchor = "capacity-cooldown = \"60s\"\n";
         assert!(text.contains(anchor), "the cluster's [cloud] table changed:\n{text}");
-        text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1)
+        let text = text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1);
+        match &self.ecs_endpoint {
+            Some(url) => {
+                let ours = format!("endpoint = \"{}\"", cluster.ecs.base_url());
+                assert!(text.contains(&ours), "the cluster's endpoint line changed:\n{text}");
+                text.replacen(&ours, &format!("endpoint = \"{url}\""), 1)
+            }
+            None => text,
+        }
     }
 }
 
@@ -429,4 +439,40 @@ pub fn assert_builds_succeeded(cluster: &Cluster, expected: usize) {
     assert!(failed.is_empty(), "failed builds: {failed:?}");
     assert_eq!(stats.completed.len(), expected, "{}", describe_cluster(cluster));
     assert_eq!((stats.queued, stats.running), (0, 0));
+}
+
+/// The daemon as a child process (`run --config FILE`), its log kept in a file. SIGKILLed
+/// when dropped, so a failing test leaves no daemon behind.
+pub struct Daemon {
+    child: std::process::Child,
+}
+
+impl Daemon {
+    /// Starts `exe run --config CONFIG`, appending its output to `log`.
+    pub fn start(exe: &Path, config: &Path, log: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
+        let child = std::process::Command::new(exe)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting the daemon");
+        Daemon { child }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the daemon");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

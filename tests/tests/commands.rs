@@ -20,6 +20,9 @@ agent-command = "true {secret_file}"
 data-disks = [{ category = "cloud_essd", size-gib = 100 }]
 "#;
 
+/// Runs the daemon (`run`): see `tests/src/bin/e2e-provisioner.rs`.
+const EXE: &str = env!("CARGO_BIN_EXE_e2e-provisioner");
+
 const ARM_IMAGE: &str = "aliyun_3_arm64_20G_alibase_20240528.vhd";
 
 async fn cluster(dir: &std::path::Path) -> Cluster {
@@ -195,5 +198,51 @@ async fn plan_decides_without_acting() {
     assert!(text.contains("Would launch 3 x linux"), "{text}");
     assert_eq!(cluster.ecs.calls("RunInstances"), 0, "plan never launches");
     assert!(cluster.ecs.instances().is_empty());
+    cluster.shutdown().await;
+}
+
+/// Issue 20, item 5: a plain-http Jenkins URL to a host other than loopback sends the token
+/// and agent secrets in the clear. `check` says so (WARN, not a failure) and `run` logs it at
+/// start; loopback (the emulators, a local TLS proxy) is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_endpoints_to_remote_hosts_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path()).await;
+    let local = dir.path().join("local.toml");
+    let text = cluster.config_text("check", TEMPLATE, "").unwrap();
+    std::fs::write(&local, &text).unwrap();
+    assert!(ecs_provisioner::config::Config::load(&local).unwrap().plaintext_warnings().is_empty());
+
+    // 0.0.0.0 is not a loopback address, yet connecting to it fails at once: no waiting on a
+    // remote host in a test.
+    let jenkins = format!("url = \"{}\"", cluster.jenkins.base_url());
+    assert!(text.contains(&jenkins), "{text}");
+    let remote = dir.path().join("remote.toml");
+    std::fs::write(&remote, text.replace(&jenkins, "url = \"http://0.0.0.0:1/\"")).unwrap();
+    let results = app::check::run(&remote).await;
+    let warning = by_item(&results, "plaintext");
+    assert!(warning.ok && warning.warning, "{warning:?}");
+    assert!(warning.detail.contains("jenkins.url \"http://0.0.0.0:1/\" is plain http"), "{warning:?}");
+    assert!(warning.detail.contains("API token"), "{warning:?}");
+
+    let log = dir.path().join("run.log");
+    let mut daemon = std::process::Command::new(EXE)
+        .args(["run", "--config"])
+        .arg(&remote)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting the daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline && !seen.contains("PLAINTEXT") {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        seen = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let line = seen.lines().find(|l| l.contains("PLAINTEXT")).unwrap_or_else(|| panic!("no warning at start:\n{seen}"));
+    assert!(line.contains("WARN") && line.contains("jenkins.url"), "{line}");
     cluster.shutdown().await;
 }

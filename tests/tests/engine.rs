@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::engine::{
-    CapWatch, Harness, Setup, Template, agent_nodes, assert_builds_succeeded, at_minimum, describe_cluster, enqueue,
+    CapWatch, Daemon, Harness, Setup, Template, agent_nodes, assert_builds_succeeded, at_minimum, describe_cluster, enqueue,
     our_instances, start_cluster_with, wait_until,
 };
 use ecs_provisioner::config::Config;
@@ -297,41 +296,6 @@ async fn max_uses_one_gives_one_shot_agents() {
     h.shutdown().await;
 }
 
-/// The daemon as a child process (`run --config FILE`), its log kept in a file. SIGKILLed
-/// when dropped, so a failing test leaves no daemon behind.
-struct Daemon {
-    child: std::process::Child,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
-        let child = std::process::Command::new(EXE)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting the daemon");
-        Daemon { child }
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaping the daemon");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Which parts of the lifecycle were under way at a kill, read from the emulators.
 #[derive(Debug, Default)]
 struct Phases {
@@ -401,7 +365,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     let mut queued = 0;
     let mut phases = Phases::default();
     for kill in 0..KILLS {
-        let daemon = Daemon::start(&config_file, &log);
+        let daemon = Daemon::start(Path::new(EXE), &config_file, &log);
         // New work every other round, so each restart finds something half-done.
         if kill % 2 == 0 {
             let (linux, docker) = (rng.random_range(1..=3), rng.random_range(0..=2));
@@ -421,7 +385,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     // window) and inside the restart of an agent that dropped.
     cluster.jenkins.set_delete_delay(secs(2.0));
     for round in 0..4 {
-        let daemon = Daemon::start(&config_file, &log);
+        let daemon = Daemon::start(Path::new(EXE), &config_file, &log);
         if round % 2 == 0 {
             // Builds grow the fleet past its minimum; their nodes idle out (1 s) and drain.
             enqueue(&cluster, "docker", JobKind::Freestyle, 2, secs(0.3));
@@ -453,7 +417,7 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     cluster.jenkins.set_delete_delay(Duration::ZERO);
 
     // One last daemon, left alone: it must clean up after all of its predecessors.
-    let daemon = Daemon::start(&config_file, &log);
+    let daemon = Daemon::start(Path::new(EXE), &config_file, &log);
     wait_until(&format!("all {queued} builds completed (seed {seed})"), secs(120.0), || {
         let s = cluster.jenkins.stats();
         s.completed.len() == queued as usize && s.queued == 0 && s.running == 0

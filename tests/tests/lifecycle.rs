@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e::engine::{Harness, Setup, Template, agent_nodes, our_instances, wait_until};
+use e2e::engine::{Daemon, Harness, Setup, Template, agent_nodes, describe_cluster, our_instances, start_cluster, wait_until};
 use ecs_provisioner::engine::lifecycle::REMOVING_PREFIX;
 use ecs_provisioner::sim::ecs::{Faults, Timings};
 use ecs_provisioner::sim::jenkins::JobKind;
@@ -472,4 +472,67 @@ async fn one_shot_race_with_100ms_builds_is_bounded_by_one_poll() {
     println!("one-shot race: {} nodes for 24 builds of 100 ms; builds per node {counts:?}; {extra} extra builds; first-to-last start per node (ms) {spans:?}", per_node.len());
     assert!(spans.iter().all(|s| *s < 2_500), "a used-up node kept taking builds for more than a poll or two: {spans:?} ms");
     h.shutdown().await;
+}
+
+/// The lines the init script of `linux` (see [`init_script_under_a_kill`]) wrote on every
+/// instance, in order.
+fn init_runs(cluster: &ecs_provisioner::sim::cluster::Cluster) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(cluster.dir.join("instances")).into_iter().flatten().flatten() {
+        if let Ok(text) = std::fs::read_to_string(entry.path().join("agent/init-runs")) {
+            lines.extend(text.lines().map(str::to_owned));
+        }
+    }
+    lines
+}
+
+/// Starts a daemon whose init script takes 15 s (long enough for a second daemon to start on
+/// a busy machine), SIGKILLs it while the script runs, optionally kills the script too (as a
+/// reboot would), and starts a second daemon. Returns the lines the
+/// script wrote once the node is online, and the daemons' log.
+async fn init_script_under_a_kill(kill_the_script: bool) -> (Vec<String>, String) {
+    let mut linux = Template::new("linux", 1, 1, 2);
+    linux.init_script = "echo start >> init-runs; sleep 15; echo end >> init-runs";
+    let setup = Setup::new(EXE, vec![linux]);
+    let dir = tempfile::Builder::new().prefix("ecsp-e2e-init-").tempdir().unwrap();
+    let cluster = start_cluster(dir.path(), std::path::Path::new(EXE)).await;
+    let config_file = dir.path().join("provisioner.toml");
+    std::fs::write(&config_file, setup.config_text(&cluster)).unwrap();
+    let log = dir.path().join("daemon.log");
+    let describe = || format!("{}\n{}", describe_cluster(&cluster), std::fs::read_to_string(&log).unwrap_or_default());
+
+    let daemon = Daemon::start(std::path::Path::new(EXE), &config_file, &log);
+    wait_until("the init script started", secs(60.0), || init_runs(&cluster).contains(&"start".to_owned()), describe).await;
+    daemon.kill();
+    if kill_the_script {
+        let id = our_instances(&cluster)[0].instance_id.clone();
+        assert!(cluster.ssh.kill_instance_processes(&id) > 0, "the init script was not running");
+    }
+    let daemon = Daemon::start(std::path::Path::new(EXE), &config_file, &log);
+    wait_until("the node is online", secs(60.0), || agent_nodes(&cluster).iter().any(|n| n.connected), describe).await;
+    let runs = init_runs(&cluster);
+    daemon.kill();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    cluster.shutdown().await;
+    (runs, text)
+}
+
+/// Issue 20, item 7: a daemon killed while the init script runs leaves it running on the
+/// instance. The next daemon waits for that run instead of starting the script again beside
+/// it, and takes its success as the script's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_script_still_running_after_a_kill_is_waited_for_not_run_again() {
+    let (runs, log) = init_script_under_a_kill(false).await;
+    assert_eq!(runs, ["start", "end"], "ran once, to the end:\n{log}");
+    assert!(log.contains("still running: waiting for it"), "{log}");
+    assert!(log.contains("the earlier run succeeded"), "{log}");
+}
+
+/// Issue 20, item 7: an init script that did not finish (killed with the daemon, as on a
+/// reboot) runs again on the next bootstrap; only a success is final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_script_that_did_not_finish_runs_again() {
+    let (runs, log) = init_script_under_a_kill(true).await;
+    assert_eq!(runs, ["start", "start", "end"], "killed once, then run again to the end:\n{log}");
+    assert!(log.contains("did not succeed: running it again"), "{log}");
 }

@@ -1,7 +1,10 @@
 //! The policy runtime against the probe guest (tests/policy-guests/probe): every kind of
 //! answer and misbehaviour ends as the right typed error, and the runtime keeps working.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use tracing_subscriber::layer::SubscriberExt as _;
 
 use e2e::policy::{echo_v0_1_wasm, load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
 use ecs_provisioner::policy::fixture;
@@ -194,14 +197,61 @@ fn a_memory_bomb_hits_the_cap() {
 
 #[test]
 fn a_log_flood_is_rate_limited_and_the_call_completes() {
-    // 10,000 lines of 5 KB: under the shared runtime's 100 ms wall-clock backstop a loaded
-    // machine can time the flood out; the roomy runtime's 5 s leaves the rate limit and the
-    // fuel budget as what is tested.
-    let plan = load_in(&roomy_runtime(), &probe_wasm(), r#"{"mode":"log-flood"}"#)
-        .expect("probe loads")
-        .scale(&snapshot())
-        .expect("logging never fails");
-    assert_eq!(plan.launches[0].count, 3);
+    // 10,000 lines of 5 KB per call: under the shared runtime's 100 ms wall-clock backstop a
+    // loaded machine can time the flood out; roomy limits (5 s) leave the rate limit and the
+    // fuel budget as what is tested. A runtime and a policy name of its own: the log budget
+    // and the dropped-lines count are this test's alone.
+    const NAME: &str = "log-flood-probe";
+    let rt = Arc::new(PolicyRuntime::new(roomy_limits()).unwrap());
+    let policy = rt.load_bytes(NAME, &std::fs::read(probe_wasm()).unwrap(), r#"{"mode":"log-flood"}"#).unwrap();
+    let dropped = || {
+        ecs_provisioner::policy::log::dropped_lines().into_iter().find(|(n, _)| n == NAME).map_or(0, |(_, d)| d)
+    };
+    let kept = Arc::new(Mutex::new(Vec::<String>::new()));
+    let flood = || {
+        let layer = KeptLines(kept.clone());
+        let plan = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            policy.scale(&snapshot()).expect("logging never fails")
+        });
+        assert_eq!(plan.launches[0].count, 3);
+        std::mem::take(&mut *kept.lock().unwrap())
+    };
+
+    // First call: the per-call limit (50) keeps the first 50 lines, each cut to 1 KiB.
+    let first = flood();
+    assert_eq!(first.len(), 50);
+    assert_eq!(dropped(), 9_950);
+    for (i, line) in first.iter().enumerate() {
+        assert!(line.starts_with(&format!("line {i} xxx")), "{line:.40}");
+        assert!(line.len() <= 1100 && line.ends_with("…[truncated]"), "{} bytes: {line:.40}…", line.len());
+    }
+    // Second call at once: the budget across calls (bursts of 60, 120 a minute) has 10 lines
+    // left, plus what refilled meanwhile (2 a second).
+    let second = flood();
+    assert!((10..=25).contains(&second.len()), "{} lines kept", second.len());
+    assert!(second[0].starts_with("line 0 "), "{:.40}", second[0]);
+    assert_eq!(dropped(), 9_950 + 10_000 - second.len() as u64);
+}
+
+/// The message of every `policy` log line written on this thread.
+struct KeptLines(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for KeptLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    *self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if event.metadata().target() == "policy" {
+            let mut text = String::new();
+            event.record(&mut Message(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
 }
 
 #[test]
@@ -274,6 +324,7 @@ fn garbage_is_a_load_error() {
 
 #[test]
 fn evaluations_run_concurrently() {
+    // Volume: four threads share one policy, 25 evaluations each, all fine.
     let p = probe("ok");
     let s = snapshot();
     std::thread::scope(|scope| {
@@ -282,6 +333,58 @@ fn evaluations_run_concurrently() {
             .collect();
         assert!(handles.into_iter().all(|h| h.join().unwrap()));
     });
+
+    // Overlap: two evaluations on two threads are inside the guest at the same moment. Each
+    // logs; the first line of each waits in the log handler (up to 10 s) for a line of the
+    // other thread. Evaluations that were serialized (one lock around them) never meet.
+    let rt = Arc::new(PolicyRuntime::new(roomy_limits()).unwrap());
+    let flood = rt.load_bytes("concurrency-probe", &std::fs::read(probe_wasm()).unwrap(), r#"{"mode":"log-flood"}"#).unwrap();
+    let meeting = Arc::new(Meeting::default());
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (flood, s, meeting) = (&flood, &s, meeting.clone());
+                scope.spawn(move || {
+                    let layer = MeetingLayer(meeting);
+                    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || flood.scale(s))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(*meeting.met.lock().unwrap(), "two evaluations were never in the guest at once: they ran one after the other");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+/// Where the first log line of each thread waits for another thread's.
+#[derive(Default)]
+struct Meeting {
+    /// Threads waiting now.
+    inside: Mutex<usize>,
+    met: Mutex<bool>,
+    seen: Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+    changed: Condvar,
+}
+
+struct MeetingLayer(Arc<Meeting>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for MeetingLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let m = &self.0;
+        if event.metadata().target() != "policy" || !m.seen.lock().unwrap().insert(std::thread::current().id()) {
+            return;
+        }
+        let mut inside = m.inside.lock().unwrap();
+        *inside += 1;
+        m.changed.notify_all();
+        let met = || *m.met.lock().unwrap();
+        let (mut inside, _) =
+            m.changed.wait_timeout_while(inside, Duration::from_secs(10), |n| *n < 2 && !met()).unwrap();
+        if *inside >= 2 {
+            *m.met.lock().unwrap() = true;
+        }
+        *inside -= 1;
+    }
 }
 
 #[test]
@@ -462,4 +565,81 @@ fn a_contract_0_1_policy_is_served_through_conversions() {
     assert_eq!(removed, ["i-off"]);
     let placed = p.place(&request(2), &offerings(), &s.nodes).expect("place");
     assert_eq!(placed.iter().map(|p| (p.offering, p.count)).collect::<Vec<_>>(), [(0, 1), (1, 1)]);
+}
+
+/// Issue 20, item 2: a cached artifact is native code loaded without re-verification, so the
+/// cache directory is created 0700, and one that another user owns or that group or others
+/// can write is not used: an artifact planted there is never loaded.
+#[test]
+fn the_compile_cache_is_private_or_not_used() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bytes = std::fs::read(probe_wasm()).unwrap();
+    let limits = ecs_provisioner::policy::Limits { max_instances: 2, ..test_limits() };
+    let root = tempfile::tempdir().unwrap();
+    let with_cache = |dir: &std::path::Path| PolicyRuntime::new(limits.clone()).unwrap().with_cache_dir(dir);
+
+    // Created 0700; the second load comes from it.
+    let good = root.path().join("deep/policies");
+    let rt = with_cache(&good);
+    assert_eq!(rt.cache_dir(), Some(good.as_path()));
+    assert_eq!(std::fs::metadata(&good).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(rt.component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled);
+    assert_eq!(with_cache(&good).component("probe", &bytes).unwrap().1.from, LoadedFrom::Cache);
+
+    // The same valid artifact, planted in a directory others can write: not loaded.
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    for entry in std::fs::read_dir(&good).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), shared.join(entry.file_name())).unwrap();
+    }
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let rt = with_cache(&shared);
+    assert_eq!(rt.cache_dir(), None, "a world-writable cache directory is refused");
+    assert_eq!(rt.component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled, "the planted artifact was loaded");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o720)).unwrap();
+    assert_eq!(with_cache(&shared).cache_dir(), None, "a group-writable cache directory is refused");
+
+    // Private directory, but an artifact others can write: recompiled, not loaded.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(&shared).unwrap() {
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    assert_eq!(with_cache(&shared).component("probe", &bytes).unwrap().1.from, LoadedFrom::Compiled);
+
+    // Owned by another user: as root, a directory given to `nobody`; otherwise `/`, which
+    // belongs to root.
+    let foreign = if unsafe { libc::geteuid() } == 0 {
+        let dir = root.path().join("foreign");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        dir
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    assert_ne!(std::fs::metadata(&foreign).unwrap().uid(), unsafe { libc::geteuid() });
+    assert_eq!(with_cache(&foreign).cache_dir(), None, "a directory of another user is refused");
+}
+
+/// Issue 20, item 2: `policy bench` cached its artifact in `/tmp/ecsp-policy-bench-<pid>`,
+/// a name anyone can predict and create first, and loaded what it found there. It now uses a
+/// private directory with a random name, and removes it: a directory planted at the old name
+/// is neither used nor touched.
+#[test]
+fn policy_bench_caches_in_a_private_temporary_directory() {
+    let planted = std::env::temp_dir().join(format!("ecsp-policy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("planted.cwasm"), b"planted by someone else").unwrap();
+    let shape = ecs_provisioner::policy::bench::Shape { nodes: 5, queued: 5, offerings: 2 };
+    let report = ecs_provisioner::policy::bench::run(&probe_wasm().display().to_string(), "{}", shape, 2, &test_limits());
+    let planted_still_there = planted.join("planted.cwasm").exists();
+    let _ = std::fs::remove_dir_all(&planted);
+    let report = report.expect("bench runs");
+    assert!(planted_still_there, "the bench removed (so used) a directory someone else made");
+    let used = std::path::Path::new(&report.cache_dir);
+    assert_ne!(used, planted.as_path());
+    assert!(used.starts_with(std::env::temp_dir()), "{}", report.cache_dir);
+    assert!(!used.exists(), "left behind: {}", report.cache_dir);
+    assert!(report.cached_load_ms > 0.0);
 }

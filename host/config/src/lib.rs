@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub mod launch;
+pub mod plaintext;
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
 
 /// The whole configuration file.

@@ -360,7 +360,14 @@ impl EcsClient {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
-        let body = res.text().await.map_err(transport)?;
+        let body = match ecsp_http::read_text_capped(res, ecsp_http::ECS_ANSWER_MAX).await {
+            Ok(body) => body,
+            Err(ecsp_http::BodyError::Transport(e)) => return Err(transport(e)),
+            // Not retried: the same request would get the same answer.
+            Err(e @ ecsp_http::BodyError::TooLarge { .. }) => {
+                return Err(EcsError::local(action, "ResponseTooLarge", format!("{e} ({url})"), ErrorKind::Decode));
+            }
+        };
         tracing::debug!(action, status, "ECS answered");
         Ok(Answer {
             status,

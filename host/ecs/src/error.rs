@@ -178,6 +178,63 @@ impl fmt::Display for EcsError {
 
 impl std::error::Error for EcsError {}
 
+/// Error codes a launch failure may be labelled with on `/metrics`: the ones the classifier
+/// and the engine know by name, and the host's own local codes.
+const LABELLED_CODES: &[&str] = &[
+    "OperationDenied.NoStock",
+    "Zone.NotOnSale",
+    "Zone.NotOpen",
+    "InvalidInstanceType.ZoneNotSupported",
+    "InvalidVSwitchId.IpNotEnough",
+    "QuotaExceeded.PrivateIpAddress",
+    "InvalidResourceType.NotSupported",
+    "QuotaExceed.ElasticQuota",
+    "QuotaExceed.AfterpayInstance",
+    "Throttling",
+    "Throttling.User",
+    "Throttling.Api",
+    "ServiceUnavailable",
+    "InternalError",
+    "UnknownError",
+    "LastTokenProcessing",
+    "OperationConflict",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeySecret",
+    "InvalidTimeStamp.Expired",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "Forbidden.AccessKeyDisabled",
+    "Forbidden.RAM",
+    "Forbidden",
+    "NoPermission",
+    "InsufficientBalance",
+    "Account.Arrearage",
+    "IdempotentParameterMismatch",
+    "InvalidParameter",
+    "MissingParameter",
+    "InvalidImageId.NotFound",
+    "InvalidSecurityGroupId.NotFound",
+    "InvalidVSwitchId.NotFound",
+    "InvalidKeyPairName.NotFound",
+    // The host's own codes.
+    "Transport",
+    "Decode",
+    "NoCredentials",
+    "ResponseTooLarge",
+    "UnknownTemplate",
+    "InvalidInstanceId",
+];
+
+/// The metric label for an error code: the code itself when it is one of a fixed set, `other`
+/// for anything else. A code is the server's text; copied into a label as it is, a hostile
+/// endpoint could write any line into `/metrics` (and an unbounded set of values would grow
+/// the series without end).
+pub fn code_label(code: &str) -> &'static str {
+    LABELLED_CODES.iter().find(|c| **c == code).copied().unwrap_or("other")
+}
+
 /// Classifies a server error code (and HTTP status) into an [`ErrorKind`]. `capacity` fills in
 /// the offering the request was for.
 pub fn classify(
@@ -282,6 +339,15 @@ mod tests {
         assert_eq!(kind("InvalidInstanceId.NotFound", 404), ErrorKind::NotFound);
         assert_eq!(kind("DryRunOperation", 400), ErrorKind::DryRunPassed);
         assert_eq!(kind("InvalidParameter", 400), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn metric_labels_come_from_a_closed_set() {
+        assert_eq!(code_label("OperationDenied.NoStock"), "OperationDenied.NoStock");
+        assert_eq!(code_label("Transport"), "Transport");
+        assert_eq!(code_label("Evil\"} 1\necs_provisioner_removals_total 31337"), "other");
+        assert_eq!(code_label("OperationDenied.NoStockX"), "other", "exact matches only");
+        assert_eq!(code_label(""), "other");
     }
 
     #[test]

@@ -33,6 +33,6 @@ pub mod stats;
 
 pub use actions::*;
 pub use client::{Api, ClientBuildError, ClientConfig, EcsClient, HttpMethod};
-pub use error::{CapacityDetail, EcsError, ErrorKind};
+pub use error::{CapacityDetail, EcsError, ErrorKind, code_label};
 pub use retry::RetryPolicy;
 pub use stats::ActionStats;

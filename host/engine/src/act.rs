@@ -57,8 +57,10 @@ pub struct LaunchFailure {
     pub spot: bool,
     /// Whether it was a capacity error (the offering is then avoided for a while).
     pub capacity: bool,
-    /// The error code, e.g. `OperationDenied.NoStock`.
+    /// The error code, e.g. `OperationDenied.NoStock`, as the cloud sent it.
     pub code: String,
+    /// The code as a bounded metric label ([`LaunchError::label`]).
+    pub label: &'static str,
     /// The error message.
     pub error: String,
 }
@@ -130,6 +132,7 @@ where
                                     spot: offering.spot,
                                     capacity,
                                     code: e.code().to_owned(),
+                                    label: e.label(),
                                     error: e.to_string(),
                                 });
                                 break;
@@ -184,7 +187,7 @@ where
                         spot: o.spot,
                         status: CloudStatus::Pending,
                         private_ip: None,
-                        created_ms: now,
+                        created_ms: Some(now),
                         locks: Vec::new(),
                     },
                 );
@@ -381,7 +384,8 @@ where
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
-                        self.spawn_bootstrap(n, n.instance.created_ms + launch_timeout);
+                        // An unknown creation time gives the bootstrap a full launch timeout from now.
+                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(now_ms) + launch_timeout);
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {

@@ -190,7 +190,8 @@ impl Board {
             self.launched_total.inc_by(l.instance_ids.len() as u64);
         }
         for f in &r.launch_errors {
-            self.launch_failures.get_or_create(&vec![("code".into(), f.code.clone())]).inc();
+            // The code is the cloud's free text: only a known one becomes a label value.
+            self.launch_failures.get_or_create(&vec![("code".into(), f.label.into())]).inc();
             self.launch_failures_total.inc();
         }
         for (template, cause) in &r.bootstrap_failures {
@@ -343,6 +344,7 @@ mod tests {
             spot: false,
             capacity: true,
             code: "OperationDenied.NoStock".into(),
+            label: "OperationDenied.NoStock",
             error: "RunInstances failed: OperationDenied.NoStock: no stock (RequestId X)".into(),
         });
         r.oldest_wait_ms.insert("linux".into(), 12_000);

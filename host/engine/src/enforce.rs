@@ -180,7 +180,7 @@ mod tests {
                 spot: false,
                 status: CloudStatus::Running,
                 private_ip: None,
-                created_ms: 0,
+                created_ms: Some(0),
                 locks: Vec::new(),
             },
             agent: Some(AgentNode { busy_executors: busy, executors: 2, online: true, ..Default::default() }),
@@ -283,5 +283,49 @@ mod tests {
         assert_eq!(removed, ["i-3", "i-4"]);
         let rules: Vec<&str> = out.clamps.iter().map(|c| c.rule).collect();
         assert_eq!(rules, ["min-nodes", "busy-node"]);
+    }
+
+    #[test]
+    fn nodes_being_removed_still_count_against_every_cap() {
+        // Draining and terminating nodes still exist (and cost money) until the cloud has deleted
+        // them: a cap that forgot them would launch replacements past it while deletes settle.
+        let templates = [tpl("a", 0, 3), tpl("b", 0, 10)];
+        let nodes = [
+            node("i-1", "a", NodeState::Draining, 0),
+            node("i-2", "a", NodeState::Terminating, 0),
+            node("i-3", "a", NodeState::Online, 0),
+            node("i-4", "b", NodeState::Terminating, 0),
+            node("i-5", "b", NodeState::Draining, 0),
+        ];
+        let limits = Limits { templates: &templates, max_total_nodes: 6, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![launch("a", 2), launch("b", 5)], removals: vec![] }, &nodes, &limits);
+        // a: 3 of max 3 exist. b: 2 exist, but 5 of max-total 6 do: one more.
+        assert_eq!(out.plan.launches, vec![launch("b", 1)]);
+        let rules: Vec<&str> = out.clamps.iter().map(|c| c.rule).collect();
+        assert_eq!(rules, ["template-max", "total-max"]);
+        assert!(out.clamps[0].detail.contains("3 of max 3 exist"), "{:?}", out.clamps);
+        assert!(out.clamps[1].detail.contains("5 of max-total-nodes 6"), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn nodes_already_being_removed_are_not_removed_again() {
+        let templates = [tpl("a", 0, 5)];
+        let nodes = [node("i-1", "a", NodeState::Draining, 0), node("i-2", "a", NodeState::Terminating, 0)];
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![], removals: vec![removal("i-1"), removal("i-2")] }, &nodes, &limits);
+        assert!(out.plan.removals.is_empty());
+        assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["duplicate", "duplicate"]);
+        assert!(out.clamps[0].detail.contains("already being removed"), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn a_busy_node_of_a_retired_template_is_never_removed() {
+        // No template, no minimum: only the build protects it, and it must.
+        let templates = [tpl("a", 0, 5)];
+        let nodes = [node("i-busy", "retired", NodeState::Online, 1), node("i-idle", "retired", NodeState::Online, 0)];
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![], removals: vec![removal("i-busy"), removal("i-idle")] }, &nodes, &limits);
+        assert_eq!(out.plan.removals, vec![removal("i-idle")]);
+        assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["busy-node"]);
     }
 }

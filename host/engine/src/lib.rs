@@ -21,7 +21,7 @@ pub mod model;
 pub mod offerings;
 pub mod ports;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -254,8 +254,10 @@ where
 
         let (nodes, chores) = {
             let mut book = self.book.lock().unwrap();
-            book.prune(&fleet.iter().map(|i| i.instance_id.as_str()).collect(), now);
+            let listed: BTreeSet<&str> = fleet.iter().map(|i| i.instance_id.as_str()).collect();
+            book.prune(&listed, now);
             let (nodes, chores) = reconcile(&fleet, &view.agents, &book, &templates, now);
+            report_strangers(&mut book, &listed, &view.agents, &templates);
             for n in nodes.iter().filter(|n| n.agent.as_ref().is_some_and(|a| a.online)) {
                 if book.seen_online.insert(n.instance_id().to_owned()) {
                     book.bootstrap_worked(n.template());
@@ -322,6 +324,27 @@ where
         self.board.record(&report);
         *self.last_report.lock().unwrap() = Some(report.clone());
         report
+    }
+}
+
+/// Warns once about each node that looks like ours (name and description) but whose instance
+/// this process never saw listed with our controller tag nor launched: it is left alone, since
+/// a description proves nothing. Forgets proven instances with nothing left to clean up.
+fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::AgentNode], templates: &[TemplateLimits]) {
+    let ids: BTreeSet<&str> =
+        agents.iter().filter_map(|a| lifecycle::parse_node_name(&a.name, templates).map(|(_, id)| id)).collect();
+    book.forget_settled(listed, &ids);
+    book.strangers_reported.retain(|name| agents.iter().any(|a| a.name == *name));
+    for a in agents {
+        let Some((_, id)) = lifecycle::parse_node_name(&a.name, templates) else { continue };
+        if !listed.contains(id) && !book.known_ours.contains(id) && book.strangers_reported.insert(a.name.clone()) {
+            tracing::warn!(
+                node = %a.name,
+                instance = %id,
+                "node claims to be ours, but its instance was never listed with our controller tag nor launched by \
+                 this process: left alone (delete it by hand if it is a leftover)"
+            );
+        }
     }
 }
 

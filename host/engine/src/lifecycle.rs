@@ -45,6 +45,12 @@ pub struct Book {
     pub holds: BTreeMap<String, LaunchHold>,
     /// Bootstrap failures since the last cycle read them: (template, cause).
     pub failed_bootstraps: Vec<(String, &'static str)>,
+    /// Instances proven ours in this process: listed with our controller tag, or launched by
+    /// it. Only their Jenkins nodes are ever deleted once the instance is gone; a node whose
+    /// description alone claims it is ours is left alone (anyone can write a description).
+    pub known_ours: BTreeSet<String>,
+    /// Nodes that look like ours but whose instance this process never saw: warned about once.
+    pub strangers_reported: BTreeSet<String>,
 }
 
 /// Launches of one template held back because its bootstraps keep failing (a host key that
@@ -95,6 +101,8 @@ impl Book {
     /// or its listing grace has passed, since a fresh instance may not be listed yet; once
     /// listed, the listing speaks for it (an instance deleted after that is gone, not late).
     pub fn prune(&mut self, listed: &BTreeSet<&str>, now_ms: u64) {
+        self.known_ours.extend(listed.iter().map(|id| (*id).to_owned()));
+        self.known_ours.extend(self.launched.keys().cloned());
         self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
         self.draining.retain(|id| listed.contains(id.as_str()));
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
@@ -102,7 +110,13 @@ impl Book {
         self.disconnected.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
         self.launched
-            .retain(|id, i| !listed.contains(id.as_str()) && now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
+            .retain(|id, i| !listed.contains(id.as_str()) && !past_listing_grace(i, now_ms));
+    }
+
+    /// Forgets proven instances that are neither listed nor have a node left: nothing of theirs
+    /// remains to clean up, so the set stays as small as the fleet.
+    pub fn forget_settled(&mut self, listed: &BTreeSet<&str>, node_ids: &BTreeSet<&str>) {
+        self.known_ours.retain(|id| listed.contains(id.as_str()) || node_ids.contains(id.as_str()) || self.launched.contains_key(id));
     }
 }
 
@@ -146,6 +160,12 @@ const TERMINATE_RETRY_MS: u64 = 60_000;
 /// the cloud's listing is eventually consistent.
 pub const LISTING_GRACE_MS: u64 = 120_000;
 
+/// Whether a launch booked by this process is older than the listing grace. Launches are
+/// always booked with their time; one without counts as past it.
+fn past_listing_grace(launched: &CloudInstance, now_ms: u64) -> bool {
+    launched.created_ms.is_none_or(|t| now_ms.saturating_sub(t) >= LISTING_GRACE_MS)
+}
+
 /// Merges the three views into nodes and chores. Pure: same input, same output.
 pub fn reconcile(
     instances: &[CloudInstance],
@@ -183,7 +203,7 @@ pub fn reconcile(
     // Launches the listing does not show yet: capacity that exists, counted against the caps.
     let listed: BTreeSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
     for (id, launched) in &book.launched {
-        if listed.contains(id.as_str()) || now_ms.saturating_sub(launched.created_ms) >= LISTING_GRACE_MS {
+        if listed.contains(id.as_str()) || past_listing_grace(launched, now_ms) {
             continue;
         }
         let name = node_name(&launched.template, id);
@@ -195,16 +215,15 @@ pub fn reconcile(
     }
 
     // Nodes of ours without an instance: the instance died or was deleted behind our back.
+    // Only a node whose instance this process has proven ours (listed with our tag, or
+    // launched by it) is deleted: a description is free text anyone can write.
     for a in agents {
         if matched_agents.contains(&a.name) {
             continue;
         }
         let Some((template, instance_id)) = parse_node_name(&a.name, templates) else { continue };
-        let recently_launched = book
-            .launched
-            .get(instance_id)
-            .is_some_and(|i| now_ms.saturating_sub(i.created_ms) < LISTING_GRACE_MS);
-        if !recently_launched && a.busy_executors == 0 {
+        let recently_launched = book.launched.get(instance_id).is_some_and(|i| !past_listing_grace(i, now_ms));
+        if !recently_launched && a.busy_executors == 0 && book.known_ours.contains(instance_id) {
             chores.push(Chore::DeleteNode {
                 name: a.name.clone(),
                 reason: format!("instance {instance_id} of template {template} no longer exists"),
@@ -337,7 +356,8 @@ fn launch_deadline(
     now_ms: u64,
     chores: &mut Vec<Chore>,
 ) -> (NodeState, Option<String>) {
-    let age = now_ms.saturating_sub(inst.created_ms);
+    // An unknown creation time is an unknown age: never a reason to terminate.
+    let Some(age) = inst.created_ms.map(|t| now_ms.saturating_sub(t)) else { return (state, None) };
     if book.seen_online.contains(&inst.instance_id) || age <= template.launch_timeout_ms {
         return (state, None);
     }
@@ -383,7 +403,7 @@ mod tests {
             spot: false,
             status,
             private_ip: Some("127.1.0.1".parse().unwrap()),
-            created_ms,
+            created_ms: Some(created_ms),
             locks: Vec::new(),
         }
     }
@@ -459,6 +479,7 @@ mod tests {
     #[test]
     fn nodes_without_instances_are_deleted_after_the_listing_grace() {
         let mut book = Book::default();
+        book.known_ours.insert("i-gone".into());
         book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, MIN));
         let agents = [agent("i-gone", false), agent("i-new", false), AgentNode { name: "linux-anchor".into(), ..Default::default() }];
         let (nodes, chores) = reconcile(&[], &agents, &book, &tpl(), MIN + 1000);
@@ -670,5 +691,66 @@ mod tests {
             max_uses: 0,
         });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));
+    }
+
+    #[test]
+    fn a_busy_node_of_a_retired_template_is_kept_until_its_build_ends() {
+        let mut retired = inst("i-1", CloudStatus::Running, 0);
+        retired.template = "gone".into();
+        let mut busy = AgentNode { name: node_name("gone", "i-1"), online: true, executors: 1, busy_executors: 1, ..Default::default() };
+        let (nodes, chores) = reconcile(&[retired.clone()], &[busy.clone()], &Book::default(), &tpl(), MIN);
+        assert_eq!(nodes[0].state, NodeState::Terminating);
+        assert_eq!(chores, vec![], "running a build: not terminated");
+        busy.busy_executors = 0;
+        let (_, chores) = reconcile(&[retired], &[busy], &Book::default(), &tpl(), MIN);
+        assert_eq!(
+            chores,
+            vec![Chore::Terminate { instance_id: "i-1".into(), reason: "template \"gone\" is no longer configured".into() }]
+        );
+    }
+
+    #[test]
+    fn an_unknown_creation_time_never_runs_out_the_launch_timeout() {
+        let mut unknown = inst("i-1", CloudStatus::Starting, 0);
+        unknown.created_ms = None;
+        let (nodes, chores) = reconcile(&[unknown], &[], &Book::default(), &tpl(), 1_000 * MIN);
+        assert_eq!(nodes[0].state, NodeState::Pending);
+        assert_eq!(chores, vec![Chore::CreateNode { instance_id: "i-1".into() }]);
+        // The same instance with a known, old creation time is past its launch timeout.
+        let (_, chores) = reconcile(&[inst("i-1", CloudStatus::Starting, 0)], &[], &Book::default(), &tpl(), 1_000 * MIN);
+        assert!(chores.iter().any(|c| matches!(c, Chore::Terminate { .. })), "{chores:?}");
+    }
+
+    #[test]
+    fn a_node_is_deleted_only_when_its_instance_was_proven_ours() {
+        // A node named and described like ours, for an instance this process never listed
+        // with our tag nor launched: an impostor (or a leftover from before a restart). Kept.
+        let agents = [agent("i-impostor", false), agent("i-gone", false)];
+        let mut book = Book::default();
+        book.known_ours.insert("i-gone".into());
+        let (_, chores) = reconcile(&[], &agents, &book, &tpl(), MIN);
+        assert_eq!(
+            chores,
+            vec![Chore::DeleteNode { name: "linux-i-gone".into(), reason: "instance i-gone of template linux no longer exists".into() }]
+        );
+        // Malformed ids are never ours, whatever else is known.
+        book.known_ours.insert("i-x/../y".into());
+        let odd = AgentNode { name: "linux-i-x/../y".into(), ..Default::default() };
+        let (_, chores) = reconcile(&[], &[odd], &book, &tpl(), MIN);
+        assert_eq!(chores, vec![]);
+    }
+
+    #[test]
+    fn proven_instances_are_remembered_from_the_listing_and_launches_and_forgotten_when_settled() {
+        let mut book = Book::default();
+        book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, MIN));
+        book.prune(&["i-listed"].into(), MIN);
+        assert_eq!(book.known_ours, ["i-listed".to_owned(), "i-new".to_owned()].into());
+        // i-listed is gone from the listing but still has a node; i-new is still booked.
+        book.forget_settled(&BTreeSet::new(), &["i-listed"].into());
+        assert_eq!(book.known_ours, ["i-listed".to_owned(), "i-new".to_owned()].into());
+        book.launched.clear();
+        book.forget_settled(&BTreeSet::new(), &BTreeSet::new());
+        assert!(book.known_ours.is_empty());
     }
 }

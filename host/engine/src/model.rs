@@ -127,8 +127,10 @@ pub struct CloudInstance {
     pub status: CloudStatus,
     /// Primary private IP, once assigned.
     pub private_ip: Option<Ipv4Addr>,
-    /// Creation time, ms since the Unix epoch.
-    pub created_ms: u64,
+    /// Creation time, ms since the Unix epoch; `None` when the cloud gave a time that cannot be
+    /// read. An unknown age never runs out a launch timeout: a healthy instance must not be
+    /// terminated because of a garbled field.
+    pub created_ms: Option<u64>,
     /// `OperationLocks.LockReason` values (e.g. `Recycling`: a spot reclaim notice).
     pub locks: Vec<String>,
 }
@@ -229,15 +231,23 @@ pub fn node_name(template: &str, instance_id: &str) -> String {
     format!("{template}-{instance_id}")
 }
 
+/// Whether `id` is a well-formed ECS instance id: `i-` and 1 to 62 ASCII letters or digits.
+///
+/// Ids come from the network and end up in node names, known_hosts lines, file paths and log
+/// lines, so anything else is refused at the edge and never acted on.
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|rest| (1..=62).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// Splits a name made by [`node_name`] into (template, instance id) when the template is one
-/// of `templates` and the rest looks like an instance id (`i-...`). The longest matching
-/// template wins, so `linux` and `linux-big` never claim each other's nodes.
+/// of `templates` and the rest is a well-formed instance id ([`is_instance_id`]). The longest
+/// matching template wins, so `linux` and `linux-big` never claim each other's nodes.
 pub fn split_node_name<'a, 't>(name: &'a str, templates: impl IntoIterator<Item = &'t str>) -> Option<(&'a str, &'a str)> {
     templates
         .into_iter()
         .filter_map(|t| {
             let id = name.strip_prefix(t)?.strip_prefix('-')?;
-            (id.len() > 2 && id.starts_with("i-")).then_some((&name[..t.len()], id))
+            is_instance_id(id).then_some((&name[..t.len()], id))
         })
         .max_by_key(|(t, _)| t.len())
 }

@@ -170,4 +170,47 @@ spot = "spot-first"
         let mine = for_template(&all, &c.templates[0]);
         assert_eq!(mine.len(), 2, "zone z1 only, both capacity types");
     }
+
+    fn offering(itype: &str, spot: bool) -> Offering {
+        Offering {
+            zone: "z1".into(),
+            vswitch: "vsw-z1".into(),
+            instance_type: itype.into(),
+            spot,
+            vcpus: 2,
+            memory_mib: 4096,
+            free_ips: 10,
+            price_per_hour: None,
+            in_stock: true,
+            last_failure: None,
+        }
+    }
+
+    fn template(extra: &str) -> TemplateConfig {
+        let text = format!(
+            "controller-id = \"t\"\n[cloud]\nregion = \"r\"\nvpc-id = \"v\"\nsecurity-group-id = \"s\"\nimage-id = \"m\"\n\
+             key-pair-name = \"k\"\n[jenkins]\nurl = \"http://x/\"\nuser = \"u\"\n[[template]]\nname = \"t\"\n\
+             labels = [\"l\"]\nmax-nodes = 1\n{extra}\n"
+        );
+        Config::parse(&text).unwrap().templates.remove(0)
+    }
+
+    fn kinds(offerings: &[&Offering]) -> Vec<(String, bool)> {
+        offerings.iter().map(|o| (o.instance_type.clone(), o.spot)).collect()
+    }
+
+    #[test]
+    fn a_template_gets_only_its_instance_types_and_capacity_types() {
+        let all = [offering("ecs.a", false), offering("ecs.a", true), offering("ecs.b", false), offering("ecs.b", true)];
+        let a = |s: &str| (s.to_owned(), false);
+        let spot = |s: &str| (s.to_owned(), true);
+        let t = template("instance-types = [\"ecs.a\"]\nspot = \"on-demand\"");
+        assert_eq!(kinds(&for_template(&all, &t)), [a("ecs.a")], "on-demand, ecs.a only");
+        let t = template("instance-types = [\"ecs.b\"]\nspot = \"spot-only\"");
+        assert_eq!(kinds(&for_template(&all, &t)), [spot("ecs.b")], "spot only, ecs.b only");
+        let t = template("instance-types = [\"ecs.a\"]\nspot = \"spot-first\"");
+        assert_eq!(kinds(&for_template(&all, &t)), [a("ecs.a"), spot("ecs.a")]);
+        let t = template("zones = [\"z2\"]");
+        assert!(for_template(&all, &t).is_empty(), "another zone");
+    }
 }

@@ -47,17 +47,41 @@ pub enum LaunchError {
     /// No capacity on this offering (NoStock, zone not on sale, vswitch out of IPs, quota...):
     /// try elsewhere and avoid it for a while.
     #[error("{code}: {message}")]
-    Capacity { code: String, message: String },
+    Capacity {
+        /// The error code as the cloud sent it.
+        code: String,
+        /// The code as a bounded metric label (see [`LaunchError::label`]).
+        label: &'static str,
+        /// What went wrong, for logs and the report.
+        message: String,
+    },
     /// Anything else; the cycle gives up on this launch and reports the error.
     #[error("{message}")]
-    Other { code: String, message: String },
+    Other {
+        /// The error code as the cloud sent it (or the host's own for local refusals).
+        code: String,
+        /// The code as a bounded metric label (see [`LaunchError::label`]).
+        label: &'static str,
+        /// What went wrong, for logs and the report.
+        message: String,
+    },
 }
 
 impl LaunchError {
-    /// The error code (the cloud's, or the host's own for local refusals): a bounded metric label.
+    /// The error code (the cloud's, or the host's own for local refusals). It is the cloud's
+    /// text: free-form and unbounded, so metrics never use it.
     pub fn code(&self) -> &str {
         match self {
             LaunchError::Capacity { code, .. } | LaunchError::Other { code, .. } => code,
+        }
+    }
+
+    /// The code as a metric label: one of a closed set of known codes, or `other`, chosen by
+    /// the adapter that knows the cloud's codes. A hostile endpoint's `Code` copied into a
+    /// label could write any line into `/metrics`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LaunchError::Capacity { label, .. } | LaunchError::Other { label, .. } => label,
         }
     }
 }
@@ -149,8 +173,8 @@ pub trait JenkinsPort: Send + Sync + 'static {
     fn record_activity(&self, name: &str, record: &ActivityRecord) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// Everything a bootstrap needs about one instance.
-#[derive(Debug, Clone)]
+/// Everything a bootstrap needs about one instance. Its `Debug` hides the agent secret.
+#[derive(Clone)]
 pub struct BootstrapTarget {
     /// ECS instance id.
     pub instance_id: String,
@@ -166,6 +190,19 @@ pub struct BootstrapTarget {
     pub deadline_ms: u64,
 }
 
+impl std::fmt::Debug for BootstrapTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapTarget")
+            .field("instance_id", &self.instance_id)
+            .field("template", &self.template)
+            .field("ip", &self.ip)
+            .field("node_name", &self.node_name)
+            .field("secret", &"<redacted>")
+            .field("deadline_ms", &self.deadline_ms)
+            .finish()
+    }
+}
+
 /// The SSH side.
 pub trait BootstrapPort: Send + Sync + 'static {
     /// Connects, runs the init script once, writes the secret, starts the agent.
@@ -177,5 +214,26 @@ pub trait BootstrapPort: Send + Sync + 'static {
     fn failure_cause(&self, error: &anyhow::Error) -> &'static str {
         let _ = error;
         "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_target_debug_redacts_the_agent_secret() {
+        let t = BootstrapTarget {
+            instance_id: "i-1".into(),
+            template: "linux".into(),
+            ip: Ipv4Addr::LOCALHOST,
+            node_name: "linux-i-1".into(),
+            secret: "0123456789abcdef-agent-secret".into(),
+            deadline_ms: 7,
+        };
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains("agent-secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>") && dbg.contains("linux-i-1") && dbg.contains("i-1"), "{dbg}");
+        assert!(!format!("{t:#?}").contains("agent-secret"));
     }
 }

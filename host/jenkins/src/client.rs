@@ -14,6 +14,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use ecsp_http::{AGENT_JAR_MAX, BodyError, JENKINS_ANSWER_MAX, read_capped, read_text_capped};
 use super::error::{JenkinsError, Op};
 use super::model::{COMPUTER_TREE, Computer, ComputerSet, LabelInfo, QUEUE_TREE, Queue, QueueItem};
 
@@ -441,7 +442,7 @@ impl JenkinsClient {
         if status.is_success() || status.is_redirection() {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = ecsp_http::read_error_text(resp).await;
         let body = first_line(&body);
         let user = self.credentials.user.clone();
         Err(match status {
@@ -531,7 +532,7 @@ impl JenkinsClient {
             if !stale_crumb {
                 return Ok(resp);
             }
-            let body = resp.text().await.unwrap_or_default();
+            let body = ecsp_http::read_error_text(resp).await;
             if !body.contains("No valid crumb") {
                 return Err(JenkinsError::Forbidden {
                     user: self.credentials.user.clone(),
@@ -600,7 +601,7 @@ impl JenkinsClient {
             .post_raw("computer/doCreateItem", op, Some(&form))
             .await?;
         if resp.status() == StatusCode::BAD_REQUEST {
-            let body = resp.text().await.unwrap_or_default();
+            let body = ecsp_http::read_error_text(resp).await;
             if body.contains("already exists") {
                 return Err(JenkinsError::AlreadyExists {
                     name: spec.name.clone(),
@@ -627,13 +628,7 @@ impl JenkinsClient {
                 &format!("node {name:?}"),
             )
             .await?;
-        let body = resp
-            .text()
-            .await
-            .map_err(|source| JenkinsError::Transport {
-                op: op.what,
-                source,
-            })?;
+        let body = read_text(resp, op, JENKINS_ANSWER_MAX).await?;
         secret_from_jnlp(&body).map_err(|reason| JenkinsError::Decode {
             op: op.what,
             reason,
@@ -705,13 +700,7 @@ impl JenkinsClient {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| JenkinsError::Transport {
-                op: op.what,
-                source,
-            })?;
+        let bytes = read_capped(resp, AGENT_JAR_MAX).await.map_err(|e| body_error(op, e))?;
         if bytes.is_empty() {
             return Err(JenkinsError::Decode {
                 op: op.what,
@@ -719,7 +708,7 @@ impl JenkinsClient {
             });
         }
         Ok(JarDownload::Fetched {
-            bytes: bytes.to_vec(),
+            bytes,
             last_modified,
         })
     }
@@ -807,10 +796,8 @@ impl JenkinsClient {
         let op = Op::CONFIGURE_NODE;
         let xml = self
             .send(self.request(Method::GET, &path), op, &what)
-            .await?
-            .text()
-            .await
-            .map_err(|source| JenkinsError::Transport { op: op.what, source })?;
+            .await?;
+        let xml = read_text(xml, op, JENKINS_ANSWER_MAX).await?;
         // Jenkins writes XML 1.1, which XML 1.0 parsers refuse; the element is found by hand
         // and replaced in place, so everything else stays byte for byte.
         let (start, end, old) = match (xml.find("<description>"), xml.find("</description>"), xml.find("<description/>")) {
@@ -916,14 +903,20 @@ fn first_line(body: &str) -> String {
     line.chars().take(200).collect()
 }
 
+/// A capped read's failure as the client's error: too large is a decode error (not retried).
+fn body_error(op: Op, e: BodyError) -> JenkinsError {
+    match e {
+        BodyError::Transport(source) => JenkinsError::Transport { op: op.what, source },
+        e @ BodyError::TooLarge { .. } => JenkinsError::Decode { op: op.what, reason: e.to_string() },
+    }
+}
+
+async fn read_text(resp: Response, op: Op, limit: usize) -> Result<String, JenkinsError> {
+    read_text_capped(resp, limit).await.map_err(|e| body_error(op, e))
+}
+
 async fn decode<T: serde::de::DeserializeOwned>(resp: Response, op: Op) -> Result<T, JenkinsError> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|source| JenkinsError::Transport {
-            op: op.what,
-            source,
-        })?;
+    let bytes = read_capped(resp, JENKINS_ANSWER_MAX).await.map_err(|e| body_error(op, e))?;
     serde_json::from_slice(&bytes).map_err(|e| JenkinsError::Decode {
         op: op.what,
         reason: format!("bad JSON: {e}"),

@@ -76,6 +76,9 @@ pub struct Report {
     pub compile_ms: f64,
     /// Deserializing the compiled component from the on-disk cache.
     pub cached_load_ms: f64,
+    /// The private temporary directory (created `0700`, random name) the component was cached
+    /// in for the measurements; removed when the bench returns.
+    pub cache_dir: String,
     /// Store creation (sandbox context, limiter) before instantiation.
     pub store_new: Percentiles,
     /// Instantiation from the pre-instantiated component with the pooling allocator.
@@ -158,12 +161,17 @@ pub fn run(
     let bytes = source.bytes()?;
     let iterations = iterations.max(1);
 
-    // Compile time without a cache, then load time from a fresh cache directory.
-    let cache_dir = std::env::temp_dir().join(format!("ecsp-policy-bench-{}", std::process::id()));
-    let runtime = Arc::new(PolicyRuntime::new(limits.clone())?.with_cache_dir(&cache_dir));
+    // Compile time without a cache, then load time from a fresh cache directory. The
+    // directory is private and unpredictable (a planted artifact would be loaded as native
+    // code), and removed on every way out of this function.
+    let temp = tempfile::Builder::new()
+        .prefix("ecsp-policy-bench-")
+        .tempdir()
+        .map_err(|e| PolicyError::load(&name, format!("cannot create a private temporary cache directory: {e}")))?;
+    let cache_dir = temp.path().display().to_string();
+    let runtime = Arc::new(PolicyRuntime::new(limits.clone())?.with_cache_dir(temp.path()));
     let compile = runtime.component(&name, &bytes)?.1;
     let cached = runtime.component(&name, &bytes)?.1;
-    let _ = std::fs::remove_dir_all(&cache_dir);
     if cached.from != LoadedFrom::Cache {
         tracing::warn!(
             "the compiled-component cache was not used; the cached load time is a compile time"
@@ -240,6 +248,7 @@ pub fn run(
         component_bytes: bytes.len(),
         compile_ms: compile.component_time.as_secs_f64() * 1e3,
         cached_load_ms: cached.component_time.as_secs_f64() * 1e3,
+        cache_dir,
         store_new: Percentiles::of(store_new),
         instantiate: Percentiles::of(instantiate),
         scale: Percentiles::of(scale),

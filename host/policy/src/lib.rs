@@ -36,6 +36,7 @@ mod error;
 mod limits;
 pub mod fixture;
 pub mod log;
+mod private_dir;
 mod runtime;
 mod sandbox;
 pub mod scaffold;

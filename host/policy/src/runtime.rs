@@ -21,6 +21,7 @@ use super::contract::{self, Contract, ModulePre};
 use super::error::{Cause, PolicyError};
 use super::limits::Limits;
 use super::log::LogBudget;
+use super::private_dir;
 use super::sandbox::Sandbox;
 use super::{Policy, PolicySource};
 
@@ -81,11 +82,25 @@ impl PolicyRuntime {
     }
 
     /// Caches compiled components under `dir`, keyed by content hash, wasmtime version and
-    /// engine configuration. The directory must be writable by this user only: cached
-    /// artifacts are native code that is loaded without re-verification.
+    /// engine configuration. Cached artifacts are native code loaded without re-verification,
+    /// so the directory must be writable by this user only: it is created `0700`, and one
+    /// owned by another user or writable by group or others is not used (the cache is
+    /// disabled with a warning naming the problem; policies are then compiled at every load).
     pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cache_dir = Some(dir.into());
+        let dir = dir.into();
+        match private_dir::ensure_private_dir(&dir) {
+            Ok(()) => self.cache_dir = Some(dir),
+            Err(e) => {
+                tracing::warn!(error = %e, "compiled-policy cache disabled: its directory must belong to this user alone");
+                self.cache_dir = None;
+            }
+        }
         self
+    }
+
+    /// The cache directory in use, if any (none when the configured one was refused).
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
 
     /// The default cache directory: `$XDG_CACHE_HOME/ecs-provisioner/policies` or
@@ -188,9 +203,14 @@ impl PolicyRuntime {
                 },
             ));
         };
-        if path.exists() {
-            // SAFETY: the cache directory belongs to this daemon (documented on
-            // `with_cache_dir`); wasmtime rejects artifacts from another version or config.
+        let private = path.exists()
+            && private_dir::is_private_file(&path)
+                .inspect_err(|e| tracing::warn!(policy = name, error = %e, "cached policy artifact not loaded; recompiling"))
+                .is_ok();
+        if private {
+            // SAFETY: the artifact and its directory belong to this user and nobody else can
+            // write them (checked by `with_cache_dir` and just above); wasmtime rejects
+            // artifacts from another version or configuration.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => {
                     return Ok((
@@ -341,9 +361,9 @@ fn check_contract(
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename. The directory is not
+/// created here: only the private one `with_cache_dir` checked is written to.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().ok_or("cache path has no parent")?;
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())

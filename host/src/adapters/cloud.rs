@@ -12,11 +12,12 @@ use anyhow::Context;
 use crate::config::launch::LaunchPlacement;
 use crate::config::{Config, CredentialsConfig};
 use crate::ecs::credentials::{self, ChainOptions, Credentials, DefaultChain, SharedProvider, StaticProvider};
+use crate::ecs::code_label;
 use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
     SpotStrategy, Tag, VSwitchFilter,
 };
-use crate::engine::model::{CloudInstance, CloudStatus};
+use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id};
 use crate::engine::now_ms;
 use crate::engine::ports::{CloudOffering, CloudPort, LaunchError, LaunchRequest};
 
@@ -67,7 +68,8 @@ impl EcsCloud {
                 InstanceStatus::Other(_) => CloudStatus::Other,
             },
             private_ip: i.private_ip().and_then(|ip| ip.parse().ok()),
-            created_ms: parse_creation_time(&i.creation_time).unwrap_or(0),
+            // Unreadable: unknown, never 0 (which would be decades old on first sight).
+            created_ms: parse_creation_time(&i.creation_time),
             // Bounded: the text comes from the network and ends up in logs.
             locks: i
                 .operation_locks
@@ -150,6 +152,15 @@ impl CloudPort for EcsCloud {
         Ok(instances
             .iter()
             .filter(|i| i.tag(TAG_CONTROLLER) == Some(self.config.controller_id.as_str()))
+            .filter(|i| {
+                // Ids go into node names, known_hosts lines and file paths: a malformed one is
+                // never acted on.
+                let ok = is_instance_id(&i.instance_id);
+                if !ok {
+                    tracing::warn!(instance = ?i.instance_id.chars().take(80).collect::<String>(), "the cloud listed a malformed instance id: ignored");
+                }
+                ok
+            })
             .map(|i| self.to_cloud_instance(i))
             .collect())
     }
@@ -224,7 +235,7 @@ impl CloudPort for EcsCloud {
         let t = self
             .config
             .template(&r.template)
-            .ok_or_else(|| LaunchError::Other { code: "UnknownTemplate".into(), message: format!("unknown template {}", r.template) })?;
+            .ok_or_else(|| LaunchError::Other { code: "UnknownTemplate".into(), label: code_label("UnknownTemplate"), message: format!("unknown template {}", r.template) })?;
         // Image, security groups, key pair, disks, names, RAM role...: the template's launch
         // profile (its own keys, else the cloud's).
         let profile = self.config.launch_profile(t);
@@ -253,7 +264,20 @@ impl CloudPort for EcsCloud {
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
         match self.client.run_instances(&req).await {
-            Ok(resp) => Ok(resp.instance_ids.0),
+            Ok(resp) => {
+                let (ids, bad): (Vec<String>, Vec<String>) = resp.instance_ids.0.into_iter().partition(|id| is_instance_id(id));
+                if !bad.is_empty() {
+                    tracing::warn!(count = bad.len(), "RunInstances returned malformed instance ids: ignored");
+                }
+                if ids.is_empty() && !bad.is_empty() {
+                    return Err(LaunchError::Other {
+                        code: "InvalidInstanceId".into(),
+                        label: code_label("InvalidInstanceId"),
+                        message: format!("RunInstances returned only malformed instance ids ({} of them); refused", bad.len()),
+                    });
+                }
+                Ok(ids)
+            }
             Err(e) => Err(launch_error(e)),
         }
     }
@@ -273,8 +297,8 @@ impl CloudPort for EcsCloud {
 
 fn launch_error(e: EcsError) -> LaunchError {
     match e.kind {
-        ErrorKind::Capacity(_) => LaunchError::Capacity { code: e.code.clone(), message: e.to_string() },
-        _ => LaunchError::Other { code: e.code.clone(), message: e.to_string() },
+        ErrorKind::Capacity(_) => LaunchError::Capacity { code: e.code.clone(), label: code_label(&e.code), message: e.to_string() },
+        _ => LaunchError::Other { code: e.code.clone(), label: code_label(&e.code), message: e.to_string() },
     }
 }
 

@@ -143,7 +143,7 @@ fn wit_node(n: &Node, now_ms: u64) -> wit::Node {
         },
         busy_executors: agent.map_or(0, |a| a.busy_executors),
         idle_ms: agent.filter(|_| matches!(n.state, NodeState::Online | NodeState::Offline)).map_or(0, |a| a.idle_ms),
-        age_ms: now_ms.saturating_sub(n.instance.created_ms),
+        age_ms: n.instance.created_ms.map_or(0, |t| now_ms.saturating_sub(t)),
         uses: agent.map_or(0, |a| a.uses),
         failure: n.failure.clone(),
         offline_reason: agent.and_then(|a| a.offline_reason.clone()),

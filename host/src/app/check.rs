@@ -28,6 +28,8 @@ use crate::jenkins::{InboundAgentSpec, JenkinsClient, NodeMode};
 pub struct CheckResult {
     pub item: String,
     pub ok: bool,
+    /// Works, but is unsafe as configured (printed `WARN`; does not fail the check).
+    pub warning: bool,
     pub detail: String,
     pub hint: Option<String>,
 }
@@ -36,9 +38,14 @@ fn pass(item: impl Into<String>, detail: impl Into<String>) -> CheckResult {
     CheckResult {
         item: item.into(),
         ok: true,
+        warning: false,
         detail: detail.into(),
         hint: None,
     }
+}
+
+fn warn(item: impl Into<String>, detail: impl Into<String>, hint: impl Into<String>) -> CheckResult {
+    CheckResult { item: item.into(), ok: true, warning: true, detail: detail.into(), hint: Some(hint.into()) }
 }
 
 fn fail(
@@ -49,6 +56,7 @@ fn fail(
     CheckResult {
         item: item.into(),
         ok: false,
+        warning: false,
         detail: detail.into(),
         hint: Some(hint.into()),
     }
@@ -70,6 +78,9 @@ pub async fn run(config_path: &Path) -> Vec<CheckResult> {
         "configuration",
         format!("{} template(s)", config.templates.len()),
     )];
+    for w in config.plaintext_warnings() {
+        out.push(warn("plaintext", w, "use https://, or a loopback address for a local proxy or emulator"));
+    }
 
     out.push(match WasmPolicy::load_with_fallback(&config.policy) {
         Ok(_) => pass(

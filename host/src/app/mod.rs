@@ -95,6 +95,9 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
     let stop = StopSignal::install()?;
     let config = Arc::new(Config::load(config_path)?);
     init_logging(log_format.unwrap_or(config.log_format), "info");
+    for w in config.plaintext_warnings() {
+        tracing::warn!("PLAINTEXT: {w}");
+    }
     tracing::info!(policy = %config.policy.source, "starting: loading the policy");
     let wiring = tokio::task::spawn_blocking({
         let config = config.clone();
@@ -231,7 +234,17 @@ pub async fn check(config_path: &Path) -> anyhow::Result<i32> {
     let results = check::run(config_path).await;
     let mut failed = 0;
     for r in &results {
-        println!("{} {:<28} {}", if r.ok { "PASS" } else { "FAIL" }, r.item, r.detail);
+        let verdict = match (r.ok, r.warning) {
+            (false, _) => "FAIL",
+            (true, true) => "WARN",
+            (true, false) => "PASS",
+        };
+        println!("{verdict} {:<28} {}", r.item, r.detail);
+        if r.warning
+            && let Some(h) = &r.hint
+        {
+            println!("     hint: {h}");
+        }
         if !r.ok {
             failed += 1;
             if let Some(h) = &r.hint {

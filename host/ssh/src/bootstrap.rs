@@ -10,8 +10,16 @@
 //! login-shell start on the instance, so steps are grouped to keep them few.
 //!
 //! Everything the host keeps on the instance lives in `{work_dir}/.ecs-provisioner/`:
-//! `init.done` (marker), `init-script`, `agent-secret`, `agent.pid`, `agent.log`; the jar
-//! itself is `{work_dir}/agent.jar`.
+//! `init.done` (marker), `init.started` (the PID of the shell running the init script),
+//! `init-script`, `agent-secret`, `agent.pid`, `agent.log`; the jar itself is
+//! `{work_dir}/agent.jar`.
+//!
+//! The init script runs to success once per instance, never twice at the same time. A run
+//! records its PID in `init.started` before the script starts, and `init.done` after it
+//! succeeds. A run that finds `init.done` does nothing. One that finds `init.started` naming a
+//! live process (a bootstrap cut short by a killed daemon leaves the script running on the
+//! instance) waits for it, within the same `init-script-timeout`: if it succeeded, done;
+//! if not, the script runs again. A script that failed, or was killed, runs again.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -314,6 +322,10 @@ impl ResolvedBootstrap {
     /// Path of the init-once marker.
     pub fn init_marker(&self) -> String {
         format!("{}/init.done", self.state_dir)
+    }
+    /// Path of the file naming the PID of the shell running the init script.
+    pub fn init_started(&self) -> String {
+        format!("{}/init.started", self.state_dir)
     }
     /// Path of the agent pid file.
     pub fn pid_file(&self) -> String {
@@ -700,7 +712,8 @@ async fn mount_data_disks(
 }
 
 /// Uploads the script through stdin, runs it in the work dir (output streamed to the log) and
-/// sets the marker only if it succeeded.
+/// sets the marker only if it succeeded. An earlier run still going (its bootstrap was cut
+/// short) is waited for instead of started again alongside: see the module's documentation.
 async fn run_init_script(
     session: &SshSession,
     spec: &BootstrapSpec,
@@ -709,9 +722,24 @@ async fn run_init_script(
 ) -> Result<(), BootstrapError> {
     let file = format!("{}/init-script", plan.state_dir);
     let runner = if script.starts_with("#!") { "" } else { "sh " };
+    // The script is read into a new file first (stdin must be read whatever happens) and put
+    // in place only when it is about to run: a running `sh` reads its script as it goes.
     let command = format!(
-        "cat > {f} && chmod 700 {f} && cd {w} && env ECSP_INSTANCE_ID={id} ECSP_NODE_NAME={node} \
+        "cat > {n} && chmod 700 {n} && cd {w} || exit 1
+         if [ -e {m} ]; then echo 'ecs-provisioner: the init script already succeeded' >&2; rm -f {n}; exit 0; fi
+         prev=$(cat {p} 2>/dev/null)
+         if [ -n \"$prev\" ] && kill -0 \"$prev\" 2>/dev/null; then
+           echo \"ecs-provisioner: an earlier run of the init script (pid $prev) is still running: waiting for it\" >&2
+           while kill -0 \"$prev\" 2>/dev/null; do sleep 1; done
+           if [ -e {m} ]; then echo 'ecs-provisioner: the earlier run succeeded' >&2; rm -f {n}; exit 0; fi
+           echo 'ecs-provisioner: the earlier run failed: running the init script again' >&2
+         elif [ -n \"$prev\" ]; then
+           echo 'ecs-provisioner: an earlier run of the init script did not succeed: running it again' >&2
+         fi
+         mv -f {n} {f} && echo $$ > {p} && env ECSP_INSTANCE_ID={id} ECSP_NODE_NAME={node} \
          ECSP_WORK_DIR={w} ECSP_JENKINS_URL={url} {runner}{f} < /dev/null && touch {m}",
+        n = sh_quote(&format!("{file}.new")),
+        p = sh_quote(&plan.init_started()),
         f = sh_quote(&file),
         w = sh_quote(&plan.work_dir),
         id = sh_quote(&spec.instance_id),

@@ -459,6 +459,15 @@ struct DescribeDisksResponse {
 /// The largest id list one request may carry.
 pub const MAX_IDS_PER_CALL: usize = 100;
 
+/// At most 64 characters of `s`, for an error message about server text.
+fn truncated(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Pages read for one DescribeInstances listing: 100,000 instances, far beyond any fleet; an
+/// endpoint that keeps sending new tokens past it is broken or hostile.
+pub const MAX_PAGES: usize = 1000;
+
 impl EcsClient {
     /// Launches instances. Capacity errors come back as [`ErrorKind::Capacity`] naming the
     /// zone, type, vswitch and spot flag of this request.
@@ -517,6 +526,8 @@ impl EcsClient {
                 params.insert("InstanceIds".into(), json_list(ids));
             }
             params.insert("MaxResults".into(), MAX_IDS_PER_CALL.to_string());
+            // A token seen before would loop for ever; so would an endless run of new ones.
+            let mut tokens = std::collections::HashSet::new();
             loop {
                 let page: DescribeInstancesPage = self
                     .call(Api::Ecs, "DescribeInstances", params.clone())
@@ -525,6 +536,22 @@ impl EcsClient {
                 out.extend(page.instances.0);
                 if done {
                     break;
+                }
+                if tokens.len() + 1 >= MAX_PAGES {
+                    return Err(EcsError::local(
+                        "DescribeInstances",
+                        "Decode",
+                        format!("the listing goes on past {MAX_PAGES} pages; refused (a broken or hostile endpoint)"),
+                        ErrorKind::Decode,
+                    ));
+                }
+                if !tokens.insert(page.next_token.clone()) {
+                    return Err(EcsError::local(
+                        "DescribeInstances",
+                        "Decode",
+                        format!("NextToken {:?} came back a second time: the listing would never end", truncated(&page.next_token)),
+                        ErrorKind::Decode,
+                    ));
                 }
                 params.insert("NextToken".into(), page.next_token);
             }

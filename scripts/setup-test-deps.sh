@@ -29,11 +29,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# JavaScript policies: componentize-js builds them, jco generates the SDK's TypeScript types,
+# JavaScript policies: esbuild bundles a policy into one module (componentize-js resolves no
+# packages), componentize-js builds the component, jco generates the SDK's TypeScript types,
 # smol-toml lets the SDK's native test harness read fixture files. Installed by exact version
-# from a package.json written here, so the clone never gets a node_modules.
+# from a package.json written here, so the clone never gets these.
 node_dir="$cache/node"
-node_want='{"private":true,"dependencies":{"@bytecodealliance/componentize-js":"0.23.0","@bytecodealliance/jco":"1.35.0","smol-toml":"1.9.1"}}'
+node_want='{"private":true,"dependencies":{"@bytecodealliance/componentize-js":"0.23.0","@bytecodealliance/jco":"1.35.0","smol-toml":"1.9.1","esbuild":"0.28.2"}}'
 node_stamp="$node_dir/.installed"
 if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   command -v npm >/dev/null || { echo "setup: npm (Node.js 20 or later) is needed for JavaScript policies" >&2; exit 1; }

@@ -23,15 +23,18 @@
 pub mod bench;
 mod bindings;
 pub mod bounds;
+pub mod build;
 pub mod cli;
 mod clocks;
 mod contract;
 mod error;
 pub mod fixture;
+pub mod lang;
 pub mod log;
 mod runtime;
 mod sandbox;
 pub mod scaffold;
+mod scaffold_script;
 pub mod validate;
 pub mod watchdog;
 

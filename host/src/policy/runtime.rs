@@ -155,6 +155,11 @@ impl PolicyRuntime {
         self
     }
 
+    /// Where compiled components are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     /// The default cache directory: `$XDG_CACHE_HOME/ecs-provisioner/policies` or
     /// `~/.cache/ecs-provisioner/policies`.
     pub fn default_cache_dir() -> Option<PathBuf> {

@@ -1,5 +1,6 @@
 //! `policy new <name>`: scaffold a policy crate that builds to wasm32-wasip2 and passes
-//! `policy test` out of the box.
+//! `policy test` out of the box ([`create`]; Python and JavaScript policies are written by
+//! `scaffold_script`, see [`create_in`]).
 //!
 //! The crate implements the SDK's `Policy` trait with every default (`ecs_policy_sdk::Policy`,
 //! exported with `ecs_policy_sdk::export_policy!`), has a native unit test, a fixture file and
@@ -9,6 +10,8 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use super::lang::Language;
+
 /// What [`create`] wrote.
 #[derive(Debug, Clone)]
 pub struct Created {
@@ -16,8 +19,10 @@ pub struct Created {
     pub dir: PathBuf,
     /// The crate name.
     pub name: String,
-    /// Whether the crate lives inside an existing cargo workspace.
+    /// Whether the crate lives inside an existing cargo workspace (Rust only).
     pub in_workspace: bool,
+    /// The policy's language.
+    pub language: Language,
 }
 
 impl Created {
@@ -30,6 +35,19 @@ impl Created {
 impl fmt::Display for Created {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.dir.display();
+        match self.language {
+            Language::Python => {
+                writeln!(f, "created Python policy `{}` in {d}", self.name)?;
+                writeln!(f, "next: cd {d} && python -m pytest && ecs-provisioner policy build")?;
+                return write!(f, "then: ecs-provisioner policy test build/{}.wasm fixtures/", self.name);
+            }
+            Language::Javascript => {
+                writeln!(f, "created JavaScript policy `{}` in {d}", self.name)?;
+                writeln!(f, "next: cd {d} && npm install && node --test test/ && ecs-provisioner policy build")?;
+                return write!(f, "then: ecs-provisioner policy test build/{}.wasm fixtures/", self.name);
+            }
+            Language::Rust => {}
+        }
         writeln!(f, "created policy crate `{}` in {d}", self.name)?;
         if self.in_workspace {
             writeln!(
@@ -54,6 +72,27 @@ impl fmt::Display for Created {
         }
         Ok(())
     }
+}
+
+/// Creates policy `name` in `dir/name` in language `lang`; `sdk_path` overrides where the
+/// language's SDK is found (see [`create`] for Rust).
+pub fn create_in(
+    lang: Language,
+    name: &str,
+    dir: &Path,
+    sdk_path: Option<&Path>,
+) -> Result<Created, String> {
+    if lang == Language::Rust {
+        return create(name, dir, sdk_path);
+    }
+    validate_name(name)?;
+    let policy_dir = dir.join(name);
+    if policy_dir.exists() {
+        return Err(format!("{} already exists", policy_dir.display()));
+    }
+    std::fs::create_dir_all(&policy_dir).map_err(|e| format!("{}: {e}", policy_dir.display()))?;
+    let policy_dir = policy_dir.canonicalize().map_err(|e| e.to_string())?;
+    super::scaffold_script::write(lang, name, &policy_dir, sdk_path)
 }
 
 /// Creates `dir/name`. `sdk_path` overrides where `ecs-policy-sdk` is found; by default it is
@@ -113,6 +152,7 @@ pub fn create(name: &str, dir: &Path, sdk_path: Option<&Path>) -> Result<Created
         dir: crate_dir,
         name: name.to_owned(),
         in_workspace,
+        language: Language::Rust,
     })
 }
 
@@ -132,7 +172,7 @@ fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// `demo-policy` -> `DemoPolicy`.
-fn type_name(name: &str) -> String {
+pub(super) fn type_name(name: &str) -> String {
     name.split('-')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -153,7 +193,7 @@ fn find_sdk(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `to` relative to `from` (both absolute), e.g. `../../guest-sdk`.
-fn relative(from: &Path, to: &Path) -> PathBuf {
+pub(super) fn relative(from: &Path, to: &Path) -> PathBuf {
     let f: Vec<Component> = from.components().collect();
     let t: Vec<Component> = to.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
@@ -239,7 +279,7 @@ mod tests {
 }
 "#;
 
-const FIXTURE: &str = r#"# Fixtures for `ecs-provisioner policy test <policy.wasm> fixtures/`.
+pub(super) const FIXTURE: &str = r#"# Fixtures for `ecs-provisioner policy test <policy.wasm> fixtures/`.
 # Keys are kebab-case as in the WIT contract; every field has a default.
 # Top-level keys (like `snapshot` here) are shared by every [[case]].
 

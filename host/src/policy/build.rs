@@ -9,6 +9,10 @@
 //!   it, esbuild bundles the entry into one module (componentize-js resolves no packages),
 //!   then `componentize-js` with the WASI features the host does not link (http) disabled.
 //!
+//! A Python or JavaScript component is rebuilt only when a source (the policy's files, the
+//! SDK's, the WIT) is newer than it: componentize-py and componentize-js do not build
+//! byte-identical components twice, and each new component costs a fresh compile for the host.
+//!
 //! The tools come from `ECSP_COMPONENTIZE_PY` and `ECSP_NODE_MODULES` (printed by
 //! `scripts/setup-test-deps.sh`, which installs the pinned versions), else from `PATH`.
 //! The WIT is the one this host embeds, so a policy builds outside a checkout too.
@@ -100,15 +104,26 @@ pub fn build(dir: &Path, tools: &Toolchains) -> Result<Built, String> {
             let out = dir.join("build");
             let wit = out.join("wit");
             std::fs::create_dir_all(&wit).map_err(|e| format!("{}: {e}", wit.display()))?;
-            std::fs::write(wit.join("policy.wit"), POLICY_WIT)
-                .map_err(|e| format!("{}: {e}", wit.display()))?;
+            // Rewritten only when it changed, so that its time stamp marks a new contract.
+            let wit_file = wit.join("policy.wit");
+            if std::fs::read_to_string(&wit_file).ok().as_deref() != Some(POLICY_WIT) {
+                std::fs::write(&wit_file, POLICY_WIT)
+                    .map_err(|e| format!("{}: {e}", wit.display()))?;
+            }
             let wasm = out.join(format!("{}.wasm", manifest.name));
             match manifest.language {
                 Language::Python => {
                     let sdk = python_sdk(dir, manifest.sdk.as_deref())?;
-                    build_python(dir, &manifest.entry, &sdk, &wit, &wasm, tools)?
+                    if !up_to_date(&wasm, &[dir, &sdk]) {
+                        build_python(dir, &manifest.entry, &sdk, &wit, &wasm, tools)?
+                    }
                 }
-                Language::Javascript => build_js(dir, &manifest.entry, &wit, &wasm, tools)?,
+                Language::Javascript => {
+                    let sdk = dir.join("node_modules/ecs-policy-sdk/src");
+                    if !up_to_date(&wasm, &[dir, &sdk]) {
+                        build_js(dir, &manifest.entry, &wit, &wasm, tools)?
+                    }
+                }
                 Language::Rust => unreachable!("Project::open refuses a Rust policy.toml"),
             }
             wasm
@@ -119,6 +134,36 @@ pub fn build(dir: &Path, tools: &Toolchains) -> Result<Built, String> {
         language: project.language(),
         took: started.elapsed(),
     })
+}
+
+/// Whether `wasm` exists and is newer than every file under `sources` (the build output and
+/// `node_modules` aside, except the WIT this build wrote into `build/wit`).
+fn up_to_date(wasm: &Path, sources: &[&Path]) -> bool {
+    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
+        return false;
+    };
+    fn newest(p: &Path, top: bool) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(p).ok()?;
+        if meta.is_file() {
+            return meta.modified().ok();
+        }
+        let mut latest = None;
+        for entry in std::fs::read_dir(p).ok()?.flatten() {
+            let name = entry.file_name();
+            let skip = matches!(name.to_str(), Some("node_modules" | "__pycache__" | ".pytest_cache"))
+                || (top && name == "build");
+            if !skip {
+                latest = latest.max(newest(&entry.path(), false));
+            }
+        }
+        latest
+    }
+    let wit = wasm.parent().map(|b| b.join("wit/policy.wit"));
+    sources
+        .iter()
+        .filter_map(|s| newest(s, true))
+        .chain(wit.and_then(|w| newest(&w, false)))
+        .all(|t| t < built)
 }
 
 fn build_rust(dir: &Path, name: &str) -> Result<PathBuf, String> {
@@ -246,6 +291,22 @@ mod tests {
         assert!(err.contains("scripts/setup-test-deps.sh") && err.contains("ECSP_COMPONENTIZE_PY"), "{err}");
         let err = Toolchains::default().node_bin("no-such-tool-ecsp").unwrap_err();
         assert!(err.contains("ECSP_NODE_MODULES") && err.contains("scripts/setup-test-deps.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_component_newer_than_its_sources_is_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("policy.py");
+        std::fs::write(&src, "x").unwrap();
+        let wasm = dir.path().join("build/p.wasm");
+        assert!(!up_to_date(&wasm, &[dir.path()]), "nothing built yet");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
+        std::fs::write(&wasm, "wasm").unwrap();
+        assert!(up_to_date(&wasm, &[dir.path()]));
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&src, "y").unwrap();
+        assert!(!up_to_date(&wasm, &[dir.path()]), "a source changed");
     }
 
     #[test]

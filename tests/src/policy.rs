@@ -96,7 +96,10 @@ pub fn probe_wasm() -> PathBuf {
 
 /// A policy built against the frozen contract 0.1.0 (`tests/policy-guests/echo-v0-1`).
 pub fn echo_v0_1_wasm() -> PathBuf {
-    standalone_wasm(Path::new("tests/policy-guests/echo-v0-1"), "policy_echo_v0_1")
+    standalone_wasm(
+        Path::new("tests/policy-guests/echo-v0-1"),
+        "policy_echo_v0_1",
+    )
 }
 
 /// Runs cargo in `dir` with `args` and `--target-dir target`, in an environment cleaned of
@@ -236,9 +239,12 @@ pub fn built_policy(dir: &Path) -> PathBuf {
     }
     setup_env("ECSP_COMPONENTIZE_PY");
     setup_env("ECSP_NODE_MODULES");
-    let out = build(&dir, &Toolchains::from_env()).unwrap_or_else(|e| panic!("policy build {}: {e}", dir.display()));
+    let out = build(&dir, &Toolchains::from_env())
+        .unwrap_or_else(|e| panic!("policy build {}: {e}", dir.display()));
     cached_runtime()
-        .prepare(&ecs_provisioner::policy::PolicySource::Path(out.wasm.clone()))
+        .prepare(&ecs_provisioner::policy::PolicySource::Path(
+            out.wasm.clone(),
+        ))
         .unwrap_or_else(|e| panic!("{}: {e}", out.wasm.display()));
     built.insert(key, out.wasm.clone());
     out.wasm
@@ -263,8 +269,18 @@ pub fn cached_runtime() -> Arc<PolicyRuntime> {
 /// output; panics with both streams when it fails.
 pub fn run_ok(cmd: &mut Command, what: &str) -> String {
     clean_env(cmd);
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
     text
 }

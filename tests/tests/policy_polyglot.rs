@@ -26,13 +26,27 @@ fn pytest(dir: &Path) -> String {
 
 fn node_test(dir: &Path) -> String {
     if dir.join("package.json").exists() && !dir.join("node_modules").exists() {
-        run_ok(Command::new("npm").current_dir(dir).args(["install", "--no-audit", "--no-fund", "--loglevel=error"]), "npm install");
+        run_ok(
+            Command::new("npm").current_dir(dir).args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ]),
+            "npm install",
+        );
     }
     let out = run_ok(
-        Command::new("node").current_dir(dir).args(["--test", "test/"]).env("ECSP_NODE_MODULES", setup_env("ECSP_NODE_MODULES")),
+        Command::new("node")
+            .current_dir(dir)
+            .args(["--test", "test/"])
+            .env("ECSP_NODE_MODULES", setup_env("ECSP_NODE_MODULES")),
         &format!("node --test in {}", dir.display()),
     );
-    assert!(out.contains("# fail 0") && out.contains("# skipped 0") && !out.contains("# pass 0"), "{out}");
+    assert!(
+        out.contains("# fail 0") && out.contains("# skipped 0") && !out.contains("# pass 0"),
+        "{out}"
+    );
     out
 }
 
@@ -74,7 +88,10 @@ fn javascript_sdk_passes_its_tests_and_decides_like_the_rust_defaults() {
 fn cost_aware_in_python_passes_its_rust_twins_fixtures_natively_and_as_a_component() {
     let dir = workspace_root().join("policies/cost-aware-py");
     let twin = workspace_root().join("policies/cost-aware/fixtures");
-    assert_eq!(std::fs::canonicalize(dir.join("fixtures")).unwrap(), std::fs::canonicalize(&twin).unwrap());
+    assert_eq!(
+        std::fs::canonicalize(dir.join("fixtures")).unwrap(),
+        std::fs::canonicalize(&twin).unwrap()
+    );
     let out = pytest(&dir.join("tests"));
     let cases = fixture_cases(&twin);
     assert!(out.contains(&format!("{} passed", cases + 4)), "{out}");
@@ -85,7 +102,10 @@ fn cost_aware_in_python_passes_its_rust_twins_fixtures_natively_and_as_a_compone
 fn office_hours_in_javascript_passes_its_rust_twins_fixtures_natively_and_as_a_component() {
     let dir = workspace_root().join("policies/office-hours-js");
     let twin = workspace_root().join("policies/office-hours/fixtures");
-    assert_eq!(std::fs::canonicalize(dir.join("fixtures")).unwrap(), std::fs::canonicalize(&twin).unwrap());
+    assert_eq!(
+        std::fs::canonicalize(dir.join("fixtures")).unwrap(),
+        std::fs::canonicalize(&twin).unwrap()
+    );
     let out = node_test(&dir);
     let cases = fixture_cases(&twin);
     assert!(out.contains(&format!("# pass {}", cases + 3)), "{out}");
@@ -115,8 +135,14 @@ fn generated_bindings_match_the_wit() {
         "generate-types.mjs",
     );
     let pairs = [
-        (py.join("wit_world"), workspace_root().join("guest-sdk/python/native/wit_world")),
-        (py.join("componentize_py_types.py"), workspace_root().join("guest-sdk/python/native/componentize_py_types.py")),
+        (
+            py.join("wit_world"),
+            workspace_root().join("guest-sdk/python/native/wit_world"),
+        ),
+        (
+            py.join("componentize_py_types.py"),
+            workspace_root().join("guest-sdk/python/native/componentize_py_types.py"),
+        ),
         (js.clone(), workspace_root().join("guest-sdk/js/types")),
     ];
     for (fresh, committed) in pairs {
@@ -152,7 +178,13 @@ fn files_under(p: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_new_python_policy_tests_builds_and_passes_its_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let created = scaffold::create_in(Language::Python, "demo-py", dir.path(), Some(&workspace_root().join("guest-sdk/python"))).unwrap();
+    let created = scaffold::create_in(
+        Language::Python,
+        "demo-py",
+        dir.path(),
+        Some(&workspace_root().join("guest-sdk/python")),
+    )
+    .unwrap();
     pytest(&created.dir.join("tests"));
     let wasm = built_policy(&created.dir);
     assert_eq!(wasm, created.dir.join("build/demo-py.wasm"));
@@ -164,7 +196,13 @@ fn a_new_python_policy_tests_builds_and_passes_its_fixtures() {
 #[test]
 fn a_new_javascript_policy_tests_builds_and_passes_its_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let created = scaffold::create_in(Language::Javascript, "demo-js", dir.path(), Some(&workspace_root().join("guest-sdk/js"))).unwrap();
+    let created = scaffold::create_in(
+        Language::Javascript,
+        "demo-js",
+        dir.path(),
+        Some(&workspace_root().join("guest-sdk/js")),
+    )
+    .unwrap();
     node_test(&created.dir);
     let wasm = built_policy(&created.dir);
     policy_test(&wasm, &created.dir.join("fixtures"), 4);

@@ -49,11 +49,18 @@ impl Toolchains {
     }
 
     fn componentize_py(&self) -> Result<PathBuf, String> {
-        tool(self.componentize_py.clone(), "componentize-py", "ECSP_COMPONENTIZE_PY")
+        tool(
+            self.componentize_py.clone(),
+            "componentize-py",
+            "ECSP_COMPONENTIZE_PY",
+        )
     }
 
     fn node_bin(&self, name: &str) -> Result<PathBuf, String> {
-        let pinned = self.node_modules.as_ref().map(|d| d.join(".bin").join(name));
+        let pinned = self
+            .node_modules
+            .as_ref()
+            .map(|d| d.join(".bin").join(name));
         tool(pinned, name, "ECSP_NODE_MODULES")
     }
 }
@@ -150,8 +157,10 @@ fn up_to_date(wasm: &Path, sources: &[&Path]) -> bool {
         let mut latest = None;
         for entry in std::fs::read_dir(p).ok()?.flatten() {
             let name = entry.file_name();
-            let skip = matches!(name.to_str(), Some("node_modules" | "__pycache__" | ".pytest_cache"))
-                || (top && name == "build");
+            let skip = matches!(
+                name.to_str(),
+                Some("node_modules" | "__pycache__" | ".pytest_cache")
+            ) || (top && name == "build");
             if !skip {
                 latest = latest.max(newest(&entry.path(), false));
             }
@@ -172,7 +181,13 @@ fn build_rust(dir: &Path, name: &str) -> Result<PathBuf, String> {
         .unwrap_or_else(|| dir.join("target"));
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target);
     run(cmd, "cargo build")?;
     Ok(target
@@ -277,7 +292,11 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     );
     let tail: Vec<&str> = text.lines().rev().take(30).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!("{what} failed ({}):\n{}", out.status, tail.join("\n")))
+    Err(format!(
+        "{what} failed ({}):\n{}",
+        out.status,
+        tail.join("\n")
+    ))
 }
 
 #[cfg(test)]
@@ -286,11 +305,23 @@ mod tests {
 
     #[test]
     fn missing_tools_name_the_setup_script() {
-        let err = tool(Some("/nonexistent/componentize-py".into()), "componentize-py", "ECSP_COMPONENTIZE_PY")
+        let err = tool(
+            Some("/nonexistent/componentize-py".into()),
+            "componentize-py",
+            "ECSP_COMPONENTIZE_PY",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("scripts/setup-test-deps.sh") && err.contains("ECSP_COMPONENTIZE_PY"),
+            "{err}"
+        );
+        let err = Toolchains::default()
+            .node_bin("no-such-tool-ecsp")
             .unwrap_err();
-        assert!(err.contains("scripts/setup-test-deps.sh") && err.contains("ECSP_COMPONENTIZE_PY"), "{err}");
-        let err = Toolchains::default().node_bin("no-such-tool-ecsp").unwrap_err();
-        assert!(err.contains("ECSP_NODE_MODULES") && err.contains("scripts/setup-test-deps.sh"), "{err}");
+        assert!(
+            err.contains("ECSP_NODE_MODULES") && err.contains("scripts/setup-test-deps.sh"),
+            "{err}"
+        );
     }
 
     #[test]

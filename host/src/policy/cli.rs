@@ -257,7 +257,9 @@ pub fn build(args: &BuildArgs, out: &mut dyn Write) -> i32 {
                 out,
                 "compiled for this host in {:.1} s, cached in {} (`run` and `plan` start from there)",
                 started.elapsed().as_secs_f64(),
-                dir.map_or("nowhere: no cache directory".into(), |d| d.display().to_string())
+                dir.map_or("nowhere: no cache directory".into(), |d| d
+                    .display()
+                    .to_string())
             );
             0
         }

@@ -127,14 +127,34 @@ mod tests {
     fn manifests_are_read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let err = Project::open(dir.path()).unwrap_err();
-        assert!(err.contains("no policy.toml (Python, JavaScript) or Cargo.toml (Rust)"), "{err}");
-        std::fs::write(dir.path().join("policy.toml"), "name = \"p\"\nlanguage = \"perl\"\nentry = \"x\"\n").unwrap();
+        assert!(
+            err.contains("no policy.toml (Python, JavaScript) or Cargo.toml (Rust)"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            "name = \"p\"\nlanguage = \"perl\"\nentry = \"x\"\n",
+        )
+        .unwrap();
         let err = Project::open(dir.path()).unwrap_err();
         assert!(err.contains("policy.toml") && err.contains("perl"), "{err}");
-        std::fs::write(dir.path().join("policy.toml"), "name = \"p\"\nlanguage = \"javascript\"\nentry = \"c.js\"\n").unwrap();
-        assert_eq!(Project::open(dir.path()).unwrap().language(), Language::Javascript);
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            "name = \"p\"\nlanguage = \"javascript\"\nentry = \"c.js\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Project::open(dir.path()).unwrap().language(),
+            Language::Javascript
+        );
         std::fs::remove_file(dir.path().join("policy.toml")).unwrap();
-        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"my-policy\"\n").unwrap();
-        assert!(matches!(Project::open(dir.path()).unwrap(), Project::Rust { name, .. } if name == "my-policy"));
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"my-policy\"\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(Project::open(dir.path()).unwrap(), Project::Rust { name, .. } if name == "my-policy")
+        );
     }
 }

@@ -38,13 +38,27 @@ impl fmt::Display for Created {
         match self.language {
             Language::Python => {
                 writeln!(f, "created Python policy `{}` in {d}", self.name)?;
-                writeln!(f, "next: cd {d} && python -m pytest && ecs-provisioner policy build")?;
-                return write!(f, "then: ecs-provisioner policy test build/{}.wasm fixtures/", self.name);
+                writeln!(
+                    f,
+                    "next: cd {d} && python -m pytest && ecs-provisioner policy build"
+                )?;
+                return write!(
+                    f,
+                    "then: ecs-provisioner policy test build/{}.wasm fixtures/",
+                    self.name
+                );
             }
             Language::Javascript => {
                 writeln!(f, "created JavaScript policy `{}` in {d}", self.name)?;
-                writeln!(f, "next: cd {d} && npm install && node --test test/ && ecs-provisioner policy build")?;
-                return write!(f, "then: ecs-provisioner policy test build/{}.wasm fixtures/", self.name);
+                writeln!(
+                    f,
+                    "next: cd {d} && npm install && node --test test/ && ecs-provisioner policy build"
+                )?;
+                return write!(
+                    f,
+                    "then: ecs-provisioner policy test build/{}.wasm fixtures/",
+                    self.name
+                );
             }
             Language::Rust => {}
         }

@@ -22,33 +22,71 @@ pub(super) fn write(
     let module = name.replace('-', "_");
     let files: Vec<(String, String)> = match lang {
         Language::Python => vec![
-            ("policy.toml".into(), format!(
-                "# How `ecs-provisioner policy build` builds this policy.\nname = \"{name}\"\nlanguage = \"python\"\nentry = \"app\"\n# The Python SDK (the directory holding ecs_policy/), relative to this file.\nsdk = \"{sdk_rel}/src\"\n"
-            )),
-            (format!("{module}.py"), PY_POLICY.replace("{name}", name).replace("{Class}", &class)),
-            ("app.py".into(), PY_APP.replace("{module}", &module).replace("{Class}", &class)),
+            (
+                "policy.toml".into(),
+                format!(
+                    "# How `ecs-provisioner policy build` builds this policy.\nname = \"{name}\"\nlanguage = \"python\"\nentry = \"app\"\n# The Python SDK (the directory holding ecs_policy/), relative to this file.\nsdk = \"{sdk_rel}/src\"\n"
+                ),
+            ),
+            (
+                format!("{module}.py"),
+                PY_POLICY.replace("{name}", name).replace("{Class}", &class),
+            ),
+            (
+                "app.py".into(),
+                PY_APP
+                    .replace("{module}", &module)
+                    .replace("{Class}", &class),
+            ),
             ("tests/conftest.py".into(), PY_CONFTEST.to_owned()),
-            ("tests/test_policy.py".into(), PY_TEST.replace("{module}", &module).replace("{Class}", &class)),
-            (".gitignore".into(), "build/\n__pycache__/\n.pytest_cache/\n".into()),
+            (
+                "tests/test_policy.py".into(),
+                PY_TEST
+                    .replace("{module}", &module)
+                    .replace("{Class}", &class),
+            ),
+            (
+                ".gitignore".into(),
+                "build/\n__pycache__/\n.pytest_cache/\n".into(),
+            ),
             ("README.md".into(), PY_README.replace("{name}", name)),
         ],
         Language::Javascript => vec![
-            ("policy.toml".into(), format!(
-                "# How `ecs-provisioner policy build` builds this policy.\nname = \"{name}\"\nlanguage = \"javascript\"\nentry = \"component.js\"\n"
-            )),
-            ("package.json".into(), JS_PACKAGE.replace("{name}", name).replace("{sdk}", &sdk_rel)),
-            (format!("src/{name}.js"), JS_POLICY.replace("{name}", name).replace("{Class}", &class)),
-            ("component.js".into(), JS_COMPONENT.replace("{name}", name).replace("{Class}", &class)),
-            ("test/policy.test.js".into(), JS_TEST.replace("{name}", name).replace("{Class}", &class)),
+            (
+                "policy.toml".into(),
+                format!(
+                    "# How `ecs-provisioner policy build` builds this policy.\nname = \"{name}\"\nlanguage = \"javascript\"\nentry = \"component.js\"\n"
+                ),
+            ),
+            (
+                "package.json".into(),
+                JS_PACKAGE
+                    .replace("{name}", name)
+                    .replace("{sdk}", &sdk_rel),
+            ),
+            (
+                format!("src/{name}.js"),
+                JS_POLICY.replace("{name}", name).replace("{Class}", &class),
+            ),
+            (
+                "component.js".into(),
+                JS_COMPONENT
+                    .replace("{name}", name)
+                    .replace("{Class}", &class),
+            ),
+            (
+                "test/policy.test.js".into(),
+                JS_TEST.replace("{name}", name).replace("{Class}", &class),
+            ),
             (".gitignore".into(), "build/\nnode_modules/\n".into()),
             ("README.md".into(), JS_README.replace("{name}", name)),
         ],
         Language::Rust => return Err("a Rust policy is scaffolded by scaffold::create".into()),
     };
-    for (file, text) in files
-        .into_iter()
-        .chain([("fixtures/basic.toml".to_owned(), super::scaffold::FIXTURE.to_owned())])
-    {
+    for (file, text) in files.into_iter().chain([(
+        "fixtures/basic.toml".to_owned(),
+        super::scaffold::FIXTURE.to_owned(),
+    )]) {
         let path = policy_dir.join(&file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -79,13 +117,19 @@ fn find_sdk(lang: Language, dir: &Path, given: Option<&Path>) -> Result<PathBuf,
             .map(|a| a.join(sub))
             .find(|p| p.join(marker).exists())
             .ok_or_else(|| {
-                format!("no ecs-provisioner checkout above {}: pass --sdk-path <checkout>/{sub}", dir.display())
+                format!(
+                    "no ecs-provisioner checkout above {}: pass --sdk-path <checkout>/{sub}",
+                    dir.display()
+                )
             })?,
     };
     if sdk.join(marker).exists() {
         Ok(sdk)
     } else {
-        Err(format!("--sdk-path {}: not the {sub} SDK (no {marker})", sdk.display()))
+        Err(format!(
+            "--sdk-path {}: not the {sub} SDK (no {marker})",
+            sdk.display()
+        ))
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use ecs_provisioner::config::Config;
 use ecs_provisioner::engine::Engine;
-use ecs_provisioner::engine::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_TEMPLATE};
-use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
-use ecs_provisioner::engine::adapters::policy::WasmPolicy;
-use ecs_provisioner::engine::adapters::ssh::SshBootstrapper;
+use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_TEMPLATE};
+use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
+use ecs_provisioner::adapters::policy::WasmPolicy;
+use ecs_provisioner::adapters::ssh::SshBootstrapper;
 use ecs_provisioner::engine::decide::Decider;
 use ecs_provisioner::engine::ports::JenkinsPort;
 use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};

@@ -16,7 +16,7 @@ use ecs_provisioner::sim::cluster::Cluster;
 use ecs_provisioner::sim::ecs::Timings;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
+use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::engine::ports::{ActivityRecord, JenkinsPort, JenkinsView, NodeRegistration};
 use tokio::sync::{mpsc, oneshot};
 use e2e::policy::{built_policy, workspace_wasm};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::jenkins::{client, eventually, now_ms, start_sim};
 use ecs_provisioner::config::Config;
-use ecs_provisioner::engine::adapters::jenkins::JenkinsAdapter;
+use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::engine::model::AgentNode;
 use ecs_provisioner::engine::ports::{JenkinsPort, NodeRegistration};
 use ecs_provisioner::jenkins::client::{describe_instance, describe_owned_instance};

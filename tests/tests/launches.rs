@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::engine::{Harness, Setup, Template, agent_nodes, our_instances, wait_until};
-use ecs_provisioner::engine::adapters::cloud::{TAG_TEMPLATE, client_from_config};
+use ecs_provisioner::adapters::cloud::{TAG_TEMPLATE, client_from_config};
 use ecs_provisioner::sim::ecs::RecordedRunInstances;
 
 const EXE: &str = env!("CARGO_BIN_EXE_e2e-provisioner");

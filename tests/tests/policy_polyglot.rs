@@ -10,7 +10,7 @@ use std::process::Command;
 
 use e2e::policy::{built_policy, cached_runtime, run_ok, setup_env, workspace_root};
 use ecs_provisioner::policy::lang::Language;
-use ecs_provisioner::policy::{PolicySource, fixture, scaffold};
+use ecs_provisioner::policy::{PolicySource, fixture, scaffold_script};
 
 fn pytest(dir: &Path) -> String {
     let out = run_ok(
@@ -178,7 +178,7 @@ fn files_under(p: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_new_python_policy_tests_builds_and_passes_its_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let created = scaffold::create_in(
+    let created = scaffold_script::create(
         Language::Python,
         "demo-py",
         dir.path(),
@@ -196,7 +196,7 @@ fn a_new_python_policy_tests_builds_and_passes_its_fixtures() {
 #[test]
 fn a_new_javascript_policy_tests_builds_and_passes_its_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let created = scaffold::create_in(
+    let created = scaffold_script::create(
         Language::Javascript,
         "demo-js",
         dir.path(),

@@ -1,5 +1,5 @@
 // Run a policy natively against fixture files, the same files `ecs-provisioner policy test`
-// runs against the component (format: host/src/policy/fixture.rs, docs/policy-authoring.md).
+// runs against the component (format: host/policy/src/fixture.rs, docs/policy-authoring.md).
 //
 //   import { test } from 'node:test';
 //   import * as testing from 'ecs-policy-sdk/testing';

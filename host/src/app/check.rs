@@ -18,8 +18,8 @@ use crate::ecs::{
     AvailableResourceRequest, EcsClient, ErrorKind, ImageFilter, SecurityGroupFilter, VSwitch,
     VSwitchFilter,
 };
-use crate::engine::adapters::cloud::client_from_config;
-use crate::engine::adapters::policy::WasmPolicy;
+use crate::adapters::cloud::client_from_config;
+use crate::adapters::policy::WasmPolicy;
 use crate::jenkins::{InboundAgentSpec, JenkinsClient, NodeMode};
 
 /// One checked item.
@@ -680,7 +680,7 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 /// Jenkins: credentials, a throw-away node created and deleted, agent.jar, the WebSocket
 /// agent endpoint.
 async fn check_jenkins(config: &Config) -> Vec<CheckResult> {
-    let adapter = match crate::engine::adapters::jenkins::JenkinsAdapter::from_config(config) {
+    let adapter = match crate::adapters::jenkins::JenkinsAdapter::from_config(config) {
         Err(e) => {
             return vec![fail(
                 "jenkins",
@@ -713,7 +713,7 @@ async fn check_jenkins(config: &Config) -> Vec<CheckResult> {
         }
     }
     out.push(check_node_lifecycle(client).await);
-    let agent_client = crate::engine::adapters::jenkins::credentials_from_config(&config.jenkins)
+    let agent_client = crate::adapters::jenkins::credentials_from_config(&config.jenkins)
         .and_then(|c| {
             Ok(JenkinsClient::new(
                 config

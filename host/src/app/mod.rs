@@ -11,14 +11,14 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{Config, LogFormat};
-use crate::engine::adapters::cloud::EcsCloud;
-use crate::engine::adapters::jenkins::JenkinsAdapter;
-use crate::engine::adapters::policy::WasmPolicy;
-use crate::engine::adapters::ssh::SshBootstrapper;
+use crate::adapters::cloud::EcsCloud;
+use crate::adapters::jenkins::JenkinsAdapter;
+use crate::adapters::policy::WasmPolicy;
+use crate::adapters::ssh::SshBootstrapper;
 use crate::engine::decide::Decider;
 use crate::engine::model::NodeState;
 use crate::engine::{CycleReport, Engine};
-use crate::server::ApiCount;
+use crate::engine::board::ApiCount;
 
 /// The engine as the binary runs it.
 pub type LiveEngine = Engine<EcsCloud, JenkinsAdapter, SshBootstrapper, WasmPolicy, WasmPolicy>;

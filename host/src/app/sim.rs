@@ -9,7 +9,7 @@ use crate::sim::ecs::SimConfig as EcsSimConfig;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// ECS emulator description (TOML; see host/src/sim/ecs/example.toml). Default: a believable
+    /// ECS emulator description (TOML; see host/sim/src/ecs/example.toml). Default: a believable
     /// region with 3 zones, 2 vswitches each, 6 instance types.
     #[arg(long)]
     pub ecs_config: Option<PathBuf>,

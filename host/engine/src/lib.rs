@@ -1,0 +1,361 @@
+//! The reconcile loop: observe -> decide -> enforce -> act.
+//!
+//! **Owns** the node lifecycle, the hard invariants and the board every cycle is recorded on.
+//! **Must not** perform I/O except through its ports ([`ports`], [`decide::PolicyPort`]):
+//! the adapters that talk to ECS, Jenkins, SSH and the policy runtime live in the
+//! `ecs-provisioner` crate, so this crate depends on none of those clients.
+//!
+//! Each cycle reads the cloud and Jenkins concurrently, merges them into node states
+//! (`lifecycle`), asks the policy (`decide`), clamps its plan to the hard invariants
+//! (`enforce`) and carries it out (`act`). Slow work — SSH bootstraps — runs in background
+//! tasks whose progress the next cycle reads, so nothing blocks decisions.
+
+#![warn(missing_docs)]
+
+pub mod act;
+pub mod board;
+pub mod decide;
+pub mod enforce;
+pub mod lifecycle;
+pub mod model;
+pub mod offerings;
+pub mod ports;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use ecsp_config::Config;
+
+use decide::{DecidedBy, Decider, Observation, PolicyPort};
+use enforce::{Limits, enforce};
+use lifecycle::{Book, Chore, reconcile};
+use model::{Clamp, Node, Plan, TemplateLimits};
+use offerings::OfferingCache;
+use ports::{BootstrapPort, CloudPort, JenkinsPort, TemplateQueue};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What one cycle saw, decided and did: for `plan`, `/status`, metrics and tests.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CycleReport {
+    pub cycle: u64,
+    pub at_ms: u64,
+    /// Nodes per template and state after observation.
+    pub nodes: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Queued builds per template.
+    pub queued: BTreeMap<String, u32>,
+    pub unmatched_queued: u32,
+    /// Longest queue wait per template, ms.
+    pub oldest_wait_ms: BTreeMap<String, u64>,
+    /// The policy's plan before enforcement.
+    pub proposed: Plan,
+    /// The plan carried out.
+    pub enforced: Plan,
+    pub clamps: Vec<Clamp>,
+    pub decided_by: Option<DecidedBy>,
+    pub policy_error: Option<String>,
+    pub policy_micros: u64,
+    /// Instances launched: (template, zone, instance type, spot, ids).
+    pub launched: Vec<act::Launched>,
+    /// Capacity and other launch errors, with the offering.
+    pub launch_errors: Vec<act::LaunchFailure>,
+    /// Nodes the placement could not fit anywhere.
+    pub unplaced: BTreeMap<String, u32>,
+    /// Instances removed (drained and deleted).
+    pub removed: Vec<String>,
+    /// Removals abandoned because the node took a build meanwhile.
+    pub kept_busy: Vec<String>,
+    /// Housekeeping done: (kind, target, reason).
+    pub chores: Vec<(String, String, String)>,
+    /// Errors that did not stop the cycle.
+    pub errors: Vec<String>,
+    /// Bootstraps that failed since the previous cycle: (template, cause).
+    pub bootstrap_failures: Vec<(String, &'static str)>,
+    /// Templates whose launches are held back after failed bootstraps.
+    pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
+}
+
+/// The running provisioner.
+pub struct Engine<C, J, B, P, F>
+where
+    C: CloudPort,
+    J: JenkinsPort,
+    B: BootstrapPort,
+    P: PolicyPort,
+    F: PolicyPort,
+{
+    pub(crate) config: Arc<Config>,
+    pub(crate) cloud: Arc<C>,
+    pub(crate) jenkins: Arc<J>,
+    pub(crate) bootstrapper: Arc<B>,
+    pub(crate) decider: Arc<Decider<P, F>>,
+    pub(crate) book: Arc<Mutex<Book>>,
+    pub(crate) offerings: Mutex<OfferingCache>,
+    pub(crate) bootstrap_slots: Arc<Semaphore>,
+    /// Woken when a background bootstrap finishes, so the next cycle comes sooner.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) cycle: std::sync::atomic::AtomicU64,
+    /// Distinguishes this process's launch ids (and so ClientTokens) from a previous one's.
+    pub(crate) run_id: u64,
+    pub(crate) tasks: Mutex<tokio::task::JoinSet<()>>,
+    pub(crate) last_report: Mutex<Option<CycleReport>>,
+    /// Where every cycle is recorded for /metrics and /status.
+    pub board: Arc<board::Board>,
+    pub(crate) stop: CancellationToken,
+    /// Launch batches sent by this process.
+    pub(crate) launch_seq: std::sync::atomic::AtomicU64,
+}
+
+impl<C, J, B, P, F> Engine<C, J, B, P, F>
+where
+    C: CloudPort,
+    J: JenkinsPort,
+    B: BootstrapPort,
+    P: PolicyPort,
+    F: PolicyPort,
+{
+    pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
+        let slots = config.ssh.concurrency.max(1);
+        let board = Arc::new(board::Board::new());
+        board.set_poll_interval(config.poll_interval);
+        Arc::new(Engine {
+            config,
+            cloud: Arc::new(cloud),
+            jenkins: Arc::new(jenkins),
+            bootstrapper: Arc::new(bootstrapper),
+            decider: Arc::new(decider),
+            book: Arc::new(Mutex::new(Book::default())),
+            offerings: Mutex::new(OfferingCache::default()),
+            bootstrap_slots: Arc::new(Semaphore::new(slots)),
+            wake: Arc::new(Notify::new()),
+            cycle: 0.into(),
+            run_id: now_ms(),
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
+            last_report: Mutex::new(None),
+            board,
+            stop: CancellationToken::new(),
+            launch_seq: 0.into(),
+        })
+    }
+
+    /// The template limits the invariants use.
+    pub fn template_limits(&self) -> Vec<TemplateLimits> {
+        self.config
+            .templates
+            .iter()
+            .map(|t| TemplateLimits {
+                name: t.name().to_owned(),
+                min_nodes: t.min_nodes,
+                max_nodes: t.max_nodes,
+                launch_timeout_ms: t.launch_timeout.as_millis() as u64,
+                reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
+                max_uses: t.max_uses,
+            })
+            .collect()
+    }
+
+    /// The most recent cycle's report.
+    pub fn last_report(&self) -> Option<CycleReport> {
+        self.last_report.lock().unwrap().clone()
+    }
+
+    /// Asks the loop to stop after the current cycle. In-flight bootstraps are abandoned;
+    /// the next process resumes them (the fleet is left as it is).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Runs cycles until `shutdown`. A cycle error is logged and the loop goes on.
+    pub async fn run(self: &Arc<Self>) {
+        let poll = self.config.poll_interval;
+        while !self.stop.is_cancelled() {
+            let started = tokio::time::Instant::now();
+            let report = self.cycle(true).await;
+            let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
+                // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
+                // so for minutes with nothing for the host to do: no reason to look faster.
+                *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
+            }) || report.queued.values().any(|n| *n > 0);
+            // While nodes are on their way or builds wait, look again soon: what changes next
+            // (an instance running, an agent online) should not wait a whole poll interval.
+            let pause = if in_flight { poll.min(Duration::from_millis(500)) } else { poll };
+            // Counted from the cycle's start, so a long cycle (a large fleet) does not stretch
+            // the period: a queue change is read within one poll interval.
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + pause) => {}
+                _ = self.wake.notified() => {
+                    // Bootstraps finish in bursts (dozens a second at scale) and each cycle
+                    // lists the whole fleet: one cycle per burst, at the in-flight pace.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(started + pause.min(Duration::from_millis(500))) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                }
+                _ = self.stop.cancelled() => {}
+            }
+            // Reap finished bootstrap tasks; their outcome is already in the book.
+            while self.tasks.lock().unwrap().try_join_next().is_some() {}
+        }
+        self.tasks.lock().unwrap().abort_all();
+        tracing::info!("engine stopped; fleet left as it is");
+    }
+
+    /// One reconcile cycle. With `act = false` it only observes and decides (`plan`).
+    pub async fn cycle(self: &Arc<Self>, act: bool) -> CycleReport {
+        let n = self.cycle.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let now = now_ms();
+        let mut report = CycleReport { cycle: n, at_ms: now, ..Default::default() };
+        let templates = self.template_limits();
+
+        // Observe, concurrently.
+        let refresh = self.offerings.lock().unwrap().stale(now, self.config.cloud.offerings_ttl.as_millis() as u64);
+        let (fleet, view, discovered) = tokio::join!(
+            self.cloud.list_fleet(),
+            self.jenkins.observe(now),
+            async {
+                if refresh { Some(self.cloud.discover_offerings().await) } else { None }
+            }
+        );
+        let fleet = match fleet {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(format!("listing the fleet failed: {e:#}"));
+                return self.finish(report);
+            }
+        };
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                report.errors.push(format!("reading Jenkins failed: {e:#}"));
+                return self.finish(report);
+            }
+        };
+        match discovered {
+            Some(Ok(d)) => self.offerings.lock().unwrap().store(d, now),
+            Some(Err(e)) => report.errors.push(format!("discovering offerings failed (using the cache): {e:#}")),
+            None => {}
+        }
+        let offerings = self.offerings.lock().unwrap().all(&self.config.cloud, now);
+
+        let (nodes, chores) = {
+            let mut book = self.book.lock().unwrap();
+            book.prune(&fleet.iter().map(|i| i.instance_id.as_str()).collect(), now);
+            let (nodes, chores) = reconcile(&fleet, &view.agents, &book, &templates, now);
+            for n in nodes.iter().filter(|n| n.agent.as_ref().is_some_and(|a| a.online)) {
+                if book.seen_online.insert(n.instance_id().to_owned()) {
+                    book.bootstrap_worked(n.template());
+                }
+                if book.disconnected.remove(n.instance_id()).is_some() {
+                    tracing::info!(instance = %n.instance_id(), "agent reconnected");
+                }
+            }
+            report_unknown_locks(&mut book, &fleet);
+            report.bootstrap_failures = std::mem::take(&mut book.failed_bootstraps);
+            report.launch_holds = book.holds.iter().filter(|(_, h)| h.until_ms > now).map(|(t, h)| (t.clone(), h.clone())).collect();
+            (nodes, chores)
+        };
+        summarize(&mut report, &nodes, &view.queues, view.unmatched);
+
+        // Decide.
+        let obs = Observation {
+            now_ms: now,
+            templates: &self.config.templates,
+            queues: &view.queues,
+            unmatched: view.unmatched,
+            nodes: &nodes,
+            offerings: &offerings,
+            max_total_nodes: self.config.cloud.max_total_nodes,
+        };
+        let decision = self.decider.scale(&obs);
+        report.decided_by = Some(decision.by);
+        report.policy_error = decision.error.clone();
+        report.policy_micros = decision.elapsed.as_micros() as u64;
+        report.proposed = decision.value.clone();
+
+        // Enforce.
+        let holds = self.book.lock().unwrap().holds.clone();
+        let limits = Limits {
+            templates: &templates,
+            max_total_nodes: self.config.cloud.max_total_nodes,
+            max_launch_per_cycle: self.config.cloud.max_launch_per_cycle,
+            holds: &holds,
+            now_ms: now,
+        };
+        let enforced = enforce(&decision.value, &nodes, &limits);
+        for c in &enforced.clamps {
+            tracing::info!(rule = c.rule, detail = %c.detail, "plan clamped");
+        }
+        report.enforced = enforced.plan.clone();
+        report.clamps = enforced.clamps;
+
+        // Act.
+        if act {
+            self.fence_used_up(&nodes, &mut report).await;
+            self.do_chores(chores, &nodes, &mut report).await;
+            self.launch(&enforced.plan, &nodes, offerings, now, &mut report).await;
+            self.remove(&enforced.plan, &nodes, &mut report).await;
+        } else {
+            report.chores = chores.iter().filter(|c| !c.is_bookkeeping()).map(describe_chore).collect();
+        }
+        self.finish(report)
+    }
+
+    fn finish(&self, report: CycleReport) -> CycleReport {
+        for e in &report.errors {
+            tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
+        }
+        self.board.record(&report);
+        *self.last_report.lock().unwrap() = Some(report.clone());
+        report
+    }
+}
+
+fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32) {
+    for n in nodes {
+        *report
+            .nodes
+            .entry(n.template().to_owned())
+            .or_default()
+            .entry(n.state.as_str().to_owned())
+            .or_default() += 1;
+    }
+    for q in queues {
+        report.queued.insert(q.template.clone(), q.items.len() as u32);
+        report.oldest_wait_ms.insert(q.template.clone(), q.items.iter().map(|(_, w)| *w).max().unwrap_or(0));
+    }
+    report.unmatched_queued = unmatched;
+}
+
+fn describe_chore(c: &Chore) -> (String, String, String) {
+    match c {
+        Chore::CreateNode { instance_id } => ("create-node".into(), instance_id.clone(), String::new()),
+        Chore::Bootstrap { instance_id } => ("bootstrap".into(), instance_id.clone(), String::new()),
+        Chore::Reconnect { instance_id, .. } => ("reconnect".into(), instance_id.clone(), "agent dropped; restarting it".into()),
+        Chore::Terminate { instance_id, reason } => ("terminate".into(), instance_id.clone(), reason.clone()),
+        Chore::BookTerminating { instance_id, reason } => ("adopt-termination".into(), instance_id.clone(), reason.clone()),
+        Chore::Fence { instance_id, reason } => ("fence".into(), instance_id.clone(), reason.clone()),
+        Chore::ResumeDrain { instance_id } => ("resume-drain".into(), instance_id.clone(), "found offline for removal".into()),
+        Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
+        Chore::RecordActivity { instance_id, record } => ("record-activity".into(), instance_id.clone(), format!("{record:?}")),
+    }
+}
+
+/// Logs each lock reason the host does not act on, once per instance: ECS locks instances for
+/// overdue payments or security reasons too, and only `Recycling` (a spot reclaim) is ours to
+/// handle.
+fn report_unknown_locks(book: &mut Book, fleet: &[model::CloudInstance]) {
+    for i in fleet {
+        for lock in i.locks.iter().filter(|l| *l != model::LOCK_RECYCLING) {
+            if book.locks_reported.insert((i.instance_id.clone(), lock.clone())) {
+                tracing::warn!(instance = %i.instance_id, lock = %lock, "instance has an operation lock the provisioner does not act on");
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! All three emulators in one process, wired together, plus a provisioner configuration that
+//! points at them: what `demo`, `sim` and the end-to-end tests run on.
+//!
+//! The ECS emulator is the instance directory of the SSH emulator (each instance answers SSH at
+//! its own 127.x.y.z address), and a reaper kills an instance's processes (its agent) when the
+//! instance is deleted, as deleting a real VM would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use ecsp_config::Config;
+use ecsp_ssh::keys::{generate_ed25519, private_key_pem, public_key_line};
+
+use super::ecs::{EcsSim, SimConfig as EcsSimConfig};
+use super::jenkins::{JenkinsSim, SimConfig as JenkinsSimConfig};
+use super::ssh::{SshEmulatorConfig, SshEmulatorHandle};
+
+/// The key pair name the cluster registers in the ECS emulator.
+pub const KEY_PAIR: &str = "ecs-provisioner-demo";
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub ecs: EcsSimConfig,
+    pub ecs_listen: SocketAddr,
+    pub jenkins_listen: SocketAddr,
+    pub ssh_listen: SocketAddr,
+    /// Instance home directories, keys, secrets and the known-hosts file live here.
+    pub dir: PathBuf,
+    /// The program (with a `sim-agent` command) that plays `java` on the instances; `None`:
+    /// the instances have no Java (see `sim::ssh`).
+    pub java: Option<PathBuf>,
+}
+
+impl ClusterOptions {
+    /// Ephemeral ports, instant instance transitions, files under `dir`.
+    pub fn ephemeral(dir: impl Into<PathBuf>) -> Self {
+        ClusterOptions {
+            ecs: EcsSimConfig::instant(),
+            ecs_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            jenkins_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            dir: dir.into(),
+            java: None,
+        }
+    }
+}
+
+/// A running cluster of emulators.
+pub struct Cluster {
+    pub ecs: EcsSim,
+    pub jenkins: JenkinsSim,
+    pub ssh: Arc<SshEmulatorHandle>,
+    pub dir: PathBuf,
+    /// Private key of the registered key pair.
+    pub key_file: PathBuf,
+    /// File holding the emulated account's AccessKey secret.
+    pub secret_file: PathBuf,
+    /// File holding the Jenkins API token.
+    pub token_file: PathBuf,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Starts ECS, instance SSH and Jenkins emulators and registers a fresh key pair.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Cluster> {
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let ecs = EcsSim::bind(options.ecs, options.ecs_listen).await?;
+        let jenkins = JenkinsSim::start(JenkinsSimConfig { bind: options.jenkins_listen, ..JenkinsSimConfig::default() })
+            .await
+            .context("starting the Jenkins emulator")?;
+        let mut ssh_config = SshEmulatorConfig::new(dir.join("instances"));
+        ssh_config.listen = options.ssh_listen;
+        ssh_config.java = options.java.clone();
+        let ssh = Arc::new(super::ssh::start(ecs.directory(), ssh_config).await.context("starting the SSH emulator")?);
+
+        let key = generate_ed25519("ecs-provisioner-demo");
+        let key_file = dir.join("id_ed25519");
+        write_private(&key_file, &private_key_pem(&key))?;
+        ecs.import_key_pair(KEY_PAIR, &public_key_line(&key))
+            .map_err(|e| anyhow::anyhow!("registering the key pair: {e:?}"))?;
+        let secret_file = dir.join("access-key-secret");
+        write_private(&secret_file, ecs.credentials().access_key_secret.expose())?;
+        let token_file = dir.join("jenkins-token");
+        write_private(&token_file, jenkins.token())?;
+
+        // Deleting an instance stops what ran on it.
+        let cloud = ecs.cloud();
+        let ssh_for_reaper = ssh.clone();
+        let reaper = tokio::spawn(async move {
+            let mut alive = std::collections::BTreeSet::<String>::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now: std::collections::BTreeSet<String> = cloud
+                    .instances()
+                    .into_iter()
+                    .filter(|i| i.status != "Deleted" && i.status != "Stopped")
+                    .map(|i| i.instance_id)
+                    .collect();
+                for gone in alive.difference(&now) {
+                    ssh_for_reaper.kill_instance_processes(gone);
+                }
+                alive = now;
+            }
+        });
+        Ok(Cluster { ecs, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
+    }
+
+    /// A provisioner configuration for this cluster: `[cloud]`, `[jenkins]`, `[ssh]` filled
+    /// in, followed by `templates_toml` (one or more `[[template]]` tables, whose
+    /// `agent-command` may use `{exe}` for this program's path) and `extra_toml`.
+    pub fn config(&self, controller_id: &str, templates_toml: &str, extra_toml: &str) -> anyhow::Result<Config> {
+        let text = self.config_text(controller_id, templates_toml, extra_toml)?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("cluster config: {e}\n{text}"))
+    }
+
+    /// The configuration text [`Cluster::config`] parses.
+    pub fn config_text(&self, controller_id: &str, templates_toml: &str, extra_toml: &str) -> anyhow::Result<String> {
+        let ecs = self.ecs.cloud();
+        let cfg = &ecs.config;
+        let vpc = cfg.vswitches.first().map(|v| v.vpc_id.clone()).context("the ECS emulator has no vswitch")?;
+        let sg = cfg.security_groups.first().map(|s| s.security_group_id.clone()).context("no security group")?;
+        let image = cfg.images.first().map(|i| i.image_id.clone()).context("no image")?;
+        let exe = std::env::current_exe().context("locating this program")?;
+        let templates = templates_toml.replace("{exe}", &exe.display().to_string());
+        Ok(format!(
+            r#"controller-id = "{controller_id}"
+poll-interval = "1s"
+listen = "127.0.0.1:0"
+
+[cloud]
+region = "{region}"
+endpoint = "{endpoint}"
+vpc-id = "{vpc}"
+security-group-id = "{sg}"
+image-id = "{image}"
+key-pair-name = "{KEY_PAIR}"
+capacity-cooldown = "60s"
+
+[cloud.credentials]
+source = "static"
+access-key-id = "{akid}"
+secret-file = "{secret}"
+
+[jenkins]
+url = "{jenkins}"
+user = "{user}"
+token-file = "{token}"
+
+[ssh]
+user = "root"
+port = {ssh_port}
+private-key = "{key}"
+host-key-policy = "accept-new"
+known-hosts = "{known_hosts}"
+
+{extra_toml}
+
+{templates}
+"#,
+            region = cfg.region_id,
+            endpoint = self.ecs.base_url(),
+            akid = self.ecs.credentials().access_key_id,
+            secret = toml_path(&self.secret_file),
+            jenkins = self.jenkins.base_url(),
+            user = self.jenkins.user(),
+            token = toml_path(&self.token_file),
+            ssh_port = self.ssh.port(),
+            key = toml_path(&self.key_file),
+            known_hosts = toml_path(&self.dir.join("known_hosts")),
+        ))
+    }
+
+    /// Stops the emulators and every process started on emulated instances.
+    pub async fn shutdown(self) {
+        // The reaper holds a clone of the SSH handle: wait until the aborted task has dropped
+        // it, or `try_unwrap` fails and every agent process outlives the cluster.
+        self.reaper.abort();
+        let _ = self.reaper.await;
+        match Arc::try_unwrap(self.ssh) {
+            Ok(ssh) => ssh.shutdown().await,
+            Err(ssh) => tracing::warn!(
+                holders = Arc::strong_count(&ssh),
+                "the SSH emulator is still shared; instance processes are left running"
+            ),
+        }
+        self.jenkins.stop();
+        self.ecs.shutdown().await;
+    }
+}
+
+fn toml_path(p: &Path) -> String {
+    p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}

@@ -1,5 +1,0 @@
-//! The engine ports implemented over the real clients (and so, in tests, over the emulators).
-pub mod cloud;
-pub mod jenkins;
-pub mod policy;
-pub mod ssh;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, and a Python
-# virtualenv with the official clients the emulators are checked against.
+# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, a Python
+# virtualenv with the official clients the emulators are checked against plus componentize-py
+# and pytest (Python policies), and componentize-js with jco and a TOML parser from npm
+# (JavaScript policies), each pinned, outside the clone.
 # Idempotent; prints the environment the tests read.
 set -euo pipefail
 cache="${ECSP_CACHE:-$HOME/.cache/ecs-provisioner}"
@@ -19,6 +21,7 @@ venv="$cache/venv"
 want="aliyun-python-sdk-core==2.16.1 aliyun-python-sdk-ecs python-jenkins"
 want="$want alibabacloud-tea-openapi==0.4.6"  # ECS emulator: signature V3 client
 want="$want alibabacloud-credentials==1.0.12"  # credentials chain: the official precedence
+want="$want componentize-py==0.25.1 pytest==9.2.0"  # Python policies: build and unit tests
 stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: creating python venv in $venv" >&2
@@ -26,5 +29,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check $want
   echo "$want" > "$stamp"
 fi
+
+# JavaScript policies: esbuild bundles a policy into one module (componentize-js resolves no
+# packages), componentize-js builds the component, jco generates the SDK's TypeScript types,
+# smol-toml lets the SDK's native test harness read fixture files. Installed by exact version
+# from a package.json written here, so the clone never gets these.
+node_dir="$cache/node"
+node_want='{"private":true,"dependencies":{"@bytecodealliance/componentize-js":"0.23.0","@bytecodealliance/jco":"1.35.0","smol-toml":"1.9.1","esbuild":"0.28.2"}}'
+node_stamp="$node_dir/.installed"
+if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
+  command -v npm >/dev/null || { echo "setup: npm (Node.js 20 or later) is needed for JavaScript policies" >&2; exit 1; }
+  echo "setup: installing componentize-js in $node_dir" >&2
+  mkdir -p "$node_dir"
+  echo "$node_want" > "$node_dir/package.json"
+  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >&2)
+  echo "$node_want" > "$node_stamp"
+fi
+
 echo "ECSP_PYTHON=$venv/bin/python"
+echo "ECSP_COMPONENTIZE_PY=$venv/bin/componentize-py"
+echo "ECSP_NODE_MODULES=$node_dir/node_modules"
 echo "ECSP_SSHD=/usr/sbin/sshd"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (wasm target,
-# OpenSSH sshd, the official Python clients), runs the whole workspace's tests (unit, policy,
-# emulator fidelity, SSH against sshd, end to end), then the demo on the embedded emulators.
+# OpenSSH sshd, the official Python clients, componentize-py and componentize-js for the Python
+# and JavaScript policies), runs the whole workspace's tests (unit, policy in all three
+# languages, emulator fidelity, SSH against sshd, end to end), then the demo on the embedded
+# emulators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -96,7 +96,10 @@ pub fn probe_wasm() -> PathBuf {
 
 /// A policy built against the frozen contract 0.1.0 (`tests/policy-guests/echo-v0-1`).
 pub fn echo_v0_1_wasm() -> PathBuf {
-    standalone_wasm(Path::new("tests/policy-guests/echo-v0-1"), "policy_echo_v0_1")
+    standalone_wasm(
+        Path::new("tests/policy-guests/echo-v0-1"),
+        "policy_echo_v0_1",
+    )
 }
 
 /// Runs cargo in `dir` with `args` and `--target-dir target`, in an environment cleaned of
@@ -209,4 +212,75 @@ pub fn load_in(
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, base.clone());
     base.with_settings(settings)
+}
+
+/// The value of a variable `scripts/setup-test-deps.sh` prints; panics naming the script when
+/// it is unset, so a missing toolchain fails the test instead of skipping it.
+pub fn setup_env(var: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: run `eval \"$(scripts/setup-test-deps.sh | sed 's/^/export /')\"` \
+             (it installs componentize-py, pytest, componentize-js and esbuild, pinned) or scripts/test.sh"
+        )
+    })
+}
+
+/// Builds the Python or JavaScript (or Rust) policy in `dir` (absolute, or relative to the
+/// workspace root) with `policy build`, once per process, and compiles it into the default
+/// compiled-policy cache as `policy build` does, so engines loading it later start at once.
+/// Panics with the build's error.
+pub fn built_policy(dir: &Path) -> PathBuf {
+    use ecs_provisioner::policy::build::{Toolchains, build};
+    let dir = workspace_root().join(dir);
+    let key = format!("build:{}", dir.display());
+    let mut built = built().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(&key) {
+        return p.clone();
+    }
+    setup_env("ECSP_COMPONENTIZE_PY");
+    setup_env("ECSP_NODE_MODULES");
+    let out = build(&dir, &Toolchains::from_env())
+        .unwrap_or_else(|e| panic!("policy build {}: {e}", dir.display()));
+    cached_runtime()
+        .prepare(&ecs_provisioner::policy::PolicySource::Path(
+            out.wasm.clone(),
+        ))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.wasm.display()));
+    built.insert(key, out.wasm.clone());
+    out.wasm
+}
+
+/// A runtime with the test limits that caches compiled components in the default cache
+/// directory, as `policy build` and `run` do: a 10-20 MB Python or JavaScript component is
+/// compiled once per machine, not once per test process.
+pub fn cached_runtime() -> Arc<PolicyRuntime> {
+    static RT: OnceLock<Arc<PolicyRuntime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let mut rt = PolicyRuntime::new(test_limits()).expect("policy runtime");
+        if let Some(dir) = PolicyRuntime::default_cache_dir() {
+            rt = rt.with_cache_dir(dir);
+        }
+        Arc::new(rt)
+    })
+    .clone()
+}
+
+/// Runs `cmd` (in an environment cleaned of the outer cargo's variables) and returns its
+/// output; panics with both streams when it fails.
+pub fn run_ok(cmd: &mut Command, what: &str) -> String {
+    clean_env(cmd);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    text
 }

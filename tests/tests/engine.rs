@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::engine::ports::{ActivityRecord, JenkinsPort, JenkinsView, NodeRegistration};
 use tokio::sync::{mpsc, oneshot};
-use e2e::policy::workspace_wasm;
+use e2e::policy::{built_policy, workspace_wasm};
 use ecs_provisioner::sim::ecs::{Faults, NoStockRule, ThrottleRule};
 use ecs_provisioner::sim::jenkins::JobKind;
 
@@ -149,6 +149,37 @@ async fn hostile_policy_falls_back_and_builds_flow() {
     let report = h.engine.last_report().unwrap();
     assert!(report.policy_error.as_deref().is_some_and(|e| e.contains("time budget")), "{report:?}");
     h.shutdown().await;
+}
+
+/// A policy written in Python or JavaScript in charge (built by `policy build`, which warms the
+/// compiled-policy cache the engine loads from): builds flow, every cycle is decided by the
+/// policy itself (no fallback), and the fleet returns to its minimum.
+async fn script_policy_in_charge(dir: &str) {
+    let wasm = built_policy(Path::new(dir));
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 0, 3)]);
+    setup.extra = format!("[policy]\nsource = {:?}\non-error = \"hold\"\n", wasm.display().to_string());
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    h.enqueue("linux", JobKind::Freestyle, 3, secs(0.5));
+    wait_until("all 3 builds completed", secs(90.0), || h.cluster.jenkins.stats().completed.len() == 3, || h.describe()).await;
+    assert_builds_succeeded(&h.cluster, 3);
+    wait_until("the fleet is back to its minimum", secs(60.0), || h.at_minimum(), || h.describe()).await;
+    let totals = h.engine.board.totals();
+    assert!(totals.launched > 0 && totals.removed > 0, "{totals:?}");
+    assert_eq!((totals.fallbacks, totals.holds), (0, 0), "the policy failed in some cycle: {totals:?}");
+    let report = h.engine.last_report().unwrap();
+    assert!(report.policy_error.is_none(), "{report:?}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_policy_in_charge() {
+    script_policy_in_charge("policies/cost-aware-py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_policy_in_charge() {
+    script_policy_in_charge("policies/office-hours-js").await;
 }
 
 /// The same kind of failure (a trapping policy) with `on-error = "hold"`: cycles go on, but

@@ -1,4 +1,5 @@
-//! `ecs-provisioner policy ...`: clap types and entry points for `test`, `bench` and `new`.
+//! `ecs-provisioner policy ...`: clap types and entry points for `test`, `bench`, `new` and
+//! `build`.
 //!
 //! `main.rs` embeds [`PolicyCommand`] as a subcommand and calls [`PolicyCommand::run`],
 //! which prints to stdout and returns the process exit code.
@@ -17,8 +18,10 @@ pub enum PolicyCommand {
     Test(TestArgs),
     /// Measure compile, load, instantiation and evaluation time on a synthetic snapshot.
     Bench(BenchArgs),
-    /// Create a new policy crate that builds to wasm32-wasip2 and passes `policy test`.
+    /// Create a new policy (Rust, Python or JavaScript) that builds and passes `policy test`.
     New(NewArgs),
+    /// Build a policy's component with its language's toolchain and compile it for this host.
+    Build(BuildArgs),
 }
 
 /// Sandbox limits and cache, shared by `test` and `bench`.
@@ -114,18 +117,32 @@ pub struct BenchArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// `policy new <name> [--dir DIR]`
+/// `policy new <name> [--lang rust|python|javascript] [--dir DIR]`
 #[derive(Debug, Clone, clap::Args)]
 pub struct NewArgs {
-    /// Crate name, e.g. `my-policy` (lowercase letters, digits and dashes).
+    /// Policy name, e.g. `my-policy` (lowercase letters, digits and dashes).
     pub name: String,
-    /// Directory to create the crate in (the crate goes to DIR/NAME).
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: super::lang::Language,
+    /// Directory to create the policy in (it goes to DIR/NAME).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Path to the `ecs-policy-sdk` crate (found automatically inside an ecs-provisioner
-    /// checkout; otherwise the crate depends on the published version).
+    /// Path to the SDK: the `ecs-policy-sdk` crate (Rust), `guest-sdk/python` or
+    /// `guest-sdk/js`. Found automatically inside an ecs-provisioner checkout; otherwise a
+    /// Rust crate depends on the published version and Python and JavaScript need it.
     #[arg(long)]
     pub sdk_path: Option<PathBuf>,
+}
+
+/// `policy build [DIR]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// The policy's directory (a cargo crate, or a directory with `policy.toml`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 impl PolicyCommand {
@@ -136,6 +153,7 @@ impl PolicyCommand {
             PolicyCommand::Test(a) => test(a, &mut out),
             PolicyCommand::Bench(a) => bench(a, &mut out),
             PolicyCommand::New(a) => new(a, &mut out),
+            PolicyCommand::Build(a) => build(a, &mut out),
         }
     }
 }
@@ -196,9 +214,56 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> i32 {
 
 /// `policy new`: 0 when the crate was written, 2 otherwise.
 pub fn new(args: &NewArgs, out: &mut dyn Write) -> i32 {
-    match super::scaffold::create(&args.name, &args.dir, args.sdk_path.as_deref()) {
+    match super::scaffold_script::create(args.lang, &args.name, &args.dir, args.sdk_path.as_deref())
+    {
         Ok(created) => {
             let _ = writeln!(out, "{created}");
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            2
+        }
+    }
+}
+
+/// `policy build`: builds the component, then compiles it into the compiled-policy cache (unless
+/// `--no-cache`), so the first `run` takes it from there. 0 when built, 2 otherwise.
+pub fn build(args: &BuildArgs, out: &mut dyn Write) -> i32 {
+    let built = match super::build::build(&args.dir, &super::build::Toolchains::from_env()) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            return 2;
+        }
+    };
+    let size = std::fs::metadata(&built.wasm).map_or(0, |m| m.len());
+    let _ = writeln!(
+        out,
+        "built {} ({:.1} MB, {}) in {:.1} s",
+        built.wasm.display(),
+        size as f64 / 1e6,
+        built.language.as_str(),
+        built.took.as_secs_f64()
+    );
+    if args.runtime.no_cache {
+        return 0;
+    }
+    let started = std::time::Instant::now();
+    let warmed = args.runtime.runtime().and_then(|rt| {
+        rt.prepare(&PolicySource::Path(built.wasm.clone()))
+            .map(|_| rt.cache_dir().map(std::path::Path::to_path_buf))
+    });
+    match warmed {
+        Ok(dir) => {
+            let _ = writeln!(
+                out,
+                "compiled for this host in {:.1} s, cached in {} (`run` and `plan` start from there)",
+                started.elapsed().as_secs_f64(),
+                dir.map_or("nowhere: no cache directory".into(), |d| d
+                    .display()
+                    .to_string())
+            );
             0
         }
         Err(e) => {

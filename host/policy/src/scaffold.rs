@@ -1,5 +1,5 @@
 //! `policy new <name>`: scaffold a policy crate that builds to wasm32-wasip2 and passes
-//! `policy test` out of the box.
+//! `policy test` out of the box (Python and JavaScript policies: `scaffold_script`).
 //!
 //! The crate implements the SDK's `Policy` trait with every default (`ecs_policy_sdk::Policy`,
 //! exported with `ecs_policy_sdk::export_policy!`), has a native unit test, a fixture file and
@@ -9,6 +9,8 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use super::lang::Language;
+
 /// What [`create`] wrote.
 #[derive(Debug, Clone)]
 pub struct Created {
@@ -16,8 +18,10 @@ pub struct Created {
     pub dir: PathBuf,
     /// The crate name.
     pub name: String,
-    /// Whether the crate lives inside an existing cargo workspace.
+    /// Whether the crate lives inside an existing cargo workspace (Rust only).
     pub in_workspace: bool,
+    /// The policy's language.
+    pub language: Language,
 }
 
 impl Created {
@@ -30,6 +34,33 @@ impl Created {
 impl fmt::Display for Created {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.dir.display();
+        match self.language {
+            Language::Python => {
+                writeln!(f, "created Python policy `{}` in {d}", self.name)?;
+                writeln!(
+                    f,
+                    "next: cd {d} && python -m pytest && ecs-provisioner policy build"
+                )?;
+                return write!(
+                    f,
+                    "then: ecs-provisioner policy test build/{}.wasm fixtures/",
+                    self.name
+                );
+            }
+            Language::Javascript => {
+                writeln!(f, "created JavaScript policy `{}` in {d}", self.name)?;
+                writeln!(
+                    f,
+                    "next: cd {d} && npm install && node --test test/ && ecs-provisioner policy build"
+                )?;
+                return write!(
+                    f,
+                    "then: ecs-provisioner policy test build/{}.wasm fixtures/",
+                    self.name
+                );
+            }
+            Language::Rust => {}
+        }
         writeln!(f, "created policy crate `{}` in {d}", self.name)?;
         if self.in_workspace {
             writeln!(
@@ -113,10 +144,11 @@ pub fn create(name: &str, dir: &Path, sdk_path: Option<&Path>) -> Result<Created
         dir: crate_dir,
         name: name.to_owned(),
         in_workspace,
+        language: Language::Rust,
     })
 }
 
-fn validate_name(name: &str) -> Result<(), String> {
+pub(super) fn validate_name(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
@@ -132,7 +164,7 @@ fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// `demo-policy` -> `DemoPolicy`.
-fn type_name(name: &str) -> String {
+pub(super) fn type_name(name: &str) -> String {
     name.split('-')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -153,7 +185,7 @@ fn find_sdk(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `to` relative to `from` (both absolute), e.g. `../../guest-sdk`.
-fn relative(from: &Path, to: &Path) -> PathBuf {
+pub(super) fn relative(from: &Path, to: &Path) -> PathBuf {
     let f: Vec<Component> = from.components().collect();
     let t: Vec<Component> = to.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
@@ -239,7 +271,7 @@ mod tests {
 }
 "#;
 
-const FIXTURE: &str = r#"# Fixtures for `ecs-provisioner policy test <policy.wasm> fixtures/`.
+pub(super) const FIXTURE: &str = r#"# Fixtures for `ecs-provisioner policy test <policy.wasm> fixtures/`.
 # Keys are kebab-case as in the WIT contract; every field has a default.
 # Top-level keys (like `snapshot` here) are shared by every [[case]].
 

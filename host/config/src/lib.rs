@@ -162,9 +162,15 @@ pub enum CredentialsConfig {
         security_token_env: Option<String>,
     },
     /// A named profile of `~/.alibabacloud/credentials` or the aliyun CLI's `config.json`.
-    Profile { name: String },
+    Profile {
+        /// The profile's name.
+        name: String,
+    },
     /// The instance RAM role, from instance metadata.
-    RamRole { role_name: Option<String> },
+    RamRole {
+        /// The role to use; `None` asks the metadata service which one is attached.
+        role_name: Option<String>,
+    },
 }
 
 /// `[jenkins]`.
@@ -501,10 +507,20 @@ impl<'de> Deserialize<'de> for Candidates {
 pub enum ConfigError {
     /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
     /// The config file is not valid (a parse error or a rule broken).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file that holds the error.
+        path: PathBuf,
+        /// What is wrong, naming the key and the line.
+        message: String,
+    },
 }
 
 impl Config {

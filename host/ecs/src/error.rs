@@ -19,7 +19,10 @@ pub enum ErrorKind {
     Permission,
     /// The server computed another signature. `secret_wrong` is true when its string-to-sign
     /// equals ours, i.e. the only possible difference is the AccessKeySecret.
-    Signature { secret_wrong: bool },
+    Signature {
+        /// True when the server's string-to-sign equals ours, so only the AccessKeySecret can differ.
+        secret_wrong: bool,
+    },
     /// Same ClientToken as an earlier request with different parameters.
     IdempotencyMismatch,
     /// A named resource (instance, image, vswitch...) does not exist.

@@ -124,25 +124,64 @@ impl Book {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chore {
     /// Register the Jenkins node for an instance that has none.
-    CreateNode { instance_id: String },
+    CreateNode {
+        /// The instance whose node to register.
+        instance_id: String,
+    },
     /// Bootstrap (or resume bootstrapping) a running instance.
-    Bootstrap { instance_id: String },
+    Bootstrap {
+        /// The instance to bootstrap.
+        instance_id: String,
+    },
     /// Restart the agent of a node that dropped; give up at `deadline_ms`.
-    Reconnect { instance_id: String, deadline_ms: u64 },
+    Reconnect {
+        /// The instance whose agent dropped.
+        instance_id: String,
+        /// When to give up and replace the instance (ms since the Unix epoch).
+        deadline_ms: u64,
+    },
     /// Delete the instance (and its node), recording why.
-    Terminate { instance_id: String, reason: String },
+    Terminate {
+        /// The instance to delete.
+        instance_id: String,
+        /// Why, for the log and the cycle report.
+        reason: String,
+    },
     /// Remember an instance found already being deleted (after a restart), without deleting
     /// it again; the delete is re-sent only if it is still listed after the retry period.
-    BookTerminating { instance_id: String, reason: String },
+    BookTerminating {
+        /// The instance being deleted.
+        instance_id: String,
+        /// Why it is being deleted.
+        reason: String,
+    },
     /// Mark a node temporarily offline so that it starts no new build.
-    Fence { instance_id: String, reason: String },
+    Fence {
+        /// The instance whose node to take offline.
+        instance_id: String,
+        /// The offline reason shown in Jenkins.
+        reason: String,
+    },
     /// Finish a removal a previous process started: re-check idle, delete node and instance.
-    ResumeDrain { instance_id: String },
+    ResumeDrain {
+        /// The instance whose removal to finish.
+        instance_id: String,
+    },
     /// Delete a Jenkins node of ours whose instance no longer exists.
-    DeleteNode { name: String, reason: String },
+    DeleteNode {
+        /// The Jenkins node's name.
+        name: String,
+        /// Why it is deleted, for the log and the cycle report.
+        reason: String,
+    },
     /// Write into the node since when it has been idle and how many builds it started, so a
     /// restart keeps its idle time and its `max-uses` count.
-    RecordActivity { instance_id: String, record: ActivityRecord },
+    RecordActivity {
+        /// The instance whose node to write to.
+        instance_id: String,
+        /// What to record.
+        record: ActivityRecord,
+    },
 }
 
 impl Chore {

@@ -88,18 +88,38 @@ impl Op {
 pub enum JenkinsError {
     /// The configured URL is unusable.
     #[error("invalid Jenkins URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL as configured.
+        url: String,
+        /// Why it is not usable.
+        reason: String,
+    },
     /// The API token could not be loaded.
     #[error("cannot load the Jenkins API token from {from}: {reason}")]
-    Credentials { from: String, reason: String },
+    Credentials {
+        /// Where the token was to come from (a file or a variable).
+        from: String,
+        /// Why it could not be read.
+        reason: String,
+    },
     /// The argument is not acceptable to Jenkins (e.g. a bad node name).
     #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// 401: Jenkins did not accept the user name and token.
     #[error(
         "Jenkins rejected the credentials of user {user:?} (HTTP 401) when trying to {op}: check the user name and API token"
     )]
-    Unauthorized { user: String, op: &'static str },
+    Unauthorized {
+        /// The Jenkins user the API token belongs to.
+        user: String,
+        /// What was being done.
+        op: &'static str,
+    },
     /// 403: authenticated but not allowed (Jenkins also answers 403 to anonymous requests).
     #[error(
         "Jenkins refused to let user {user:?} {op} (HTTP 403): the user needs the permission {permission}{detail}"
@@ -116,10 +136,18 @@ pub enum JenkinsError {
     },
     /// 404 for the object the call is about.
     #[error("{what} not found in Jenkins (HTTP 404 when trying to {op})")]
-    NotFound { what: String, op: &'static str },
+    NotFound {
+        /// What was missing (a node, a label...).
+        what: String,
+        /// What was being done.
+        op: &'static str,
+    },
     /// `doCreateItem` said the node exists.
     #[error("a Jenkins node named {name:?} already exists")]
-    AlreadyExists { name: String },
+    AlreadyExists {
+        /// The node's name.
+        name: String,
+    },
     /// Any other unexpected status.
     #[error("Jenkins answered HTTP {status} when trying to {op}: {body}")]
     Status {
@@ -141,7 +169,12 @@ pub enum JenkinsError {
     },
     /// The body did not have the expected shape.
     #[error("unexpected answer from Jenkins when trying to {op}: {reason}")]
-    Decode { op: &'static str, reason: String },
+    Decode {
+        /// What was being done.
+        op: &'static str,
+        /// What could not be read in the answer.
+        reason: String,
+    },
 }
 
 impl JenkinsError {

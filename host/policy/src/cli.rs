@@ -141,6 +141,7 @@ pub struct BuildArgs {
     /// The policy's directory (a cargo crate, or a directory with `policy.toml`).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Sandbox limits and cache settings (the compiled component is cached for `run`).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

@@ -92,10 +92,20 @@ pub enum AgentError {
     },
     /// Jenkins answered the handshake with an HTTP error (400 unknown node, 403 bad secret...).
     #[error("Jenkins refused the agent connection with HTTP {status}: {body}")]
-    Refused { status: u16, body: String },
+    Refused {
+        /// The HTTP status Jenkins answered.
+        status: u16,
+        /// The body of that answer.
+        body: String,
+    },
     /// The connection to Jenkins failed.
     #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
+    Connect {
+        /// The URL the agent dialled.
+        url: String,
+        /// Why the connection failed.
+        reason: String,
+    },
     /// The jar beside the agent is missing or not the controller's.
     #[error("refusing to start: {0}")]
     AgentJar(String),

@@ -363,10 +363,16 @@ pub enum JarDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStart {
     /// Started now, with this pid.
-    Started { pid: u32 },
+    Started {
+        /// The agent's process id.
+        pid: u32,
+    },
     /// An agent from an earlier bootstrap is still running (left alone: it may be running a
     /// build).
-    AlreadyRunning { pid: u32 },
+    AlreadyRunning {
+        /// The running agent's process id.
+        pid: u32,
+    },
 }
 
 /// What a bootstrap did and how long each step took.

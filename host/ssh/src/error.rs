@@ -26,16 +26,29 @@ pub enum HostKeyRejection {
     #[error(
         "host key {presented} is not among the keys in the instance's console output: {expected}"
     )]
-    NotInConsoleOutput { presented: String, expected: String },
+    NotInConsoleOutput {
+        /// Fingerprint of the host key the server presented.
+        presented: String,
+        /// Fingerprints the console output lists.
+        expected: String,
+    },
     /// `strict`: the console output's host-key block is malformed.
     #[error("cannot read host keys from the console output: {reason}")]
-    BadConsoleOutput { reason: String },
+    BadConsoleOutput {
+        /// What could not be read.
+        reason: String,
+    },
     /// The server offered an OpenSSH certificate instead of a plain key.
     #[error("the server presented a host certificate; only plain host keys are supported")]
     Certificate,
     /// `accept-new`: the key was new but could not be written to the known-hosts file.
     #[error("could not pin the new host key {presented}: {reason}")]
-    PinFailed { presented: String, reason: String },
+    PinFailed {
+        /// Fingerprint of the host key to pin.
+        presented: String,
+        /// Why it could not be written to the known-hosts file.
+        reason: String,
+    },
 }
 
 /// Errors of connecting to an instance and running commands on it.
@@ -43,10 +56,20 @@ pub enum HostKeyRejection {
 pub enum SshError {
     /// The client key file could not be read, decrypted or parsed.
     #[error("SSH client key {}: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The known-hosts file could not be read or written.
     #[error("known-hosts file {}: {reason}", path.display())]
-    KnownHosts { path: PathBuf, reason: String },
+    KnownHosts {
+        /// The known-hosts file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// sshd never answered (or never completed a handshake) before the deadline.
     #[error(
         "instance {instance_id} ({addr}): SSH not reachable after {attempts} attempt(s) over \

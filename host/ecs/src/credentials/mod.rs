@@ -134,10 +134,20 @@ pub enum CredentialsError {
     NotConfigured(String),
     /// The source is set up but wrong (bad file, missing key, unsupported mode): fix it.
     #[error("{source_name}: {detail}")]
-    Invalid { source_name: String, detail: String },
+    Invalid {
+        /// The credentials source (variable, file or profile) that is wrong.
+        source_name: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Instance metadata could not be read (not on ECS, no role attached, network).
     #[error("ECS instance metadata {url}: {detail}")]
-    Metadata { url: String, detail: String },
+    Metadata {
+        /// The metadata URL that was asked.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// STS refused or could not be reached (the detail never holds a secret).
     #[error("STS {action} at {endpoint}: {detail}")]
     Sts {
@@ -157,7 +167,10 @@ pub enum CredentialsError {
          or set ALIBABA_CLOUD_CREDENTIALS_URI",
         tried.join("; ")
     )]
-    NoneFound { tried: Vec<String> },
+    NoneFound {
+        /// Every source the chain tried, in order, with why each gave nothing.
+        tried: Vec<String>,
+    },
 }
 
 impl CredentialsError {

@@ -14,13 +14,19 @@ declare module 'ecs-provisioner:policy/host@0.2.0' {
    * 
    * ## `"trace"`
    * 
+   * Written at the host's `trace` level.
    * ## `"debug"`
    * 
+   * Written at the host's `debug` level.
    * ## `"info"`
    * 
+   * Written at the host's `info` level.
    * ## `"warn"`
    * 
+   * Written at the host's `warn` level.
    * ## `"error"`
+   * 
+   * Written at the host's `error` level.
    */
   export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 }

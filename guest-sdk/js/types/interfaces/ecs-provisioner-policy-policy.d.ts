@@ -334,7 +334,13 @@ declare module 'ecs-provisioner:policy/policy@0.2.0' {
    * What `scale` decided. The host clamps it to the hard limits and logs every clamp.
    */
   export interface ScalePlan {
+    /**
+     * Nodes to add, per template.
+     */
     launches: Array<Launch>,
+    /**
+     * Nodes to remove.
+     */
     removals: Array<Removal>,
   }
   /**

@@ -1,37 +1,17 @@
 //! No secret of the role sources — the OIDC token, the base AccessKey secret, the issued
 //! session secrets and tokens, a credentials URI's query — in any log line (TRACE, all
 //! crates), error message or `Debug` output, on success, refresh and every failure path.
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Capture;
 use ecsp_ecs::credentials::sts::{RoleArn, RoleSession};
 use ecsp_ecs::credentials::{CredentialsProvider, CredentialsUriProvider, OidcRoleProvider, Secret, StsClient};
 use ecsp_sim::ecs::{EcsSim, SimConfig};
 use ecsp_sim::sts::{StsConfig, StsFaults, StsSim};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace();
 
     let ecs = EcsSim::start(SimConfig::instant()).await.unwrap();
     let sts = StsSim::start(
@@ -130,7 +110,7 @@ async fn role_sources_leak_no_secret_into_logs_errors_or_debug() {
 
     drop(sts);
     drop(ecs);
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("STS answered") && logs.contains("retrying STS call"),
         "captured too little:\n{logs}"

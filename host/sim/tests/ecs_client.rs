@@ -1,38 +1,17 @@
 //! The ECS client against the ECS emulator: what a unit test of the client alone cannot show.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Capture;
 use ecsp_ecs::credentials::Credentials;
 use ecsp_ecs::{EcsClient, ErrorKind, HttpMethod, RetryPolicy};
 use ecsp_sim::ecs::{EcsSim, Faults, SimConfig, ThrottleRule};
-
-/// Collects everything tracing writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every log line of successful, failing, retried and unreachable calls, at TRACE level for
 /// all crates (reqwest/hyper included), with GET (secrets in the URL) and POST: no secret.
 #[tokio::test]
 async fn no_secret_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace();
 
     let secret = "SECRETvalue-9f8e7d";
     let token = "STStoken-1a2b3c";
@@ -76,7 +55,7 @@ async fn no_secret_in_any_log_line() {
         tracing::error!(error = %e, debug = ?e, creds = ?good, client = ?c, "unreachable");
     }
     drop(sim);
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("retrying ECS call") && logs.contains("unreachable"),
         "captured too little:\n{logs}"

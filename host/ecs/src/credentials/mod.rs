@@ -18,6 +18,7 @@ mod profile_file;
 mod ram_role;
 mod refresh;
 pub mod sts;
+mod temporary_answer;
 mod uri;
 
 use std::fmt;

@@ -6,26 +6,11 @@ use std::time::Duration;
 use super::refresh::RefreshCache;
 use super::{Credentials, CredentialsError, CredentialsProvider};
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use super::temporary_answer::TemporaryAnswer;
 
 /// The real instance metadata service.
 pub const DEFAULT_METADATA_BASE_URL: &str = "http://100.100.100.200";
 const TOKEN_TTL_SECONDS: &str = "21600";
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RoleCredentials {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    access_key_id: String,
-    #[serde(default)]
-    access_key_secret: String,
-    #[serde(default)]
-    security_token: String,
-    #[serde(default)]
-    expiration: String,
-}
 
 /// ECS instance RAM role credentials; the base URL is overridable so tests can serve metadata.
 pub struct EcsRamRoleProvider {
@@ -130,26 +115,14 @@ impl EcsRamRoleProvider {
         };
         let path = format!("{dir}{role}");
         let body = self.get(&path, token.as_deref()).await?;
-        let rc: RoleCredentials = serde_json::from_str(&body)
+        let answer: TemporaryAnswer = serde_json::from_str(&body)
             .map_err(|e| self.metadata_error(&path, format!("unexpected response: {e}")))?;
-        if rc.code != "Success"
-            || rc.access_key_id.is_empty()
-            || rc.access_key_secret.is_empty()
-            || rc.security_token.is_empty()
-        {
-            return Err(
-                self.metadata_error(&path, format!("Code={:?}, credentials incomplete", rc.code))
-            );
-        }
-        let expiration = crate::signer::parse_timestamp(&rc.expiration).ok_or_else(|| {
-            self.metadata_error(&path, format!("bad Expiration {:?}", rc.expiration))
-        })?;
-        let mut c = Credentials::access_key(rc.access_key_id, rc.access_key_secret)
-            .with_security_token(rc.security_token)
+        let mut c = answer
+            .into_credentials()
+            .map_err(|e| self.metadata_error(&path, e))?
             .with_source(format!("ECS RAM role `{role}`"));
-        c.expiration = Some(expiration);
         c.provider = "ecs_ram_role".into();
-        tracing::debug!(role = %role, expiration = %rc.expiration, "fetched RAM role credentials");
+        tracing::debug!(role = %role, expiration = ?c.expiration, "fetched RAM role credentials");
         Ok(c)
     }
 }

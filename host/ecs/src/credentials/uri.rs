@@ -4,28 +4,13 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use super::temporary_answer::TemporaryAnswer;
 
 use super::refresh::RefreshCache;
 use super::{Credentials, CredentialsError, CredentialsProvider};
 
 /// The variable the official libraries read.
 pub const URI_VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct UriAnswer {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    access_key_id: String,
-    #[serde(default)]
-    access_key_secret: String,
-    #[serde(default)]
-    security_token: String,
-    #[serde(default)]
-    expiration: String,
-}
 
 /// Temporary credentials from a credentials URI.
 pub struct CredentialsUriProvider {
@@ -92,28 +77,13 @@ impl CredentialsUriProvider {
             return Err(self.error(format!("HTTP {status}")));
         }
         // Never quote the body: it holds the secret.
-        let a: UriAnswer = serde_json::from_str(&body)
+        let a: TemporaryAnswer = serde_json::from_str(&body)
             .map_err(|_| self.error("the answer is not the credentials JSON"))?;
-        if a.code != "Success"
-            || a.access_key_id.is_empty()
-            || a.access_key_secret.is_empty()
-            || a.security_token.is_empty()
-        {
-            return Err(self.error(format!(
-                "Code={:?}; AccessKeyId, AccessKeySecret and SecurityToken are all required",
-                a.code
-            )));
-        }
-        let expiration = crate::signer::parse_timestamp(&a.expiration)
-            .ok_or_else(|| self.error(format!("bad Expiration {:?}", a.expiration)))?;
-        let mut c = Credentials::access_key(a.access_key_id, a.access_key_secret)
-            .with_security_token(a.security_token)
-            .with_source(format!(
-                "credentials URI {} ({})",
-                self.shown(),
-                self.setting
-            ));
-        c.expiration = Some(expiration);
+        let mut c = a.into_credentials().map_err(|e| self.error(e))?.with_source(format!(
+            "credentials URI {} ({})",
+            self.shown(),
+            self.setting
+        ));
         c.provider = "credential_uri".into();
         Ok(c)
     }

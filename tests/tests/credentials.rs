@@ -315,7 +315,7 @@ async fn credentials_uri_is_read_and_refreshed_before_expiry() {
 /// keeps them; NoPermission and an expired OIDC token are errors naming the source and code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sts_faults_throttling_no_permission_and_expired_oidc_tokens() {
-    let (ecs, sts) = emulators(Some(10)).await;
+    let (ecs, sts) = emulators(Some(15)).await;
     let home = tempfile::tempdir().unwrap();
     cli_config(
         home.path(),
@@ -340,14 +340,17 @@ async fn sts_faults_throttling_no_permission_and_expired_oidc_tokens() {
             .count(),
         2
     );
-    // Always throttled once due for refresh (after two thirds of 9-10 s, whole seconds on the
-    // wire): the still valid credentials are kept, and ECS takes them.
+    // Always throttled once due for refresh (the last third of a 14-15 s life, whole seconds
+    // on the wire): the still valid credentials are kept, and ECS takes them. Timed from the
+    // expiry itself, 4 s before it, so that a slow start on a loaded machine cannot push the
+    // throttled refresh (retries included, at most 1.4 s) past the expiry.
     sts.set_faults(StsFaults {
         throttle_probability: 1.0,
         ..Default::default()
     })
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(7_000)).await;
+    let due = first.expiration.unwrap() - time::OffsetDateTime::now_utc() - time::Duration::seconds(4);
+    tokio::time::sleep(Duration::from_millis(due.whole_milliseconds().max(0) as u64)).await;
     let kept = chain.credentials().await.unwrap();
     assert_eq!(kept.access_key_id, first.access_key_id);
     assert!(

@@ -158,13 +158,12 @@ fn kill_agents(root: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
-            if cwd.starts_with(root) {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                    killed += 1;
-                }
-            }
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd"))
+            && cwd.starts_with(root)
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            && unsafe { libc::kill(pid, libc::SIGKILL) } == 0
+        {
+            killed += 1;
         }
     }
     killed
@@ -371,8 +370,7 @@ agent-command = "{PROVISIONER} sim-agent -url {{jenkins_url}} -name {{node_name}
     // Phase 3: queue change -> RunInstances.
     println!("\n== 3. queue change -> RunInstances ({samples} samples, poll interval {poll:?})");
     let mut latencies = Vec::new();
-    let mut expected = n as usize;
-    for i in 0..samples {
+    for (i, expected) in (0..samples).zip(n as usize..) {
         // Steady first: the previous sample's agent online and its cycles settled.
         let deadline = Instant::now() + Duration::from_secs(60);
         while online_agents(&cluster) < expected && Instant::now() < deadline {
@@ -415,7 +413,6 @@ agent-command = "{PROVISIONER} sim-agent -url {{jenkins_url}} -name {{node_name}
             }
             None => println!("  sample {}: no RunInstances within 30 s", i + 1),
         }
-        expected += 1;
     }
     latencies.sort_unstable();
     let bound = poll.as_millis() as u64 + 100;

@@ -20,6 +20,12 @@ pub mod sts;
 
 use std::net::Ipv4Addr;
 
+/// Milliseconds since the Unix epoch: the emulators' one clock (wall clock, so persisted
+/// statuses keep ageing across restarts).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What the instance SSH emulator needs to know about one emulated ECS instance.
 #[derive(Clone)]
 pub struct EmulatedInstance {

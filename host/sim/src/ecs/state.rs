@@ -11,15 +11,8 @@ use super::nonce::NonceCache;
 use super::config::SimConfig;
 use super::faults::{Faults, RateWindows};
 use super::failure::ApiFailure;
-use crate::{EmulatedInstance, InstanceDirectory};
+use crate::{EmulatedInstance, InstanceDirectory, now_ms};
 
-/// Milliseconds since the Unix epoch (wall clock, so persisted statuses keep ageing).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Parameters every signed RPC request carries for the protocol and the signature, not for
 /// the operation (signature V2 names, and both spellings SDKs use for the timestamp).

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use super::api;
 use super::failure::ApiFailure;
 use super::faults::{Faults, NoStockRule};
-use super::state::{Cloud, RequestLogEntry, now_ms};
+use super::state::{Cloud, RequestLogEntry};
+use crate::now_ms;
 use super::{auth, auth_v3, sessions};
 use ecsp_ecs::signer::Params;
 

@@ -82,7 +82,8 @@ fn xs_date(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jenkins::state::{Connection, EnqueueRequest, node_from_form, now_ms};
+    use crate::jenkins::state::{Connection, EnqueueRequest, node_from_form};
+    use crate::now_ms;
     use ecsp_jenkins::node_builds::parse_rss_all;
 
     fn add_connected(s: &mut State, name: &str) {

@@ -299,9 +299,9 @@ pub async fn serve(
 
 async fn run_scheduler(shared: Arc<Shared>) {
     loop {
-        let next_end = shared.lock().step(state::now_ms());
+        let next_end = shared.lock().step(crate::now_ms());
         // Sleep until the next build ends, or something changes; never longer than 250 ms.
-        let wait = next_end.map_or(250, |end| end.saturating_sub(state::now_ms()).clamp(1, 250));
+        let wait = next_end.map_or(250, |end| end.saturating_sub(crate::now_ms()).clamp(1, 250));
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}

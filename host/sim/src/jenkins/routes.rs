@@ -12,7 +12,8 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::state::{EnqueueRequest, JobSpec, OfflineMark, node_from_form, now_ms};
+use super::state::{EnqueueRequest, JobSpec, OfflineMark, node_from_form};
+use crate::now_ms;
 use super::{Shared, feed, jnlp_jars, random_hex, tree, wsagent};
 use ecsp_jenkins::label::LabelExpr;
 

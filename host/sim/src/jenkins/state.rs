@@ -11,6 +11,8 @@ use sha2::Sha256;
 use ecsp_jenkins::client::{NodeMode, encode_segment};
 use ecsp_jenkins::label::{LabelExpr, split_label_string};
 
+use crate::now_ms;
+
 /// Kind of job, which decides the queue item's shape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,11 +248,6 @@ pub(crate) struct State {
     pub session_epoch: u64,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// U+2018 / U+2019 around a name, as Jenkins' messages quote.
 fn q(s: &str) -> String {

@@ -12,7 +12,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::state::{Connection, now_ms};
+use super::state::Connection;
+use crate::now_ms;
 use super::{Shared, random_hex};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -7,7 +7,8 @@ use super::{
     wrap,
 };
 use ecsp_ecs::signer::Params;
-use crate::ecs::state::{Cloud, PROTOCOL_PARAMS, SimInstance, TokenRecord, new_host_key, now_ms};
+use crate::ecs::state::{Cloud, PROTOCOL_PARAMS, SimInstance, TokenRecord, new_host_key};
+use crate::now_ms;
 use crate::ecs::failure::ApiFailure;
 
 /// The request's operation parameters, for ClientToken idempotency: the protocol's own

@@ -16,6 +16,7 @@ pub mod act;
 pub mod board;
 pub mod decide;
 pub mod enforce;
+pub mod fleet;
 pub mod lifecycle;
 pub mod model;
 pub mod offerings;
@@ -32,6 +33,7 @@ use ecsp_config::Config;
 
 use decide::{DecidedBy, Decider, Observation, PolicyPort};
 use enforce::{Limits, enforce};
+use fleet::FleetView;
 use lifecycle::{Book, Chore, reconcile};
 use model::{Clamp, Node, Plan, TemplateLimits};
 use offerings::OfferingCache;
@@ -105,6 +107,10 @@ where
     pub(crate) decider: Arc<Decider<P, F>>,
     pub(crate) book: Arc<Mutex<Book>>,
     pub(crate) offerings: Mutex<OfferingCache>,
+    /// The last full listing plus what lookups by id learned since.
+    pub(crate) fleet: Mutex<FleetView>,
+    /// Woken when the queue watcher sees new buildable items: decide now.
+    pub(crate) demand: Arc<Notify>,
     pub(crate) bootstrap_slots: Arc<Semaphore>,
     /// Woken when a background bootstrap finishes, so the next cycle comes sooner.
     pub(crate) wake: Arc<Notify>,
@@ -141,6 +147,8 @@ where
             decider: Arc::new(decider),
             book: Arc::new(Mutex::new(Book::default())),
             offerings: Mutex::new(OfferingCache::default()),
+            fleet: Mutex::new(FleetView::default()),
+            demand: Arc::new(Notify::new()),
             bootstrap_slots: Arc::new(Semaphore::new(slots)),
             wake: Arc::new(Notify::new()),
             cycle: 0.into(),
@@ -181,11 +189,17 @@ where
     }
 
     /// Runs cycles until `shutdown`. A cycle error is logged and the loop goes on.
+    ///
+    /// The cloud is listed in full once per poll interval; the cycles in between (sooner while
+    /// nodes are on their way, at once when the queue watcher sees new demand) look up by id
+    /// only the instances whose status is changing.
     pub async fn run(self: &Arc<Self>) {
         let poll = self.config.poll_interval;
+        let watcher = tokio::spawn(watch_queue(self.jenkins.clone(), self.demand.clone(), self.stop.clone()));
         while !self.stop.is_cancelled() {
             let started = tokio::time::Instant::now();
-            let report = self.cycle(true).await;
+            let full = self.fleet.lock().unwrap().listing_due(now_ms(), poll.as_millis() as u64);
+            let report = self.cycle_with(full, true).await;
             let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
                 // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
                 // so for minutes with nothing for the host to do: no reason to look faster.
@@ -198,11 +212,15 @@ where
             // the period: a queue change is read within one poll interval.
             tokio::select! {
                 _ = tokio::time::sleep_until(started + pause) => {}
+                // New demand is decided on at once, from the last fleet view plus the launches
+                // booked since: it does not wait for a listing.
+                _ = self.demand.notified() => {}
                 _ = self.wake.notified() => {
-                    // Bootstraps finish in bursts (dozens a second at scale) and each cycle
-                    // lists the whole fleet: one cycle per burst, at the in-flight pace.
+                    // Bootstraps finish in bursts (dozens a second at scale): one cycle per
+                    // burst, at the in-flight pace, unless new demand comes first.
                     tokio::select! {
                         _ = tokio::time::sleep_until(started + pause.min(Duration::from_millis(500))) => {}
+                        _ = self.demand.notified() => {}
                         _ = self.stop.cancelled() => {}
                     }
                 }
@@ -211,12 +229,20 @@ where
             // Reap finished bootstrap tasks; their outcome is already in the book.
             while self.tasks.lock().unwrap().try_join_next().is_some() {}
         }
+        watcher.abort();
         self.tasks.lock().unwrap().abort_all();
         tracing::info!("engine stopped; fleet left as it is");
     }
 
-    /// One reconcile cycle. With `act = false` it only observes and decides (`plan`).
+    /// One reconcile cycle over a full listing of the cloud. With `act = false` it only
+    /// observes and decides (`plan`).
     pub async fn cycle(self: &Arc<Self>, act: bool) -> CycleReport {
+        self.cycle_with(true, act).await
+    }
+
+    /// One reconcile cycle: over a full listing (`full`), or over the last one plus lookups by
+    /// id of the instances whose status is changing.
+    async fn cycle_with(self: &Arc<Self>, full: bool, act: bool) -> CycleReport {
         let n = self.cycle.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let now = now_ms();
         let mut report = CycleReport { cycle: n, at_ms: now, ..Default::default() };
@@ -224,19 +250,43 @@ where
 
         // Observe, concurrently.
         let refresh = self.offerings.lock().unwrap().stale(now, self.config.cloud.offerings_ttl.as_millis() as u64);
-        let (fleet, view, discovered) = tokio::join!(
-            self.cloud.list_fleet(),
+        let lookup = if full {
+            Vec::new()
+        } else {
+            let book = self.book.lock().unwrap();
+            let launched = book.launched.iter().map(|(id, i)| (id, i.created_ms.unwrap_or(0)));
+            self.fleet.lock().unwrap().to_look_up(launched, now)
+        };
+        let (described, view, discovered) = tokio::join!(
+            async {
+                if full {
+                    self.cloud.list_fleet().await.map(Some)
+                } else if lookup.is_empty() {
+                    Ok(None)
+                } else {
+                    self.cloud.describe_instances(&lookup).await.map(Some)
+                }
+            },
             self.jenkins.observe(now),
             async {
                 if refresh { Some(self.cloud.discover_offerings().await) } else { None }
             }
         );
-        let fleet = match fleet {
-            Ok(f) => f,
-            Err(e) => {
-                report.errors.push(format!("listing the fleet failed: {e:#}"));
-                return self.finish(report);
+        let fleet = {
+            let mut fleet = self.fleet.lock().unwrap();
+            match described {
+                Ok(Some(listed)) if full => fleet.apply_listing(now, listed, now_ms()),
+                Ok(Some(found)) => fleet.apply_lookup(&lookup, found, now),
+                Ok(None) => {}
+                Err(e) if full => {
+                    report.errors.push(format!("listing the fleet failed: {e:#}"));
+                    drop(fleet);
+                    return self.finish(report);
+                }
+                // The launches stay counted from the book; the next lookup or listing tries again.
+                Err(e) => report.errors.push(format!("looking up {} instances by id failed: {e:#}", lookup.len())),
             }
+            fleet.instances()
         };
         let view = match view {
             Ok(v) => v,
@@ -327,6 +377,41 @@ where
     }
 }
 
+/// Reads the queue's buildable item ids every [`QUEUE_WATCH_INTERVAL`] and wakes the loop
+/// (`demand`) when one appears that the previous read did not have: a queue change is decided
+/// on within about that interval, not at the next cycle. A failed read is logged once per
+/// run of failures; the cycles read Jenkins anyway.
+async fn watch_queue<J: JenkinsPort>(jenkins: Arc<J>, demand: Arc<Notify>, stop: CancellationToken) {
+    let mut known: Option<std::collections::HashSet<u64>> = None;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(QUEUE_WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match jenkins.queued_ids(now_ms()).await {
+            Ok(ids) => {
+                failing = false;
+                let ids: std::collections::HashSet<u64> = ids.into_iter().collect();
+                if known.as_ref().is_some_and(|k| ids.iter().any(|id| !k.contains(id))) {
+                    demand.notify_one();
+                }
+                known = Some(ids);
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %format!("{e:#}"), "the queue watcher cannot read the Jenkins queue; new demand waits for the next cycle");
+                }
+            }
+        }
+    }
+}
+
+/// How often the queue watcher reads the Jenkins queue.
+pub const QUEUE_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Warns once about each node that looks like ours (name and description) but whose instance
 /// this process never saw listed with our controller tag nor launched: it is left alone, since
 /// a description proves nothing. Forgets proven instances with nothing left to clean up.
@@ -334,7 +419,8 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
     let ids: BTreeSet<&str> =
         agents.iter().filter_map(|a| lifecycle::parse_node_name(&a.name, templates).map(|(_, id)| id)).collect();
     book.forget_settled(listed, &ids);
-    book.strangers_reported.retain(|name| agents.iter().any(|a| a.name == *name));
+    let names: BTreeSet<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    book.strangers_reported.retain(|name| names.contains(name.as_str()));
     for a in agents {
         let Some((_, id)) = lifecycle::parse_node_name(&a.name, templates) else { continue };
         if !listed.contains(id) && !book.known_ours.contains(id) && book.strangers_reported.insert(a.name.clone()) {

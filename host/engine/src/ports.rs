@@ -111,6 +111,9 @@ pub struct CloudOffering {
 pub trait CloudPort: Send + Sync + 'static {
     /// Every instance tagged with our controller id (paged, never per instance).
     fn list_fleet(&self) -> impl Future<Output = anyhow::Result<Vec<CloudInstance>>> + Send;
+    /// Those of `instance_ids` that exist and carry our controller tag, asked by id (100 ids
+    /// per call): the cheap look between full listings at instances whose status is changing.
+    fn describe_instances(&self, instance_ids: &[String]) -> impl Future<Output = anyhow::Result<Vec<CloudInstance>>> + Send;
     /// Zones x vswitches x instance types with stock and free IPs, for the configured VPC.
     fn discover_offerings(&self) -> impl Future<Output = anyhow::Result<Vec<CloudOffering>>> + Send;
     /// Launches instances on one offering, tagged in the same call. Returns their ids.
@@ -158,6 +161,14 @@ pub struct NodeRegistration {
 pub trait JenkinsPort: Send + Sync + 'static {
     /// Queue per template and our agents, in one consistent read.
     fn observe(&self, now_ms: u64) -> impl Future<Output = anyhow::Result<JenkinsView>> + Send;
+    /// Ids of the queue's buildable items, read on a short interval to notice new demand
+    /// between cycles. The default reads the whole view; adapters read only the queue.
+    fn queued_ids(&self, now_ms: u64) -> impl Future<Output = anyhow::Result<Vec<u64>>> + Send {
+        async move {
+            let view = self.observe(now_ms).await?;
+            Ok(view.queues.iter().flat_map(|q| q.items.iter().map(|(id, _)| *id)).collect())
+        }
+    }
     /// Creates the permanent inbound agent node for an instance (idempotent).
     fn create_node(&self, node: &NodeRegistration) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// The agent secret of a node.

@@ -51,6 +51,26 @@ impl EcsCloud {
         &self.client
     }
 
+    /// Our instances among those the cloud described. The tag filter is the server's; checking
+    /// again costs nothing and makes "never touch an instance without our controller tag"
+    /// independent of it (and lookups by id carry no tag filter).
+    fn ours(&self, instances: &[Instance]) -> Vec<CloudInstance> {
+        instances
+            .iter()
+            .filter(|i| i.tag(TAG_CONTROLLER) == Some(self.config.controller_id.as_str()))
+            .filter(|i| {
+                // Ids go into node names, known_hosts lines and file paths: a malformed one is
+                // never acted on.
+                let ok = is_instance_id(&i.instance_id);
+                if !ok {
+                    tracing::warn!(instance = ?i.instance_id.chars().take(80).collect::<String>(), "the cloud listed a malformed instance id: ignored");
+                }
+                ok
+            })
+            .map(|i| self.to_cloud_instance(i))
+            .collect()
+    }
+
     fn to_cloud_instance(&self, i: &Instance) -> CloudInstance {
         CloudInstance {
             instance_id: i.instance_id.clone(),
@@ -147,22 +167,21 @@ impl CloudPort for EcsCloud {
             ..Default::default()
         };
         let instances = self.client.describe_instances(&filter).await.context("listing our instances")?;
-        // The tag filter is the server's; checking again costs nothing and makes "never touch
-        // an instance without our controller tag" independent of it.
-        Ok(instances
-            .iter()
-            .filter(|i| i.tag(TAG_CONTROLLER) == Some(self.config.controller_id.as_str()))
-            .filter(|i| {
-                // Ids go into node names, known_hosts lines and file paths: a malformed one is
-                // never acted on.
-                let ok = is_instance_id(&i.instance_id);
-                if !ok {
-                    tracing::warn!(instance = ?i.instance_id.chars().take(80).collect::<String>(), "the cloud listed a malformed instance id: ignored");
-                }
-                ok
-            })
-            .map(|i| self.to_cloud_instance(i))
-            .collect())
+        Ok(self.ours(&instances))
+    }
+
+    async fn describe_instances(&self, instance_ids: &[String]) -> anyhow::Result<Vec<CloudInstance>> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // By id only, without the tag filter: the tag index is what lags behind launches.
+        let filter = InstanceFilter { instance_ids: instance_ids.to_vec(), ..Default::default() };
+        let instances = self
+            .client
+            .describe_instances(&filter)
+            .await
+            .with_context(|| format!("describing {} instances by id", instance_ids.len()))?;
+        Ok(self.ours(&instances))
     }
 
     async fn discover_offerings(&self) -> anyhow::Result<Vec<CloudOffering>> {

@@ -270,7 +270,8 @@ impl JenkinsAdapter {
                 .collect()
                 .await;
         let mut recorded = self.recorded_builds.lock().unwrap();
-        recorded.retain(|name, _| agents.iter().any(|a| &a.name == name));
+        let names: std::collections::HashSet<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+        recorded.retain(|name, _| names.contains(name.as_str()));
         let mut newest: HashMap<String, String> = HashMap::new();
         for (name, builds) in read {
             match builds {
@@ -338,6 +339,11 @@ impl JenkinsPort for JenkinsAdapter {
             unmatched: demand.unmatched,
             agents,
         })
+    }
+
+    async fn queued_ids(&self, _now_ms: u64) -> anyhow::Result<Vec<u64>> {
+        let queue = self.client.queue().await.context("reading the Jenkins queue")?;
+        Ok(queue.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect())
     }
 
     async fn create_node(&self, node: &NodeRegistration) -> anyhow::Result<()> {

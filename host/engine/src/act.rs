@@ -6,7 +6,7 @@
 //! idle, delete the node, then delete the instances in one batch. Bootstraps run in background
 //! tasks bounded by a semaphore.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -262,10 +262,11 @@ where
 
     /// Drains and deletes the plan's removals.
     pub(crate) async fn remove(&self, plan: &Plan, nodes: &[Node], report: &mut CycleReport) {
+        let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.instance_id(), n)).collect();
         let targets: Vec<(Node, String)> = plan
             .removals
             .iter()
-            .filter_map(|r| nodes.iter().find(|n| n.instance_id() == r.instance_id).map(|n| (n.clone(), r.reason.clone())))
+            .filter_map(|r| by_id.get(r.instance_id.as_str()).map(|n| ((*n).clone(), r.reason.clone())))
             .collect();
         {
             let mut book = self.book.lock().unwrap();
@@ -365,6 +366,9 @@ where
 
     /// Housekeeping from the lifecycle pass.
     pub(crate) async fn do_chores(self: &Arc<Self>, chores: Vec<Chore>, nodes: &[Node], report: &mut CycleReport) {
+        // One index, not a scan of every node per chore: a wave has a chore per node.
+        let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.instance_id(), n)).collect();
+        let by_id = &by_id;
         let mut terminate = Vec::new();
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
@@ -374,14 +378,14 @@ where
             }
             match chore {
                 Chore::Terminate { instance_id, reason } => {
-                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id)
+                    if let Some(n) = by_id.get(instance_id.as_str()).copied()
                         && n.agent.is_some() {
                             jenkins_work.push(Chore::DeleteNode { name: node_name(n.template(), &instance_id), reason: reason.clone() });
                         }
                     terminate.push((instance_id, reason));
                 }
                 Chore::Bootstrap { instance_id } => {
-                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    if let Some(n) = by_id.get(instance_id.as_str()).copied() {
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
                         // An unknown creation time gives the bootstrap a full launch timeout from now.
@@ -389,7 +393,7 @@ where
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {
-                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    if let Some(n) = by_id.get(instance_id.as_str()).copied() {
                         self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
                         tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
                         self.spawn_bootstrap(n, deadline_ms);
@@ -399,7 +403,7 @@ where
                     self.book.lock().unwrap().terminating.insert(instance_id, (reason, now_ms()));
                 }
                 Chore::ResumeDrain { instance_id } => {
-                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    if let Some(n) = by_id.get(instance_id.as_str()).copied() {
                         resume.push(n.clone());
                     }
                 }
@@ -409,7 +413,7 @@ where
         let results: Vec<_> = futures::stream::iter(jenkins_work)
             .map(|c| async move {
                 let r = match &c {
-                    Chore::CreateNode { instance_id } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    Chore::CreateNode { instance_id } => match by_id.get(instance_id.as_str()).copied() {
                         Some(n) => {
                             self.jenkins
                                 .create_node(&NodeRegistration {
@@ -430,11 +434,11 @@ where
                         }
                         r
                     }
-                    Chore::RecordActivity { instance_id, record } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    Chore::RecordActivity { instance_id, record } => match by_id.get(instance_id.as_str()).copied() {
                         Some(n) => self.jenkins.record_activity(&node_name(n.template(), instance_id), record).await,
                         None => Ok(()),
                     },
-                    Chore::Fence { instance_id, reason } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                    Chore::Fence { instance_id, reason } => match by_id.get(instance_id.as_str()).copied() {
                         Some(n) => {
                             tracing::warn!(instance = %instance_id, reason = %reason, "fencing node: it takes no new build");
                             self.jenkins.set_offline(&node_name(n.template(), instance_id), true, reason).await

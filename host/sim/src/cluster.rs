@@ -44,6 +44,9 @@ pub struct ClusterOptions {
     /// The program (with a `sim-agent` command) that plays `java` on the instances; `None`:
     /// the instances have no Java (see `sim::ssh`).
     pub java: Option<PathBuf>,
+    /// Agents hosted in this process instead of one `sim-agent` process each (the engine
+    /// benchmark at 10,000 nodes; see `sim::agent_host`).
+    pub in_process_agents: bool,
 }
 
 impl ClusterOptions {
@@ -58,6 +61,7 @@ impl ClusterOptions {
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.into(),
             java: None,
+            in_process_agents: false,
         }
     }
 }
@@ -81,6 +85,7 @@ pub struct Cluster {
     /// File holding the Jenkins API token.
     pub token_file: PathBuf,
     reaper: tokio::task::JoinHandle<()>,
+    agent_host: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Cluster {
@@ -96,6 +101,14 @@ impl Cluster {
         let mut ssh_config = SshEmulatorConfig::new(dir.join("instances"));
         ssh_config.listen = options.ssh_listen;
         ssh_config.java = options.java.clone();
+        let agent_host = if options.in_process_agents {
+            let socket = dir.join("agent-handoff.sock");
+            let task = super::agent_host::serve(&socket, &jenkins).context("starting the in-process agent host")?;
+            ssh_config.agent_handoff = Some(socket);
+            Some(task)
+        } else {
+            None
+        };
         let ssh = Arc::new(super::ssh::start(ecs.directory(), ssh_config).await.context("starting the SSH emulator")?);
 
         let key = generate_ed25519("ecs-provisioner-demo");
@@ -127,7 +140,7 @@ impl Cluster {
                 alive = now;
             }
         });
-        Ok(Cluster { ecs, sts, jenkins, ssh, dir, key_file, secret_file, token_file, reaper })
+        Ok(Cluster { ecs, sts, jenkins, ssh, dir, key_file, secret_file, token_file, reaper, agent_host })
     }
 
     /// A provisioner configuration for this cluster: `[cloud]`, `[jenkins]`, `[ssh]` filled
@@ -202,6 +215,9 @@ known-hosts = "{known_hosts}"
         // The reaper holds a clone of the SSH handle: wait until the aborted task has dropped
         // it, or `try_unwrap` fails and every agent process outlives the cluster.
         self.reaper.abort();
+        if let Some(host) = &self.agent_host {
+            host.abort();
+        }
         let _ = self.reaper.await;
         match Arc::try_unwrap(self.ssh) {
             Ok(ssh) => ssh.shutdown().await,

@@ -58,6 +58,9 @@ pub struct SshEmulatorConfig {
     /// A program with a `sim-agent` command that plays `java` on every instance (see the
     /// module docs); `None`: no Java on the instances.
     pub java: Option<PathBuf>,
+    /// The benchmark's in-process agents: the hand-off socket `sim-agent` finds in
+    /// [`super::agent_host::HANDOFF_ENV`] (see `sim::agent_host`); `None`: agents are processes.
+    pub agent_handoff: Option<PathBuf>,
 }
 
 impl SshEmulatorConfig {
@@ -67,6 +70,7 @@ impl SshEmulatorConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             root_dir: root_dir.into(),
             java: None,
+            agent_handoff: None,
         }
     }
 }
@@ -97,6 +101,8 @@ struct Shared {
     /// `PATH` of the commands: the disk shims, Java's directory when the instances have
     /// Java, then the inherited `PATH`.
     command_path: std::ffi::OsString,
+    /// See [`SshEmulatorConfig::agent_handoff`].
+    agent_handoff: Option<PathBuf>,
     /// Distinguishes this emulator's processes from another's with the same instance ids.
     token: String,
     served: Mutex<HashSet<String>>,
@@ -132,6 +138,7 @@ pub async fn start(
         directory,
         root_dir: config.root_dir,
         command_path,
+        agent_handoff: config.agent_handoff.clone(),
         token: format!("{:016x}", rand::random::<u64>()),
         served: Mutex::new(HashSet::new()),
         stopping,
@@ -277,6 +284,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         data_disks: instance.data_disks.clone(),
         tag: format!("{}/{}", shared.token, instance.instance_id),
         path: shared.command_path.clone(),
+        handoff: shared.agent_handoff.clone(),
         emulator: shared.clone(),
         authorized,
         channels: JoinSet::new(),
@@ -363,6 +371,7 @@ struct InstanceSession {
     data_disks: Vec<String>,
     tag: String,
     path: std::ffi::OsString,
+    handoff: Option<PathBuf>,
     /// Where successful logins are recorded.
     emulator: Arc<Shared>,
     authorized: PublicKey,
@@ -412,6 +421,7 @@ impl server::Handler for InstanceSession {
             data_disks: self.data_disks.clone(),
             tag: self.tag.clone(),
             path: self.path.clone(),
+            handoff: self.handoff.clone(),
         };
         self.channels.spawn(serve_channel(channel, ctx));
         Ok(())
@@ -454,6 +464,7 @@ struct ExecContext {
     data_disks: Vec<String>,
     tag: String,
     path: std::ffi::OsString,
+    handoff: Option<PathBuf>,
 }
 
 /// Waits for the channel's exec request, runs it, pumps the streams, reports the exit status.
@@ -496,7 +507,11 @@ async fn run_command(
 
     std::fs::create_dir_all(&ctx.home)?;
     super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
-    let mut child = tokio::process::Command::new("sh")
+    let mut sh = tokio::process::Command::new("sh");
+    if let Some(socket) = &ctx.handoff {
+        sh.env(super::agent_host::HANDOFF_ENV, socket);
+    }
+    let mut child = sh
         .env("PATH", &ctx.path)
         .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
         .arg("-c")

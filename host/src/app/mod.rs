@@ -263,6 +263,10 @@ pub async fn sim_agent(args: Vec<String>) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let args = crate::sim::agent::AgentArgs::parse(args)?;
+    // The engine benchmark's in-process agents: hand over to the emulator and hold on.
+    if let Some(socket) = std::env::var_os(crate::sim::agent_host::HANDOFF_ENV) {
+        crate::sim::agent_host::hand_off(std::path::Path::new(&socket), &args)?;
+    }
     crate::sim::agent::run(args).await?;
     Ok(0)
 }

@@ -45,6 +45,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
         ssh_listen: args.ssh_listen,
         dir: dir.clone(),
         java: Some(std::env::current_exe()?),
+        in_process_agents: false,
     })
     .await?;
     let templates = r#"[[template]]

@@ -178,6 +178,9 @@ pub struct RequestLogEntry {
     pub request_id: String,
     /// Time taken to handle it, ms.
     pub duration_ms: u64,
+    /// The request named its instances by id (`InstanceIds`): a lookup, not a listing.
+    #[serde(default)]
+    pub by_id: bool,
 }
 
 /// An instance as tests and the admin API see it.

@@ -131,6 +131,7 @@ async fn rpc(
         code,
         request_id: request_id.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
+        by_id: params.contains_key("InstanceIds"),
     });
     tracing::debug!(%action, %method, status, %request_id, "ECS emulator answered");
     let host_id = format!("ecs.{}.aliyuncs.com", cloud.config.region_id);

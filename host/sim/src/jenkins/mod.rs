@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use jnlp_jars::default_agent_jar;
+pub use wsagent::InProcessAgent;
 pub use state::{CompletedBuild, EnqueueRequest, JobKind, JobSpec, SimNodeView, SimStats};
 
 use ecsp_jenkins::client::encode_segment;
@@ -120,6 +121,23 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     (0..bytes)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect()
+}
+
+/// The agent side of a running emulator, for in-process agents (`sim::agent_host`).
+#[derive(Clone)]
+pub struct AgentPort {
+    shared: Arc<Shared>,
+}
+
+impl AgentPort {
+    /// The agent.jar served now.
+    pub fn agent_jar(&self) -> Arc<[u8]> {
+        self.shared.agent_jar.lock().unwrap_or_else(|p| p.into_inner()).bytes.clone()
+    }
+    /// Connects an inbound agent without a socket, after the handshake's checks.
+    pub fn connect_in_process(&self, name: &str, secret: &str) -> Result<wsagent::InProcessAgent, String> {
+        wsagent::connect_in_process(&self.shared, name, secret)
+    }
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -228,6 +246,10 @@ impl JenkinsSim {
     /// The secret an inbound agent of that name must present.
     pub fn agent_secret(&self, node: &str) -> String {
         self.shared.lock().secret_of(node)
+    }
+    /// What the benchmark's in-process agents (`sim::agent_host`) connect through.
+    pub fn handle(&self) -> AgentPort {
+        AgentPort { shared: self.shared.clone() }
     }
     /// The `/computer/<name>/` URL of a node.
     pub fn node_url(&self, node: &str) -> String {

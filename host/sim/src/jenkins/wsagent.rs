@@ -100,21 +100,7 @@ pub(crate) async fn handshake(
 
 /// Holds the node online while the socket is open.
 async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: WebSocket) {
-    let (kick, mut kicked) = tokio::sync::watch::channel(false);
-    let id = {
-        let mut st = s.lock();
-        let id = st.next_conn_id;
-        st.next_conn_id += 1;
-        let Some(node) = st.nodes.get_mut(&name) else {
-            return;
-        };
-        if let Some(old) = node.connection.replace(Connection { id, cookie, kick }) {
-            let _ = old.kick.send(true);
-        }
-        node.dropped = None;
-        id
-    };
-    s.wake.notify_one();
+    let Some((id, mut kicked)) = attach(&s, &name, cookie) else { return };
     tracing::debug!(node = %name, "emulated agent connected");
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
@@ -134,20 +120,85 @@ async fn serve_agent(s: Arc<Shared>, name: String, cookie: String, mut socket: W
             }
         }
     }
+    detach(&s, &name, id, "Connection was broken: the agent's WebSocket closed");
+    tracing::debug!(node = %name, "emulated agent disconnected");
+}
+
+/// Marks the node connected (kicking an older connection out); returns the connection's id
+/// and what tells it it was kicked. `None` if the node is gone.
+fn attach(s: &Shared, name: &str, cookie: String) -> Option<(u64, tokio::sync::watch::Receiver<bool>)> {
+    let (kick, kicked) = tokio::sync::watch::channel(false);
+    let id = {
+        let mut st = s.lock();
+        let id = st.next_conn_id;
+        st.next_conn_id += 1;
+        let node = st.nodes.get_mut(name)?;
+        if let Some(old) = node.connection.replace(Connection { id, cookie, kick }) {
+            let _ = old.kick.send(true);
+        }
+        node.dropped = None;
+        id
+    };
+    s.wake.notify_one();
+    Some((id, kicked))
+}
+
+/// The connection `id` ended: the node drops (its builds abort) unless a newer one replaced it.
+fn detach(s: &Shared, name: &str, id: u64, why: &str) {
     let mut st = s.lock();
     let mine = st
         .nodes
-        .get(&name)
+        .get(name)
         .and_then(|n| n.connection.as_ref())
         .is_some_and(|c| c.id == id);
     if mine {
-        st.abort_builds(&name, now_ms());
-        if let Some(n) = st.nodes.get_mut(&name) {
+        st.abort_builds(name, now_ms());
+        if let Some(n) = st.nodes.get_mut(name) {
             n.connection = None;
-            n.dropped = Some("Connection was broken: the agent's WebSocket closed".to_owned());
+            n.dropped = Some(why.to_owned());
         }
     }
     drop(st);
     s.wake.notify_one();
-    tracing::debug!(node = %name, "emulated agent disconnected");
+}
+
+/// An agent connected without a socket (the benchmark's in-process agents, see
+/// `sim::agent_host`): online until [`InProcessAgent::hold`]'s future ends or a newer
+/// connection replaces it.
+pub struct InProcessAgent {
+    shared: Arc<Shared>,
+    name: String,
+    id: u64,
+    kicked: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The checks of the WebSocket handshake (node exists, secret, inbound, not connected), then
+/// the node is connected.
+pub(crate) fn connect_in_process(s: &Arc<Shared>, name: &str, secret: &str) -> Result<InProcessAgent, String> {
+    {
+        let st = s.lock();
+        let node = st.nodes.get(name).ok_or_else(|| format!("no such agent: {name}"))?;
+        if !same_secret(secret, &st.secret_of(name)) {
+            return Err(format!("wrong secret for {name}"));
+        }
+        if !node.is_inbound() {
+            return Err(format!("{name} is not an inbound agent"));
+        }
+        if node.connection.is_some() {
+            return Err(format!("{name} is already connected to this controller"));
+        }
+    }
+    let (id, kicked) = attach(s, name, random_hex(16)).ok_or_else(|| format!("no such agent: {name}"))?;
+    Ok(InProcessAgent { shared: s.clone(), name: name.to_owned(), id, kicked })
+}
+
+impl InProcessAgent {
+    /// Keeps the node online until `until` completes or the connection is replaced.
+    pub async fn hold(mut self, until: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            _ = until => {}
+            _ = self.kicked.changed() => {}
+        }
+        detach(&self.shared, &self.name, self.id, "Connection was broken: the in-process agent's process ended");
+    }
 }

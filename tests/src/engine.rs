@@ -112,11 +112,15 @@ pub struct Setup {
     pub timings: Option<Timings>,
     /// `[cloud] endpoint` instead of the emulator's (a [`crate::hostile::HostileEcs`] proxy).
     pub ecs_endpoint: Option<String>,
+    /// `poll-interval` instead of the cluster's 1 s.
+    pub poll_interval: Option<&'static str>,
+    /// Agents hosted by the emulators instead of one process each (`sim::agent_host`).
+    pub in_process_agents: bool,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None }
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None, poll_interval: None, in_process_agents: false }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -127,6 +131,9 @@ impl Setup {
         let anchor = "capacity-cooldown = \"60s\"\n";
         assert!(text.contains(anchor), "the cluster's [cloud] table changed:\n{text}");
         let text = text.replacen(anchor, &format!("{anchor}{}\n", self.cloud_extra), 1);
+        let poll = "poll-interval = \"1s\"";
+        assert!(text.contains(poll), "the cluster's poll interval line changed:\n{text}");
+        let text = text.replacen(poll, &format!("poll-interval = \"{}\"", self.poll_interval.unwrap_or("1s")), 1);
         match &self.ecs_endpoint {
             Some(url) => {
                 let ours = format!("endpoint = \"{}\"", cluster.ecs.base_url());
@@ -142,8 +149,11 @@ impl Setup {
 /// spend a little time pending and starting as real ones do; `java` (the `e2e-provisioner`
 /// binary) plays the instances' Java.
 pub async fn start_cluster(dir: &Path, java: &Path) -> Cluster {
-    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }, java).await
+    start_cluster_with(dir, SHORT_TIMINGS, java).await
 }
+
+/// [`start_cluster`]'s ECS status timings.
+const SHORT_TIMINGS: Timings = Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 };
 
 /// [`start_cluster`] with other ECS status timings.
 pub async fn start_cluster_with(dir: &Path, timings: Timings, java: &Path) -> Cluster {
@@ -176,10 +186,9 @@ impl Harness<JenkinsAdapter> {
 impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
-        let cluster = match setup.timings {
-            Some(t) => start_cluster_with(dir.path(), t, &setup.exe).await,
-            None => start_cluster(dir.path(), &setup.exe).await,
-        };
+        let ecs = EcsSimConfig { timings: setup.timings.unwrap_or(SHORT_TIMINGS), ..EcsSimConfig::instant() };
+        let options = ClusterOptions { ecs, in_process_agents: setup.in_process_agents, ..ClusterOptions::ephemeral(dir.path()) };
+        let cluster = start_cluster_from(options, &setup.exe).await;
         let text = setup.config_text(&cluster);
         let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));
         let engine = build_engine(&config, wrap);

@@ -481,3 +481,61 @@ async fn sigkill_at_random_points_leaves_nothing_behind() {
     caps.stop();
     cluster.shutdown().await;
 }
+
+/// Issue 18: with a 10 s poll interval, new builds are decided on at once (the queue watcher),
+/// not at the next poll; the launches are then followed by id, and the whole fleet is listed
+/// only once per poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_listings_launches_are_looked_up_by_id_and_new_demand_is_not_held_for_a_poll() {
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 0, 3)]);
+    setup.poll_interval = Some("10s");
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    wait_until("the first cycle", secs(30.0), || h.engine.last_report().is_some(), || h.describe()).await;
+    let log = |h: &Harness| h.cluster.ecs.cloud().request_log(0);
+    let first = log(&h).iter().filter(|e| e.action == "DescribeInstances").count();
+    assert_eq!(first, 1, "one listing page for an empty fleet");
+
+    // The next regular cycle is ~10 s away: a launch much sooner is the watcher's doing.
+    let enqueued = Instant::now();
+    h.enqueue("linux", JobKind::Freestyle, 2, secs(60.0));
+    wait_until("RunInstances for the new builds", secs(30.0), || h.cluster.ecs.calls("RunInstances") >= 1, || h.describe()).await;
+    let reaction = enqueued.elapsed();
+    assert!(reaction < secs(5.0), "RunInstances {reaction:?} after the enqueue: the queue change waited for a poll");
+
+    wait_until("2 agents online", secs(60.0), || {
+        agent_nodes(&h.cluster).iter().filter(|n| n.connected).count() == 2
+    }, || h.describe())
+    .await;
+    let online_after = enqueued.elapsed();
+    let entries = log(&h);
+    let describes: Vec<_> = entries.iter().filter(|e| e.action == "DescribeInstances").collect();
+    let lookups = describes.iter().filter(|e| e.by_id).count();
+    let listings = describes.len() - lookups;
+    assert!(lookups >= 1, "the pending launches were never looked up by id: {describes:?}");
+    // One listing at start, then at most one per 10 s poll interval (a little slack for the
+    // cycle that was due while the test read the log).
+    let allowed = 2 + (online_after.as_secs() / 10) as usize;
+    assert!(listings <= allowed, "{listings} listings in {online_after:?} at a 10 s poll interval: {describes:?}");
+    h.caps.assert_within(&h.config);
+    h.shutdown().await;
+}
+
+/// The benchmark's in-process agents (`sim::agent_host`) behave as agent processes where the
+/// provisioner can tell: online after the bootstrap, dropped when the instance's processes are
+/// killed, and restarted on the same instance by the reconnect path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_agents_come_online_drop_with_their_process_and_reconnect() {
+    let mut setup = Setup::new(EXE, vec![Template::new("linux", 1, 1, 1)]);
+    setup.in_process_agents = true;
+    let mut h = Harness::start(&setup).await;
+    h.spawn_loop();
+    wait_until("one node online", secs(60.0), || h.at_minimum(), || h.describe()).await;
+    let id = our_instances(&h.cluster)[0].instance_id.clone();
+    assert!(h.cluster.ssh.kill_instance_processes(&id) >= 1, "no process holds the in-process agent of {id}");
+    let connected = |h: &Harness| agent_nodes(&h.cluster).iter().any(|n| n.name.ends_with(id.as_str()) && n.connected);
+    wait_until("Jenkins sees the agent drop", secs(20.0), || !connected(&h), || h.describe()).await;
+    wait_until("the agent is back on the same instance", secs(40.0), || connected(&h), || h.describe()).await;
+    assert_eq!(our_instances(&h.cluster).len(), 1, "restarted, not replaced");
+    h.shutdown().await;
+}

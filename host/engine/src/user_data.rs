@@ -6,6 +6,8 @@
 //! secret. While the call is in flight the node is booked in [`Book::pending_nodes`] so the
 //! lifecycle pass does not delete it as "instance gone"; a failed launch deletes it at once (and
 //! the lifecycle pass deletes it later if that delete fails or the process dies first).
+//! Nothing connects into the instance, so when its agent never comes online the only account
+//! of why is its console output: its tail goes into the launch-timeout reason.
 //!
 //! [`Book::pending_nodes`]: super::lifecycle::Book::pending_nodes
 
@@ -22,6 +24,30 @@ use super::{CycleReport, Engine, now_ms};
 /// Launches of one user-data batch: (instance id, node name) of each that worked, and the
 /// first error (a capacity error if there was one, so the offering is avoided).
 pub(crate) type UserDataOutcome = (Vec<(String, Option<String>)>, Option<LaunchError>);
+
+/// Console lines kept in a failure reason.
+const CONSOLE_TAIL_LINES: usize = 12;
+/// Longest console tail kept in a failure reason, bytes.
+const CONSOLE_TAIL_BYTES: usize = 2_000;
+
+/// The last lines of a console output, printable characters only and bounded: the text comes
+/// from the instance and ends up in logs and on the status page.
+pub fn console_tail(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut tail = lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join(" | ");
+    if tail.len() > CONSOLE_TAIL_BYTES {
+        let mut start = tail.len() - CONSOLE_TAIL_BYTES;
+        while !tail.is_char_boundary(start) {
+            start += 1;
+        }
+        tail = format!("...{}", &tail[start..]);
+    }
+    tail
+}
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>
 where
@@ -110,40 +136,7 @@ where
             }
         }
     }
-}
 
-/// Console lines kept in a failure reason.
-const CONSOLE_TAIL_LINES: usize = 12;
-/// Longest console tail kept in a failure reason, bytes.
-const CONSOLE_TAIL_BYTES: usize = 2_000;
-
-/// The last lines of a console output, printable characters only and bounded: the text comes
-/// from the instance and ends up in logs and on the status page.
-pub fn console_tail(text: &str) -> String {
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let mut tail = lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join(" | ");
-    if tail.len() > CONSOLE_TAIL_BYTES {
-        let mut start = tail.len() - CONSOLE_TAIL_BYTES;
-        while !tail.is_char_boundary(start) {
-            start += 1;
-        }
-        tail = format!("...{}", &tail[start..]);
-    }
-    tail
-}
-
-impl<C, J, B, P, F> Engine<C, J, B, P, F>
-where
-    C: CloudPort,
-    J: JenkinsPort,
-    B: BootstrapPort,
-    P: PolicyPort,
-    F: PolicyPort,
-{
     /// A user-data agent that never came online cannot be asked why: the reason of each one
     /// terminated for its launch timeout gets the tail of the instance's console output, and
     /// the failure is reported (log, `/status`).

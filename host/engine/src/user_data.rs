@@ -35,7 +35,7 @@ const CONSOLE_TAIL_BYTES: usize = 2_000;
 pub fn console_tail(text: &str) -> String {
     let lines: Vec<String> = text
         .lines()
-        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+        .map(printable)
         .filter(|l| !l.trim().is_empty())
         .collect();
     let mut tail = lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join(" | ");
@@ -47,6 +47,29 @@ pub fn console_tail(text: &str) -> String {
         tail = format!("...{}", &tail[start..]);
     }
     tail
+}
+
+/// A console line without its terminal colour sequences (`ESC [ ... m`, as systemd prints
+/// them) and other control characters.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // A CSI sequence runs to its final byte, '@' to '~'.
+            if chars.clone().next() == Some('[') {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>

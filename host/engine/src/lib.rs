@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
+pub mod user_data;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -165,6 +166,7 @@ where
                 launch_timeout_ms: t.launch_timeout.as_millis() as u64,
                 reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
                 max_uses: t.max_uses,
+                user_data: t.launch == ecsp_config::LaunchMode::UserData,
             })
             .collect()
     }
@@ -337,6 +339,10 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
     book.strangers_reported.retain(|name| agents.iter().any(|a| a.name == *name));
     for a in agents {
         let Some((_, id)) = lifecycle::parse_node_name(&a.name, templates) else { continue };
+        // User-data nodes precede their instance: the lifecycle pass judges them.
+        if model::is_launch_key(id) {
+            continue;
+        }
         if !listed.contains(id) && !book.known_ours.contains(id) && book.strangers_reported.insert(a.name.clone()) {
             tracing::warn!(
                 node = %a.name,

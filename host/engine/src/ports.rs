@@ -21,7 +21,7 @@ pub struct ActivityRecord {
 }
 
 /// A launch on one offering.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchRequest {
     /// Template name.
     pub template: String,

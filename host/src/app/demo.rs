@@ -33,6 +33,12 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Three replicas against one local etcd; the leader crashes midway and another takes over.
+    #[arg(long)]
+    pub ha: bool,
+    /// The etcd binary `--ha` starts (Debian: etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd: String,
 }
 
 /// What the demo ends with.

@@ -444,7 +444,7 @@ async fn a_batch_left_in_flight_is_resent_by_the_next_leader_and_creates_nothing
     let (config_a, config_b) = (config("a"), config("b"));
     let a = Elector::start(EtcdSettings::from_config(&config_a, "a").unwrap().unwrap());
     wait_until("replica a is elected", secs(20.0), || a.may_act(), || format!("{:?}", a.status())).await;
-    let vswitch = cluster.ecs.cloud().config.vswitches.iter().find(|v| v.zone_id == "cn-hangzhou-h").unwrap().vswitch_id.clone();
+    let vswitch = ecs_provisioner::sim::ecs::SimConfig::instant().vswitches.iter().find(|v| v.zone_id == "cn-hangzhou-h").unwrap().vswitch_id.clone();
     let request = LaunchRequest {
         template: "linux".into(),
         zone: "cn-hangzhou-h".into(),

@@ -20,9 +20,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod ha;
 pub mod launch;
 pub mod plaintext;
 pub mod user_data;
+pub use ha::{HaBackend, HaConfig, HaTlsConfig};
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
 pub use user_data::LaunchMode;
 
@@ -55,6 +57,9 @@ pub struct Config {
     /// Agent templates, in order of preference: a queued build goes to the first that matches.
     #[serde(rename = "template", default)]
     pub templates: Vec<TemplateConfig>,
+    /// `[ha]`: replicas coordinated through etcd; absent: one replica.
+    #[serde(default)]
+    pub ha: Option<HaConfig>,
 }
 
 /// `log-format`.
@@ -563,6 +568,9 @@ impl Config {
         }
         if self.templates.is_empty() {
             problems.push("no [[template]] defined: add at least one".to_owned());
+        }
+        if let Some(ha) = &self.ha {
+            problems.extend(ha.problems());
         }
         if self.jenkins.token_env.is_some() && self.jenkins.token_file.is_some() {
             problems.push("jenkins: set token-env or token-file, not both".to_owned());

@@ -185,12 +185,25 @@ where
             launch_id,
             user_data_node,
         };
-        self.cloud.launch(&request).await
+        let Some(leadership) = self.leadership.get() else { return self.cloud.launch(&request).await };
+        // Recorded first, fenced on the leader key: a deposed leader sends nothing, and a
+        // successor resends what was recorded with the same token.
+        if let Err(e) = leadership.record_launch(&request).await {
+            return Err(LaunchError::Other { code: "NotLeader".into(), label: "not-leader", message: format!("launch not sent: {e:#}") });
+        }
+        let result = self.cloud.launch(&request).await;
+        match &result {
+            Ok(ids) => {
+                self.unsettled.lock().unwrap().0.insert(request.launch_id.clone(), ids.clone());
+            }
+            Err(_) => leadership.settle_launch(&request.launch_id).await,
+        }
+        result
     }
 
     /// Books the new instances and registers their Jenkins nodes at once. Each comes with its
     /// node when that was created before it (user-data launches).
-    async fn record_launch(&self, template: &str, o: &Offering, launched: &[(String, Option<String>)], report: &mut CycleReport) {
+    pub(crate) async fn record_launch(&self, template: &str, o: &Offering, launched: &[(String, Option<String>)], report: &mut CycleReport) {
         let now = now_ms();
         let ids: Vec<String> = launched.iter().map(|(id, _)| id.clone()).collect();
         {
@@ -243,7 +256,7 @@ where
                 report.errors.push(format!("creating node {} failed: {e:#}", r.name));
             }
         }
-        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), "launched");
+        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), instances = ?ids, "launched");
         report.launched.push(Launched {
             template: template.to_owned(),
             zone: o.zone.clone(),

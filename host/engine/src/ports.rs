@@ -21,7 +21,7 @@ pub struct ActivityRecord {
 }
 
 /// A launch on one offering.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchRequest {
     /// Template name.
     pub template: String,
@@ -45,7 +45,10 @@ pub struct LaunchRequest {
 }
 
 /// The Jenkins node a user-data launch starts an agent for. Its `Debug` hides the secret.
-#[derive(Clone, PartialEq)]
+///
+/// With `[ha]` it is part of the launch record kept in etcd, so that a new leader can resend
+/// the launch whole: protect etcd as the agent secrets' store (TLS and auth; docs/configuration.md).
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserDataNode {
     /// Jenkins node name ([`super::model::user_data_node_name`]); tagged on the instance.
     pub name: String,

@@ -37,6 +37,12 @@ pub struct DemoArgs {
     /// their own agents from cloud-init; the emulated instances run no sshd at all).
     #[arg(long, value_enum, default_value_t = DemoLaunch::Ssh)]
     pub launch: DemoLaunch,
+    /// Three replicas against one local etcd; the leader crashes midway and another takes over.
+    #[arg(long)]
+    pub ha: bool,
+    /// The etcd binary `--ha` starts (Debian: etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd: String,
 }
 
 /// `demo --launch`.

@@ -14,6 +14,7 @@
 
 pub mod act;
 pub mod board;
+pub mod console;
 pub mod decide;
 pub mod enforce;
 pub mod lifecycle;
@@ -87,6 +88,10 @@ pub struct CycleReport {
     pub bootstrap_failures: Vec<(String, &'static str)>,
     /// Templates whose launches are held back after failed bootstraps.
     pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
+    /// Every node after observation, one row each (for the console).
+    pub node_rows: Vec<console::NodeRow>,
+    /// How long the cycle took, microseconds.
+    pub duration_micros: u64,
 }
 
 /// The running provisioner.
@@ -133,7 +138,7 @@ where
         let slots = config.ssh.concurrency.max(1);
         let board = Arc::new(board::Board::new());
         board.set_poll_interval(config.poll_interval);
-        Arc::new(Engine {
+        let engine = Arc::new(Engine {
             config,
             cloud: Arc::new(cloud),
             jenkins: Arc::new(jenkins),
@@ -150,7 +155,9 @@ where
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
-        })
+        });
+        engine.board.set_templates(engine.template_limits());
+        engine
     }
 
     /// The template limits the invariants use.
@@ -167,6 +174,11 @@ where
                 max_uses: t.max_uses,
             })
             .collect()
+    }
+
+    /// The Jenkins port, for wiring (the daemon attaches its request metrics to the client).
+    pub fn jenkins(&self) -> &J {
+        &self.jenkins
     }
 
     /// The most recent cycle's report.
@@ -317,7 +329,10 @@ where
         self.finish(report)
     }
 
-    fn finish(&self, report: CycleReport) -> CycleReport {
+    fn finish(&self, mut report: CycleReport) -> CycleReport {
+        // The start is in whole ms: this reads up to 1 ms long, below the histogram's first bucket.
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        report.duration_micros = micros.saturating_sub(report.at_ms * 1000);
         for e in &report.errors {
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
         }
@@ -349,6 +364,7 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
 }
 
 fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32) {
+    report.node_rows = nodes.iter().map(console::NodeRow::of).collect();
     for n in nodes {
         *report
             .nodes

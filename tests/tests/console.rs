@@ -149,12 +149,16 @@ async fn metrics_expose_what_operators_expect_under_prometheus_names() {
     let cluster = start_cluster(dir.path(), Path::new(EXE)).await;
     let (_daemon, url, log) = daemon(dir.path(), &cluster).await;
     launched_node(&cluster, &log).await;
-    // Launch-to-online is observed by the cycle that sees the agent online: wait for it.
-    let text = wait_for("launch-to-online is observed", Duration::from_secs(30), || {
+    // Launch-to-online is observed by the cycle that sees the agent online, the bootstrap when
+    // its task ends: wait for both.
+    let text = wait_for("launch-to-online and the bootstrap are observed", Duration::from_secs(30), || {
         let url = url.clone();
         async move {
             let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
-            text.contains("ecs_provisioner_launch_to_online_seconds_count{template=\"linux\"} 1").then_some(text)
+            // The agent can be online before its bootstrap's SSH session has closed.
+            let done = text.contains("ecs_provisioner_launch_to_online_seconds_count{template=\"linux\"} 1")
+                && text.contains("ecs_provisioner_bootstrap_duration_seconds_count{template=\"linux\",outcome=\"success\"} 1");
+            done.then_some(text)
         }
     }, || std::fs::read_to_string(&log).unwrap_or_default())
     .await;

@@ -99,8 +99,8 @@ mod tests {
         let now = 10 * WINDOW_MS;
         let s = Series { name: "queued <builds>".into(), color: "#06c", points: vec![(now - WINDOW_MS, 0), (now - WINDOW_MS / 2, 5), (now, 10)] };
         let svg = line_chart("Queued builds", now, &[s]).into_string();
-        // x from 36 to 632, y from 130 (0) to 8 (10).
-        assert!(svg.contains(r#"points="36.0,130.0 334.0,69.0 632.0,8.0""#), "{svg}");
+        // x from 36 to 632, y from 138 (0) to 8 (10).
+        assert!(svg.contains(r#"points="36.0,138.0 334.0,73.0 632.0,8.0""#), "{svg}");
         assert!(svg.contains("queued &lt;builds&gt;: 10"), "legend escaped, with the latest value: {svg}");
         assert!(svg.contains(">10</text>"), "{svg}");
     }

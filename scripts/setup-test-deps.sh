@@ -25,6 +25,14 @@ if ! command -v etcd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq etcd-server >/dev/null
 fi
 
+# The console's browser test: headless Chromium driven through chromedriver, from Debian.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "setup: installing chromium and chromium-driver" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+
 venv="$cache/venv"
 want="aliyun-python-sdk-core==2.16.1 aliyun-python-sdk-ecs python-jenkins"
 want="$want alibabacloud-tea-openapi==0.4.6"  # ECS emulator: signature V3 client
@@ -59,3 +67,5 @@ echo "ECSP_COMPONENTIZE_PY=$venv/bin/componentize-py"
 echo "ECSP_NODE_MODULES=$node_dir/node_modules"
 echo "ECSP_SSHD=/usr/sbin/sshd"
 echo "ECSP_ETCD=$(command -v etcd)"
+echo "ECSP_CHROMIUM=$(command -v chromium)"
+echo "ECSP_CHROMEDRIVER=$(command -v chromedriver)"

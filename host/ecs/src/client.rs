@@ -131,6 +131,8 @@ struct Inner {
     config: ClientConfig,
     credentials: SharedProvider,
     stats: Stats,
+    /// Told each request's latency, once the daemon attaches its metrics.
+    observer: std::sync::OnceLock<ecsp_http::RequestObserver>,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -179,6 +181,7 @@ impl EcsClient {
                 config,
                 credentials,
                 stats: Stats::default(),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -207,6 +210,13 @@ impl EcsClient {
     /// Per-action counters of calls, requests, retries and errors.
     pub fn stats(&self) -> Vec<ActionStats> {
         self.inner.stats.snapshot()
+    }
+
+    /// Tells `observer` the latency of every request from now on (retries each count), with
+    /// the outcome `success` or the error's class ([`ErrorKind::label`]). Only the first
+    /// observer attached is kept.
+    pub fn observe_requests(&self, observer: ecsp_http::RequestObserver) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Calls an action and decodes its JSON answer. `RegionId` is added unless present.
@@ -239,7 +249,11 @@ impl EcsClient {
         let attempt = || async {
             let n = attempts.fetch_add(1, Ordering::SeqCst);
             stats.request(action, n > 0);
+            let started = std::time::Instant::now();
             let r = self.attempt::<T>(api, action, &params, &offering).await;
+            if let Some(observe) = self.inner.observer.get() {
+                observe(action, r.as_ref().map_or_else(|e| e.kind.label(), |_| "success"), started.elapsed());
+            }
             if let Err(e) = &r
                 && e.kind == ErrorKind::Throttling
             {

@@ -527,6 +527,7 @@ where
         let template_name = template.clone();
         self.tasks.lock().unwrap().spawn(async move {
             let _slot = engine.bootstrap_slots.acquire().await;
+            let started = std::time::Instant::now();
             let name = node_name(&template, &id);
             let result = async {
                 let secret = engine.jenkins.agent_secret(&name).await?;
@@ -538,9 +539,13 @@ where
             .await;
             let mut book_failure = None;
             let status = match result {
-                Ok(()) => BootstrapStatus::Done,
+                Ok(()) => {
+                    engine.board.observe_bootstrap(&template_name, "success", started.elapsed());
+                    BootstrapStatus::Done
+                }
                 Err(e) => {
                     let cause = engine.bootstrapper.failure_cause(&e);
+                    engine.board.observe_bootstrap(&template_name, cause, started.elapsed());
                     tracing::warn!(instance = %id, cause, error = %format!("{e:#}"), "bootstrap failed");
                     book_failure = Some((cause, format!("{e:#}")));
                     BootstrapStatus::Failed(format!("{e:#}"))

@@ -14,6 +14,7 @@
 
 pub mod act;
 pub mod board;
+pub mod console;
 pub mod decide;
 pub mod enforce;
 pub mod leadership;
@@ -89,6 +90,10 @@ pub struct CycleReport {
     pub bootstrap_failures: Vec<(String, &'static str)>,
     /// Templates whose launches are held back after failed bootstraps.
     pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
+    /// Every node after observation, one row each (for the console).
+    pub node_rows: Vec<console::NodeRow>,
+    /// How long the cycle took, microseconds.
+    pub duration_micros: u64,
 }
 
 /// The running provisioner.
@@ -144,7 +149,7 @@ where
         let slots = config.ssh.concurrency.max(1);
         let board = Arc::new(board::Board::new());
         board.set_poll_interval(config.poll_interval);
-        Arc::new(Engine {
+        let engine = Arc::new(Engine {
             config,
             cloud: Arc::new(cloud),
             jenkins: Arc::new(jenkins),
@@ -166,7 +171,9 @@ where
             unsettled: Mutex::default(),
             acting: false.into(),
             takeover: Notify::new(),
-        })
+        });
+        engine.board.set_templates(engine.template_limits());
+        engine
     }
 
     /// The template limits the invariants use.
@@ -184,6 +191,11 @@ where
                 user_data: t.launch == ecsp_config::LaunchMode::UserData,
             })
             .collect()
+    }
+
+    /// The Jenkins port, for wiring (the daemon attaches its request metrics to the client).
+    pub fn jenkins(&self) -> &J {
+        &self.jenkins
     }
 
     /// The most recent cycle's report.
@@ -360,7 +372,10 @@ where
         self.finish(report)
     }
 
-    fn finish(&self, report: CycleReport) -> CycleReport {
+    fn finish(&self, mut report: CycleReport) -> CycleReport {
+        // The start is in whole ms: this reads up to 1 ms long, below the histogram's first bucket.
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        report.duration_micros = micros.saturating_sub(report.at_ms * 1000);
         for e in &report.errors {
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
         }
@@ -396,6 +411,7 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
 }
 
 fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32) {
+    report.node_rows = nodes.iter().map(console::NodeRow::of).collect();
     for n in nodes {
         *report
             .nodes

@@ -15,6 +15,11 @@ pub const AGENT_JAR_MAX: usize = 64 << 20;
 /// The part of an error answer kept for its message.
 pub const ERROR_BODY_MAX: usize = 64 << 10;
 
+/// Told how long each request a client sent took: (action, outcome, time). Both names come
+/// from the client's closed sets (ECS action names, Jenkins operations; `success` or an error
+/// class), never from the network, so they can be metric labels.
+pub type RequestObserver = std::sync::Arc<dyn Fn(&str, &'static str, std::time::Duration) + Send + Sync>;
+
 /// Why a capped read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {

@@ -289,6 +289,8 @@ pub struct JenkinsClient {
     credentials: Credentials,
     /// `None` = not fetched yet; `Some(None)` = Jenkins issues no crumbs.
     crumb: Mutex<Option<Option<Crumb>>>,
+    /// Told each request's latency, once the daemon attaches its metrics.
+    observer: std::sync::OnceLock<ecsp_http::RequestObserver>,
 }
 
 impl fmt::Debug for JenkinsClient {
@@ -360,6 +362,7 @@ impl JenkinsClient {
             base,
             credentials,
             crumb: Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -371,6 +374,31 @@ impl JenkinsClient {
     /// The user this client authenticates as.
     pub fn user(&self) -> &str {
         &self.credentials.user
+    }
+
+    /// Tells `observer` the latency of every request from now on, named by its operation
+    /// (`list computers`, `create node`...), with the outcome `success` (2xx, 3xx, 304),
+    /// `client-error` (4xx), `server-error` (5xx), `timeout` or `transport-error`. Only the
+    /// first observer attached is kept.
+    pub fn observe_requests(&self, observer: ecsp_http::RequestObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Sends a request, timing it for the observer.
+    async fn dispatch(&self, req: RequestBuilder, op: Op) -> Result<Response, reqwest::Error> {
+        let started = std::time::Instant::now();
+        let result = req.send().await;
+        if let Some(observe) = self.observer.get() {
+            let outcome = match &result {
+                Ok(r) if r.status().is_client_error() => "client-error",
+                Ok(r) if r.status().is_server_error() => "server-error",
+                Ok(_) => "success",
+                Err(e) if e.is_timeout() => "timeout",
+                Err(_) => "transport-error",
+            };
+            observe(op.what, outcome, started.elapsed());
+        }
+        result
     }
 
     fn url(&self, path: &str) -> String {
@@ -409,8 +437,7 @@ impl JenkinsClient {
     async fn fetch_crumb(&self) -> Result<Option<Crumb>, JenkinsError> {
         let op = Op::CRUMB;
         let resp = self
-            .request(Method::GET, "crumbIssuer/api/json")
-            .send()
+            .dispatch(self.request(Method::GET, "crumbIssuer/api/json"), op)
             .await
             .map_err(|source| JenkinsError::Transport {
                 op: op.what,
@@ -475,7 +502,7 @@ impl JenkinsClient {
         op: Op,
         what: &str,
     ) -> Result<Response, JenkinsError> {
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
             op: op.what,
             source,
         })?;
@@ -522,7 +549,7 @@ impl JenkinsClient {
                 None => req.header(header::CONTENT_LENGTH, "0"),
             };
             let req = self.with_crumb(req).await?;
-            let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
                 op: op.what,
                 source,
             })?;
@@ -680,7 +707,7 @@ impl JenkinsClient {
         if let Some(since) = if_modified_since {
             req = req.header(header::IF_MODIFIED_SINCE, since);
         }
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
             op: op.what,
             source,
         })?;

@@ -21,7 +21,8 @@ use crate::adapters::ssh::SshBootstrapper;
 use crate::engine::decide::Decider;
 use crate::engine::model::NodeState;
 use crate::engine::{CycleReport, Engine};
-use crate::engine::board::ApiCount;
+use crate::engine::board::{ApiCount, BuildInfo, PolicyInfo, Service};
+use ecsp_http::RequestObserver;
 
 /// The engine as the binary runs it.
 pub type LiveEngine = Engine<EcsCloud, JenkinsAdapter, SshBootstrapper, WasmPolicy, WasmPolicy>;
@@ -44,9 +45,29 @@ pub fn wire(config: Arc<Config>) -> anyhow::Result<(Arc<LiveEngine>, EcsCloud)> 
     let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone()))?;
     let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy)
         .with_context(|| format!("loading policy {}", config.policy.source))?;
+    let policy_info = policy.info(&config.policy.source)?;
     let decider = Decider { policy, fallback, on_error: config.policy.on_error };
     let engine = Engine::new(config, cloud.clone(), jenkins, bootstrapper, decider);
+    attach_board(&engine, &cloud, policy_info);
     Ok((engine, cloud))
+}
+
+/// Tells the board what binary and policy run, and times every ECS and Jenkins request into
+/// its metrics.
+fn attach_board(engine: &Arc<LiveEngine>, cloud: &EcsCloud, policy: PolicyInfo) {
+    let board = &engine.board;
+    board.set_build_info(BuildInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        revision: option_env!("ECSP_GIT_REVISION").unwrap_or("unknown").into(),
+        contracts: crate::policy::ACCEPTED_VERSIONS.split(", ").map(str::to_owned).collect(),
+    });
+    board.set_policy(policy);
+    let observer = |service: Service| -> RequestObserver {
+        let board = board.clone();
+        Arc::new(move |action: &str, outcome: &'static str, elapsed: Duration| board.observe_request(service, action, outcome, elapsed))
+    };
+    cloud.client().observe_requests(observer(Service::Ecs));
+    engine.jenkins().client().observe_requests(observer(Service::Jenkins));
 }
 
 /// Copies the ECS client's per-action counters into the metrics, every few seconds.

@@ -156,6 +156,8 @@ pub struct ConsoleView {
     pub policy: Option<PolicyInfo>,
     /// What binary this is, once the daemon says.
     pub build: Option<BuildInfo>,
+    /// This replica's part in the election, when the app has said (high availability).
+    pub replica: Option<ReplicaRole>,
 }
 
 /// Whether the reconcile loop is alive, as `/healthz` and `/status` report it.
@@ -555,6 +557,7 @@ impl Board {
             errors: self.recent_errors.lock().unwrap().iter().rev().cloned().collect(),
             policy: self.policy.lock().unwrap().clone(),
             build: self.build.lock().unwrap().clone(),
+            replica: self.role(),
         }
     }
 

@@ -120,6 +120,15 @@ fn daemon(view: &ConsoleView) -> Markup {
             }
             dt { "up" }
             dd { (span(now.saturating_sub(view.started_ms))) ", since " (time(view.started_ms, now)) }
+            @if let Some(r) = &view.replica {
+                dt { "replica" }
+                dd {
+                    (r.replica) ": " (r.role) @if !r.acting { " (not acting)" } ". Leader: "
+                    @match &r.leader { Some(l) => { b { (l) } } None => { span.muted { "unknown" } } }
+                    @if let Some(since) = r.leader_since_ms { ", since " (time(since, now)) }
+                    @if let Some(p) = &r.problem { " " span.bad { (p) } }
+                }
+            }
             dt { "last cycle" }
             dd {
                 @match (&view.latest, view.health.last_cycle_done_ms) {

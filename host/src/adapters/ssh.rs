@@ -112,7 +112,7 @@ pub fn agent_jar_cache(config: &Config) -> anyhow::Result<AgentJarCache> {
         Some(u) => (u, "jenkins.agent-url"),
         None => (&j.url, "jenkins.url"),
     };
-    let client = JenkinsClient::new(url, credentials_from_config(j)?).context(key)?;
+    let client = super::jenkins::client_from_config(j, url).context(key)?;
     Ok(AgentJarCache::new(client, AgentJarCache::DEFAULT_REVALIDATE_AFTER))
 }
 

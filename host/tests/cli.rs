@@ -32,7 +32,7 @@ fn every_option_of_plan_and_check_is_described_and_sim_agent_has_help() {
     for command in ["plan", "check", "run"] {
         let help = text(&run(&[command, "--help"]).stdout);
         let line = help.lines().find(|l| l.contains("--config")).unwrap_or_else(|| panic!("{help}"));
-        assert!(line.contains("Configuration file."), "{command}: {line}");
+        assert!(line.contains("Configuration file [default: ecs-provisioner.toml]"), "{command}: {line}");
     }
     let out = run(&["sim-agent", "--help"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

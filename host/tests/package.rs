@@ -58,7 +58,7 @@ fn the_debian_package_installs_and_its_binary_runs() {
     assert_eq!(version, ok(run(EXE, &["--version"]), "the built binary"));
 
     for file in [
-        "/usr/share/man/man1/ecs-provisioner.1.gz",
+        "/usr/share/man/man1/ecs-provisioner.1",
         "/usr/share/bash-completion/completions/ecs-provisioner",
         "/usr/share/zsh/vendor-completions/_ecs-provisioner",
         "/usr/share/fish/vendor_completions.d/ecs-provisioner.fish",

@@ -885,7 +885,7 @@ max-nodes = 10
         let text = format!("{MINIMAL}\n[[template]]\nname = \"win\"\nlabels = [\"windows\"]\nmax-nodes = \"two\"\n");
         let err = Config::parse(&text).unwrap_err();
         assert!(err.contains("template[1].max-nodes: invalid type: string \"two\", expected u32"), "{err}");
-        assert!(err.contains("line 26"), "{err}");
+        assert!(err.contains("line 24"), "{err}");
         let err = Config::parse(&MINIMAL.replace("user = \"admin\"", "user = 3")).unwrap_err();
         assert!(err.contains("jenkins.user: invalid type"), "{err}");
     }

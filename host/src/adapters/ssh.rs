@@ -13,10 +13,9 @@ use crate::config::launch::LaunchProfile;
 use crate::config::{Config, ConnectVia, HostKeyPolicyConfig};
 use crate::ecs::{EcsClient, InstanceFilter};
 use crate::adapters::cloud::client_from_config;
-use crate::adapters::jenkins::credentials_from_config;
 use crate::engine::now_ms;
 use crate::engine::ports::{BootstrapPort, BootstrapTarget};
-use crate::jenkins::{AgentJarCache, JenkinsClient};
+use crate::jenkins::AgentJarCache;
 use crate::ssh::data_disks::DiskMount;
 use crate::ssh::{self, BootstrapSpec, JarUpload, ClientKey, ConsoleOutputSource, HostKeyPolicy, HostKeyVerifier, KnownHosts, PassphraseSource, SshClientConfig};
 

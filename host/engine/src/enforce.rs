@@ -167,7 +167,7 @@ mod tests {
         BTreeMap::new()
     }
     fn tpl(name: &str, min: u32, max: u32) -> TemplateLimits {
-        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0 }
+        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0, user_data: false }
     }
     fn node(id: &str, template: &str, state: NodeState, busy: u32) -> Node {
         Node {
@@ -182,6 +182,7 @@ mod tests {
                 private_ip: None,
                 created_ms: Some(0),
                 locks: Vec::new(),
+                node: None,
             },
             agent: Some(AgentNode { busy_executors: busy, executors: 2, online: true, ..Default::default() }),
             state,

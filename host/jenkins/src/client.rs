@@ -791,6 +791,14 @@ impl JenkinsClient {
         Ok(Changed::Yes)
     }
 
+    /// Replaces the message of a node's temporarily-offline mark (`changeOfflineCause`),
+    /// without bringing it online.
+    pub async fn change_offline_cause(&self, name: &str, message: &str) -> Result<(), JenkinsError> {
+        let path = format!("computer/{}/changeOfflineCause?offlineMessage={}", encode_segment(name), query_encode(message));
+        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None).await?;
+        Ok(())
+    }
+
     /// Clears a node's temporarily-offline mark, if it has one.
     pub async fn bring_online(&self, name: &str) -> Result<Changed, JenkinsError> {
         let c = self

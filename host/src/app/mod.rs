@@ -2,9 +2,12 @@
 
 pub mod check;
 pub mod demo;
+pub mod demo_ha;
+pub mod ha;
 pub mod plan;
 pub mod reload;
 pub mod sim;
+pub mod sole;
 pub mod systemd;
 
 pub use plan::{plan, render_plan};
@@ -141,6 +144,9 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
         .await
         .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, controller = %config.controller_id, policy = %config.policy.source, "ecs-provisioner started");
+    let elector = ha::join(&config, &engine)?;
+    // Without [ha], one daemon per controller-id: a second one refuses to start.
+    let sole = if elector.is_none() { Some(sole::SoleReplica::claim(&config).await?) } else { None };
     let serve = |listener: tokio::net::TcpListener| tokio::spawn(axum::serve(listener, crate::server::router(board.clone())).into_future());
     let mut server = serve(listener);
     let poll = config.poll_interval;
@@ -150,24 +156,40 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
             trim_heap();
         }
     });
+    // The heartbeat stops the engine it started with when another daemon shows up; a
+    // reloaded engine is not its: after a reload, a second daemon is still refused its start
+    // by this one's live mark.
+    let heartbeat = sole.map(|sole| sole.keep_beating(engine.clone()));
     systemd::ready("reconciling");
     let watchdog = systemd::spawn_watchdog(board.clone());
     loop {
         let stats = export_api_stats(&engine, &cloud);
-        let cycles = tokio::spawn({
+        let mut cycles = tokio::spawn({
             let engine = engine.clone();
             async move { engine.run().await }
         });
+        let mut ended = false;
         let next = loop {
             tokio::select! {
                 _ = stop.requested() => break None,
-                _ = hangup.recv() => match reload::prepare(config_path, &config, &board).await {
-                    Ok(next) => break Some(next),
-                    Err(e) => {
-                        board.record_reload(false);
-                        tracing::error!("reload refused, the running configuration and policy are kept: {e:#}");
+                // Stopped from inside (the single-replica heartbeat).
+                _ = &mut cycles => { ended = true; break None }
+                _ = hangup.recv() => {
+                    // A leader hands its engine to the election (ha::join); a reload would
+                    // need a new election too. Not supported yet: restart the replica.
+                    let prepared = if elector.is_some() {
+                        Err(anyhow::anyhow!("reloading is not supported with [ha]: restart the replicas one at a time"))
+                    } else {
+                        reload::prepare(config_path, &config, &board).await
+                    };
+                    match prepared {
+                        Ok(next) => break Some(next),
+                        Err(e) => {
+                            board.record_reload(false);
+                            tracing::error!("reload refused, the running configuration and policy are kept: {e:#}");
+                        }
                     }
-                },
+                }
             }
         };
         if next.is_some() {
@@ -176,9 +198,16 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
         } else {
             systemd::stopping();
             tracing::info!("stop requested: finishing the current cycle");
+            // A leader resigns first, at once: launches in flight are recorded in etcd, and
+            // the next leader resends them with the same ClientToken.
+            if let Some(elector) = &elector {
+                elector.resign().await;
+            }
         }
         engine.shutdown();
-        let _ = cycles.await;
+        if !ended {
+            let _ = cycles.await;
+        }
         stats.abort();
         let Some(next) = next else { break };
         if let Some(listener) = next.listener {
@@ -192,6 +221,9 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
     }
     if let Some(w) = watchdog {
         w.abort();
+    }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.stop()?;
     }
     trimmer.abort();
     server.abort();

@@ -2,7 +2,7 @@
 # Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, etcd, a Python
 # virtualenv with the official clients the emulators are checked against plus componentize-py
 # and pytest (Python policies), and componentize-js with jco and a TOML parser from npm
-# (JavaScript policies), each pinned, outside the clone.
+# (JavaScript policies), and cargo-deb (the Debian package test), each pinned, outside the clone.
 # Idempotent; prints the environment the tests read.
 set -euo pipefail
 cache="${ECSP_CACHE:-$HOME/.cache/ecs-provisioner}"
@@ -60,6 +60,13 @@ if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   echo "$node_want" > "$node_dir/package.json"
   (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >&2)
   echo "$node_want" > "$node_stamp"
+fi
+
+# The Debian package test (host/tests/package.rs) builds the package with cargo-deb, pinned.
+deb_want="3.8.0"
+if ! cargo deb --version 2>/dev/null | grep -qF "$deb_want"; then
+  echo "setup: installing cargo-deb $deb_want" >&2
+  cargo install --locked --quiet cargo-deb --version "$deb_want" >&2
 fi
 
 echo "ECSP_PYTHON=$venv/bin/python"

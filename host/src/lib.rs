@@ -8,6 +8,7 @@
 //! ECS client, `ecs_provisioner::sim` the emulators, and so on.
 pub mod adapters;
 pub mod app;
+pub mod version;
 
 pub use ecsp_config as config;
 pub use ecsp_ecs as ecs;

@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use ecs_provisioner::app;
 use ecs_provisioner::config::LogFormat;
@@ -10,7 +10,7 @@ use ecs_provisioner::policy::PolicyCommand;
 
 /// Elastic Jenkins agents on Alibaba Cloud ECS, placed and scaled by WebAssembly policies.
 #[derive(Parser)]
-#[command(name = "ecs-provisioner", version, about)]
+#[command(name = "ecs-provisioner", version = ecs_provisioner::version::VERSION.as_str(), about)]
 struct Cli {
     /// Log format: human or json (overrides the config file's `log-format`).
     #[arg(long, global = true, value_parser = ["human", "json"])]
@@ -29,6 +29,7 @@ enum Command {
     },
     /// Observe and decide once, act on nothing: print what would be launched and removed, and why.
     Plan {
+        /// Configuration file.
         #[arg(short, long, default_value = "ecs-provisioner.toml")]
         config: PathBuf,
         /// Print JSON instead of a table.
@@ -37,6 +38,7 @@ enum Command {
     },
     /// Check the configuration, the policy, credentials, cloud resources, Jenkins and the SSH key.
     Check {
+        /// Configuration file.
         #[arg(short, long, default_value = "ecs-provisioner.toml")]
         config: PathBuf,
     },
@@ -53,6 +55,13 @@ enum Command {
     /// Test, benchmark or scaffold policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print shell completions for this command (the Debian package installs them).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print this command's man page (roff; the Debian package installs it).
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +76,17 @@ fn main() -> ExitCode {
     }
     let code = match cli.command {
         Command::Policy(cmd) => cmd.run(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ecs-provisioner", &mut std::io::stdout());
+            0
+        }
+        Command::Manpage => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: cannot write the man page: {e}");
+                1
+            }
+        },
         other => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -84,7 +104,7 @@ fn main() -> ExitCode {
                     Command::Demo(args) => app::demo::run(args).await,
                     Command::Sim(args) => app::sim::run(args).await,
                     Command::SimAgent { args } => app::sim_agent(args).await,
-                    Command::Policy(_) => unreachable!("handled above"),
+                    Command::Policy(_) | Command::Completions { .. } | Command::Manpage => unreachable!("handled above"),
                 };
                 match result {
                     Ok(code) => code,

@@ -16,7 +16,7 @@ use ecs_provisioner::config::Config;
 use ecs_provisioner::sim::cluster::Cluster;
 use ecs_provisioner::sim::ecs::Timings;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::engine::ports::{ActivityRecord, JenkinsPort, JenkinsView, NodeRegistration};
 use tokio::sync::{mpsc, oneshot};

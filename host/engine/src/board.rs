@@ -57,6 +57,8 @@ pub struct Board {
     recent_errors: Mutex<VecDeque<(u64, String)>>,
     policy_log_dropped: Family<Labels, Counter>,
     policy_log_dropped_seen: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// SIGHUP reloads of the configuration and policy, by outcome.
+    reloads: Family<Labels, Counter>,
     /// When the last cycle completed (ms since the epoch; 0 before the first).
     last_cycle_done_ms: AtomicU64,
     /// The engine's poll interval, in ms (0 until the engine says).
@@ -238,6 +240,7 @@ impl Board {
             recent_errors: Mutex::default(),
             policy_log_dropped: Family::default(),
             policy_log_dropped_seen: Mutex::default(),
+            reloads: Family::default(),
             last_cycle_done_ms: AtomicU64::new(0),
             poll_interval_ms: AtomicU64::new(0),
             started_ms: crate::now_ms(),
@@ -281,6 +284,11 @@ impl Board {
             "policy_log_lines_dropped",
             "Policy log lines dropped by the per-call and per-minute limits, by policy",
             b.policy_log_dropped.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Reloads of the configuration and policy (SIGHUP), by outcome (success, failure)",
+            b.reloads.clone(),
         );
         registry.register("leader", "1 while this replica may act (it leads, or runs without [ha]), 0 otherwise", b.leader.clone());
         registry.register("build_info", "The running binary (always 1): version, source revision, policy contracts served", b.build_info.clone());
@@ -438,6 +446,13 @@ impl Board {
             recent.pop_front();
         }
         self.last_cycle_done_ms.store(crate::now_ms(), Ordering::SeqCst);
+    }
+
+    /// Counts a reload of the configuration and policy: applied, or refused and the running
+    /// ones kept.
+    pub fn record_reload(&self, applied: bool) {
+        let outcome = if applied { "success" } else { "failure" };
+        self.reloads.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
     }
 
     /// Tells the board how often cycles run, which sets when `/healthz` calls the loop stuck.

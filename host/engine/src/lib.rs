@@ -146,8 +146,20 @@ where
 {
     /// An engine over these ports and this decider, with a fresh status board; [`Engine::run`] starts its loop.
     pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
+        Self::with_board(config, cloud, jenkins, bootstrapper, decider, Arc::new(board::Board::new()))
+    }
+
+    /// [`Engine::new`] recording on an existing board: a reloaded configuration's engine
+    /// keeps the metrics and history of the one it replaces.
+    pub fn with_board(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        board: Arc<board::Board>,
+    ) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
-        let board = Arc::new(board::Board::new());
         board.set_poll_interval(config.poll_interval);
         let engine = Arc::new(Engine {
             config,

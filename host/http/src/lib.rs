@@ -4,6 +4,9 @@
 //! hostile endpoint (or a proxy in between) could make the daemon buffer any amount of memory.
 //! The caps are far above what a real answer needs (see each constant).
 
+mod transport;
+pub use transport::{request_target, transport_cause};
+
 /// The largest ECS or VPC answer read: a page of 100 instances is about 300 KiB, a console
 /// output at most 64 KiB of base64.
 pub const ECS_ANSWER_MAX: usize = 16 << 20;

@@ -332,9 +332,31 @@ pub enum JarDownload {
     },
 }
 
+/// How long the client waits for Jenkins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For a TCP (and TLS) connection.
+    pub connect: Duration,
+    /// For the next bytes of an answer.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    /// 5 s to connect, 10 s of silence: a dead controller is reported within 20 s.
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10) }
+    }
+}
+
 impl JenkinsClient {
-    /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added).
+    /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added),
+    /// with the default timeouts ([`Timeouts::default`]).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<Self, JenkinsError> {
+        Self::with_timeouts(base_url, credentials, Timeouts::default())
+    }
+
+    /// [`JenkinsClient::new`] with the given connect and read timeouts.
+    pub fn with_timeouts(base_url: &str, credentials: Credentials, timeouts: Timeouts) -> Result<Self, JenkinsError> {
         let bad = |reason: &str| JenkinsError::BadUrl {
             url: base_url.to_string(),
             reason: reason.to_string(),
@@ -351,8 +373,10 @@ impl JenkinsClient {
             base.push('/');
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            // A whole-request bound too, so an endpoint that trickles bytes cannot hold a call.
+            .timeout((timeouts.read * 3).max(Duration::from_secs(30)))
             // A redirect after a POST is Jenkins saying "done"; following it only costs a call.
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -439,9 +463,9 @@ impl JenkinsClient {
         let resp = self
             .dispatch(self.request(Method::GET, "crumbIssuer/api/json"), op)
             .await
-            .map_err(|source| JenkinsError::Transport {
+            .map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
         // Like python-jenkins: no crumb issuer (CSRF protection off) means no crumb needed.
         if resp.status() == StatusCode::NOT_FOUND {
@@ -502,9 +526,9 @@ impl JenkinsClient {
         op: Op,
         what: &str,
     ) -> Result<Response, JenkinsError> {
-        let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
             op: op.what,
-            source,
+            error,
         })?;
         self.check(resp, op, what).await
     }
@@ -549,9 +573,9 @@ impl JenkinsClient {
                 None => req.header(header::CONTENT_LENGTH, "0"),
             };
             let req = self.with_crumb(req).await?;
-            let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
+            let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
             let stale_crumb = self.credentials.kind == SecretKind::Password
                 && resp.status() == StatusCode::FORBIDDEN
@@ -681,9 +705,9 @@ impl JenkinsClient {
         let body = resp
             .text()
             .await
-            .map_err(|source| JenkinsError::Transport {
+            .map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
         super::node_builds::parse_rss_all(&body)
             .map(Some)
@@ -707,9 +731,9 @@ impl JenkinsClient {
         if let Some(since) = if_modified_since {
             req = req.header(header::IF_MODIFIED_SINCE, since);
         }
-        let resp = self.dispatch(req, op).await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
             op: op.what,
-            source,
+            error,
         })?;
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(JarDownload::NotModified);
@@ -941,7 +965,7 @@ fn first_line(body: &str) -> String {
 /// A capped read's failure as the client's error: too large is a decode error (not retried).
 fn body_error(op: Op, e: BodyError) -> JenkinsError {
     match e {
-        BodyError::Transport(source) => JenkinsError::Transport { op: op.what, source },
+        BodyError::Transport(error) => JenkinsError::Transport { op: op.what, error },
         e @ BodyError::TooLarge { .. } => JenkinsError::Decode { op: op.what, reason: e.to_string() },
     }
 }

@@ -43,6 +43,7 @@ mod runtime;
 mod sandbox;
 pub mod scaffold;
 pub mod scaffold_script;
+pub mod vendored_sdk;
 pub mod validate;
 pub mod watchdog;
 mod wit_case;

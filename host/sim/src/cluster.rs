@@ -143,8 +143,20 @@ impl Cluster {
         Config::parse(&text).map_err(|e| anyhow::anyhow!("cluster config: {e}\n{text}"))
     }
 
-    /// The configuration text [`Cluster::config`] parses.
+    /// The configuration text [`Cluster::config`] parses; its status server listens on any
+    /// free loopback port.
     pub fn config_text(&self, controller_id: &str, templates_toml: &str, extra_toml: &str) -> anyhow::Result<String> {
+        self.config_text_listening("127.0.0.1:0".parse().expect("a socket address"), controller_id, templates_toml, extra_toml)
+    }
+
+    /// [`Cluster::config_text`] with the status server (`listen`) on `listen`.
+    pub fn config_text_listening(
+        &self,
+        listen: std::net::SocketAddr,
+        controller_id: &str,
+        templates_toml: &str,
+        extra_toml: &str,
+    ) -> anyhow::Result<String> {
         let ecs = self.ecs.cloud();
         let cfg = &ecs.config;
         let vpc = cfg.vswitches.first().map(|v| v.vpc_id.clone()).context("the ECS emulator has no vswitch")?;
@@ -155,7 +167,7 @@ impl Cluster {
         Ok(format!(
             r#"controller-id = "{controller_id}"
 poll-interval = "1s"
-listen = "127.0.0.1:0"
+listen = "{listen}"
 
 [cloud]
 region = "{region}"

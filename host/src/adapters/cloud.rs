@@ -95,6 +95,9 @@ impl EcsCloud {
 pub fn client_from_config(config: &Config) -> anyhow::Result<EcsClient> {
     let cloud = &config.cloud;
     let mut cc = ClientConfig::new(&cloud.region);
+    cc.connect_timeout_secs = cloud.connect_timeout.as_secs().max(1);
+    cc.read_timeout_ms = cloud.read_timeout.as_millis() as u64;
+    cc.retry.budget_ms = cloud.retry_budget.as_millis() as u64;
     if let Some(e) = &cloud.endpoint {
         cc = cc.with_endpoint(e.clone());
     }

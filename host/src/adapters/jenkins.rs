@@ -184,6 +184,13 @@ pub struct JenkinsAdapter {
 /// Build histories read at once (one request per node of a `max-uses` template).
 const HISTORY_READS_AT_ONCE: usize = 8;
 
+/// A client for `url` (`[jenkins] url` or `agent-url`) with `[jenkins]`'s credentials and
+/// timeouts.
+pub fn client_from_config(j: &crate::config::JenkinsConfig, url: &str) -> anyhow::Result<JenkinsClient> {
+    let timeouts = crate::jenkins::Timeouts { connect: j.connect_timeout, read: j.read_timeout };
+    Ok(JenkinsClient::with_timeouts(url, credentials_from_config(j)?, timeouts)?)
+}
+
 /// The user and API token of `[jenkins]` (`token-env` or `token-file`).
 pub fn credentials_from_config(j: &crate::config::JenkinsConfig) -> anyhow::Result<Credentials> {
     Ok(match (&j.token_env, &j.token_file) {
@@ -224,7 +231,7 @@ impl JenkinsAdapter {
     /// API token is (`token-env` or `token-file`); an error names what is missing.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let j = &config.jenkins;
-        let client = JenkinsClient::new(&j.url, credentials_from_config(j)?).context("jenkins.url")?;
+        let client = client_from_config(j, &j.url).context("jenkins.url")?;
         Ok(Self::new(client, &config.controller_id, &config.templates))
     }
 
@@ -297,6 +304,16 @@ impl JenkinsAdapter {
                 }
             }
         }
+    }
+}
+
+impl JenkinsAdapter {
+    /// The queued builds no template serves, read afresh (for `plan`'s text; the cycle's
+    /// report only counts them).
+    pub async fn unmatched_builds(&self, now_ms: u64) -> anyhow::Result<Vec<crate::jenkins::UnmatchedItem>> {
+        let computers = self.client.computers().await.context("reading the Jenkins computers")?;
+        let queue = self.client.queue().await.context("reading the Jenkins queue")?;
+        Ok(compute_demand(&queue, &computers, &self.labels, now_ms).unmatched_items)
     }
 }
 

@@ -18,7 +18,7 @@ use super::lifecycle::{REMOVING_PREFIX, USED_UP_PREFIX};
 use super::model::{BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, Offering, Plan, node_name};
 use super::offerings::{self, key_of};
 use super::ports::{BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration};
-use super::{CycleReport, Engine, now_ms};
+use super::{CycleReport, Engine};
 
 /// Instances per RunInstances call (the API's maximum Amount).
 const MAX_BATCH: u32 = 100;
@@ -119,7 +119,7 @@ where
                                     // Marked in the cache (for later cycles and the policy) and
                                     // re-read, so the next round and other templates see it.
                                     let mut cache = self.offerings.lock().unwrap();
-                                    cache.mark_failed(key_of(&offering), code, now.max(now_ms()));
+                                    cache.mark_failed(key_of(&offering), code, now.max(self.clock_ms()));
                                     all = cache.all(&self.config.cloud, now);
                                     any_capacity_error = true;
                                 }
@@ -172,7 +172,7 @@ where
 
     /// Books the new instances and registers their Jenkins nodes at once.
     async fn record_launch(&self, template: &str, o: &Offering, ids: &[String], report: &mut CycleReport) {
-        let now = now_ms();
+        let now = self.clock_ms();
         {
             let mut book = self.book.lock().unwrap();
             for id in ids {
@@ -340,7 +340,7 @@ where
         if targets.is_empty() {
             return;
         }
-        let now = now_ms();
+        let now = self.clock_ms();
         {
             let mut book = self.book.lock().unwrap();
             for (id, reason) in &targets {
@@ -385,18 +385,18 @@ where
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
                         // An unknown creation time gives the bootstrap a full launch timeout from now.
-                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(now_ms) + launch_timeout);
+                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(|| self.clock_ms()) + launch_timeout);
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
+                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(|| self.clock_ms());
                         tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
                         self.spawn_bootstrap(n, deadline_ms);
                     }
                 }
                 Chore::BookTerminating { instance_id, reason } => {
-                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, now_ms()));
+                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, self.clock_ms()));
                 }
                 Chore::ResumeDrain { instance_id } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
@@ -502,7 +502,8 @@ where
             };
             let mut book = engine.book.lock().unwrap();
             if let Some((cause, error)) = book_failure {
-                book.bootstrap_failed(&template_name, cause, &error, now_ms());
+                let now = engine.clock_ms();
+                book.bootstrap_failed(&template_name, cause, &error, now);
             }
             book.bootstraps.insert(id, status);
             drop(book);

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
+pub mod shadow;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,10 @@ use ports::{BootstrapPort, CloudPort, JenkinsPort, TemplateQueue};
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Where the engine reads the time, ms since the Unix epoch: the wall clock ([`now_ms`]) in
+/// production, a virtual clock in a replay, so that the same engine code runs in both.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What one cycle saw, decided and did: for `plan`, `/status`, metrics and tests.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -87,6 +92,8 @@ pub struct CycleReport {
     pub bootstrap_failures: Vec<(String, &'static str)>,
     /// Templates whose launches are held back after failed bootstraps.
     pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
+    /// How the shadow policy's plan compared, when one is set (`[policy] shadow`).
+    pub shadow: Option<shadow::ShadowVerdict>,
 }
 
 /// The running provisioner.
@@ -118,6 +125,9 @@ where
     pub(crate) stop: CancellationToken,
     /// Launch batches sent by this process.
     pub(crate) launch_seq: std::sync::atomic::AtomicU64,
+    pub(crate) clock: Clock,
+    /// A candidate policy that decides every cycle without acting (shadow mode).
+    pub(crate) shadow: Mutex<Option<Arc<dyn PolicyPort>>>,
 }
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>
@@ -130,6 +140,18 @@ where
 {
     /// An engine over these ports and this decider, with a fresh status board; [`Engine::run`] starts its loop.
     pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
+        Self::with_clock(config, cloud, jenkins, bootstrapper, decider, Arc::new(now_ms))
+    }
+
+    /// Like [`Engine::new`], reading the time from `clock` (a replay's virtual time).
+    pub fn with_clock(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        clock: Clock,
+    ) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
         let board = Arc::new(board::Board::new());
         board.set_poll_interval(config.poll_interval);
@@ -144,12 +166,14 @@ where
             bootstrap_slots: Arc::new(Semaphore::new(slots)),
             wake: Arc::new(Notify::new()),
             cycle: 0.into(),
-            run_id: now_ms(),
+            run_id: clock(),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
+            clock,
+            shadow: Mutex::new(None),
         })
     }
 
@@ -169,6 +193,12 @@ where
             .collect()
     }
 
+    /// Sets (or clears) the shadow policy: it decides every cycle on the same snapshot as the
+    /// active one, its plan is compared and recorded (`CycleReport::shadow`), and never acted on.
+    pub fn set_shadow(&self, policy: Option<Arc<dyn PolicyPort>>) {
+        *self.shadow.lock().unwrap() = policy;
+    }
+
     /// The most recent cycle's report.
     pub fn last_report(&self) -> Option<CycleReport> {
         self.last_report.lock().unwrap().clone()
@@ -186,14 +216,7 @@ where
         while !self.stop.is_cancelled() {
             let started = tokio::time::Instant::now();
             let report = self.cycle(true).await;
-            let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
-                // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
-                // so for minutes with nothing for the host to do: no reason to look faster.
-                *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
-            }) || report.queued.values().any(|n| *n > 0);
-            // While nodes are on their way or builds wait, look again soon: what changes next
-            // (an instance running, an agent online) should not wait a whole poll interval.
-            let pause = if in_flight { poll.min(Duration::from_millis(500)) } else { poll };
+            let pause = pause_after(&report, poll);
             // Counted from the cycle's start, so a long cycle (a large fleet) does not stretch
             // the period: a queue change is read within one poll interval.
             tokio::select! {
@@ -208,17 +231,22 @@ where
                 }
                 _ = self.stop.cancelled() => {}
             }
-            // Reap finished bootstrap tasks; their outcome is already in the book.
-            while self.tasks.lock().unwrap().try_join_next().is_some() {}
+            self.reap_tasks();
         }
         self.tasks.lock().unwrap().abort_all();
         tracing::info!("engine stopped; fleet left as it is");
     }
 
+    /// Reaps finished background tasks (bootstraps); their outcome is already in the book. The
+    /// loop does this after each cycle; a replay that drives cycles itself calls it too.
+    pub fn reap_tasks(&self) {
+        while self.tasks.lock().unwrap().try_join_next().is_some() {}
+    }
+
     /// One reconcile cycle. With `act = false` it only observes and decides (`plan`).
     pub async fn cycle(self: &Arc<Self>, act: bool) -> CycleReport {
         let n = self.cycle.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let now = now_ms();
+        let now = self.clock_ms();
         let mut report = CycleReport { cycle: n, at_ms: now, ..Default::default() };
         let templates = self.template_limits();
 
@@ -288,6 +316,10 @@ where
         report.policy_error = decision.error.clone();
         report.policy_micros = decision.elapsed.as_micros() as u64;
         report.proposed = decision.value.clone();
+        let shadow = self.shadow.lock().unwrap().clone();
+        if let Some(shadow) = shadow {
+            report.shadow = Some(shadow::judge(shadow.as_ref(), &obs, &decision.value));
+        }
 
         // Enforce.
         let holds = self.book.lock().unwrap().holds.clone();
@@ -317,6 +349,11 @@ where
         self.finish(report)
     }
 
+    /// The engine's time, ms since the Unix epoch (see [`Clock`]).
+    pub(crate) fn clock_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
     fn finish(&self, report: CycleReport) -> CycleReport {
         for e in &report.errors {
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
@@ -325,6 +362,19 @@ where
         *self.last_report.lock().unwrap() = Some(report.clone());
         report
     }
+}
+
+/// How long the loop waits after a cycle before the next one (a replay keeps the same pace).
+///
+/// While nodes are on their way or builds wait, it looks again soon (500 ms at most): what
+/// changes next (an instance running, an agent online) should not wait a whole poll interval.
+pub fn pause_after(report: &CycleReport, poll: Duration) -> Duration {
+    let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
+        // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
+        // so for minutes with nothing for the host to do: no reason to look faster.
+        *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
+    }) || report.queued.values().any(|n| *n > 0);
+    if in_flight { poll.min(Duration::from_millis(500)) } else { poll }
 }
 
 /// Warns once about each node that looks like ours (name and description) but whose instance

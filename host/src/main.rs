@@ -50,9 +50,30 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Test, benchmark or scaffold policies.
+    /// Test, benchmark, scaffold, build and replay policies.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(PolicyCli),
+}
+
+/// `policy ...`: the policy crate's commands, and the replay, which needs the engine.
+#[derive(Subcommand)]
+enum PolicyCli {
+    #[command(flatten)]
+    Core(PolicyCommand),
+    /// Replay a trace through the engine with one or more policies, in virtual time, and
+    /// compare queue waits, node-hours, cost and launches side by side.
+    Replay(app::replay::ReplayArgs),
+    /// Make traces for `policy replay`.
+    #[command(subcommand)]
+    Trace(app::replay::TraceCommand),
+}
+
+/// The exit code of a command, printing its error once.
+fn report_error(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        1
+    })
 }
 
 fn main() -> ExitCode {
@@ -66,7 +87,9 @@ fn main() -> ExitCode {
         _ => app::init_logging(format.unwrap_or_default(), "warn"),
     }
     let code = match cli.command {
-        Command::Policy(cmd) => cmd.run(),
+        Command::Policy(PolicyCli::Core(cmd)) => cmd.run(),
+        Command::Policy(PolicyCli::Replay(args)) => report_error(app::replay::replay_command(&args)),
+        Command::Policy(PolicyCli::Trace(cmd)) => report_error(app::replay::trace_command(&cmd)),
         other => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod replay;
 pub mod sim;
 
 use std::path::Path;
@@ -42,7 +43,17 @@ pub fn wire(config: Arc<Config>) -> anyhow::Result<(Arc<LiveEngine>, EcsCloud)> 
     let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy)
         .with_context(|| format!("loading policy {}", config.policy.source))?;
     let decider = Decider { policy, fallback, on_error: config.policy.on_error };
+    let shadow = match &config.policy.shadow {
+        Some(source) => {
+            let settings = crate::config::PolicyConfig { source: source.clone(), ..config.policy.clone() };
+            let (shadow, _) =
+                WasmPolicy::load_with_fallback(&settings).with_context(|| format!("loading the shadow policy {source}"))?;
+            Some(Arc::new(shadow) as Arc<dyn crate::engine::decide::PolicyPort>)
+        }
+        None => None,
+    };
     let engine = Engine::new(config, cloud.clone(), jenkins, bootstrapper, decider);
+    engine.set_shadow(shadow);
     Ok((engine, cloud))
 }
 

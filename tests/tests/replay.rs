@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use clap::Parser;
-use ecs_provisioner::app::replay::{ReplayArgs, TraceCommand, replay_json, replay_outcomes, trace_command};
+use ecs_provisioner::app::replay::{ReplayArgs, TraceCommand, replay_outcomes, trace_command};
 
 const CONFIG: &str = r#"controller-id = "replay"
 [cloud]
@@ -67,16 +67,37 @@ fn replay_args(dir: &Path, trace: &Path, policies: &[&str]) -> ReplayArgs {
     Replay::parse_from(argv).args
 }
 
+/// Three hours of a steady workload (about 300 builds on three labels), written where
+/// `policy replay` reads it: long enough for launches, idle removals and a gpu build no
+/// template serves, short enough for a debug build.
+fn three_hours(dir: &Path) -> std::path::PathBuf {
+    use ecs_provisioner::replay::generate::{Options, Shape, generate};
+    let mut trace = generate(&Options {
+        shape: Shape::Steady,
+        start_ms: 1_767_571_200_000, // 2026-01-05T00:00:00Z
+        days: 1,
+        builds: 2400,
+        labels: vec![("linux".into(), 6), ("windows".into(), 2), ("gpu".into(), 1)],
+        median_duration_ms: 180_000,
+        seed: 5,
+    });
+    trace.end_ms = trace.start_ms + 3 * 3_600_000;
+    trace.builds.retain(|b| b.at_ms <= trace.end_ms);
+    let path = dir.join("three-hours.jsonl");
+    trace.write(std::fs::File::create(&path).unwrap()).unwrap();
+    path
+}
+
 #[test]
 fn the_default_policy_serves_a_generated_workload_and_the_report_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
-    let trace = generate(dir.path(), &[]);
+    let trace = three_hours(dir.path());
     let args = replay_args(dir.path(), &trace, &["builtin:default", "builtin:default"]);
     let outcomes = replay_outcomes(&args).unwrap();
     assert_eq!(outcomes.len(), 2);
     let r = &outcomes[0].report;
     assert_eq!(r.policy, "builtin:default");
-    assert_eq!(r.builds, 600);
+    assert!(r.builds > 250, "{}", r.builds);
     assert!(r.unservable > 0, "gpu builds match no template: {r:#?}");
     assert_eq!(r.never_started, 0, "{r:#?}");
     assert_eq!(r.policy_errors, 0, "{r:#?}");
@@ -89,11 +110,12 @@ fn the_default_policy_serves_a_generated_workload_and_the_report_is_reproducible
     assert!(r.cost.total > 0.0 && r.node_hours.total > 0.0);
     // Both threads replayed the same policy: the same figures, and the same bytes when run again.
     assert_eq!(outcomes[0], outcomes[1]);
-    let again = replay_outcomes(&args).unwrap();
-    assert_eq!(
-        serde_json::to_string(&replay_json(&args, &outcomes)).unwrap(),
-        serde_json::to_string(&replay_json(&args, &again)).unwrap()
-    );
+    let again = replay_outcomes(&replay_args(dir.path(), &trace, &["builtin:default"])).unwrap();
+    assert_eq!(serde_json::to_string(&outcomes[0]).unwrap(), serde_json::to_string(&again[0]).unwrap());
+    // The HTML page is whole and holds a plot per figure, one line per policy.
+    let page = ecs_provisioner::replay::html::page(&outcomes, "table").unwrap();
+    assert_eq!(page.matches("<svg").count(), 3, "three plots");
+    assert!(page.contains("builtin:default") && page.trim_end().ends_with("</html>"));
 }
 
 #[test]

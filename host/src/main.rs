@@ -52,9 +52,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Test, benchmark or scaffold policies.
+    /// Test, benchmark, scaffold, build and replay policies.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(PolicyCli),
     /// Print shell completions for this command (the Debian package installs them).
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -62,6 +62,27 @@ enum Command {
     },
     /// Print this command's man page (roff; the Debian package installs it).
     Manpage,
+}
+
+/// `policy ...`: the policy crate's commands, and the replay, which needs the engine.
+#[derive(Subcommand)]
+enum PolicyCli {
+    #[command(flatten)]
+    Core(PolicyCommand),
+    /// Replay a trace through the engine with one or more policies, in virtual time, and
+    /// compare queue waits, node-hours, cost and launches side by side.
+    Replay(app::replay::ReplayArgs),
+    /// Make traces for `policy replay`.
+    #[command(subcommand)]
+    Trace(app::replay::TraceCommand),
+}
+
+/// The exit code of a command, printing its error once.
+fn report_error(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        1
+    })
 }
 
 fn main() -> ExitCode {
@@ -75,7 +96,9 @@ fn main() -> ExitCode {
         _ => app::init_logging(format.unwrap_or_default(), "warn"),
     }
     let code = match cli.command {
-        Command::Policy(cmd) => cmd.run(),
+        Command::Policy(PolicyCli::Core(cmd)) => cmd.run(),
+        Command::Policy(PolicyCli::Replay(args)) => report_error(app::replay::replay_command(&args)),
+        Command::Policy(PolicyCli::Trace(cmd)) => report_error(app::replay::trace_command(&cmd)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ecs-provisioner", &mut std::io::stdout());
             0

@@ -291,6 +291,11 @@ pub struct PolicyConfig {
     /// Log lines a quiet policy may write at once, above the per-minute rate.
     #[serde(default = "defaults::policy_log_burst")]
     pub log_burst: Spanned<u32>,
+    /// A candidate policy (a `.wasm` path or `builtin:default`) that decides every cycle on the
+    /// same snapshot without acting: where it would have decided differently is counted on
+    /// `/status` and in metrics (shadow mode).
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 impl Default for PolicyConfig {
@@ -304,6 +309,7 @@ impl Default for PolicyConfig {
             timeout: defaults::policy_timeout(),
             log_lines_per_minute: defaults::policy_log_lines_per_minute(),
             log_burst: defaults::policy_log_burst(),
+            shadow: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use super::offerings::{self, key_of};
 use super::ports::{
     BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration, UserDataNode,
 };
-use super::{CycleReport, Engine, now_ms};
+use super::{CycleReport, Engine};
 
 /// Instances per RunInstances call (the API's maximum Amount).
 const MAX_BATCH: u32 = 100;
@@ -129,7 +129,7 @@ where
                                     // Marked in the cache (for later cycles and the policy) and
                                     // re-read, so the next round and other templates see it.
                                     let mut cache = self.offerings.lock().unwrap();
-                                    cache.mark_failed(key_of(&offering), code, now.max(now_ms()));
+                                    cache.mark_failed(key_of(&offering), code, now.max(self.clock_ms()));
                                     all = cache.all(&self.config.cloud, now);
                                     any_capacity_error = true;
                                 }
@@ -204,7 +204,7 @@ where
     /// Books the new instances and registers their Jenkins nodes at once. Each comes with its
     /// node when that was created before it (user-data launches).
     pub(crate) async fn record_launch(&self, template: &str, o: &Offering, launched: &[(String, Option<String>)], report: &mut CycleReport) {
-        let now = now_ms();
+        let now = self.clock_ms();
         let ids: Vec<String> = launched.iter().map(|(id, _)| id.clone()).collect();
         {
             let mut book = self.book.lock().unwrap();
@@ -378,7 +378,7 @@ where
         if targets.is_empty() {
             return;
         }
-        let now = now_ms();
+        let now = self.clock_ms();
         {
             let mut book = self.book.lock().unwrap();
             for (id, reason) in &targets {
@@ -425,12 +425,12 @@ where
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
                         // An unknown creation time gives the bootstrap a full launch timeout from now.
-                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(now_ms) + launch_timeout);
+                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(|| self.clock_ms()) + launch_timeout);
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
+                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(|| self.clock_ms());
                         if self.config.template(n.template()).is_some_and(|t| t.launch == ecsp_config::LaunchMode::UserData) {
                             // Nothing connects into a user-data instance: its own loop restarts
                             // the agent; past the reconnect timeout the instance is replaced.
@@ -442,7 +442,7 @@ where
                     }
                 }
                 Chore::BookTerminating { instance_id, reason } => {
-                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, now_ms()));
+                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, self.clock_ms()));
                 }
                 Chore::ResumeDrain { instance_id } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
@@ -553,7 +553,8 @@ where
             };
             let mut book = engine.book.lock().unwrap();
             if let Some((cause, error)) = book_failure {
-                book.bootstrap_failed(&template_name, cause, &error, now_ms());
+                let now = engine.clock_ms();
+                book.bootstrap_failed(&template_name, cause, &error, now);
             }
             book.bootstraps.insert(id, status);
             drop(book);

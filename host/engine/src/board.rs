@@ -43,6 +43,7 @@ pub struct Board {
     removals: Counter,
     clamps: Family<Labels, Counter>,
     decisions: Family<Labels, Counter>,
+    shadow_decisions: Family<Labels, Counter>,
     policy_seconds: Histogram,
     api_calls: Family<Labels, Counter>,
     api_retries: Family<Labels, Counter>,
@@ -227,6 +228,7 @@ impl Board {
             removals: Counter::default(),
             clamps: Family::default(),
             decisions: Family::default(),
+            shadow_decisions: Family::default(),
             policy_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             api_calls: Family::default(),
             api_retries: Family::default(),
@@ -275,6 +277,11 @@ impl Board {
         registry.register("removals", "Instances removed", b.removals.clone());
         registry.register("clamps", "Policy plans changed by a hard invariant, by rule", b.clamps.clone());
         registry.register("decisions", "Scale decisions by who decided (policy, fallback, hold)", b.decisions.clone());
+        registry.register(
+            "shadow_decisions",
+            "Shadow-policy verdicts by outcome (agreed, differed, failed) against the active policy's plan",
+            b.shadow_decisions.clone(),
+        );
         registry.register("policy_seconds", "Time spent in the policy per scale decision", b.policy_seconds.clone());
         registry.register("api_calls", "Cloud API calls by action", b.api_calls.clone());
         registry.register("api_retries", "Cloud API retries by action", b.api_retries.clone());
@@ -423,6 +430,9 @@ impl Board {
             let by = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             self.decisions.get_or_create(&vec![("by".into(), by)]).inc();
             self.policy_seconds.observe(r.policy_micros as f64 / 1e6);
+        }
+        if let Some(v) = &r.shadow {
+            self.shadow_decisions.get_or_create(&vec![("outcome".into(), v.outcome.into())]).inc();
         }
         self.cycle_errors.inc_by(r.errors.len() as u64);
         self.cycle_seconds.observe(r.duration_micros as f64 / 1e6);
@@ -593,6 +603,12 @@ impl Board {
                 "cycle": r.cycle, "at_ms": r.at_ms, "decided_by": r.decided_by,
                 "proposed": r.proposed, "enforced": r.enforced, "clamps": r.clamps,
             })).collect::<Vec<_>>(),
+            "shadow": recent.iter().rev().find_map(|r| r.shadow.as_ref()).map(|v| serde_json::json!({
+                "policy": v.policy,
+                "last": v,
+                "last_difference": recent.iter().rev().find(|r| r.shadow.as_ref().is_some_and(|v| v.outcome != "agreed"))
+                    .map(|r| serde_json::json!({"cycle": r.cycle, "at_ms": r.at_ms, "verdict": r.shadow})),
+            })),
             "recent_errors": errors.iter().rev().map(|(at, e)| serde_json::json!({"at_ms": at, "error": e})).collect::<Vec<_>>(),
         })
     }

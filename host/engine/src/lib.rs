@@ -23,6 +23,7 @@ pub mod model;
 pub mod offerings;
 pub mod ports;
 pub mod user_data;
+pub mod shadow;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,6 +45,10 @@ use ports::{BootstrapPort, CloudPort, JenkinsPort, TemplateQueue};
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Where the engine reads the time, ms since the Unix epoch: the wall clock ([`now_ms`]) in
+/// production, a virtual clock in a replay, so that the same engine code runs in both.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What one cycle saw, decided and did: for `plan`, `/status`, metrics and tests.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -94,6 +99,8 @@ pub struct CycleReport {
     pub node_rows: Vec<console::NodeRow>,
     /// How long the cycle took, microseconds.
     pub duration_micros: u64,
+    /// How the shadow policy's plan compared, when one is set (`[policy] shadow`).
+    pub shadow: Option<shadow::ShadowVerdict>,
 }
 
 /// The running provisioner.
@@ -134,6 +141,9 @@ where
     /// Woken when this replica may act now and did not (a takeover): the next cycle starts
     /// at once, so that a takeover acts within a cycle of being elected.
     pub(crate) takeover: Notify,
+    pub(crate) clock: Clock,
+    /// A candidate policy that decides every cycle without acting (shadow mode).
+    pub(crate) shadow: Mutex<Option<Arc<dyn PolicyPort>>>,
 }
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>
@@ -149,6 +159,18 @@ where
         Self::with_board(config, cloud, jenkins, bootstrapper, decider, Arc::new(board::Board::new()))
     }
 
+    /// Like [`Engine::new`], reading the time from `clock` (a replay's virtual time).
+    pub fn with_clock(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        clock: Clock,
+    ) -> Arc<Self> {
+        Self::assemble(config, cloud, jenkins, bootstrapper, decider, Arc::new(board::Board::new()), clock)
+    }
+
     /// [`Engine::new`] recording on an existing board: a reloaded configuration's engine
     /// keeps the metrics and history of the one it replaces.
     pub fn with_board(
@@ -158,6 +180,18 @@ where
         bootstrapper: B,
         decider: Decider<P, F>,
         board: Arc<board::Board>,
+    ) -> Arc<Self> {
+        Self::assemble(config, cloud, jenkins, bootstrapper, decider, board, Arc::new(now_ms))
+    }
+
+    fn assemble(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        board: Arc<board::Board>,
+        clock: Clock,
     ) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
         board.set_poll_interval(config.poll_interval);
@@ -173,7 +207,7 @@ where
             wake: Arc::new(Notify::new()),
             cycle: 0.into(),
             // With the pid: replicas (high availability) started in the same millisecond differ.
-            run_id: now_ms() * 1000 + u64::from(std::process::id() % 1000),
+            run_id: clock() * 1000 + u64::from(std::process::id() % 1000),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
             board,
@@ -183,6 +217,8 @@ where
             unsettled: Mutex::default(),
             acting: false.into(),
             takeover: Notify::new(),
+            clock,
+            shadow: Mutex::new(None),
         });
         engine.board.set_templates(engine.template_limits());
         engine
@@ -210,6 +246,12 @@ where
         &self.jenkins
     }
 
+    /// Sets (or clears) the shadow policy: it decides every cycle on the same snapshot as the
+    /// active one, its plan is compared and recorded (`CycleReport::shadow`), and never acted on.
+    pub fn set_shadow(&self, policy: Option<Arc<dyn PolicyPort>>) {
+        *self.shadow.lock().unwrap() = policy;
+    }
+
     /// The most recent cycle's report.
     pub fn last_report(&self) -> Option<CycleReport> {
         self.last_report.lock().unwrap().clone()
@@ -229,14 +271,7 @@ where
             let acting = self.may_act();
             self.hand_over(acting).await;
             let report = self.cycle(acting).await;
-            let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
-                // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
-                // so for minutes with nothing for the host to do: no reason to look faster.
-                *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
-            }) || report.queued.values().any(|n| *n > 0);
-            // While nodes are on their way or builds wait, look again soon: what changes next
-            // (an instance running, an agent online) should not wait a whole poll interval.
-            let pause = if in_flight { poll.min(Duration::from_millis(500)) } else { poll };
+            let pause = pause_after(&report, poll);
             // Counted from the cycle's start, so a long cycle (a large fleet) does not stretch
             // the period: a queue change is read within one poll interval.
             tokio::select! {
@@ -252,8 +287,7 @@ where
                 _ = self.takeover.notified() => {}
                 _ = self.stop.cancelled() => {}
             }
-            // Reap finished bootstrap tasks; their outcome is already in the book.
-            while self.tasks.lock().unwrap().try_join_next().is_some() {}
+            self.reap_tasks();
         }
         self.tasks.lock().unwrap().abort_all();
         tracing::info!("engine stopped; fleet left as it is");
@@ -269,7 +303,7 @@ where
         }
         if acting {
             tracing::info!("hand-over: acting from this cycle on");
-            self.board.record_takeover(now_ms());
+            self.board.record_takeover(self.clock_ms());
             self.resume_launches().await;
         } else {
             tracing::warn!("hand-over: not (or no longer surely) the leader: acting on nothing");
@@ -279,10 +313,16 @@ where
         }
     }
 
+    /// Reaps finished background tasks (bootstraps); their outcome is already in the book. The
+    /// loop does this after each cycle; a replay that drives cycles itself calls it too.
+    pub fn reap_tasks(&self) {
+        while self.tasks.lock().unwrap().try_join_next().is_some() {}
+    }
+
     /// One reconcile cycle. With `act = false` it only observes and decides (`plan`).
     pub async fn cycle(self: &Arc<Self>, act: bool) -> CycleReport {
         let n = self.cycle.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let now = now_ms();
+        let now = self.clock_ms();
         let mut report = CycleReport { cycle: n, at_ms: now, ..Default::default() };
         let templates = self.template_limits();
 
@@ -355,6 +395,10 @@ where
         report.policy_error = decision.error.clone();
         report.policy_micros = decision.elapsed.as_micros() as u64;
         report.proposed = decision.value.clone();
+        let shadow = self.shadow.lock().unwrap().clone();
+        if let Some(shadow) = shadow {
+            report.shadow = Some(shadow::judge(shadow.as_ref(), &obs, &decision.value));
+        }
 
         // Enforce.
         let holds = self.book.lock().unwrap().holds.clone();
@@ -384,6 +428,11 @@ where
         self.finish(report)
     }
 
+    /// The engine's time, ms since the Unix epoch (see [`Clock`]).
+    pub(crate) fn clock_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
     fn finish(&self, mut report: CycleReport) -> CycleReport {
         // The start is in whole ms: this reads up to 1 ms long, below the histogram's first bucket.
         let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
@@ -395,6 +444,19 @@ where
         *self.last_report.lock().unwrap() = Some(report.clone());
         report
     }
+}
+
+/// How long the loop waits after a cycle before the next one (a replay keeps the same pace).
+///
+/// While nodes are on their way or builds wait, it looks again soon (500 ms at most): what
+/// changes next (an instance running, an agent online) should not wait a whole poll interval.
+pub fn pause_after(report: &CycleReport, poll: Duration) -> Duration {
+    let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
+        // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
+        // so for minutes with nothing for the host to do: no reason to look faster.
+        *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
+    }) || report.queued.values().any(|n| *n > 0);
+    if in_flight { poll.min(Duration::from_millis(500)) } else { poll }
 }
 
 /// Warns once about each node that looks like ours (name and description) but whose instance

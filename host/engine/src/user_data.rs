@@ -19,7 +19,7 @@ use super::decide::PolicyPort;
 use super::lifecycle::{Chore, LAUNCH_TIMEOUT};
 use super::model::{Node, Offering, user_data_node_name};
 use super::ports::{BootstrapPort, CloudPort, JenkinsPort, LaunchError, NodeRegistration, UserDataNode};
-use super::{CycleReport, Engine, now_ms};
+use super::{CycleReport, Engine};
 
 /// Launches of one user-data batch: (instance id, node name) of each that worked, and the
 /// first error (a capacity error if there was one, so the offering is avoided).
@@ -85,7 +85,7 @@ where
         let batch = self.launch_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let results: Vec<Result<(String, String), LaunchError>> = futures::stream::iter(0..amount)
             .map(|i| async move {
-                let created = now_ms();
+                let created = self.clock_ms();
                 // Unique within this process (batch, index) and across processes (run id).
                 let digest = Sha256::digest(format!("{}/{}/{batch}/{i}", self.config.controller_id, self.run_id));
                 let unique = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
@@ -114,7 +114,7 @@ where
     /// Node, secret, RunInstances; the node is deleted again if the launch fails.
     async fn launch_one_user_data(&self, template: &str, o: &Offering, name: String) -> Result<(String, String), LaunchError> {
         let key = name[template.len() + 1..].to_owned();
-        self.book.lock().unwrap().pending_nodes.insert(name.clone(), now_ms());
+        self.book.lock().unwrap().pending_nodes.insert(name.clone(), self.clock_ms());
         let registration = NodeRegistration {
             name: name.clone(),
             template: template.to_owned(),

@@ -6,6 +6,7 @@ pub mod demo_ha;
 pub mod ha;
 pub mod plan;
 pub mod reload;
+pub mod replay;
 pub mod sim;
 pub mod sole;
 pub mod systemd;
@@ -67,8 +68,18 @@ pub fn wire_with_board(config: Arc<Config>, board: Arc<crate::engine::board::Boa
         .with_context(|| format!("loading policy {}", config.policy.source))?;
     let policy_info = policy.info(&config.policy.source)?;
     let decider = Decider { policy, fallback, on_error: config.policy.on_error };
+    let shadow = match &config.policy.shadow {
+        Some(source) => {
+            let settings = crate::config::PolicyConfig { source: source.clone(), ..config.policy.clone() };
+            let (shadow, _) =
+                WasmPolicy::load_with_fallback(&settings).with_context(|| format!("loading the shadow policy {source}"))?;
+            Some(Arc::new(shadow) as Arc<dyn crate::engine::decide::PolicyPort>)
+        }
+        None => None,
+    };
     let engine = Engine::with_board(config, cloud.clone(), jenkins, bootstrapper, decider, board);
     attach_board(&engine, &cloud, policy_info);
+    engine.set_shadow(shadow);
     Ok((engine, cloud))
 }
 

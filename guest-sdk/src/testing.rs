@@ -38,7 +38,9 @@ pub fn try_scale<P: Policy>(
     snapshot: &Snapshot,
 ) -> Result<ScalePlan, String> {
     clear_log();
-    configure(policy, settings)?.scale(snapshot)
+    let policy = configure(policy, settings)?;
+    // What the host would send: only the parts the policy declared.
+    policy.scale(&crate::types::trimmed(snapshot, policy.reads()))
 }
 
 /// `configure` then `place`, returning the policy's own error if either fails.

@@ -56,8 +56,7 @@ use wasmtime::Store;
 
 pub use bindings::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, Demand, Failure, Launch, Level, Node, NodeState, Offering,
-    PlaceRequest, Placement, QueuedItem, Removal, ScalePlan, Snapshot, SnapshotParts, SpotMode,
-    Template,
+    PlaceRequest, Placement, QueuedItem, Removal, ScalePlan, Snapshot, SpotMode, Template,
 };
 pub use cli::PolicyCommand;
 pub use error::{Cause, Function, PolicyError};

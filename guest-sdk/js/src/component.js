@@ -1,4 +1,4 @@
-// `exportPolicy(MyPolicy, hostLog)`: the object a policy's entry module exports as the
+// `exportPolicy(MyPolicy, { log, declareReads })`: the object a policy's entry module exports as the
 // component's `policy` interface (componentize-js maps `export const policy = {...}` to it).
 //
 //   import { log, declareReads } from 'ecs-provisioner:policy/host@0.2.0';

@@ -78,11 +78,25 @@ mod tests {
         };
         assert_eq!(counts(&t), counts(&full));
         assert_eq!(
-            (t.now_ms, &t.templates, t.unmatched_queued, t.max_total_nodes),
-            (full.now_ms, &full.templates, full.unmatched_queued, full.max_total_nodes)
+            (
+                t.now_ms,
+                &t.templates,
+                t.unmatched_queued,
+                t.max_total_nodes
+            ),
+            (
+                full.now_ms,
+                &full.templates,
+                full.unmatched_queued,
+                full.max_total_nodes
+            )
         );
 
-        let t = trimmed(&full, SnapshotParts::QUEUED_ITEMS | SnapshotParts::OFFERINGS).unwrap();
+        let t = trimmed(
+            &full,
+            SnapshotParts::QUEUED_ITEMS | SnapshotParts::OFFERINGS,
+        )
+        .unwrap();
         assert!(t.nodes.is_empty());
         assert_eq!((t.demand, t.offerings), (full.demand, full.offerings));
     }

@@ -38,7 +38,9 @@ pub fn try_scale<P: Policy>(
     snapshot: &Snapshot,
 ) -> Result<ScalePlan, String> {
     clear_log();
-    configure(policy, settings)?.scale(snapshot)
+    let policy = configure(policy, settings)?;
+    // What the host would send: only the parts the policy declared.
+    policy.scale(&crate::types::trimmed(snapshot, policy.reads()))
 }
 
 /// `configure` then `place`, returning the policy's own error if either fails.
@@ -284,6 +286,46 @@ mod tests {
             instance_id: id.into(),
             reason: "r".into(),
         }
+    }
+
+    /// Counts what `scale` received, in the plan's launch count.
+    struct Counter(crate::SnapshotParts);
+    impl Policy for Counter {
+        fn reads(&self) -> crate::SnapshotParts {
+            self.0
+        }
+        fn scale(&self, s: &Snapshot) -> Result<ScalePlan, String> {
+            let items: usize = s.demand.iter().map(|d| d.items.len()).sum();
+            let queued: u32 = s.demand.iter().map(|d| d.queued).sum();
+            let seen = [s.nodes.len(), items, s.offerings.len(), queued as usize];
+            Ok(ScalePlan {
+                launches: vec![launch(&format!("{seen:?}"), 0)],
+                removals: vec![],
+            })
+        }
+    }
+
+    #[test]
+    fn scale_gets_only_the_declared_parts_like_in_the_host() {
+        let snapshot = SnapshotBuilder::new(0)
+            .template(TemplateBuilder::new("linux"))
+            .queued("linux", 3, 1000)
+            .node(NodeBuilder::online("i-1", "linux"))
+            .offering(OfferingBuilder::new("z", "vsw", "t"))
+            .build();
+        let seen = |parts| {
+            try_scale(Counter(parts), "{}", &snapshot).unwrap().launches[0]
+                .template
+                .clone()
+        };
+        use crate::SnapshotParts as P;
+        assert_eq!(seen(P::all()), "[1, 3, 1, 3]");
+        assert_eq!(
+            seen(P::NODES),
+            "[1, 0, 0, 3]",
+            "counts stay, items and offerings go"
+        );
+        assert_eq!(seen(P::QUEUED_ITEMS | P::OFFERINGS), "[0, 3, 1, 3]");
     }
 
     #[test]

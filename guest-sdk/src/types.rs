@@ -36,6 +36,26 @@ pub type PlaceRequest = wit::PlaceRequest;
 pub type Placement = wit::Placement;
 /// Severity of a log line.
 pub type Level = host::Level;
+/// Optional parts of the `scale` snapshot; see [`Policy::reads`](crate::Policy::reads).
+pub type SnapshotParts = host::SnapshotParts;
+
+/// `snapshot` as the host sends it to a policy that reads only `parts`: the parts left out
+/// are empty lists (each demand keeps its counts and loses its items). The SDKs' test
+/// harnesses call it, so a policy's unit tests see what it will see in the host.
+pub fn trimmed(snapshot: &Snapshot, parts: SnapshotParts) -> Snapshot {
+    let keep = |part| parts.contains(part);
+    let mut s = snapshot.clone();
+    if !keep(SnapshotParts::NODES) {
+        s.nodes.clear();
+    }
+    if !keep(SnapshotParts::QUEUED_ITEMS) {
+        s.demand.iter_mut().for_each(|d| d.items.clear());
+    }
+    if !keep(SnapshotParts::OFFERINGS) {
+        s.offerings.clear();
+    }
+    s
+}
 
 impl NodeState {
     /// The state's name in the contract: `requested`, `pending`, ..., `terminating`.

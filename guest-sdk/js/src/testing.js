@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 
 import { PolicyError } from './errors.js';
+import * as reads from './reads.js';
 import { isLeaving, isLive } from './types.js';
 
 const DEFAULT_ZONE = 'cn-hangzhou-h';
@@ -198,9 +199,11 @@ export function runCase(PolicyClass, c) {
   try {
     const policy = new PolicyClass();
     policy.configure(c.settings);
+    const sent = reads.checked(policy.reads);
     let bad = [];
     if (c.function === 'scale') {
-      answer = policy.scale(c.snapshot);
+      // What the host sends: only the parts the policy declared.
+      answer = policy.scale(reads.trimmed(c.snapshot, sent));
       bad = scaleViolations(c.snapshot, answer);
     } else if (c.function === 'place') {
       answer = policy.place(c.request, c.offerings, c.fleet);

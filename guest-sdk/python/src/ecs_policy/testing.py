@@ -16,6 +16,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from . import reads
 from .errors import PolicyError
 from .types import (
     Demand, Failure, Node, NodeState, Offering, PlaceRequest, QueuedItem, Snapshot, SpotMode,
@@ -243,8 +244,10 @@ def run_case(policy_class, case: Case):
     answer, error, kind = None, None, None
     try:
         policy.configure(case.settings)
+        sent = reads.checked(policy.reads)
         if case.function == "scale":
-            answer = policy.scale(case.snapshot)
+            # What the host sends: only the parts the policy declared.
+            answer = policy.scale(reads.trimmed(case.snapshot, sent))
             bad = scale_violations(case.snapshot, answer)
         elif case.function == "place":
             answer = policy.place(case.request, case.offerings, case.fleet)

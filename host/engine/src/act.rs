@@ -510,3 +510,6 @@ where
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

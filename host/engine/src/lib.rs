@@ -16,6 +16,8 @@ pub mod act;
 pub mod board;
 pub mod decide;
 pub mod enforce;
+#[cfg(test)]
+mod fakes;
 pub mod lifecycle;
 pub mod model;
 pub mod offerings;

@@ -244,6 +244,7 @@ mod tests {
         assert_eq!(out.plan.launches, vec![launch("a", 3)]);
         let rules: Vec<_> = out.clamps.iter().map(|c| c.rule).collect();
         assert_eq!(rules, vec!["duplicate", "unknown-template"]);
+        assert!(out.clamps[1].detail.contains("\"zzz\""), "the unknown one is named: {:?}", out.clamps);
     }
 
     #[test]

@@ -562,3 +562,6 @@ where
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

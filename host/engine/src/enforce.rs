@@ -245,6 +245,7 @@ mod tests {
         assert_eq!(out.plan.launches, vec![launch("a", 3)]);
         let rules: Vec<_> = out.clamps.iter().map(|c| c.rule).collect();
         assert_eq!(rules, vec!["duplicate", "unknown-template"]);
+        assert!(out.clamps[1].detail.contains("\"zzz\""), "the unknown one is named: {:?}", out.clamps);
     }
 
     #[test]
@@ -317,6 +318,28 @@ mod tests {
         assert!(out.plan.removals.is_empty());
         assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["duplicate", "duplicate"]);
         assert!(out.clamps[0].detail.contains("already being removed"), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn a_plan_that_exactly_fills_every_cap_is_carried_out_unclamped() {
+        let templates = [tpl("a", 0, 3), tpl("b", 0, 10)];
+        let nodes = [node("i-1", "a", NodeState::Online, 0)];
+        // a: 1 + 2 = its max 3; total 1 + 2 + 3 = 6; 5 launches = the per-cycle bound.
+        let limits = Limits { templates: &templates, max_total_nodes: 6, max_launch_per_cycle: 5, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![launch("a", 2), launch("b", 3)], removals: vec![] }, &nodes, &limits);
+        assert_eq!(out.plan.launches, vec![launch("a", 2), launch("b", 3)]);
+        assert!(out.clamps.is_empty(), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn removals_stop_at_the_minimum_however_many_are_asked() {
+        let templates = [tpl("a", 2, 10)];
+        let nodes = ["i-1", "i-2", "i-3", "i-4"].map(|id| node(id, "a", NodeState::Online, 0));
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let plan = Plan { launches: vec![], removals: ["i-1", "i-2", "i-3", "i-4"].map(removal).to_vec() };
+        let out = enforce(&plan, &nodes, &limits);
+        assert_eq!(out.plan.removals, vec![removal("i-1"), removal("i-2")]);
+        assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["min-nodes", "min-nodes"]);
     }
 
     #[test]

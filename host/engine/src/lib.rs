@@ -17,6 +17,8 @@ pub mod board;
 pub mod console;
 pub mod decide;
 pub mod enforce;
+#[cfg(test)]
+mod fakes;
 pub mod leadership;
 pub mod lifecycle;
 pub mod model;

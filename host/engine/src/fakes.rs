@@ -48,6 +48,9 @@ impl CloudPort for FakeCloud {
         let n = request.count.saturating_sub(self.short_by.load(Ordering::Relaxed));
         Ok((0..n).map(|_| format!("i-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1)).collect())
     }
+    async fn console_output(&self, _instance_id: &str) -> anyhow::Result<String> {
+        Ok(String::new())
+    }
     async fn terminate(&self, instance_ids: &[String]) -> anyhow::Result<()> {
         self.terminated.lock().unwrap().push(instance_ids.to_vec());
         if *self.fail_terminate.lock().unwrap() {

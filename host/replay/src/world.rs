@@ -596,6 +596,11 @@ impl CloudPort for SimCloud {
         Ok(ids)
     }
 
+    async fn console_output(&self, _instance_id: &str) -> anyhow::Result<String> {
+        // The simulated instances boot no OS: they print nothing.
+        Ok(String::new())
+    }
+
     async fn terminate(&self, instance_ids: &[String]) -> anyhow::Result<()> {
         let mut w = self.0.0.lock().unwrap();
         for id in instance_ids {

@@ -536,6 +536,8 @@ impl CloudPort for SimCloud {
                     private_ip: running.then_some(i.ip),
                     created_ms: Some(i.created_ms),
                     locks: if i.reclaim_notice { vec![LOCK_RECYCLING.to_owned()] } else { Vec::new() },
+                    // Replays launch over SSH: nodes are named `<template>-<instance-id>`.
+                    node: None,
                 }
             })
             .collect())

@@ -20,7 +20,7 @@ use ecs_provisioner::sim::cluster::Cluster;
 use ecs_provisioner::sim::ecs::Timings;
 use ecs_provisioner::sim::jenkins::JobKind;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const EXE: &str = env!("CARGO_BIN_EXE_e2e-provisioner");
 /// The lease in these tests; the cluster's poll interval is 1 s.

@@ -307,6 +307,7 @@ mod tests {
             launch_timeout_ms: 0,
             reconnect_timeout_ms: 0,
             max_uses: 0,
+            user_data: false,
         }]);
         board.set_policy(PolicyInfo { source: "policies/<x>.wasm".into(), sha256: "ab12".into(), contract: "0.2.0".into() });
         let mut r = CycleReport { cycle: 4, at_ms: ecsp_engine::now_ms(), ..Default::default() };

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::fakes::{TestEngine, engine};
+use crate::now_ms;
 use crate::model::{AgentNode, OfferingFailure, PlannedLaunch, PlannedRemoval};
 use crate::ports::CloudOffering;
 
@@ -66,6 +67,7 @@ fn node(id: &str, state: NodeState, agent: Option<AgentNode>) -> Node {
             private_ip: Some("10.0.0.5".parse().unwrap()),
             created_ms: Some(1_000),
             locks: Vec::new(),
+            node: None,
         },
         agent,
         state,

@@ -123,7 +123,9 @@ async fn throttling_and_server_errors_still_converge_within_caps() {
 
     let counters = h.cluster.ecs.counters();
     let throttled: u64 = counters.values().map(|c| c.errors_by_code.get("Throttling").copied().unwrap_or(0)).sum();
-    assert!(throttled >= 3, "the fault hardly fired: {counters:?}");
+    // About 25 calls at 30%: at least 2 throttled fails by chance about once in 700 runs
+    // (3 failed about once in 100, and did).
+    assert!(throttled >= 2, "the fault hardly fired: {counters:?}");
     // Every RunInstances retry reused its ClientToken: the instances the cloud created (those
     // left, all running, plus those removed) are exactly the ones the engine booked.
     let totals = h.engine.board.totals();

@@ -3,7 +3,6 @@
 
 use plotters::prelude::*;
 
-use super::report::PolicyReport;
 use super::run::{Outcome, Sample, rfc3339};
 
 /// The whole page.
@@ -56,17 +55,13 @@ fn plot(title: &str, outcomes: &[Outcome], value: impl Fn(&Sample) -> f64) -> Re
             chart
                 .draw_series(LineSeries::new(o.series.iter().map(|s| (hours(s), value(s))), color.stroke_width(2)))
                 .map_err(e)?
-                .label(label(&o.report))
+                .label(o.report.policy.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
         root.present().map_err(e)?;
     }
     Ok(svg)
-}
-
-fn label(r: &PolicyReport) -> String {
-    r.policy.clone()
 }
 
 fn escape(s: &str) -> String {

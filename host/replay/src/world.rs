@@ -190,6 +190,8 @@ pub struct World {
     queue: Vec<usize>,
     builds: Vec<BuildOutcome>,
     durations: Vec<u64>,
+    /// Each build's label expression, parsed once: the scheduler matches it at every event.
+    exprs: Vec<Option<LabelExpr>>,
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     event_seq: u64,
     calls: Calls,
@@ -232,14 +234,17 @@ impl World {
             queue: Vec::new(),
             builds: Vec::with_capacity(trace.builds.len()),
             durations: Vec::with_capacity(trace.builds.len()),
+            exprs: Vec::with_capacity(trace.builds.len()),
             events: BinaryHeap::new(),
             event_seq: 0,
             calls: Calls::default(),
         };
         for (i, b) in trace.builds.iter().enumerate() {
-            let template = world.template_for(b.label.as_deref());
+            let expr = b.label.as_deref().map(LabelExpr::parse_lenient);
+            let template = world.template_for(expr.as_ref());
             world.builds.push(BuildOutcome { arrived_ms: b.at_ms, started_ms: None, label: b.label.clone(), template, interrupted: false });
             world.durations.push(b.duration_ms);
+            world.exprs.push(expr);
             world.schedule(b.at_ms, Event::Arrive(i));
         }
         for (i, e) in world.reclaims.clone().iter().enumerate() {
@@ -260,9 +265,8 @@ impl World {
 
     /// The first template, in config order, whose nodes can run a build with this label
     /// (unlabelled builds: the first in normal mode), as the Jenkins adapter assigns demand.
-    fn template_for(&self, label: Option<&str>) -> Option<String> {
-        let expr = label.map(LabelExpr::parse_lenient);
-        self.templates.iter().find(|t| can_run(expr.as_ref(), &t.labels, t.normal)).map(|t| t.name.clone())
+    fn template_for(&self, expr: Option<&LabelExpr>) -> Option<String> {
+        self.templates.iter().find(|t| can_run(expr, &t.labels, t.normal)).map(|t| t.name.clone())
     }
 
     fn schedule(&mut self, at_ms: u64, event: Event) {
@@ -345,9 +349,9 @@ impl World {
         let mut i = 0;
         while i < self.queue.len() {
             let b = self.queue[i];
-            let expr = self.builds[b].label.as_deref().map(LabelExpr::parse_lenient);
+            let expr = self.exprs[b].as_ref();
             let free = self.agents.iter().find(|(_, a)| {
-                a.connected && a.offline.is_none() && (a.running.len() as u32) < a.executors && can_run(expr.as_ref(), &a.labels, a.normal)
+                a.connected && a.offline.is_none() && (a.running.len() as u32) < a.executors && can_run(expr, &a.labels, a.normal)
             });
             let Some((name, _)) = free else {
                 i += 1;

@@ -767,6 +767,19 @@ impl JenkinsClient {
         Ok(Changed::Yes)
     }
 
+    /// Marks a node temporarily offline with `reason`, replacing the offline message it has
+    /// (`changeOfflineCause`: idempotent, unlike `toggleOffline`).
+    pub async fn change_offline_cause(&self, name: &str, reason: &str) -> Result<(), JenkinsError> {
+        let path = format!(
+            "computer/{}/changeOfflineCause?offlineMessage={}",
+            encode_segment(name),
+            query_encode(reason)
+        );
+        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None)
+            .await?;
+        Ok(())
+    }
+
     /// Clears a node's temporarily-offline mark, if it has one.
     pub async fn bring_online(&self, name: &str) -> Result<Changed, JenkinsError> {
         let c = self

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::policy::Policy;
-use crate::types::{Node, NodeState, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
+use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
 
 /// Configure a fresh policy as the host does, returning it or the policy's error.
 pub fn configure<P: Policy>(mut policy: P, settings: &str) -> Result<P, String> {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, a Python
+# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, etcd, a Python
 # virtualenv with the official clients the emulators are checked against plus componentize-py
 # and pytest (Python policies), and componentize-js with jco and a TOML parser from npm
 # (JavaScript policies), each pinned, outside the clone.
@@ -15,6 +15,14 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq openssh-server openssh-client >/dev/null
+fi
+
+# High availability: the tests start a real etcd on loopback ports (Debian's etcd-server).
+if ! command -v etcd >/dev/null; then
+  echo "setup: installing etcd-server" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq etcd-server >/dev/null
 fi
 
 venv="$cache/venv"
@@ -50,3 +58,4 @@ echo "ECSP_PYTHON=$venv/bin/python"
 echo "ECSP_COMPONENTIZE_PY=$venv/bin/componentize-py"
 echo "ECSP_NODE_MODULES=$node_dir/node_modules"
 echo "ECSP_SSHD=/usr/sbin/sshd"
+echo "ECSP_ETCD=$(command -v etcd)"

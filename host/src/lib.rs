@@ -12,6 +12,7 @@ pub mod app;
 pub use ecsp_config as config;
 pub use ecsp_ecs as ecs;
 pub use ecsp_engine as engine;
+pub use ecsp_ha as ha;
 pub use ecsp_jenkins as jenkins;
 pub use ecsp_policy as policy;
 pub use ecsp_server as server;

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
                     Command::Run { config } => app::run(&config, format).await,
                     Command::Plan { config, json } => app::plan(&config, json).await,
                     Command::Check { config } => app::check(&config).await,
+                    Command::Demo(args) if args.ha => app::demo_ha::run(&args).await,
                     Command::Demo(args) => app::demo::run(args).await,
                     Command::Sim(args) => app::sim::run(args).await,
                     Command::SimAgent { args } => app::sim_agent(args).await,

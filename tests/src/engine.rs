@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ecs_provisioner::config::{Config, IdleAction};
 use ecs_provisioner::engine::Engine;
 use ecs_provisioner::engine::warm::STOPPED_PREFIX;
-use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_TEMPLATE};
+use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_NODE, TAG_TEMPLATE};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::adapters::policy::WasmPolicy;
 use ecs_provisioner::adapters::ssh::SshBootstrapper;
@@ -113,11 +113,13 @@ pub struct Setup {
     pub timings: Option<Timings>,
     /// `[cloud] endpoint` instead of the emulator's (a [`crate::hostile::HostileEcs`] proxy).
     pub ecs_endpoint: Option<String>,
+    /// Whether the emulated instances run an sshd (default true; user-data fleets need none).
+    pub sshd: bool,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None }
+        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None, sshd: true }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -143,8 +145,11 @@ impl Setup {
 /// spend a little time pending and starting as real ones do; `java` (the `e2e-provisioner`
 /// binary) plays the instances' Java.
 pub async fn start_cluster(dir: &Path, java: &Path) -> Cluster {
-    start_cluster_with(dir, Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 }, java).await
+    start_cluster_with(dir, DEFAULT_TIMINGS, java).await
 }
+
+/// [`start_cluster`]'s ECS status timings.
+pub const DEFAULT_TIMINGS: Timings = Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 };
 
 /// [`start_cluster`] with other ECS status timings.
 pub async fn start_cluster_with(dir: &Path, timings: Timings, java: &Path) -> Cluster {
@@ -177,10 +182,13 @@ impl Harness<JenkinsAdapter> {
 impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
-        let cluster = match setup.timings {
-            Some(t) => start_cluster_with(dir.path(), t, &setup.exe).await,
-            None => start_cluster(dir.path(), &setup.exe).await,
+        let timings = setup.timings.unwrap_or(DEFAULT_TIMINGS);
+        let options = ClusterOptions {
+            ecs: EcsSimConfig { timings, ..EcsSimConfig::instant() },
+            sshd: setup.sshd,
+            ..ClusterOptions::ephemeral(dir.path())
         };
+        let cluster = start_cluster_from(options, &setup.exe).await;
         let text = setup.config_text(&cluster);
         let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));
         let engine = build_engine(&config, wrap);
@@ -276,9 +284,19 @@ pub fn tag<'a>(i: &'a InstanceView, key: &str) -> Option<&'a str> {
     i.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Agent nodes named like ours (`<template>-i-…`); anchors and the built-in node excluded.
+/// Agent nodes named like ours (`<template>-i-…`, or `<template>-u-…` for user-data
+/// launches); anchors and the built-in node excluded.
 pub fn agent_nodes(cluster: &Cluster) -> Vec<SimNodeView> {
-    cluster.jenkins.nodes().into_iter().filter(|n| n.name.contains("-i-")).collect()
+    cluster.jenkins.nodes().into_iter().filter(|n| n.name.contains("-i-") || n.name.contains("-u-")).collect()
+}
+
+/// The Jenkins node of an instance: named in its node tag (user-data launches), else
+/// `<template>-<instance-id>`.
+pub fn node_name_of(i: &InstanceView) -> String {
+    match tag(i, TAG_NODE) {
+        Some(node) => node.to_owned(),
+        None => format!("{}-{}", tag(i, TAG_TEMPLATE).unwrap_or("?"), i.instance_id),
+    }
 }
 
 /// See [`Harness::at_minimum`].
@@ -306,7 +324,7 @@ pub fn at_minimum(cluster: &Cluster, config: &Config) -> bool {
         }
         expected_nodes += stopped.len();
         for i in mine {
-            let name = format!("{}-{}", t.name(), i.instance_id);
+            let name = node_name_of(i);
             if !nodes.iter().any(|n| n.name == name && n.connected && !n.temporarily_offline) {
                 return false;
             }
@@ -490,6 +508,31 @@ impl Daemon {
             .spawn()
             .expect("starting the daemon");
         Daemon { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` (SIGTERM, SIGSTOP, SIGCONT...).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// The exit status, if the daemon has exited within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: no chance to finish anything.

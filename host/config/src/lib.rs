@@ -20,11 +20,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod ha;
 pub mod launch;
 pub mod plaintext;
 pub mod warm;
 pub use warm::{IdleAction, StoppedModeConfig};
+pub mod user_data;
+pub use ha::{HaBackend, HaConfig, HaTlsConfig};
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
+pub use user_data::LaunchMode;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +59,9 @@ pub struct Config {
     /// Agent templates, in order of preference: a queued build goes to the first that matches.
     #[serde(rename = "template", default)]
     pub templates: Vec<TemplateConfig>,
+    /// `[ha]`: replicas coordinated through etcd; absent: one replica.
+    #[serde(default)]
+    pub ha: Option<HaConfig>,
 }
 
 /// `log-format`.
@@ -362,6 +369,13 @@ pub struct TemplateConfig {
     /// timeout when that is shorter. See [`TemplateConfig::reconnect_timeout`].
     #[serde(with = "humantime_serde", default, rename = "reconnect-timeout")]
     pub reconnect_timeout_setting: Option<Duration>,
+    /// How the agent is started: `ssh` (default; the host connects in) or `user-data` (the
+    /// instance starts it from its cloud-init script; nothing connects in). See [`user_data`].
+    #[serde(default)]
+    pub launch: LaunchMode,
+    /// With `launch = "user-data"`: the cloud-init script template (default
+    /// [`user_data::DEFAULT_USER_DATA_SCRIPT`]); the only place `{secret}` is allowed.
+    pub user_data_script: Option<String>,
     /// Shell script run once on a new instance, before the agent starts.
     #[serde(default)]
     pub init_script: String,
@@ -566,6 +580,9 @@ impl Config {
         if self.templates.is_empty() {
             problems.push("no [[template]] defined: add at least one".to_owned());
         }
+        if let Some(ha) = &self.ha {
+            problems.extend(ha.problems());
+        }
         if self.jenkins.token_env.is_some() && self.jenkins.token_file.is_some() {
             problems.push("jenkins: set token-env or token-file, not both".to_owned());
         }
@@ -680,6 +697,7 @@ impl Config {
                 problems.push(format!("{at}: set security-group-id or security-group-ids, not both"));
             }
             launch::validate_keys(&launch::LaunchKeys::of_template(t), &at, text, &mut problems);
+            user_data::validate(t, &at, &mut problems);
             launch::validate_profile(&self.launch_profile(t), &at, &mut problems);
             if t.spot == SpotModeConfig::OnDemand && t.spot_price_limit.is_some() {
                 problems.push(format!("{at}: spot-price-limit is set but spot = \"on-demand\""));

@@ -17,7 +17,9 @@ use super::lifecycle::Chore;
 use super::lifecycle::{REMOVING_PREFIX, USED_UP_PREFIX};
 use super::model::{BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, Offering, Plan, node_name};
 use super::offerings::{self, key_of};
-use super::ports::{BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration};
+use super::ports::{
+    BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration, UserDataNode,
+};
 use super::{CycleReport, Engine, now_ms};
 
 /// Instances per RunInstances call (the API's maximum Amount).
@@ -25,7 +27,7 @@ const MAX_BATCH: u32 = 100;
 /// Times `place` is asked again after capacity errors, per template per cycle.
 const MAX_PLACE_ROUNDS: usize = 4;
 /// Jenkins calls in flight at once for chores and drains.
-const JENKINS_CONCURRENCY: usize = 16;
+pub(crate) const JENKINS_CONCURRENCY: usize = 16;
 
 /// Instances launched on one offering.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -107,14 +109,22 @@ where
                     let mut left = count;
                     while left > 0 {
                         let amount = left.min(MAX_BATCH);
-                        match self.launch_batch(&l.template, &offering, amount).await {
-                            Ok(ids) => {
-                                let got = ids.len() as u32;
-                                self.record_launch(&l.template, &offering, &ids, report).await;
-                                remaining = remaining.saturating_sub(got);
-                                left -= amount;
+                        let outcome = if template.launch == ecsp_config::LaunchMode::UserData {
+                            self.launch_user_data(&l.template, &offering, amount).await
+                        } else {
+                            match self.launch_batch(&l.template, &offering, amount, None).await {
+                                Ok(ids) => (ids.into_iter().map(|id| (id, None)).collect(), None),
+                                Err(e) => (Vec::new(), Some(e)),
                             }
-                            Err(e) => {
+                        };
+                        let (launched, error) = outcome;
+                        if !launched.is_empty() {
+                            self.record_launch(&l.template, &offering, &launched, report).await;
+                            remaining = remaining.saturating_sub(launched.len() as u32);
+                        }
+                        match error {
+                            None => left -= amount,
+                            Some(e) => {
                                 let capacity = matches!(e, LaunchError::Capacity { .. });
                                 if let LaunchError::Capacity { code, .. } = &e {
                                     // Marked in the cache (for later cycles and the policy) and
@@ -151,7 +161,14 @@ where
         }
     }
 
-    async fn launch_batch(&self, template: &str, o: &Offering, amount: u32) -> Result<Vec<String>, LaunchError> {
+    /// One RunInstances call: `amount` instances of `template` on `o`.
+    pub(crate) async fn launch_batch(
+        &self,
+        template: &str,
+        o: &Offering,
+        amount: u32,
+        user_data_node: Option<UserDataNode>,
+    ) -> Result<Vec<String>, LaunchError> {
         let seq = self.launch_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let launch_id = format!("{}-{}-{seq}", self.config.controller_id, self.run_id);
         // Deterministic per launch: the client's retries of this call reuse it, so a retried
@@ -167,16 +184,35 @@ where
             count: amount,
             client_token,
             launch_id,
+            user_data_node,
         };
-        self.cloud.launch(&request).await
+        let Some(leadership) = self.leadership.get() else { return self.cloud.launch(&request).await };
+        // Recorded first, fenced on the leader key: a deposed leader sends nothing, and a
+        // successor resends what was recorded with the same token.
+        if let Err(e) = leadership.record_launch(&request).await {
+            return Err(LaunchError::Other { code: "NotLeader".into(), label: "not-leader", message: format!("launch not sent: {e:#}") });
+        }
+        let result = self.cloud.launch(&request).await;
+        match &result {
+            Ok(ids) => {
+                self.unsettled.lock().unwrap().0.insert(request.launch_id.clone(), ids.clone());
+            }
+            Err(_) => leadership.settle_launch(&request.launch_id).await,
+        }
+        result
     }
 
-    /// Books the new instances and registers their Jenkins nodes at once.
-    async fn record_launch(&self, template: &str, o: &Offering, ids: &[String], report: &mut CycleReport) {
+    /// Books the new instances and registers their Jenkins nodes at once. Each comes with its
+    /// node when that was created before it (user-data launches).
+    pub(crate) async fn record_launch(&self, template: &str, o: &Offering, launched: &[(String, Option<String>)], report: &mut CycleReport) {
         let now = now_ms();
+        let ids: Vec<String> = launched.iter().map(|(id, _)| id.clone()).collect();
         {
             let mut book = self.book.lock().unwrap();
-            for id in ids {
+            for (id, node) in launched {
+                if let Some(node) = node {
+                    book.pending_nodes.remove(node);
+                }
                 book.launched.insert(
                     id.clone(),
                     CloudInstance {
@@ -192,13 +228,15 @@ where
                         locks: Vec::new(),
                         // The adapter tags it with the template's current fingerprint.
                         fingerprint: self.config.template(template).map(|t| self.config.template_fingerprint(t)),
+                        node: node.clone(),
                     },
                 );
             }
         }
-        let regs: Vec<NodeRegistration> = ids
+        let regs: Vec<NodeRegistration> = launched
             .iter()
-            .map(|id| NodeRegistration {
+            .filter(|(_, node)| node.is_none())
+            .map(|(id, _)| NodeRegistration {
                 name: node_name(template, id),
                 template: template.to_owned(),
                 instance_id: id.clone(),
@@ -221,14 +259,14 @@ where
                 report.errors.push(format!("creating node {} failed: {e:#}", r.name));
             }
         }
-        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), "launched");
+        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), instances = ?ids, "launched");
         report.launched.push(Launched {
             template: template.to_owned(),
             zone: o.zone.clone(),
             vswitch: o.vswitch.clone(),
             instance_type: o.instance_type.clone(),
             spot: o.spot,
-            instance_ids: ids.to_vec(),
+            instance_ids: ids,
         });
     }
 
@@ -243,7 +281,7 @@ where
                 let max = self.config.template(n.template())?.max_uses;
                 let a = n.agent.as_ref()?;
                 (n.state == NodeState::Online && max > 0 && a.uses >= max && !a.temporarily_offline)
-                    .then(|| (node_name(n.template(), n.instance_id()), max))
+                    .then(|| (n.node_name(), max))
             })
             .collect();
         let results: Vec<_> = futures::stream::iter(targets)
@@ -307,7 +345,7 @@ where
     /// Offline, re-check idle, delete the node. `Ok(false)`: it took a build; put back online
     /// if this drain was what took it offline (a node someone else marked offline stays so).
     async fn drain(&self, n: &Node, reason: &str) -> anyhow::Result<bool> {
-        let name = node_name(n.template(), n.instance_id());
+        let name = n.node_name();
         let Some(agent) = &n.agent else { return Ok(true) };
         let marked_by_us = !agent.temporarily_offline;
         if marked_by_us {
@@ -329,7 +367,7 @@ where
     /// deletes the node and the instance if it is idle, or puts it back online if it runs a
     /// build (it took one just before it was marked).
     async fn resume_drain(&self, n: &Node) -> anyhow::Result<bool> {
-        let name = node_name(n.template(), n.instance_id());
+        let name = n.node_name();
         if !self.jenkins.is_idle(&name).await? {
             self.jenkins.set_offline(&name, false, "").await?;
             tracing::info!(node = %name, "node left offline for removal runs a build; back online and kept");
@@ -370,6 +408,8 @@ where
 
     /// Housekeeping from the lifecycle pass.
     pub(crate) async fn do_chores(self: &Arc<Self>, chores: Vec<Chore>, nodes: &[Node], report: &mut CycleReport) {
+        let mut chores = chores;
+        self.explain_launch_timeouts(&mut chores, nodes, report).await;
         let mut terminate = Vec::new();
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
@@ -382,7 +422,7 @@ where
                 Chore::Terminate { instance_id, reason } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id)
                         && n.agent.is_some() {
-                            jenkins_work.push(Chore::DeleteNode { name: node_name(n.template(), &instance_id), reason: reason.clone() });
+                            jenkins_work.push(Chore::DeleteNode { name: n.node_name(), reason: reason.clone() });
                         }
                     terminate.push((instance_id, reason));
                 }
@@ -397,8 +437,14 @@ where
                 Chore::Reconnect { instance_id, deadline_ms } => {
                     if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
                         self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
-                        tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
-                        self.spawn_bootstrap(n, deadline_ms);
+                        if self.config.template(n.template()).is_some_and(|t| t.launch == ecsp_config::LaunchMode::UserData) {
+                            // Nothing connects into a user-data instance: its own loop restarts
+                            // the agent; past the reconnect timeout the instance is replaced.
+                            tracing::warn!(instance = %instance_id, "user-data agent dropped after being online; waiting for it to reconnect");
+                        } else {
+                            tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
+                            self.spawn_bootstrap(n, deadline_ms);
+                        }
                     }
                 }
                 Chore::RestartAgent { instance_id, deadline_ms } => {
@@ -426,7 +472,7 @@ where
                         Some(n) => {
                             self.jenkins
                                 .create_node(&NodeRegistration {
-                                    name: node_name(n.template(), instance_id),
+                                    name: n.node_name(),
                                     template: n.template().to_owned(),
                                     instance_id: instance_id.clone(),
                                     zone: n.instance.zone.clone(),
@@ -444,7 +490,7 @@ where
                         r
                     }
                     Chore::RecordActivity { instance_id, record } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
-                        Some(n) => self.jenkins.record_activity(&node_name(n.template(), instance_id), record).await,
+                        Some(n) => self.jenkins.record_activity(&n.node_name(), record).await,
                         None => Ok(()),
                     },
                     Chore::Unfence { instance_id } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
@@ -454,7 +500,7 @@ where
                     Chore::Fence { instance_id, reason } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
                         Some(n) => {
                             tracing::warn!(instance = %instance_id, reason = %reason, "fencing node: it takes no new build");
-                            self.jenkins.set_offline(&node_name(n.template(), instance_id), true, reason).await
+                            self.jenkins.set_offline(&n.node_name(), true, reason).await
                         }
                         None => Ok(()),
                     },

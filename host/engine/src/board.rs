@@ -59,6 +59,30 @@ pub struct Board {
     poll_interval_ms: AtomicU64,
     /// When the board was created, ms since the Unix epoch.
     pub started_ms: u64,
+    /// 1 while this replica may act (it leads, or runs alone), 0 otherwise.
+    leader: Gauge,
+    /// This replica's role, when the app has said.
+    role: Mutex<Option<ReplicaRole>>,
+    /// When this replica's engine last began acting after not acting (a takeover), ms.
+    acting_since_ms: AtomicU64,
+}
+
+/// This replica's part in the election (high availability), for `/status`, `/metrics` and
+/// `/healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaRole {
+    /// This replica's name.
+    pub replica: String,
+    /// `single` (no `[ha]`), `starting`, `follower` or `leader`.
+    pub role: String,
+    /// Whether it may act now.
+    pub acting: bool,
+    /// The leader's name, when known.
+    pub leader: Option<String>,
+    /// Since when that leader leads (ms since the Unix epoch), when known.
+    pub leader_since_ms: Option<u64>,
+    /// Why this replica cannot take part in the election, if it cannot: `/healthz` fails with it.
+    pub problem: Option<String>,
 }
 
 /// Whether the reconcile loop is alive, as `/healthz` and `/status` report it.
@@ -143,6 +167,9 @@ impl Board {
             poll_interval_ms: AtomicU64::new(0),
             started_ms: crate::now_ms(),
             registry: Registry::default(),
+            leader: Gauge::default(),
+            role: Mutex::default(),
+            acting_since_ms: AtomicU64::new(0),
         };
         registry.register("nodes", "Nodes by template and lifecycle state", b.nodes.clone());
         registry.register("queued_builds", "Queued builds by template", b.queued.clone());
@@ -167,6 +194,7 @@ impl Board {
             "Policy log lines dropped by the per-call and per-minute limits, by policy",
             b.policy_log_dropped.clone(),
         );
+        registry.register("leader", "1 while this replica may act (it leads, or runs without [ha]), 0 otherwise", b.leader.clone());
         Board { registry, ..b }
     }
 
@@ -232,6 +260,22 @@ impl Board {
         self.poll_interval_ms.store(poll.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Records this replica's role; the `leader` metric follows `role.acting`.
+    pub fn set_role(&self, role: ReplicaRole) {
+        self.leader.set(i64::from(role.acting));
+        *self.role.lock().unwrap() = Some(role);
+    }
+
+    /// Records that the engine began acting at `ms` (it took over).
+    pub fn record_takeover(&self, ms: u64) {
+        self.acting_since_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// This replica's role, when set.
+    pub fn role(&self) -> Option<ReplicaRole> {
+        self.role.lock().unwrap().clone()
+    }
+
     /// Whether the loop is alive at `now_ms`: unhealthy when no cycle has completed for
     /// [`STALE_AFTER_POLLS`] poll intervals (counted from start-up before the first cycle).
     pub fn health(&self, now_ms: u64) -> Health {
@@ -240,7 +284,10 @@ impl Board {
         let done = self.last_cycle_done_ms.load(Ordering::SeqCst);
         let last_cycle_done_ms = (done > 0).then_some(done);
         let age = now_ms.saturating_sub(if done > 0 { done } else { self.started_ms });
-        let (ok, reason) = if poll == 0 {
+        let problem = self.role.lock().unwrap().as_ref().and_then(|r| r.problem.clone());
+        let (ok, reason) = if let Some(problem) = problem {
+            (false, problem)
+        } else if poll == 0 {
             (true, "no reconcile loop attached".to_owned())
         } else if age <= stale_after_ms {
             (true, format!("last cycle completed {:.1} s ago", age as f64 / 1e3))
@@ -311,6 +358,8 @@ impl Board {
         let errors = self.recent_errors.lock().unwrap();
         serde_json::json!({
             "started_ms": self.started_ms,
+            "replica": self.role(),
+            "acting_since_ms": Some(self.acting_since_ms.load(Ordering::SeqCst)).filter(|ms| *ms > 0),
             "health": self.health(crate::now_ms()),
             "latest": recent.back(),
             "recent_plans": recent.iter().rev().filter(|r| !r.enforced.launches.is_empty() || !r.enforced.removals.is_empty() || !r.clamps.is_empty()).map(|r| serde_json::json!({

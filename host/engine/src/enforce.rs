@@ -170,7 +170,7 @@ mod tests {
         BTreeMap::new()
     }
     fn tpl(name: &str, min: u32, max: u32) -> TemplateLimits {
-        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0, max_stopped: 0, fingerprint: String::new() }
+        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0, max_stopped: 0, fingerprint: String::new(), user_data: false }
     }
     fn node(id: &str, template: &str, state: NodeState, busy: u32) -> Node {
         Node {
@@ -186,6 +186,7 @@ mod tests {
                 created_ms: Some(0),
                 locks: Vec::new(),
                 fingerprint: None,
+                node: None,
             },
             agent: Some(AgentNode { busy_executors: busy, executors: 2, online: true, ..Default::default() }),
             state,

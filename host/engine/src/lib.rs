@@ -16,15 +16,17 @@ pub mod act;
 pub mod board;
 pub mod decide;
 pub mod enforce;
+pub mod leadership;
 pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
 pub mod warm;
 mod warm_act;
+pub mod user_data;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, Semaphore};
@@ -124,6 +126,15 @@ where
     pub(crate) stop: CancellationToken,
     /// Launch batches sent by this process.
     pub(crate) launch_seq: std::sync::atomic::AtomicU64,
+    /// The election this replica takes part in, if any ([`Engine::set_leadership`]).
+    pub(crate) leadership: OnceLock<Arc<dyn leadership::Leadership>>,
+    /// Launches recorded with the leadership and not yet seen in the listing.
+    pub(crate) unsettled: Mutex<leadership::Unsettled>,
+    /// Whether the previous cycle acted: a change is a takeover or a stand-down.
+    pub(crate) acting: std::sync::atomic::AtomicBool,
+    /// Woken when this replica may act now and did not (a takeover): the next cycle starts
+    /// at once, so that a takeover acts within a cycle of being elected.
+    pub(crate) takeover: Notify,
 }
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>
@@ -150,12 +161,17 @@ where
             bootstrap_slots: Arc::new(Semaphore::new(slots)),
             wake: Arc::new(Notify::new()),
             cycle: 0.into(),
-            run_id: now_ms(),
+            // With the pid: replicas (high availability) started in the same millisecond differ.
+            run_id: now_ms() * 1000 + u64::from(std::process::id() % 1000),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
+            leadership: OnceLock::new(),
+            unsettled: Mutex::default(),
+            acting: false.into(),
+            takeover: Notify::new(),
         })
     }
 
@@ -173,6 +189,7 @@ where
                 max_uses: t.max_uses,
                 max_stopped: if t.idle_action == ecsp_config::IdleAction::Stop { t.max_stopped() } else { 0 },
                 fingerprint: self.config.template_fingerprint(t),
+                user_data: t.launch == ecsp_config::LaunchMode::UserData,
             })
             .collect()
     }
@@ -193,7 +210,9 @@ where
         let poll = self.config.poll_interval;
         while !self.stop.is_cancelled() {
             let started = tokio::time::Instant::now();
-            let report = self.cycle(true).await;
+            let acting = self.may_act();
+            self.hand_over(acting).await;
+            let report = self.cycle(acting).await;
             let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
                 // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
                 // so for minutes with nothing for the host to do: no reason to look faster.
@@ -214,6 +233,7 @@ where
                         _ = self.stop.cancelled() => {}
                     }
                 }
+                _ = self.takeover.notified() => {}
                 _ = self.stop.cancelled() => {}
             }
             // Reap finished bootstrap tasks; their outcome is already in the book.
@@ -221,6 +241,26 @@ where
         }
         self.tasks.lock().unwrap().abort_all();
         tracing::info!("engine stopped; fleet left as it is");
+    }
+
+    /// Follows a change of role: a takeover resends the previous leader's launches in flight;
+    /// a stand-down abandons this replica's bootstraps and forgets what it was doing, so that
+    /// if it leads again it starts from what it observes, as a restarted process does.
+    async fn hand_over(&self, acting: bool) {
+        let was = self.acting.swap(acting, std::sync::atomic::Ordering::SeqCst);
+        if self.leadership.get().is_none() || acting == was {
+            return;
+        }
+        if acting {
+            tracing::info!("hand-over: acting from this cycle on");
+            self.board.record_takeover(now_ms());
+            self.resume_launches().await;
+        } else {
+            tracing::warn!("hand-over: not (or no longer surely) the leader: acting on nothing");
+            self.tasks.lock().unwrap().abort_all();
+            *self.book.lock().unwrap() = Book::default();
+            self.unsettled.lock().unwrap().0.clear();
+        }
     }
 
     /// One reconcile cycle. With `act = false` it only observes and decides (`plan`).
@@ -280,6 +320,9 @@ where
             (nodes, chores)
         };
         summarize(&mut report, &nodes, &view.queues, view.unmatched);
+        if act {
+            self.settle_listed(&fleet.iter().map(|i| i.instance_id.as_str()).collect()).await;
+        }
 
         // Decide.
         let obs = Observation {
@@ -313,8 +356,8 @@ where
         report.enforced = enforced.plan.clone();
         report.clamps = enforced.clamps;
 
-        // Act.
-        if act {
+        // Act, unless leadership was lost while observing and deciding.
+        if act && self.may_act() {
             self.fence_used_up(&nodes, &mut report).await;
             self.do_chores(chores, &nodes, &mut report).await;
             self.launch(&enforced.plan, &nodes, offerings, now, &mut report).await;
@@ -345,6 +388,10 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
     book.strangers_reported.retain(|name| agents.iter().any(|a| a.name == *name));
     for a in agents {
         let Some((_, id)) = lifecycle::parse_node_name(&a.name, templates) else { continue };
+        // User-data nodes precede their instance: the lifecycle pass judges them.
+        if model::is_launch_key(id) {
+            continue;
+        }
         if !listed.contains(id) && !book.known_ours.contains(id) && book.strangers_reported.insert(a.name.clone()) {
             tracing::warn!(
                 node = %a.name,

@@ -23,7 +23,7 @@ pub struct ActivityRecord {
 }
 
 /// A launch on one offering.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchRequest {
     /// Template name.
     pub template: String,
@@ -41,6 +41,27 @@ pub struct LaunchRequest {
     pub client_token: String,
     /// Launch id tagged on the instances, for tracing a batch end to end.
     pub launch_id: String,
+    /// User-data launches (always one instance): the node created for it, whose agent the
+    /// instance starts itself.
+    pub user_data_node: Option<UserDataNode>,
+}
+
+/// The Jenkins node a user-data launch starts an agent for. Its `Debug` hides the secret.
+///
+/// With `[ha]` it is part of the launch record kept in etcd, so that a new leader can resend
+/// the launch whole: protect etcd as the agent secrets' store (TLS and auth; docs/configuration.md).
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UserDataNode {
+    /// Jenkins node name ([`super::model::user_data_node_name`]); tagged on the instance.
+    pub name: String,
+    /// The node's inbound-agent secret, rendered into the user data.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for UserDataNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDataNode").field("name", &self.name).field("secret", &"<redacted>").finish()
+    }
 }
 
 /// Why a launch failed.
@@ -124,6 +145,9 @@ pub trait CloudPort: Send + Sync + 'static {
     /// Starts one stopped instance. The zone being out of stock (after an economical-mode
     /// stop) is a [`LaunchError::Capacity`].
     fn start(&self, instance_id: &str) -> impl Future<Output = Result<(), LaunchError>> + Send;
+    /// The instance's console output (`GetInstanceConsoleOutput`, decoded): what a user-data
+    /// agent that never came online printed.
+    fn console_output(&self, instance_id: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
 }
 
 /// Demand for one template: queued item ids and their waits, oldest first.

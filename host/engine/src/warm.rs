@@ -194,6 +194,7 @@ mod tests {
             max_uses: 0,
             max_stopped,
             fingerprint: "fp".into(),
+            user_data: false,
         }]
     }
     fn inst(id: &str, status: CloudStatus, created_ms: u64) -> CloudInstance {
@@ -209,6 +210,7 @@ mod tests {
             created_ms: Some(created_ms),
             locks: Vec::new(),
             fingerprint: Some("fp".into()),
+            node: None,
         }
     }
     fn marked(id: &str, reason: &str, online: bool) -> AgentNode {

@@ -767,16 +767,11 @@ impl JenkinsClient {
         Ok(Changed::Yes)
     }
 
-    /// Marks a node temporarily offline with `reason`, replacing the offline message it has
-    /// (`changeOfflineCause`: idempotent, unlike `toggleOffline`).
-    pub async fn change_offline_cause(&self, name: &str, reason: &str) -> Result<(), JenkinsError> {
-        let path = format!(
-            "computer/{}/changeOfflineCause?offlineMessage={}",
-            encode_segment(name),
-            query_encode(reason)
-        );
-        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None)
-            .await?;
+    /// Replaces the message of a node's temporarily-offline mark (`changeOfflineCause`),
+    /// without bringing it online.
+    pub async fn change_offline_cause(&self, name: &str, message: &str) -> Result<(), JenkinsError> {
+        let path = format!("computer/{}/changeOfflineCause?offlineMessage={}", encode_segment(name), query_encode(message));
+        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None).await?;
         Ok(())
     }
 

@@ -43,6 +43,16 @@ pub fn status_html(board: &Board) -> String {
         if health["ok"].as_bool() == Some(true) { "ok" } else { "STUCK" },
         escape(health["reason"].as_str().unwrap_or(""))
     ));
+    let replica = &status["replica"];
+    if !replica.is_null() {
+        let since = replica["leader_since_ms"].as_u64().map(|ms| format!(" since {ms} ms after the epoch")).unwrap_or_default();
+        html.push_str(&format!(
+            "<p>Replica <b>{}</b>: {}. Leader: <b>{}</b>{since}</p>",
+            escape(replica["replica"].as_str().unwrap_or("")),
+            escape(replica["role"].as_str().unwrap_or("")),
+            escape(replica["leader"].as_str().unwrap_or("unknown")),
+        ));
+    }
     let latest = &status["latest"];
     if latest.is_null() {
         html.push_str("<p>No cycle has run yet.</p>");

@@ -44,6 +44,8 @@ pub struct ClusterOptions {
     /// The program (with a `sim-agent` command) that plays `java` on the instances; `None`:
     /// the instances have no Java (see `sim::ssh`).
     pub java: Option<PathBuf>,
+    /// Whether the instances run an sshd; `false`: nothing listens for SSH (user-data fleets).
+    pub sshd: bool,
 }
 
 impl ClusterOptions {
@@ -58,6 +60,7 @@ impl ClusterOptions {
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.into(),
             java: None,
+            sshd: true,
         }
     }
 }
@@ -96,6 +99,7 @@ impl Cluster {
         let mut ssh_config = SshEmulatorConfig::new(dir.join("instances"));
         ssh_config.listen = options.ssh_listen;
         ssh_config.java = options.java.clone();
+        ssh_config.sshd = options.sshd;
         let ssh = Arc::new(super::ssh::start(ecs.directory(), ssh_config).await.context("starting the SSH emulator")?);
 
         let key = generate_ed25519("ecs-provisioner-demo");
@@ -108,13 +112,14 @@ impl Cluster {
         let token_file = dir.join("jenkins-token");
         write_private(&token_file, jenkins.token())?;
 
-        // Deleting an instance stops what ran on it.
+        // Deleting an instance stops what ran on it; booting one runs its user data.
         let cloud = ecs.cloud();
         let ssh_for_reaper = ssh.clone();
         let reaper = tokio::spawn(async move {
             let mut alive = std::collections::BTreeSet::<String>::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
+                super::cloud_init::run_due(&cloud, &ssh_for_reaper);
                 let now: std::collections::BTreeSet<String> = cloud
                     .instances()
                     .into_iter()

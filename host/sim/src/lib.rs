@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod cloud_init;
 pub mod cluster;
 pub mod disks;
 pub mod ecs;

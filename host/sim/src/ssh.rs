@@ -58,6 +58,9 @@ pub struct SshEmulatorConfig {
     /// A program with a `sim-agent` command that plays `java` on every instance (see the
     /// module docs); `None`: no Java on the instances.
     pub java: Option<PathBuf>,
+    /// Whether the instances run an sshd at all. `false`: nothing listens (images without
+    /// inbound SSH); processes still run on the instances through [`SshEmulatorHandle::instance_command`].
+    pub sshd: bool,
 }
 
 impl SshEmulatorConfig {
@@ -67,6 +70,7 @@ impl SshEmulatorConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             root_dir: root_dir.into(),
             java: None,
+            sshd: true,
         }
     }
 }
@@ -89,6 +93,7 @@ pub struct SshEmulatorHandle {
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
+    sshd: bool,
 }
 
 struct Shared {
@@ -125,8 +130,11 @@ pub async fn start(
         command_path.push(":");
         command_path.push(inherited);
     }
-    let listener = TcpListener::bind(config.listen).await?;
-    let local_addr = listener.local_addr()?;
+    let listener = if config.sshd { Some(TcpListener::bind(config.listen).await?) } else { None };
+    let local_addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
         directory,
@@ -139,17 +147,43 @@ pub async fn start(
         refused: AtomicU64::new(0),
         logins: Mutex::new(Vec::new()),
     });
-    let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
-    tracing::info!(%local_addr, "instance SSH emulator listening");
+    let accept_task = match listener {
+        Some(listener) => {
+            tracing::info!(%local_addr, "instance SSH emulator listening");
+            tokio::spawn(accept_loop(listener, shared.clone()))
+        }
+        None => {
+            tracing::info!("instance SSH emulator: no sshd on the instances (nothing listens)");
+            tokio::spawn(async {})
+        }
+    };
     Ok(SshEmulatorHandle {
         local_addr,
         shared,
         stop,
         accept_task,
+        sshd: config.sshd,
     })
 }
 
 impl SshEmulatorHandle {
+    /// Whether the instances run an sshd (something listens).
+    pub fn sshd(&self) -> bool {
+        self.sshd
+    }
+
+    /// A command running `program` on an instance, exactly as an SSH `exec` runs its shell:
+    /// in the instance's directory, with its `HOME`, `PATH` (disk shims, Java) and the tag that
+    /// finds its processes again when the instance is deleted. The instance's data disks are
+    /// prepared first.
+    pub fn instance_command(&self, instance: &EmulatedInstance, program: &str) -> std::io::Result<tokio::process::Command> {
+        if !valid_instance_id(&instance.instance_id) {
+            return Err(std::io::Error::other(format!("instance id {:?} is unusable as a directory name", instance.instance_id)));
+        }
+        self.shared.served.lock().unwrap().insert(instance.instance_id.clone());
+        instance_process(&exec_context(&self.shared, instance), program)
+    }
+
     /// The port every instance's sshd is reachable on (at the instance's own IP).
     pub fn port(&self) -> u16 {
         self.local_addr.port()
@@ -269,14 +303,15 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         Ok(a) => a.ip(),
         Err(_) => IpAddr::from(instance.ip),
     };
+    let ctx = exec_context(&shared, &instance);
     let handler = InstanceSession {
         instance_id: instance.instance_id.clone(),
         address,
-        home: shared.root_dir.join(&instance.instance_id),
-        sysroot: sysroot_of(&shared.root_dir, &instance.instance_id),
-        data_disks: instance.data_disks.clone(),
-        tag: format!("{}/{}", shared.token, instance.instance_id),
-        path: shared.command_path.clone(),
+        home: ctx.home,
+        sysroot: ctx.sysroot,
+        data_disks: ctx.data_disks,
+        tag: ctx.tag,
+        path: ctx.path,
         emulator: shared.clone(),
         authorized,
         channels: JoinSet::new(),
@@ -494,16 +529,9 @@ async fn run_command(
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::ExitStatusExt;
 
-    std::fs::create_dir_all(&ctx.home)?;
-    super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
-    let mut child = tokio::process::Command::new("sh")
-        .env("PATH", &ctx.path)
-        .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
+    let mut child = instance_process(ctx, "sh")?
         .arg("-c")
         .arg(std::ffi::OsStr::from_bytes(command))
-        .current_dir(&ctx.home)
-        .env("HOME", &ctx.home)
-        .env(INSTANCE_ENV, &ctx.tag)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -543,6 +571,32 @@ async fn run_command(
         (None, Some(sig)) => 128 + sig as u32,
         _ => 255,
     })
+}
+
+/// What a process on `instance` runs with.
+fn exec_context(shared: &Shared, instance: &EmulatedInstance) -> ExecContext {
+    ExecContext {
+        instance_id: instance.instance_id.clone(),
+        home: shared.root_dir.join(&instance.instance_id),
+        sysroot: sysroot_of(&shared.root_dir, &instance.instance_id),
+        data_disks: instance.data_disks.clone(),
+        tag: format!("{}/{}", shared.token, instance.instance_id),
+        path: shared.command_path.clone(),
+    }
+}
+
+/// `program` set up to run on an instance: its directory, environment and disks.
+fn instance_process(ctx: &ExecContext, program: &str) -> std::io::Result<tokio::process::Command> {
+    std::fs::create_dir_all(&ctx.home)?;
+    super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .env("PATH", &ctx.path)
+        .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
+        .current_dir(&ctx.home)
+        .env("HOME", &ctx.home)
+        .env(INSTANCE_ENV, &ctx.tag);
+    Ok(command)
 }
 
 /// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns its directory.

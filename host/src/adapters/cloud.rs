@@ -17,7 +17,7 @@ use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
     SpotStrategy, StoppedMode, Tag, VSwitchFilter,
 };
-use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id};
+use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id, is_launch_key, split_node_name};
 use crate::engine::now_ms;
 use crate::engine::ports::{CloudOffering, CloudPort, LaunchError, LaunchRequest};
 
@@ -30,6 +30,8 @@ pub const TAG_LAUNCH: &str = "ecs-provisioner:launch-id";
 /// Tag holding the template's fingerprint at launch: a stopped instance launched from an older
 /// version of its template is deleted, not started.
 pub const TAG_FINGERPRINT: &str = "ecs-provisioner:template-fingerprint";
+/// Tag naming the Jenkins node of a user-data launch (created before the instance).
+pub const TAG_NODE: &str = "ecs-provisioner:node";
 
 /// The ECS side of the engine.
 #[derive(Clone)]
@@ -55,9 +57,16 @@ impl EcsCloud {
     }
 
     fn to_cloud_instance(&self, i: &Instance) -> CloudInstance {
+        let template = i.tag(TAG_TEMPLATE).unwrap_or_default().to_owned();
+        // Only a name of this template's user-data form: anything else is never acted on.
+        let node = i
+            .tag(TAG_NODE)
+            .filter(|n| split_node_name(n, [template.as_str()]).is_some_and(|(_, key)| is_launch_key(key)))
+            .map(str::to_owned);
         CloudInstance {
+            node,
             instance_id: i.instance_id.clone(),
-            template: i.tag(TAG_TEMPLATE).unwrap_or_default().to_owned(),
+            template,
             zone: i.zone_id.clone(),
             vswitch: i.vpc_attributes.vswitch_id.clone(),
             instance_type: i.instance_type.clone(),
@@ -268,6 +277,19 @@ impl CloudPort for EcsCloud {
             Tag::new(TAG_FINGERPRINT, &self.config.template_fingerprint(t)),
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
+        if let Some(node) = &r.user_data_node {
+            let url = self.config.jenkins.agent_url.as_deref().unwrap_or(&self.config.jenkins.url);
+            let script = crate::config::user_data::render_user_data(t, url, &node.name, &node.secret).map_err(|e| LaunchError::Other {
+                code: "UserDataScript".into(),
+                label: code_label("UserDataScript"),
+                message: format!("template {}: {e}", r.template),
+            })?;
+            req.user_data = Some(script);
+            req.tags.push(Tag::new(TAG_NODE, &node.name));
+            // The user data holds a secret: metadata hardened by default (tokens only), unless
+            // the template says otherwise for an image whose cloud-init cannot use tokens.
+            req.http_tokens.get_or_insert_with(|| "required".to_owned());
+        }
         match self.client.run_instances(&req).await {
             Ok(resp) => {
                 let (ids, bad): (Vec<String>, Vec<String>) = resp.instance_ids.0.into_iter().partition(|id| is_instance_id(id));
@@ -293,6 +315,11 @@ impl CloudPort for EcsCloud {
 
     async fn start(&self, id: &str) -> Result<(), LaunchError> {
         self.client.start_instances(&[id.to_owned()]).await.map_err(launch_error)
+    }
+
+    async fn console_output(&self, instance_id: &str) -> anyhow::Result<String> {
+        let out = self.client.get_instance_console_output(instance_id).await?;
+        Ok(out.text)
     }
 
     async fn terminate(&self, ids: &[String]) -> anyhow::Result<()> {

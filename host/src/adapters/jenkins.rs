@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 
 use crate::config::{self, Config, TemplateConfig};
-use crate::engine::model::{AgentNode, node_name, split_node_name};
+use crate::engine::model::{AgentNode, is_launch_key, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
 use super::activity_record::{activity_of, with_activity};
 use crate::engine::ports::ActivityRecord;
@@ -352,10 +352,11 @@ impl JenkinsPort for JenkinsAdapter {
                 )
             })?;
         // Any other name would never be listed as ours again: it would be created every cycle.
+        // A user-data node is named from its launch (it precedes its instance).
+        let named = split_node_name(&node.name, [node.template.as_str()]);
         anyhow::ensure!(
-            node.name == node_name(&node.template, &node.instance_id)
-                && node.instance_id.starts_with("i-"),
-            "creating Jenkins node {}: the name must be `<template>-<ECS instance id>` ({:?} for instance {:?})",
+            named.is_some_and(|(_, id)| id == node.instance_id || is_launch_key(id)),
+            "creating Jenkins node {}: the name must be `<template>-<ECS instance id>` or `<template>-<user-data launch key>` ({:?} for instance {:?})",
             node.name,
             node_name(&node.template, &node.instance_id),
             node.instance_id

@@ -2,7 +2,10 @@
 
 pub mod check;
 pub mod demo;
+pub mod demo_ha;
+pub mod ha;
 pub mod sim;
+pub mod sole;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +117,9 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
         .await
         .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, controller = %config.controller_id, policy = %config.policy.source, "ecs-provisioner started");
+    let elector = ha::join(&config, &engine)?;
+    // Without [ha], one daemon per controller-id: a second one refuses to start.
+    let sole = if elector.is_none() { Some(sole::SoleReplica::claim(&config).await?) } else { None };
     let server = tokio::spawn(axum::serve(listener, crate::server::router(engine.board.clone())).into_future());
     let stats = export_api_stats(&engine, &cloud);
     let poll = config.poll_interval;
@@ -123,13 +129,22 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
             trim_heap();
         }
     });
+    let heartbeat = sole.map(|sole| sole.keep_beating(engine.clone()));
     let stopper = engine.clone();
     tokio::spawn(async move {
         stop.requested().await;
         tracing::info!("stop requested: finishing the current cycle");
+        // A leader resigns first, at once: launches in flight are recorded in etcd, and the
+        // next leader resends them with the same ClientToken.
+        if let Some(elector) = elector {
+            elector.resign().await;
+        }
         stopper.shutdown();
     });
     engine.run().await;
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.stop()?;
+    }
     stats.abort();
     trimmer.abort();
     server.abort();

@@ -45,6 +45,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
         ssh_listen: args.ssh_listen,
         dir: dir.clone(),
         java: Some(std::env::current_exe()?),
+        // Serves both launch modes: user-data agents need no sshd, but it does not hurt them.
+        sshd: true,
     })
     .await?;
     let templates = r#"[[template]]

@@ -96,6 +96,12 @@ pub(crate) struct SimInstance {
     pub charge_type: String,
     pub internet_max_bandwidth_out: u32,
     pub user_data: Option<String>,
+    /// cloud-init's per-instance mark: the user data was started (it runs once per instance).
+    #[serde(default)]
+    pub user_data_started: bool,
+    /// What the user data printed, newest last, at most [`CONSOLE_MAX`] bytes.
+    #[serde(default)]
+    pub console: String,
     pub created_ms: u64,
     pub deleted_ms: Option<u64>,
     /// When StopInstances stopped it (cleared by StartInstances).
@@ -593,6 +599,51 @@ impl Cloud {
         inner.log.push_back(entry);
         while inner.log.len() > self.config.request_log_capacity {
             inner.log.pop_front();
+        }
+    }
+}
+
+/// Console output kept per instance, bytes (the oldest is dropped first).
+pub(crate) const CONSOLE_MAX: usize = 64 * 1024;
+
+impl Cloud {
+    /// The user data of each running instance that has not run it yet, with the instance:
+    /// cloud-init runs it once, at the instance's first boot. Marks them as started.
+    pub fn user_data_due(&self) -> Vec<(EmulatedInstance, String)> {
+        let now = now_ms();
+        let mut due = Vec::new();
+        let mut inner = self.lock();
+        for inst in inner.p.instances.iter_mut() {
+            if inst.user_data_started || inst.user_data.is_none() || self.status(inst, now) != Some("Running") {
+                continue;
+            }
+            inst.user_data_started = true;
+            due.push((inst.instance_id.clone(), inst.ip, inst.user_data.clone().unwrap_or_default()));
+        }
+        if !due.is_empty() {
+            self.persist(&inner);
+        }
+        drop(inner);
+        due.into_iter()
+            .filter_map(|(id, ip, script)| {
+                let found = self.instance_by_ip(ip).filter(|i| i.instance_id == id);
+                found.map(|i| (i, script))
+            })
+            .collect()
+    }
+
+    /// Appends to an instance's console output (what its user data prints).
+    pub fn append_console(&self, instance_id: &str, text: &str) {
+        let mut inner = self.lock();
+        if let Some(inst) = inner.p.instances.iter_mut().find(|i| i.instance_id == instance_id) {
+            inst.console.push_str(text);
+            if inst.console.len() > CONSOLE_MAX {
+                let mut start = inst.console.len() - CONSOLE_MAX;
+                while !inst.console.is_char_boundary(start) {
+                    start += 1;
+                }
+                inst.console.drain(..start);
+            }
         }
     }
 }

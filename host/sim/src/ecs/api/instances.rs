@@ -400,6 +400,8 @@ fn run_instances_checked(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure>
             charge_type: charge_type.clone(),
             internet_max_bandwidth_out: bandwidth,
             user_data: user_data.clone(),
+            user_data_started: false,
+            console: String::new(),
             created_ms: now,
             deleted_ms: None,
             stopped_ms: None,
@@ -838,6 +840,8 @@ pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
             host = inst.host_name,
         ));
     }
+    // What the user-data script printed, as cloud-init copies it to the console.
+    text.push_str(&inst.console);
     Ok(json!({
         "InstanceId": inst.instance_id,
         "ConsoleOutput": base64::engine::general_purpose::STANDARD.encode(text),

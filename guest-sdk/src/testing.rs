@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::policy::Policy;
-use crate::types::{Node, NodeState, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
+use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
 
 /// Configure a fresh policy as the host does, returning it or the policy's error.
 pub fn configure<P: Policy>(mut policy: P, settings: &str) -> Result<P, String> {
@@ -96,14 +96,14 @@ pub fn run_place<P: Policy>(
 /// host rejects a malformed plan whole (unknown template or node, a template launched twice, a
 /// node removed twice) and clamps one that breaks a limit; this checks both kinds:
 /// at most one launch per known template, within `max-nodes` and `max-total-nodes` counting every
-/// node that is not terminating; removals only of known, live, non-busy nodes, each once, never
+/// node that is not terminating or stopped; removals only of known, live, non-busy nodes, each once, never
 /// taking a template's live nodes (plus its launches) below `min-nodes`.
 pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut out = Vec::new();
     let occupying = |t: &str| {
         snapshot
             .nodes_of(t)
-            .filter(|n| n.state != NodeState::Terminating)
+            .filter(|n| n.state.occupies())
             .count() as u64
     };
     let mut launched = BTreeSet::new();
@@ -143,7 +143,7 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut total = snapshot
         .nodes
         .iter()
-        .filter(|n| n.state != NodeState::Terminating)
+        .filter(|n| n.state.occupies())
         .count() as u64;
     for t in &snapshot.templates {
         let launched = u64::from(plan.launches_for(&t.name));
@@ -272,7 +272,7 @@ fn clear_log() {
 mod tests {
     use super::*;
     use crate::builders::*;
-    use crate::types::{Launch, Removal, SpotMode};
+    use crate::types::{Launch, NodeState, Removal, SpotMode};
 
     fn launch(t: &str, count: u32) -> Launch {
         Launch {

@@ -72,6 +72,7 @@ impl NodeState {
             NodeState::Interrupted => "interrupted",
             NodeState::Draining => "draining",
             NodeState::Terminating => "terminating",
+            NodeState::Stopped => "stopped",
         }
     }
 
@@ -85,6 +86,12 @@ impl NodeState {
                 | NodeState::Bootstrapping
                 | NodeState::Connecting
         )
+    }
+
+    /// Counts against `max-nodes` and `max-total-nodes`: every state but terminating (the
+    /// default policy's view: going away) and stopped (the warm pool, capped by `max-stopped`).
+    pub fn occupies(self) -> bool {
+        !matches!(self, NodeState::Terminating | NodeState::Stopped)
     }
 
     /// On its way out because the host is removing it: draining or terminating. The host
@@ -104,6 +111,7 @@ impl NodeState {
                 | NodeState::Interrupted
                 | NodeState::Draining
                 | NodeState::Terminating
+                | NodeState::Stopped
         )
     }
 }

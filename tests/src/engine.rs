@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecs_provisioner::config::Config;
+use ecs_provisioner::config::{Config, IdleAction};
 use ecs_provisioner::engine::Engine;
+use ecs_provisioner::engine::warm::STOPPED_PREFIX;
 use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_NODE, TAG_TEMPLATE};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::adapters::policy::WasmPolicy;
@@ -304,10 +305,24 @@ pub fn at_minimum(cluster: &Cluster, config: &Config) -> bool {
     let nodes = agent_nodes(cluster);
     let mut expected_nodes = 0;
     for t in &config.templates {
-        let mine: Vec<&InstanceView> = instances.iter().filter(|i| tag(i, TAG_TEMPLATE) == Some(t.name())).collect();
+        let (stopped, mine): (Vec<&InstanceView>, Vec<&InstanceView>) =
+            instances.iter().filter(|i| tag(i, TAG_TEMPLATE) == Some(t.name())).partition(|i| i.stopped);
         if mine.len() != t.min_nodes as usize || mine.iter().any(|i| i.status != "Running") {
             return false;
         }
+        // The warm pool at rest: stopped, within max-stopped, each node kept offline as stopped.
+        let max_stopped = if t.idle_action == IdleAction::Stop { t.max_stopped() as usize } else { 0 };
+        if stopped.len() > max_stopped || stopped.iter().any(|i| i.status != "Stopped") {
+            return false;
+        }
+        for i in &stopped {
+            let name = format!("{}-{}", t.name(), i.instance_id);
+            let marked = |n: &SimNodeView| n.offline_message.as_deref().is_some_and(|m| m.starts_with(STOPPED_PREFIX));
+            if !nodes.iter().any(|n| n.name == name && !n.connected && marked(n)) {
+                return false;
+            }
+        }
+        expected_nodes += stopped.len();
         for i in mine {
             let name = node_name_of(i);
             if !nodes.iter().any(|n| n.name == name && n.connected && !n.temporarily_offline) {
@@ -375,6 +390,7 @@ pub async fn wait_for<T, F: Future<Output = Option<T>>>(
 
 /// Samples the emulated cloud every ~100 ms and keeps the largest number of our instances
 /// seen at once, per template tag and in total: what "no cap ever exceeded" is checked on.
+/// Instances stopped by StopInstances (the warm pool) are counted apart, against `max-stopped`.
 pub struct CapWatch {
     seen: Arc<Mutex<CapsSeen>>,
     task: tokio::task::JoinHandle<()>,
@@ -384,6 +400,7 @@ pub struct CapWatch {
 #[derive(Debug, Clone, Default)]
 pub struct CapsSeen {
     pub per_template: BTreeMap<String, usize>,
+    pub stopped_per_template: BTreeMap<String, usize>,
     pub total: usize,
     pub samples: u64,
 }
@@ -396,9 +413,14 @@ impl CapWatch {
         let task = tokio::spawn(async move {
             loop {
                 let mut now: BTreeMap<String, usize> = BTreeMap::new();
+                let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
                 let mut total = 0;
                 for i in cloud.instances() {
                     if tag(&i, TAG_CONTROLLER) != Some(CONTROLLER) {
+                        continue;
+                    }
+                    if i.stopped {
+                        *stopped.entry(tag(&i, TAG_TEMPLATE).unwrap_or("?").to_owned()).or_default() += 1;
                         continue;
                     }
                     *now.entry(tag(&i, TAG_TEMPLATE).unwrap_or("?").to_owned()).or_default() += 1;
@@ -408,6 +430,10 @@ impl CapWatch {
                     let mut s = out.lock().unwrap();
                     for (t, n) in now {
                         let m = s.per_template.entry(t).or_default();
+                        *m = (*m).max(n);
+                    }
+                    for (t, n) in stopped {
+                        let m = s.stopped_per_template.entry(t).or_default();
                         *m = (*m).max(n);
                     }
                     s.total = s.total.max(total);
@@ -430,6 +456,9 @@ impl CapWatch {
         for t in &config.templates {
             let max = seen.per_template.get(t.name()).copied().unwrap_or(0);
             assert!(max <= t.max_nodes as usize, "template {} reached {max} instances, max-nodes {}: {seen:?}", t.name(), t.max_nodes);
+            let stopped = seen.stopped_per_template.get(t.name()).copied().unwrap_or(0);
+            let max_stopped = if t.idle_action == IdleAction::Stop { t.max_stopped() as usize } else { 0 };
+            assert!(stopped <= max_stopped, "template {} had {stopped} stopped instances, max-stopped {max_stopped}: {seen:?}", t.name());
         }
         assert!(
             seen.total <= config.cloud.max_total_nodes as usize,

@@ -753,7 +753,7 @@ async fn status_follows_the_configured_timings() {
     );
     wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Running));
-    c.stop_instances(ids, true).await.unwrap();
+    c.stop_instances(ids, true, None).await.unwrap();
     assert_eq!(status().await, Some(InstanceStatus::Stopping));
     wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Stopped));

@@ -23,6 +23,8 @@ use toml::Spanned;
 pub mod ha;
 pub mod launch;
 pub mod plaintext;
+pub mod warm;
+pub use warm::{IdleAction, StoppedModeConfig};
 pub mod user_data;
 pub use ha::{HaBackend, HaConfig, HaTlsConfig};
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
@@ -371,6 +373,15 @@ pub struct TemplateConfig {
     /// Builds per node before it is retired (0 = unlimited, 1 = one-shot).
     #[serde(default)]
     pub max_uses: u32,
+    /// What removing an idle node does: `delete` (default) or `stop` (warm pool).
+    #[serde(default)]
+    pub idle_action: IdleAction,
+    /// `stop-charging` (default, economical mode) or `keep-charging`.
+    #[serde(default)]
+    pub stopped_mode: StoppedModeConfig,
+    /// Stopped instances kept at most; see [`TemplateConfig::max_stopped`].
+    #[serde(default, rename = "max-stopped")]
+    pub max_stopped_setting: Option<u32>,
     /// From launch to agent online; past it the instance is terminated with a recorded reason.
     #[serde(with = "humantime_serde", default = "defaults::launch_timeout")]
     pub launch_timeout: Duration,
@@ -726,6 +737,9 @@ impl Config {
             }
             if t.min_nodes > t.max_nodes {
                 problems.push(format!("{at}: min-nodes ({}) exceeds max-nodes ({})", t.min_nodes, t.max_nodes));
+            }
+            if t.idle_action == IdleAction::Stop && t.max_stopped() == 0 {
+                problems.push(format!("{at}: idle-action = \"stop\" needs max-stopped of at least 1 (0 keeps no stopped instance)"));
             }
             if t.launch_timeout < Duration::from_secs(10) {
                 problems.push(format!("{at}: launch-timeout must be at least 10s"));

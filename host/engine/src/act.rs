@@ -80,7 +80,8 @@ where
         for l in &plan.launches {
             let Some(template) = self.config.template(&l.template) else { continue };
             let fleet: Vec<&Node> = nodes.iter().filter(|n| n.template() == l.template).collect();
-            let mut remaining = l.count;
+            // The warm pool first: a started instance skips the boot and the init script.
+            let mut remaining = l.count - self.start_stopped(template, nodes, l.count, &mut all, now, report).await;
             let mut failed_here: BTreeSet<offerings::OfferingKey> = BTreeSet::new();
             for _round in 0..MAX_PLACE_ROUNDS {
                 if remaining == 0 {
@@ -225,6 +226,8 @@ where
                         private_ip: None,
                         created_ms: Some(now),
                         locks: Vec::new(),
+                        // The adapter tags it with the template's current fingerprint.
+                        fingerprint: self.config.template(template).map(|t| self.config.template_fingerprint(t)),
                         node: node.clone(),
                     },
                 );
@@ -305,6 +308,8 @@ where
             .iter()
             .filter_map(|r| nodes.iter().find(|n| n.instance_id() == r.instance_id).map(|n| (n.clone(), r.reason.clone())))
             .collect();
+        let (stops, targets) = self.split_stops(targets, nodes);
+        self.stop_idle(stops, report).await;
         {
             let mut book = self.book.lock().unwrap();
             for (n, _) in &targets {
@@ -374,7 +379,7 @@ where
     }
 
     /// Deletes instances in batches, booking them as terminating first.
-    async fn terminate(&self, targets: Vec<(String, String)>, report: &mut CycleReport) {
+    pub(crate) async fn terminate(&self, targets: Vec<(String, String)>, report: &mut CycleReport) {
         if targets.is_empty() {
             return;
         }
@@ -408,6 +413,7 @@ where
         let mut terminate = Vec::new();
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
+        let mut stops = Vec::new();
         for chore in chores {
             if !chore.is_bookkeeping() {
                 report.chores.push(super::describe_chore(&chore));
@@ -441,6 +447,13 @@ where
                         }
                     }
                 }
+                Chore::RestartAgent { instance_id, deadline_ms } => {
+                    if let Some(n) = nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        tracing::info!(instance = %instance_id, "started from the warm pool; restarting its agent");
+                        self.spawn_bootstrap(n, deadline_ms);
+                    }
+                }
+                Chore::Stop { instance_id } => stops.push(instance_id),
                 Chore::BookTerminating { instance_id, reason } => {
                     self.book.lock().unwrap().terminating.insert(instance_id, (reason, self.clock_ms()));
                 }
@@ -480,6 +493,10 @@ where
                         Some(n) => self.jenkins.record_activity(&n.node_name(), record).await,
                         None => Ok(()),
                     },
+                    Chore::Unfence { instance_id } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
+                        Some(n) => self.jenkins.set_offline(&node_name(n.template(), instance_id), false, "").await,
+                        None => Ok(()),
+                    },
                     Chore::Fence { instance_id, reason } => match nodes.iter().find(|n| n.instance_id() == instance_id) {
                         Some(n) => {
                             tracing::warn!(instance = %instance_id, reason = %reason, "fencing node: it takes no new build");
@@ -499,6 +516,7 @@ where
                 report.errors.push(format!("{:?} failed: {e:#}", super::describe_chore(&c)));
             }
         }
+        self.resume_stops(stops, nodes, report).await;
         let resumed: Vec<_> = futures::stream::iter(resume)
             .map(|n| async move {
                 let r = self.resume_drain(&n).await;
@@ -518,7 +536,7 @@ where
     }
 
     /// Starts a background bootstrap; its outcome lands in the book for the next cycle.
-    fn spawn_bootstrap(self: &Arc<Self>, n: &Node, deadline_ms: u64) {
+    pub(crate) fn spawn_bootstrap(self: &Arc<Self>, n: &Node, deadline_ms: u64) {
         let Some(ip) = n.instance.private_ip else { return };
         let id = n.instance_id().to_owned();
         let template = n.template().to_owned();

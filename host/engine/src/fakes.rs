@@ -30,6 +30,10 @@ pub struct FakeCloud {
     pub terminated: Mutex<Vec<Vec<String>>>,
     /// Terminate calls fail while this is set.
     pub fail_terminate: Mutex<bool>,
+    /// Every stop call's ids.
+    pub stopped: Mutex<Vec<Vec<String>>>,
+    /// Every instance started, in order.
+    pub started: Mutex<Vec<String>>,
     next_id: AtomicU32,
 }
 
@@ -47,6 +51,14 @@ impl CloudPort for FakeCloud {
         }
         let n = request.count.saturating_sub(self.short_by.load(Ordering::Relaxed));
         Ok((0..n).map(|_| format!("i-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1)).collect())
+    }
+    async fn stop(&self, instance_ids: &[String], _mode: ecsp_config::StoppedModeConfig) -> anyhow::Result<()> {
+        self.stopped.lock().unwrap().push(instance_ids.to_vec());
+        Ok(())
+    }
+    async fn start(&self, instance_id: &str) -> Result<(), LaunchError> {
+        self.started.lock().unwrap().push(instance_id.to_owned());
+        Ok(())
     }
     async fn console_output(&self, _instance_id: &str) -> anyhow::Result<String> {
         Ok(String::new())

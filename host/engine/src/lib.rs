@@ -24,6 +24,8 @@ pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
+pub mod warm;
+mod warm_act;
 pub mod user_data;
 pub mod shadow;
 
@@ -87,6 +89,10 @@ pub struct CycleReport {
     pub unplaced: BTreeMap<String, u32>,
     /// Instances removed (drained and deleted).
     pub removed: Vec<String>,
+    /// Instances stopped into the warm pool (`idle-action = "stop"`) instead of deleted.
+    pub stopped: Vec<String>,
+    /// Stopped instances started again for this cycle's launches.
+    pub started: Vec<String>,
     /// Removals abandoned because the node took a build meanwhile.
     pub kept_busy: Vec<String>,
     /// Housekeeping done: (kind, target, reason).
@@ -238,6 +244,8 @@ where
                 launch_timeout_ms: t.launch_timeout.as_millis() as u64,
                 reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
                 max_uses: t.max_uses,
+                max_stopped: if t.idle_action == ecsp_config::IdleAction::Stop { t.max_stopped() } else { 0 },
+                fingerprint: self.config.template_fingerprint(t),
                 user_data: t.launch == ecsp_config::LaunchMode::UserData,
             })
             .collect()
@@ -454,9 +462,9 @@ where
 /// changes next (an instance running, an agent online) should not wait a whole poll interval.
 pub fn pause_after(report: &CycleReport, poll: Duration) -> Duration {
     let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
-        // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
+        // Offline (an admin's mark), interrupted (the cloud's notice) and stopped (the warm pool) nodes can stay
         // so for minutes with nothing for the host to do: no reason to look faster.
-        *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
+        *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted" | "stopped")
     }) || report.queued.values().any(|n| *n > 0);
     if in_flight { poll.min(Duration::from_millis(500)) } else { poll }
 }
@@ -513,6 +521,9 @@ fn describe_chore(c: &Chore) -> (String, String, String) {
         Chore::Fence { instance_id, reason } => ("fence".into(), instance_id.clone(), reason.clone()),
         Chore::ResumeDrain { instance_id } => ("resume-drain".into(), instance_id.clone(), "found offline for removal".into()),
         Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
+        Chore::Stop { instance_id } => ("stop".into(), instance_id.clone(), "marked stopped; stopping its instance".into()),
+        Chore::RestartAgent { instance_id, .. } => ("restart-agent".into(), instance_id.clone(), "started from the warm pool".into()),
+        Chore::Unfence { instance_id } => ("unfence".into(), instance_id.clone(), "started node's agent is online".into()),
         Chore::RecordActivity { instance_id, record } => ("record-activity".into(), instance_id.clone(), format!("{record:?}")),
     }
 }

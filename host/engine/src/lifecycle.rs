@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ports::ActivityRecord;
+use super::warm;
 use super::model::{
     AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, launch_key_time,
     split_node_name,
@@ -39,6 +40,8 @@ pub struct Book {
     /// may lag behind, and until it shows them they are `requested` nodes that count against
     /// every cap.
     pub launched: BTreeMap<String, CloudInstance>,
+    /// Stopped instances this process started again, and when (ms): the listing may lag.
+    pub starting: BTreeMap<String, u64>,
     /// Agents that dropped after being online, and since when (ms).
     pub disconnected: BTreeMap<String, u64>,
     /// Lock reasons already reported, per instance: an unknown one is logged once, not acted on.
@@ -113,6 +116,7 @@ impl Book {
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
         self.seen_online.retain(|id| listed.contains(id.as_str()));
         self.disconnected.retain(|id, _| listed.contains(id.as_str()));
+        self.starting.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
         self.launched
             .retain(|id, i| !listed.contains(id.as_str()) && !past_listing_grace(i, now_ms));
@@ -178,6 +182,24 @@ pub enum Chore {
         name: String,
         /// Why it is deleted, for the log and the cycle report.
         reason: String,
+    },
+    /// Stop the instance of a node marked stopped whose stop was never sent (warm pool).
+    Stop {
+        /// The instance to stop.
+        instance_id: String,
+    },
+    /// Restart the agent of an instance started again from the warm pool; give up at
+    /// `deadline_ms`.
+    RestartAgent {
+        /// The started instance.
+        instance_id: String,
+        /// Its launch deadline, counted from the start (ms since the Unix epoch).
+        deadline_ms: u64,
+    },
+    /// Put a started node back online in Jenkins: its agent is connected again.
+    Unfence {
+        /// The instance whose node to put back online.
+        instance_id: String,
     },
     /// Write into the node since when it has been idle and how many builds it started, so a
     /// restart keeps its idle time and its `max-uses` count.
@@ -257,6 +279,7 @@ pub fn reconcile(
         }
         nodes.push(Node { instance: launched.clone(), agent: agent.cloned(), state: NodeState::Requested, failure: None });
     }
+    warm::cap_stopped(&mut nodes, templates, &mut chores);
 
     // Nodes of ours without an instance: the instance died or was deleted behind our back.
     // Only a node whose instance this process has proven ours (listed with our tag, or
@@ -321,6 +344,9 @@ fn node_state(
         }
         return (NodeState::Terminating, Some(reason));
     };
+    if let Some(warm) = warm::node_state(inst, agent, template, book, now_ms, chores) {
+        return warm;
+    }
     if stopped {
         if reclaiming {
             return terminate(chores, "spot instance reclaimed by the cloud".to_owned());
@@ -451,6 +477,8 @@ mod tests {
             launch_timeout_ms: 10 * MIN,
             reconnect_timeout_ms: 2 * MIN,
             max_uses: 0,
+            max_stopped: 2,
+            fingerprint: "fp".into(),
             user_data: false,
         }]
     }
@@ -466,6 +494,7 @@ mod tests {
             private_ip: Some("127.1.0.1".parse().unwrap()),
             created_ms: Some(created_ms),
             locks: Vec::new(),
+            fingerprint: Some("fp".into()),
             node: None,
         }
     }
@@ -816,6 +845,8 @@ mod tests {
             launch_timeout_ms: 1,
             reconnect_timeout_ms: 1,
             max_uses: 0,
+            max_stopped: 0,
+            fingerprint: String::new(),
             user_data: false,
         });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));

@@ -6,8 +6,9 @@
 use std::net::Ipv4Addr;
 
 /// Where a node is in its life (mirrors the WIT `node-state`; docs/lifecycle.md has the
-/// table of what each state means and how it is left). Every state counts against caps: an
-/// instance costs money and holds an IP until the cloud has deleted it.
+/// table of what each state means and how it is left). Every state but `stopped` counts against
+/// caps: an instance costs money and holds an IP until the cloud has deleted it; stopped ones
+/// have their own cap, `max-stopped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeState {
@@ -31,6 +32,10 @@ pub enum NodeState {
     Interrupted,
     /// Being removed by this provisioner: offline in Jenkins, about to be deleted.
     Draining,
+    /// Stopped (or stopping) by this provisioner as a warm pool (`idle-action = "stop"`): its
+    /// node is kept offline with a reason. Not capacity and not counted against `max-nodes`;
+    /// started again on demand before any new launch.
+    Stopped,
     /// Instance deletion requested (after a removal, a failure or a launch timeout).
     Terminating,
 }
@@ -43,7 +48,7 @@ impl NodeState {
     /// Nodes that are not, and will not by themselves become, capacity: removing one never
     /// takes a template's usable nodes below its minimum.
     pub fn unusable(self) -> bool {
-        matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Terminating)
+        matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Stopped | Self::Terminating)
     }
     /// The kebab-case name, as in the policy contract and the status page (`online`, `draining`...).
     pub fn as_str(self) -> &'static str {
@@ -58,11 +63,12 @@ impl NodeState {
             Self::Disconnected => "disconnected",
             Self::Interrupted => "interrupted",
             Self::Draining => "draining",
+            Self::Stopped => "stopped",
             Self::Terminating => "terminating",
         }
     }
     /// Every state, in lifecycle order.
-    pub const ALL: [NodeState; 11] = [
+    pub const ALL: [NodeState; 12] = [
         Self::Requested,
         Self::Pending,
         Self::Running,
@@ -73,6 +79,7 @@ impl NodeState {
         Self::Disconnected,
         Self::Interrupted,
         Self::Draining,
+        Self::Stopped,
         Self::Terminating,
     ];
 }
@@ -133,6 +140,10 @@ pub struct CloudInstance {
     pub created_ms: Option<u64>,
     /// `OperationLocks.LockReason` values (e.g. `Recycling`: a spot reclaim notice).
     pub locks: Vec<String>,
+    /// The template fingerprint tagged at launch (`ecsp_config::Config::template_fingerprint`);
+    /// `None` when untagged. A stopped instance whose fingerprint is not its template's
+    /// current one is deleted, not started.
+    pub fingerprint: Option<String>,
     /// The Jenkins node it was launched for, when that node was created before the instance
     /// (user-data launches, named by [`user_data_node_name`]; read from the instance's node
     /// tag). `None`: the node is `<template>-<instance-id>`.
@@ -207,6 +218,10 @@ pub struct TemplateLimits {
     pub reconnect_timeout_ms: u64,
     /// Builds a node may run (0 = unlimited): counts are recorded only where they matter.
     pub max_uses: u32,
+    /// Stopped instances kept at most: `max-stopped` with `idle-action = "stop"`, else 0.
+    pub max_stopped: u32,
+    /// The template's current fingerprint (see [`CloudInstance::fingerprint`]).
+    pub fingerprint: String,
     /// `launch = "user-data"`: the instance starts (and restarts) its own agent; the host never
     /// bootstraps it.
     pub user_data: bool,

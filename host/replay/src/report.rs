@@ -131,7 +131,7 @@ pub fn usage(lives: &[InstanceLife], config: &Config, at_ms: u64) -> (Split, Spl
     let (mut hours, mut cost) = (Split::default(), Split::default());
     let mut unpriced = Vec::new();
     for l in lives.iter().filter(|l| l.created_ms < at_ms) {
-        let h = (l.deleted_ms.unwrap_or(at_ms).min(at_ms) - l.created_ms) as f64 / 3_600_000.0;
+        let h = l.billed_hours(at_ms);
         let prices = if l.spot { &config.cloud.spot_prices } else { &config.cloud.prices };
         let price = prices.get(&l.instance_type).copied();
         if price.is_none() && !unpriced.contains(&l.instance_type) {

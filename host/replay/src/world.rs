@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use ecsp_config::{Candidates, Config, NodeMode};
+use ecsp_config::{Candidates, Config, NodeMode, StoppedModeConfig};
 use ecsp_engine::model::{AgentNode, CloudInstance, CloudStatus, LOCK_RECYCLING};
 use ecsp_engine::ports::{
     ActivityRecord, BootstrapPort, BootstrapTarget, CloudOffering, CloudPort, JenkinsPort, JenkinsView, LaunchError,
@@ -105,6 +105,12 @@ struct Instance {
     ip: Ipv4Addr,
     seq: u64,
     reclaim_notice: bool,
+    /// The template's fingerprint at launch.
+    fingerprint: String,
+    /// Since when it is stopped (the warm pool), and whether in economical mode.
+    stopped: Option<(u64, bool)>,
+    /// Closed spans of economical-mode stops, in which only the disks are billed.
+    unbilled: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,20 @@ pub struct InstanceLife {
     pub created_ms: u64,
     /// Deleted, if it was.
     pub deleted_ms: Option<u64>,
+    /// Spans stopped in economical mode (`stopped-mode = "stop-charging"`), billed for no
+    /// compute; an open span ends at `None`.
+    pub unbilled: Vec<(u64, Option<u64>)>,
+}
+
+impl InstanceLife {
+    /// Billed hours up to `at_ms`: from creation to deletion (or `at_ms`), less the
+    /// economical-mode stops.
+    pub fn billed_hours(&self, at_ms: u64) -> f64 {
+        let end = self.deleted_ms.unwrap_or(at_ms).min(at_ms);
+        let life = end.saturating_sub(self.created_ms);
+        let unbilled: u64 = self.unbilled.iter().map(|(from, to)| to.unwrap_or(end).min(end).saturating_sub(*from)).sum();
+        life.saturating_sub(unbilled) as f64 / 3_600_000.0
+    }
 }
 
 /// Calls the engine made on the simulated services.
@@ -172,6 +192,10 @@ pub struct Calls {
     pub removed: u64,
     /// Spot instances the cloud reclaimed.
     pub reclaimed: u64,
+    /// Instances the engine stopped (the warm pool).
+    pub stopped: u64,
+    /// Stopped instances the engine started again.
+    pub started: u64,
 }
 
 /// Both simulated services and the clock.
@@ -203,6 +227,7 @@ struct TemplateInfo {
     labels: Vec<String>,
     normal: bool,
     executors: u32,
+    fingerprint: String,
 }
 
 impl World {
@@ -217,6 +242,7 @@ impl World {
                 labels: t.labels.clone(),
                 normal: matches!(t.mode, NodeMode::Normal),
                 executors: t.executors.max(1),
+                fingerprint: config.template_fingerprint(t),
             })
             .collect();
         let mut world = World {
@@ -373,7 +399,16 @@ impl World {
         let now = self.now();
         if let Some(i) = self.instances.get_mut(id) {
             i.deleted_ms.get_or_insert(now);
+            if let Some((since, true)) = i.stopped.take() {
+                i.unbilled.push((since, now));
+            }
         }
+        self.drop_agent(id, by_cloud);
+    }
+
+    /// The instance's agent loses its connection; its builds count as interrupted when the
+    /// cloud took the instance.
+    fn drop_agent(&mut self, id: &str, by_cloud: bool) {
         for a in self.agents.values_mut().filter(|a| a.instance_id == id) {
             a.connected = false;
             a.idle_since_ms = None;
@@ -420,6 +455,12 @@ impl World {
                 instance_type: i.instance_type.clone(),
                 created_ms: i.created_ms,
                 deleted_ms: i.deleted_ms,
+                unbilled: i
+                    .unbilled
+                    .iter()
+                    .map(|(from, to)| (*from, Some(*to)))
+                    .chain(i.stopped.filter(|(_, economical)| *economical).map(|(from, _)| (from, None)))
+                    .collect(),
             })
             .collect()
     }
@@ -528,7 +569,12 @@ impl CloudPort for SimCloud {
             .iter()
             .filter(|(_, i)| i.deleted_ms.is_none())
             .map(|(id, i)| {
-                let running = now >= i.running_ms;
+                let running = i.stopped.is_none() && now >= i.running_ms;
+                let status = match (i.stopped, running) {
+                    (Some(_), _) => CloudStatus::Stopped,
+                    (None, true) => CloudStatus::Running,
+                    (None, false) => CloudStatus::Pending,
+                };
                 CloudInstance {
                     instance_id: id.clone(),
                     template: i.template.clone(),
@@ -536,12 +582,13 @@ impl CloudPort for SimCloud {
                     vswitch: i.vswitch.clone(),
                     instance_type: i.instance_type.clone(),
                     spot: i.spot,
-                    status: if running { CloudStatus::Running } else { CloudStatus::Pending },
+                    status,
                     private_ip: running.then_some(i.ip),
                     created_ms: Some(i.created_ms),
                     locks: if i.reclaim_notice { vec![LOCK_RECYCLING.to_owned()] } else { Vec::new() },
                     // Replays launch over SSH: nodes are named `<template>-<instance-id>`.
                     node: None,
+                    fingerprint: Some(i.fingerprint.clone()),
                 }
             })
             .collect())
@@ -579,6 +626,7 @@ impl CloudPort for SimCloud {
             let seq = w.seq;
             let boot = w.delays.boot.draw(&mut w.rng_for(seq, 1));
             let id = format!("i-r{seq:08}");
+            let fingerprint = w.templates.iter().find(|t| t.name == r.template).map_or_else(String::new, |t| t.fingerprint.clone());
             w.instances.insert(
                 id.clone(),
                 Instance {
@@ -593,6 +641,9 @@ impl CloudPort for SimCloud {
                     ip: Ipv4Addr::from(0x0A00_0000 | (seq as u32 & 0x00FF_FFFF)),
                     seq,
                     reclaim_notice: false,
+                    fingerprint,
+                    stopped: None,
+                    unbilled: Vec::new(),
                 },
             );
             ids.push(id);
@@ -605,6 +656,52 @@ impl CloudPort for SimCloud {
     async fn console_output(&self, _instance_id: &str) -> anyhow::Result<String> {
         // The simulated instances boot no OS: they print nothing.
         Ok(String::new())
+    }
+
+    async fn stop(&self, instance_ids: &[String], mode: StoppedModeConfig) -> anyhow::Result<()> {
+        let mut w = self.0.0.lock().unwrap();
+        let now = w.now();
+        for id in instance_ids {
+            let Some(i) = w.instances.get_mut(id).filter(|i| i.deleted_ms.is_none() && i.stopped.is_none()) else { continue };
+            i.stopped = Some((now, mode == StoppedModeConfig::StopCharging));
+            w.calls.stopped += 1;
+            // The OS shuts down: the agent's connection drops (the engine drained it first).
+            w.drop_agent(id, false);
+        }
+        Ok(())
+    }
+
+    async fn start(&self, instance_id: &str) -> Result<(), LaunchError> {
+        let mut w = self.0.0.lock().unwrap();
+        let now = w.now();
+        let Some(i) = w.instances.get(instance_id).filter(|i| i.deleted_ms.is_none()) else {
+            return Err(LaunchError::Other {
+                code: "InvalidInstanceId.NotFound".into(),
+                label: "InvalidInstanceId.NotFound",
+                message: format!("no instance {instance_id}"),
+            });
+        };
+        let Some((since, economical)) = i.stopped else { return Ok(()) };
+        let (zone, instance_type, spot, seq) = (i.zone.clone(), i.instance_type.clone(), i.spot, i.seq);
+        // An economical-mode stop gave the compute back: the start needs stock again.
+        if economical && w.out_of_stock(&zone, &instance_type, spot) {
+            w.calls.stockout_hits += 1;
+            return Err(LaunchError::Capacity {
+                code: "OperationDenied.NoStock".into(),
+                label: "OperationDenied.NoStock",
+                message: format!("no stock to start {instance_id} in {zone}"),
+            });
+        }
+        // A start boots the OS again, as long as a launch does (the image is on the disk).
+        let boot = w.delays.boot.draw(&mut w.rng_for(seq ^ now, 3));
+        let i = w.instances.get_mut(instance_id).expect("looked up above");
+        if economical {
+            i.unbilled.push((since, now));
+        }
+        i.stopped = None;
+        i.running_ms = now + boot;
+        w.calls.started += 1;
+        Ok(())
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> anyhow::Result<()> {

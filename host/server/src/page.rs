@@ -308,6 +308,8 @@ mod tests {
             reconnect_timeout_ms: 0,
             max_uses: 0,
             user_data: false,
+            max_stopped: 0,
+            fingerprint: String::new(),
         }]);
         board.set_policy(PolicyInfo { source: "policies/<x>.wasm".into(), sha256: "ab12".into(), contract: "0.2.0".into() });
         let mut r = CycleReport { cycle: 4, at_ms: ecsp_engine::now_ms(), ..Default::default() };

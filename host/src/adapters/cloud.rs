@@ -10,12 +10,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::launch::LaunchPlacement;
-use crate::config::{Config, CredentialsConfig};
+use crate::config::{Config, CredentialsConfig, StoppedModeConfig};
 use crate::ecs::credentials::{self, ChainOptions, Credentials, DefaultChain, SharedProvider, StaticProvider};
 use crate::ecs::code_label;
 use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
-    SpotStrategy, Tag, VSwitchFilter,
+    SpotStrategy, StoppedMode, Tag, VSwitchFilter,
 };
 use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id, is_launch_key, split_node_name};
 use crate::engine::now_ms;
@@ -27,6 +27,9 @@ pub const TAG_CONTROLLER: &str = "ecs-provisioner:controller";
 pub const TAG_TEMPLATE: &str = "ecs-provisioner:template";
 /// Tag naming the launch batch.
 pub const TAG_LAUNCH: &str = "ecs-provisioner:launch-id";
+/// Tag holding the template's fingerprint at launch: a stopped instance launched from an older
+/// version of its template is deleted, not started.
+pub const TAG_FINGERPRINT: &str = "ecs-provisioner:template-fingerprint";
 /// Tag naming the Jenkins node of a user-data launch (created before the instance).
 pub const TAG_NODE: &str = "ecs-provisioner:node";
 
@@ -87,6 +90,7 @@ impl EcsCloud {
                 .map(|l| l.lock_reason.chars().take(64).collect())
                 .filter(|l: &String| !l.is_empty())
                 .collect(),
+            fingerprint: i.tag(TAG_FINGERPRINT).map(|f| f.chars().take(64).collect()),
         }
     }
 }
@@ -273,6 +277,7 @@ impl CloudPort for EcsCloud {
             Tag::new(TAG_CONTROLLER, &self.config.controller_id),
             Tag::new(TAG_TEMPLATE, &r.template),
             Tag::new(TAG_LAUNCH, &r.launch_id),
+            Tag::new(TAG_FINGERPRINT, &self.config.template_fingerprint(t)),
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
         if let Some(node) = &r.user_data_node {
@@ -307,6 +312,14 @@ impl CloudPort for EcsCloud {
         }
     }
 
+    async fn stop(&self, ids: &[String], mode: StoppedModeConfig) -> anyhow::Result<()> {
+        self.stop_instances(ids, mode).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), LaunchError> {
+        self.client.start_instances(&[id.to_owned()]).await.map_err(launch_error)
+    }
+
     async fn console_output(&self, instance_id: &str) -> anyhow::Result<String> {
         let out = self.client.get_instance_console_output(instance_id).await?;
         Ok(out.text)
@@ -322,6 +335,17 @@ impl CloudPort for EcsCloud {
             }
         }
         Ok(())
+    }
+}
+
+impl EcsCloud {
+    async fn stop_instances(&self, ids: &[String], mode: StoppedModeConfig) -> anyhow::Result<()> {
+        let mode = match mode {
+            StoppedModeConfig::StopCharging => StoppedMode::StopCharging,
+            StoppedModeConfig::KeepCharging => StoppedMode::KeepCharging,
+        };
+        // A graceful stop: the agent's disks are kept and the OS shuts down cleanly.
+        self.client.stop_instances(ids, false, Some(mode)).await.with_context(|| format!("stopping {} instance(s)", ids.len()))
     }
 }
 

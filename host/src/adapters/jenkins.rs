@@ -423,6 +423,10 @@ impl JenkinsPort for JenkinsAdapter {
         })
     }
 
+    async fn set_offline_reason(&self, name: &str, reason: &str) -> anyhow::Result<()> {
+        self.client.change_offline_cause(name, reason).await.with_context(|| format!("marking Jenkins node {name} offline: {reason}"))
+    }
+
     async fn is_idle(&self, name: &str) -> anyhow::Result<bool> {
         let c = self
             .client

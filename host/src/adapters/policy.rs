@@ -156,6 +156,7 @@ fn wit_node(n: &Node, now_ms: u64) -> wit::Node {
             NodeState::Disconnected => wit::NodeState::Disconnected,
             NodeState::Interrupted => wit::NodeState::Interrupted,
             NodeState::Draining => wit::NodeState::Draining,
+            NodeState::Stopped => wit::NodeState::Stopped,
             NodeState::Terminating => wit::NodeState::Terminating,
         },
         busy_executors: agent.map_or(0, |a| a.busy_executors),

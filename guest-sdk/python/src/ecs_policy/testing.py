@@ -20,7 +20,7 @@ from . import reads
 from .errors import PolicyError
 from .types import (
     Demand, Failure, Node, NodeState, Offering, PlaceRequest, QueuedItem, Snapshot, SpotMode,
-    Template, is_leaving, is_live, state_name,
+    Template, is_leaving, is_live, occupies, state_name,
 )
 
 DEFAULT_ZONE = "cn-hangzhou-h"
@@ -420,12 +420,12 @@ def scale_violations(snap, plan):
         if r.instance_id in removed:
             out.append(f"node `{r.instance_id}` removed twice")
         removed.add(r.instance_id)
-    total = sum(1 for n in snap.nodes if n.state != NodeState.TERMINATING)
+    total = sum(1 for n in snap.nodes if occupies(n.state))
     for t in snap.templates:
         launched = _launched(plan, t.name)
         total += launched
         occupying = sum(1 for n in snap.nodes
-                        if n.template == t.name and n.state != NodeState.TERMINATING)
+                        if n.template == t.name and occupies(n.state))
         if occupying + launched > t.max_nodes:
             out.append(f"template `{t.name}`: {occupying} nodes + {launched} launched > "
                        f"max-nodes {t.max_nodes}")

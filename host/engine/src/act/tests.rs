@@ -68,6 +68,7 @@ fn node(id: &str, state: NodeState, agent: Option<AgentNode>) -> Node {
             created_ms: Some(1_000),
             locks: Vec::new(),
             node: None,
+            fingerprint: None,
         },
         agent,
         state,

@@ -110,6 +110,10 @@ pub(crate) struct SimInstance {
     /// When StartInstances restarted it.
     #[serde(default)]
     pub restarted_ms: Option<u64>,
+    /// `StoppedMode` of the last StopInstances: `StopCharging` gave its stock back, so a start
+    /// must take stock again (and fails when the zone has none); `KeepCharging` kept it.
+    #[serde(default)]
+    pub stopped_mode: String,
     /// A spot reclaim: the `Recycling` lock shows from `notice_ms`, and the instance is
     /// released at `release_ms`.
     #[serde(default)]
@@ -209,6 +213,8 @@ pub struct InstanceView {
     pub spot: bool,
     /// Tags, as (key, value).
     pub tags: Vec<(String, String)>,
+    /// Stopped by StopInstances and not started since (`Stopping`, then `Stopped`).
+    pub stopped: bool,
 }
 
 pub(crate) struct Inner {
@@ -337,6 +343,10 @@ impl Cloud {
             .collect();
         for &i in gone.iter().rev() {
             let inst = inner.p.instances.remove(i);
+            if inst.stopped_ms.is_some() && inst.stopped_mode == "StopCharging" {
+                // Its economical-mode stop already gave the stock back.
+                continue;
+            }
             *inner
                 .p
                 .stock
@@ -359,6 +369,12 @@ impl Cloud {
 
     pub(crate) fn take_stock(&self, inner: &mut Inner, zone: &str, instance_type: &str, n: u32) {
         let left = self.stock(inner, zone, instance_type).saturating_sub(n);
+        inner.p.stock.insert(stock_key(zone, instance_type), left);
+    }
+
+    /// Returns one unit of stock (an economical-mode stop released its compute resources).
+    pub(crate) fn give_stock(&self, inner: &mut Inner, zone: &str, instance_type: &str) {
+        let left = self.stock(inner, zone, instance_type).saturating_add(1);
         inner.p.stock.insert(stock_key(zone, instance_type), left);
     }
 
@@ -435,6 +451,7 @@ impl Cloud {
                     ip: i.ip,
                     spot: i.spot_strategy != "NoSpot",
                     tags: i.tags.clone(),
+                    stopped: i.stopped_ms.is_some() && i.deleted_ms.is_none(),
                 })
             })
             .collect()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, a Python
+# Installs what the tests need beyond Rust: the wasm target, OpenSSH's sshd, etcd, a Python
 # virtualenv with the official clients the emulators are checked against plus componentize-py
 # and pytest (Python policies), and componentize-js with jco and a TOML parser from npm
-# (JavaScript policies), each pinned, outside the clone.
+# (JavaScript policies), and cargo-deb (the Debian package test), each pinned, outside the clone.
 # Idempotent; prints the environment the tests read.
 set -euo pipefail
 cache="${ECSP_CACHE:-$HOME/.cache/ecs-provisioner}"
@@ -15,6 +15,22 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq openssh-server openssh-client >/dev/null
+fi
+
+# High availability: the tests start a real etcd on loopback ports (Debian's etcd-server).
+if ! command -v etcd >/dev/null; then
+  echo "setup: installing etcd-server" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq etcd-server >/dev/null
+fi
+
+# The console's browser test: headless Chromium driven through chromedriver, from Debian.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "setup: installing chromium and chromium-driver" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
 venv="$cache/venv"
@@ -46,7 +62,17 @@ if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   echo "$node_want" > "$node_stamp"
 fi
 
+# The Debian package test (host/tests/package.rs) builds the package with cargo-deb, pinned.
+deb_want="3.8.0"
+if ! cargo deb --version 2>/dev/null | grep -qF "$deb_want"; then
+  echo "setup: installing cargo-deb $deb_want" >&2
+  cargo install --locked --quiet cargo-deb --version "$deb_want" >&2
+fi
+
 echo "ECSP_PYTHON=$venv/bin/python"
 echo "ECSP_COMPONENTIZE_PY=$venv/bin/componentize-py"
 echo "ECSP_NODE_MODULES=$node_dir/node_modules"
 echo "ECSP_SSHD=/usr/sbin/sshd"
+echo "ECSP_ETCD=$(command -v etcd)"
+echo "ECSP_CHROMIUM=$(command -v chromium)"
+echo "ECSP_CHROMEDRIVER=$(command -v chromedriver)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (wasm target,
-# OpenSSH sshd, the official Python clients, componentize-py and componentize-js for the Python
+# OpenSSH sshd, etcd, the official Python clients, componentize-py and componentize-js for the Python
 # and JavaScript policies), runs the whole workspace's tests (unit, policy in all three
 # languages, emulator fidelity, SSH against sshd, end to end), then the demo on the embedded
 # emulators.
@@ -18,3 +18,6 @@ cargo test --workspace --no-fail-fast
 
 echo "== demo"
 cargo run --quiet -p ecs-provisioner -- demo --quick
+
+echo "== demo --ha (three replicas, one etcd, the leader crashes midway)"
+cargo run --quiet -p ecs-provisioner -- demo --ha --quick --etcd "$ECSP_ETCD"

@@ -87,7 +87,10 @@ impl<P: Policy> Slot<P> {
         let mut policy = (self.make)();
         let result = policy.configure(settings);
         *self.state.borrow_mut() = match &result {
-            Ok(()) => State::Configured(policy),
+            Ok(()) => {
+                declare_reads(policy.reads());
+                State::Configured(policy)
+            }
             Err(e) => State::Failed(e.clone()),
         };
         result
@@ -119,6 +122,18 @@ impl<P: Policy> Slot<P> {
         self.with(|p| p.place(request, offerings, fleet))
     }
 }
+
+/// Tells the host which parts of the snapshot to send; nothing to tell when it is all of them.
+#[cfg(target_arch = "wasm32")]
+fn declare_reads(parts: crate::SnapshotParts) {
+    if parts != crate::SnapshotParts::all() {
+        crate::bindings::ecs_provisioner::policy::host::declare_reads(parts);
+    }
+}
+
+/// Off wasm there is no host; the test harness trims snapshots itself (see `testing`).
+#[cfg(not(target_arch = "wasm32"))]
+fn declare_reads(_: crate::SnapshotParts) {}
 
 #[cfg(test)]
 mod tests {

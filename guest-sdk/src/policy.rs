@@ -1,7 +1,7 @@
 //! The [`Policy`] trait: what a policy implements, every method with a sensible default.
 
 use crate::defaults;
-use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
+use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot, SnapshotParts};
 
 /// A placement and scaling policy.
 ///
@@ -36,6 +36,16 @@ pub trait Policy {
     /// Use [`settings::parse`](crate::settings::parse) for typed settings.
     fn configure(&mut self, settings: &str) -> Result<(), String> {
         crate::settings::expect_none(settings)
+    }
+
+    /// The optional parts of the snapshot [`scale`](Policy::scale) reads: the host sends the
+    /// others as empty lists (see [`trimmed`](crate::trimmed)). Asked once, right after a
+    /// successful `configure`, so it may depend on the settings.
+    ///
+    /// Default: everything. [`defaults::scale`] needs only [`SnapshotParts::NODES`]; declaring
+    /// less saves the host copying thousands of queued items and offerings into the guest.
+    fn reads(&self) -> SnapshotParts {
+        SnapshotParts::all()
     }
 
     /// Decide how many nodes each template needs and which nodes to remove.

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::policy::Policy;
-use crate::types::{Node, NodeState, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
+use crate::types::{Node, Offering, PlaceRequest, Placement, ScalePlan, Snapshot};
 
 /// Configure a fresh policy as the host does, returning it or the policy's error.
 pub fn configure<P: Policy>(mut policy: P, settings: &str) -> Result<P, String> {
@@ -38,7 +38,9 @@ pub fn try_scale<P: Policy>(
     snapshot: &Snapshot,
 ) -> Result<ScalePlan, String> {
     clear_log();
-    configure(policy, settings)?.scale(snapshot)
+    let policy = configure(policy, settings)?;
+    // What the host would send: only the parts the policy declared.
+    policy.scale(&crate::types::trimmed(snapshot, policy.reads()))
 }
 
 /// `configure` then `place`, returning the policy's own error if either fails.
@@ -94,14 +96,14 @@ pub fn run_place<P: Policy>(
 /// host rejects a malformed plan whole (unknown template or node, a template launched twice, a
 /// node removed twice) and clamps one that breaks a limit; this checks both kinds:
 /// at most one launch per known template, within `max-nodes` and `max-total-nodes` counting every
-/// node that is not terminating; removals only of known, live, non-busy nodes, each once, never
+/// node that is not terminating or stopped; removals only of known, live, non-busy nodes, each once, never
 /// taking a template's live nodes (plus its launches) below `min-nodes`.
 pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut out = Vec::new();
     let occupying = |t: &str| {
         snapshot
             .nodes_of(t)
-            .filter(|n| n.state != NodeState::Terminating)
+            .filter(|n| n.state.occupies())
             .count() as u64
     };
     let mut launched = BTreeSet::new();
@@ -141,7 +143,7 @@ pub fn scale_violations(snapshot: &Snapshot, plan: &ScalePlan) -> Vec<String> {
     let mut total = snapshot
         .nodes
         .iter()
-        .filter(|n| n.state != NodeState::Terminating)
+        .filter(|n| n.state.occupies())
         .count() as u64;
     for t in &snapshot.templates {
         let launched = u64::from(plan.launches_for(&t.name));
@@ -270,7 +272,7 @@ fn clear_log() {
 mod tests {
     use super::*;
     use crate::builders::*;
-    use crate::types::{Launch, Removal, SpotMode};
+    use crate::types::{Launch, NodeState, Removal, SpotMode};
 
     fn launch(t: &str, count: u32) -> Launch {
         Launch {
@@ -284,6 +286,46 @@ mod tests {
             instance_id: id.into(),
             reason: "r".into(),
         }
+    }
+
+    /// Counts what `scale` received, in the plan's launch count.
+    struct Counter(crate::SnapshotParts);
+    impl Policy for Counter {
+        fn reads(&self) -> crate::SnapshotParts {
+            self.0
+        }
+        fn scale(&self, s: &Snapshot) -> Result<ScalePlan, String> {
+            let items: usize = s.demand.iter().map(|d| d.items.len()).sum();
+            let queued: u32 = s.demand.iter().map(|d| d.queued).sum();
+            let seen = [s.nodes.len(), items, s.offerings.len(), queued as usize];
+            Ok(ScalePlan {
+                launches: vec![launch(&format!("{seen:?}"), 0)],
+                removals: vec![],
+            })
+        }
+    }
+
+    #[test]
+    fn scale_gets_only_the_declared_parts_like_in_the_host() {
+        let snapshot = SnapshotBuilder::new(0)
+            .template(TemplateBuilder::new("linux"))
+            .queued("linux", 3, 1000)
+            .node(NodeBuilder::online("i-1", "linux"))
+            .offering(OfferingBuilder::new("z", "vsw", "t"))
+            .build();
+        let seen = |parts| {
+            try_scale(Counter(parts), "{}", &snapshot).unwrap().launches[0]
+                .template
+                .clone()
+        };
+        use crate::SnapshotParts as P;
+        assert_eq!(seen(P::all()), "[1, 3, 1, 3]");
+        assert_eq!(
+            seen(P::NODES),
+            "[1, 0, 0, 3]",
+            "counts stay, items and offerings go"
+        );
+        assert_eq!(seen(P::QUEUED_ITEMS | P::OFFERINGS), "[0, 3, 1, 3]");
     }
 
     #[test]

@@ -36,6 +36,26 @@ pub type PlaceRequest = wit::PlaceRequest;
 pub type Placement = wit::Placement;
 /// Severity of a log line.
 pub type Level = host::Level;
+/// Optional parts of the `scale` snapshot; see [`Policy::reads`](crate::Policy::reads).
+pub type SnapshotParts = host::SnapshotParts;
+
+/// `snapshot` as the host sends it to a policy that reads only `parts`: the parts left out
+/// are empty lists (each demand keeps its counts and loses its items). The SDKs' test
+/// harnesses call it, so a policy's unit tests see what it will see in the host.
+pub fn trimmed(snapshot: &Snapshot, parts: SnapshotParts) -> Snapshot {
+    let keep = |part| parts.contains(part);
+    let mut s = snapshot.clone();
+    if !keep(SnapshotParts::NODES) {
+        s.nodes.clear();
+    }
+    if !keep(SnapshotParts::QUEUED_ITEMS) {
+        s.demand.iter_mut().for_each(|d| d.items.clear());
+    }
+    if !keep(SnapshotParts::OFFERINGS) {
+        s.offerings.clear();
+    }
+    s
+}
 
 impl NodeState {
     /// The state's name in the contract: `requested`, `pending`, ..., `terminating`.
@@ -52,6 +72,7 @@ impl NodeState {
             NodeState::Interrupted => "interrupted",
             NodeState::Draining => "draining",
             NodeState::Terminating => "terminating",
+            NodeState::Stopped => "stopped",
         }
     }
 
@@ -65,6 +86,12 @@ impl NodeState {
                 | NodeState::Bootstrapping
                 | NodeState::Connecting
         )
+    }
+
+    /// Counts against `max-nodes` and `max-total-nodes`: every state but terminating (the
+    /// default policy's view: going away) and stopped (the warm pool, capped by `max-stopped`).
+    pub fn occupies(self) -> bool {
+        !matches!(self, NodeState::Terminating | NodeState::Stopped)
     }
 
     /// On its way out because the host is removing it: draining or terminating. The host
@@ -84,6 +111,7 @@ impl NodeState {
                 | NodeState::Interrupted
                 | NodeState::Draining
                 | NodeState::Terminating
+                | NodeState::Stopped
         )
     }
 }

@@ -8,12 +8,15 @@
 //! ECS client, `ecs_provisioner::sim` the emulators, and so on.
 pub mod adapters;
 pub mod app;
+pub mod version;
 
 pub use ecsp_config as config;
 pub use ecsp_ecs as ecs;
 pub use ecsp_engine as engine;
+pub use ecsp_ha as ha;
 pub use ecsp_jenkins as jenkins;
 pub use ecsp_policy as policy;
+pub use ecsp_replay as replay;
 pub use ecsp_server as server;
 pub use ecsp_sim as sim;
 pub use ecsp_ssh as ssh;

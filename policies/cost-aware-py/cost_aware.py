@@ -27,6 +27,9 @@ from ecs_policy import (
 class CostAware(Policy):
     """The cost-aware policy."""
 
+    # `scale` prices idle nodes by their offering, so it reads the offerings too.
+    reads = ("nodes", "offerings")
+
     def configure(self, settings_json):
         s = settings.parse(settings_json)
         self.cooldown_secs = s.int("cooldown-secs", default=300, min=0)

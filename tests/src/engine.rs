@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecs_provisioner::config::Config;
+use ecs_provisioner::config::{Config, IdleAction};
 use ecs_provisioner::engine::Engine;
-use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_TEMPLATE};
+use ecs_provisioner::engine::warm::STOPPED_PREFIX;
+use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_NODE, TAG_TEMPLATE};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::adapters::policy::WasmPolicy;
 use ecs_provisioner::adapters::ssh::SshBootstrapper;
@@ -116,11 +117,23 @@ pub struct Setup {
     pub poll_interval: Option<&'static str>,
     /// Agents hosted by the emulators instead of one process each (`sim::agent_host`).
     pub in_process_agents: bool,
+    /// Whether the emulated instances run an sshd (default true; user-data fleets need none).
+    pub sshd: bool,
 }
 
 impl Setup {
     pub fn new(exe: impl Into<PathBuf>, templates: Vec<Template>) -> Self {
-        Setup { exe: exe.into(), templates, extra: String::new(), cloud_extra: String::new(), timings: None, ecs_endpoint: None, poll_interval: None, in_process_agents: false }
+        Setup {
+            exe: exe.into(),
+            templates,
+            extra: String::new(),
+            cloud_extra: String::new(),
+            timings: None,
+            ecs_endpoint: None,
+            poll_interval: None,
+            in_process_agents: false,
+            sshd: true,
+        }
     }
 
     /// The provisioner's configuration file for `cluster`.
@@ -149,11 +162,11 @@ impl Setup {
 /// spend a little time pending and starting as real ones do; `java` (the `e2e-provisioner`
 /// binary) plays the instances' Java.
 pub async fn start_cluster(dir: &Path, java: &Path) -> Cluster {
-    start_cluster_with(dir, SHORT_TIMINGS, java).await
+    start_cluster_with(dir, DEFAULT_TIMINGS, java).await
 }
 
 /// [`start_cluster`]'s ECS status timings.
-const SHORT_TIMINGS: Timings = Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 };
+pub const DEFAULT_TIMINGS: Timings = Timings { pending_ms: 200, starting_ms: 300, stopping_ms: 300 };
 
 /// [`start_cluster`] with other ECS status timings.
 pub async fn start_cluster_with(dir: &Path, timings: Timings, java: &Path) -> Cluster {
@@ -186,8 +199,13 @@ impl Harness<JenkinsAdapter> {
 impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
-        let ecs = EcsSimConfig { timings: setup.timings.unwrap_or(SHORT_TIMINGS), ..EcsSimConfig::instant() };
-        let options = ClusterOptions { ecs, in_process_agents: setup.in_process_agents, ..ClusterOptions::ephemeral(dir.path()) };
+        let timings = setup.timings.unwrap_or(DEFAULT_TIMINGS);
+        let options = ClusterOptions {
+            ecs: EcsSimConfig { timings, ..EcsSimConfig::instant() },
+            sshd: setup.sshd,
+            in_process_agents: setup.in_process_agents,
+            ..ClusterOptions::ephemeral(dir.path())
+        };
         let cluster = start_cluster_from(options, &setup.exe).await;
         let text = setup.config_text(&cluster);
         let config = Arc::new(Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}")));
@@ -284,9 +302,19 @@ pub fn tag<'a>(i: &'a InstanceView, key: &str) -> Option<&'a str> {
     i.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Agent nodes named like ours (`<template>-i-…`); anchors and the built-in node excluded.
+/// Agent nodes named like ours (`<template>-i-…`, or `<template>-u-…` for user-data
+/// launches); anchors and the built-in node excluded.
 pub fn agent_nodes(cluster: &Cluster) -> Vec<SimNodeView> {
-    cluster.jenkins.nodes().into_iter().filter(|n| n.name.contains("-i-")).collect()
+    cluster.jenkins.nodes().into_iter().filter(|n| n.name.contains("-i-") || n.name.contains("-u-")).collect()
+}
+
+/// The Jenkins node of an instance: named in its node tag (user-data launches), else
+/// `<template>-<instance-id>`.
+pub fn node_name_of(i: &InstanceView) -> String {
+    match tag(i, TAG_NODE) {
+        Some(node) => node.to_owned(),
+        None => format!("{}-{}", tag(i, TAG_TEMPLATE).unwrap_or("?"), i.instance_id),
+    }
 }
 
 /// See [`Harness::at_minimum`].
@@ -295,12 +323,26 @@ pub fn at_minimum(cluster: &Cluster, config: &Config) -> bool {
     let nodes = agent_nodes(cluster);
     let mut expected_nodes = 0;
     for t in &config.templates {
-        let mine: Vec<&InstanceView> = instances.iter().filter(|i| tag(i, TAG_TEMPLATE) == Some(t.name())).collect();
+        let (stopped, mine): (Vec<&InstanceView>, Vec<&InstanceView>) =
+            instances.iter().filter(|i| tag(i, TAG_TEMPLATE) == Some(t.name())).partition(|i| i.stopped);
         if mine.len() != t.min_nodes as usize || mine.iter().any(|i| i.status != "Running") {
             return false;
         }
-        for i in mine {
+        // The warm pool at rest: stopped, within max-stopped, each node kept offline as stopped.
+        let max_stopped = if t.idle_action == IdleAction::Stop { t.max_stopped() as usize } else { 0 };
+        if stopped.len() > max_stopped || stopped.iter().any(|i| i.status != "Stopped") {
+            return false;
+        }
+        for i in &stopped {
             let name = format!("{}-{}", t.name(), i.instance_id);
+            let marked = |n: &SimNodeView| n.offline_message.as_deref().is_some_and(|m| m.starts_with(STOPPED_PREFIX));
+            if !nodes.iter().any(|n| n.name == name && !n.connected && marked(n)) {
+                return false;
+            }
+        }
+        expected_nodes += stopped.len();
+        for i in mine {
+            let name = node_name_of(i);
             if !nodes.iter().any(|n| n.name == name && n.connected && !n.temporarily_offline) {
                 return false;
             }
@@ -366,6 +408,7 @@ pub async fn wait_for<T, F: Future<Output = Option<T>>>(
 
 /// Samples the emulated cloud every ~100 ms and keeps the largest number of our instances
 /// seen at once, per template tag and in total: what "no cap ever exceeded" is checked on.
+/// Instances stopped by StopInstances (the warm pool) are counted apart, against `max-stopped`.
 pub struct CapWatch {
     seen: Arc<Mutex<CapsSeen>>,
     task: tokio::task::JoinHandle<()>,
@@ -375,6 +418,7 @@ pub struct CapWatch {
 #[derive(Debug, Clone, Default)]
 pub struct CapsSeen {
     pub per_template: BTreeMap<String, usize>,
+    pub stopped_per_template: BTreeMap<String, usize>,
     pub total: usize,
     pub samples: u64,
 }
@@ -387,9 +431,14 @@ impl CapWatch {
         let task = tokio::spawn(async move {
             loop {
                 let mut now: BTreeMap<String, usize> = BTreeMap::new();
+                let mut stopped: BTreeMap<String, usize> = BTreeMap::new();
                 let mut total = 0;
                 for i in cloud.instances() {
                     if tag(&i, TAG_CONTROLLER) != Some(CONTROLLER) {
+                        continue;
+                    }
+                    if i.stopped {
+                        *stopped.entry(tag(&i, TAG_TEMPLATE).unwrap_or("?").to_owned()).or_default() += 1;
                         continue;
                     }
                     *now.entry(tag(&i, TAG_TEMPLATE).unwrap_or("?").to_owned()).or_default() += 1;
@@ -399,6 +448,10 @@ impl CapWatch {
                     let mut s = out.lock().unwrap();
                     for (t, n) in now {
                         let m = s.per_template.entry(t).or_default();
+                        *m = (*m).max(n);
+                    }
+                    for (t, n) in stopped {
+                        let m = s.stopped_per_template.entry(t).or_default();
                         *m = (*m).max(n);
                     }
                     s.total = s.total.max(total);
@@ -421,6 +474,9 @@ impl CapWatch {
         for t in &config.templates {
             let max = seen.per_template.get(t.name()).copied().unwrap_or(0);
             assert!(max <= t.max_nodes as usize, "template {} reached {max} instances, max-nodes {}: {seen:?}", t.name(), t.max_nodes);
+            let stopped = seen.stopped_per_template.get(t.name()).copied().unwrap_or(0);
+            let max_stopped = if t.idle_action == IdleAction::Stop { t.max_stopped() as usize } else { 0 };
+            assert!(stopped <= max_stopped, "template {} had {stopped} stopped instances, max-stopped {max_stopped}: {seen:?}", t.name());
         }
         assert!(
             seen.total <= config.cloud.max_total_nodes as usize,
@@ -470,6 +526,31 @@ impl Daemon {
             .spawn()
             .expect("starting the daemon");
         Daemon { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` (SIGTERM, SIGSTOP, SIGCONT...).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// The exit status, if the daemon has exited within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: no chance to finish anything.

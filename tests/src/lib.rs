@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod ecs;
 pub mod ssh;
 pub mod engine;
+pub mod etcd;
 pub mod hostile;
 
 /// The test virtualenv's Python interpreter (`$ECSP_PYTHON`, else the venv that

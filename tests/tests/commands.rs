@@ -246,3 +246,41 @@ async fn plaintext_endpoints_to_remote_hosts_are_warned_about() {
     assert!(line.contains("WARN") && line.contains("jenkins.url"), "{line}");
     cluster.shutdown().await;
 }
+
+/// Issue 12: a silent endpoint held `check` for 192 s (6 attempts of 30 s). With the default
+/// connect and read timeouts and retry budget, a silent and a refusing ECS and Jenkins are
+/// each reported within 20 s, the cause said plainly and once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_silent_and_dead_endpoints_within_20_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path()).await;
+    // Accepts connections (the kernel completes the handshake) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let refusing_url = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}/")
+    };
+    let good = cluster.config_text("check", TEMPLATE, "").unwrap();
+    for (url, cause) in [(&silent_url, "no answer within the timeout"), (&refusing_url, "connection refused")] {
+        let text = good
+            .replace(&format!("endpoint = \"{}\"", cluster.ecs.base_url()), &format!("endpoint = \"{url}\""))
+            .replace(&format!("url = \"{}\"", cluster.jenkins.base_url()), &format!("url = \"{url}\""));
+        assert_ne!(text, good);
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &text).unwrap();
+        let started = std::time::Instant::now();
+        let results = app::check::run(&path).await;
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(20), "{url}: check took {took:?}");
+        let ecs = by_item(&results, "credentials");
+        assert!(!ecs.ok && ecs.detail.contains(cause), "{ecs:?}");
+        let jenkins = by_item(&results, "jenkins");
+        assert!(!jenkins.ok, "{jenkins:?}");
+        assert!(jenkins.detail.starts_with(&format!("cannot reach Jenkins at {url}api/json")), "{jenkins:?}");
+        assert!(jenkins.detail.ends_with(cause), "{jenkins:?}");
+        assert_eq!(jenkins.detail.matches(url.as_str()).count(), 1, "{jenkins:?}");
+    }
+    drop(silent);
+    cluster.shutdown().await;
+}

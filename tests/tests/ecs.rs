@@ -13,7 +13,7 @@ use ecs_provisioner::ecs::{
 };
 use ecs_provisioner::sim::InstanceDirectory as _;
 use ecs_provisioner::sim::ecs::{EcsSim, Faults, NoStockRule, SimConfig, ThrottleRule, Timings};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 const IMAGE: &str = "ubuntu_22_04_x64_20G_alibase_20240130.vhd";
@@ -442,6 +442,7 @@ async fn client_retries_throttling_and_server_errors() {
         max_retries: 8,
         min_delay_ms: 100,
         max_delay_ms: 1000,
+        ..RetryPolicy::default()
     };
     let patient = EcsClient::with_credentials(config, sim.credentials()).unwrap();
     for _ in 0..6 {
@@ -485,6 +486,7 @@ async fn client_retries_throttling_and_server_errors() {
         max_retries: 20,
         min_delay_ms: 1,
         max_delay_ms: 5,
+        ..RetryPolicy::default()
     };
     let c = EcsClient::with_credentials(config, sim.credentials()).unwrap();
     for _ in 0..20 {
@@ -751,7 +753,7 @@ async fn status_follows_the_configured_timings() {
     );
     wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Running));
-    c.stop_instances(ids, true).await.unwrap();
+    c.stop_instances(ids, true, None).await.unwrap();
     assert_eq!(status().await, Some(InstanceStatus::Stopping));
     wait().await;
     assert_eq!(status().await, Some(InstanceStatus::Stopped));

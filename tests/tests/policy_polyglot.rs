@@ -1,16 +1,22 @@
 //! Policies in Python and JavaScript (issue 14): each SDK's native tests (pytest, node --test),
 //! the example policies natively and as components built by `policy build` against their
 //! Rust twins' fixtures, the generated bindings kept in step with the WIT, and `policy new`
-//! for each language scaffolded outside the checkout, tested, built and run by `policy test`.
+//! for each language scaffolded outside the checkout, tested, built, run by `policy test` and
+//! put in charge of `plan` against the emulators.
 //!
 //! The toolchains come from scripts/setup-test-deps.sh; a missing one fails, naming it.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use e2e::policy::{built_policy, cached_runtime, run_ok, setup_env, workspace_root};
+use ecs_provisioner::app;
+use ecs_provisioner::engine::decide::DecidedBy;
 use ecs_provisioner::policy::lang::Language;
 use ecs_provisioner::policy::{PolicySource, fixture, scaffold_script};
+use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
+use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind};
 
 fn pytest(dir: &Path) -> String {
     let out = run_ok(
@@ -74,14 +80,14 @@ fn python_sdk_passes_its_tests_and_decides_like_the_rust_defaults() {
     let out = pytest(&workspace_root().join("guest-sdk/python/tests"));
     // Every case of policies/default/fixtures runs against the Python defaults.
     let cases = fixture_cases(&workspace_root().join("policies/default/fixtures"));
-    assert!(out.contains(&format!("{} passed", cases + 7)), "{out}");
+    assert!(out.contains(&format!("{} passed", cases + 8)), "{out}");
 }
 
 #[test]
 fn javascript_sdk_passes_its_tests_and_decides_like_the_rust_defaults() {
     let out = node_test(&workspace_root().join("guest-sdk/js"));
     let cases = fixture_cases(&workspace_root().join("policies/default/fixtures"));
-    assert!(out.contains(&format!("# pass {}", cases + 6)), "{out}");
+    assert!(out.contains(&format!("# pass {}", cases + 7)), "{out}");
 }
 
 #[test]
@@ -189,6 +195,7 @@ fn a_new_python_policy_tests_builds_and_passes_its_fixtures() {
     let wasm = built_policy(&created.dir);
     assert_eq!(wasm, created.dir.join("build/demo-py.wasm"));
     policy_test(&wasm, &created.dir.join("fixtures"), 4);
+    plans_with(&wasm);
 }
 
 /// `policy new --lang javascript` outside the checkout: its node --test passes, `policy
@@ -206,4 +213,60 @@ fn a_new_javascript_policy_tests_builds_and_passes_its_fixtures() {
     node_test(&created.dir);
     let wasm = built_policy(&created.dir);
     policy_test(&wasm, &created.dir.join("fixtures"), 4);
+    plans_with(&wasm);
+}
+
+const PLAN_TEMPLATE: &str = r#"
+[[template]]
+name = "linux"
+labels = ["linux"]
+executors = 2
+max-nodes = 4
+instance-types = ["ecs.c7.large"]
+remote-fs = "agent"
+agent-command = "true {secret_file}"
+"#;
+
+/// `plan` (one observation and decision, no action) against the emulators with the policy at
+/// `wasm` in charge: 5 builds queued for 2-executor nodes make it launch 3, and the policy
+/// itself decided (not the fallback).
+fn plans_with(wasm: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path()))
+            .await
+            .expect("emulators");
+        let policy = format!("[policy]\nsource = {:?}\n", wasm.display().to_string());
+        let config = Arc::new(cluster.config("plan", PLAN_TEMPLATE, &policy).unwrap());
+        let (engine, _) = app::wire(config).unwrap();
+        // The first observation creates the template's anchor node so Jenkins names the label.
+        engine.cycle(false).await;
+        cluster
+            .jenkins
+            .enqueue(EnqueueRequest {
+                job: Some("j".into()),
+                kind: JobKind::Freestyle,
+                label: Some("linux".into()),
+                duration_ms: 1000,
+                count: Some(5),
+            })
+            .unwrap();
+        let report = engine.cycle(false).await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(
+            report.decided_by,
+            Some(DecidedBy::Policy),
+            "{:?}",
+            report.policy_error
+        );
+        let text = app::render_plan(&report);
+        assert!(text.contains("Would launch 3 x linux"), "{text}");
+        assert_eq!(cluster.ecs.calls("RunInstances"), 0, "plan never launches");
+        cluster.shutdown().await;
+    });
 }

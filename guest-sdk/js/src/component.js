@@ -1,10 +1,12 @@
-// `exportPolicy(MyPolicy, hostLog)`: the object a policy's entry module exports as the
+// `exportPolicy(MyPolicy, { log, declareReads })`: the object a policy's entry module exports as the
 // component's `policy` interface (componentize-js maps `export const policy = {...}` to it).
 //
-//   import { log } from 'ecs-provisioner:policy/host@0.2.0';
+//   import { log, declareReads } from 'ecs-provisioner:policy/host@0.2.0';
 //   import { exportPolicy } from 'ecs-policy-sdk/component';
 //   import { MyPolicy } from './policy.js';
-//   export const policy = exportPolicy(MyPolicy, log);
+//   export const policy = exportPolicy(MyPolicy, { log, declareReads });
+//
+// Given only `log` (the older form), the policy receives the whole snapshot.
 //
 // The configured policy lives in this module between `configure` and `scale`/`place`: the
 // host makes a fresh component instance per evaluation, so nothing outlives one. If
@@ -12,11 +14,15 @@
 
 import { PolicyError } from './errors.js';
 import { setSink } from './log.js';
+import * as reads from './reads.js';
 
-export function exportPolicy(PolicyClass, hostLog) {
+export function exportPolicy(PolicyClass, host) {
+  const { log: hostLog, declareReads } = typeof host === 'function' ? { log: host } : (host ?? {});
   if (hostLog) setSink(hostLog);
   let policy = null;
   let rejected = null;
+  // Without `declareReads` the host sends everything, so nothing is marked as not sent.
+  let sent = new Set(reads.PARTS);
 
   // componentize-js turns a thrown value into the `err` of the WIT result: throw the text.
   const guarded = (call) => {
@@ -29,12 +35,21 @@ export function exportPolicy(PolicyClass, hostLog) {
   };
   const configure = (text) => {
     const p = new PolicyClass();
+    let parts;
     try {
-      guarded(() => p.configure(text));
+      parts = guarded(() => {
+        p.configure(text);
+        return reads.checked(p.reads);
+      });
     } catch (e) {
       policy = null;
       rejected = String(e);
       throw e;
+    }
+    // Only the declared parts are sent: lifting records into objects is the cost.
+    if (declareReads && parts.size < reads.PARTS.length) {
+      declareReads(reads.flags(parts));
+      sent = parts;
     }
     policy = p;
     rejected = null;
@@ -46,7 +61,7 @@ export function exportPolicy(PolicyClass, hostLog) {
   };
   return {
     configure,
-    scale: (snapshot) => { const p = configured(); return guarded(() => p.scale(snapshot)); },
+    scale: (snapshot) => { const p = configured(); return guarded(() => p.scale(reads.mark(snapshot, sent))); },
     place: (request, offerings, fleet) => { const p = configured(); return guarded(() => p.place(request, offerings, fleet)); },
   };
 }

@@ -1,7 +1,7 @@
 // The built-in algorithms, line for line the Rust SDK's `defaults` (the `default` policy):
 // call them from your policy and adjust the result.
 
-import { isIdle, isInFlight, isLive, isUsable, pricePerVcpu, queuedFor, usedUp } from './types.js';
+import { isIdle, isInFlight, isLive, isUsable, occupies, pricePerVcpu, queuedFor, usedUp } from './types.js';
 
 /** Five minutes: how long an offering is avoided after a capacity error, by default. */
 export const DEFAULT_COOLDOWN_MS = 5 * 60 * 1000;
@@ -30,7 +30,7 @@ const cmpBig = (a, b) => (a > b) - (a < b);
 export function scale(snapshot, options = {}) {
   const warm = options.warmNodes ?? {};
   const plan = { launches: [], removals: [] };
-  const occupyingAll = snapshot.nodes.filter((n) => n.state !== 'terminating').length;
+  const occupyingAll = snapshot.nodes.filter((n) => occupies(n.state)).length;
   let totalRoom = Math.max(0, snapshot.maxTotalNodes - occupyingAll);
   const byTemplate = new Map();
   for (const n of snapshot.nodes) {
@@ -60,7 +60,7 @@ function counts(snapshot, t, nodes) {
     if (retires(n, t)) retiring++;
     if (isInFlight(n.state)) inFlight++;
     if (n.state === 'online' && !usedUp(n, t.maxUses)) idleExecutors += Math.max(0, executors - n.busyExecutors);
-    if (n.state !== 'terminating') occupying++;
+    if (occupies(n.state)) occupying++;
     if (isLive(n)) live++;
   }
   return {

@@ -5,6 +5,7 @@
 
 export * as defaults from './defaults.js';
 export * as log from './log.js';
+export * as reads from './reads.js';
 export * as settings from './settings.js';
 export { PolicyError } from './errors.js';
 export { Policy } from './policy.js';

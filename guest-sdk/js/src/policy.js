@@ -9,6 +9,11 @@ import { expectNone } from './settings.js';
  * on `this`. Throw a `PolicyError` to fail a call with a message.
  */
 export class Policy {
+  /** The optional parts of the snapshot `scale` reads: any of 'nodes', 'queued-items' and
+   * 'offerings' (see reads.js). The host sends only these; a part left out throws when used.
+   * The default `scale` needs only the nodes. May be set in `configure`. */
+  reads = ['nodes'];
+
   /** Validate and keep the settings (JSON text). Default: accept no settings. */
   configure(settingsJson) {
     expectNone(settingsJson);

@@ -15,7 +15,8 @@ import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 
 import { PolicyError } from './errors.js';
-import { isLeaving, isLive } from './types.js';
+import * as reads from './reads.js';
+import { isLeaving, isLive, occupies } from './types.js';
 
 const DEFAULT_ZONE = 'cn-hangzhou-h';
 const DEFAULT_TYPE = 'ecs.c7.large';
@@ -109,7 +110,7 @@ const OFFERING = ['zone', 'vswitch', 'instance-type', 'spot', 'vcpus', 'memory-m
 const SNAPSHOT = ['now-ms', 'templates', 'demand', 'unmatched-queued', 'nodes', 'offerings', 'max-total-nodes'];
 const CASE = ['name', 'function', 'settings', 'snapshot', 'request', 'offerings', 'fleet', 'expect'];
 const EXPECT = ['error', 'error-kind', 'launch', 'launch-at-least', 'launch-at-most', 'launch-total', 'remove', 'remove-includes', 'remove-excludes', 'remove-count', 'plan', 'placed', 'placed-at-least', 'placed-at-most', 'per-zone', 'per-type', 'per-vswitch', 'spot', 'on-demand', 'placements', 'unused-offerings'];
-const STATES = ['requested', 'pending', 'running', 'bootstrapping', 'connecting', 'online', 'offline', 'disconnected', 'interrupted', 'draining', 'terminating'];
+const STATES = ['requested', 'pending', 'running', 'bootstrapping', 'connecting', 'online', 'offline', 'disconnected', 'interrupted', 'draining', 'terminating', 'stopped'];
 
 /** A template from a fixture table (kebab-case keys), defaults filled in. */
 export function template(t = {}) {
@@ -198,9 +199,11 @@ export function runCase(PolicyClass, c) {
   try {
     const policy = new PolicyClass();
     policy.configure(c.settings);
+    const sent = reads.checked(policy.reads);
     let bad = [];
     if (c.function === 'scale') {
-      answer = policy.scale(c.snapshot);
+      // What the host sends: only the parts the policy declared.
+      answer = policy.scale(reads.trimmed(c.snapshot, sent));
       bad = scaleViolations(c.snapshot, answer);
     } else if (c.function === 'place') {
       answer = policy.place(c.request, c.offerings, c.fleet);
@@ -345,12 +348,12 @@ export function scaleViolations(snap, plan) {
     if (removed.has(r.instanceId)) out.push(`node \`${r.instanceId}\` removed twice`);
     removed.add(r.instanceId);
   }
-  let total = snap.nodes.filter((n) => n.state !== 'terminating').length;
+  let total = snap.nodes.filter((n) => occupies(n.state)).length;
   for (const t of snap.templates) {
     const l = launched(plan, t.name);
     total += l;
     const mine = snap.nodes.filter((n) => n.template === t.name);
-    const occupying = mine.filter((n) => n.state !== 'terminating').length;
+    const occupying = mine.filter((n) => occupies(n.state)).length;
     if (occupying + l > t.maxNodes) out.push(`template \`${t.name}\`: ${occupying} nodes + ${l} launched > max-nodes ${t.maxNodes}`);
     const live = mine.filter(isLive).length;
     const gone = mine.filter((n) => isLive(n) && removed.has(n.instanceId)).length;

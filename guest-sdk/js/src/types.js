@@ -4,10 +4,14 @@
 
 const IN_FLIGHT = new Set(['requested', 'pending', 'running', 'bootstrapping', 'connecting']);
 const LEAVING = new Set(['draining', 'terminating']);
-const UNUSABLE = new Set(['offline', 'disconnected', 'interrupted', 'draining', 'terminating']);
+const UNUSABLE = new Set(['offline', 'disconnected', 'interrupted', 'draining', 'terminating', 'stopped']);
+const NOT_OCCUPYING = new Set(['terminating', 'stopped']);
 
 /** Capacity still on its way: requested, pending, running, bootstrapping or connecting. */
 export const isInFlight = (state) => IN_FLIGHT.has(state);
+/** Counts against `maxNodes` and `maxTotalNodes`: every state but terminating and stopped
+ * (the warm pool, capped by `max-stopped`). */
+export const occupies = (state) => !NOT_OCCUPYING.has(state);
 /** Draining or terminating: the host refuses to remove such a node again. */
 export const isLeaving = (state) => LEAVING.has(state);
 /** In flight or online: capacity that serves builds now or soon. */

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Policy, PolicyError, log, settings } from '../src/index.js';
+import { Policy, PolicyError, log, reads, settings } from '../src/index.js';
 import { exportPolicy } from '../src/component.js';
 import * as testing from '../src/testing.js';
 
@@ -78,4 +78,31 @@ test('the export keeps the configured policy and its failure', () => {
   assert.throws(() => exported.scale(snap), (e) => e === 'configured with 7');
   assert.throws(() => exported.configure('{"n": "x"}'), (e) => typeof e === 'string');
   assert.throws(() => exported.scale(snap), (e) => e.startsWith("the policy's settings were rejected: setting `n`"));
+});
+
+test('parts not declared are not sent and fail loudly', () => {
+  class Pricey extends Policy {
+    scale(snapshot) {
+      return { launches: [], removals: [], n: snapshot.offerings.length };
+    }
+  }
+  const declared = [];
+  const exported = exportPolicy(Pricey, { log: () => {}, declareReads: (f) => declared.push(f) });
+  exported.configure('{}');
+  assert.deepEqual(declared, [{ nodes: true, queuedItems: false, offerings: false }]);
+  const fresh = () => testing.snapshot({ offerings: [{}], demand: [{ queued: 2 }] });
+  assert.throws(() => exported.scale(fresh()),
+    (e) => e === "snapshot.offerings was not sent: add 'offerings' to the policy's `reads` to receive it");
+  // The harness sends what the host would: counts without items, declared parts whole.
+  const snap = fresh();
+  const t = reads.trimmed(snap, new Set(['nodes', 'offerings']));
+  assert.equal(t.offerings.length, 1);
+  assert.equal(t.demand[0].queued, 2);
+  assert.throws(() => t.demand[0].items.length, /demand.items was not sent/);
+  assert.equal(snap.demand[0].items.length, 2, 'the original snapshot is left whole');
+  assert.throws(() => reads.checked(['offering']), { message: /unknown part `offering`; the parts are nodes/ });
+  // Given only `log`, nothing is declared and the whole snapshot arrives.
+  const old = exportPolicy(Pricey, () => {});
+  old.configure('{}');
+  assert.equal(old.scale(fresh()).n, 1);
 });

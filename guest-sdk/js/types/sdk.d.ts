@@ -14,6 +14,8 @@ export class PolicyError extends Error {}
 
 /** Extend and override what you change; every method defaults to the built-in policy. */
 export class Policy {
+  /** Optional parts of the snapshot `scale` reads (default `['nodes']`); the rest is not sent. */
+  reads: Array<'nodes' | 'queued-items' | 'offerings'>;
   configure(settings: string): void;
   scale(snapshot: Snapshot): ScalePlan;
   place(request: PlaceRequest, offerings: Offering[], fleet: Node[]): Placement[];

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ecs_policy import Policy, PolicyError, ScalePlan, log, settings, testing
+from ecs_policy import Policy, PolicyError, ScalePlan, log, reads, settings, testing
 from ecs_policy.component import export
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -101,3 +101,27 @@ def test_export_keeps_the_configured_policy_and_its_failure():
     with pytest.raises(Err) as e:
         exported.scale(snap)
     assert e.value.value.startswith("the policy's settings were rejected: setting `n`")
+
+
+def test_parts_not_declared_are_not_sent_and_fail_loudly():
+    class Pricey(Policy):
+        reads = ("nodes",)
+
+        def scale(self, snapshot):
+            return ScalePlan(launches=[], removals=[]) if snapshot.offerings else None
+
+    snap = testing.snapshot({"offerings": [{}], "demand": [{"queued": 2}]})
+    exported = export(Pricey)()
+    exported.configure("{}")
+    with pytest.raises(Exception) as e:
+        exported.scale(snap)
+    assert "snapshot.offerings was not sent: add \"offerings\" to the policy's `reads`" in str(e.value)
+    # The harness sends what the host would: counts without items, declared parts whole.
+    snap = testing.snapshot({"offerings": [{}], "demand": [{"queued": 2}]})
+    t = reads.trimmed(snap, frozenset({"nodes", "offerings"}))
+    assert len(t.offerings) == 1 and t.demand[0].queued == 2
+    with pytest.raises(PolicyError, match="demand.items was not sent"):
+        len(t.demand[0].items)
+    assert len(snap.demand[0].items) == 2, "the original snapshot is left whole"
+    with pytest.raises(PolicyError, match="unknown part `offering`; the parts are nodes"):
+        reads.checked(["offering"])

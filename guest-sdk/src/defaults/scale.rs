@@ -43,7 +43,7 @@ pub fn scale_with(snapshot: &Snapshot, options: &ScaleOptions) -> ScalePlan {
     let mut total_room = snapshot
         .max_total_nodes
         .saturating_sub(count(&snapshot.nodes, |n| {
-            n.state != NodeState::Terminating
+            n.state.occupies()
         }));
     for template in &snapshot.templates {
         let floor = options
@@ -71,7 +71,7 @@ pub fn scale_with(snapshot: &Snapshot, options: &ScaleOptions) -> ScalePlan {
 struct Counts {
     executors: u32,
     queued: u32,
-    /// Nodes in any state but terminating: what `max-nodes` counts.
+    /// Nodes in any state but terminating or stopped: what `max-nodes` counts.
     occupying: u32,
     /// In flight or online, minus idle used-up nodes about to be retired.
     live: u32,
@@ -97,7 +97,7 @@ impl Counts {
             queued: snapshot.queued_for(&template.name),
             occupying: nodes
                 .iter()
-                .filter(|n| n.state != NodeState::Terminating)
+                .filter(|n| n.state.occupies())
                 .count() as u32,
             live: (nodes.iter().filter(|n| n.is_live()).count() as u32).saturating_sub(retiring),
             in_flight_executors: in_flight * u64::from(executors),
@@ -310,6 +310,22 @@ mod tests {
             "{}",
             p.launches[1].reason
         );
+    }
+
+    #[test]
+    fn stopped_nodes_take_no_room_and_are_kept() {
+        // Two stopped nodes (the warm pool) and max-nodes 2: demand still launches 2, which
+        // the host serves by starting them; nothing removes them.
+        let p = plan(
+            SnapshotBuilder::new(0)
+                .template(linux().max(2))
+                .queued("linux", 4, MIN)
+                .node(NodeBuilder::new("i-1", "linux", NodeState::Stopped))
+                .node(NodeBuilder::new("i-2", "linux", NodeState::Stopped))
+                .max_total_nodes(2),
+        );
+        assert_eq!(p.launches_for("linux"), 2);
+        assert!(p.removals.is_empty(), "{:?}", p.removals);
     }
 
     #[test]

@@ -20,9 +20,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod ha;
 pub mod launch;
 pub mod plaintext;
+pub mod warm;
+pub use warm::{IdleAction, StoppedModeConfig};
+pub mod user_data;
+pub use ha::{HaBackend, HaConfig, HaTlsConfig};
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
+pub use user_data::LaunchMode;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +59,9 @@ pub struct Config {
     /// Agent templates, in order of preference: a queued build goes to the first that matches.
     #[serde(rename = "template", default)]
     pub templates: Vec<TemplateConfig>,
+    /// `[ha]`: replicas coordinated through etcd; absent: one replica.
+    #[serde(default)]
+    pub ha: Option<HaConfig>,
 }
 
 /// `log-format`.
@@ -141,6 +150,15 @@ pub struct CloudConfig {
     /// Hourly spot prices per instance type, shown to policies for spot offerings.
     #[serde(default)]
     pub spot_prices: BTreeMap<String, f64>,
+    /// How long to wait for a TCP (and TLS) connection to the ECS, VPC and STS endpoints.
+    #[serde(with = "humantime_serde", default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// How long to wait for the next bytes of an answer before giving up on the call.
+    #[serde(with = "humantime_serde", default = "defaults::read_timeout")]
+    pub read_timeout: Duration,
+    /// No retry of a failed ECS call starts later than this after its first attempt.
+    #[serde(with = "humantime_serde", default = "defaults::retry_budget")]
+    pub retry_budget: Duration,
 }
 
 /// `[cloud.credentials]`: the source of the AccessKey.
@@ -187,6 +205,12 @@ pub struct JenkinsConfig {
     pub token_file: Option<PathBuf>,
     /// URL agents use to reach the controller (default: `url`).
     pub agent_url: Option<String>,
+    /// How long to wait for a TCP (and TLS) connection to Jenkins.
+    #[serde(with = "humantime_serde", default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// How long to wait for the next bytes of an answer from Jenkins.
+    #[serde(with = "humantime_serde", default = "defaults::read_timeout")]
+    pub read_timeout: Duration,
 }
 
 /// `[ssh]`.
@@ -269,6 +293,11 @@ pub struct PolicyConfig {
     /// Log lines a quiet policy may write at once, above the per-minute rate.
     #[serde(default = "defaults::policy_log_burst")]
     pub log_burst: Spanned<u32>,
+    /// A candidate policy (a `.wasm` path or `builtin:default`) that decides every cycle on the
+    /// same snapshot without acting: where it would have decided differently is counted on
+    /// `/status` and in metrics (shadow mode).
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 impl Default for PolicyConfig {
@@ -282,6 +311,7 @@ impl Default for PolicyConfig {
             timeout: defaults::policy_timeout(),
             log_lines_per_minute: defaults::policy_log_lines_per_minute(),
             log_burst: defaults::policy_log_burst(),
+            shadow: None,
         }
     }
 }
@@ -343,6 +373,15 @@ pub struct TemplateConfig {
     /// Builds per node before it is retired (0 = unlimited, 1 = one-shot).
     #[serde(default)]
     pub max_uses: u32,
+    /// What removing an idle node does: `delete` (default) or `stop` (warm pool).
+    #[serde(default)]
+    pub idle_action: IdleAction,
+    /// `stop-charging` (default, economical mode) or `keep-charging`.
+    #[serde(default)]
+    pub stopped_mode: StoppedModeConfig,
+    /// Stopped instances kept at most; see [`TemplateConfig::max_stopped`].
+    #[serde(default, rename = "max-stopped")]
+    pub max_stopped_setting: Option<u32>,
     /// From launch to agent online; past it the instance is terminated with a recorded reason.
     #[serde(with = "humantime_serde", default = "defaults::launch_timeout")]
     pub launch_timeout: Duration,
@@ -351,6 +390,13 @@ pub struct TemplateConfig {
     /// timeout when that is shorter. See [`TemplateConfig::reconnect_timeout`].
     #[serde(with = "humantime_serde", default, rename = "reconnect-timeout")]
     pub reconnect_timeout_setting: Option<Duration>,
+    /// How the agent is started: `ssh` (default; the host connects in) or `user-data` (the
+    /// instance starts it from its cloud-init script; nothing connects in). See [`user_data`].
+    #[serde(default)]
+    pub launch: LaunchMode,
+    /// With `launch = "user-data"`: the cloud-init script template (default
+    /// [`user_data::DEFAULT_USER_DATA_SCRIPT`]); the only place `{secret}` is allowed.
+    pub user_data_script: Option<String>,
     /// Shell script run once on a new instance, before the agent starts.
     #[serde(default)]
     pub init_script: String,
@@ -505,13 +551,14 @@ impl<'de> Deserialize<'de> for Candidates {
 /// A configuration error, with where it is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    /// The config file could not be read. The OS error is part of the message and not a
+    /// `source`, so a chain printer (`{:#}`) does not say it twice.
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file that could not be read.
         path: PathBuf,
         /// Why it could not be read.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The config file is not valid (a parse error or a rule broken).
     #[error("{path}: {message}")]
@@ -523,17 +570,62 @@ pub enum ConfigError {
     },
 }
 
+/// Deserialises the file into [`Config`]; a type error names the key path
+/// (`template[1].max-nodes`) as well as the line the `toml` crate reports.
+fn parse_typed(text: &str) -> Result<Config, String> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = key_path(e.path());
+        let message = e.into_inner().to_string().trim_end().to_owned();
+        if path.is_empty() {
+            return message;
+        }
+        // The toml message ends with what is wrong, after the line it quotes: name the key there.
+        match message.rsplit_once('\n') {
+            Some((quote, what)) => format!("{quote}\n{path}: {what}"),
+            None => format!("{path}: {message}"),
+        }
+    })
+}
+
+/// The key path of a deserialisation error in the file's own spelling: `template[1].max-nodes`.
+/// Segments `toml::Spanned` adds for its own bookkeeping are left out.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } if !key.starts_with("$__") => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// True when `label` is one Jenkins label atom as the label-expression grammar reads it
+/// (so that a build's `label` expression can name it unquoted): letters, digits and
+/// punctuation such as `-`, `.`, `_`, `:` and `/`, but no space, quote, operator or `->`.
+pub fn is_label_atom(label: &str) -> bool {
+    matches!(ecsp_jenkins::label::LabelExpr::parse(label), Ok(ecsp_jenkins::label::LabelExpr::Atom(a)) if a == label)
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            .map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })
     }
 
     /// Parses and validates configuration text; the error names the key and the line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let config = parse_typed(text)?;
         config.validate(text)?;
         Ok(config)
     }
@@ -554,6 +646,9 @@ impl Config {
         }
         if self.templates.is_empty() {
             problems.push("no [[template]] defined: add at least one".to_owned());
+        }
+        if let Some(ha) = &self.ha {
+            problems.extend(ha.problems());
         }
         if self.jenkins.token_env.is_some() && self.jenkins.token_file.is_some() {
             problems.push("jenkins: set token-env or token-file, not both".to_owned());
@@ -587,6 +682,16 @@ impl Config {
         if *burst.get_ref() == 0 {
             problems.push(format!("{}: must be at least 1", policy_key("log-burst", burst.span())));
         }
+        for (key, value) in [
+            ("cloud.connect-timeout", self.cloud.connect_timeout),
+            ("cloud.read-timeout", self.cloud.read_timeout),
+            ("jenkins.connect-timeout", self.jenkins.connect_timeout),
+            ("jenkins.read-timeout", self.jenkins.read_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                problems.push(format!("{key}: must be at least 100ms"));
+            }
+        }
         if self.cloud.max_launch_per_cycle == 0 {
             problems.push("cloud.max-launch-per-cycle: must be at least 1".to_owned());
         }
@@ -618,8 +723,11 @@ impl Config {
             if t.labels.is_empty() {
                 problems.push(format!("{at}: labels must name at least one label"));
             }
-            if let Some(bad) = t.labels.iter().find(|l| l.is_empty() || l.chars().any(|c| c.is_whitespace() || "&|!()<>-\"".contains(c))) {
-                problems.push(format!("{at}: label {bad:?} is not a plain Jenkins label (no spaces or operators)"));
+            if let Some(bad) = t.labels.iter().find(|l| !is_label_atom(l)) {
+                problems.push(format!(
+                    "{at}: label {bad:?} is not a single Jenkins label: it may not be empty or contain spaces, \
+                     quotes, `&`, `|`, `!`, `<`, `>`, `(`, `)` or `->`"
+                ));
             }
             if t.executors == 0 {
                 problems.push(format!("{at}: executors must be at least 1"));
@@ -629,6 +737,9 @@ impl Config {
             }
             if t.min_nodes > t.max_nodes {
                 problems.push(format!("{at}: min-nodes ({}) exceeds max-nodes ({})", t.min_nodes, t.max_nodes));
+            }
+            if t.idle_action == IdleAction::Stop && t.max_stopped() == 0 {
+                problems.push(format!("{at}: idle-action = \"stop\" needs max-stopped of at least 1 (0 keeps no stopped instance)"));
             }
             if t.launch_timeout < Duration::from_secs(10) {
                 problems.push(format!("{at}: launch-timeout must be at least 10s"));
@@ -666,6 +777,7 @@ impl Config {
                 problems.push(format!("{at}: set security-group-id or security-group-ids, not both"));
             }
             launch::validate_keys(&launch::LaunchKeys::of_template(t), &at, text, &mut problems);
+            user_data::validate(t, &at, &mut problems);
             launch::validate_profile(&self.launch_profile(t), &at, &mut problems);
             if t.spot == SpotModeConfig::OnDemand && t.spot_price_limit.is_some() {
                 problems.push(format!("{at}: spot-price-limit is set but spot = \"on-demand\""));
@@ -727,6 +839,11 @@ mod defaults {
     pub fn max_launch_per_cycle() -> u32 { 100 }
     pub fn capacity_cooldown() -> Duration { Duration::from_secs(300) }
     pub fn offerings_ttl() -> Duration { Duration::from_secs(300) }
+    // With these, `check` reports a dead or silent endpoint within 20 s: one silent attempt
+    // (10 s) leaves no time for a retry in the budget; a refused one retries within it.
+    pub fn connect_timeout() -> Duration { Duration::from_secs(5) }
+    pub fn read_timeout() -> Duration { Duration::from_secs(10) }
+    pub fn retry_budget() -> Duration { Duration::from_secs(8) }
     pub fn ssh_user() -> String { "root".into() }
     pub fn ssh_port() -> u16 { 22 }
     pub fn bootstrap_concurrency() -> usize { 32 }
@@ -799,6 +916,60 @@ max-nodes = 10
         let text = MINIMAL.replace("max-nodes = 10", "max-nodes = \"ten\"");
         let err = Config::parse(&text).unwrap_err();
         assert!(err.contains("line 19") && err.contains("max-nodes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_path() {
+        let text = format!("{MINIMAL}\n[[template]]\nname = \"win\"\nlabels = [\"windows\"]\nmax-nodes = \"two\"\n");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.contains("template[1].max-nodes: invalid type: string \"two\", expected u32"), "{err}");
+        assert!(err.contains("line 24"), "{err}");
+        let err = Config::parse(&MINIMAL.replace("user = \"admin\"", "user = 3")).unwrap_err();
+        assert!(err.contains("jenkins.user: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn template_labels_are_the_atoms_of_jenkins_label_grammar() {
+        use ecsp_jenkins::label::LabelExpr;
+        let accepted = ["linux-amd64", "a-b-c", "jdk_17", "ubuntu22.04", "x86:64", "os/linux", "gpu@2", "v1+2", "-lead", "trail-", "ÄÖ-ü"];
+        let refused = ["", "linux amd64", "a&&b", "a||b", "!a", "a->b", "(a)", "a<b", "a>b", "say\"hi\"", "it's", "tab\tx"];
+        for label in accepted {
+            // What our label-expression parser reads as the single atom `label` is accepted...
+            assert_eq!(LabelExpr::parse(label), Ok(LabelExpr::Atom(label.to_owned())), "{label}");
+            let text = MINIMAL.replace(r#"["linux", "docker"]"#, &format!("[{label:?}]"));
+            assert!(Config::parse(&text).is_ok(), "{label}: {:?}", Config::parse(&text).err());
+        }
+        for label in refused {
+            // ...and whatever it does not read so is refused, with the label named.
+            assert_ne!(LabelExpr::parse(label).ok(), Some(LabelExpr::Atom(label.to_owned())), "{label}");
+            let text = MINIMAL.replace(r#"["linux", "docker"]"#, &format!("[{label:?}]"));
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.contains(&format!("label {label:?} is not a single Jenkins label")), "{label}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_packaged_example_configuration_is_valid() {
+        let c = Config::parse(include_str!("../../../packaging/ecs-provisioner.toml")).unwrap();
+        assert_eq!(c.templates[0].labels, ["linux", "linux-amd64"]);
+    }
+
+    #[test]
+    fn a_missing_file_names_the_os_error_once() {
+        let err = Config::load(Path::new("/nonexistent/ecs-provisioner.toml")).unwrap_err();
+        let chain = anyhow_like(&err);
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+    }
+
+    /// What `anyhow`'s `{:#}` prints: the error and each of its sources.
+    fn anyhow_like(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            out.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        out
     }
 
     #[test]

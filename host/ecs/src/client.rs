@@ -65,6 +65,10 @@ pub struct ClientConfig {
     /// Connect timeout, seconds.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// Read timeout, milliseconds: the longest wait for the next bytes of an answer, so a
+    /// silent endpoint is given up on long before the whole-request timeout.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
     /// Retry and backoff settings; [`RetryPolicy::default`] when absent.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -75,6 +79,9 @@ fn default_timeout_secs() -> u64 {
 }
 fn default_connect_timeout_secs() -> u64 {
     5
+}
+fn default_read_timeout_ms() -> u64 {
+    10_000
 }
 
 impl ClientConfig {
@@ -87,6 +94,7 @@ impl ClientConfig {
             method: HttpMethod::Post,
             timeout_secs: default_timeout_secs(),
             connect_timeout_secs: default_connect_timeout_secs(),
+            read_timeout_ms: default_read_timeout_ms(),
             retry: RetryPolicy::default(),
         }
     }
@@ -131,6 +139,8 @@ struct Inner {
     config: ClientConfig,
     credentials: SharedProvider,
     stats: Stats,
+    /// Told each request's latency, once the daemon attaches its metrics.
+    observer: std::sync::OnceLock<ecsp_http::RequestObserver>,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -170,6 +180,7 @@ impl EcsClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .read_timeout(Duration::from_millis(config.read_timeout_ms))
             .user_agent(concat!("ecs-provisioner/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
@@ -179,6 +190,7 @@ impl EcsClient {
                 config,
                 credentials,
                 stats: Stats::default(),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -209,6 +221,13 @@ impl EcsClient {
         self.inner.stats.snapshot()
     }
 
+    /// Tells `observer` the latency of every request from now on (retries each count), with
+    /// the outcome `success` or the error's class ([`ErrorKind::label`]). Only the first
+    /// observer attached is kept.
+    pub fn observe_requests(&self, observer: ecsp_http::RequestObserver) {
+        let _ = self.inner.observer.set(observer);
+    }
+
     /// Calls an action and decodes its JSON answer. `RegionId` is added unless present.
     pub async fn call<T: DeserializeOwned>(
         &self,
@@ -236,10 +255,16 @@ impl EcsClient {
             .entry("RegionId".into())
             .or_insert_with(|| self.inner.config.region_id.clone());
         let attempts = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let retry = &self.inner.config.retry;
         let attempt = || async {
             let n = attempts.fetch_add(1, Ordering::SeqCst);
             stats.request(action, n > 0);
+            let started = std::time::Instant::now();
             let r = self.attempt::<T>(api, action, &params, &offering).await;
+            if let Some(observe) = self.inner.observer.get() {
+                observe(action, r.as_ref().map_or_else(|e| e.kind.label(), |_| "success"), started.elapsed());
+            }
             if let Err(e) = &r
                 && e.kind == ErrorKind::Throttling
             {
@@ -251,10 +276,14 @@ impl EcsClient {
             .retry(self.inner.config.retry.backoff())
             .sleep(tokio::time::sleep)
             .when(|e: &EcsError| e.is_retryable())
-            .adjust(|e: &EcsError, delay| match (e.retry_after, delay) {
-                // The server said how long to wait: do not come back sooner.
-                (Some(after), Some(d)) => Some(d.max(after)),
-                (_, d) => d,
+            .adjust(|e: &EcsError, delay| {
+                let delay = match (e.retry_after, delay) {
+                    // The server said how long to wait: do not come back sooner.
+                    (Some(after), Some(d)) => Some(d.max(after)),
+                    (_, d) => d,
+                };
+                // Past the retry budget the error is reported as it is.
+                delay.filter(|d| retry.within_budget(started, *d))
             })
             .notify(|e: &EcsError, delay| {
                 tracing::warn!(action, code = %e.code, request_id = ?e.request_id, ?delay, "retrying ECS call");
@@ -335,21 +364,9 @@ impl EcsClient {
             HttpMethod::Post => self.inner.http.post(&url).form(params),
         };
         let transport = |e: reqwest::Error| {
-            // Never print the URL: with GET it carries the STS token.
-            let e = e.without_url();
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "cannot connect"
-            } else {
-                "transport error"
-            };
-            EcsError::local(
-                action,
-                "Transport",
-                format!("{what} ({url}): {e}"),
-                ErrorKind::Transient,
-            )
+            // The endpoint, never the request's URL: with GET its query carries the STS token.
+            let cause = ecsp_http::transport_cause(&e);
+            EcsError::local(action, "Transport", format!("cannot reach {url}: {cause}"), ErrorKind::Transient)
         };
         let res = req.send().await.map_err(transport)?;
         let status = res.status().as_u16();

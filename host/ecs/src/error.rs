@@ -71,6 +71,26 @@ pub struct EcsError {
     pub retry_after: Option<std::time::Duration>,
 }
 
+impl ErrorKind {
+    /// The class as a metric label value: bounded, whatever the server sent.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorKind::Throttling => "throttling",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Capacity(_) => "capacity",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::Permission => "permission",
+            ErrorKind::Signature { .. } => "signature",
+            ErrorKind::IdempotencyMismatch => "idempotency-mismatch",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::DryRunPassed => "dry-run-passed",
+            ErrorKind::InvalidRequest => "invalid-request",
+            ErrorKind::Decode => "decode",
+            ErrorKind::NoCredentials => "no-credentials",
+        }
+    }
+}
+
 impl EcsError {
     /// Whether the retry loop should try again.
     pub fn is_retryable(&self) -> bool {

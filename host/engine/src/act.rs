@@ -17,15 +17,17 @@ use super::lifecycle::Chore;
 use super::lifecycle::{REMOVING_PREFIX, USED_UP_PREFIX};
 use super::model::{BootstrapStatus, CloudInstance, CloudStatus, Node, NodeState, Offering, Plan, node_name};
 use super::offerings::{self, key_of};
-use super::ports::{BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration};
-use super::{CycleReport, Engine, now_ms};
+use super::ports::{
+    BootstrapPort, BootstrapTarget, CloudPort, JenkinsPort, LaunchError, LaunchRequest, NodeRegistration, UserDataNode,
+};
+use super::{CycleReport, Engine};
 
 /// Instances per RunInstances call (the API's maximum Amount).
 const MAX_BATCH: u32 = 100;
 /// Times `place` is asked again after capacity errors, per template per cycle.
 const MAX_PLACE_ROUNDS: usize = 4;
 /// Jenkins calls in flight at once for chores and drains.
-const JENKINS_CONCURRENCY: usize = 16;
+pub(crate) const JENKINS_CONCURRENCY: usize = 16;
 
 /// Instances launched on one offering.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,7 +80,8 @@ where
         for l in &plan.launches {
             let Some(template) = self.config.template(&l.template) else { continue };
             let fleet: Vec<&Node> = nodes.iter().filter(|n| n.template() == l.template).collect();
-            let mut remaining = l.count;
+            // The warm pool first: a started instance skips the boot and the init script.
+            let mut remaining = l.count - self.start_stopped(template, nodes, l.count, &mut all, now, report).await;
             let mut failed_here: BTreeSet<offerings::OfferingKey> = BTreeSet::new();
             for _round in 0..MAX_PLACE_ROUNDS {
                 if remaining == 0 {
@@ -106,20 +109,28 @@ where
                     let mut left = count;
                     while left > 0 {
                         let amount = left.min(MAX_BATCH);
-                        match self.launch_batch(&l.template, &offering, amount).await {
-                            Ok(ids) => {
-                                let got = ids.len() as u32;
-                                self.record_launch(&l.template, &offering, &ids, report).await;
-                                remaining = remaining.saturating_sub(got);
-                                left -= amount;
+                        let outcome = if template.launch == ecsp_config::LaunchMode::UserData {
+                            self.launch_user_data(&l.template, &offering, amount).await
+                        } else {
+                            match self.launch_batch(&l.template, &offering, amount, None).await {
+                                Ok(ids) => (ids.into_iter().map(|id| (id, None)).collect(), None),
+                                Err(e) => (Vec::new(), Some(e)),
                             }
-                            Err(e) => {
+                        };
+                        let (launched, error) = outcome;
+                        if !launched.is_empty() {
+                            self.record_launch(&l.template, &offering, &launched, report).await;
+                            remaining = remaining.saturating_sub(launched.len() as u32);
+                        }
+                        match error {
+                            None => left -= amount,
+                            Some(e) => {
                                 let capacity = matches!(e, LaunchError::Capacity { .. });
                                 if let LaunchError::Capacity { code, .. } = &e {
                                     // Marked in the cache (for later cycles and the policy) and
                                     // re-read, so the next round and other templates see it.
                                     let mut cache = self.offerings.lock().unwrap();
-                                    cache.mark_failed(key_of(&offering), code, now.max(now_ms()));
+                                    cache.mark_failed(key_of(&offering), code, now.max(self.clock_ms()));
                                     all = cache.all(&self.config.cloud, now);
                                     any_capacity_error = true;
                                 }
@@ -150,7 +161,14 @@ where
         }
     }
 
-    async fn launch_batch(&self, template: &str, o: &Offering, amount: u32) -> Result<Vec<String>, LaunchError> {
+    /// One RunInstances call: `amount` instances of `template` on `o`.
+    pub(crate) async fn launch_batch(
+        &self,
+        template: &str,
+        o: &Offering,
+        amount: u32,
+        user_data_node: Option<UserDataNode>,
+    ) -> Result<Vec<String>, LaunchError> {
         let seq = self.launch_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let launch_id = format!("{}-{}-{seq}", self.config.controller_id, self.run_id);
         // Deterministic per launch: the client's retries of this call reuse it, so a retried
@@ -166,16 +184,35 @@ where
             count: amount,
             client_token,
             launch_id,
+            user_data_node,
         };
-        self.cloud.launch(&request).await
+        let Some(leadership) = self.leadership.get() else { return self.cloud.launch(&request).await };
+        // Recorded first, fenced on the leader key: a deposed leader sends nothing, and a
+        // successor resends what was recorded with the same token.
+        if let Err(e) = leadership.record_launch(&request).await {
+            return Err(LaunchError::Other { code: "NotLeader".into(), label: "not-leader", message: format!("launch not sent: {e:#}") });
+        }
+        let result = self.cloud.launch(&request).await;
+        match &result {
+            Ok(ids) => {
+                self.unsettled.lock().unwrap().0.insert(request.launch_id.clone(), ids.clone());
+            }
+            Err(_) => leadership.settle_launch(&request.launch_id).await,
+        }
+        result
     }
 
-    /// Books the new instances and registers their Jenkins nodes at once.
-    async fn record_launch(&self, template: &str, o: &Offering, ids: &[String], report: &mut CycleReport) {
-        let now = now_ms();
+    /// Books the new instances and registers their Jenkins nodes at once. Each comes with its
+    /// node when that was created before it (user-data launches).
+    pub(crate) async fn record_launch(&self, template: &str, o: &Offering, launched: &[(String, Option<String>)], report: &mut CycleReport) {
+        let now = self.clock_ms();
+        let ids: Vec<String> = launched.iter().map(|(id, _)| id.clone()).collect();
         {
             let mut book = self.book.lock().unwrap();
-            for id in ids {
+            for (id, node) in launched {
+                if let Some(node) = node {
+                    book.pending_nodes.remove(node);
+                }
                 book.launched.insert(
                     id.clone(),
                     CloudInstance {
@@ -189,13 +226,17 @@ where
                         private_ip: None,
                         created_ms: Some(now),
                         locks: Vec::new(),
+                        // The adapter tags it with the template's current fingerprint.
+                        fingerprint: self.config.template(template).map(|t| self.config.template_fingerprint(t)),
+                        node: node.clone(),
                     },
                 );
             }
         }
-        let regs: Vec<NodeRegistration> = ids
+        let regs: Vec<NodeRegistration> = launched
             .iter()
-            .map(|id| NodeRegistration {
+            .filter(|(_, node)| node.is_none())
+            .map(|(id, _)| NodeRegistration {
                 name: node_name(template, id),
                 template: template.to_owned(),
                 instance_id: id.clone(),
@@ -218,14 +259,14 @@ where
                 report.errors.push(format!("creating node {} failed: {e:#}", r.name));
             }
         }
-        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), "launched");
+        tracing::info!(template, zone = %o.zone, instance_type = %o.instance_type, spot = o.spot, count = ids.len(), instances = ?ids, "launched");
         report.launched.push(Launched {
             template: template.to_owned(),
             zone: o.zone.clone(),
             vswitch: o.vswitch.clone(),
             instance_type: o.instance_type.clone(),
             spot: o.spot,
-            instance_ids: ids.to_vec(),
+            instance_ids: ids,
         });
     }
 
@@ -240,7 +281,7 @@ where
                 let max = self.config.template(n.template())?.max_uses;
                 let a = n.agent.as_ref()?;
                 (n.state == NodeState::Online && max > 0 && a.uses >= max && !a.temporarily_offline)
-                    .then(|| (node_name(n.template(), n.instance_id()), max))
+                    .then(|| (n.node_name(), max))
             })
             .collect();
         let results: Vec<_> = futures::stream::iter(targets)
@@ -268,6 +309,8 @@ where
             .iter()
             .filter_map(|r| by_id.get(r.instance_id.as_str()).map(|n| ((*n).clone(), r.reason.clone())))
             .collect();
+        let (stops, targets) = self.split_stops(targets, nodes);
+        self.stop_idle(stops, report).await;
         {
             let mut book = self.book.lock().unwrap();
             for (n, _) in &targets {
@@ -303,7 +346,7 @@ where
     /// Offline, re-check idle, delete the node. `Ok(false)`: it took a build; put back online
     /// if this drain was what took it offline (a node someone else marked offline stays so).
     async fn drain(&self, n: &Node, reason: &str) -> anyhow::Result<bool> {
-        let name = node_name(n.template(), n.instance_id());
+        let name = n.node_name();
         let Some(agent) = &n.agent else { return Ok(true) };
         let marked_by_us = !agent.temporarily_offline;
         if marked_by_us {
@@ -325,7 +368,7 @@ where
     /// deletes the node and the instance if it is idle, or puts it back online if it runs a
     /// build (it took one just before it was marked).
     async fn resume_drain(&self, n: &Node) -> anyhow::Result<bool> {
-        let name = node_name(n.template(), n.instance_id());
+        let name = n.node_name();
         if !self.jenkins.is_idle(&name).await? {
             self.jenkins.set_offline(&name, false, "").await?;
             tracing::info!(node = %name, "node left offline for removal runs a build; back online and kept");
@@ -337,11 +380,11 @@ where
     }
 
     /// Deletes instances in batches, booking them as terminating first.
-    async fn terminate(&self, targets: Vec<(String, String)>, report: &mut CycleReport) {
+    pub(crate) async fn terminate(&self, targets: Vec<(String, String)>, report: &mut CycleReport) {
         if targets.is_empty() {
             return;
         }
-        let now = now_ms();
+        let now = self.clock_ms();
         {
             let mut book = self.book.lock().unwrap();
             for (id, reason) in &targets {
@@ -369,9 +412,12 @@ where
         // One index, not a scan of every node per chore: a wave has a chore per node.
         let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.instance_id(), n)).collect();
         let by_id = &by_id;
+        let mut chores = chores;
+        self.explain_launch_timeouts(&mut chores, nodes, report).await;
         let mut terminate = Vec::new();
         let mut jenkins_work = Vec::new();
         let mut resume = Vec::new();
+        let mut stops = Vec::new();
         for chore in chores {
             if !chore.is_bookkeeping() {
                 report.chores.push(super::describe_chore(&chore));
@@ -380,7 +426,7 @@ where
                 Chore::Terminate { instance_id, reason } => {
                     if let Some(n) = by_id.get(instance_id.as_str()).copied()
                         && n.agent.is_some() {
-                            jenkins_work.push(Chore::DeleteNode { name: node_name(n.template(), &instance_id), reason: reason.clone() });
+                            jenkins_work.push(Chore::DeleteNode { name: n.node_name(), reason: reason.clone() });
                         }
                     terminate.push((instance_id, reason));
                 }
@@ -389,18 +435,31 @@ where
                         let launch_timeout =
                             self.config.template(n.template()).map_or(0, |t| t.launch_timeout.as_millis() as u64);
                         // An unknown creation time gives the bootstrap a full launch timeout from now.
-                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(now_ms) + launch_timeout);
+                        self.spawn_bootstrap(n, n.instance.created_ms.unwrap_or_else(|| self.clock_ms()) + launch_timeout);
                     }
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {
                     if let Some(n) = by_id.get(instance_id.as_str()).copied() {
-                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(now_ms);
-                        tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
+                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(|| self.clock_ms());
+                        if self.config.template(n.template()).is_some_and(|t| t.launch == ecsp_config::LaunchMode::UserData) {
+                            // Nothing connects into a user-data instance: its own loop restarts
+                            // the agent; past the reconnect timeout the instance is replaced.
+                            tracing::warn!(instance = %instance_id, "user-data agent dropped after being online; waiting for it to reconnect");
+                        } else {
+                            tracing::warn!(instance = %instance_id, "agent dropped after being online; restarting it");
+                            self.spawn_bootstrap(n, deadline_ms);
+                        }
+                    }
+                }
+                Chore::RestartAgent { instance_id, deadline_ms } => {
+                    if let Some(n) = by_id.get(instance_id.as_str()).copied() {
+                        tracing::info!(instance = %instance_id, "started from the warm pool; restarting its agent");
                         self.spawn_bootstrap(n, deadline_ms);
                     }
                 }
+                Chore::Stop { instance_id } => stops.push(instance_id),
                 Chore::BookTerminating { instance_id, reason } => {
-                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, now_ms()));
+                    self.book.lock().unwrap().terminating.insert(instance_id, (reason, self.clock_ms()));
                 }
                 Chore::ResumeDrain { instance_id } => {
                     if let Some(n) = by_id.get(instance_id.as_str()).copied() {
@@ -417,7 +476,7 @@ where
                         Some(n) => {
                             self.jenkins
                                 .create_node(&NodeRegistration {
-                                    name: node_name(n.template(), instance_id),
+                                    name: n.node_name(),
                                     template: n.template().to_owned(),
                                     instance_id: instance_id.clone(),
                                     zone: n.instance.zone.clone(),
@@ -435,13 +494,17 @@ where
                         r
                     }
                     Chore::RecordActivity { instance_id, record } => match by_id.get(instance_id.as_str()).copied() {
-                        Some(n) => self.jenkins.record_activity(&node_name(n.template(), instance_id), record).await,
+                        Some(n) => self.jenkins.record_activity(&n.node_name(), record).await,
+                        None => Ok(()),
+                    },
+                    Chore::Unfence { instance_id } => match by_id.get(instance_id.as_str()).copied() {
+                        Some(n) => self.jenkins.set_offline(&node_name(n.template(), instance_id), false, "").await,
                         None => Ok(()),
                     },
                     Chore::Fence { instance_id, reason } => match by_id.get(instance_id.as_str()).copied() {
                         Some(n) => {
                             tracing::warn!(instance = %instance_id, reason = %reason, "fencing node: it takes no new build");
-                            self.jenkins.set_offline(&node_name(n.template(), instance_id), true, reason).await
+                            self.jenkins.set_offline(&n.node_name(), true, reason).await
                         }
                         None => Ok(()),
                     },
@@ -457,6 +520,7 @@ where
                 report.errors.push(format!("{:?} failed: {e:#}", super::describe_chore(&c)));
             }
         }
+        self.resume_stops(stops, nodes, report).await;
         let resumed: Vec<_> = futures::stream::iter(resume)
             .map(|n| async move {
                 let r = self.resume_drain(&n).await;
@@ -476,7 +540,7 @@ where
     }
 
     /// Starts a background bootstrap; its outcome lands in the book for the next cycle.
-    fn spawn_bootstrap(self: &Arc<Self>, n: &Node, deadline_ms: u64) {
+    pub(crate) fn spawn_bootstrap(self: &Arc<Self>, n: &Node, deadline_ms: u64) {
         let Some(ip) = n.instance.private_ip else { return };
         let id = n.instance_id().to_owned();
         let template = n.template().to_owned();
@@ -485,6 +549,7 @@ where
         let template_name = template.clone();
         self.tasks.lock().unwrap().spawn(async move {
             let _slot = engine.bootstrap_slots.acquire().await;
+            let started = std::time::Instant::now();
             let name = node_name(&template, &id);
             let result = async {
                 let secret = engine.jenkins.agent_secret(&name).await?;
@@ -496,9 +561,13 @@ where
             .await;
             let mut book_failure = None;
             let status = match result {
-                Ok(()) => BootstrapStatus::Done,
+                Ok(()) => {
+                    engine.board.observe_bootstrap(&template_name, "success", started.elapsed());
+                    BootstrapStatus::Done
+                }
                 Err(e) => {
                     let cause = engine.bootstrapper.failure_cause(&e);
+                    engine.board.observe_bootstrap(&template_name, cause, started.elapsed());
                     tracing::warn!(instance = %id, cause, error = %format!("{e:#}"), "bootstrap failed");
                     book_failure = Some((cause, format!("{e:#}")));
                     BootstrapStatus::Failed(format!("{e:#}"))
@@ -506,7 +575,8 @@ where
             };
             let mut book = engine.book.lock().unwrap();
             if let Some((cause, error)) = book_failure {
-                book.bootstrap_failed(&template_name, cause, &error, now_ms());
+                let now = engine.clock_ms();
+                book.bootstrap_failed(&template_name, cause, &error, now);
             }
             book.bootstraps.insert(id, status);
             drop(book);
@@ -514,3 +584,6 @@ where
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,11 +40,14 @@ pub fn enforce(plan: &Plan, nodes: &[Node], limits: &Limits<'_>) -> Enforced {
 
     // Nodes that count against caps, per template and in total. Terminating nodes are going
     // away but still exist; counting them too keeps the cap honest while deletes settle.
+    // Stopped nodes are the exception: no capacity, capped apart by `max-stopped`; starting
+    // one makes it count again, within the room a launch finds here.
     let mut count: BTreeMap<&str, u32> = BTreeMap::new();
-    for n in nodes {
+    let capped = || nodes.iter().filter(|n| n.state != NodeState::Stopped);
+    for n in capped() {
         *count.entry(n.template()).or_default() += 1;
     }
-    let mut total: u32 = nodes.len() as u32;
+    let mut total: u32 = capped().count() as u32;
 
     // Removals first: they free no capacity this cycle (the instance is still there), but they
     // must not take a template below its minimum.
@@ -167,7 +170,7 @@ mod tests {
         BTreeMap::new()
     }
     fn tpl(name: &str, min: u32, max: u32) -> TemplateLimits {
-        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0 }
+        TemplateLimits { name: name.into(), min_nodes: min, max_nodes: max, launch_timeout_ms: 600_000, reconnect_timeout_ms: 300_000, max_uses: 0, max_stopped: 0, fingerprint: String::new(), user_data: false }
     }
     fn node(id: &str, template: &str, state: NodeState, busy: u32) -> Node {
         Node {
@@ -182,6 +185,8 @@ mod tests {
                 private_ip: None,
                 created_ms: Some(0),
                 locks: Vec::new(),
+                fingerprint: None,
+                node: None,
             },
             agent: Some(AgentNode { busy_executors: busy, executors: 2, online: true, ..Default::default() }),
             state,
@@ -203,6 +208,18 @@ mod tests {
         let out = enforce(&Plan { launches: vec![launch("a", 10)], removals: vec![] }, &nodes, &limits);
         assert_eq!(out.plan.launches, vec![launch("a", 2)]);
         assert_eq!(out.clamps[0].rule, "template-max");
+    }
+
+    #[test]
+    fn stopped_nodes_count_against_no_cap_and_can_be_removed() {
+        let templates = [tpl("a", 1, 2)];
+        let nodes = [node("i-1", "a", NodeState::Online, 0), node("i-2", "a", NodeState::Stopped, 0), node("i-3", "a", NodeState::Stopped, 0)];
+        let limits = Limits { templates: &templates, max_total_nodes: 2, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![launch("a", 5)], removals: vec![removal("i-2")] }, &nodes, &limits);
+        // One running: room for one more under max-nodes 2 and max-total-nodes 2.
+        assert_eq!(out.plan.launches, vec![launch("a", 1)]);
+        // Not capacity: deleting it takes nothing from min-nodes 1.
+        assert_eq!(out.plan.removals, vec![removal("i-2")]);
     }
 
     #[test]
@@ -244,6 +261,7 @@ mod tests {
         assert_eq!(out.plan.launches, vec![launch("a", 3)]);
         let rules: Vec<_> = out.clamps.iter().map(|c| c.rule).collect();
         assert_eq!(rules, vec!["duplicate", "unknown-template"]);
+        assert!(out.clamps[1].detail.contains("\"zzz\""), "the unknown one is named: {:?}", out.clamps);
     }
 
     #[test]
@@ -316,6 +334,28 @@ mod tests {
         assert!(out.plan.removals.is_empty());
         assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["duplicate", "duplicate"]);
         assert!(out.clamps[0].detail.contains("already being removed"), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn a_plan_that_exactly_fills_every_cap_is_carried_out_unclamped() {
+        let templates = [tpl("a", 0, 3), tpl("b", 0, 10)];
+        let nodes = [node("i-1", "a", NodeState::Online, 0)];
+        // a: 1 + 2 = its max 3; total 1 + 2 + 3 = 6; 5 launches = the per-cycle bound.
+        let limits = Limits { templates: &templates, max_total_nodes: 6, max_launch_per_cycle: 5, holds: &no_holds(), now_ms: 0 };
+        let out = enforce(&Plan { launches: vec![launch("a", 2), launch("b", 3)], removals: vec![] }, &nodes, &limits);
+        assert_eq!(out.plan.launches, vec![launch("a", 2), launch("b", 3)]);
+        assert!(out.clamps.is_empty(), "{:?}", out.clamps);
+    }
+
+    #[test]
+    fn removals_stop_at_the_minimum_however_many_are_asked() {
+        let templates = [tpl("a", 2, 10)];
+        let nodes = ["i-1", "i-2", "i-3", "i-4"].map(|id| node(id, "a", NodeState::Online, 0));
+        let limits = Limits { templates: &templates, max_total_nodes: 100, max_launch_per_cycle: 100, holds: &no_holds(), now_ms: 0 };
+        let plan = Plan { launches: vec![], removals: ["i-1", "i-2", "i-3", "i-4"].map(removal).to_vec() };
+        let out = enforce(&plan, &nodes, &limits);
+        assert_eq!(out.plan.removals, vec![removal("i-1"), removal("i-2")]);
+        assert_eq!(out.clamps.iter().map(|c| c.rule).collect::<Vec<_>>(), ["min-nodes", "min-nodes"]);
     }
 
     #[test]

@@ -14,16 +14,24 @@
 
 pub mod act;
 pub mod board;
+pub mod console;
 pub mod decide;
 pub mod enforce;
 pub mod fleet;
+#[cfg(test)]
+mod fakes;
+pub mod leadership;
 pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
+pub mod warm;
+mod warm_act;
+pub mod user_data;
+pub mod shadow;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, Semaphore};
@@ -43,6 +51,10 @@ use ports::{BootstrapPort, CloudPort, JenkinsPort, TemplateQueue};
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Where the engine reads the time, ms since the Unix epoch: the wall clock ([`now_ms`]) in
+/// production, a virtual clock in a replay, so that the same engine code runs in both.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// What one cycle saw, decided and did: for `plan`, `/status`, metrics and tests.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -79,6 +91,10 @@ pub struct CycleReport {
     pub unplaced: BTreeMap<String, u32>,
     /// Instances removed (drained and deleted).
     pub removed: Vec<String>,
+    /// Instances stopped into the warm pool (`idle-action = "stop"`) instead of deleted.
+    pub stopped: Vec<String>,
+    /// Stopped instances started again for this cycle's launches.
+    pub started: Vec<String>,
     /// Removals abandoned because the node took a build meanwhile.
     pub kept_busy: Vec<String>,
     /// Housekeeping done: (kind, target, reason).
@@ -89,6 +105,12 @@ pub struct CycleReport {
     pub bootstrap_failures: Vec<(String, &'static str)>,
     /// Templates whose launches are held back after failed bootstraps.
     pub launch_holds: BTreeMap<String, lifecycle::LaunchHold>,
+    /// Every node after observation, one row each (for the console).
+    pub node_rows: Vec<console::NodeRow>,
+    /// How long the cycle took, microseconds.
+    pub duration_micros: u64,
+    /// How the shadow policy's plan compared, when one is set (`[policy] shadow`).
+    pub shadow: Option<shadow::ShadowVerdict>,
 }
 
 /// The running provisioner.
@@ -124,6 +146,18 @@ where
     pub(crate) stop: CancellationToken,
     /// Launch batches sent by this process.
     pub(crate) launch_seq: std::sync::atomic::AtomicU64,
+    /// The election this replica takes part in, if any ([`Engine::set_leadership`]).
+    pub(crate) leadership: OnceLock<Arc<dyn leadership::Leadership>>,
+    /// Launches recorded with the leadership and not yet seen in the listing.
+    pub(crate) unsettled: Mutex<leadership::Unsettled>,
+    /// Whether the previous cycle acted: a change is a takeover or a stand-down.
+    pub(crate) acting: std::sync::atomic::AtomicBool,
+    /// Woken when this replica may act now and did not (a takeover): the next cycle starts
+    /// at once, so that a takeover acts within a cycle of being elected.
+    pub(crate) takeover: Notify,
+    pub(crate) clock: Clock,
+    /// A candidate policy that decides every cycle without acting (shadow mode).
+    pub(crate) shadow: Mutex<Option<Arc<dyn PolicyPort>>>,
 }
 
 impl<C, J, B, P, F> Engine<C, J, B, P, F>
@@ -136,10 +170,46 @@ where
 {
     /// An engine over these ports and this decider, with a fresh status board; [`Engine::run`] starts its loop.
     pub fn new(config: Arc<Config>, cloud: C, jenkins: J, bootstrapper: B, decider: Decider<P, F>) -> Arc<Self> {
+        Self::with_board(config, cloud, jenkins, bootstrapper, decider, Arc::new(board::Board::new()))
+    }
+
+    /// Like [`Engine::new`], reading the time from `clock` (a replay's virtual time).
+    pub fn with_clock(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        clock: Clock,
+    ) -> Arc<Self> {
+        Self::assemble(config, cloud, jenkins, bootstrapper, decider, Arc::new(board::Board::new()), clock)
+    }
+
+    /// [`Engine::new`] recording on an existing board: a reloaded configuration's engine
+    /// keeps the metrics and history of the one it replaces.
+    pub fn with_board(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        board: Arc<board::Board>,
+    ) -> Arc<Self> {
+        Self::assemble(config, cloud, jenkins, bootstrapper, decider, board, Arc::new(now_ms))
+    }
+
+    fn assemble(
+        config: Arc<Config>,
+        cloud: C,
+        jenkins: J,
+        bootstrapper: B,
+        decider: Decider<P, F>,
+        board: Arc<board::Board>,
+        clock: Clock,
+    ) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
-        let board = Arc::new(board::Board::new());
         board.set_poll_interval(config.poll_interval);
-        Arc::new(Engine {
+        let engine = Arc::new(Engine {
             config,
             cloud: Arc::new(cloud),
             jenkins: Arc::new(jenkins),
@@ -152,13 +222,22 @@ where
             bootstrap_slots: Arc::new(Semaphore::new(slots)),
             wake: Arc::new(Notify::new()),
             cycle: 0.into(),
-            run_id: now_ms(),
+            // With the pid: replicas (high availability) started in the same millisecond differ.
+            run_id: clock() * 1000 + u64::from(std::process::id() % 1000),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
-        })
+            leadership: OnceLock::new(),
+            unsettled: Mutex::default(),
+            acting: false.into(),
+            takeover: Notify::new(),
+            clock,
+            shadow: Mutex::new(None),
+        });
+        engine.board.set_templates(engine.template_limits());
+        engine
     }
 
     /// The template limits the invariants use.
@@ -173,8 +252,22 @@ where
                 launch_timeout_ms: t.launch_timeout.as_millis() as u64,
                 reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
                 max_uses: t.max_uses,
+                max_stopped: if t.idle_action == ecsp_config::IdleAction::Stop { t.max_stopped() } else { 0 },
+                fingerprint: self.config.template_fingerprint(t),
+                user_data: t.launch == ecsp_config::LaunchMode::UserData,
             })
             .collect()
+    }
+
+    /// The Jenkins port, for wiring (the daemon attaches its request metrics to the client).
+    pub fn jenkins(&self) -> &J {
+        &self.jenkins
+    }
+
+    /// Sets (or clears) the shadow policy: it decides every cycle on the same snapshot as the
+    /// active one, its plan is compared and recorded (`CycleReport::shadow`), and never acted on.
+    pub fn set_shadow(&self, policy: Option<Arc<dyn PolicyPort>>) {
+        *self.shadow.lock().unwrap() = policy;
     }
 
     /// The most recent cycle's report.
@@ -198,16 +291,11 @@ where
         let watcher = tokio::spawn(watch_queue(self.jenkins.clone(), self.demand.clone(), self.stop.clone()));
         while !self.stop.is_cancelled() {
             let started = tokio::time::Instant::now();
-            let full = self.fleet.lock().unwrap().listing_due(now_ms(), poll.as_millis() as u64);
-            let report = self.cycle_with(full, true).await;
-            let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
-                // Offline (an admin's mark) and interrupted (the cloud's notice) nodes can stay
-                // so for minutes with nothing for the host to do: no reason to look faster.
-                *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted")
-            }) || report.queued.values().any(|n| *n > 0);
-            // While nodes are on their way or builds wait, look again soon: what changes next
-            // (an instance running, an agent online) should not wait a whole poll interval.
-            let pause = if in_flight { poll.min(Duration::from_millis(500)) } else { poll };
+            let acting = self.may_act();
+            self.hand_over(acting).await;
+            let full = self.fleet.lock().unwrap().listing_due(self.clock_ms(), poll.as_millis() as u64);
+            let report = self.cycle_with(full, acting).await;
+            let pause = pause_after(&report, poll);
             // Counted from the cycle's start, so a long cycle (a large fleet) does not stretch
             // the period: a queue change is read within one poll interval.
             tokio::select! {
@@ -224,14 +312,40 @@ where
                         _ = self.stop.cancelled() => {}
                     }
                 }
+                _ = self.takeover.notified() => {}
                 _ = self.stop.cancelled() => {}
             }
-            // Reap finished bootstrap tasks; their outcome is already in the book.
-            while self.tasks.lock().unwrap().try_join_next().is_some() {}
+            self.reap_tasks();
         }
         watcher.abort();
         self.tasks.lock().unwrap().abort_all();
         tracing::info!("engine stopped; fleet left as it is");
+    }
+
+    /// Follows a change of role: a takeover resends the previous leader's launches in flight;
+    /// a stand-down abandons this replica's bootstraps and forgets what it was doing, so that
+    /// if it leads again it starts from what it observes, as a restarted process does.
+    async fn hand_over(&self, acting: bool) {
+        let was = self.acting.swap(acting, std::sync::atomic::Ordering::SeqCst);
+        if self.leadership.get().is_none() || acting == was {
+            return;
+        }
+        if acting {
+            tracing::info!("hand-over: acting from this cycle on");
+            self.board.record_takeover(self.clock_ms());
+            self.resume_launches().await;
+        } else {
+            tracing::warn!("hand-over: not (or no longer surely) the leader: acting on nothing");
+            self.tasks.lock().unwrap().abort_all();
+            *self.book.lock().unwrap() = Book::default();
+            self.unsettled.lock().unwrap().0.clear();
+        }
+    }
+
+    /// Reaps finished background tasks (bootstraps); their outcome is already in the book. The
+    /// loop does this after each cycle; a replay that drives cycles itself calls it too.
+    pub fn reap_tasks(&self) {
+        while self.tasks.lock().unwrap().try_join_next().is_some() {}
     }
 
     /// One reconcile cycle over a full listing of the cloud. With `act = false` it only
@@ -244,7 +358,7 @@ where
     /// id of the instances whose status is changing.
     async fn cycle_with(self: &Arc<Self>, full: bool, act: bool) -> CycleReport {
         let n = self.cycle.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let now = now_ms();
+        let now = self.clock_ms();
         let mut report = CycleReport { cycle: n, at_ms: now, ..Default::default() };
         let templates = self.template_limits();
 
@@ -275,7 +389,7 @@ where
         let fleet = {
             let mut fleet = self.fleet.lock().unwrap();
             match described {
-                Ok(Some(listed)) if full => fleet.apply_listing(now, listed, now_ms()),
+                Ok(Some(listed)) if full => fleet.apply_listing(now, listed, self.clock_ms()),
                 Ok(Some(found)) => fleet.apply_lookup(&lookup, found, now),
                 Ok(None) => {}
                 Err(e) if full => {
@@ -322,6 +436,9 @@ where
             (nodes, chores)
         };
         summarize(&mut report, &nodes, &view.queues, view.unmatched);
+        if act {
+            self.settle_listed(&fleet.iter().map(|i| i.instance_id.as_str()).collect()).await;
+        }
 
         // Decide.
         let obs = Observation {
@@ -338,6 +455,10 @@ where
         report.policy_error = decision.error.clone();
         report.policy_micros = decision.elapsed.as_micros() as u64;
         report.proposed = decision.value.clone();
+        let shadow = self.shadow.lock().unwrap().clone();
+        if let Some(shadow) = shadow {
+            report.shadow = Some(shadow::judge(shadow.as_ref(), &obs, &decision.value));
+        }
 
         // Enforce.
         let holds = self.book.lock().unwrap().holds.clone();
@@ -355,8 +476,8 @@ where
         report.enforced = enforced.plan.clone();
         report.clamps = enforced.clamps;
 
-        // Act.
-        if act {
+        // Act, unless leadership was lost while observing and deciding.
+        if act && self.may_act() {
             self.fence_used_up(&nodes, &mut report).await;
             self.do_chores(chores, &nodes, &mut report).await;
             self.launch(&enforced.plan, &nodes, offerings, now, &mut report).await;
@@ -367,7 +488,15 @@ where
         self.finish(report)
     }
 
-    fn finish(&self, report: CycleReport) -> CycleReport {
+    /// The engine's time, ms since the Unix epoch (see [`Clock`]).
+    pub(crate) fn clock_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn finish(&self, mut report: CycleReport) -> CycleReport {
+        // The start is in whole ms: this reads up to 1 ms long, below the histogram's first bucket.
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        report.duration_micros = micros.saturating_sub(report.at_ms * 1000);
         for e in &report.errors {
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
         }
@@ -412,6 +541,19 @@ async fn watch_queue<J: JenkinsPort>(jenkins: Arc<J>, demand: Arc<Notify>, stop:
 /// How often the queue watcher reads the Jenkins queue.
 pub const QUEUE_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long the loop waits after a cycle before the next one (a replay keeps the same pace).
+///
+/// While nodes are on their way or builds wait, it looks again soon (500 ms at most): what
+/// changes next (an instance running, an agent online) should not wait a whole poll interval.
+pub fn pause_after(report: &CycleReport, poll: Duration) -> Duration {
+    let in_flight = report.nodes.values().flat_map(|m| m.iter()).any(|(state, n)| {
+        // Offline (an admin's mark), interrupted (the cloud's notice) and stopped (the warm pool) nodes can stay
+        // so for minutes with nothing for the host to do: no reason to look faster.
+        *n > 0 && !matches!(state.as_str(), "online" | "offline" | "interrupted" | "stopped")
+    }) || report.queued.values().any(|n| *n > 0);
+    if in_flight { poll.min(Duration::from_millis(500)) } else { poll }
+}
+
 /// Warns once about each node that looks like ours (name and description) but whose instance
 /// this process never saw listed with our controller tag nor launched: it is left alone, since
 /// a description proves nothing. Forgets proven instances with nothing left to clean up.
@@ -423,6 +565,10 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
     book.strangers_reported.retain(|name| names.contains(name.as_str()));
     for a in agents {
         let Some((_, id)) = lifecycle::parse_node_name(&a.name, templates) else { continue };
+        // User-data nodes precede their instance: the lifecycle pass judges them.
+        if model::is_launch_key(id) {
+            continue;
+        }
         if !listed.contains(id) && !book.known_ours.contains(id) && book.strangers_reported.insert(a.name.clone()) {
             tracing::warn!(
                 node = %a.name,
@@ -435,6 +581,7 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
 }
 
 fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32) {
+    report.node_rows = nodes.iter().map(console::NodeRow::of).collect();
     for n in nodes {
         *report
             .nodes
@@ -460,6 +607,9 @@ fn describe_chore(c: &Chore) -> (String, String, String) {
         Chore::Fence { instance_id, reason } => ("fence".into(), instance_id.clone(), reason.clone()),
         Chore::ResumeDrain { instance_id } => ("resume-drain".into(), instance_id.clone(), "found offline for removal".into()),
         Chore::DeleteNode { name, reason } => ("delete-node".into(), name.clone(), reason.clone()),
+        Chore::Stop { instance_id } => ("stop".into(), instance_id.clone(), "marked stopped; stopping its instance".into()),
+        Chore::RestartAgent { instance_id, .. } => ("restart-agent".into(), instance_id.clone(), "started from the warm pool".into()),
+        Chore::Unfence { instance_id } => ("unfence".into(), instance_id.clone(), "started node's agent is online".into()),
         Chore::RecordActivity { instance_id, record } => ("record-activity".into(), instance_id.clone(), format!("{record:?}")),
     }
 }

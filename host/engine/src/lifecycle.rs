@@ -9,14 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ports::ActivityRecord;
+use super::warm;
 use super::model::{
-    AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, node_name,
+    AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, launch_key_time,
     split_node_name,
 };
 
 /// The offline message this provisioner gives a node it is removing. A node found offline with
 /// it (after a crash between "offline" and "delete") is drained again, not left offline.
 pub const REMOVING_PREFIX: &str = "ecs-provisioner: removing";
+/// How the reason of an instance terminated for its launch timeout starts.
+pub const LAUNCH_TIMEOUT: &str = "launch-timeout";
 /// The offline message of a node that ran its last allowed build (`max-uses`).
 pub const USED_UP_PREFIX: &str = "ecs-provisioner: used up";
 /// The offline message of a node whose spot instance the cloud is reclaiming.
@@ -37,6 +40,8 @@ pub struct Book {
     /// may lag behind, and until it shows them they are `requested` nodes that count against
     /// every cap.
     pub launched: BTreeMap<String, CloudInstance>,
+    /// Stopped instances this process started again, and when (ms): the listing may lag.
+    pub starting: BTreeMap<String, u64>,
     /// Agents that dropped after being online, and since when (ms).
     pub disconnected: BTreeMap<String, u64>,
     /// Lock reasons already reported, per instance: an unknown one is logged once, not acted on.
@@ -51,6 +56,9 @@ pub struct Book {
     pub known_ours: BTreeSet<String>,
     /// Nodes that look like ours but whose instance this process never saw: warned about once.
     pub strangers_reported: BTreeSet<String>,
+    /// Nodes of user-data launches whose RunInstances is in flight, and since when (ms): they
+    /// have no instance yet and must not be deleted as if it were gone.
+    pub pending_nodes: BTreeMap<String, u64>,
 }
 
 /// Launches of one template held back because its bootstraps keep failing (a host key that
@@ -108,6 +116,7 @@ impl Book {
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
         self.seen_online.retain(|id| listed.contains(id.as_str()));
         self.disconnected.retain(|id, _| listed.contains(id.as_str()));
+        self.starting.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
         self.launched
             .retain(|id, i| !listed.contains(id.as_str()) && !past_listing_grace(i, now_ms));
@@ -174,6 +183,24 @@ pub enum Chore {
         /// Why it is deleted, for the log and the cycle report.
         reason: String,
     },
+    /// Stop the instance of a node marked stopped whose stop was never sent (warm pool).
+    Stop {
+        /// The instance to stop.
+        instance_id: String,
+    },
+    /// Restart the agent of an instance started again from the warm pool; give up at
+    /// `deadline_ms`.
+    RestartAgent {
+        /// The started instance.
+        instance_id: String,
+        /// Its launch deadline, counted from the start (ms since the Unix epoch).
+        deadline_ms: u64,
+    },
+    /// Put a started node back online in Jenkins: its agent is connected again.
+    Unfence {
+        /// The instance whose node to put back online.
+        instance_id: String,
+    },
     /// Write into the node since when it has been idle and how many builds it started, so a
     /// restart keeps its idle time and its `max-uses` count.
     RecordActivity {
@@ -219,7 +246,7 @@ pub fn reconcile(
     let mut matched_agents = BTreeSet::new();
 
     for inst in instances {
-        let name = node_name(&inst.template, &inst.instance_id);
+        let name = inst.node_name();
         let agent = agents_by_name.get(name.as_str()).copied();
         if agent.is_some() {
             matched_agents.insert(name);
@@ -245,13 +272,14 @@ pub fn reconcile(
         if listed.contains(id.as_str()) || past_listing_grace(launched, now_ms) {
             continue;
         }
-        let name = node_name(&launched.template, id);
+        let name = launched.node_name();
         let agent = agents_by_name.get(name.as_str()).copied();
         if agent.is_some() {
             matched_agents.insert(name);
         }
         nodes.push(Node { instance: launched.clone(), agent: agent.cloned(), state: NodeState::Requested, failure: None });
     }
+    warm::cap_stopped(&mut nodes, templates, &mut chores);
 
     // Nodes of ours without an instance: the instance died or was deleted behind our back.
     // Only a node whose instance this process has proven ours (listed with our tag, or
@@ -261,6 +289,19 @@ pub fn reconcile(
             continue;
         }
         let Some((template, instance_id)) = parse_node_name(&a.name, templates) else { continue };
+        if let Some(created) = launch_key_time(instance_id) {
+            // A user-data node: created before its instance, so no instance proves it ours. It
+            // stays while its launch is in flight (this process) or may still be landing in the
+            // listing (a previous process's); after that nothing will ever connect as it.
+            let in_flight = book.pending_nodes.contains_key(&a.name);
+            if !in_flight && now_ms.saturating_sub(created) >= LISTING_GRACE_MS && a.busy_executors == 0 && !a.online {
+                chores.push(Chore::DeleteNode {
+                    name: a.name.clone(),
+                    reason: format!("user-data node of template {template}: its launch failed or its instance is gone"),
+                });
+            }
+            continue;
+        }
         let recently_launched = book.launched.get(instance_id).is_some_and(|i| !past_listing_grace(i, now_ms));
         if !recently_launched && a.busy_executors == 0 && book.known_ours.contains(instance_id) {
             chores.push(Chore::DeleteNode {
@@ -303,6 +344,9 @@ fn node_state(
         }
         return (NodeState::Terminating, Some(reason));
     };
+    if let Some(warm) = warm::node_state(inst, agent, template, book, now_ms, chores) {
+        return warm;
+    }
     if stopped {
         if reclaiming {
             return terminate(chores, "spot instance reclaimed by the cloud".to_owned());
@@ -348,11 +392,13 @@ fn node_state(
     if matches!(inst.status, CloudStatus::Pending | CloudStatus::Starting) {
         return launch_deadline(inst, NodeState::Pending, template, book, now_ms, chores);
     }
+    // A user-data instance starts its own agent: nothing to bootstrap, it is connecting.
+    let waiting = if template.user_data { NodeState::Connecting } else { NodeState::Running };
     let Some(a) = agent else {
-        if inst.private_ip.is_some() && !book.bootstraps.contains_key(id) {
+        if !template.user_data && inst.private_ip.is_some() && !book.bootstraps.contains_key(id) {
             chores.push(Chore::Bootstrap { instance_id: id.into() });
         }
-        return launch_deadline(inst, NodeState::Running, template, book, now_ms, chores);
+        return launch_deadline(inst, waiting, template, book, now_ms, chores);
     };
 
     // Registered, not connected: on its way, or dropped after being online.
@@ -377,10 +423,10 @@ fn node_state(
         None => {
             // Fresh, or adopted after a restart: (re)bootstrap. The init script's marker file
             // keeps a resumed bootstrap from running it twice.
-            if inst.private_ip.is_some() {
+            if !template.user_data && inst.private_ip.is_some() {
                 chores.push(Chore::Bootstrap { instance_id: id.into() });
             }
-            NodeState::Running
+            waiting
         }
     };
     launch_deadline(inst, state, template, book, now_ms, chores)
@@ -402,7 +448,7 @@ fn launch_deadline(
     }
     // A bootstrap chore for this node would race the delete.
     chores.retain(|c| !matches!(c, Chore::Bootstrap { instance_id } if *instance_id == inst.instance_id));
-    let reason = format!("launch-timeout: still {} after {}s", state.as_str(), age / 1000);
+    let reason = format!("{LAUNCH_TIMEOUT}: still {} after {}s", state.as_str(), age / 1000);
     chores.push(Chore::Terminate { instance_id: inst.instance_id.clone(), reason: reason.clone() });
     (NodeState::Terminating, Some(reason))
 }
@@ -419,6 +465,7 @@ pub fn parse_node_name<'a>(name: &'a str, templates: &[TemplateLimits]) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::node_name;
 
     const MIN: u64 = 60_000;
 
@@ -430,6 +477,9 @@ mod tests {
             launch_timeout_ms: 10 * MIN,
             reconnect_timeout_ms: 2 * MIN,
             max_uses: 0,
+            max_stopped: 2,
+            fingerprint: "fp".into(),
+            user_data: false,
         }]
     }
     fn inst(id: &str, status: CloudStatus, created_ms: u64) -> CloudInstance {
@@ -444,6 +494,8 @@ mod tests {
             private_ip: Some("127.1.0.1".parse().unwrap()),
             created_ms: Some(created_ms),
             locks: Vec::new(),
+            fingerprint: Some("fp".into()),
+            node: None,
         }
     }
     fn agent(id: &str, online: bool) -> AgentNode {
@@ -713,6 +765,67 @@ mod tests {
         assert!(reconcile(&[], &[], &book, &tpl(), 10 * MIN + 2).0.is_empty());
     }
 
+    fn user_data_tpl() -> Vec<TemplateLimits> {
+        let mut t = tpl();
+        t[0].user_data = true;
+        t
+    }
+
+    #[test]
+    fn a_user_data_instance_is_never_bootstrapped_and_waits_for_its_agent() {
+        let node = crate::model::user_data_node_name("linux", MIN, 7);
+        let mut running = inst("i-1", CloudStatus::Running, MIN);
+        running.node = Some(node.clone());
+        let waiting = AgentNode { name: node.clone(), executors: 1, ..Default::default() };
+        let (nodes, chores) = reconcile(std::slice::from_ref(&running), std::slice::from_ref(&waiting), &Book::default(), &user_data_tpl(), MIN + 5_000);
+        assert_eq!((nodes[0].state, nodes[0].agent.as_ref().map(|a| a.name.as_str())), (NodeState::Connecting, Some(node.as_str())));
+        assert!(chores.is_empty(), "nothing to bootstrap, no node to create: {chores:?}");
+        // Past its launch timeout it is terminated like any other launch.
+        let (_, chores) = reconcile(&[running], &[waiting], &Book::default(), &user_data_tpl(), 20 * MIN);
+        assert!(matches!(&chores[..], [Chore::Terminate { reason, .. }] if reason.starts_with(LAUNCH_TIMEOUT)), "{chores:?}");
+    }
+
+    #[test]
+    fn a_user_data_node_waits_for_its_launch_and_is_deleted_once_it_cannot_land() {
+        let created = 10 * MIN;
+        let node = crate::model::user_data_node_name("linux", created, 1);
+        let waiting = AgentNode { name: node.clone(), executors: 1, ..Default::default() };
+        let mut book = Book::default();
+        book.pending_nodes.insert(node.clone(), created);
+        // RunInstances in flight: kept however long it takes.
+        let (_, chores) = reconcile(&[], std::slice::from_ref(&waiting), &book, &user_data_tpl(), created + 10 * MIN);
+        assert!(chores.is_empty(), "{chores:?}");
+        // A restarted process (empty book): kept while a launch may still be landing.
+        let fresh = Book::default();
+        let (_, chores) = reconcile(&[], std::slice::from_ref(&waiting), &fresh, &user_data_tpl(), created + LISTING_GRACE_MS - 1);
+        assert!(chores.is_empty(), "{chores:?}");
+        // After that nothing will ever connect as it: deleted.
+        let (_, chores) = reconcile(&[], std::slice::from_ref(&waiting), &fresh, &user_data_tpl(), created + LISTING_GRACE_MS);
+        assert!(matches!(&chores[..], [Chore::DeleteNode { name, .. }] if *name == node), "{chores:?}");
+        // Its instance listed with the node tag: matched, not deleted.
+        let mut listed = inst("i-1", CloudStatus::Running, created);
+        listed.node = Some(node.clone());
+        let (nodes, chores) = reconcile(&[listed], &[waiting], &fresh, &user_data_tpl(), created + 20 * MIN);
+        assert_eq!(nodes[0].agent.as_ref().map(|a| a.name.clone()), Some(node));
+        assert!(chores.iter().all(|c| !matches!(c, Chore::DeleteNode { .. })), "{chores:?}");
+    }
+
+    #[test]
+    fn a_dropped_user_data_agent_is_waited_for_then_replaced() {
+        let node = crate::model::user_data_node_name("linux", 0, 1);
+        let mut running = inst("i-1", CloudStatus::Running, 0);
+        running.node = Some(node.clone());
+        let dropped = AgentNode { name: node, dropped: true, executors: 1, ..Default::default() };
+        let mut book = Book::default();
+        book.seen_online.insert("i-1".into());
+        let (nodes, chores) = reconcile(std::slice::from_ref(&running), std::slice::from_ref(&dropped), &book, &user_data_tpl(), 30 * MIN);
+        assert_eq!(nodes[0].state, NodeState::Disconnected);
+        assert!(matches!(&chores[..], [Chore::Reconnect { .. }]), "{chores:?}");
+        book.disconnected.insert("i-1".into(), 30 * MIN);
+        let (_, chores) = reconcile(&[running], &[dropped], &book, &user_data_tpl(), 32 * MIN);
+        assert!(matches!(&chores[..], [Chore::Terminate { reason, .. }] if reason.contains("reconnect-timeout")), "{chores:?}");
+    }
+
     #[test]
     fn node_names_parse_only_for_our_templates() {
         let t = tpl();
@@ -720,6 +833,10 @@ mod tests {
         assert_eq!(parse_node_name("linux-anchor", &t), None);
         assert_eq!(parse_node_name("windows-i-abc", &t), None);
         assert_eq!(parse_node_name("linux-i-", &t), None, "no instance id after the prefix");
+        let ud = crate::model::user_data_node_name("linux", 0x18c_0000_0000, 0xabc);
+        assert_eq!(parse_node_name(&ud, &t), Some(("linux", "u-18c0000000000000abc")));
+        assert_eq!(crate::model::launch_key_time("u-18c0000000000000abc"), Some(0x18c_0000_0000));
+        assert_eq!(parse_node_name("linux-u-xyz", &t), None, "not a launch key");
         let mut t = tpl();
         t.push(TemplateLimits {
             name: "linux-big".into(),
@@ -728,6 +845,9 @@ mod tests {
             launch_timeout_ms: 1,
             reconnect_timeout_ms: 1,
             max_uses: 0,
+            max_stopped: 0,
+            fingerprint: String::new(),
+            user_data: false,
         });
         assert_eq!(parse_node_name("linux-big-i-abc", &t), Some(("linux-big", "i-abc")));
     }

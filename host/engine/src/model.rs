@@ -6,8 +6,9 @@
 use std::net::Ipv4Addr;
 
 /// Where a node is in its life (mirrors the WIT `node-state`; docs/lifecycle.md has the
-/// table of what each state means and how it is left). Every state counts against caps: an
-/// instance costs money and holds an IP until the cloud has deleted it.
+/// table of what each state means and how it is left). Every state but `stopped` counts against
+/// caps: an instance costs money and holds an IP until the cloud has deleted it; stopped ones
+/// have their own cap, `max-stopped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeState {
@@ -31,6 +32,10 @@ pub enum NodeState {
     Interrupted,
     /// Being removed by this provisioner: offline in Jenkins, about to be deleted.
     Draining,
+    /// Stopped (or stopping) by this provisioner as a warm pool (`idle-action = "stop"`): its
+    /// node is kept offline with a reason. Not capacity and not counted against `max-nodes`;
+    /// started again on demand before any new launch.
+    Stopped,
     /// Instance deletion requested (after a removal, a failure or a launch timeout).
     Terminating,
 }
@@ -43,7 +48,7 @@ impl NodeState {
     /// Nodes that are not, and will not by themselves become, capacity: removing one never
     /// takes a template's usable nodes below its minimum.
     pub fn unusable(self) -> bool {
-        matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Terminating)
+        matches!(self, Self::Offline | Self::Disconnected | Self::Interrupted | Self::Draining | Self::Stopped | Self::Terminating)
     }
     /// The kebab-case name, as in the policy contract and the status page (`online`, `draining`...).
     pub fn as_str(self) -> &'static str {
@@ -58,11 +63,12 @@ impl NodeState {
             Self::Disconnected => "disconnected",
             Self::Interrupted => "interrupted",
             Self::Draining => "draining",
+            Self::Stopped => "stopped",
             Self::Terminating => "terminating",
         }
     }
     /// Every state, in lifecycle order.
-    pub const ALL: [NodeState; 11] = [
+    pub const ALL: [NodeState; 12] = [
         Self::Requested,
         Self::Pending,
         Self::Running,
@@ -73,6 +79,7 @@ impl NodeState {
         Self::Disconnected,
         Self::Interrupted,
         Self::Draining,
+        Self::Stopped,
         Self::Terminating,
     ];
 }
@@ -133,6 +140,21 @@ pub struct CloudInstance {
     pub created_ms: Option<u64>,
     /// `OperationLocks.LockReason` values (e.g. `Recycling`: a spot reclaim notice).
     pub locks: Vec<String>,
+    /// The template fingerprint tagged at launch (`ecsp_config::Config::template_fingerprint`);
+    /// `None` when untagged. A stopped instance whose fingerprint is not its template's
+    /// current one is deleted, not started.
+    pub fingerprint: Option<String>,
+    /// The Jenkins node it was launched for, when that node was created before the instance
+    /// (user-data launches, named by [`user_data_node_name`]; read from the instance's node
+    /// tag). `None`: the node is `<template>-<instance-id>`.
+    pub node: Option<String>,
+}
+
+impl CloudInstance {
+    /// The name of its Jenkins node.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| node_name(&self.template, &self.instance_id))
+    }
 }
 
 /// The lock ECS sets on a spot instance it will reclaim, about five minutes ahead.
@@ -196,6 +218,13 @@ pub struct TemplateLimits {
     pub reconnect_timeout_ms: u64,
     /// Builds a node may run (0 = unlimited): counts are recorded only where they matter.
     pub max_uses: u32,
+    /// Stopped instances kept at most: `max-stopped` with `idle-action = "stop"`, else 0.
+    pub max_stopped: u32,
+    /// The template's current fingerprint (see [`CloudInstance::fingerprint`]).
+    pub fingerprint: String,
+    /// `launch = "user-data"`: the instance starts (and restarts) its own agent; the host never
+    /// bootstraps it.
+    pub user_data: bool,
 }
 
 /// One node as the engine sees it after merging cloud, Jenkins and its own bookkeeping.
@@ -220,6 +249,10 @@ impl Node {
     pub fn template(&self) -> &str {
         &self.instance.template
     }
+    /// The name of its Jenkins node.
+    pub fn node_name(&self) -> String {
+        self.instance.node_name()
+    }
     /// Whether any executor of its agent is running a build.
     pub fn busy(&self) -> bool {
         self.agent.as_ref().is_some_and(|a| a.busy_executors > 0)
@@ -239,15 +272,35 @@ pub fn is_instance_id(id: &str) -> bool {
     id.strip_prefix("i-").is_some_and(|rest| (1..=62).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Splits a name made by [`node_name`] into (template, instance id) when the template is one
-/// of `templates` and the rest is a well-formed instance id ([`is_instance_id`]). The longest
-/// matching template wins, so `linux` and `linux-big` never claim each other's nodes.
+/// Whether `key` is a well-formed user-data launch key ([`user_data_node_name`]): `u-`, then
+/// the creation time (ms since the Unix epoch) in 11 hex digits, then 8 more hex digits.
+pub fn is_launch_key(key: &str) -> bool {
+    key.strip_prefix("u-").is_some_and(|rest| rest.len() == 19 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// When the node of a user-data launch key was created (ms since the Unix epoch).
+pub fn launch_key_time(key: &str) -> Option<u64> {
+    is_launch_key(key).then(|| u64::from_str_radix(&key[2..13], 16).ok()).flatten()
+}
+
+/// The Jenkins node of a user-data launch: `<template>-u-<created ms, 11 hex><8 hex>`. It is
+/// created before its instance exists (RunInstances carries its secret), so it cannot carry the
+/// instance id; the instance carries the node's name in a tag instead. The creation time in the
+/// name lets a restarted process tell a launch that may still be landing from a stale node.
+pub fn user_data_node_name(template: &str, created_ms: u64, unique: u32) -> String {
+    format!("{template}-u-{:011x}{unique:08x}", created_ms & 0xfff_ffff_ffff)
+}
+
+/// Splits a name made by [`node_name`] or [`user_data_node_name`] into (template, instance id or
+/// launch key) when the template is one of `templates` and the rest is a well-formed instance
+/// id ([`is_instance_id`]) or launch key ([`is_launch_key`]). The longest matching template
+/// wins, so `linux` and `linux-big` never claim each other's nodes.
 pub fn split_node_name<'a, 't>(name: &'a str, templates: impl IntoIterator<Item = &'t str>) -> Option<(&'a str, &'a str)> {
     templates
         .into_iter()
         .filter_map(|t| {
             let id = name.strip_prefix(t)?.strip_prefix('-')?;
-            is_instance_id(id).then_some((&name[..t.len()], id))
+            (is_instance_id(id) || is_launch_key(id)).then_some((&name[..t.len()], id))
         })
         .max_by_key(|(t, _)| t.len())
 }

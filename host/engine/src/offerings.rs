@@ -171,6 +171,34 @@ spot = "spot-first"
         assert_eq!(mine.len(), 2, "zone z1 only, both capacity types");
     }
 
+    #[test]
+    fn discovery_reruns_once_the_ttl_has_passed_and_failures_last_exactly_the_cooldown() {
+        let c = cloud();
+        let mut cache = OfferingCache::default();
+        cache.store(vec![discovered("z1")], 1_000);
+        assert!(!cache.stale(1_999, 1_000));
+        assert!(cache.stale(2_000, 1_000), "a TTL of 1 s is over 1 s after the fetch");
+        cache.mark_failed(("z1".into(), "vsw-z1".into(), "ecs.a".into(), false), "OperationDenied.NoStock", 1_000);
+        assert!(cache.all(&c.cloud, 60_999)[0].last_failure.is_some(), "within the 60 s cooldown");
+        assert!(cache.all(&c.cloud, 61_000)[0].last_failure.is_none(), "60 s after the failure it is forgotten");
+    }
+
+    #[test]
+    fn a_stock_out_marks_only_its_zone_and_instance_type() {
+        let c = cloud();
+        let mut cache = OfferingCache::default();
+        let other_type = CloudOffering { instance_type: "ecs.b".into(), ..discovered("z1") };
+        cache.store(vec![discovered("z1"), discovered("z2"), other_type], 0);
+        cache.mark_failed(("z1".into(), "vsw-z1".into(), "ecs.a".into(), true), "OperationDenied.NoSpotStock", 0);
+        let marked: Vec<(String, String, bool)> = cache
+            .all(&c.cloud, 1)
+            .into_iter()
+            .filter(|o| o.last_failure.is_some())
+            .map(|o| (o.zone, o.instance_type, o.spot))
+            .collect();
+        assert_eq!(marked, [("z1".to_owned(), "ecs.a".to_owned(), true)], "not z2's ecs.a, not z1's ecs.b, not on-demand");
+    }
+
     fn offering(itype: &str, spot: bool) -> Offering {
         Offering {
             zone: "z1".into(),

@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::net::Ipv4Addr;
 
+use ecsp_config::StoppedModeConfig;
+
 use super::model::{AgentNode, CloudInstance};
 
 /// What a node has done, kept where it survives a restart of this process (the Jenkins
@@ -21,7 +23,7 @@ pub struct ActivityRecord {
 }
 
 /// A launch on one offering.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchRequest {
     /// Template name.
     pub template: String,
@@ -39,6 +41,27 @@ pub struct LaunchRequest {
     pub client_token: String,
     /// Launch id tagged on the instances, for tracing a batch end to end.
     pub launch_id: String,
+    /// User-data launches (always one instance): the node created for it, whose agent the
+    /// instance starts itself.
+    pub user_data_node: Option<UserDataNode>,
+}
+
+/// The Jenkins node a user-data launch starts an agent for. Its `Debug` hides the secret.
+///
+/// With `[ha]` it is part of the launch record kept in etcd, so that a new leader can resend
+/// the launch whole: protect etcd as the agent secrets' store (TLS and auth; docs/configuration.md).
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UserDataNode {
+    /// Jenkins node name ([`super::model::user_data_node_name`]); tagged on the instance.
+    pub name: String,
+    /// The node's inbound-agent secret, rendered into the user data.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for UserDataNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDataNode").field("name", &self.name).field("secret", &"<redacted>").finish()
+    }
 }
 
 /// Why a launch failed.
@@ -120,6 +143,14 @@ pub trait CloudPort: Send + Sync + 'static {
     fn launch(&self, request: &LaunchRequest) -> impl Future<Output = Result<Vec<String>, LaunchError>> + Send;
     /// Deletes instances (force), in batches of at most 100.
     fn terminate(&self, instance_ids: &[String]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Stops running instances, keeping their disks (the warm pool), in `mode`.
+    fn stop(&self, instance_ids: &[String], mode: StoppedModeConfig) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Starts one stopped instance. The zone being out of stock (after an economical-mode
+    /// stop) is a [`LaunchError::Capacity`].
+    fn start(&self, instance_id: &str) -> impl Future<Output = Result<(), LaunchError>> + Send;
+    /// The instance's console output (`GetInstanceConsoleOutput`, decoded): what a user-data
+    /// agent that never came online printed.
+    fn console_output(&self, instance_id: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
 }
 
 /// Demand for one template: queued item ids and their waits, oldest first.
@@ -175,6 +206,12 @@ pub trait JenkinsPort: Send + Sync + 'static {
     fn agent_secret(&self, name: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
     /// Marks a node temporarily offline (so it takes no new build) or back online.
     fn set_offline(&self, name: &str, offline: bool, reason: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Marks a node temporarily offline with `reason`, replacing the message it has (the warm
+    /// pool's marks move a node from stopped to starting). By default [`JenkinsPort::set_offline`],
+    /// which leaves an existing message alone.
+    fn set_offline_reason(&self, name: &str, reason: &str) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.set_offline(name, true, reason)
+    }
     /// Whether a node is running nothing right now (fresh read, not the cycle's snapshot).
     fn is_idle(&self, name: &str) -> impl Future<Output = anyhow::Result<bool>> + Send;
     /// Deletes a node (idempotent: a missing node is fine).

@@ -4,6 +4,9 @@
 //! hostile endpoint (or a proxy in between) could make the daemon buffer any amount of memory.
 //! The caps are far above what a real answer needs (see each constant).
 
+mod transport;
+pub use transport::{request_target, transport_cause};
+
 /// The largest ECS or VPC answer read: a page of 100 instances is about 300 KiB, a console
 /// output at most 64 KiB of base64.
 pub const ECS_ANSWER_MAX: usize = 16 << 20;
@@ -14,6 +17,11 @@ pub const JENKINS_ANSWER_MAX: usize = 32 << 20;
 pub const AGENT_JAR_MAX: usize = 64 << 20;
 /// The part of an error answer kept for its message.
 pub const ERROR_BODY_MAX: usize = 64 << 10;
+
+/// Told how long each request a client sent took: (action, outcome, time). Both names come
+/// from the client's closed sets (ECS action names, Jenkins operations; `success` or an error
+/// class), never from the network, so they can be metric labels.
+pub type RequestObserver = std::sync::Arc<dyn Fn(&str, &'static str, std::time::Duration) + Send + Sync>;
 
 /// Why a capped read failed.
 #[derive(Debug, thiserror::Error)]

@@ -289,6 +289,8 @@ pub struct JenkinsClient {
     credentials: Credentials,
     /// `None` = not fetched yet; `Some(None)` = Jenkins issues no crumbs.
     crumb: Mutex<Option<Option<Crumb>>>,
+    /// Told each request's latency, once the daemon attaches its metrics.
+    observer: std::sync::OnceLock<ecsp_http::RequestObserver>,
 }
 
 impl fmt::Debug for JenkinsClient {
@@ -330,9 +332,31 @@ pub enum JarDownload {
     },
 }
 
+/// How long the client waits for Jenkins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For a TCP (and TLS) connection.
+    pub connect: Duration,
+    /// For the next bytes of an answer.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    /// 5 s to connect, 10 s of silence: a dead controller is reported within 20 s.
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10) }
+    }
+}
+
 impl JenkinsClient {
-    /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added).
+    /// A client for the Jenkins at `base_url` (http or https; a missing trailing `/` is added),
+    /// with the default timeouts ([`Timeouts::default`]).
     pub fn new(base_url: &str, credentials: Credentials) -> Result<Self, JenkinsError> {
+        Self::with_timeouts(base_url, credentials, Timeouts::default())
+    }
+
+    /// [`JenkinsClient::new`] with the given connect and read timeouts.
+    pub fn with_timeouts(base_url: &str, credentials: Credentials, timeouts: Timeouts) -> Result<Self, JenkinsError> {
         let bad = |reason: &str| JenkinsError::BadUrl {
             url: base_url.to_string(),
             reason: reason.to_string(),
@@ -349,8 +373,10 @@ impl JenkinsClient {
             base.push('/');
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            // A whole-request bound too, so an endpoint that trickles bytes cannot hold a call.
+            .timeout((timeouts.read * 3).max(Duration::from_secs(30)))
             // A redirect after a POST is Jenkins saying "done"; following it only costs a call.
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -360,6 +386,7 @@ impl JenkinsClient {
             base,
             credentials,
             crumb: Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -371,6 +398,31 @@ impl JenkinsClient {
     /// The user this client authenticates as.
     pub fn user(&self) -> &str {
         &self.credentials.user
+    }
+
+    /// Tells `observer` the latency of every request from now on, named by its operation
+    /// (`list computers`, `create node`...), with the outcome `success` (2xx, 3xx, 304),
+    /// `client-error` (4xx), `server-error` (5xx), `timeout` or `transport-error`. Only the
+    /// first observer attached is kept.
+    pub fn observe_requests(&self, observer: ecsp_http::RequestObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Sends a request, timing it for the observer.
+    async fn dispatch(&self, req: RequestBuilder, op: Op) -> Result<Response, reqwest::Error> {
+        let started = std::time::Instant::now();
+        let result = req.send().await;
+        if let Some(observe) = self.observer.get() {
+            let outcome = match &result {
+                Ok(r) if r.status().is_client_error() => "client-error",
+                Ok(r) if r.status().is_server_error() => "server-error",
+                Ok(_) => "success",
+                Err(e) if e.is_timeout() => "timeout",
+                Err(_) => "transport-error",
+            };
+            observe(op.what, outcome, started.elapsed());
+        }
+        result
     }
 
     fn url(&self, path: &str) -> String {
@@ -409,12 +461,11 @@ impl JenkinsClient {
     async fn fetch_crumb(&self) -> Result<Option<Crumb>, JenkinsError> {
         let op = Op::CRUMB;
         let resp = self
-            .request(Method::GET, "crumbIssuer/api/json")
-            .send()
+            .dispatch(self.request(Method::GET, "crumbIssuer/api/json"), op)
             .await
-            .map_err(|source| JenkinsError::Transport {
+            .map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
         // Like python-jenkins: no crumb issuer (CSRF protection off) means no crumb needed.
         if resp.status() == StatusCode::NOT_FOUND {
@@ -475,9 +526,9 @@ impl JenkinsClient {
         op: Op,
         what: &str,
     ) -> Result<Response, JenkinsError> {
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
             op: op.what,
-            source,
+            error,
         })?;
         self.check(resp, op, what).await
     }
@@ -522,9 +573,9 @@ impl JenkinsClient {
                 None => req.header(header::CONTENT_LENGTH, "0"),
             };
             let req = self.with_crumb(req).await?;
-            let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
             let stale_crumb = self.credentials.kind == SecretKind::Password
                 && resp.status() == StatusCode::FORBIDDEN
@@ -654,9 +705,9 @@ impl JenkinsClient {
         let body = resp
             .text()
             .await
-            .map_err(|source| JenkinsError::Transport {
+            .map_err(|error| JenkinsError::Transport {
                 op: op.what,
-                source,
+                error,
             })?;
         super::node_builds::parse_rss_all(&body)
             .map(Some)
@@ -680,9 +731,9 @@ impl JenkinsClient {
         if let Some(since) = if_modified_since {
             req = req.header(header::IF_MODIFIED_SINCE, since);
         }
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+        let resp = self.dispatch(req, op).await.map_err(|error| JenkinsError::Transport {
             op: op.what,
-            source,
+            error,
         })?;
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(JarDownload::NotModified);
@@ -765,6 +816,14 @@ impl JenkinsClient {
         self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None)
             .await?;
         Ok(Changed::Yes)
+    }
+
+    /// Replaces the message of a node's temporarily-offline mark (`changeOfflineCause`),
+    /// without bringing it online.
+    pub async fn change_offline_cause(&self, name: &str, message: &str) -> Result<(), JenkinsError> {
+        let path = format!("computer/{}/changeOfflineCause?offlineMessage={}", encode_segment(name), query_encode(message));
+        self.post(&path, Op::TAKE_OFFLINE, &format!("node {name:?}"), None).await?;
+        Ok(())
     }
 
     /// Clears a node's temporarily-offline mark, if it has one.
@@ -906,7 +965,7 @@ fn first_line(body: &str) -> String {
 /// A capped read's failure as the client's error: too large is a decode error (not retried).
 fn body_error(op: Op, e: BodyError) -> JenkinsError {
     match e {
-        BodyError::Transport(source) => JenkinsError::Transport { op: op.what, source },
+        BodyError::Transport(error) => JenkinsError::Transport { op: op.what, error },
         e @ BodyError::TooLarge { .. } => JenkinsError::Decode { op: op.what, reason: e.to_string() },
     }
 }

@@ -54,6 +54,21 @@ pub struct Demand {
     pub per_template: Vec<TemplateDemand>,
     /// Buildable items no template can serve, or whose label cannot be known.
     pub unmatched: u32,
+    /// Those items, oldest first, for messages (`plan`).
+    pub unmatched_items: Vec<UnmatchedItem>,
+}
+
+/// A queued build no template can serve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnmatchedItem {
+    /// Jenkins queue item id.
+    pub id: u64,
+    /// How long it has been in the queue.
+    pub wait_ms: u64,
+    /// The task name (job or Pipeline step).
+    pub task: String,
+    /// What it waits for, as far as the queue tells: `label linux&&arm64`, `node x`, ...
+    pub needs: String,
 }
 
 impl Demand {
@@ -74,6 +89,18 @@ enum Need {
     /// Jenkins named the one node that can run it.
     Node(String),
     Unknown,
+}
+
+impl Need {
+    /// What the item waits for, in words.
+    fn describe(&self) -> String {
+        match self {
+            Need::Label(e) => format!("label {}", e.name()),
+            Need::AnyNode => "any node (no template takes unlabelled builds: all are `exclusive`)".into(),
+            Need::Node(n) => format!("node {n}"),
+            Need::Unknown => "a label the queue does not tell (Jenkins names none while no agent exists)".into(),
+        }
+    }
 }
 
 /// Name of the anchor node of a template.
@@ -145,11 +172,16 @@ pub fn compute_demand(
             items: Vec::new(),
         })
         .collect();
-    let mut unmatched = 0;
+    let mut unmatched_items = Vec::new();
     for item in queue.iter().filter(|i| i.buildable && !i.pending) {
         let need = need_of(item, &node_names, !agents.is_empty());
         let Some(t) = first_match(templates, &need) else {
-            unmatched += 1;
+            unmatched_items.push(UnmatchedItem {
+                id: item.id,
+                wait_ms: now_ms.saturating_sub(item.in_queue_since),
+                task: item.task.name.clone(),
+                needs: need.describe(),
+            });
             continue;
         };
         let label = match &need {
@@ -172,9 +204,11 @@ pub fn compute_demand(
         d.items
             .sort_by(|a, b| b.wait_ms.cmp(&a.wait_ms).then(a.id.cmp(&b.id)));
     }
+    unmatched_items.sort_by(|a, b| b.wait_ms.cmp(&a.wait_ms).then(a.id.cmp(&b.id)));
     Demand {
         per_template,
-        unmatched,
+        unmatched: unmatched_items.len() as u32,
+        unmatched_items,
     }
 }
 
@@ -278,6 +312,7 @@ mod tests {
         assert_eq!(ids(&d, "big"), vec![4, 2]);
         assert_eq!(ids(&d, "win"), vec![3]);
         assert_eq!(d.unmatched, 1);
+        assert_eq!((d.unmatched_items[0].id, d.unmatched_items[0].needs.as_str()), (5, "label gpu"));
         assert_eq!(d.per_template[1].items[0].wait_ms, 9_900);
         assert_eq!(
             d.per_template[0].items[0].label.as_deref(),

@@ -158,14 +158,18 @@ pub enum JenkinsError {
         /// The response body.
         body: String,
     },
-    /// Network, TLS or timeout.
-    #[error("cannot reach Jenkins to {op}: {source}")]
+    /// Network, TLS or timeout. Said once: the URL without its query and the cause in plain
+    /// words; the HTTP client's error is kept but not chained (it repeats the whole URL).
+    #[error(
+        "cannot reach Jenkins at {} to {op}: {}",
+        ecsp_http::request_target(.error).unwrap_or_else(|| "its URL".into()),
+        ecsp_http::transport_cause(.error)
+    )]
     Transport {
         /// What the call tried to do (an [`Op`]'s `what`).
         op: &'static str,
         /// The underlying HTTP client error.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// The body did not have the expected shape.
     #[error("unexpected answer from Jenkins when trying to {op}: {reason}")]

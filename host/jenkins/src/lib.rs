@@ -28,9 +28,9 @@ pub use activity::{ActivityTracker, NodeActivity};
 pub use agent_jar::{AgentJar, AgentJarCache};
 pub use anchor::{AnchorReport, ensure_anchors};
 pub use client::{
-    Changed, Credentials, InboundAgentSpec, JenkinsClient, NodeMode, Secret, describe_instance,
+    Changed, Credentials, InboundAgentSpec, JenkinsClient, NodeMode, Secret, Timeouts, describe_instance,
 };
-pub use demand::{Demand, QueuedItem, TemplateDemand, TemplateLabels, anchor_name, compute_demand};
+pub use demand::{Demand, QueuedItem, TemplateDemand, TemplateLabels, UnmatchedItem, anchor_name, compute_demand};
 pub use error::JenkinsError;
 pub use label::LabelExpr;
 pub use model::{Computer, QueueItem};

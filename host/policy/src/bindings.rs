@@ -18,7 +18,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, Clone, PartialEq],
 });
 
-pub use self::ecs_provisioner::policy::host::Level;
+pub use self::ecs_provisioner::policy::host::{Level, SnapshotParts};
 pub use exports::ecs_provisioner::policy::policy::{
     Demand, Failure, Launch, Node, NodeState, Offering, PlaceRequest, Placement, QueuedItem,
     Removal, ScalePlan, Snapshot, SpotMode, Template,

@@ -39,10 +39,12 @@ pub mod fixture;
 pub mod lang;
 pub mod log;
 mod private_dir;
+mod reads;
 mod runtime;
 mod sandbox;
 pub mod scaffold;
 pub mod scaffold_script;
+pub mod vendored_sdk;
 pub mod validate;
 pub mod watchdog;
 mod wit_case;
@@ -278,7 +280,14 @@ impl Policy {
         snapshot: &Snapshot,
     ) -> (Result<ScalePlan, PolicyError>, EvalStats) {
         self.evaluate(Function::Scale, snapshot.now_ms, |guest, store| {
-            let plan = guest.scale(store, snapshot)?.map(bounds::scale_plan);
+            // Only the parts the policy declared in `configure` are sent; the plan is still
+            // checked against the whole snapshot.
+            let trimmed = store
+                .data()
+                .reads
+                .and_then(|parts| reads::trimmed(snapshot, parts));
+            let sent = trimmed.as_ref().unwrap_or(snapshot);
+            let plan = guest.scale(store, sent)?.map(bounds::scale_plan);
             Ok(plan.map(|plan| validate::scale_plan(snapshot, &plan).map(|()| plan)))
         })
     }

@@ -11,8 +11,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::Level;
 use super::bindings::ecs_provisioner::policy::host;
+use super::bindings::{Level, SnapshotParts};
 use super::bounds;
 use super::log::{LogBudget, LogState};
 use super::limits::Limits;
@@ -25,6 +25,8 @@ pub struct Sandbox {
     pub(crate) log: LogState,
     /// The tail of what the guest wrote to stderr (Rust panic messages land there).
     pub(crate) stderr: Arc<Mutex<Vec<u8>>>,
+    /// What the policy declared it reads (`declare-reads`); `None`: it did not, so everything.
+    pub(crate) reads: Option<SnapshotParts>,
 }
 
 impl Sandbox {
@@ -55,6 +57,7 @@ impl Sandbox {
             },
             log: LogState::new(policy, log_budget, limits.max_log_lines),
             stderr,
+            reads: None,
         }
     }
 
@@ -123,6 +126,10 @@ impl ResourceLimiter for GuestLimiter {
 impl host::Host for Sandbox {
     fn log(&mut self, level: Level, message: String) {
         self.log.write(level, &message);
+    }
+
+    fn declare_reads(&mut self, parts: SnapshotParts) {
+        self.reads = Some(parts);
     }
 }
 

@@ -87,9 +87,12 @@ impl fmt::Display for Created {
     }
 }
 
+/// Where a scaffold outside a checkout gets the SDK: a copy of the one embedded in the binary.
+pub const VENDORED_SDK: &str = "vendor/ecs-policy-sdk";
+
 /// Creates `dir/name`. `sdk_path` overrides where `ecs-policy-sdk` is found; by default it is
-/// looked for in an ecs-provisioner checkout above `dir` (`guest-sdk/`), else the published
-/// crate is used.
+/// looked for in an ecs-provisioner checkout above `dir` (`guest-sdk/`), else the SDK this
+/// binary embeds is written into the crate ([`VENDORED_SDK`]).
 pub fn create(name: &str, dir: &Path, sdk_path: Option<&Path>) -> Result<Created, String> {
     validate_name(name)?;
     let crate_dir = dir.join(name);
@@ -114,7 +117,11 @@ pub fn create(name: &str, dir: &Path, sdk_path: Option<&Path>) -> Result<Created
             "ecs-policy-sdk = {{ path = \"{}\" }}",
             relative(&crate_dir, p).display()
         ),
-        None => "ecs-policy-sdk = \"0.1\"".to_owned(),
+        // Not published yet: the SDK this binary embeds goes into the crate.
+        None => {
+            super::vendored_sdk::write(&crate_dir.join(VENDORED_SDK))?;
+            format!("ecs-policy-sdk = {{ path = \"{VENDORED_SDK}\" }}")
+        }
     };
     let in_workspace = crate_dir.ancestors().skip(1).any(|a| {
         std::fs::read_to_string(a.join("Cargo.toml"))
@@ -316,8 +323,18 @@ ecs-provisioner policy test target/wasm32-wasip2/release/{wasm} fixtures/
 ecs-provisioner policy bench target/wasm32-wasip2/release/{wasm}
 ```
 
-Use it from the provisioner's configuration with `policy = "path/to/{wasm}"` and its
-settings under `[policy.settings]`.
+Use it from the provisioner's configuration:
+
+```toml
+[policy]
+source = "/path/to/{wasm}"
+
+[policy.settings]
+# the policy's own settings, given to its `configure`
+```
+
+If `vendor/ecs-policy-sdk/` exists, it is the SDK (`ecs-policy-sdk`, not on crates.io yet) as
+`ecs-provisioner policy new` embedded it; a newer ecs-provisioner's `policy new` writes a newer one.
 "#;
 
 #[cfg(test)]

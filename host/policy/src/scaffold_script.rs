@@ -166,6 +166,11 @@ from ecs_policy import Policy
 
 class {Class}(Policy):
     """The policy. Override `configure` (with `ecs_policy.settings`) to take settings."""
+
+    # The parts of the snapshot `scale` reads; the host sends only these (turning records
+    # into Python objects is most of a Python policy's cost). Add "offerings" or
+    # "queued-items" when your `scale` reads them; a part left out raises when used.
+    reads = ("nodes",)
 "#;
 
 const PY_APP: &str = r#""""The component's entry module: `ecs-provisioner policy build` starts from it."""
@@ -250,15 +255,20 @@ const JS_POLICY: &str = r#"// {name}: a placement and scaling policy for ecs-pro
 import { Policy } from 'ecs-policy-sdk';
 
 /** The policy. Override `configure` (with `settings`) to take settings. */
-export class {Class} extends Policy {}
+export class {Class} extends Policy {
+  // The parts of the snapshot `scale` reads; the host sends only these (turning records into
+  // JavaScript objects is most of a JavaScript policy's cost). Add 'offerings' or
+  // 'queued-items' when your `scale` reads them; a part left out throws when used.
+  reads = ['nodes'];
+}
 "#;
 
 const JS_COMPONENT: &str = r#"// The component's entry module: `ecs-provisioner policy build` bundles it.
-import { log } from 'ecs-provisioner:policy/host@0.2.0';
+import { log, declareReads } from 'ecs-provisioner:policy/host@0.2.0';
 import { exportPolicy } from 'ecs-policy-sdk/component';
 import { {Class} } from './src/{name}.js';
 
-export const policy = exportPolicy({Class}, log);
+export const policy = exportPolicy({Class}, { log, declareReads });
 "#;
 
 const JS_TEST: &str = r#"// Native tests: `npm install` once, then `node --test test/` (no wasm needed).

@@ -8,6 +8,10 @@
 
 #![warn(missing_docs)]
 
+pub mod charts;
+pub mod page;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,71 +21,28 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
 pub use ecsp_engine::board::Board;
-use ecsp_engine::model::NodeState;
+use prometheus_client::registry::Registry;
 
-/// The Prometheus text exposition, with the policy runtime's dropped-log counts folded in.
+/// The Prometheus text exposition: the board's metrics, with the policy runtime's
+/// dropped-log counts folded in, and the standard `process_*` metrics.
 pub fn metrics_text(board: &Board) -> String {
     let drops = ecsp_policy::log::dropped_lines()
         .into_iter()
         .map(|(policy, total)| (ecsp_policy::bounds::text_within(&policy, 128), total));
     board.record_policy_log_drops(drops);
-    board.metrics_text()
+    let mut out = String::new();
+    board.encode_metrics(&mut out);
+    // Unprefixed, as every Prometheus client names them.
+    let mut process = Registry::default();
+    process.register_collector(Box::new(process::ProcessCollector));
+    prometheus_client::encoding::text::encode_registry(&mut out, &process).expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode_eof(&mut out).expect("writing to a String cannot fail");
+    out
 }
 
-/// The status as a small HTML page.
+/// The console page (see [`page`]).
 pub fn status_html(board: &Board) -> String {
-    let status = board.status_json();
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=utf-8><title>ecs-provisioner</title>\
-         <meta http-equiv=refresh content=5><style>body{font:14px sans-serif;margin:2em}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>\
-         <h1>ecs-provisioner</h1>",
-    );
-    let health = &status["health"];
-    html.push_str(&format!(
-        "<p>Health: <b>{}</b>: {}</p>",
-        if health["ok"].as_bool() == Some(true) { "ok" } else { "STUCK" },
-        escape(health["reason"].as_str().unwrap_or(""))
-    ));
-    let latest = &status["latest"];
-    if latest.is_null() {
-        html.push_str("<p>No cycle has run yet.</p>");
-    } else {
-        html.push_str(&format!("<p>Cycle {} decided by {}</p>", latest["cycle"], escape(&latest["decided_by"].to_string())));
-        html.push_str("<h2>Fleet</h2><table><tr><th>template</th>");
-        for s in NodeState::ALL {
-            html.push_str(&format!("<th>{}</th>", s.as_str()));
-        }
-        html.push_str("<th>queued</th></tr>");
-        let empty = serde_json::Map::new();
-        let nodes = latest["nodes"].as_object().unwrap_or(&empty);
-        let queued = latest["queued"].as_object().unwrap_or(&empty);
-        let mut templates: Vec<&String> = nodes.keys().chain(queued.keys()).collect();
-        templates.sort();
-        templates.dedup();
-        for t in templates {
-            html.push_str(&format!("<tr><td>{}</td>", escape(t)));
-            for s in NodeState::ALL {
-                html.push_str(&format!("<td>{}</td>", nodes.get(t).and_then(|m| m.get(s.as_str())).and_then(|v| v.as_u64()).unwrap_or(0)));
-            }
-            html.push_str(&format!("<td>{}</td></tr>", queued.get(t).and_then(|v| v.as_u64()).unwrap_or(0)));
-        }
-        html.push_str("</table>");
-    }
-    html.push_str("<h2>Recent plans</h2><ul>");
-    for p in status["recent_plans"].as_array().into_iter().flatten() {
-        html.push_str(&format!("<li><code>{}</code></li>", escape(&p.to_string())));
-    }
-    html.push_str("</ul><h2>Recent errors</h2><ul>");
-    for e in status["recent_errors"].as_array().into_iter().flatten() {
-        html.push_str(&format!("<li>{}</li>", escape(e["error"].as_str().unwrap_or(""))));
-    }
-    html.push_str("</ul><p><a href=/status.json>JSON</a> · <a href=/metrics>metrics</a></p></body></html>");
-    html
-}
-
-fn escape(s: &str) -> String {
-s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    page::render(&board.console())
 }
 
 /// The axum router over a board.
@@ -112,17 +73,15 @@ pub async fn serve(listen: SocketAddr, board: Arc<Board>) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecsp_engine::CycleReport;
 
     #[test]
-    fn the_status_page_escapes_what_it_shows() {
+    fn metrics_hold_the_board_and_the_process_with_one_eof() {
         let board = Board::new();
-        let mut r = CycleReport { cycle: 7, ..Default::default() };
-        r.nodes.entry("linux".into()).or_default().insert("online".into(), 3);
-        r.errors.push("boom <b>".into());
-        board.record(&r);
-        let html = status_html(&board);
-        assert!(html.contains("boom &lt;b&gt;"), "errors are escaped");
-        assert!(html.contains("<td>linux</td>"));
+        board.record(&ecsp_engine::CycleReport::default());
+        let text = metrics_text(&board);
+        assert!(text.contains("ecs_provisioner_cycles_total 1"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("process_resident_memory_bytes ")), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
     }
 }

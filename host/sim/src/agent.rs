@@ -57,6 +57,31 @@ pub fn is_version_query(args: &[String]) -> bool {
     )
 }
 
+/// Whether the arguments ask for help (`-help`, `--help`, `-h`), before or after `-jar PATH`.
+pub fn is_help_query(args: &[String]) -> bool {
+    args.iter().any(|a| matches!(a.as_str(), "-help" | "--help" | "-h"))
+}
+
+/// What `sim-agent --help` prints.
+pub const USAGE: &str = "\
+An emulated inbound Jenkins agent: the command line of `java -jar agent.jar`, speaking the
+WebSocket agent protocol to Jenkins (the real one or the emulator).
+
+Usage: ecs-provisioner sim-agent [JVM options] [-jar PATH] -url URL -name NAME -secret SECRET|@FILE -webSocket [options]
+
+Options (agent.jar's spelling; `--kebab-case` is accepted too):
+  -url URL                 the controller's root URL
+  -name NAME               the node's name
+  -secret SECRET|@FILE     the node's secret, or a file holding it
+  -webSocket               connect over WebSocket (required: the TCP agent port is not emulated)
+  -workDir DIR             the agent's work directory
+  -internalDir NAME        the remoting directory under -workDir (default: remoting)
+  -noReconnect             exit when the connection drops instead of reconnecting
+  -webSocketHeader K=V     an extra header on the WebSocket handshake
+  -version                 print the emulated `java -version` banner
+  -help                    print this text
+";
+
 impl std::fmt::Debug for AgentArgs {
     // The secret is never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -47,6 +47,8 @@ pub struct ClusterOptions {
     /// Agents hosted in this process instead of one `sim-agent` process each (the engine
     /// benchmark at 10,000 nodes; see `sim::agent_host`).
     pub in_process_agents: bool,
+    /// Whether the instances run an sshd; `false`: nothing listens for SSH (user-data fleets).
+    pub sshd: bool,
 }
 
 impl ClusterOptions {
@@ -62,6 +64,7 @@ impl ClusterOptions {
             dir: dir.into(),
             java: None,
             in_process_agents: false,
+            sshd: true,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Cluster {
         } else {
             None
         };
+        ssh_config.sshd = options.sshd;
         let ssh = Arc::new(super::ssh::start(ecs.directory(), ssh_config).await.context("starting the SSH emulator")?);
 
         let key = generate_ed25519("ecs-provisioner-demo");
@@ -121,13 +125,14 @@ impl Cluster {
         let token_file = dir.join("jenkins-token");
         write_private(&token_file, jenkins.token())?;
 
-        // Deleting an instance stops what ran on it.
+        // Deleting an instance stops what ran on it; booting one runs its user data.
         let cloud = ecs.cloud();
         let ssh_for_reaper = ssh.clone();
         let reaper = tokio::spawn(async move {
             let mut alive = std::collections::BTreeSet::<String>::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
+                super::cloud_init::run_due(&cloud, &ssh_for_reaper);
                 let now: std::collections::BTreeSet<String> = cloud
                     .instances()
                     .into_iter()
@@ -151,8 +156,20 @@ impl Cluster {
         Config::parse(&text).map_err(|e| anyhow::anyhow!("cluster config: {e}\n{text}"))
     }
 
-    /// The configuration text [`Cluster::config`] parses.
+    /// The configuration text [`Cluster::config`] parses; its status server listens on any
+    /// free loopback port.
     pub fn config_text(&self, controller_id: &str, templates_toml: &str, extra_toml: &str) -> anyhow::Result<String> {
+        self.config_text_listening("127.0.0.1:0".parse().expect("a socket address"), controller_id, templates_toml, extra_toml)
+    }
+
+    /// [`Cluster::config_text`] with the status server (`listen`) on `listen`.
+    pub fn config_text_listening(
+        &self,
+        listen: std::net::SocketAddr,
+        controller_id: &str,
+        templates_toml: &str,
+        extra_toml: &str,
+    ) -> anyhow::Result<String> {
         let ecs = self.ecs.cloud();
         let cfg = &ecs.config;
         let vpc = cfg.vswitches.first().map(|v| v.vpc_id.clone()).context("the ECS emulator has no vswitch")?;
@@ -163,7 +180,7 @@ impl Cluster {
         Ok(format!(
             r#"controller-id = "{controller_id}"
 poll-interval = "1s"
-listen = "127.0.0.1:0"
+listen = "{listen}"
 
 [cloud]
 region = "{region}"

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod agent_host;
+pub mod cloud_init;
 pub mod cluster;
 pub mod disks;
 pub mod ecs;

@@ -61,6 +61,9 @@ pub struct SshEmulatorConfig {
     /// The benchmark's in-process agents: the hand-off socket `sim-agent` finds in
     /// [`super::agent_host::HANDOFF_ENV`] (see `sim::agent_host`); `None`: agents are processes.
     pub agent_handoff: Option<PathBuf>,
+    /// Whether the instances run an sshd at all. `false`: nothing listens (images without
+    /// inbound SSH); processes still run on the instances through [`SshEmulatorHandle::instance_command`].
+    pub sshd: bool,
 }
 
 impl SshEmulatorConfig {
@@ -71,6 +74,7 @@ impl SshEmulatorConfig {
             root_dir: root_dir.into(),
             java: None,
             agent_handoff: None,
+            sshd: true,
         }
     }
 }
@@ -93,6 +97,7 @@ pub struct SshEmulatorHandle {
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
+    sshd: bool,
 }
 
 struct Shared {
@@ -131,8 +136,11 @@ pub async fn start(
         command_path.push(":");
         command_path.push(inherited);
     }
-    let listener = TcpListener::bind(config.listen).await?;
-    let local_addr = listener.local_addr()?;
+    let listener = if config.sshd { Some(TcpListener::bind(config.listen).await?) } else { None };
+    let local_addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
         directory,
@@ -146,17 +154,43 @@ pub async fn start(
         refused: AtomicU64::new(0),
         logins: Mutex::new(Vec::new()),
     });
-    let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
-    tracing::info!(%local_addr, "instance SSH emulator listening");
+    let accept_task = match listener {
+        Some(listener) => {
+            tracing::info!(%local_addr, "instance SSH emulator listening");
+            tokio::spawn(accept_loop(listener, shared.clone()))
+        }
+        None => {
+            tracing::info!("instance SSH emulator: no sshd on the instances (nothing listens)");
+            tokio::spawn(async {})
+        }
+    };
     Ok(SshEmulatorHandle {
         local_addr,
         shared,
         stop,
         accept_task,
+        sshd: config.sshd,
     })
 }
 
 impl SshEmulatorHandle {
+    /// Whether the instances run an sshd (something listens).
+    pub fn sshd(&self) -> bool {
+        self.sshd
+    }
+
+    /// A command running `program` on an instance, exactly as an SSH `exec` runs its shell:
+    /// in the instance's directory, with its `HOME`, `PATH` (disk shims, Java) and the tag that
+    /// finds its processes again when the instance is deleted. The instance's data disks are
+    /// prepared first.
+    pub fn instance_command(&self, instance: &EmulatedInstance, program: &str) -> std::io::Result<tokio::process::Command> {
+        if !valid_instance_id(&instance.instance_id) {
+            return Err(std::io::Error::other(format!("instance id {:?} is unusable as a directory name", instance.instance_id)));
+        }
+        self.shared.served.lock().unwrap().insert(instance.instance_id.clone());
+        instance_process(&exec_context(&self.shared, instance), program)
+    }
+
     /// The port every instance's sshd is reachable on (at the instance's own IP).
     pub fn port(&self) -> u16 {
         self.local_addr.port()
@@ -276,15 +310,16 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         Ok(a) => a.ip(),
         Err(_) => IpAddr::from(instance.ip),
     };
+    let ctx = exec_context(&shared, &instance);
     let handler = InstanceSession {
         instance_id: instance.instance_id.clone(),
         address,
-        home: shared.root_dir.join(&instance.instance_id),
-        sysroot: sysroot_of(&shared.root_dir, &instance.instance_id),
-        data_disks: instance.data_disks.clone(),
-        tag: format!("{}/{}", shared.token, instance.instance_id),
-        path: shared.command_path.clone(),
-        handoff: shared.agent_handoff.clone(),
+        home: ctx.home,
+        sysroot: ctx.sysroot,
+        data_disks: ctx.data_disks,
+        tag: ctx.tag,
+        path: ctx.path,
+        handoff: ctx.handoff,
         emulator: shared.clone(),
         authorized,
         channels: JoinSet::new(),
@@ -505,20 +540,9 @@ async fn run_command(
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::ExitStatusExt;
 
-    std::fs::create_dir_all(&ctx.home)?;
-    super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
-    let mut sh = tokio::process::Command::new("sh");
-    if let Some(socket) = &ctx.handoff {
-        sh.env(super::agent_host::HANDOFF_ENV, socket);
-    }
-    let mut child = sh
-        .env("PATH", &ctx.path)
-        .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
+    let mut child = instance_process(ctx, "sh")?
         .arg("-c")
         .arg(std::ffi::OsStr::from_bytes(command))
-        .current_dir(&ctx.home)
-        .env("HOME", &ctx.home)
-        .env(INSTANCE_ENV, &ctx.tag)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -558,6 +582,36 @@ async fn run_command(
         (None, Some(sig)) => 128 + sig as u32,
         _ => 255,
     })
+}
+
+/// What a process on `instance` runs with.
+fn exec_context(shared: &Shared, instance: &EmulatedInstance) -> ExecContext {
+    ExecContext {
+        instance_id: instance.instance_id.clone(),
+        home: shared.root_dir.join(&instance.instance_id),
+        sysroot: sysroot_of(&shared.root_dir, &instance.instance_id),
+        data_disks: instance.data_disks.clone(),
+        tag: format!("{}/{}", shared.token, instance.instance_id),
+        path: shared.command_path.clone(),
+        handoff: shared.agent_handoff.clone(),
+    }
+}
+
+/// `program` set up to run on an instance: its directory, environment and disks.
+fn instance_process(ctx: &ExecContext, program: &str) -> std::io::Result<tokio::process::Command> {
+    std::fs::create_dir_all(&ctx.home)?;
+    super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
+    let mut command = tokio::process::Command::new(program);
+    if let Some(socket) = &ctx.handoff {
+        command.env(super::agent_host::HANDOFF_ENV, socket);
+    }
+    command
+        .env("PATH", &ctx.path)
+        .env(super::disks::SYSROOT_ENV, &ctx.sysroot)
+        .current_dir(&ctx.home)
+        .env("HOME", &ctx.home)
+        .env(INSTANCE_ENV, &ctx.tag);
+    Ok(command)
 }
 
 /// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns its directory.

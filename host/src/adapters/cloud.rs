@@ -10,14 +10,14 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::launch::LaunchPlacement;
-use crate::config::{Config, CredentialsConfig};
+use crate::config::{Config, CredentialsConfig, StoppedModeConfig};
 use crate::ecs::credentials::{self, ChainOptions, Credentials, DefaultChain, SharedProvider, StaticProvider};
 use crate::ecs::code_label;
 use crate::ecs::{
     AvailableResourceRequest, ClientConfig, EcsClient, EcsError, ErrorKind, Instance, InstanceFilter, InstanceStatus,
-    SpotStrategy, Tag, VSwitchFilter,
+    SpotStrategy, StoppedMode, Tag, VSwitchFilter,
 };
-use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id};
+use crate::engine::model::{CloudInstance, CloudStatus, is_instance_id, is_launch_key, split_node_name};
 use crate::engine::now_ms;
 use crate::engine::ports::{CloudOffering, CloudPort, LaunchError, LaunchRequest};
 
@@ -27,6 +27,11 @@ pub const TAG_CONTROLLER: &str = "ecs-provisioner:controller";
 pub const TAG_TEMPLATE: &str = "ecs-provisioner:template";
 /// Tag naming the launch batch.
 pub const TAG_LAUNCH: &str = "ecs-provisioner:launch-id";
+/// Tag holding the template's fingerprint at launch: a stopped instance launched from an older
+/// version of its template is deleted, not started.
+pub const TAG_FINGERPRINT: &str = "ecs-provisioner:template-fingerprint";
+/// Tag naming the Jenkins node of a user-data launch (created before the instance).
+pub const TAG_NODE: &str = "ecs-provisioner:node";
 
 /// The ECS side of the engine.
 #[derive(Clone)]
@@ -72,9 +77,16 @@ impl EcsCloud {
     }
 
     fn to_cloud_instance(&self, i: &Instance) -> CloudInstance {
+        let template = i.tag(TAG_TEMPLATE).unwrap_or_default().to_owned();
+        // Only a name of this template's user-data form: anything else is never acted on.
+        let node = i
+            .tag(TAG_NODE)
+            .filter(|n| split_node_name(n, [template.as_str()]).is_some_and(|(_, key)| is_launch_key(key)))
+            .map(str::to_owned);
         CloudInstance {
+            node,
             instance_id: i.instance_id.clone(),
-            template: i.tag(TAG_TEMPLATE).unwrap_or_default().to_owned(),
+            template,
             zone: i.zone_id.clone(),
             vswitch: i.vpc_attributes.vswitch_id.clone(),
             instance_type: i.instance_type.clone(),
@@ -98,6 +110,7 @@ impl EcsCloud {
                 .map(|l| l.lock_reason.chars().take(64).collect())
                 .filter(|l: &String| !l.is_empty())
                 .collect(),
+            fingerprint: i.tag(TAG_FINGERPRINT).map(|f| f.chars().take(64).collect()),
         }
     }
 }
@@ -106,6 +119,9 @@ impl EcsCloud {
 pub fn client_from_config(config: &Config) -> anyhow::Result<EcsClient> {
     let cloud = &config.cloud;
     let mut cc = ClientConfig::new(&cloud.region);
+    cc.connect_timeout_secs = cloud.connect_timeout.as_secs().max(1);
+    cc.read_timeout_ms = cloud.read_timeout.as_millis() as u64;
+    cc.retry.budget_ms = cloud.retry_budget.as_millis() as u64;
     if let Some(e) = &cloud.endpoint {
         cc = cc.with_endpoint(e.clone());
     }
@@ -280,8 +296,22 @@ impl CloudPort for EcsCloud {
             Tag::new(TAG_CONTROLLER, &self.config.controller_id),
             Tag::new(TAG_TEMPLATE, &r.template),
             Tag::new(TAG_LAUNCH, &r.launch_id),
+            Tag::new(TAG_FINGERPRINT, &self.config.template_fingerprint(t)),
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
+        if let Some(node) = &r.user_data_node {
+            let url = self.config.jenkins.agent_url.as_deref().unwrap_or(&self.config.jenkins.url);
+            let script = crate::config::user_data::render_user_data(t, url, &node.name, &node.secret).map_err(|e| LaunchError::Other {
+                code: "UserDataScript".into(),
+                label: code_label("UserDataScript"),
+                message: format!("template {}: {e}", r.template),
+            })?;
+            req.user_data = Some(script);
+            req.tags.push(Tag::new(TAG_NODE, &node.name));
+            // The user data holds a secret: metadata hardened by default (tokens only), unless
+            // the template says otherwise for an image whose cloud-init cannot use tokens.
+            req.http_tokens.get_or_insert_with(|| "required".to_owned());
+        }
         match self.client.run_instances(&req).await {
             Ok(resp) => {
                 let (ids, bad): (Vec<String>, Vec<String>) = resp.instance_ids.0.into_iter().partition(|id| is_instance_id(id));
@@ -301,6 +331,19 @@ impl CloudPort for EcsCloud {
         }
     }
 
+    async fn stop(&self, ids: &[String], mode: StoppedModeConfig) -> anyhow::Result<()> {
+        self.stop_instances(ids, mode).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), LaunchError> {
+        self.client.start_instances(&[id.to_owned()]).await.map_err(launch_error)
+    }
+
+    async fn console_output(&self, instance_id: &str) -> anyhow::Result<String> {
+        let out = self.client.get_instance_console_output(instance_id).await?;
+        Ok(out.text)
+    }
+
     async fn terminate(&self, ids: &[String]) -> anyhow::Result<()> {
         for chunk in ids.chunks(100) {
             match self.client.delete_instances(chunk, true).await {
@@ -311,6 +354,17 @@ impl CloudPort for EcsCloud {
             }
         }
         Ok(())
+    }
+}
+
+impl EcsCloud {
+    async fn stop_instances(&self, ids: &[String], mode: StoppedModeConfig) -> anyhow::Result<()> {
+        let mode = match mode {
+            StoppedModeConfig::StopCharging => StoppedMode::StopCharging,
+            StoppedModeConfig::KeepCharging => StoppedMode::KeepCharging,
+        };
+        // A graceful stop: the agent's disks are kept and the OS shuts down cleanly.
+        self.client.stop_instances(ids, false, Some(mode)).await.with_context(|| format!("stopping {} instance(s)", ids.len()))
     }
 }
 

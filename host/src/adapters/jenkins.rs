@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 
 use crate::config::{self, Config, TemplateConfig};
-use crate::engine::model::{AgentNode, node_name, split_node_name};
+use crate::engine::model::{AgentNode, is_launch_key, node_name, split_node_name};
 use crate::engine::ports::{JenkinsPort, JenkinsView, NodeRegistration, TemplateQueue};
 use super::activity_record::{activity_of, with_activity};
 use crate::engine::ports::ActivityRecord;
@@ -184,6 +184,13 @@ pub struct JenkinsAdapter {
 /// Build histories read at once (one request per node of a `max-uses` template).
 const HISTORY_READS_AT_ONCE: usize = 8;
 
+/// A client for `url` (`[jenkins] url` or `agent-url`) with `[jenkins]`'s credentials and
+/// timeouts.
+pub fn client_from_config(j: &crate::config::JenkinsConfig, url: &str) -> anyhow::Result<JenkinsClient> {
+    let timeouts = crate::jenkins::Timeouts { connect: j.connect_timeout, read: j.read_timeout };
+    Ok(JenkinsClient::with_timeouts(url, credentials_from_config(j)?, timeouts)?)
+}
+
 /// The user and API token of `[jenkins]` (`token-env` or `token-file`).
 pub fn credentials_from_config(j: &crate::config::JenkinsConfig) -> anyhow::Result<Credentials> {
     Ok(match (&j.token_env, &j.token_file) {
@@ -224,7 +231,7 @@ impl JenkinsAdapter {
     /// API token is (`token-env` or `token-file`); an error names what is missing.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let j = &config.jenkins;
-        let client = JenkinsClient::new(&j.url, credentials_from_config(j)?).context("jenkins.url")?;
+        let client = client_from_config(j, &j.url).context("jenkins.url")?;
         Ok(Self::new(client, &config.controller_id, &config.templates))
     }
 
@@ -301,6 +308,16 @@ impl JenkinsAdapter {
     }
 }
 
+impl JenkinsAdapter {
+    /// The queued builds no template serves, read afresh (for `plan`'s text; the cycle's
+    /// report only counts them).
+    pub async fn unmatched_builds(&self, now_ms: u64) -> anyhow::Result<Vec<crate::jenkins::UnmatchedItem>> {
+        let computers = self.client.computers().await.context("reading the Jenkins computers")?;
+        let queue = self.client.queue().await.context("reading the Jenkins queue")?;
+        Ok(compute_demand(&queue, &computers, &self.labels, now_ms).unmatched_items)
+    }
+}
+
 impl JenkinsPort for JenkinsAdapter {
     async fn observe(&self, now_ms: u64) -> anyhow::Result<JenkinsView> {
         // Computers first, then the queue, never concurrently: a build that starts between
@@ -358,10 +375,11 @@ impl JenkinsPort for JenkinsAdapter {
                 )
             })?;
         // Any other name would never be listed as ours again: it would be created every cycle.
+        // A user-data node is named from its launch (it precedes its instance).
+        let named = split_node_name(&node.name, [node.template.as_str()]);
         anyhow::ensure!(
-            node.name == node_name(&node.template, &node.instance_id)
-                && node.instance_id.starts_with("i-"),
-            "creating Jenkins node {}: the name must be `<template>-<ECS instance id>` ({:?} for instance {:?})",
+            named.is_some_and(|(_, id)| id == node.instance_id || is_launch_key(id)),
+            "creating Jenkins node {}: the name must be `<template>-<ECS instance id>` or `<template>-<user-data launch key>` ({:?} for instance {:?})",
             node.name,
             node_name(&node.template, &node.instance_id),
             node.instance_id
@@ -409,6 +427,10 @@ impl JenkinsPort for JenkinsAdapter {
             };
             format!("marking Jenkins node {name} {what}")
         })
+    }
+
+    async fn set_offline_reason(&self, name: &str, reason: &str) -> anyhow::Result<()> {
+        self.client.change_offline_cause(name, reason).await.with_context(|| format!("marking Jenkins node {name} offline: {reason}"))
     }
 
     async fn is_idle(&self, name: &str) -> anyhow::Result<bool> {

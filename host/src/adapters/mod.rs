@@ -2,5 +2,6 @@
 pub mod activity_record;
 pub mod cloud;
 pub mod jenkins;
+pub mod leadership;
 pub mod policy;
 pub mod ssh;

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::config::{PolicyConfig, SpotModeConfig, TemplateConfig};
+use crate::engine::board::PolicyInfo;
 use crate::engine::decide::{Observation, Placement, PolicyPort};
 use crate::engine::model::{self, Node, NodeState, Offering, Plan, PlannedLaunch, PlannedRemoval};
 use crate::policy::{self as wit, Function, Limits, Policy, PolicyRuntime, PolicySource};
@@ -45,6 +48,14 @@ impl WasmPolicy {
         let policy = load(&config.source, config.settings_json())?;
         let fallback = load("builtin:default", "{}".into())?;
         Ok((WasmPolicy::new(policy), WasmPolicy::new(fallback)))
+    }
+
+    /// What the console shows of the policy loaded from `source`: the source, the SHA-256 of
+    /// the component's bytes and the contract version it exports.
+    pub fn info(&self, source: &str) -> anyhow::Result<PolicyInfo> {
+        let bytes = PolicySource::parse(source).bytes()?;
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(PolicyInfo { source: source.to_owned(), sha256, contract: self.policy.contract_version().to_owned() })
     }
 }
 
@@ -145,6 +156,7 @@ fn wit_node(n: &Node, now_ms: u64) -> wit::Node {
             NodeState::Disconnected => wit::NodeState::Disconnected,
             NodeState::Interrupted => wit::NodeState::Interrupted,
             NodeState::Draining => wit::NodeState::Draining,
+            NodeState::Stopped => wit::NodeState::Stopped,
             NodeState::Terminating => wit::NodeState::Terminating,
         },
         busy_executors: agent.map_or(0, |a| a.busy_executors),

@@ -13,10 +13,9 @@ use crate::config::launch::LaunchProfile;
 use crate::config::{Config, ConnectVia, HostKeyPolicyConfig};
 use crate::ecs::{EcsClient, InstanceFilter};
 use crate::adapters::cloud::client_from_config;
-use crate::adapters::jenkins::credentials_from_config;
 use crate::engine::now_ms;
 use crate::engine::ports::{BootstrapPort, BootstrapTarget};
-use crate::jenkins::{AgentJarCache, JenkinsClient};
+use crate::jenkins::AgentJarCache;
 use crate::ssh::data_disks::DiskMount;
 use crate::ssh::{self, BootstrapSpec, JarUpload, ClientKey, ConsoleOutputSource, HostKeyPolicy, HostKeyVerifier, KnownHosts, PassphraseSource, SshClientConfig};
 
@@ -112,7 +111,7 @@ pub fn agent_jar_cache(config: &Config) -> anyhow::Result<AgentJarCache> {
         Some(u) => (u, "jenkins.agent-url"),
         None => (&j.url, "jenkins.url"),
     };
-    let client = JenkinsClient::new(url, credentials_from_config(j)?).context(key)?;
+    let client = super::jenkins::client_from_config(j, url).context(key)?;
     Ok(AgentJarCache::new(client, AgentJarCache::DEFAULT_REVALIDATE_AFTER))
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::launch::{LaunchPlacement, LaunchProfile};
-use crate::config::{Config, TemplateConfig};
+use crate::config::{Config, ConfigError, TemplateConfig};
 use crate::ecs::credentials::{StsClient, sts};
 use crate::ecs::{
     AvailableResourceRequest, EcsClient, ErrorKind, ImageFilter, SecurityGroupFilter, VSwitch,
@@ -67,11 +67,11 @@ pub async fn run(config_path: &Path) -> Vec<CheckResult> {
     let config = match Config::load(config_path) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            return vec![fail(
-                "configuration",
-                e.to_string(),
-                "fix the file; the error names the key and line",
-            )];
+            let hint = match e {
+                ConfigError::Read { .. } => "pass the file with --config (default: ecs-provisioner.toml in the current directory)",
+                ConfigError::Invalid { .. } => "fix the file; the error names the key and line",
+            };
+            return vec![fail("configuration", e.to_string(), hint)];
         }
     };
     let mut out = vec![pass(
@@ -94,15 +94,17 @@ pub async fn run(config_path: &Path) -> Vec<CheckResult> {
         ),
     });
 
-    match client_from_config(&config) {
-        Ok(client) => out.extend(check_cloud(&client, &config).await),
-        Err(e) => out.push(fail(
-            "credentials",
-            format!("{e:#}"),
-            "see [cloud.credentials]",
-        )),
-    }
-    out.extend(check_jenkins(&config).await);
+    // The cloud and Jenkins are checked at once: a dead or silent endpoint on both sides is
+    // reported within one set of timeouts, not two.
+    let cloud = async {
+        match client_from_config(&config) {
+            Ok(client) => check_cloud(&client, &config).await,
+            Err(e) => vec![fail("credentials", format!("{e:#}"), "see [cloud.credentials]")],
+        }
+    };
+    let (cloud, jenkins) = tokio::join!(cloud, check_jenkins(&config));
+    out.extend(cloud);
+    out.extend(jenkins);
     out
 }
 
@@ -435,6 +437,12 @@ async fn check_template(
                 time::OffsetDateTime::now_utc().unix_timestamp(),
             );
             req.dry_run = true;
+            // Tagged as a launch is: a RAM policy that allows RunInstances only with the
+            // controller tag (README, "RAM policy") passes the dry run too.
+            req.tags = vec![
+                crate::ecs::Tag::new(crate::adapters::cloud::TAG_CONTROLLER, &config.controller_id),
+                crate::ecs::Tag::new(crate::adapters::cloud::TAG_TEMPLATE, t.name()),
+            ];
             match client.run_instances(&req).await {
                 Err(e) if matches!(e.kind, ErrorKind::DryRunPassed) => {}
                 Ok(_) => failures.push(format!(
@@ -775,17 +783,10 @@ async fn check_jenkins(config: &Config) -> Vec<CheckResult> {
         }
     }
     out.push(check_node_lifecycle(client).await);
-    let agent_client = crate::adapters::jenkins::credentials_from_config(&config.jenkins)
-        .and_then(|c| {
-            Ok(JenkinsClient::new(
-                config
-                    .jenkins
-                    .agent_url
-                    .as_deref()
-                    .unwrap_or(&config.jenkins.url),
-                c,
-            )?)
-        });
+    let agent_client = crate::adapters::jenkins::client_from_config(
+        &config.jenkins,
+        config.jenkins.agent_url.as_deref().unwrap_or(&config.jenkins.url),
+    );
     let root = config
         .jenkins
         .agent_url

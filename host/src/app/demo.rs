@@ -33,12 +33,35 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How agents start: `ssh` (the host connects in) or `user-data` (the instances start
+    /// their own agents from cloud-init; the emulated instances run no sshd at all).
+    #[arg(long, value_enum, default_value_t = DemoLaunch::Ssh)]
+    pub launch: DemoLaunch,
+    /// Three replicas against one local etcd; the leader crashes midway and another takes over.
+    #[arg(long)]
+    pub ha: bool,
+    /// The etcd binary `--ha` starts (Debian: etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd: String,
+}
+
+/// `demo --launch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DemoLaunch {
+    /// SSH bootstrap.
+    Ssh,
+    /// cloud-init user data; no SSH listener.
+    UserData,
 }
 
 /// What the demo ends with.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DemoSummary {
     pub passed: bool,
+    pub launch: DemoLaunch,
+    /// SSH connections the instances accepted (0 with `--launch user-data`: nothing listens).
+    pub ssh_connections: u64,
     pub builds_queued: u32,
     pub builds_completed: usize,
     pub builds_failed: usize,
@@ -65,6 +88,7 @@ min-nodes = 1
 max-nodes = 6
 idle-timeout = "{idle}"
 launch-timeout = "60s"
+launch = "{launch}"
 remote-fs = "agent"
 init-script = "echo provisioned by ecs-provisioner > motd"
 
@@ -76,6 +100,7 @@ min-nodes = 0
 max-nodes = 6
 idle-timeout = "{idle}"
 launch-timeout = "60s"
+launch = "{launch}"
 spot = "spot-first"
 remote-fs = "agent"
 "#;
@@ -104,9 +129,11 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // The emulated instances' `java` is this program's `sim-agent`: the default agent command
     // runs as it would on a real image.
     let java = Some(std::env::current_exe()?);
-    let cluster = Cluster::start(ClusterOptions { ecs, java, ..ClusterOptions::ephemeral(dir.path()) }).await?;
+    let sshd = args.launch == DemoLaunch::Ssh;
+    let cluster = Cluster::start(ClusterOptions { ecs, java, sshd, ..ClusterOptions::ephemeral(dir.path()) }).await?;
 
-    let templates = TEMPLATES.replace("{idle}", idle);
+    let launch = if sshd { "ssh" } else { "user-data" };
+    let templates = TEMPLATES.replace("{idle}", idle).replace("{launch}", launch);
     let extra = format!("[policy]\nsource = \"{}\"\n", args.policy);
     let config = Arc::new(cluster.config("demo", &templates, &extra)?);
     let (engine, cloud) = super::wire(config.clone())?;
@@ -185,7 +212,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let by_action: std::collections::BTreeMap<String, u64> =
         cluster.ecs.counters().into_iter().map(|(a, c)| (a, c.calls)).collect();
     let summary = DemoSummary {
-        passed: back_to_minimum && failed == 0 && sim.completed.len() as u32 >= total,
+        passed: back_to_minimum && failed == 0 && sim.completed.len() as u32 >= total && (sshd || !cluster.ssh.sshd()),
+        launch: args.launch,
+        ssh_connections: cluster.ssh.connection_counts().0,
         builds_queued: total,
         builds_completed: sim.completed.len() - failed,
         builds_failed: failed,
@@ -209,6 +238,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 fn print_summary(s: &DemoSummary) {
     println!();
     println!("ecs-provisioner demo: {}", if s.passed { "PASSED" } else { "FAILED" });
+    println!("  launch            {}, {} SSH connection(s) into instances", if s.launch == DemoLaunch::Ssh { "ssh" } else { "user-data (no sshd)" }, s.ssh_connections);
     println!("  builds            {} of {} completed, {} failed", s.builds_completed, s.builds_queued, s.builds_failed);
     println!("  queue wait        p50 {:.1}s, p95 {:.1}s", s.queue_wait_p50_ms as f64 / 1000.0, s.queue_wait_p95_ms as f64 / 1000.0);
     println!("  instances         {} launched, {} removed", s.instances_launched, s.instances_removed);

@@ -2,8 +2,18 @@
 
 pub mod check;
 pub mod demo;
+pub mod demo_ha;
+pub mod ha;
+pub mod plan;
+pub mod reload;
+pub mod replay;
 pub mod sim;
+pub mod sole;
+pub mod systemd;
 
+pub use plan::{plan, render_plan};
+
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +26,9 @@ use crate::adapters::jenkins::JenkinsAdapter;
 use crate::adapters::policy::WasmPolicy;
 use crate::adapters::ssh::SshBootstrapper;
 use crate::engine::decide::Decider;
-use crate::engine::model::NodeState;
-use crate::engine::{CycleReport, Engine};
-use crate::engine::board::ApiCount;
+use crate::engine::Engine;
+use crate::engine::board::{ApiCount, BuildInfo, PolicyInfo, Service};
+use ecsp_http::RequestObserver;
 
 /// The engine as the binary runs it.
 pub type LiveEngine = Engine<EcsCloud, JenkinsAdapter, SshBootstrapper, WasmPolicy, WasmPolicy>;
@@ -27,23 +37,68 @@ pub type LiveEngine = Engine<EcsCloud, JenkinsAdapter, SshBootstrapper, WasmPoli
 pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_wanted(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")));
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
 
+/// Whether log lines get ANSI colours: only on a terminal, and never when `NO_COLOR` is set
+/// to anything but the empty string (<https://no-color.org>). Files, pipes and the journal
+/// get plain text.
+pub fn colour_wanted(on_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    on_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Builds the engine for a configuration: clients, policy (with its fallback), bootstrapper.
 pub fn wire(config: Arc<Config>) -> anyhow::Result<(Arc<LiveEngine>, EcsCloud)> {
+    wire_with_board(config, Arc::new(crate::engine::board::Board::new()))
+}
+
+/// [`wire`], the engine recording on `board` (a reload keeps the running engine's).
+pub fn wire_with_board(config: Arc<Config>, board: Arc<crate::engine::board::Board>) -> anyhow::Result<(Arc<LiveEngine>, EcsCloud)> {
     let cloud = EcsCloud::from_config(config.clone())?;
     let jenkins = JenkinsAdapter::from_config(&config)?;
     let bootstrapper = SshBootstrapper::from_config(config.clone(), Arc::new(cloud.clone()))?;
     let (policy, fallback) = WasmPolicy::load_with_fallback(&config.policy)
         .with_context(|| format!("loading policy {}", config.policy.source))?;
+    let policy_info = policy.info(&config.policy.source)?;
     let decider = Decider { policy, fallback, on_error: config.policy.on_error };
-    let engine = Engine::new(config, cloud.clone(), jenkins, bootstrapper, decider);
+    let shadow = match &config.policy.shadow {
+        Some(source) => {
+            let settings = crate::config::PolicyConfig { source: source.clone(), ..config.policy.clone() };
+            let (shadow, _) =
+                WasmPolicy::load_with_fallback(&settings).with_context(|| format!("loading the shadow policy {source}"))?;
+            Some(Arc::new(shadow) as Arc<dyn crate::engine::decide::PolicyPort>)
+        }
+        None => None,
+    };
+    let engine = Engine::with_board(config, cloud.clone(), jenkins, bootstrapper, decider, board);
+    attach_board(&engine, &cloud, policy_info);
+    engine.set_shadow(shadow);
     Ok((engine, cloud))
+}
+
+/// Tells the board what binary and policy run, and times every ECS and Jenkins request into
+/// its metrics.
+fn attach_board(engine: &Arc<LiveEngine>, cloud: &EcsCloud, policy: PolicyInfo) {
+    let board = &engine.board;
+    board.set_build_info(BuildInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        revision: option_env!("ECSP_GIT_REVISION").unwrap_or("unknown").into(),
+        contracts: crate::policy::ACCEPTED_VERSIONS.split(", ").map(str::to_owned).collect(),
+    });
+    board.set_policy(policy);
+    let observer = |service: Service| -> RequestObserver {
+        let board = board.clone();
+        Arc::new(move |action: &str, outcome: &'static str, elapsed: Duration| board.observe_request(service, action, outcome, elapsed))
+    };
+    cloud.client().observe_requests(observer(Service::Ecs));
+    engine.jenkins().client().observe_requests(observer(Service::Jenkins));
 }
 
 /// Copies the ECS client's per-action counters into the metrics, every few seconds.
@@ -87,13 +142,19 @@ fn trim_heap() {
 }
 
 /// `run`: the daemon. Stops on SIGTERM or Ctrl-C after the current cycle, leaving the fleet
-/// as it is (the next start adopts it).
+/// as it is (the next start adopts it). On SIGHUP it reads the configuration and the policy
+/// again ([`reload::prepare`]); when they are good, the running engine finishes its cycle and
+/// one wired from them takes over (adopting the fleet as a start does, on the same board);
+/// when not, the running ones are kept and the error is logged.
 /// `log_format` (the command line's) overrides the config file's `log-format`.
 pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<i32> {
     // Before anything else: a SIGTERM during start-up (loading and compiling the policy can
-    // take seconds) then stops the process cleanly, instead of killing it by the default action.
+    // take seconds) then stops the process cleanly, instead of killing it by the default
+    // action; a SIGHUP then waits for the loop.
     let stop = StopSignal::install()?;
-    let config = Arc::new(Config::load(config_path)?);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing a SIGHUP handler")?;
+    let mut config = Arc::new(Config::load(config_path)?);
     init_logging(log_format.unwrap_or(config.log_format), "info");
     for w in config.plaintext_warnings() {
         tracing::warn!("PLAINTEXT: {w}");
@@ -103,19 +164,23 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
         let config = config.clone();
         move || wire(config)
     });
-    let (engine, cloud) = tokio::select! {
+    let (mut engine, mut cloud) = tokio::select! {
         wired = wiring => wired.context("start-up task")??,
         _ = stop.requested() => {
             tracing::info!("stop requested during start-up; nothing was started");
             return Ok(0);
         }
     };
+    let board = engine.board.clone();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, controller = %config.controller_id, policy = %config.policy.source, "ecs-provisioner started");
-    let server = tokio::spawn(axum::serve(listener, crate::server::router(engine.board.clone())).into_future());
-    let stats = export_api_stats(&engine, &cloud);
+    let elector = ha::join(&config, &engine)?;
+    // Without [ha], one daemon per controller-id: a second one refuses to start.
+    let sole = if elector.is_none() { Some(sole::SoleReplica::claim(&config).await?) } else { None };
+    let serve = |listener: tokio::net::TcpListener| tokio::spawn(axum::serve(listener, crate::server::router(board.clone())).into_future());
+    let mut server = serve(listener);
     let poll = config.poll_interval;
     let trimmer = tokio::spawn(async move {
         loop {
@@ -123,14 +188,75 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
             trim_heap();
         }
     });
-    let stopper = engine.clone();
-    tokio::spawn(async move {
-        stop.requested().await;
-        tracing::info!("stop requested: finishing the current cycle");
-        stopper.shutdown();
-    });
-    engine.run().await;
-    stats.abort();
+    // The heartbeat stops the engine it started with when another daemon shows up; a
+    // reloaded engine is not its: after a reload, a second daemon is still refused its start
+    // by this one's live mark.
+    let heartbeat = sole.map(|sole| sole.keep_beating(engine.clone()));
+    systemd::ready("reconciling");
+    let watchdog = systemd::spawn_watchdog(board.clone());
+    loop {
+        let stats = export_api_stats(&engine, &cloud);
+        let mut cycles = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.run().await }
+        });
+        let mut ended = false;
+        let next = loop {
+            tokio::select! {
+                _ = stop.requested() => break None,
+                // Stopped from inside (the single-replica heartbeat).
+                _ = &mut cycles => { ended = true; break None }
+                _ = hangup.recv() => {
+                    // A leader hands its engine to the election (ha::join); a reload would
+                    // need a new election too. Not supported yet: restart the replica.
+                    let prepared = if elector.is_some() {
+                        Err(anyhow::anyhow!("reloading is not supported with [ha]: restart the replicas one at a time"))
+                    } else {
+                        reload::prepare(config_path, &config, &board).await
+                    };
+                    match prepared {
+                        Ok(next) => break Some(next),
+                        Err(e) => {
+                            board.record_reload(false);
+                            tracing::error!("reload refused, the running configuration and policy are kept: {e:#}");
+                        }
+                    }
+                }
+            }
+        };
+        if next.is_some() {
+            systemd::reloading();
+            tracing::info!("reload: finishing the current cycle");
+        } else {
+            systemd::stopping();
+            tracing::info!("stop requested: finishing the current cycle");
+            // A leader resigns first, at once: launches in flight are recorded in etcd, and
+            // the next leader resends them with the same ClientToken.
+            if let Some(elector) = &elector {
+                elector.resign().await;
+            }
+        }
+        engine.shutdown();
+        if !ended {
+            let _ = cycles.await;
+        }
+        stats.abort();
+        let Some(next) = next else { break };
+        if let Some(listener) = next.listener {
+            server.abort();
+            server = serve(listener);
+        }
+        (config, engine, cloud) = (next.config, next.engine, next.cloud);
+        board.record_reload(true);
+        tracing::info!(listen = %config.listen, policy = %config.policy.source, templates = config.templates.len(), "configuration and policy reloaded");
+        systemd::ready("reconciling (reloaded)");
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.stop()?;
+    }
     trimmer.abort();
     server.abort();
     Ok(0)
@@ -174,61 +300,6 @@ pub async fn wait_for_stop_signal() {
     }
 }
 
-/// `plan`: one observe + decide, no action.
-pub async fn plan(config_path: &Path, json: bool) -> anyhow::Result<i32> {
-    let config = Arc::new(Config::load(config_path)?);
-    let (engine, _) = wire(config)?;
-    let report = engine.cycle(false).await;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_plan(&report));
-    }
-    Ok(if report.errors.is_empty() { 0 } else { 1 })
-}
-
-/// The human form of a plan.
-pub fn render_plan(r: &CycleReport) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "{:<16} {:>7} {:>9} {:>7} {:>7}", "TEMPLATE", "QUEUED", "IN-FLIGHT", "ONLINE", "OTHER");
-    let mut templates: Vec<&String> = r.nodes.keys().chain(r.queued.keys()).collect();
-    templates.sort();
-    templates.dedup();
-    for t in templates {
-        let states = r.nodes.get(t);
-        let get = |s: &str| states.and_then(|m| m.get(s)).copied().unwrap_or(0);
-        let in_flight: u32 = NodeState::ALL.iter().filter(|s| s.in_flight()).map(|s| get(s.as_str())).sum();
-        let online = get("online");
-        let other = get("draining") + get("terminating");
-        let _ = writeln!(out, "{:<16} {:>7} {:>9} {:>7} {:>7}", t, r.queued.get(t).copied().unwrap_or(0), in_flight, online, other);
-    }
-    let by = r.decided_by.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "nobody".into());
-    let _ = writeln!(out, "\nDecided by: {by} ({} µs)", r.policy_micros);
-    if let Some(e) = &r.policy_error {
-        let _ = writeln!(out, "Policy error: {e}");
-    }
-    if r.enforced.launches.is_empty() && r.enforced.removals.is_empty() {
-        let _ = writeln!(out, "Would do nothing.");
-    }
-    for l in &r.enforced.launches {
-        let _ = writeln!(out, "Would launch {} x {}: {}", l.count, l.template, l.reason);
-    }
-    for rm in &r.enforced.removals {
-        let _ = writeln!(out, "Would remove {}: {}", rm.instance_id, rm.reason);
-    }
-    for c in &r.clamps {
-        let _ = writeln!(out, "Clamped ({}): {}", c.rule, c.detail);
-    }
-    for (kind, target, reason) in &r.chores {
-        let _ = writeln!(out, "Housekeeping: {kind} {target} {reason}");
-    }
-    for e in &r.errors {
-        let _ = writeln!(out, "Error: {e}");
-    }
-    out
-}
-
 /// `check`: every item pass/fail with a hint.
 pub async fn check(config_path: &Path) -> anyhow::Result<i32> {
     let results = check::run(config_path).await;
@@ -258,6 +329,10 @@ pub async fn check(config_path: &Path) -> anyhow::Result<i32> {
 
 /// `sim-agent`: an emulated inbound agent.
 pub async fn sim_agent(args: Vec<String>) -> anyhow::Result<i32> {
+    if crate::sim::agent::is_help_query(&args) {
+        print!("{}", crate::sim::agent::USAGE);
+        return Ok(0);
+    }
     if crate::sim::agent::is_version_query(&args) {
         eprint!("{}", crate::sim::agent::JAVA_VERSION_BANNER);
         return Ok(0);
@@ -269,4 +344,17 @@ pub async fn sim_agent(args: Vec<String>) -> anyhow::Result<i32> {
     }
     crate::sim::agent::run(args).await?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(!colour_wanted(false, None), "a pipe, a file or the journal");
+        assert!(!colour_wanted(true, Some("1".into())), "NO_COLOR set");
+        assert!(colour_wanted(true, Some("".into())), "NO_COLOR empty counts as unset");
+    }
 }

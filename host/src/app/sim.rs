@@ -25,11 +25,28 @@ pub struct SimArgs {
     /// Instance SSH address (port shared by every emulated instance's 127.x.y.z).
     #[arg(long, default_value = "0.0.0.0:9122")]
     pub ssh_listen: SocketAddr,
+    /// The status page and metrics address (`listen`) of the configuration written for `run`.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub status_listen: SocketAddr,
     /// Where instance directories, keys and the printed config go.
     #[arg(long, default_value = "ecs-provisioner-sim")]
     pub dir: PathBuf,
 }
 
+/// The commands `sim` prints to try the emulators: each runs as printed (a test runs them).
+pub fn commands(exe: &std::path::Path, config: &std::path::Path, jenkins: &str, status: SocketAddr) -> String {
+    let jenkins = jenkins.trim_end_matches('/');
+    format!(
+        "A configuration for them: {config}\n\
+         Run the provisioner:  {exe} run --config {config}\n\
+         Its status page:      http://{status}/status\n\
+         Enqueue builds:       curl -fsS -X POST -H 'Content-Type: application/json' -d '{{\"label\":\"linux\",\"duration_ms\":5000,\"count\":3}}' {jenkins}/_admin/enqueue\n",
+        config = config.display(),
+        exe = exe.display(),
+    )
+}
+
+/// `sim`: the emulators until SIGTERM or Ctrl-C.
 pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
     let ecs = match &args.ecs_config {
         Some(p) => EcsSimConfig::load(p)?,
@@ -46,6 +63,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<i32> {
         dir: dir.clone(),
         java: Some(std::env::current_exe()?),
         in_process_agents: false,
+        // Serves both launch modes: user-data agents need no sshd, but it does not hurt them.
+        sshd: true,
     })
     .await?;
     let templates = r#"[[template]]
@@ -56,7 +75,7 @@ max-nodes = 10
 remote-fs = "agent"
 "#;
     let config_path = dir.join("ecs-provisioner.toml");
-    std::fs::write(&config_path, cluster.config_text("sim", templates, "")?)?;
+    std::fs::write(&config_path, cluster.config_text_listening(args.status_listen, "sim", templates, "")?)?;
     println!("ECS emulator:     {}  (AccessKeyId {}, secret in {})", cluster.ecs.base_url(), cluster.ecs.credentials().access_key_id, cluster.secret_file.display());
     // An RRSA-style OIDC token, so role setups can be tried against the STS emulator.
     let sts = &cluster.sts;
@@ -67,8 +86,7 @@ remote-fs = "agent"
     println!("STS emulator:     {}  (role {}, OIDC provider {}, a day's OIDC token in {})", sts.base_url(), sts.role_arn(&role), sts.oidc_provider_arn(&provider), token_file.display());
     println!("Jenkins emulator: {}  (user {}, token in {})", cluster.jenkins.base_url(), cluster.jenkins.user(), cluster.token_file.display());
     println!("Instance SSH:     port {} on each instance's 127.x.y.z (key {})", cluster.ssh.port(), cluster.key_file.display());
-    println!("A configuration for them: {}\n  ecs-provisioner run --config {}", config_path.display(), config_path.display());
-    println!("Enqueue builds:   curl -XPOST {}/_admin/enqueue -d '{{\"label\":\"linux\",\"duration_ms\":5000,\"count\":3}}'", cluster.jenkins.base_url());
+    print!("{}", commands(&std::env::current_exe()?, &config_path, cluster.jenkins.base_url(), args.status_listen));
     super::wait_for_stop_signal().await;
     cluster.shutdown().await;
     Ok(0)

@@ -15,8 +15,8 @@
 #![warn(missing_docs)]
 
 use ecs_policy_sdk::{
-    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, defaults, export_policy,
-    settings,
+    Node, Offering, PlaceRequest, Placement, Policy, ScalePlan, Snapshot, SnapshotParts, defaults,
+    export_policy, settings,
 };
 use serde::Deserialize;
 
@@ -51,6 +51,11 @@ impl Policy for DefaultPolicy {
     fn configure(&mut self, json: &str) -> Result<(), String> {
         self.settings = settings::parse(json)?;
         Ok(())
+    }
+
+    /// The default scale counts nodes and queued builds; it needs no queued items or offerings.
+    fn reads(&self) -> SnapshotParts {
+        SnapshotParts::NODES
     }
 
     fn scale(&self, snapshot: &Snapshot) -> Result<ScalePlan, String> {

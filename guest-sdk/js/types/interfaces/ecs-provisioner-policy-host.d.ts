@@ -9,6 +9,15 @@ declare module 'ecs-provisioner:policy/host@0.2.0' {
    */
   export function log(level: Level, message: string): void;
   /**
+   * Declare which optional parts of the snapshot the policy reads; call it in `configure`.
+   * The host then sends the parts left out as empty lists, which saves the work of turning
+   * thousands of records into the guest language's objects (most of the cost of a Python or
+   * JavaScript `scale`). A policy that never calls it receives everything. The last call in
+   * an evaluation wins; a call after `configure` changes nothing for that evaluation.
+   * `place` always receives its offerings and fleet.
+   */
+  export function declareReads(parts: SnapshotParts): void;
+  /**
    * Severity of a log line.
    * # Variants
    * 
@@ -29,4 +38,21 @@ declare module 'ecs-provisioner:policy/host@0.2.0' {
    * Written at the host's `error` level.
    */
   export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * Parts of the `scale` snapshot a policy may choose not to receive (see `declare-reads`).
+   */
+  export interface SnapshotParts {
+    /**
+     * `snapshot.nodes`.
+     */
+    nodes?: boolean,
+    /**
+     * The `items` of each `demand` (its `queued` and `oldest-wait-ms` are always sent).
+     */
+    queuedItems?: boolean,
+    /**
+     * `snapshot.offerings`.
+     */
+    offerings?: boolean,
+  }
 }

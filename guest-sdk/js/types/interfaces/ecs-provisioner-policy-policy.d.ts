@@ -105,8 +105,8 @@ declare module 'ecs-provisioner:policy/policy@0.2.0' {
   }
   /**
    * Where a node is in its life. `requested` to `connecting` are capacity in flight; only
-   * `online` nodes run builds. Every node counts against `max-nodes` and `max-total-nodes`,
-   * whatever its state, until the cloud has deleted its instance.
+   * `online` nodes run builds. Every node but a `stopped` one counts against `max-nodes` and
+   * `max-total-nodes`, whatever its state, until the cloud has deleted its instance.
    * # Variants
    * 
    * ## `"requested"`
@@ -150,8 +150,15 @@ declare module 'ecs-provisioner:policy/policy@0.2.0' {
    * ## `"terminating"`
    * 
    * Instance deletion requested (after removal, a failure or a launch timeout).
+   * ## `"stopped"`
+   * 
+   * Stopped (or stopping) by the host as a warm pool (`idle-action = "stop"`): no
+   * capacity, and not counted against `max-nodes` (the template's `max-stopped` caps
+   * them). Keep one by doing nothing; start stopped nodes by launching: a launch for the
+   * template starts its stopped nodes first and launches new instances only for the
+   * rest; delete one by removing it. 0.1.0 policies see it as `terminating`.
    */
-  export type NodeState = 'requested' | 'pending' | 'running' | 'bootstrapping' | 'connecting' | 'online' | 'offline' | 'disconnected' | 'interrupted' | 'draining' | 'terminating';
+  export type NodeState = 'requested' | 'pending' | 'running' | 'bootstrapping' | 'connecting' | 'online' | 'offline' | 'disconnected' | 'interrupted' | 'draining' | 'terminating' | 'stopped';
   /**
    * A node of this provisioner: an ECS instance and its Jenkins agent.
    */

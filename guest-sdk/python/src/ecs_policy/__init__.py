@@ -5,7 +5,7 @@ module exports it with `component.export`; `testing` runs it natively under pyte
 the same fixture files as `ecs-provisioner policy test`. See docs/policy-authoring.md.
 """
 
-from . import defaults, log, settings
+from . import defaults, log, reads, settings
 from .errors import PolicyError
 from .policy import Policy
 from .types import *  # noqa: F401,F403 (the contract's types and their helpers)

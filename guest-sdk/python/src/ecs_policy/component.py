@@ -11,7 +11,8 @@ host makes a fresh component instance for every evaluation, so nothing outlives 
 `configure` failed, `scale` and `place` fail with its error rather than run on defaults.
 """
 
-from ._wit import Err
+from . import reads
+from ._wit import NATIVE, Err, host
 from .errors import PolicyError
 
 
@@ -19,7 +20,7 @@ def export(policy_class):
     """The `wit_world.exports.Policy` implementation that runs `policy_class`."""
     from wit_world import exports
 
-    state = {"policy": None, "error": None}
+    state = {"policy": None, "error": None, "reads": None}
 
     def configured():
         if state["policy"] is None and state["error"] is None:
@@ -32,10 +33,14 @@ def export(policy_class):
         policy = policy_class()
         try:
             policy.configure(text)
+            parts = reads.checked(policy.reads)
         except PolicyError as e:
             state["policy"], state["error"] = None, e.message
             raise Err(e.message) from None
-        state["policy"], state["error"] = policy, None
+        # Only the declared parts are sent: lifting records into objects is the cost.
+        if parts != frozenset(reads.PARTS) and not NATIVE:
+            host.declare_reads(reads.flags(parts))
+        state["policy"], state["error"], state["reads"] = policy, None, parts
 
     def guarded(call):
         try:
@@ -49,7 +54,7 @@ def export(policy_class):
 
         def scale(self, snapshot):
             p = configured()
-            return guarded(lambda: p.scale(snapshot))
+            return guarded(lambda: p.scale(reads.mark(snapshot, state["reads"])))
 
         def place(self, request, offerings, fleet):
             p = configured()

@@ -8,6 +8,7 @@ call them from your policy and adjust the result.
 
 from .types import (
     Launch, NodeState, Placement, Removal, ScalePlan, SpotMode, is_idle, is_in_flight, is_live,
+    occupies,
     is_usable, nodes_of, price_per_vcpu, queued_for, used_up,
 )
 
@@ -38,7 +39,7 @@ def scale(snapshot, warm_nodes=None) -> ScalePlan:
     that raises the template's floor above `min-nodes`."""
     warm_nodes = warm_nodes or {}
     plan = ScalePlan(launches=[], removals=[])
-    occupying_all = sum(1 for n in snapshot.nodes if n.state != NodeState.TERMINATING)
+    occupying_all = sum(1 for n in snapshot.nodes if occupies(n.state))
     total_room = max(0, snapshot.max_total_nodes - occupying_all)
     by_template = {}
     for n in snapshot.nodes:
@@ -68,7 +69,7 @@ class _Counts:
             max(0, self.executors - n.busy_executors) for n in nodes
             if n.state == NodeState.ONLINE and not used_up(n, t.max_uses))
         self.queued = queued_for(snapshot, t.name)
-        self.occupying = sum(1 for n in nodes if n.state != NodeState.TERMINATING)
+        self.occupying = sum(1 for n in nodes if occupies(n.state))
         self.live = max(0, sum(1 for n in nodes if is_live(n)) - retiring)
         self.in_flight_executors = in_flight * self.executors
 

@@ -13,6 +13,11 @@ class Policy:
     to fail a call with a message.
     """
 
+    reads = ("nodes",)
+    """The optional parts of the snapshot `scale` reads: any of "nodes", "queued-items" and
+    "offerings" (see `ecs_policy.reads`). The host sends only these; a part left out fails
+    loudly when used. The default `scale` needs only the nodes. May be set in `configure`."""
+
     def configure(self, settings_json: str) -> None:
         """Validate and keep the settings (JSON text). Default: accept no settings."""
         settings.expect_none(settings_json)

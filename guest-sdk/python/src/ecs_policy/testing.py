@@ -16,10 +16,11 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from . import reads
 from .errors import PolicyError
 from .types import (
     Demand, Failure, Node, NodeState, Offering, PlaceRequest, QueuedItem, Snapshot, SpotMode,
-    Template, is_leaving, is_live, state_name,
+    Template, is_leaving, is_live, occupies, state_name,
 )
 
 DEFAULT_ZONE = "cn-hangzhou-h"
@@ -243,8 +244,10 @@ def run_case(policy_class, case: Case):
     answer, error, kind = None, None, None
     try:
         policy.configure(case.settings)
+        sent = reads.checked(policy.reads)
         if case.function == "scale":
-            answer = policy.scale(case.snapshot)
+            # What the host sends: only the parts the policy declared.
+            answer = policy.scale(reads.trimmed(case.snapshot, sent))
             bad = scale_violations(case.snapshot, answer)
         elif case.function == "place":
             answer = policy.place(case.request, case.offerings, case.fleet)
@@ -417,12 +420,12 @@ def scale_violations(snap, plan):
         if r.instance_id in removed:
             out.append(f"node `{r.instance_id}` removed twice")
         removed.add(r.instance_id)
-    total = sum(1 for n in snap.nodes if n.state != NodeState.TERMINATING)
+    total = sum(1 for n in snap.nodes if occupies(n.state))
     for t in snap.templates:
         launched = _launched(plan, t.name)
         total += launched
         occupying = sum(1 for n in snap.nodes
-                        if n.template == t.name and n.state != NodeState.TERMINATING)
+                        if n.template == t.name and occupies(n.state))
         if occupying + launched > t.max_nodes:
             out.append(f"template `{t.name}`: {occupying} nodes + {launched} launched > "
                        f"max-nodes {t.max_nodes}")

@@ -23,7 +23,8 @@ _IN_FLIGHT = {NodeState.REQUESTED, NodeState.PENDING, NodeState.RUNNING,
               NodeState.BOOTSTRAPPING, NodeState.CONNECTING}
 _LEAVING = {NodeState.DRAINING, NodeState.TERMINATING}
 _UNUSABLE = {NodeState.OFFLINE, NodeState.DISCONNECTED, NodeState.INTERRUPTED,
-             NodeState.DRAINING, NodeState.TERMINATING}
+             NodeState.DRAINING, NodeState.TERMINATING, NodeState.STOPPED}
+_NOT_OCCUPYING = {NodeState.TERMINATING, NodeState.STOPPED}
 
 
 def state_name(state: NodeState) -> str:
@@ -34,6 +35,12 @@ def state_name(state: NodeState) -> str:
 def is_in_flight(state: NodeState) -> bool:
     """Capacity still on its way: requested, pending, running, bootstrapping or connecting."""
     return state in _IN_FLIGHT
+
+
+def occupies(state: NodeState) -> bool:
+    """Counts against `max-nodes` and `max-total-nodes`: every state but terminating and
+    stopped (the warm pool, capped by `max-stopped`)."""
+    return state not in _NOT_OCCUPYING
 
 
 def is_leaving(state: NodeState) -> bool:

@@ -35,6 +35,26 @@ impl SpotStrategy {
     }
 }
 
+/// What a stopped instance is billed for (`StoppedMode` of StopInstances).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoppedMode {
+    /// Economical mode: compute billing stops, only disks are charged; the compute resources
+    /// are released, so a later StartInstances may fail for lack of stock.
+    StopCharging,
+    /// Billing goes on and the resources stay reserved: a start never lacks stock.
+    KeepCharging,
+}
+
+impl StoppedMode {
+    /// The wire value (`StopCharging` or `KeepCharging`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StopCharging => "StopCharging",
+            Self::KeepCharging => "KeepCharging",
+        }
+    }
+}
+
 /// System disk settings (`SystemDisk.Category`, `SystemDisk.Size` in GiB,
 /// `SystemDisk.PerformanceLevel` for ESSDs).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -602,16 +622,21 @@ impl EcsClient {
         Ok(())
     }
 
-    /// Stops running instances (`ForceStop` = power off), 100 ids per request.
+    /// Stops running instances (`ForceStop` = power off), 100 ids per request. `mode` is
+    /// `StoppedMode`; `None` leaves it to the cloud (economical mode when enabled).
     pub async fn stop_instances(
         &self,
         instance_ids: &[String],
         force_stop: bool,
+        mode: Option<StoppedMode>,
     ) -> Result<(), EcsError> {
         for chunk in instance_ids.chunks(MAX_IDS_PER_CALL) {
             let mut params = Params::new();
             put_list(&mut params, "InstanceId", chunk);
             params.insert("ForceStop".into(), force_stop.to_string());
+            if let Some(mode) = mode {
+                params.insert("StoppedMode".into(), mode.as_str().into());
+            }
             let _: serde_json::Value = self.call(Api::Ecs, "StopInstances", params).await?;
         }
         Ok(())

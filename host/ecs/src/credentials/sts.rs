@@ -220,6 +220,7 @@ impl StsClient {
                 max_retries: 3,
                 min_delay_ms: 200,
                 max_delay_ms: 2_000,
+                ..RetryPolicy::default()
             },
         }
     }

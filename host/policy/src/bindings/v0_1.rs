@@ -154,6 +154,10 @@ pub fn node(n: &latest::Node) -> old::Node {
             Some("interrupted: the cloud is reclaiming the spot instance".to_owned()),
         ),
         S::Draining => (old::NodeState::Draining, None),
+        S::Stopped => (
+            old::NodeState::Terminating,
+            Some("stopped: kept in the warm pool, not capacity".to_owned()),
+        ),
         S::Terminating => (old::NodeState::Terminating, None),
     };
     old::Node {

@@ -5,7 +5,7 @@
 //! x-acs-content-sha256`; `StringToSign = "ACS3-HMAC-SHA256\n" + hex(sha256(CanonicalRequest))`;
 //! `Signature = hex(HMAC-SHA256(secret, StringToSign))` — headers as listed in `SignedHeaders`.
 use axum::http::HeaderMap;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::nonce::NonceCache;

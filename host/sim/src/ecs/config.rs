@@ -61,6 +61,11 @@ pub struct Account {
     /// Actions this identity's RAM policy denies (answered `Forbidden.RAM`).
     #[serde(default)]
     pub denied_actions: Vec<String>,
+    /// A RAM policy document (JSON, as in the RAM console) the identity's requests are
+    /// evaluated against, conditions on request and resource tags included (`ecs::ram`);
+    /// none: everything not in `denied_actions` is allowed.
+    #[serde(default)]
+    pub ram_policy: Option<serde_json::Value>,
 }
 
 impl Account {
@@ -71,6 +76,7 @@ impl Account {
             access_key_secret: access_key_secret.into(),
             security_token: None,
             denied_actions: Vec::new(),
+            ram_policy: None,
         }
     }
 }
@@ -415,6 +421,13 @@ impl SimConfig {
         use anyhow::bail;
         if self.accounts.is_empty() {
             bail!("accounts: at least one AccessKey is needed");
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            if let Some(doc) = &a.ram_policy
+                && let Err(e) = super::ram::RamPolicy::parse(doc)
+            {
+                bail!("accounts[{i}].ram_policy: {e}");
+            }
         }
         let zone_known = |z: &str| self.zones.iter().any(|s| s.zone_id == z);
         for (i, v) in self.vswitches.iter().enumerate() {

@@ -26,6 +26,7 @@
 //! | `POST /_admin/key-pairs` `{"name","public_key"}` | register a key pair |
 pub mod config;
 pub mod faults;
+pub mod ram;
 pub mod sessions;
 pub mod state;
 

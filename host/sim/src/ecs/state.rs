@@ -96,6 +96,12 @@ pub(crate) struct SimInstance {
     pub charge_type: String,
     pub internet_max_bandwidth_out: u32,
     pub user_data: Option<String>,
+    /// cloud-init's per-instance mark: the user data was started (it runs once per instance).
+    #[serde(default)]
+    pub user_data_started: bool,
+    /// What the user data printed, newest last, at most [`CONSOLE_MAX`] bytes.
+    #[serde(default)]
+    pub console: String,
     pub created_ms: u64,
     pub deleted_ms: Option<u64>,
     /// When StopInstances stopped it (cleared by StartInstances).
@@ -104,6 +110,10 @@ pub(crate) struct SimInstance {
     /// When StartInstances restarted it.
     #[serde(default)]
     pub restarted_ms: Option<u64>,
+    /// `StoppedMode` of the last StopInstances: `StopCharging` gave its stock back, so a start
+    /// must take stock again (and fails when the zone has none); `KeepCharging` kept it.
+    #[serde(default)]
+    pub stopped_mode: String,
     /// A spot reclaim: the `Recycling` lock shows from `notice_ms`, and the instance is
     /// released at `release_ms`.
     #[serde(default)]
@@ -206,6 +216,8 @@ pub struct InstanceView {
     pub spot: bool,
     /// Tags, as (key, value).
     pub tags: Vec<(String, String)>,
+    /// Stopped by StopInstances and not started since (`Stopping`, then `Stopped`).
+    pub stopped: bool,
 }
 
 pub(crate) struct Inner {
@@ -334,6 +346,10 @@ impl Cloud {
             .collect();
         for &i in gone.iter().rev() {
             let inst = inner.p.instances.remove(i);
+            if inst.stopped_ms.is_some() && inst.stopped_mode == "StopCharging" {
+                // Its economical-mode stop already gave the stock back.
+                continue;
+            }
             *inner
                 .p
                 .stock
@@ -356,6 +372,12 @@ impl Cloud {
 
     pub(crate) fn take_stock(&self, inner: &mut Inner, zone: &str, instance_type: &str, n: u32) {
         let left = self.stock(inner, zone, instance_type).saturating_sub(n);
+        inner.p.stock.insert(stock_key(zone, instance_type), left);
+    }
+
+    /// Returns one unit of stock (an economical-mode stop released its compute resources).
+    pub(crate) fn give_stock(&self, inner: &mut Inner, zone: &str, instance_type: &str) {
+        let left = self.stock(inner, zone, instance_type).saturating_add(1);
         inner.p.stock.insert(stock_key(zone, instance_type), left);
     }
 
@@ -432,6 +454,7 @@ impl Cloud {
                     ip: i.ip,
                     spot: i.spot_strategy != "NoSpot",
                     tags: i.tags.clone(),
+                    stopped: i.stopped_ms.is_some() && i.deleted_ms.is_none(),
                 })
             })
             .collect()
@@ -579,6 +602,51 @@ impl Cloud {
         inner.log.push_back(entry);
         while inner.log.len() > self.config.request_log_capacity {
             inner.log.pop_front();
+        }
+    }
+}
+
+/// Console output kept per instance, bytes (the oldest is dropped first).
+pub(crate) const CONSOLE_MAX: usize = 64 * 1024;
+
+impl Cloud {
+    /// The user data of each running instance that has not run it yet, with the instance:
+    /// cloud-init runs it once, at the instance's first boot. Marks them as started.
+    pub fn user_data_due(&self) -> Vec<(EmulatedInstance, String)> {
+        let now = now_ms();
+        let mut due = Vec::new();
+        let mut inner = self.lock();
+        for inst in inner.p.instances.iter_mut() {
+            if inst.user_data_started || inst.user_data.is_none() || self.status(inst, now) != Some("Running") {
+                continue;
+            }
+            inst.user_data_started = true;
+            due.push((inst.instance_id.clone(), inst.ip, inst.user_data.clone().unwrap_or_default()));
+        }
+        if !due.is_empty() {
+            self.persist(&inner);
+        }
+        drop(inner);
+        due.into_iter()
+            .filter_map(|(id, ip, script)| {
+                let found = self.instance_by_ip(ip).filter(|i| i.instance_id == id);
+                found.map(|i| (i, script))
+            })
+            .collect()
+    }
+
+    /// Appends to an instance's console output (what its user data prints).
+    pub fn append_console(&self, instance_id: &str, text: &str) {
+        let mut inner = self.lock();
+        if let Some(inst) = inner.p.instances.iter_mut().find(|i| i.instance_id == instance_id) {
+            inst.console.push_str(text);
+            if inst.console.len() > CONSOLE_MAX {
+                let mut start = inst.console.len() - CONSOLE_MAX;
+                while !inst.console.is_char_boundary(start) {
+                    start += 1;
+                }
+                inst.console.drain(..start);
+            }
         }
     }
 }

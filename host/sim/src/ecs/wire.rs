@@ -174,6 +174,17 @@ fn handle(
                 "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
             ));
         }
+        if let Some(doc) = &account.ram_policy {
+            let policy = super::ram::RamPolicy::parse(doc)
+                .map_err(|e| ApiFailure::new(500, "InternalError", format!("the emulator's RAM policy: {e}")))?;
+            if !policy.allows(&ram_request(&cloud.config.region_id, &inner.p.instances, action, params)) {
+                return Err(ApiFailure::new(
+                    403,
+                    "Forbidden.RAM",
+                    "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+                ));
+            }
+        }
         let faults = inner.faults.clone();
         if let Some(retry_after_ms) = inner.rate.throttle(&faults, action, now_ms()) {
             return Err(ApiFailure {
@@ -208,6 +219,28 @@ fn handle(
     }
     api::dispatch(cloud, action, params)
 }
+
+/// What RAM evaluates a request on: the action, the instances it names (`InstanceId.N`,
+/// `InstanceId`) with their tags, and the tags it sets (`Tag.N.Key` / `Tag.N.Value`).
+fn ram_request(region: &str, instances: &[super::state::SimInstance], action: &str, params: &Params) -> super::ram::Request {
+    let service = if matches!(action, "DescribeVSwitches" | "DescribeVpcs") { "vpc" } else { "ecs" };
+    let ids: Vec<&String> = (1..).map_while(|n| params.get(&format!("InstanceId.{n}"))).chain(params.get("InstanceId")).collect();
+    let resources = ids
+        .into_iter()
+        .map(|id| super::ram::Resource {
+            arn: format!("acs:ecs:{region}:{EMULATED_ACCOUNT_UID}:instance/{id}"),
+            tags: instances.iter().find(|i| &i.instance_id == id).map(|i| i.tags.iter().cloned().collect()).unwrap_or_default(),
+        })
+        .collect();
+    let request_tags = (1..)
+        .map_while(|n| Some((params.get(&format!("Tag.{n}.Key"))?, params.get(&format!("Tag.{n}.Value")).cloned().unwrap_or_default())))
+        .map(|(k, v)| (k.clone(), v))
+        .collect();
+    super::ram::Request { action: format!("{service}:{action}"), resources, request_tags }
+}
+
+/// The account UID in the ARNs RAM policies are matched against.
+const EMULATED_ACCOUNT_UID: &str = "1234567890123456";
 
 fn render(
     outcome: Result<Value, ApiFailure>,

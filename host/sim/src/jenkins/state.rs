@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -124,6 +124,8 @@ pub struct SimNodeView {
     pub connected: bool,
     /// Whether the node is marked temporarily offline.
     pub temporarily_offline: bool,
+    /// The offline message, while marked temporarily offline.
+    pub offline_message: Option<String>,
     /// Executors running a build.
     pub busy: u32,
     /// Whether the node's launcher was created with `webSocket` set.
@@ -559,6 +561,7 @@ impl State {
                 mode: n.mode,
                 connected: n.connection.is_some(),
                 temporarily_offline: n.offline.is_some(),
+                offline_message: n.offline.as_ref().map(|o| o.message.clone()),
                 busy: n.busy(),
                 web_socket: n.web_socket,
             })

@@ -217,6 +217,7 @@ fn issue(
         access_key_secret: id() + &id()[..12],
         security_token: Some(format!("CAIS{}{}{}", id(), id(), id())),
         denied_actions: role.denied_actions.clone(),
+        ram_policy: None,
     };
     let role_id = role_id(config, &role.name);
     sts.sessions.issue(Session {

@@ -57,8 +57,8 @@ class Demand:
 class NodeState(Enum):
     """
     Where a node is in its life. `requested` to `connecting` are capacity in flight; only
-    `online` nodes run builds. Every node counts against `max-nodes` and `max-total-nodes`,
-    whatever its state, until the cloud has deleted its instance.
+    `online` nodes run builds. Every node but a `stopped` one counts against `max-nodes` and
+    `max-total-nodes`, whatever its state, until the cloud has deleted its instance.
     """
     REQUESTED = 0
     PENDING = 1
@@ -71,6 +71,7 @@ class NodeState(Enum):
     INTERRUPTED = 8
     DRAINING = 9
     TERMINATING = 10
+    STOPPED = 11
 
 @dataclass
 class Node:

@@ -23,6 +23,14 @@ class Level(Enum):
     WARN = 3
     ERROR = 4
 
+class SnapshotParts(Flag):
+    """
+    Parts of the `scale` snapshot a policy may choose not to receive (see `declare-reads`).
+    """
+    NODES = auto()
+    QUEUED_ITEMS = auto()
+    OFFERINGS = auto()
+
 
 def log(level: Level, message: str) -> None:
     """
@@ -32,5 +40,15 @@ def log(level: Level, message: str) -> None:
     most 50 lines per call and at most `[policy] log-lines-per-minute` lines per minute
     across calls, and counts the lines it drops. Logging never fails, except that a message
     over 1 MiB makes the call fail as `answer-too-large`.
+    """
+    raise NotImplementedError
+def declare_reads(parts: SnapshotParts) -> None:
+    """
+    Declare which optional parts of the snapshot the policy reads; call it in `configure`.
+    The host then sends the parts left out as empty lists, which saves the work of turning
+    thousands of records into the guest language's objects (most of the cost of a Python or
+    JavaScript `scale`). A policy that never calls it receives everything. The last call in
+    an evaluation wins; a call after `configure` changes nothing for that evaluation.
+    `place` always receives its offerings and fleet.
     """
     raise NotImplementedError

@@ -1,4 +1,6 @@
-//! RunInstances, DescribeInstances, DeleteInstances, GetInstanceConsoleOutput.
+//! RunInstances, DescribeInstances, DeleteInstances, Stop/StartInstances, GetInstanceConsoleOutput.
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -398,10 +400,13 @@ fn run_instances_checked(cloud: &Cloud, p: &Params) -> Result<Value, ApiFailure>
             charge_type: charge_type.clone(),
             internet_max_bandwidth_out: bandwidth,
             user_data: user_data.clone(),
+            user_data_started: false,
+            console: String::new(),
             created_ms: now,
             deleted_ms: None,
             stopped_ms: None,
             restarted_ms: None,
+            stopped_mode: String::new(),
             reclaim: None,
             host_key_pem,
             host_key_public,
@@ -430,6 +435,14 @@ fn instance_not_found(id: &str) -> ApiFailure {
 }
 
 /// `IncorrectInstanceStatus`: the action does not apply to the instance's current status.
+fn no_stock() -> ApiFailure {
+    ApiFailure::new(
+        403,
+        "OperationDenied.NoStock",
+        "The requested resource is sold out in the specified zone; try other types of resources or other regions and zones.",
+    )
+}
+
 fn incorrect_status() -> ApiFailure {
     ApiFailure::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
 }
@@ -515,7 +528,7 @@ fn instance_json(cloud: &Cloud, i: &SimInstance, status: &str) -> Value {
         "SecurityGroupIds": { "SecurityGroupId": std::iter::once(&i.security_group_id).chain(&i.extra_security_group_ids).collect::<Vec<_>>() },
         "Tags": { "Tag": i.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>() },
         "OperationLocks": { "LockReason": i.lock_reasons().iter().map(|r| json!({"LockReason": r, "LockMsg": ""})).collect::<Vec<_>>() },
-        "StoppedMode": "Not-applicable",
+        "StoppedMode": if i.stopped_ms.is_some() && !i.stopped_mode.is_empty() { i.stopped_mode.as_str() } else { "Not-applicable" },
         "DeletionProtection": false,
         "IoOptimized": true,
         "MetadataOptions": { "HttpTokens": if i.http_tokens.is_empty() { "optional" } else { i.http_tokens.as_str() }, "HttpEndpoint": "enabled" }
@@ -711,9 +724,17 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
     } else {
         ("Stopped", "Starting")
     };
+    // No economical mode is enabled on the emulated account: KeepCharging unless asked.
+    let mode = match get(p, "StoppedMode") {
+        None => "KeepCharging",
+        Some(m @ ("StopCharging" | "KeepCharging")) => m,
+        Some(other) => return Err(invalid("StoppedMode", other)),
+    };
     let now = now_ms();
     let mut inner = cloud.lock();
     cloud.purge(&mut inner, now);
+    // Stock each start must take again: (zone, type) per economical-mode instance.
+    let mut restock: BTreeMap<(String, String), u32> = BTreeMap::new();
     for id in &ids {
         let inst = inner
             .p
@@ -724,6 +745,16 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
         if cloud.status(inst, now) != Some(from) {
             return Err(incorrect_status());
         }
+        if !stop && inst.stopped_mode == "StopCharging" {
+            *restock.entry((inst.zone_id.clone(), inst.instance_type.clone())).or_default() += 1;
+            if inner.faults.no_stock(&inst.zone_id, &inst.instance_type, inst.spot_strategy != "NoSpot") {
+                return Err(no_stock());
+            }
+        }
+    }
+    // All together: one type short in one zone fails the whole call.
+    if restock.iter().any(|((zone, ty), n)| cloud.stock(&inner, zone, ty) < *n) {
+        return Err(no_stock());
     }
     if boolean(p, "DryRun") {
         return Err(ApiFailure::new(
@@ -732,6 +763,10 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
             "This request is a dryrun request with successful result.",
         ));
     }
+    for ((zone, ty), n) in &restock {
+        cloud.take_stock(&mut inner, zone, ty, *n);
+    }
+    let mut released = Vec::new();
     for inst in inner
         .p
         .instances
@@ -741,10 +776,18 @@ pub(crate) fn stop_or_start(cloud: &Cloud, p: &Params, stop: bool) -> Result<Val
         if stop {
             inst.stopped_ms = Some(now);
             inst.restarted_ms = None;
+            inst.stopped_mode = mode.to_owned();
+            if mode == "StopCharging" {
+                released.push((inst.zone_id.clone(), inst.instance_type.clone()));
+            }
         } else {
             inst.stopped_ms = None;
             inst.restarted_ms = Some(now);
+            inst.stopped_mode.clear();
         }
+    }
+    for (zone, ty) in released {
+        cloud.give_stock(&mut inner, &zone, &ty);
     }
     cloud.persist(&inner);
     let responses: Vec<Value> = ids
@@ -797,6 +840,8 @@ pub(crate) fn console_output(cloud: &Cloud, p: &Params) -> Result<Value, ApiFail
             host = inst.host_name,
         ));
     }
+    // What the user-data script printed, as cloud-init copies it to the console.
+    text.push_str(&inst.console);
     Ok(json!({
         "InstanceId": inst.instance_id,
         "ConsoleOutput": base64::engine::general_purpose::STANDARD.encode(text),

@@ -1,0 +1,144 @@
+//! SIGHUP reloads the configuration and the policy (issue 12): a broken file is refused and
+//! the running configuration kept, with the reason logged; a good one takes over without a
+//! restart. Both are counted in `ecs_provisioner_config_reloads_total`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
+use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind};
+
+/// Runs the daemon (`run`): see `tests/src/bin/e2e-provisioner.rs`.
+const EXE: &str = env!("CARGO_BIN_EXE_e2e-provisioner");
+
+const LINUX: &str = r#"
+[[template]]
+name = "linux"
+labels = ["linux"]
+max-nodes = 2
+remote-fs = "agent"
+agent-command = "true {secret_file}"
+"#;
+
+const BIG: &str = r#"
+[[template]]
+name = "big"
+labels = ["big-mem"]
+max-nodes = 1
+remote-fs = "agent"
+agent-command = "true {secret_file}"
+"#;
+
+/// Kills the daemon this test started (by its pid) however the test ends.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Daemon {
+    fn hangup(&self) {
+        // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGHUP) }, 0);
+    }
+}
+
+async fn get(url: &str) -> String {
+    match reqwest::get(url).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Polls until `f` holds, with what was last seen in the panic message.
+async fn wait_for<T>(what: &str, log: &Path, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {what}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn reloads(metrics: &str, outcome: &str) -> u32 {
+    let prefix = format!("ecs_provisioner_config_reloads_total{{outcome=\"{outcome}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path())).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let base = format!("http://{listen}");
+    let path = dir.path().join("config.toml");
+    let good = cluster.config_text_listening(listen, "reload", LINUX, "").unwrap();
+    std::fs::write(&path, &good).unwrap();
+    let log = dir.path().join("run.log");
+    let daemon = Daemon(
+        Command::new(EXE)
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // A build only a template the running configuration lacks can serve.
+    cluster
+        .jenkins
+        .enqueue(EnqueueRequest { job: Some("mem".into()), kind: JobKind::Freestyle, label: Some("big-mem".into()), duration_ms: 60_000, count: Some(1) })
+        .unwrap();
+    let status = format!("{base}/status.json");
+    wait_for("a cycle that sees the build unmatched", &log, async || {
+        let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
+        (s["latest"]["unmatched_queued"] == 1).then_some(())
+    })
+    .await;
+
+    // A wrong type: refused, named, counted; the daemon goes on with what it has.
+    std::fs::write(&path, good.replace("max-nodes = 2", "max-nodes = \"two\"")).unwrap();
+    daemon.hangup();
+    let metrics = format!("{base}/metrics");
+    wait_for("a refused reload counted", &log, async || {
+        let m = get(&metrics).await;
+        (reloads(&m, "failure") == 1).then_some(m)
+    })
+    .await;
+    let said = std::fs::read_to_string(&log).unwrap();
+    let at = said.find("reload refused").unwrap_or_else(|| panic!("{said}"));
+    let line = said[..at].rsplit('\n').next().unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    // The toml error quotes the line, then names the key path.
+    assert!(said[at..].contains("template[0].max-nodes: invalid type"), "{said}");
+    let before = get(&status).await;
+    let cycle_before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    wait_for("cycles going on after the refused reload", &log, async || {
+        let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
+        (s["latest"]["cycle"].as_u64()? > cycle_before["latest"]["cycle"].as_u64()?).then_some(())
+    })
+    .await;
+
+    // A good file with the second template: it takes over and serves the waiting build.
+    let bigger = cluster.config_text_listening(listen, "reload", &format!("{LINUX}{BIG}"), "").unwrap();
+    std::fs::write(&path, &bigger).unwrap();
+    daemon.hangup();
+    wait_for("the reloaded configuration to queue the build for \"big\"", &log, async || {
+        let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
+        (s["latest"]["queued"]["big"] == 1 || s["latest"]["nodes"]["big"].is_object()).then_some(())
+    })
+    .await;
+    let m = get(&metrics).await;
+    assert_eq!((reloads(&m, "success"), reloads(&m, "failure")), (1, 1), "{m}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("configuration and policy reloaded"));
+    drop(daemon);
+    cluster.shutdown().await;
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ecs_provisioner::config::{Config, IdleAction};
 use ecs_provisioner::engine::Engine;
-use ecs_provisioner::engine::warm::STOPPED_PREFIX;
+use ecs_provisioner::engine::lifecycle::warm::STOPPED_PREFIX;
 use ecs_provisioner::adapters::cloud::{EcsCloud, TAG_CONTROLLER, TAG_NODE, TAG_TEMPLATE};
 use ecs_provisioner::adapters::jenkins::JenkinsAdapter;
 use ecs_provisioner::adapters::policy::WasmPolicy;

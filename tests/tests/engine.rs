@@ -463,7 +463,9 @@ async fn sigkill_at_random_points(kills: usize, launch: &str, template_extra: &s
                 s.queued == 0 && s.running == 0 && at_minimum(&cluster, &config)
             }, describe)
             .await;
-            let victim = our_instances(&cluster).into_iter().next().expect("the minimum node");
+            // A running one: with a warm pool, a stopped instance has no agent to kill.
+            let victim =
+                our_instances(&cluster).into_iter().find(|i| i.status == "Running").expect("the minimum node, running");
             let victim_node = node_name_of(&victim);
             assert!(cluster.ssh.kill_instance_processes(&victim.instance_id) > 0, "no agent process on {}", victim.instance_id);
             wait_until("Jenkins sees the agent drop", secs(20.0), || {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e::engine::{Harness, Setup, Template, agent_nodes, our_instances, wait_until};
-use ecs_provisioner::engine::warm::STOPPED_PREFIX;
+use ecs_provisioner::engine::lifecycle::warm::STOPPED_PREFIX;
 use ecs_provisioner::sim::jenkins::JobKind;
 
 /// Runs `sim-agent`: see `tests/src/bin/e2e-provisioner.rs`.

@@ -25,7 +25,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod offerings;
 pub mod ports;
-pub mod warm;
 mod warm_act;
 pub mod user_data;
 pub mod shadow;

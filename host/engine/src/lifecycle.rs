@@ -6,10 +6,11 @@
 //! bootstraps, terminates instances stuck past their launch timeout and deletes nodes whose
 //! instance is gone. The only memory kept here (`Book`) is what neither service can tell us.
 
+pub mod warm;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ports::ActivityRecord;
-use super::warm;
 use super::model::{
     AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits, launch_key_time,
     split_node_name,

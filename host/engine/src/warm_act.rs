@@ -12,7 +12,7 @@ use super::decide::PolicyPort;
 use super::model::{Node, NodeState, Offering, node_name};
 use super::offerings::OfferingKey;
 use super::ports::{BootstrapPort, CloudPort, JenkinsPort, LaunchError};
-use super::warm;
+use super::lifecycle::warm;
 use super::{CycleReport, Engine, act::LaunchFailure};
 use ecsp_config::{IdleAction, TemplateConfig};
 

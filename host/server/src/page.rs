@@ -24,8 +24,8 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222
     .swatch{display:inline-block;width:10px;height:10px;margin-right:4px}";
 
 /// Colours of the node states in the chart, in [`NodeState::ALL`] order.
-const STATE_COLORS: [&str; 11] =
-    ["#bbb", "#9cf", "#69c", "#c9f", "#96c", "#2a2", "#c90", "#e60", "#d3a", "#888", "#b00"];
+const STATE_COLORS: [&str; NodeState::ALL.len()] =
+    ["#bbb", "#9cf", "#69c", "#c9f", "#96c", "#2a2", "#c90", "#e60", "#d3a", "#888", "#4aa", "#b00"];
 
 /// Local wall-clock time of `ms` (the server's time zone): the time alone if it is today,
 /// else with the date.

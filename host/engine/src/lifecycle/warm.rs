@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use super::lifecycle::{Book, Chore, LISTING_GRACE_MS};
-use super::model::{AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits};
+use super::{Book, Chore, LISTING_GRACE_MS};
+use crate::model::{AgentNode, BootstrapStatus, CloudInstance, CloudStatus, LOCK_RECYCLING, Node, NodeState, TemplateLimits};
 
 /// The offline message of a node whose instance this provisioner stopped (or is stopping).
 pub const STOPPED_PREFIX: &str = "ecs-provisioner: stopped";

@@ -120,6 +120,8 @@ mod tests {
             private_ip: None,
             created_ms: Some(created_ms),
             locks: Vec::new(),
+            node: None,
+            fingerprint: None,
         }
     }
 

@@ -1084,3 +1084,27 @@ async fn image_architecture_and_zone_disk_categories_are_enforced() {
     c.run_instances(&data).await.expect("zone j sells cloud_auto");
     assert_eq!(sim.instances().len(), 2);
 }
+
+/// The read side lags behind RunInstances (`listing_lag_ms`) for a lookup by id as for a
+/// tag-filtered listing: the engine's lookups between listings cannot see a launch sooner
+/// than its listings would, so its caps keep counting the launch from its own book.
+#[tokio::test]
+async fn a_fresh_launch_is_missing_from_lookups_by_id_and_listings_alike() {
+    let sim = EcsSim::start(SimConfig::instant()).await.unwrap();
+    sim.set_faults(Faults { listing_lag_ms: 600, ..Faults::default() }).unwrap();
+    let c = client(&sim);
+    let mut r = launch("ecs.c7.large", VSW_H, 1);
+    r.tags = vec![Tag::new("ecsp:controller", "lag")];
+    let id = c.run_instances(&r).await.unwrap().instance_ids.0[0].clone();
+    let by_id = InstanceFilter { instance_ids: vec![id.clone()], ..Default::default() };
+    let by_tag = InstanceFilter { tags: vec![Tag::new("ecsp:controller", "lag")], ..Default::default() };
+    let seen = |f: InstanceFilter| {
+        let c = &c;
+        async move { c.describe_instances(&f).await.unwrap().into_iter().map(|i| i.instance_id).collect::<Vec<_>>() }
+    };
+    assert_eq!(seen(by_id.clone()).await, Vec::<String>::new(), "by id, right after the launch");
+    assert_eq!(seen(by_tag.clone()).await, Vec::<String>::new(), "by tag, right after the launch");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(seen(by_id).await, [id.clone()], "by id, once the lag has passed");
+    assert_eq!(seen(by_tag).await, [id], "by tag, once the lag has passed");
+}

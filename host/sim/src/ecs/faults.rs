@@ -21,8 +21,9 @@ pub struct Faults {
     pub server_error_actions: Vec<String>,
     /// Added to every request, milliseconds.
     pub latency_ms: u64,
-    /// DescribeInstances filtered by tag leaves out instances launched less than this long
-    /// ago (milliseconds): the real tag index lags behind RunInstances by seconds.
+    /// DescribeInstances leaves out instances launched less than this long ago (milliseconds),
+    /// whether it filters by tag or asks by id: the real read side lags behind RunInstances by
+    /// seconds.
     pub listing_lag_ms: u64,
 }
 

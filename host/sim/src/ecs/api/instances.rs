@@ -550,7 +550,8 @@ pub(crate) fn describe_instances(cloud: &Cloud, p: &Params) -> Result<Value, Api
     let now = now_ms();
     let mut inner = cloud.lock();
     cloud.purge(&mut inner, now);
-    let lag = if tag_filter.is_empty() { 0 } else { inner.faults.listing_lag_ms };
+    // ECS's read side lags behind RunInstances, for lookups by id as for tag-filtered listings.
+    let lag = inner.faults.listing_lag_ms;
     let matching: Vec<(&SimInstance, &'static str)> = inner
         .p
         .instances

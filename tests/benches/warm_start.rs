@@ -52,6 +52,10 @@ async fn idle_out(h: &Harness, template: &str) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // RUST_LOG=info shows the provisioner loop's log (it runs in this process).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    }
     let samples = env_u64("ECSP_BENCH_SAMPLES", 2);
     let timings = Timings {
         pending_ms: env_u64("ECSP_BENCH_PENDING_MS", 15_000),

@@ -3,7 +3,7 @@
 //! The full tag-filtered listing costs one call per 100 instances; it is what adopts strangers
 //! and notices reclaims and deletions, so it runs once per poll interval. Between listings the
 //! engine asks only about the instances whose cloud status is about to change — launches the
-//! listing does not show yet and instances still pending — by id, 100 per call. This view
+//! listing does not show yet and instances still pending or stopping — by id, 100 per call. This view
 //! merges both: the last listing, refreshed entry by entry by those lookups, and the instances
 //! a lookup found before any listing showed them (the listing lags behind launches).
 
@@ -57,8 +57,8 @@ impl FleetView {
         self.listed_at_ms = Some(started_ms);
     }
 
-    /// The ids whose cloud status is worth a lookup at `now_ms`: instances still pending or
-    /// starting, and launches booked by this process (`launched`: id and when) the view does
+    /// The ids whose cloud status is worth a lookup at `now_ms`: instances still pending,
+    /// starting or stopping (a warm-pool start waits for `Stopped`), and launches booked by this process (`launched`: id and when) the view does
     /// not hold yet, each once its last description (or its launch) is [`LOOKUP_AFTER_MS`]
     /// old. Sorted.
     pub fn to_look_up<'a>(&self, launched: impl IntoIterator<Item = (&'a String, u64)>, now_ms: u64) -> Vec<String> {
@@ -67,7 +67,7 @@ impl FleetView {
             .listed
             .values()
             .chain(self.unlisted.values())
-            .filter(|s| matches!(s.instance.status, CloudStatus::Pending | CloudStatus::Starting) && due(s.at_ms))
+            .filter(|s| matches!(s.instance.status, CloudStatus::Pending | CloudStatus::Starting | CloudStatus::Stopping) && due(s.at_ms))
             .map(|s| s.instance.instance_id.clone())
             .collect();
         ids.extend(launched.into_iter().filter(|(id, at)| !self.contains(id) && due(*at)).map(|(id, _)| id.clone()));
@@ -139,16 +139,22 @@ mod tests {
     }
 
     #[test]
-    fn lookups_ask_only_about_pending_instances_and_unseen_launches() {
+    fn lookups_ask_only_about_changing_instances_and_unseen_launches() {
         let mut v = FleetView::default();
         v.apply_listing(
             0,
-            vec![inst("i-run", CloudStatus::Running, 0), inst("i-pend", CloudStatus::Pending, 0), inst("i-start", CloudStatus::Starting, 0)],
+            vec![
+                inst("i-run", CloudStatus::Running, 0),
+                inst("i-pend", CloudStatus::Pending, 0),
+                inst("i-start", CloudStatus::Starting, 0),
+                inst("i-stopping", CloudStatus::Stopping, 0),
+                inst("i-stopped", CloudStatus::Stopped, 0),
+            ],
             0,
         );
         let (new, run, fresh) = ("i-new".to_owned(), "i-run".to_owned(), "i-fresh".to_owned());
         let launched = [(&new, 0), (&run, 0), (&fresh, 500)];
-        assert_eq!(v.to_look_up(launched, 1000), ["i-new", "i-pend", "i-start"]);
+        assert_eq!(v.to_look_up(launched, 1000), ["i-new", "i-pend", "i-start", "i-stopping"]);
         assert!(v.to_look_up(launched, 999).is_empty(), "described or launched less than a second ago");
     }
 

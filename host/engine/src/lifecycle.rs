@@ -43,6 +43,9 @@ pub struct Book {
     pub launched: BTreeMap<String, CloudInstance>,
     /// Stopped instances this process started again, and when (ms): the listing may lag.
     pub starting: BTreeMap<String, u64>,
+    /// Stops this process sent, and when (ms): until the listing or a lookup shows the
+    /// instance stopping, it still says `Running`, and the stop is not sent again.
+    pub stops_sent: BTreeMap<String, u64>,
     /// Agents that dropped after being online, and since when (ms).
     pub disconnected: BTreeMap<String, u64>,
     /// Lock reasons already reported, per instance: an unknown one is logged once, not acted on.
@@ -118,6 +121,7 @@ impl Book {
         self.seen_online.retain(|id| listed.contains(id.as_str()));
         self.disconnected.retain(|id, _| listed.contains(id.as_str()));
         self.starting.retain(|id, _| listed.contains(id.as_str()));
+        self.stops_sent.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
         self.launched
             .retain(|id, i| !listed.contains(id.as_str()) && !past_listing_grace(i, now_ms));

@@ -121,6 +121,8 @@ where
         for (mode, ids) in by_mode {
             match self.cloud.stop(&ids, mode).await {
                 Ok(()) => {
+                    let now = self.clock_ms();
+                    self.book.lock().unwrap().stops_sent.extend(ids.iter().map(|id| (id.clone(), now)));
                     for id in ids {
                         tracing::info!(instance = %id, ?mode, "stopped into the warm pool");
                         report.stopped.push(id);
@@ -206,7 +208,11 @@ where
             match r {
                 Ok(()) => {
                     started_count += 1;
-                    self.book.lock().unwrap().starting.insert(id.clone(), started);
+                    {
+                        let mut book = self.book.lock().unwrap();
+                        book.starting.insert(id.clone(), started);
+                        book.stops_sent.remove(&id);
+                    }
                     tracing::info!(template = template.name(), instance = %id, "started from the warm pool");
                     report.started.push(id);
                 }

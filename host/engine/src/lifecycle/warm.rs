@@ -82,7 +82,7 @@ pub(crate) fn node_state(
         }
         _ if down => Some((NodeState::Stopped, None)),
         Mark::Stopped if book.draining.contains(id) => Some((NodeState::Draining, None)),
-        Mark::Stopped if inst.status == CloudStatus::Running => {
+        Mark::Stopped if inst.status == CloudStatus::Running && !stop_in_flight(book, id, now_ms) => {
             // Marked, but the stop was never sent (a crash, or StopInstances failed).
             chores.push(Chore::Stop { instance_id: id.into() });
             Some((NodeState::Stopped, None))
@@ -171,6 +171,15 @@ pub(crate) fn cap_stopped(nodes: &mut [Node], templates: &[TemplateLimits], chor
     }
 }
 
+/// A stop that the cloud accepted but the listing still shows running is sent again only
+/// after this long (ms).
+pub const STOP_RETRY_MS: u64 = 60_000;
+
+/// Whether a stop this process sent may still be on its way (the view shows `Running`).
+fn stop_in_flight(book: &Book, instance_id: &str, now_ms: u64) -> bool {
+    book.stops_sent.get(instance_id).is_some_and(|t| now_ms.saturating_sub(*t) < STOP_RETRY_MS)
+}
+
 /// Whether the listing may still show a just-started instance as stopped.
 pub(crate) fn start_in_flight(book: &Book, instance_id: &str, now_ms: u64) -> bool {
     book.starting.get(instance_id).is_some_and(|t| now_ms.saturating_sub(*t) < LISTING_GRACE_MS)
@@ -246,6 +255,19 @@ mod tests {
         let (nodes, chores) =
             reconcile(&[inst("i-1", CloudStatus::Running, 0)], &[marked("i-1", &stopped_reason("idle"), true)], &Book::default(), &tpl(2), MIN);
         assert_eq!(nodes[0].state, NodeState::Stopped);
+        assert_eq!(chores, vec![Chore::Stop { instance_id: "i-1".into() }]);
+    }
+
+    #[test]
+    fn a_stop_just_sent_is_not_sent_again_while_the_view_still_shows_running() {
+        let running = [inst("i-1", CloudStatus::Running, 0)];
+        let agents = [marked("i-1", &stopped_reason("idle"), false)];
+        let mut book = Book::default();
+        book.stops_sent.insert("i-1".into(), MIN);
+        let (nodes, chores) = reconcile(&running, &agents, &book, &tpl(2), MIN + 1_000);
+        assert_eq!((nodes[0].state, chores.len()), (NodeState::Stopped, 0), "{chores:?}");
+        // Accepted but never carried out: sent again once the retry interval has passed.
+        let (_, chores) = reconcile(&running, &agents, &book, &tpl(2), MIN + STOP_RETRY_MS);
         assert_eq!(chores, vec![Chore::Stop { instance_id: "i-1".into() }]);
     }
 

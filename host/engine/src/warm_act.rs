@@ -157,7 +157,10 @@ where
     }
 
     /// Starts up to `count` stopped instances of `template` (those listed as stopped, with an
-    /// up-to-date fingerprint) and returns how many started. An instance whose zone is out of
+    /// up-to-date fingerprint) and returns how many of `count` the warm pool covers: those
+    /// started, plus those this process is stopping right now (the stop sent less than
+    /// [`warm::STOP_RETRY_MS`] ago), which a cycle starts as soon as they are `Stopped`: seconds
+    /// away, where a launch takes a boot and the init script. An instance whose zone is out of
     /// stock is deleted and its offering marked failed, so the launch that follows in this
     /// cycle goes elsewhere.
     pub(crate) async fn start_stopped(
@@ -182,8 +185,26 @@ where
             })
             .cloned()
             .collect();
+        let stopping = {
+            let book = self.book.lock().unwrap();
+            nodes
+                .iter()
+                .filter(|n| {
+                    n.template() == template.name()
+                        && n.state == NodeState::Stopped
+                        && n.instance.status == super::model::CloudStatus::Stopping
+                        && n.instance.fingerprint.as_deref() == Some(fingerprint.as_str())
+                        && book.stops_sent.get(n.instance_id()).is_some_and(|t| now.saturating_sub(*t) < warm::STOP_RETRY_MS)
+                })
+                .count() as u32
+        };
+        let waiting = stopping.min(count);
+        if waiting > 0 {
+            tracing::info!(template = template.name(), instances = waiting, "waiting for stopping instances of the warm pool instead of launching");
+        }
+        let count = count - waiting;
         if count == 0 || candidates.is_empty() {
-            return 0;
+            return waiting;
         }
         // The most recently launched first: the freshest machines go back to work.
         candidates.sort_by_key(|n| std::cmp::Reverse((n.instance.created_ms, n.instance_id().to_owned())));
@@ -251,6 +272,6 @@ where
             }
         }
         self.terminate(delete, report).await;
-        started_count
+        started_count + waiting
     }
 }

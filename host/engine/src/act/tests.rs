@@ -445,3 +445,31 @@ async fn a_dropped_agent_is_restarted_with_the_reconnect_deadline() {
     assert!(e.book.lock().unwrap().disconnected.contains_key("i-1"), "the reconnect timeout runs from the drop");
     assert_eq!(report.chores[0].0, "reconnect");
 }
+
+/// Demand that comes while this process is stopping an instance of the template waits for it
+/// (seconds) instead of launching (a boot and the init script); a stop sent too long ago, or
+/// one this process did not send, is not waited for.
+#[tokio::test]
+async fn a_launch_waits_for_an_instance_this_process_is_stopping() {
+    const WARM: &str = "[[template]]\nname = \"linux\"\nlabels = [\"l\"]\nmax-nodes = 500\nidle-action = \"stop\"\n";
+    let e = engine(WARM);
+    let fingerprint = e.config.template_fingerprint(e.config.template("linux").unwrap());
+    let stopping = |id: &str| {
+        let mut n = node(id, NodeState::Stopped, Some(agent(id)));
+        n.instance.status = CloudStatus::Stopping;
+        n.instance.fingerprint = Some(fingerprint.clone());
+        n
+    };
+    let now = now_ms();
+    let nodes = [stopping("i-ours"), stopping("i-old"), stopping("i-theirs")];
+    {
+        let mut book = e.book.lock().unwrap();
+        book.stops_sent.insert("i-ours".into(), now - 1_000);
+        book.stops_sent.insert("i-old".into(), now - crate::lifecycle::warm::STOP_RETRY_MS);
+    }
+    let mut report = CycleReport::default();
+    e.launch(&plan_launch("linux", 3), &nodes, vec![offering("z1")], now, &mut report).await;
+    let sent: Vec<u32> = e.cloud.launches.lock().unwrap().iter().map(|r| r.count).collect();
+    assert_eq!(sent, [2], "one of three waits for i-ours; i-old's stop is stale, i-theirs is not ours to wait for");
+    assert!(e.cloud.started.lock().unwrap().is_empty(), "nothing is Stopped yet: nothing to start");
+}

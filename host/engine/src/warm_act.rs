@@ -9,7 +9,7 @@
 use futures::StreamExt;
 
 use super::decide::PolicyPort;
-use super::model::{Node, NodeState, Offering, node_name};
+use super::model::{BootstrapStatus, Node, NodeState, Offering, node_name};
 use super::offerings::OfferingKey;
 use super::ports::{BootstrapPort, CloudPort, JenkinsPort, LaunchError};
 use super::lifecycle::warm;
@@ -103,6 +103,12 @@ where
     async fn send_stops(&self, nodes: Vec<Node>, report: &mut CycleReport) {
         let mut by_mode: Vec<(ecsp_config::StoppedModeConfig, Vec<String>)> = Vec::new();
         for n in nodes {
+            // Its agent restart (after a start) is still confirming: stopping now would let
+            // that bootstrap's outcome land after the stop and pass for the next start's. The
+            // node stays marked; the lifecycle sends the stop again next cycle.
+            if matches!(self.book.lock().unwrap().bootstraps.get(n.instance_id()), Some(BootstrapStatus::Running)) {
+                continue;
+            }
             let Some(t) = self.config.template(n.template()) else { continue };
             let id = n.instance_id().to_owned();
             {
@@ -233,6 +239,8 @@ where
                         let mut book = self.book.lock().unwrap();
                         book.starting.insert(id.clone(), started);
                         book.stops_sent.remove(&id);
+                        // Whatever ran before the stop says nothing about this start's agent.
+                        book.bootstraps.remove(&id);
                     }
                     tracing::info!(template = template.name(), instance = %id, "started from the warm pool");
                     report.started.push(id);

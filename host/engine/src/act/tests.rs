@@ -473,3 +473,22 @@ async fn a_launch_waits_for_an_instance_this_process_is_stopping() {
     assert_eq!(sent, [2], "one of three waits for i-ours; i-old's stop is stale, i-theirs is not ours to wait for");
     assert!(e.cloud.started.lock().unwrap().is_empty(), "nothing is Stopped yet: nothing to start");
 }
+
+/// An idle node of `idle-action = "stop"` whose agent restart is still confirming is marked
+/// but not stopped yet: the bootstrap's outcome would land after the stop and pass for the
+/// next start's. Once the bootstrap is done, the stop goes out.
+#[tokio::test]
+async fn a_node_is_not_stopped_while_its_agent_restart_is_confirming() {
+    const WARM: &str = "[[template]]\nname = \"linux\"\nlabels = [\"l\"]\nmax-nodes = 500\nidle-action = \"stop\"\n";
+    let e = engine(WARM);
+    e.book.lock().unwrap().bootstraps.insert("i-1".into(), BootstrapStatus::Running);
+    let mut report = CycleReport::default();
+    let mut online = node("i-1", NodeState::Online, Some(agent("i-1")));
+    online.instance.fingerprint = Some(e.config.template_fingerprint(e.config.template("linux").unwrap()));
+    let nodes = [online];
+    e.remove(&removal("i-1"), &nodes, &mut report).await;
+    assert!(e.cloud.stopped.lock().unwrap().is_empty(), "not while the bootstrap runs");
+    e.book.lock().unwrap().bootstraps.insert("i-1".into(), BootstrapStatus::Done);
+    e.remove(&removal("i-1"), &nodes, &mut report).await;
+    assert_eq!(*e.cloud.stopped.lock().unwrap(), [vec!["i-1".to_owned()]]);
+}

@@ -202,7 +202,7 @@ async fn three_replicas_fail_over_with_no_double_launch_orphan_or_cap_breach() {
     let first = leader(&replicas, secs(60.0)).await;
     eprintln!("first leader: {} after {:?}", replicas[first].name, started.elapsed());
 
-    let seed = std::env::var("ECSP_E2E_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x16_4A_16);
+    let seed = std::env::var("ECSP_E2E_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0016_4A16);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut queued = 0u32;
     let mut kill_takeovers = Vec::new();

@@ -58,7 +58,7 @@ async fn a_stop_start_cycle_reuses_the_same_instance() {
     wait_stopped(&h, &id).await;
     wait_until("the report counts the node as stopped, apart", secs(10.0), || {
         let r = h.engine.last_report().unwrap();
-        r.nodes.get("linux").and_then(|m| m.get("stopped")) == Some(&1) && r.nodes["linux"].get("online").is_none()
+        r.nodes.get("linux").and_then(|m| m.get("stopped")) == Some(&1) && !r.nodes["linux"].contains_key("online")
     }, || h.describe())
     .await;
     let metrics = h.engine.board.metrics_text();

@@ -16,6 +16,9 @@ use super::lifecycle::warm;
 use super::{CycleReport, Engine, act::LaunchFailure};
 use ecsp_config::{IdleAction, TemplateConfig};
 
+/// Nodes to remove, each with its reason.
+type Targets = Vec<(Node, String)>;
+
 /// Jenkins and ECS calls in flight at once for stops and starts.
 const CONCURRENCY: usize = 16;
 
@@ -30,7 +33,7 @@ where
     /// Splits removals into (to stop, to delete): an idle online node of a template with
     /// `idle-action = "stop"` is stopped while the template has room under `max-stopped`,
     /// unless it is used up (`max-uses`) or was launched from an older version of its template.
-    pub(crate) fn split_stops(&self, targets: Vec<(Node, String)>, nodes: &[Node]) -> (Vec<(Node, String)>, Vec<(Node, String)>) {
+    pub(crate) fn split_stops(&self, targets: Targets, nodes: &[Node]) -> (Targets, Targets) {
         let mut stop: Vec<(Node, String)> = Vec::new();
         let mut delete = Vec::new();
         for (n, reason) in targets {

@@ -19,7 +19,7 @@ pub struct EtcdSettings {
     /// Lease TTL.
     pub lease_ttl: Duration,
     /// PEM contents: CA, optional client certificate and key, optional server name.
-    tls: Option<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>, Option<String>)>,
+    tls: Option<TlsMaterial>,
     /// etcd user and password.
     user: Option<(String, String)>,
 }
@@ -135,7 +135,10 @@ fn describe(e: &etcd_client::Error, tls: bool) -> String {
     text
 }
 
-fn read_tls(t: &HaTlsConfig) -> anyhow::Result<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>, Option<String>)> {
+/// The CA certificate, the client certificate and key if any, and the server name to check.
+type TlsMaterial = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>, Option<String>);
+
+fn read_tls(t: &HaTlsConfig) -> anyhow::Result<TlsMaterial> {
     let read = |key: &str, path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
         let bytes = std::fs::read(path).with_context(|| format!("ha.tls.{key}: cannot read {}", path.display()))?;
         if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {

@@ -296,7 +296,7 @@ impl CloudPort for EcsCloud {
             Tag::new(TAG_CONTROLLER, &self.config.controller_id),
             Tag::new(TAG_TEMPLATE, &r.template),
             Tag::new(TAG_LAUNCH, &r.launch_id),
-            Tag::new(TAG_FINGERPRINT, &self.config.template_fingerprint(t)),
+            Tag::new(TAG_FINGERPRINT, self.config.template_fingerprint(t)),
         ];
         req.tags.extend(t.tags.iter().map(|(k, v)| Tag::new(k, v)));
         if let Some(node) = &r.user_data_node {

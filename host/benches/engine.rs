@@ -102,6 +102,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Raises the open-file limit to its hard maximum: the emulators hold a socket per agent.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target.
 fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {

@@ -6,6 +6,8 @@
 //! marks the node [`warm::STARTING_PREFIX`] with the time first, so that a restarted process
 //! counts the launch timeout from the start; the lifecycle then restarts the agent.
 
+use std::collections::HashMap;
+
 use futures::StreamExt;
 
 use super::decide::PolicyPort;
@@ -34,15 +36,22 @@ where
     /// `idle-action = "stop"` is stopped while the template has room under `max-stopped`,
     /// unless it is used up (`max-uses`) or was launched from an older version of its template.
     pub(crate) fn split_stops(&self, targets: Targets, nodes: &[Node]) -> (Targets, Targets) {
-        let mut stop: Vec<(Node, String)> = Vec::new();
+        // Stopped nodes per template, counted once and kept up to date as stops are chosen:
+        // a scan of the fleet per target would be quadratic in a wave of removals.
+        let mut stopped: HashMap<&str, usize> = HashMap::new();
+        for m in nodes.iter().filter(|m| m.state == NodeState::Stopped) {
+            *stopped.entry(m.template()).or_default() += 1;
+        }
+        let mut stop: Targets = Vec::new();
         let mut delete = Vec::new();
         for (n, reason) in targets {
-            let room = self.config.template(n.template()).filter(|t| t.idle_action == IdleAction::Stop).map_or(0, |t| {
-                let stopped = nodes.iter().filter(|m| m.template() == n.template() && m.state == NodeState::Stopped).count()
-                    + stop.iter().filter(|(m, _)| m.template() == n.template()).count();
-                (t.max_stopped() as usize).saturating_sub(stopped)
-            });
-            if room > 0 && self.stoppable(&n) {
+            let Some(t) = self.config.template(n.template()).filter(|t| t.idle_action == IdleAction::Stop) else {
+                delete.push((n, reason));
+                continue;
+            };
+            let count = stopped.get(t.name()).copied().unwrap_or(0);
+            if (t.max_stopped() as usize) > count && self.stoppable(&n) {
+                *stopped.entry(t.name()).or_default() += 1;
                 stop.push((n, reason));
             } else {
                 delete.push((n, reason));
@@ -58,7 +67,7 @@ where
     }
 
     /// Drains the nodes like a removal, marks them stopped in Jenkins and stops their instances.
-    pub(crate) async fn stop_idle(&self, targets: Vec<(Node, String)>, report: &mut CycleReport) {
+    pub(crate) async fn stop_idle(&self, targets: Targets, report: &mut CycleReport) {
         if targets.is_empty() {
             return;
         }
@@ -144,7 +153,8 @@ where
 
     /// Finishes stops the lifecycle found marked but not sent: once the node is idle.
     pub(crate) async fn resume_stops(&self, ids: Vec<String>, nodes: &[Node], report: &mut CycleReport) {
-        let targets: Vec<Node> = ids.iter().filter_map(|id| nodes.iter().find(|n| n.instance_id() == id)).cloned().collect();
+        let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.instance_id(), n)).collect();
+        let targets: Vec<Node> = ids.iter().filter_map(|id| by_id.get(id.as_str()).map(|n| (*n).clone())).collect();
         let checked: Vec<_> = futures::stream::iter(targets)
             .map(|n| async move {
                 let idle = self.jenkins.is_idle(&node_name(n.template(), n.instance_id())).await;

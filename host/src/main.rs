@@ -26,6 +26,10 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = "ecs-provisioner.toml")]
         config: PathBuf,
+        /// Shadow mode: a candidate policy (a .wasm file or builtin:default) judged every cycle
+        /// on the same snapshot, without acting. Overrides `[policy] shadow`, also on reload.
+        #[arg(long, value_name = "POLICY")]
+        shadow_policy: Option<String>,
     },
     /// Observe and decide once, act on nothing: print what would be launched and removed, and why.
     Plan {
@@ -120,7 +124,9 @@ fn main() -> ExitCode {
             };
             runtime.block_on(async move {
                 let result = match other {
-                    Command::Run { config } => app::run(&config, format).await,
+                    Command::Run { config, shadow_policy } => {
+                        app::run(&config, format, &app::Overrides { shadow_policy }).await
+                    }
                     Command::Plan { config, json } => app::plan(&config, json).await,
                     Command::Check { config } => app::check(&config).await,
                     Command::Demo(args) if args.ha => app::demo_ha::run(&args).await,

@@ -142,3 +142,64 @@ async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad(
     drop(daemon);
     cluster.shutdown().await;
 }
+
+/// Shadow mode from the command line (issue 15): `run --shadow-policy` loads the candidate
+/// with `[policy] shadow-settings`, judges it every cycle without acting on it, and keeps it
+/// across a reload (the file names no shadow; the flag still wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_policy_from_the_command_line_is_judged_every_cycle_never_acts_and_survives_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path())).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let base = format!("http://{listen}");
+    // The candidate keeps one linux node warm around the clock; the active default policy,
+    // with nothing queued, keeps none. So every cycle they differ by one launch.
+    let shadow = e2e::policy::workspace_wasm("policy-office-hours");
+    let settings = r#"[policy.shadow-settings]
+windows = [
+  { start = "00:00", end = "13:00", warm-nodes = { linux = 1 } },
+  { start = "12:00", end = "01:00", warm-nodes = { linux = 1 } },
+]
+"#;
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, cluster.config_text_listening(listen, "shadow", LINUX, settings).unwrap()).unwrap();
+    let log = dir.path().join("run.log");
+    let daemon = Daemon(
+        Command::new(EXE)
+            .args(["run", "--config"])
+            .arg(&path)
+            .arg("--shadow-policy")
+            .arg(&shadow)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = format!("{base}/status.json");
+    let metrics = format!("{base}/metrics");
+    let differed = |m: &str| {
+        let prefix = "ecs_provisioner_shadow_decisions_total{outcome=\"differed\"} ";
+        m.lines().find_map(|l| l.strip_prefix(prefix)).map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    let verdict = wait_for("three cycles where the shadow differed", &log, async || {
+        let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
+        (differed(&get(&metrics).await) >= 3).then_some(s)
+    })
+    .await;
+    let last = &verdict["shadow"]["last"];
+    assert_eq!(last["outcome"], "differed", "{verdict:#}");
+    assert_eq!(last["differences"][0], "launch linux: active 0, shadow 1", "{verdict:#}");
+    // The shadow never acts: nothing was launched.
+    assert!(cluster.ecs.instances().is_empty(), "the shadow's plan was acted on");
+
+    // A reload of a file without `shadow`: the command line's shadow stays.
+    daemon.hangup();
+    wait_for("the reload", &log, async || (reloads(&get(&metrics).await, "success") == 1).then_some(())).await;
+    let before = differed(&get(&metrics).await);
+    wait_for("the shadow judged after the reload", &log, async || (differed(&get(&metrics).await) > before).then_some(())).await;
+    assert!(cluster.ecs.instances().is_empty(), "the shadow's plan was acted on");
+    drop(daemon);
+    cluster.shutdown().await;
+}

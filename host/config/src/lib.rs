@@ -298,6 +298,10 @@ pub struct PolicyConfig {
     /// `/status` and in metrics (shadow mode).
     #[serde(default)]
     pub shadow: Option<String>,
+    /// The shadow policy's own settings. Absent: the active policy's `settings` (the usual
+    /// case of a new version of the same policy).
+    #[serde(default)]
+    pub shadow_settings: Option<toml::Table>,
 }
 
 impl Default for PolicyConfig {
@@ -312,11 +316,20 @@ impl Default for PolicyConfig {
             log_lines_per_minute: defaults::policy_log_lines_per_minute(),
             log_burst: defaults::policy_log_burst(),
             shadow: None,
+            shadow_settings: None,
         }
     }
 }
 
 impl PolicyConfig {
+    /// The settings the shadow policy is loaded with: the same limits, its source, and
+    /// `shadow-settings` (else the active policy's settings). `None` without a shadow.
+    pub fn shadow_config(&self) -> Option<PolicyConfig> {
+        let source = self.shadow.clone()?;
+        let settings = self.shadow_settings.clone().unwrap_or_else(|| self.settings.clone());
+        Some(PolicyConfig { source, settings, shadow: None, shadow_settings: None, ..self.clone() })
+    }
+
     /// The settings as the JSON text `configure` receives.
     pub fn settings_json(&self) -> String {
         serde_json::to_string(&self.settings).expect("a TOML table is always valid JSON")

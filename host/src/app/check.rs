@@ -93,6 +93,16 @@ pub async fn run(config_path: &Path) -> Vec<CheckResult> {
             "check [policy] source and settings; `ecs-provisioner policy test` runs its fixtures",
         ),
     });
+    if let Some(shadow) = config.policy.shadow_config() {
+        out.push(match WasmPolicy::load_with_fallback(&shadow) {
+            Ok(_) => pass("shadow policy", format!("{} loaded, settings accepted", shadow.source)),
+            Err(e) => fail(
+                "shadow policy",
+                format!("{e:#}"),
+                "check [policy] shadow and shadow-settings (absent: the active policy's settings)",
+            ),
+        });
+    }
 
     // The cloud and Jenkins are checked at once: a dead or silent endpoint on both sides is
     // reported within one set of timeouts, not two.

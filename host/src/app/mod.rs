@@ -68,11 +68,10 @@ pub fn wire_with_board(config: Arc<Config>, board: Arc<crate::engine::board::Boa
         .with_context(|| format!("loading policy {}", config.policy.source))?;
     let policy_info = policy.info(&config.policy.source)?;
     let decider = Decider { policy, fallback, on_error: config.policy.on_error };
-    let shadow = match &config.policy.shadow {
-        Some(source) => {
-            let settings = crate::config::PolicyConfig { source: source.clone(), ..config.policy.clone() };
-            let (shadow, _) =
-                WasmPolicy::load_with_fallback(&settings).with_context(|| format!("loading the shadow policy {source}"))?;
+    let shadow = match config.policy.shadow_config() {
+        Some(settings) => {
+            let (shadow, _) = WasmPolicy::load_with_fallback(&settings)
+                .with_context(|| format!("loading the shadow policy {}", settings.source))?;
             Some(Arc::new(shadow) as Arc<dyn crate::engine::decide::PolicyPort>)
         }
         None => None,
@@ -141,20 +140,39 @@ fn trim_heap() {
     }
 }
 
+/// Settings of `run`'s command line that win over the configuration file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--shadow-policy`: `[policy] shadow`.
+    pub shadow_policy: Option<String>,
+}
+
+impl Overrides {
+    /// Reads the configuration file, then applies the command line's settings.
+    pub fn load(&self, path: &Path) -> anyhow::Result<Config> {
+        let mut config = Config::load(path)?;
+        if let Some(shadow) = &self.shadow_policy {
+            config.policy.shadow = Some(shadow.clone());
+        }
+        Ok(config)
+    }
+}
+
 /// `run`: the daemon. Stops on SIGTERM or Ctrl-C after the current cycle, leaving the fleet
 /// as it is (the next start adopts it). On SIGHUP it reads the configuration and the policy
 /// again ([`reload::prepare`]); when they are good, the running engine finishes its cycle and
 /// one wired from them takes over (adopting the fleet as a start does, on the same board);
 /// when not, the running ones are kept and the error is logged.
-/// `log_format` (the command line's) overrides the config file's `log-format`.
-pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<i32> {
+/// `log_format` (the command line's) overrides the config file's `log-format`, and
+/// `overrides` the other settings the command line gives, at start and on every reload.
+pub async fn run(config_path: &Path, log_format: Option<LogFormat>, overrides: &Overrides) -> anyhow::Result<i32> {
     // Before anything else: a SIGTERM during start-up (loading and compiling the policy can
     // take seconds) then stops the process cleanly, instead of killing it by the default
     // action; a SIGHUP then waits for the loop.
     let stop = StopSignal::install()?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing a SIGHUP handler")?;
-    let mut config = Arc::new(Config::load(config_path)?);
+    let mut config = Arc::new(overrides.load(config_path)?);
     init_logging(log_format.unwrap_or(config.log_format), "info");
     for w in config.plaintext_warnings() {
         tracing::warn!("PLAINTEXT: {w}");
@@ -212,7 +230,7 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>) -> anyhow::R
                     let prepared = if elector.is_some() {
                         Err(anyhow::anyhow!("reloading is not supported with [ha]: restart the replicas one at a time"))
                     } else {
-                        reload::prepare(config_path, &config, &board).await
+                        reload::prepare(config_path, overrides, &config, &board).await
                     };
                     match prepared {
                         Ok(next) => break Some(next),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::LiveEngine;
+use super::{LiveEngine, Overrides};
 use crate::adapters::cloud::EcsCloud;
 use crate::config::Config;
 use crate::engine::board::Board;
@@ -24,10 +24,11 @@ pub struct Prepared {
     pub listener: Option<tokio::net::TcpListener>,
 }
 
-/// Reads `path` again and wires it: the same checks as at start (the file, the policy, the
-/// clients, the `listen` address when it changed). Nothing running is touched.
-pub async fn prepare(path: &Path, running: &Config, board: &Arc<Board>) -> anyhow::Result<Prepared> {
-    let config = Arc::new(Config::load(path)?);
+/// Reads `path` again, with the command line's `overrides`, and wires it: the same checks as
+/// at start (the file, the policy, the clients, the `listen` address when it changed).
+/// Nothing running is touched.
+pub async fn prepare(path: &Path, overrides: &Overrides, running: &Config, board: &Arc<Board>) -> anyhow::Result<Prepared> {
+    let config = Arc::new(overrides.load(path)?);
     if config.log_format != running.log_format {
         tracing::warn!("log-format changed: it applies at the next start, not on reload");
     }

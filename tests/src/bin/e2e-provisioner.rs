@@ -1,7 +1,7 @@
 //! The provisioner as the end-to-end tests run it in child processes.
 //!
 //! Three subcommands, each calling exactly the library function the real `ecs-provisioner`
-//! binary calls for it: `run --config FILE` (the daemon, `app::run`), `check --config FILE`
+//! binary calls for it: `run --config FILE [--shadow-policy POLICY]` (the daemon, `app::run`), `check --config FILE`
 //! (`app::check`) and `sim-agent ...` (the emulated inbound agent, `app::sim_agent`). It lives in the `e2e` package so that cargo
 //! builds it before this package's integration tests and hands them its path as
 //! `CARGO_BIN_EXE_e2e-provisioner` — always present and never stale, unlike a path guessed
@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.first().map(String::as_str) {
             Some("run") if args.len() == 3 && (args[1] == "--config" || args[1] == "-c") => {
-                app::run(&PathBuf::from(&args[2]), None).await
+                app::run(&PathBuf::from(&args[2]), None, &app::Overrides::default()).await
+            }
+            Some("run") if args.len() == 5 && (args[1] == "--config" || args[1] == "-c") && args[3] == "--shadow-policy" => {
+                app::run(&PathBuf::from(&args[2]), None, &app::Overrides { shadow_policy: Some(args[4].clone()) }).await
             }
             Some("check") if args.len() == 3 && (args[1] == "--config" || args[1] == "-c") => {
                 app::check(&PathBuf::from(&args[2])).await
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
                 app::init_logging(LogFormat::Human, "warn");
                 app::sim_agent(args[1..].to_vec()).await
             }
-            _ => Err(anyhow::anyhow!("usage: e2e-provisioner run --config FILE | check --config FILE | sim-agent ARGS...")),
+            _ => Err(anyhow::anyhow!("usage: e2e-provisioner run --config FILE [--shadow-policy POLICY] | check --config FILE | sim-agent ARGS...")),
         }
     });
     match result {

@@ -122,6 +122,9 @@ where
     F: PolicyPort,
 {
     pub(crate) config: Arc<Config>,
+    /// The templates' limits, worked out once: the configuration never changes under an
+    /// engine (a reload wires a new one), and a fingerprint costs a digest per template.
+    limits: Vec<TemplateLimits>,
     pub(crate) cloud: Arc<C>,
     pub(crate) jenkins: Arc<J>,
     pub(crate) bootstrapper: Arc<B>,
@@ -208,8 +211,10 @@ where
     ) -> Arc<Self> {
         let slots = config.ssh.concurrency.max(1);
         board.set_poll_interval(config.poll_interval);
+        let limits = limits_of(&config);
         let engine = Arc::new(Engine {
             config,
+            limits,
             cloud: Arc::new(cloud),
             jenkins: Arc::new(jenkins),
             bootstrapper: Arc::new(bootstrapper),
@@ -241,21 +246,7 @@ where
 
     /// The template limits the invariants use.
     pub fn template_limits(&self) -> Vec<TemplateLimits> {
-        self.config
-            .templates
-            .iter()
-            .map(|t| TemplateLimits {
-                name: t.name().to_owned(),
-                min_nodes: t.min_nodes,
-                max_nodes: t.max_nodes,
-                launch_timeout_ms: t.launch_timeout.as_millis() as u64,
-                reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
-                max_uses: t.max_uses,
-                max_stopped: if t.idle_action == ecsp_config::IdleAction::Stop { t.max_stopped() } else { 0 },
-                fingerprint: self.config.template_fingerprint(t),
-                user_data: t.launch == ecsp_config::LaunchMode::UserData,
-            })
-            .collect()
+        self.limits.clone()
     }
 
     /// The Jenkins port, for wiring (the daemon attaches its request metrics to the client).
@@ -539,6 +530,25 @@ async fn watch_queue<J: JenkinsPort>(jenkins: Arc<J>, demand: Arc<Notify>, stop:
 
 /// How often the queue watcher reads the Jenkins queue.
 pub const QUEUE_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The template limits the invariants use, from the configuration.
+fn limits_of(config: &Config) -> Vec<TemplateLimits> {
+    config
+        .templates
+        .iter()
+        .map(|t| TemplateLimits {
+            name: t.name().to_owned(),
+            min_nodes: t.min_nodes,
+            max_nodes: t.max_nodes,
+            launch_timeout_ms: t.launch_timeout.as_millis() as u64,
+            reconnect_timeout_ms: t.reconnect_timeout().as_millis() as u64,
+            max_uses: t.max_uses,
+            max_stopped: if t.idle_action == ecsp_config::IdleAction::Stop { t.max_stopped() } else { 0 },
+            fingerprint: config.template_fingerprint(t),
+            user_data: t.launch == ecsp_config::LaunchMode::UserData,
+        })
+        .collect()
+}
 
 /// How long the loop waits after a cycle before the next one (a replay keeps the same pace).
 ///

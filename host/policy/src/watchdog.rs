@@ -11,10 +11,13 @@
 //!
 //! Waiting inside a tokio multi-thread runtime goes through `block_in_place`, so the worker's
 //! other tasks move to another worker while this one waits.
+//!
+//! Threads are reused: starting one per call (clone, stack mapping, guard page, signal stack)
+//! cost about a third of a replayed engine cycle. A call takes an idle thread of the runtime's
+//! or starts one; a thread that has been idle for a minute, or finds enough others idle, ends.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Abandoned calls allowed to run at once before new calls are refused.
@@ -31,10 +34,107 @@ pub enum Refusal {
     Spawn(String),
 }
 
-/// Counts the abandoned calls of one runtime that are still running.
+/// Counts the abandoned calls of one runtime that are still running, and keeps its idle
+/// evaluation threads.
 #[derive(Debug, Default)]
 pub struct Watchdog {
     stuck: Arc<AtomicUsize>,
+    threads: Arc<Threads>,
+}
+
+/// A call as a thread runs it.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Idle threads beyond this end at once instead of waiting for work.
+const MAX_IDLE_THREADS: usize = 8;
+/// An idle thread waits this long for work, then ends.
+const IDLE_THREAD_LIFE: Duration = Duration::from_secs(60);
+
+/// The idle evaluation threads: each waits on its own channel for one job at a time.
+#[derive(Debug, Default)]
+struct Threads {
+    idle: Mutex<Vec<Idle>>,
+    next_id: AtomicUsize,
+}
+
+/// An idle thread: where to hand it a job, and who it is (to take itself off the list).
+#[derive(Debug)]
+struct Idle {
+    id: usize,
+    jobs: mpsc::SyncSender<Job>,
+}
+
+impl Threads {
+    /// Runs `job` on an idle thread, or on a new one when none is idle.
+    fn start(self: &Arc<Self>, job: Job) -> std::io::Result<()> {
+        let mut job = job;
+        loop {
+            let Some(thread) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                break;
+            };
+            // A thread taken off the list waits for its job (see `serve`): the send fails only
+            // if it died, and then the job comes back to try the next one.
+            match thread.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(j) | mpsc::TrySendError::Disconnected(j)) => job = j,
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let threads = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("policy-eval".into())
+            .spawn(move || {
+                job();
+                serve(&threads, id);
+            })?;
+        Ok(())
+    }
+}
+
+/// A thread's life after its first job: back on the idle list, the next job, and so on until
+/// it has been idle too long, there are enough idle threads, or the runtime is gone (its list
+/// dropped, and with it the thread's channel).
+fn serve(threads: &std::sync::Weak<Threads>, id: usize) {
+    loop {
+        let (tx, rx) = mpsc::sync_channel::<Job>(1);
+        {
+            let Some(pool) = threads.upgrade() else {
+                return;
+            };
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() >= MAX_IDLE_THREADS {
+                return;
+            }
+            idle.push(Idle { id, jobs: tx });
+        }
+        let job = match rx.recv_timeout(IDLE_THREAD_LIFE) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let Some(pool) = threads.upgrade() else {
+                    return;
+                };
+                let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+                match idle.iter().position(|t| t.id == id) {
+                    // Still listed: nobody is about to hand it a job.
+                    Some(at) => {
+                        idle.swap_remove(at);
+                        return;
+                    }
+                    // Taken off the list by a caller: its job is on the way (or the caller
+                    // dropped the channel, and the job went to another thread).
+                    None => {
+                        drop(idle);
+                        match rx.recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+        };
+        job();
+    }
 }
 
 impl Watchdog {
@@ -43,7 +143,8 @@ impl Watchdog {
         self.stuck.load(Ordering::SeqCst)
     }
 
-    /// Runs `call` on a new thread and waits at most `deadline` for its result.
+    /// Runs `call` on an evaluation thread and waits at most `deadline` for its result.
+    /// `name` says what the call is, in a panic that escapes it.
     pub fn run<T: Send + 'static>(
         &self,
         name: &str,
@@ -58,18 +159,18 @@ impl Watchdog {
         // Who finished first: the call (DONE) or the caller's patience (ABANDONED).
         let state = Arc::new(AtomicU8::new(RUNNING));
         let (theirs, counter) = (state.clone(), self.stuck.clone());
-        std::thread::Builder::new()
-            .name(format!("policy-{name}"))
-            .spawn(move || {
-                // A panic is carried to the caller, who resumes it, rather than lost.
+        self.threads
+            .start(Box::new(move || {
+                // A panic is carried to the caller, who resumes it, rather than lost; the
+                // thread goes on serving.
                 let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
                 // The receiver is gone when the caller gave up: nothing to deliver.
                 let _ = tx.send(value);
                 if theirs.swap(DONE, Ordering::SeqCst) == ABANDONED {
                     counter.fetch_sub(1, Ordering::SeqCst);
                 }
-            })
-            .map_err(|e| Refusal::Spawn(e.to_string()))?;
+            }))
+            .map_err(|e| Refusal::Spawn(format!("{name}: {e}")))?;
         let delivered =
             |v: std::thread::Result<T>| v.unwrap_or_else(|p| std::panic::resume_unwind(p));
         if let Ok(v) = wait(|| rx.recv_timeout(deadline)) {
@@ -114,6 +215,50 @@ mod tests {
         let w = Watchdog::default();
         assert_eq!(w.run("t", Duration::from_secs(5), || 7), Ok(7));
         assert_eq!(w.stuck(), 0);
+    }
+
+    #[test]
+    fn calls_in_a_row_reuse_one_thread_and_calls_at_once_get_their_own() {
+        let w = Watchdog::default();
+        let first = w
+            .run("t", Duration::from_secs(5), || std::thread::current().id())
+            .unwrap();
+        // The first call's thread lists itself idle just after answering.
+        let until = Instant::now() + Duration::from_secs(5);
+        while w.threads.idle.lock().unwrap().is_empty() && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        let second = w
+            .run("t", Duration::from_secs(5), || std::thread::current().id())
+            .unwrap();
+        assert_eq!(first, second, "a call in a row starts no new thread");
+        // Two calls inside at once: each needs a thread of its own.
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let w = Arc::new(w);
+        let other = {
+            let (w, both) = (w.clone(), both.clone());
+            std::thread::spawn(move || {
+                w.run("t", Duration::from_secs(5), move || {
+                    both.wait();
+                    std::thread::current().id()
+                })
+            })
+        };
+        let mine = w.run("t", Duration::from_secs(5), move || {
+            both.wait();
+            std::thread::current().id()
+        });
+        assert_ne!(mine.unwrap(), other.join().unwrap().unwrap());
+    }
+
+    #[test]
+    fn a_panicking_call_is_resumed_in_the_caller_and_its_thread_serves_on() {
+        let w = Watchdog::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.run("t", Duration::from_secs(5), || -> u8 { panic!("inside") })
+        }));
+        assert!(r.is_err(), "the panic reaches the caller");
+        assert_eq!(w.run("t", Duration::from_secs(5), || 5), Ok(5));
     }
 
     #[test]

@@ -4,6 +4,15 @@
 //! all is quiet, 500 ms while nodes are on their way or builds wait. Between cycles the world
 //! plays its timed events at their exact instants. Nothing sleeps: a month takes as long as
 //! its cycles take to compute.
+//!
+//! Cycles that could only repeat the last one are skipped: after a cycle that did nothing
+//! (no launch, removal, chore, error or unplaced node), while nothing changes in the
+//! world, the next cycle is the first tick of the daemon's pace at or after the next change
+//! ([`World::next_change_after`]), a launch hold's end, or one poll interval, whichever comes
+//! first. So everything the world or the engine schedules is seen at the same tick as with
+//! every cycle run; only a policy's own clock (an office-hours window) is seen up to one
+//! poll interval late, as the daemon sees it when quiet. `Settings::every_tick` runs them all.
+//! Skipped cycles count in the report's `cycles` and `clamps` as the repeats they would be.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -29,11 +38,20 @@ pub struct Settings {
     pub overrun_ms: u64,
     /// Points in each time series of the report (at most).
     pub samples: u32,
+    /// Run every cycle of the daemon's pace, also those that could only repeat the last one.
+    pub every_tick: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { delays: Delays::default(), seed: 1, slow_after_ms: 5 * 60_000, overrun_ms: 24 * 3_600_000, samples: 1500 }
+        Settings {
+            delays: Delays::default(),
+            seed: 1,
+            slow_after_ms: 5 * 60_000,
+            overrun_ms: 24 * 3_600_000,
+            samples: 1500,
+            every_tick: false,
+        }
     }
 }
 
@@ -63,6 +81,10 @@ pub struct Outcome {
     pub report: PolicyReport,
     /// The time series, evenly spaced.
     pub series: Vec<Sample>,
+    /// Cycles the replay computed; the report's `cycles` also counts those it skipped
+    /// because they could only repeat the last one.
+    #[serde(skip)]
+    pub computed_cycles: u64,
 }
 
 /// Replays `trace` with the engine deciding through `decider`.
@@ -75,7 +97,12 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
     decider: Decider<P, F>,
     settings: &Settings,
 ) -> Outcome {
-    let world = Shared(Arc::new(Mutex::new(World::new(&config, trace, settings.delays, settings.seed))));
+    let world = Shared(Arc::new(Mutex::new(World::new(
+        &config,
+        trace,
+        settings.delays,
+        settings.seed,
+    ))));
     let clock = world.0.lock().unwrap().clock();
     let name = decider.policy.name().to_owned();
     let engine = Engine::with_clock(
@@ -86,13 +113,18 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
         decider,
         Arc::new(move || clock.load(Ordering::SeqCst)),
     );
-    let mut r = PolicyReport { policy: name, slow_after_ms: settings.slow_after_ms, ..PolicyReport::default() };
+    let mut r = PolicyReport {
+        policy: name,
+        slow_after_ms: settings.slow_after_ms,
+        ..PolicyReport::default()
+    };
     let span = (trace.end_ms - trace.start_ms).max(1);
     let sample_every = (span / u64::from(settings.samples.max(1))).max(1000);
     let mut series = Vec::new();
     let mut next_sample = trace.start_ms;
     let hard_end = trace.end_ms + settings.overrun_ms;
     let mut t = trace.start_ms;
+    let mut computed = 0;
     loop {
         world.0.lock().unwrap().advance_to(t);
         let cycle = engine.cycle(true).await;
@@ -101,43 +133,104 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
             tokio::task::yield_now().await;
         }
         engine.reap_tasks();
-        tally(&mut r, &cycle, t);
+        computed += 1;
         let w = world.0.lock().unwrap();
         r.peak_nodes = r.peak_nodes.max(w.alive() as u64);
-        while next_sample <= t {
-            series.push(sample(&cycle, &w, &config, next_sample));
-            next_sample += sample_every;
-        }
         let drained = t >= trace.end_ms && w.servable_queued() == 0 && w.running() == 0;
         if drained || t >= hard_end {
+            tally(&mut r, &cycle, t, 1);
+            while next_sample <= t {
+                series.push(sample(&cycle, &w, &config, next_sample));
+                next_sample += sample_every;
+            }
             report::summarize(&mut r, w.builds(), &w.lives(), &config, trace.start_ms, t);
             r.calls = w.calls();
             break;
         }
+        let pause = (pause_after(&cycle, config.poll_interval).as_millis() as u64).max(1);
+        // Ticks of the daemon's pace until the next cycle worth computing: the skipped ones
+        // would repeat this one, and are counted as such.
+        let ticks = if settings.every_tick || !inert(&cycle) {
+            1
+        } else {
+            let poll = (config.poll_interval.as_millis() as u64).max(pause);
+            let holds = cycle
+                .launch_holds
+                .values()
+                .map(|h| h.until_ms)
+                .filter(|at| *at > t);
+            let wake = w
+                .next_change_after(t)
+                .into_iter()
+                .chain(holds)
+                .fold(t + poll, u64::min);
+            (wake - t).div_ceil(pause).max(1)
+        };
+        tally(&mut r, &cycle, t, ticks);
+        t += ticks * pause;
+        // What this cycle saw holds until the next one: the samples up to it show it.
+        while next_sample < t {
+            series.push(sample(&cycle, &w, &config, next_sample));
+            next_sample += sample_every;
+        }
         drop(w);
-        t += pause_after(&cycle, config.poll_interval).as_millis() as u64;
     }
     engine.shutdown();
-    Outcome { report: r, series }
+    Outcome {
+        report: r,
+        series,
+        computed_cycles: computed,
+    }
 }
 
-fn tally(r: &mut PolicyReport, cycle: &CycleReport, t: u64) {
-    r.cycles += 1;
-    r.clamps += cycle.clamps.len() as u64;
+/// Whether a cycle did nothing that its successor could follow up: then, while the world
+/// stands still, the next cycles would only repeat it. A plan clamped to nothing qualifies
+/// (the caps clamp it the same way next time); a launch that found no offering does not
+/// (offerings cool down on the engine's own clock).
+fn inert(c: &CycleReport) -> bool {
+    c.enforced.launches.is_empty()
+        && c.enforced.removals.is_empty()
+        && c.policy_error.is_none()
+        && c.launched.is_empty()
+        && c.launch_errors.is_empty()
+        && c.unplaced.is_empty()
+        && c.removed.is_empty()
+        && c.stopped.is_empty()
+        && c.started.is_empty()
+        && c.kept_busy.is_empty()
+        && c.chores.is_empty()
+        && c.errors.is_empty()
+        && c.bootstrap_failures.is_empty()
+}
+
+/// Counts a cycle, and the `ticks - 1` skipped after it that would have repeated it.
+fn tally(r: &mut PolicyReport, cycle: &CycleReport, t: u64, ticks: u64) {
+    r.cycles += ticks;
+    r.clamps += cycle.clamps.len() as u64 * ticks;
     if let Some(e) = &cycle.policy_error {
         r.policy_errors += 1;
         if r.first_policy_error.is_none() {
-            let by = if cycle.decided_by == Some(DecidedBy::Fallback) { "; the fallback decided" } else { "" };
+            let by = if cycle.decided_by == Some(DecidedBy::Fallback) {
+                "; the fallback decided"
+            } else {
+                ""
+            };
             r.first_policy_error = Some(format!("{} (simulated){by}: {e}", rfc3339(t)));
         }
     }
 }
 
 fn sample(cycle: &CycleReport, w: &World, config: &Config, at_ms: u64) -> Sample {
-    let mut s = Sample { at_ms, queued: w.servable_queued() as u32, ..Sample::default() };
+    let mut s = Sample {
+        at_ms,
+        queued: w.servable_queued() as u32,
+        ..Sample::default()
+    };
     for (state, n) in cycle.nodes.values().flat_map(|m| m.iter()) {
         match state.as_str() {
-            "requested" | "pending" | "running" | "bootstrapping" | "connecting" => s.in_flight += n,
+            "requested" | "pending" | "running" | "bootstrapping" | "connecting" => {
+                s.in_flight += n
+            }
             "online" => {}
             _ => s.other += n,
         }
@@ -153,6 +246,9 @@ fn sample(cycle: &CycleReport, w: &World, config: &Config, at_ms: u64) -> Sample
 pub fn rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("{ms} ms"))
 }

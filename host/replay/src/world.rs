@@ -228,6 +228,8 @@ struct TemplateInfo {
     normal: bool,
     executors: u32,
     fingerprint: String,
+    idle_timeout_ms: u64,
+    launch_timeout_ms: u64,
 }
 
 impl World {
@@ -243,6 +245,8 @@ impl World {
                 normal: matches!(t.mode, NodeMode::Normal),
                 executors: t.executors.max(1),
                 fingerprint: config.template_fingerprint(t),
+                idle_timeout_ms: t.idle_timeout.as_millis() as u64,
+                launch_timeout_ms: t.launch_timeout.as_millis() as u64,
             })
             .collect();
         let mut world = World {
@@ -303,6 +307,39 @@ impl World {
     /// The time of the next timed event, if any.
     pub fn next_event_ms(&self) -> Option<u64> {
         self.events.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// The first instant after `t` at which the engine could see something new without acting
+    /// itself: a timed event (an arrival, an agent online, a build ending, a reclaim), an
+    /// instance reaching Running, a stock-out window opening or closing, an idle node reaching
+    /// its template's idle timeout, or a node on its way reaching its launch timeout.
+    pub fn next_change_after(&self, t: u64) -> Option<u64> {
+        let template = |name: &str| self.templates.iter().find(|x| x.name == name);
+        let running = self.instances.values().filter(|i| i.deleted_ms.is_none() && i.stopped.is_none()).map(|i| i.running_ms);
+        let online: std::collections::HashSet<&str> =
+            self.agents.values().filter(|a| a.connected).map(|a| a.instance_id.as_str()).collect();
+        let launch_timeouts = self
+            .instances
+            .iter()
+            .filter(|(id, i)| i.deleted_ms.is_none() && i.stopped.is_none() && !online.contains(id.as_str()))
+            .filter_map(|(_, i)| template(&i.template).map(|x| i.created_ms + x.launch_timeout_ms));
+        let idle_timeouts = self.agents.values().filter(|a| a.connected && a.running.is_empty()).filter_map(|a| {
+            let since = a.idle_since_ms?;
+            let i = self.instances.get(&a.instance_id)?;
+            template(&i.template).map(|x| since + x.idle_timeout_ms)
+        });
+        let stockouts = self.stockouts.iter().flat_map(|e| match e {
+            CloudEvent::Stockout { from_ms, until_ms, .. } => [*from_ms, *until_ms],
+            CloudEvent::Reclaim { at_ms, .. } => [*at_ms, *at_ms],
+        });
+        self.next_event_ms()
+            .into_iter()
+            .chain(running)
+            .chain(launch_timeouts)
+            .chain(idle_timeouts)
+            .chain(stockouts)
+            .filter(|at| *at > t)
+            .min()
     }
 
     /// Plays every event up to `t` in order and moves the clock to `t`.

@@ -7,7 +7,7 @@ use ecsp_engine::decide::{Decider, Observation, Placement, PolicyPort};
 use ecsp_engine::model::{Node, NodeState, Offering, Plan, PlannedLaunch, PlannedRemoval};
 use ecsp_replay::generate::{self, Shape};
 use ecsp_replay::run::{Outcome, Settings, replay};
-use ecsp_replay::trace::{Build, Trace};
+use ecsp_replay::trace::{Build, CloudEvent, Trace};
 use ecsp_replay::world::{Delays, Spread};
 
 const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -160,7 +160,6 @@ fn a_policy_that_fails_mid_replay_is_named_with_the_simulated_time() {
 
 #[test]
 fn stock_outs_and_reclaims_are_played() {
-    use ecsp_replay::trace::CloudEvent;
     let trace = Trace {
         start_ms: T0,
         end_ms: T0 + 600_000,
@@ -244,4 +243,69 @@ fn a_shadow_policy_is_judged_every_cycle_and_never_acts() {
         engine.set_shadow(None);
         assert!(engine.cycle(true).await.shadow.is_none());
     });
+}
+
+/// Skipping the cycles that could only repeat the last one changes nothing the report or
+/// the plots show: launches, removals, waits, node-hours, clamps, cycles and every sample are
+/// those of a replay that computes every cycle of the daemon's pace, in under half the cycles. The policy here is
+/// clock-driven too (idle removals at the idle timeout), and the trace has a stock-out and
+/// a reclaim.
+#[test]
+fn skipping_cycles_that_could_only_repeat_the_last_one_changes_no_figure() {
+    let mut trace = generate::generate(&generate::Options {
+        shape: Shape::Bursty,
+        start_ms: T0,
+        days: 1,
+        builds: 300,
+        labels: vec![("linux".into(), 1)],
+        median_duration_ms: 120_000,
+        seed: 5,
+    });
+    trace.events = vec![
+        CloudEvent::Stockout {
+            zone: "cn-test-a".into(),
+            instance_type: None,
+            spot: Some(true),
+            from_ms: T0 + 36_000_000,
+            until_ms: T0 + 39_600_000,
+        },
+        CloudEvent::Reclaim {
+            at_ms: T0 + 50_400_000,
+            zone: "cn-test-a".into(),
+            instance_type: None,
+        },
+    ];
+    let policy = || ByHand {
+        fail_from_ms: None,
+        name: "p",
+        spot: true,
+    };
+    let every = run(
+        config("spot = \"spot-first\""),
+        &trace,
+        policy(),
+        &Settings {
+            every_tick: true,
+            ..Settings::default()
+        },
+    );
+    let skipping = run(config("spot = \"spot-first\""), &trace, policy(), &Settings::default());
+    assert_eq!(every.computed_cycles, every.report.cycles);
+    assert!(
+        skipping.computed_cycles * 2 < every.computed_cycles,
+        "skipping computed {} cycles, every tick {}",
+        skipping.computed_cycles,
+        every.computed_cycles
+    );
+    assert!(
+        every.report.calls.launched > 20 && every.report.calls.removed > 20,
+        "{:#?}",
+        every.report
+    );
+    let figures = |o: &Outcome| serde_json::to_string_pretty(o).unwrap();
+    assert_eq!(
+        figures(&skipping),
+        figures(&every),
+        "the same report and plots, the skipped cycles included"
+    );
 }

@@ -41,6 +41,11 @@ pub struct ReplayArgs {
     /// Count builds that waited longer than this.
     #[arg(long, default_value = "5m")]
     pub slow_after: humantime::Duration,
+    /// Run every cycle at the daemon's pace, also those that could only repeat the last one
+    /// (slower; docs/replay.md says what skipping them changes: a policy's own clock
+    /// thresholds are seen up to one poll interval late).
+    #[arg(long)]
+    pub every_tick: bool,
     /// Print the reports as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +110,7 @@ pub fn settings(args: &ReplayArgs) -> Settings {
         delays: Delays { boot: args.boot, bootstrap: args.bootstrap, connect: args.connect },
         seed: args.seed,
         slow_after_ms: args.slow_after.as_millis() as u64,
+        every_tick: args.every_tick,
         ..Settings::default()
     }
 }

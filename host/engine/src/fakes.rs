@@ -165,11 +165,13 @@ impl BootstrapPort for FakeBootstrap {
 }
 
 /// A policy that plans nothing and places every node on the first offering it is given.
-/// Each `place` call is logged as (count, zones offered).
+/// Each `place` call is logged as (count, zones offered), and the fleet it was shown.
 #[derive(Default)]
 pub struct FirstOffering {
     /// The `place` calls: (count asked, zone of each offering offered).
     pub places: Mutex<Vec<(u32, Vec<String>)>>,
+    /// The fleet each `place` call was given: its instance ids, in order.
+    pub fleets: Mutex<Vec<Vec<String>>>,
 }
 
 impl PolicyPort for FirstOffering {
@@ -179,8 +181,9 @@ impl PolicyPort for FirstOffering {
     fn scale(&self, _: &Observation<'_>) -> anyhow::Result<Plan> {
         Ok(Plan::default())
     }
-    fn place(&self, _: u64, _: &TemplateConfig, count: u32, offerings: &[&Offering], _: &[&Node]) -> anyhow::Result<Vec<Placement>> {
+    fn place(&self, _: u64, _: &TemplateConfig, count: u32, offerings: &[&Offering], fleet: &[&Node]) -> anyhow::Result<Vec<Placement>> {
         self.places.lock().unwrap().push((count, offerings.iter().map(|o| o.zone.clone()).collect()));
+        self.fleets.lock().unwrap().push(fleet.iter().map(|n| n.instance_id().to_owned()).collect());
         Ok(vec![(0, count)])
     }
 }

@@ -917,4 +917,108 @@ mod tests {
         book.forget_settled(&BTreeSet::new(), &BTreeSet::new());
         assert!(book.known_ours.is_empty());
     }
+
+    #[test]
+    fn a_long_bootstrap_error_is_kept_cut_to_512_bytes_on_a_character_boundary() {
+        let mut book = Book::default();
+        book.bootstrap_failed("linux", "unreachable", &"x".repeat(600), 0);
+        assert_eq!(book.holds["linux"].last_error, "x".repeat(512));
+        // A two-byte character across the 512th byte is left out whole, not split.
+        book.bootstrap_failed("linux", "unreachable", &format!("{}é and more", "x".repeat(511)), 0);
+        assert_eq!(book.holds["linux"].last_error, "x".repeat(511));
+    }
+
+    /// The chores of one running instance whose agent is connected and idle, as `a` says.
+    fn activity_chores(max_uses: u32, a: AgentNode) -> Vec<Chore> {
+        let mut t = tpl();
+        t[0].max_uses = max_uses;
+        reconcile(&[inst("i-1", CloudStatus::Running, 0)], &[a], &Book::default(), &t, MIN).1
+    }
+
+    fn record(idle_since_ms: Option<u64>, uses: Option<(u32, &str)>) -> Vec<Chore> {
+        let record = ActivityRecord { idle_since_ms, uses: uses.map(|(n, k)| (n, k.to_owned())) };
+        vec![Chore::RecordActivity { instance_id: "i-1".into(), record }]
+    }
+
+    #[test]
+    fn a_node_idle_since_a_time_not_yet_recorded_gets_it_recorded_and_only_counted_uses_with_it() {
+        let built = AgentNode { uses: 3, last_build: Some("job/a/3".into()), ..agent("i-1", true) };
+        let idle = AgentNode { idle_since_ms: Some(5), ..built.clone() };
+        // max-uses 0: builds are not counted, so none is recorded.
+        assert_eq!(activity_chores(0, idle.clone()), record(Some(5), None));
+        assert_eq!(activity_chores(2, idle.clone()), record(Some(5), Some((3, "job/a/3"))));
+        // Recorded already: nothing to write, whatever the build count when uses are not counted.
+        let recorded = AgentNode { idle_recorded_ms: Some(5), ..idle };
+        assert_eq!(activity_chores(0, recorded), vec![]);
+        // Busy (no idle time) and nothing recorded: nothing to write either.
+        assert_eq!(activity_chores(0, AgentNode { idle_recorded_ms: Some(5), ..built }), vec![]);
+    }
+
+    #[test]
+    fn a_node_that_started_a_build_since_the_last_record_gets_its_count_recorded_when_uses_are_capped() {
+        let busy = AgentNode { uses: 1, last_build: Some("job/a/1".into()), ..agent("i-1", true) };
+        assert_eq!(activity_chores(2, busy.clone()), record(None, Some((1, "job/a/1"))));
+        assert_eq!(activity_chores(0, busy.clone()), vec![], "max-uses 0: builds are not counted");
+        let recorded = AgentNode { uses: 2, uses_recorded: 2, ..busy.clone() };
+        assert_eq!(activity_chores(2, recorded), vec![], "the count is recorded already");
+        // A count of 0 (seeded from an old record) carries no build key.
+        let none_yet = AgentNode { uses: 0, idle_since_ms: Some(9), ..busy };
+        assert_eq!(activity_chores(2, none_yet), record(Some(9), None));
+    }
+
+    #[test]
+    fn a_node_of_a_launch_past_the_listing_grace_and_never_listed_is_deleted() {
+        let mut book = Book::default();
+        book.known_ours.insert("i-lost".into());
+        // Not pruned yet: the book still holds the launch, but the grace is over.
+        book.launched.insert("i-lost".into(), inst("i-lost", CloudStatus::Pending, MIN));
+        let (nodes, chores) = reconcile(&[], &[agent("i-lost", false)], &book, &tpl(), MIN + LISTING_GRACE_MS);
+        assert!(nodes.is_empty(), "{nodes:?}");
+        assert_eq!(
+            chores,
+            vec![Chore::DeleteNode { name: "linux-i-lost".into(), reason: "instance i-lost of template linux no longer exists".into() }]
+        );
+    }
+
+    #[test]
+    fn a_half_done_removal_is_not_resumed_while_the_node_runs_a_build_online() {
+        let instances = [inst("i-1", CloudStatus::Running, 0)];
+        let busy = AgentNode { busy_executors: 1, ..offline("i-1", &format!("{REMOVING_PREFIX} (idle 10m)")) };
+        let (nodes, chores) = reconcile(&instances, std::slice::from_ref(&busy), &Book::default(), &tpl(), MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Draining, vec![]));
+        // Its agent gone, the build cannot go on: resumed.
+        let gone = AgentNode { online: false, ..busy };
+        assert_eq!(reconcile(&instances, &[gone], &Book::default(), &tpl(), MIN).1, vec![Chore::ResumeDrain { instance_id: "i-1".into() }]);
+    }
+
+    #[test]
+    fn an_instance_without_a_node_is_bootstrapped_only_over_ssh_with_an_address_and_once() {
+        let create = vec![Chore::CreateNode { instance_id: "i-1".into() }];
+        let running = inst("i-1", CloudStatus::Running, 0);
+        let (nodes, chores) = reconcile(std::slice::from_ref(&running), &[], &Book::default(), &user_data_tpl(), MIN);
+        assert_eq!((nodes[0].state, &chores), (NodeState::Connecting, &create), "a user-data instance starts its own agent");
+        let no_ip = CloudInstance { private_ip: None, ..running.clone() };
+        let (nodes, chores) = reconcile(&[no_ip], &[], &Book::default(), &tpl(), MIN);
+        assert_eq!((nodes[0].state, &chores), (NodeState::Running, &create), "no address to connect to");
+        let mut book = Book::default();
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Running);
+        let (nodes, chores) = reconcile(&[running], &[], &book, &tpl(), MIN);
+        assert_eq!((nodes[0].state, &chores), (NodeState::Running, &create), "its bootstrap is running already");
+    }
+
+    #[test]
+    fn a_launch_timeout_cancels_only_the_bootstrap_of_the_node_it_terminates() {
+        let instances = [inst("i-1", CloudStatus::Running, 10 * MIN), inst("i-2", CloudStatus::Running, 0)];
+        let (nodes, chores) = reconcile(&instances, &[], &Book::default(), &tpl(), 11 * MIN);
+        assert_eq!(nodes.iter().map(|n| n.state).collect::<Vec<_>>(), [NodeState::Running, NodeState::Terminating]);
+        assert_eq!(
+            chores,
+            vec![
+                Chore::CreateNode { instance_id: "i-1".into() },
+                Chore::Bootstrap { instance_id: "i-1".into() },
+                Chore::CreateNode { instance_id: "i-2".into() },
+                Chore::Terminate { instance_id: "i-2".into(), reason: "launch-timeout: still running after 660s".into() },
+            ]
+        );
+    }
 }

@@ -217,6 +217,24 @@ async fn place_is_asked_at_most_four_times_per_template_and_cycle() {
 }
 
 #[tokio::test]
+async fn place_is_shown_the_fleet_of_the_template_it_places_and_no_other() {
+    let e = engine(&format!("{LINUX}[[template]]\nname = \"win\"\nlabels = [\"w\"]\nmax-nodes = 5\n"));
+    let mut win = node("i-2", NodeState::Online, None);
+    win.instance.template = "win".into();
+    let nodes = [node("i-1", NodeState::Online, Some(agent("i-1"))), win, node("i-3", NodeState::Pending, None)];
+    let plan = Plan {
+        launches: vec![
+            PlannedLaunch { template: "linux".into(), count: 1, reason: "r".into() },
+            PlannedLaunch { template: "win".into(), count: 1, reason: "r".into() },
+        ],
+        removals: vec![],
+    };
+    e.launch(&plan, &nodes, vec![offering("z1")], 1_000, &mut CycleReport::default()).await;
+    let fleets = e.decider.policy.fleets.lock().unwrap().clone();
+    assert_eq!(fleets, [vec!["i-1".to_owned(), "i-3".to_owned()], vec!["i-2".to_owned()]]);
+}
+
+#[tokio::test]
 async fn a_node_registration_that_fails_is_reported_and_the_instance_still_booked() {
     let e = engine(LINUX);
     e.jenkins.failing.lock().unwrap().insert("create");
@@ -370,6 +388,21 @@ async fn jenkins_chores_reach_the_right_node_and_failures_are_reported() {
     let mut report = CycleReport::default();
     e.do_chores(chores, &nodes, &mut report).await;
     assert_eq!(report.errors.len(), 3, "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn a_started_node_whose_agent_is_back_is_put_back_online_in_jenkins() {
+    let e = engine(LINUX);
+    let chores = vec![Chore::Unfence { instance_id: "i-1".into() }, Chore::Unfence { instance_id: "i-gone".into() }];
+    let mut report = CycleReport::default();
+    e.do_chores(chores.clone(), &[node("i-1", NodeState::Online, Some(agent("i-1")))], &mut report).await;
+    assert_eq!(e.jenkins.log(), ["online linux-i-1"], "only the listed instance has a node to put online");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    e.jenkins.failing.lock().unwrap().insert("online");
+    let mut report = CycleReport::default();
+    e.do_chores(chores, &[node("i-1", NodeState::Online, Some(agent("i-1")))], &mut report).await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
 }
 
 #[tokio::test]

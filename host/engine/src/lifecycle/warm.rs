@@ -323,4 +323,79 @@ mod tests {
         let unmarked = AgentNode { temporarily_offline: false, ..marked("i-1", &stopped_reason("idle"), true) };
         assert_eq!(mark_of(&unmarked), None);
     }
+
+    #[test]
+    fn a_reclaim_notice_on_a_warm_pool_node_is_left_to_the_ordinary_rules() {
+        let mut noticed = inst("i-1", CloudStatus::Running, 0);
+        noticed.locks = vec![LOCK_RECYCLING.into()];
+        let agents = [marked("i-1", &stopped_reason("idle"), true)];
+        let (nodes, chores) = reconcile(&[noticed.clone()], &agents, &Book::default(), &tpl(2), MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Interrupted, vec![]), "fenced already by its mark: nothing to stop");
+        // Any other lock changes nothing: the mark's stop is sent again.
+        noticed.locks = vec!["financial".into()];
+        let (nodes, chores) = reconcile(&[noticed], &agents, &Book::default(), &tpl(2), MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Stopped, vec![Chore::Stop { instance_id: "i-1".into() }]));
+    }
+
+    #[test]
+    fn a_node_drained_for_its_stop_is_draining_until_its_instance_goes_down_then_stopped() {
+        let agents = [marked("i-1", &stopped_reason("idle"), true)];
+        let mut book = Book::default();
+        book.draining.insert("i-1".into());
+        let (nodes, chores) = reconcile(&[inst("i-1", CloudStatus::Running, 0)], &agents, &book, &tpl(2), MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Draining, vec![]), "the drain sends the stop, not a chore");
+        let (nodes, chores) = reconcile(&[inst("i-1", CloudStatus::Stopping, 0)], &agents, &book, &tpl(2), MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Stopped, vec![]));
+    }
+
+    #[test]
+    fn a_started_instance_follows_its_agent_restart_and_a_failed_restart_replaces_it() {
+        let since = 100 * MIN;
+        let agents = [marked("i-1", &starting_reason(since), false)];
+        let running = [inst("i-1", CloudStatus::Running, 0)];
+        let with = |status: BootstrapStatus| {
+            let mut book = Book::default();
+            book.bootstraps.insert("i-1".into(), status);
+            let (nodes, chores) = reconcile(&running, &agents, &book, &tpl(2), since + MIN);
+            (nodes[0].state, nodes[0].failure.clone(), chores)
+        };
+        assert_eq!(with(BootstrapStatus::Running), (NodeState::Bootstrapping, None, vec![]));
+        assert_eq!(with(BootstrapStatus::Done), (NodeState::Connecting, None, vec![]));
+        let reason = "agent restart after start failed: no route".to_owned();
+        assert_eq!(
+            with(BootstrapStatus::Failed("no route".into())),
+            (NodeState::Terminating, Some(reason.clone()), vec![Chore::Terminate { instance_id: "i-1".into(), reason }])
+        );
+        // No address yet: nothing to connect to, it waits.
+        let no_ip = CloudInstance { private_ip: None, ..running[0].clone() };
+        let (nodes, chores) = reconcile(&[no_ip], &agents, &Book::default(), &tpl(2), since + MIN);
+        assert_eq!((nodes[0].state, chores), (NodeState::Running, vec![]));
+    }
+
+    #[test]
+    fn a_start_past_its_launch_timeout_leaves_the_other_nodes_chores_alone() {
+        let since = 100 * MIN;
+        let instances = [inst("i-1", CloudStatus::Running, 0), inst("i-2", CloudStatus::Running, 0)];
+        let agents = [marked("i-1", &stopped_reason("idle"), true), marked("i-2", &starting_reason(since), false)];
+        let (nodes, chores) = reconcile(&instances, &agents, &Book::default(), &tpl(2), since + 10 * MIN);
+        assert_eq!(nodes.iter().map(|n| n.state).collect::<Vec<_>>(), [NodeState::Stopped, NodeState::Terminating]);
+        assert_eq!(
+            chores,
+            vec![
+                Chore::Stop { instance_id: "i-1".into() },
+                Chore::Terminate { instance_id: "i-2".into(), reason: "launch-timeout: still running 600s after it was started".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_start_is_no_longer_waited_for_once_the_listing_grace_has_passed() {
+        let agent = marked("i-1", &starting_reason(MIN), false);
+        let stopped = [inst("i-1", CloudStatus::Stopped, 0)];
+        let mut book = Book::default();
+        book.starting.insert("i-1".into(), MIN);
+        let state_at = |now| reconcile(&stopped, std::slice::from_ref(&agent), &book, &tpl(2), now).0[0].state;
+        assert_eq!(state_at(MIN + LISTING_GRACE_MS - 1), NodeState::Pending);
+        assert_eq!(state_at(MIN + LISTING_GRACE_MS), NodeState::Stopped);
+    }
 }

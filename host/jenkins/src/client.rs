@@ -987,6 +987,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_debugs_as_a_redaction_marker_never_as_its_value() {
+        let s = Secret::new("11e5c0ffee-token");
+        // Says what it is (so a log line shows a secret was there), never what it holds.
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(Secret(<redacted>))");
+    }
+
+    #[test]
     fn node_names_encode_like_full_encode() {
         assert_eq!(encode_segment("linux-i-abc123"), "linux%2Di%2Dabc123");
         assert_eq!(encode_segment("a b+c"), "a%20b%2Bc");

@@ -127,10 +127,14 @@ pub fn summarize(
 }
 
 /// Node-hours and cost of these lives up to `at_ms`, and the types without a price.
-pub fn usage(lives: &[InstanceLife], config: &Config, at_ms: u64) -> (Split, Split, Vec<String>) {
+pub fn usage<'a>(
+    lives: impl IntoIterator<Item = &'a InstanceLife>,
+    config: &Config,
+    at_ms: u64,
+) -> (Split, Split, Vec<String>) {
     let (mut hours, mut cost) = (Split::default(), Split::default());
     let mut unpriced = Vec::new();
-    for l in lives.iter().filter(|l| l.created_ms < at_ms) {
+    for l in lives.into_iter().filter(|l| l.created_ms < at_ms) {
         let h = l.billed_hours(at_ms);
         let prices = if l.spot { &config.cloud.spot_prices } else { &config.cloud.prices };
         let price = prices.get(&l.instance_type).copied();

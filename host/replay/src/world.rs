@@ -207,7 +207,10 @@ pub struct World {
     catalog: Vec<CloudOffering>,
     stockouts: Vec<CloudEvent>,
     reclaims: Vec<CloudEvent>,
+    /// Instances not deleted.
     instances: BTreeMap<String, Instance>,
+    /// The lives of the deleted ones.
+    gone: Vec<InstanceLife>,
     tokens: HashMap<String, Vec<String>>,
     seq: u64,
     agents: BTreeMap<String, Agent>,
@@ -258,6 +261,7 @@ impl World {
             stockouts: trace.events.iter().filter(|e| matches!(e, CloudEvent::Stockout { .. })).cloned().collect(),
             reclaims: trace.events.iter().filter(|e| matches!(e, CloudEvent::Reclaim { .. })).cloned().collect(),
             instances: BTreeMap::new(),
+            gone: Vec::new(),
             tokens: HashMap::new(),
             seq: 0,
             agents: BTreeMap::new(),
@@ -434,11 +438,14 @@ impl World {
 
     fn delete_instance(&mut self, id: &str, by_cloud: bool) {
         let now = self.now();
-        if let Some(i) = self.instances.get_mut(id) {
+        // Deleted instances leave the map the cycles look through: a month's replay launches
+        // thousands, and only their bill is left to count.
+        if let Some(mut i) = self.instances.remove(id) {
             i.deleted_ms.get_or_insert(now);
             if let Some((since, true)) = i.stopped.take() {
                 i.unbilled.push((since, now));
             }
+            self.gone.push(life(&i));
         }
         self.drop_agent(id, by_cloud);
     }
@@ -514,24 +521,16 @@ impl World {
         &self.builds
     }
 
-    /// Every instance's life.
+    /// Every instance's life, the deleted ones first (in the order they went).
     pub fn lives(&self) -> Vec<InstanceLife> {
-        self.instances
-            .values()
-            .map(|i| InstanceLife {
-                template: i.template.clone(),
-                spot: i.spot,
-                instance_type: i.instance_type.clone(),
-                created_ms: i.created_ms,
-                deleted_ms: i.deleted_ms,
-                unbilled: i
-                    .unbilled
-                    .iter()
-                    .map(|(from, to)| (*from, Some(*to)))
-                    .chain(i.stopped.filter(|(_, economical)| *economical).map(|(from, _)| (from, None)))
-                    .collect(),
-            })
-            .collect()
+        self.gone.iter().cloned().chain(self.instances.values().map(life)).collect()
+    }
+
+    /// The cost of every instance up to `at_ms` at the configured prices, rounded as the
+    /// report rounds it.
+    pub fn cost_at(&self, config: &Config, at_ms: u64) -> f64 {
+        let alive: Vec<InstanceLife> = self.instances.values().map(life).collect();
+        crate::report::usage(self.gone.iter().chain(&alive), config, at_ms).1.total
     }
 
     /// Counts of what the engine did to the simulated cloud.
@@ -558,6 +557,23 @@ impl World {
 }
 
 /// Whether a node with these labels (and mode) can run a build asking for `expr`.
+/// An instance's life as the bill sees it.
+fn life(i: &Instance) -> InstanceLife {
+    InstanceLife {
+        template: i.template.clone(),
+        spot: i.spot,
+        instance_type: i.instance_type.clone(),
+        created_ms: i.created_ms,
+        deleted_ms: i.deleted_ms,
+        unbilled: i
+            .unbilled
+            .iter()
+            .map(|(from, to)| (*from, Some(*to)))
+            .chain(i.stopped.filter(|(_, economical)| *economical).map(|(from, _)| (from, None)))
+            .collect(),
+    }
+}
+
 fn can_run(expr: Option<&LabelExpr>, labels: &[String], normal: bool) -> bool {
     match expr {
         Some(e) => e.matches(labels),

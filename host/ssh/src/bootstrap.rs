@@ -1105,6 +1105,17 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_debugs_every_field_but_the_secret_which_it_marks_redacted() {
+        let shown = format!("{:?}", spec());
+        // Useful in a log line: what is being bootstrapped, where, and that a secret exists.
+        assert!(shown.starts_with("BootstrapSpec {"), "{shown}");
+        assert!(shown.contains(r#"instance_id: "i-abc""#), "{shown}");
+        assert!(shown.contains("ip: 127.0.0.9"), "{shown}");
+        assert!(shown.contains(r#"agent_secret: "<redacted>""#), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
     fn bad_templates_name_the_setting() {
         let mut s = spec();
         s.port = "twenty-two".into();

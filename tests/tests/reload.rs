@@ -41,10 +41,31 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// `run --config path` with `more` arguments, its log in `log`.
+    fn run(path: &Path, more: &[&std::ffi::OsStr], log: &Path) -> Daemon {
+        Daemon(
+            Command::new(EXE)
+                .args(["run", "--config"])
+                .arg(path)
+                .args(more)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     fn hangup(&self) {
         // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
         assert_eq!(unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGHUP) }, 0);
     }
+}
+
+/// A loopback address with a port free for the daemon's status server.
+fn free_listen() -> std::net::SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}").parse().unwrap()
 }
 
 async fn get(url: &str) -> String {
@@ -75,23 +96,13 @@ fn reloads(metrics: &str, outcome: &str) -> u32 {
 async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path())).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = free_listen();
     let base = format!("http://{listen}");
     let path = dir.path().join("config.toml");
     let good = cluster.config_text_listening(listen, "reload", LINUX, "").unwrap();
     std::fs::write(&path, &good).unwrap();
     let log = dir.path().join("run.log");
-    let daemon = Daemon(
-        Command::new(EXE)
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = Daemon::run(&path, &[], &log);
     // A build only a template the running configuration lacks can serve.
     cluster
         .jenkins
@@ -150,8 +161,7 @@ async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad(
 async fn a_shadow_policy_from_the_command_line_is_judged_every_cycle_never_acts_and_survives_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterOptions::ephemeral(dir.path())).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = free_listen();
     let base = format!("http://{listen}");
     // The candidate keeps one linux node warm around the clock; the active default policy,
     // with nothing queued, keeps none. So every cycle they differ by one launch.
@@ -165,18 +175,7 @@ windows = [
     let path = dir.path().join("config.toml");
     std::fs::write(&path, cluster.config_text_listening(listen, "shadow", LINUX, settings).unwrap()).unwrap();
     let log = dir.path().join("run.log");
-    let daemon = Daemon(
-        Command::new(EXE)
-            .args(["run", "--config"])
-            .arg(&path)
-            .arg("--shadow-policy")
-            .arg(&shadow)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = Daemon::run(&path, &["--shadow-policy".as_ref(), shadow.as_os_str()], &log);
     let status = format!("{base}/status.json");
     let metrics = format!("{base}/metrics");
     let differed = |m: &str| {

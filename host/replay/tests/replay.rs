@@ -123,17 +123,22 @@ fn ten_builds_and_fixed_delays_give_the_waits_and_node_hours_worked_out_by_hand(
     assert_eq!(r.simulated_ms, 305_000);
 }
 
-#[test]
-fn the_same_trace_policy_and_seed_give_a_byte_identical_report() {
-    let trace = generate::generate(&generate::Options {
+/// A bursty day of 300 linux builds of about two minutes.
+fn bursty_day(seed: u64) -> Trace {
+    generate::generate(&generate::Options {
         shape: Shape::Bursty,
         start_ms: T0,
         days: 1,
         builds: 300,
         labels: vec![("linux".into(), 1)],
         median_duration_ms: 120_000,
-        seed: 3,
-    });
+        seed,
+    })
+}
+
+#[test]
+fn the_same_trace_policy_and_seed_give_a_byte_identical_report() {
+    let trace = bursty_day(3);
     let settings = Settings { seed: 9, ..Settings::default() };
     let once = serde_json::to_string(&run(config(""), &trace, ByHand { fail_from_ms: None, name: "p", spot: false }, &settings)).unwrap();
     let twice = serde_json::to_string(&run(config(""), &trace, ByHand { fail_from_ms: None, name: "p", spot: false }, &settings)).unwrap();
@@ -247,20 +252,12 @@ fn a_shadow_policy_is_judged_every_cycle_and_never_acts() {
 
 /// Skipping the cycles that could only repeat the last one changes nothing the report or
 /// the plots show: launches, removals, waits, node-hours, clamps, cycles and every sample are
-/// those of a replay that computes every cycle of the daemon's pace, in under half the cycles. The policy here is
-/// clock-driven too (idle removals at the idle timeout), and the trace has a stock-out and
-/// a reclaim.
+/// those of a replay that computes every cycle of the daemon's pace, in under half the
+/// cycles. The policy here is clock-driven too (idle removals at the idle timeout), and the
+/// trace has a stock-out and a reclaim.
 #[test]
 fn skipping_cycles_that_could_only_repeat_the_last_one_changes_no_figure() {
-    let mut trace = generate::generate(&generate::Options {
-        shape: Shape::Bursty,
-        start_ms: T0,
-        days: 1,
-        builds: 300,
-        labels: vec![("linux".into(), 1)],
-        median_duration_ms: 120_000,
-        seed: 5,
-    });
+    let mut trace = bursty_day(5);
     trace.events = vec![
         CloudEvent::Stockout {
             zone: "cn-test-a".into(),

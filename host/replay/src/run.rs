@@ -238,7 +238,7 @@ fn sample(cycle: &CycleReport, w: &World, config: &Config, at_ms: u64) -> Sample
     let online: u32 = cycle.nodes.values().filter_map(|m| m.get("online")).sum();
     s.busy = (w.busy_nodes() as u32).min(online);
     s.idle = online - s.busy;
-    s.cost = w.cost_at(config, at_ms);
+    s.cost = report::usage(w.gone().iter().chain(&w.alive_lives()), config, at_ms).1.total;
     s
 }
 

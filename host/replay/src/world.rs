@@ -526,11 +526,14 @@ impl World {
         self.gone.iter().cloned().chain(self.instances.values().map(life)).collect()
     }
 
-    /// The cost of every instance up to `at_ms` at the configured prices, rounded as the
-    /// report rounds it.
-    pub fn cost_at(&self, config: &Config, at_ms: u64) -> f64 {
-        let alive: Vec<InstanceLife> = self.instances.values().map(life).collect();
-        crate::report::usage(self.gone.iter().chain(&alive), config, at_ms).1.total
+    /// The lives of the deleted instances, in the order they went.
+    pub fn gone(&self) -> &[InstanceLife] {
+        &self.gone
+    }
+
+    /// The lives of the instances not deleted.
+    pub fn alive_lives(&self) -> Vec<InstanceLife> {
+        self.instances.values().map(life).collect()
     }
 
     /// Counts of what the engine did to the simulated cloud.

@@ -87,9 +87,14 @@ async fn wait_for<T>(what: &str, log: &Path, mut f: impl AsyncFnMut() -> Option<
     }
 }
 
-fn reloads(metrics: &str, outcome: &str) -> u32 {
-    let prefix = format!("ecs_provisioner_config_reloads_total{{outcome=\"{outcome}\"}} ");
+/// The value of counter `name{outcome="..."}` on a /metrics page; 0 when absent.
+fn counter(metrics: &str, name: &str, outcome: &str) -> u32 {
+    let prefix = format!("{name}{{outcome=\"{outcome}\"}} ");
     metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn reloads(metrics: &str, outcome: &str) -> u32 {
+    counter(metrics, "ecs_provisioner_config_reloads_total", outcome)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,10 +183,7 @@ windows = [
     let daemon = Daemon::run(&path, &["--shadow-policy".as_ref(), shadow.as_os_str()], &log);
     let status = format!("{base}/status.json");
     let metrics = format!("{base}/metrics");
-    let differed = |m: &str| {
-        let prefix = "ecs_provisioner_shadow_decisions_total{outcome=\"differed\"} ";
-        m.lines().find_map(|l| l.strip_prefix(prefix)).map_or(0, |v| v.trim().parse::<u64>().unwrap())
-    };
+    let differed = |m: &str| counter(m, "ecs_provisioner_shadow_decisions_total", "differed");
     let verdict = wait_for("three cycles where the shadow differed", &log, async || {
         let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
         (differed(&get(&metrics).await) >= 3).then_some(s)

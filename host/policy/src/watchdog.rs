@@ -144,7 +144,7 @@ impl Watchdog {
     }
 
     /// Runs `call` on an evaluation thread and waits at most `deadline` for its result.
-    /// `name` says what the call is, in a panic that escapes it.
+    /// `name` says what the call is when no thread can be started for it.
     pub fn run<T: Send + 'static>(
         &self,
         name: &str,

@@ -44,14 +44,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            delays: Delays::default(),
-            seed: 1,
-            slow_after_ms: 5 * 60_000,
-            overrun_ms: 24 * 3_600_000,
-            samples: 1500,
-            every_tick: false,
-        }
+        Settings { delays: Delays::default(), seed: 1, slow_after_ms: 5 * 60_000, overrun_ms: 24 * 3_600_000, samples: 1500, every_tick: false }
     }
 }
 
@@ -97,12 +90,7 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
     decider: Decider<P, F>,
     settings: &Settings,
 ) -> Outcome {
-    let world = Shared(Arc::new(Mutex::new(World::new(
-        &config,
-        trace,
-        settings.delays,
-        settings.seed,
-    ))));
+    let world = Shared(Arc::new(Mutex::new(World::new(&config, trace, settings.delays, settings.seed))));
     let clock = world.0.lock().unwrap().clock();
     let name = decider.policy.name().to_owned();
     let engine = Engine::with_clock(
@@ -113,11 +101,7 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
         decider,
         Arc::new(move || clock.load(Ordering::SeqCst)),
     );
-    let mut r = PolicyReport {
-        policy: name,
-        slow_after_ms: settings.slow_after_ms,
-        ..PolicyReport::default()
-    };
+    let mut r = PolicyReport { policy: name, slow_after_ms: settings.slow_after_ms, ..PolicyReport::default() };
     let span = (trace.end_ms - trace.start_ms).max(1);
     let sample_every = (span / u64::from(settings.samples.max(1))).max(1000);
     let mut series = Vec::new();
@@ -154,16 +138,8 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
             1
         } else {
             let poll = (config.poll_interval.as_millis() as u64).max(pause);
-            let holds = cycle
-                .launch_holds
-                .values()
-                .map(|h| h.until_ms)
-                .filter(|at| *at > t);
-            let wake = w
-                .next_change_after(t)
-                .into_iter()
-                .chain(holds)
-                .fold(t + poll, u64::min);
+            let holds = cycle.launch_holds.values().map(|h| h.until_ms).filter(|at| *at > t);
+            let wake = w.next_change_after(t).into_iter().chain(holds).fold(t + poll, u64::min);
             (wake - t).div_ceil(pause).max(1)
         };
         tally(&mut r, &cycle, t, ticks);
@@ -176,11 +152,7 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
         drop(w);
     }
     engine.shutdown();
-    Outcome {
-        report: r,
-        series,
-        computed_cycles: computed,
-    }
+    Outcome { report: r, series, computed_cycles: computed }
 }
 
 /// Whether a cycle did nothing that its successor could follow up: then, while the world
@@ -210,27 +182,17 @@ fn tally(r: &mut PolicyReport, cycle: &CycleReport, t: u64, ticks: u64) {
     if let Some(e) = &cycle.policy_error {
         r.policy_errors += 1;
         if r.first_policy_error.is_none() {
-            let by = if cycle.decided_by == Some(DecidedBy::Fallback) {
-                "; the fallback decided"
-            } else {
-                ""
-            };
+            let by = if cycle.decided_by == Some(DecidedBy::Fallback) { "; the fallback decided" } else { "" };
             r.first_policy_error = Some(format!("{} (simulated){by}: {e}", rfc3339(t)));
         }
     }
 }
 
 fn sample(cycle: &CycleReport, w: &World, config: &Config, at_ms: u64) -> Sample {
-    let mut s = Sample {
-        at_ms,
-        queued: w.servable_queued() as u32,
-        ..Sample::default()
-    };
+    let mut s = Sample { at_ms, queued: w.servable_queued() as u32, ..Sample::default() };
     for (state, n) in cycle.nodes.values().flat_map(|m| m.iter()) {
         match state.as_str() {
-            "requested" | "pending" | "running" | "bootstrapping" | "connecting" => {
-                s.in_flight += n
-            }
+            "requested" | "pending" | "running" | "bootstrapping" | "connecting" => s.in_flight += n,
             "online" => {}
             _ => s.other += n,
         }
@@ -246,9 +208,6 @@ fn sample(cycle: &CycleReport, w: &World, config: &Config, at_ms: u64) -> Sample
 pub fn rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| format!("{ms} ms"))
 }

@@ -101,7 +101,6 @@ struct Instance {
     spot: bool,
     created_ms: u64,
     running_ms: u64,
-    deleted_ms: Option<u64>,
     ip: Ipv4Addr,
     seq: u64,
     reclaim_notice: bool,
@@ -319,13 +318,13 @@ impl World {
     /// its template's idle timeout, or a node on its way reaching its launch timeout.
     pub fn next_change_after(&self, t: u64) -> Option<u64> {
         let template = |name: &str| self.templates.iter().find(|x| x.name == name);
-        let running = self.instances.values().filter(|i| i.deleted_ms.is_none() && i.stopped.is_none()).map(|i| i.running_ms);
+        let running = self.instances.values().filter(|i| i.stopped.is_none()).map(|i| i.running_ms);
         let online: std::collections::HashSet<&str> =
             self.agents.values().filter(|a| a.connected).map(|a| a.instance_id.as_str()).collect();
         let launch_timeouts = self
             .instances
             .iter()
-            .filter(|(id, i)| i.deleted_ms.is_none() && i.stopped.is_none() && !online.contains(id.as_str()))
+            .filter(|(id, i)| i.stopped.is_none() && !online.contains(id.as_str()))
             .filter_map(|(_, i)| template(&i.template).map(|x| i.created_ms + x.launch_timeout_ms));
         let idle_timeouts = self.agents.values().filter(|a| a.connected && a.running.is_empty()).filter_map(|a| {
             let since = a.idle_since_ms?;
@@ -364,9 +363,8 @@ impl World {
         match event {
             Event::Arrive(i) => self.queue.push(i),
             Event::Online { node } => {
-                let alive = |w: &World, id: &str| w.instances.get(id).is_some_and(|i| i.deleted_ms.is_none());
                 if let Some(a) = self.agents.get(&node)
-                    && alive(self, &a.instance_id)
+                    && self.instances.contains_key(&a.instance_id)
                 {
                     let a = self.agents.get_mut(&node).expect("present");
                     a.connected = true;
@@ -390,7 +388,7 @@ impl World {
                     .instances
                     .iter()
                     .filter(|(_, x)| {
-                        x.spot && x.deleted_ms.is_none() && x.zone == zone && instance_type.as_ref().is_none_or(|t| *t == x.instance_type)
+                        x.spot && x.zone == zone && instance_type.as_ref().is_none_or(|t| *t == x.instance_type)
                     })
                     .map(|(id, _)| id.clone())
                     .collect();
@@ -400,7 +398,7 @@ impl World {
                 }
             }
             Event::ReclaimDelete(id) => {
-                if self.instances.get(&id).is_some_and(|i| i.deleted_ms.is_none()) {
+                if self.instances.contains_key(&id) {
                     self.calls.reclaimed += 1;
                     self.delete_instance(&id, true);
                 }
@@ -441,11 +439,10 @@ impl World {
         // Deleted instances leave the map the cycles look through: a month's replay launches
         // thousands, and only their bill is left to count.
         if let Some(mut i) = self.instances.remove(id) {
-            i.deleted_ms.get_or_insert(now);
             if let Some((since, true)) = i.stopped.take() {
                 i.unbilled.push((since, now));
             }
-            self.gone.push(life(&i));
+            self.gone.push(life(&i, Some(now)));
         }
         self.drop_agent(id, by_cloud);
     }
@@ -469,7 +466,7 @@ impl World {
         let now = self.now();
         self.instances
             .iter()
-            .filter(|(id, i)| i.deleted_ms.is_none() && ids.is_none_or(|ids| ids.contains(id)))
+            .filter(|(id, _)| ids.is_none_or(|ids| ids.contains(id)))
             .map(|(id, i)| {
                 let running = i.stopped.is_none() && now >= i.running_ms;
                 let status = match (i.stopped, running) {
@@ -513,7 +510,7 @@ impl World {
 
     /// Instances alive now (not deleted).
     pub fn alive(&self) -> usize {
-        self.instances.values().filter(|i| i.deleted_ms.is_none()).count()
+        self.instances.len()
     }
 
     /// What happened to every build.
@@ -523,7 +520,7 @@ impl World {
 
     /// Every instance's life, the deleted ones first (in the order they went).
     pub fn lives(&self) -> Vec<InstanceLife> {
-        self.gone.iter().cloned().chain(self.instances.values().map(life)).collect()
+        self.gone.iter().cloned().chain(self.instances.values().map(|i| life(i, None))).collect()
     }
 
     /// The lives of the deleted instances, in the order they went.
@@ -533,7 +530,7 @@ impl World {
 
     /// The lives of the instances not deleted.
     pub fn alive_lives(&self) -> Vec<InstanceLife> {
-        self.instances.values().map(life).collect()
+        self.instances.values().map(|i| life(i, None)).collect()
     }
 
     /// Counts of what the engine did to the simulated cloud.
@@ -559,15 +556,14 @@ impl World {
     }
 }
 
-/// Whether a node with these labels (and mode) can run a build asking for `expr`.
-/// An instance's life as the bill sees it.
-fn life(i: &Instance) -> InstanceLife {
+/// An instance's life as the bill sees it; `deleted_ms` is `None` while it lives.
+fn life(i: &Instance, deleted_ms: Option<u64>) -> InstanceLife {
     InstanceLife {
         template: i.template.clone(),
         spot: i.spot,
         instance_type: i.instance_type.clone(),
         created_ms: i.created_ms,
-        deleted_ms: i.deleted_ms,
+        deleted_ms,
         unbilled: i
             .unbilled
             .iter()
@@ -577,6 +573,7 @@ fn life(i: &Instance) -> InstanceLife {
     }
 }
 
+/// Whether a node with these labels (and mode) can run a build asking for `expr`.
 fn can_run(expr: Option<&LabelExpr>, labels: &[String], normal: bool) -> bool {
     match expr {
         Some(e) => e.matches(labels),
@@ -701,7 +698,6 @@ impl CloudPort for SimCloud {
                     spot: r.spot,
                     created_ms: now,
                     running_ms: now + boot,
-                    deleted_ms: None,
                     ip: Ipv4Addr::from(0x0A00_0000 | (seq as u32 & 0x00FF_FFFF)),
                     seq,
                     reclaim_notice: false,
@@ -726,7 +722,7 @@ impl CloudPort for SimCloud {
         let mut w = self.0.0.lock().unwrap();
         let now = w.now();
         for id in instance_ids {
-            let Some(i) = w.instances.get_mut(id).filter(|i| i.deleted_ms.is_none() && i.stopped.is_none()) else { continue };
+            let Some(i) = w.instances.get_mut(id).filter(|i| i.stopped.is_none()) else { continue };
             i.stopped = Some((now, mode == StoppedModeConfig::StopCharging));
             w.calls.stopped += 1;
             // The OS shuts down: the agent's connection drops (the engine drained it first).
@@ -738,7 +734,7 @@ impl CloudPort for SimCloud {
     async fn start(&self, instance_id: &str) -> Result<(), LaunchError> {
         let mut w = self.0.0.lock().unwrap();
         let now = w.now();
-        let Some(i) = w.instances.get(instance_id).filter(|i| i.deleted_ms.is_none()) else {
+        let Some(i) = w.instances.get(instance_id) else {
             return Err(LaunchError::Other {
                 code: "InvalidInstanceId.NotFound".into(),
                 label: "InvalidInstanceId.NotFound",
@@ -771,7 +767,7 @@ impl CloudPort for SimCloud {
     async fn terminate(&self, instance_ids: &[String]) -> anyhow::Result<()> {
         let mut w = self.0.0.lock().unwrap();
         for id in instance_ids {
-            if w.instances.get(id).is_some_and(|i| i.deleted_ms.is_none()) {
+            if w.instances.contains_key(id) {
                 w.calls.removed += 1;
                 w.delete_instance(id, false);
             }

@@ -198,6 +198,7 @@ impl Harness<JenkinsAdapter> {
 
 impl<J: JenkinsPort> Harness<J> {
     pub async fn start_with(setup: &Setup, wrap: impl FnOnce(JenkinsAdapter) -> J) -> Self {
+        log_to_test_output();
         let dir = tempfile::Builder::new().prefix("ecsp-e2e-").tempdir().expect("temp dir");
         let timings = setup.timings.unwrap_or(DEFAULT_TIMINGS);
         let options = ClusterOptions {
@@ -242,7 +243,11 @@ impl<J: JenkinsPort> Harness<J> {
 
     /// The state a failure message shows: last cycle, builds, instances, nodes.
     pub fn describe(&self) -> String {
-        let report = self.engine.last_report().map(|r| serde_json::to_string(&r).unwrap_or_default());
+        let report = self.engine.last_report().map(|r| {
+            // A stale report means the loop is stuck in a cycle, not that the cycle decided so.
+            let age_ms = ecs_provisioner::engine::now_ms().saturating_sub(r.at_ms);
+            format!("(taken {age_ms} ms ago) {}", serde_json::to_string(&r).unwrap_or_default())
+        });
         format!(
             "last report: {}\n{}",
             report.unwrap_or_else(|| "none".into()),
@@ -371,6 +376,18 @@ pub fn describe_cluster(cluster: &Cluster) -> String {
         stats.completed.len(),
         failed
     )
+}
+
+/// Sends the engine's, the SSH bootstrap's and the emulators' log lines to the test's captured
+/// output, so that a failed test shows what the provisioner did (`ECSP_TEST_LOG` overrides
+/// the filter). Once per test binary; the tokio workers of each test inherit its capture.
+pub fn log_to_test_output() {
+    let filter = std::env::var("ECSP_TEST_LOG").unwrap_or_else(|_| "warn,ecsp_engine=info,ecsp_ssh=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Polls `ok` every 100 ms until it holds; panics after `timeout` with `what` and `describe()`.

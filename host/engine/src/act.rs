@@ -544,7 +544,7 @@ where
         let Some(ip) = n.instance.private_ip else { return };
         let id = n.instance_id().to_owned();
         let template = n.template().to_owned();
-        self.book.lock().unwrap().bootstraps.insert(id.clone(), BootstrapStatus::Running);
+        let run = self.book.lock().unwrap().bootstrap_started(&id);
         let engine = Arc::clone(self);
         let template_name = template.clone();
         self.tasks.lock().unwrap().spawn(async move {
@@ -559,26 +559,24 @@ where
                     .await
             }
             .await;
-            let mut book_failure = None;
-            let status = match result {
-                Ok(()) => {
-                    engine.board.observe_bootstrap(&template_name, "success", started.elapsed());
-                    BootstrapStatus::Done
-                }
-                Err(e) => {
+            let error = result.as_ref().err().map(|e| format!("{e:#}"));
+            let status = error.clone().map_or(BootstrapStatus::Done, BootstrapStatus::Failed);
+            let mut book = engine.book.lock().unwrap();
+            if !book.bootstrap_ended(&id, run, status) {
+                // A kill during the first bootstrap's agent check fails it after the reconnect
+                // has started a new one: only the latest run speaks for the instance.
+                tracing::info!(instance = %id, ?error, "a superseded bootstrap run ended; its outcome is dropped");
+                return;
+            }
+            match (result, error) {
+                (Err(e), Some(error)) => {
                     let cause = engine.bootstrapper.failure_cause(&e);
                     engine.board.observe_bootstrap(&template_name, cause, started.elapsed());
-                    tracing::warn!(instance = %id, cause, error = %format!("{e:#}"), "bootstrap failed");
-                    book_failure = Some((cause, format!("{e:#}")));
-                    BootstrapStatus::Failed(format!("{e:#}"))
+                    tracing::warn!(instance = %id, cause, %error, "bootstrap failed");
+                    book.bootstrap_failed(&template_name, cause, &error, engine.clock_ms());
                 }
-            };
-            let mut book = engine.book.lock().unwrap();
-            if let Some((cause, error)) = book_failure {
-                let now = engine.clock_ms();
-                book.bootstrap_failed(&template_name, cause, &error, now);
+                _ => engine.board.observe_bootstrap(&template_name, "success", started.elapsed()),
             }
-            book.bootstraps.insert(id, status);
             drop(book);
             engine.wake.notify_one();
         });

@@ -137,9 +137,13 @@ impl JenkinsPort for FakeJenkins {
     }
 }
 
-/// SSH: records each bootstrap; fails them all with `fail` when set.
+/// SSH: records each bootstrap; fails them all with `fail` when set. A bootstrap that finds a
+/// gate in `gates` (first in, first served) waits for it to open and ends as it says.
 #[derive(Default)]
 pub struct FakeBootstrap {
+    /// Gates the next bootstraps wait at: opened with `notify_one`, then fail with the message
+    /// or succeed.
+    pub gates: Mutex<std::collections::VecDeque<(Arc<tokio::sync::Notify>, Option<String>)>>,
     /// Every bootstrap asked for.
     pub targets: Mutex<Vec<BootstrapTarget>>,
     /// When set, every bootstrap fails with this message.
@@ -151,6 +155,11 @@ pub struct FakeBootstrap {
 impl BootstrapPort for FakeBootstrap {
     async fn bootstrap(&self, target: BootstrapTarget) -> anyhow::Result<()> {
         self.targets.lock().unwrap().push(target);
+        let gate = self.gates.lock().unwrap().pop_front();
+        if let Some((open, outcome)) = gate {
+            open.notified().await;
+            return outcome.map_or(Ok(()), |e| Err(anyhow::anyhow!(e)));
+        }
         match self.fail.lock().unwrap().clone() {
             Some(e) => anyhow::bail!(e),
             None => Ok(()),

@@ -31,6 +31,12 @@ pub const RECLAIM_REASON: &str = "ecs-provisioner: spot reclaim notice; the clou
 pub struct Book {
     /// Bootstraps this process started, by instance id.
     pub bootstraps: BTreeMap<String, BootstrapStatus>,
+    /// The number of the latest bootstrap run of each instance: a run that a later one
+    /// superseded (a reconnect while the first bootstrap was still confirming its agent) ends
+    /// without a say.
+    pub bootstrap_runs: BTreeMap<String, u64>,
+    /// The last bootstrap run number handed out.
+    pub last_bootstrap_run: u64,
     /// Nodes being drained for removal.
     pub draining: BTreeSet<String>,
     /// Instances whose deletion was requested: reason and when (ms).
@@ -102,6 +108,25 @@ impl Book {
         self.failed_bootstraps.push((template.to_owned(), cause));
     }
 
+    /// Starts a bootstrap run of `id`, superseding any still under way; returns its number.
+    pub fn bootstrap_started(&mut self, id: &str) -> u64 {
+        self.last_bootstrap_run += 1;
+        self.bootstrap_runs.insert(id.to_owned(), self.last_bootstrap_run);
+        self.bootstraps.insert(id.to_owned(), BootstrapStatus::Running);
+        self.last_bootstrap_run
+    }
+
+    /// Books how run `run` of `id` ended, unless a later run superseded it or the instance's
+    /// bootstrap was forgotten meanwhile (stopped, gone). Returns whether it was booked.
+    pub fn bootstrap_ended(&mut self, id: &str, run: u64, status: BootstrapStatus) -> bool {
+        let current = self.bootstrap_runs.get(id) == Some(&run)
+            && self.bootstraps.get(id) == Some(&BootstrapStatus::Running);
+        if current {
+            self.bootstraps.insert(id.to_owned(), status);
+        }
+        current
+    }
+
     /// A node of `template` came online: its bootstraps work again.
     pub fn bootstrap_worked(&mut self, template: &str) {
         self.holds.remove(template);
@@ -116,6 +141,7 @@ impl Book {
         self.known_ours.extend(listed.iter().map(|id| (*id).to_owned()));
         self.known_ours.extend(self.launched.keys().cloned());
         self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
+        self.bootstrap_runs.retain(|id, _| listed.contains(id.as_str()));
         self.draining.retain(|id| listed.contains(id.as_str()));
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
         self.seen_online.retain(|id| listed.contains(id.as_str()));
@@ -738,6 +764,23 @@ mod tests {
     }
 
     #[test]
+    fn only_the_latest_bootstrap_run_of_an_instance_books_its_outcome() {
+        let mut book = Book::default();
+        let first = book.bootstrap_started("i-1");
+        let second = book.bootstrap_started("i-1");
+        assert_ne!(first, second);
+        assert!(!book.bootstrap_ended("i-1", first, BootstrapStatus::Failed("agent not running".into())));
+        assert_eq!(book.bootstraps["i-1"], BootstrapStatus::Running, "the second run is still under way");
+        assert!(book.bootstrap_ended("i-1", second, BootstrapStatus::Done));
+        assert_eq!(book.bootstraps["i-1"], BootstrapStatus::Done);
+        assert!(!book.bootstrap_ended("i-1", second, BootstrapStatus::Failed("twice".into())), "a run ends once");
+        let other = book.bootstrap_started("i-2");
+        book.bootstraps.remove("i-2");
+        assert!(!book.bootstrap_ended("i-2", other, BootstrapStatus::Done), "forgotten meanwhile");
+        assert_eq!(book.bootstraps.get("i-2"), None);
+    }
+
+    #[test]
     fn terminate_is_resent_only_after_a_while() {
         let mut book = Book::default();
         book.terminating.insert("i-1".into(), ("idle".into(), MIN));
@@ -750,7 +793,7 @@ mod tests {
     fn book_forgets_instances_that_are_gone() {
         let mut book = Book::default();
         for id in ["i-1", "i-2"] {
-            book.bootstraps.insert(id.into(), BootstrapStatus::Done);
+            book.bootstrap_started(id);
             book.terminating.insert(id.into(), ("x".into(), 0));
             book.seen_online.insert(id.into());
             book.launched.insert(id.into(), inst(id, CloudStatus::Pending, 0));
@@ -758,6 +801,7 @@ mod tests {
         book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, 10 * MIN));
         book.prune(&["i-1"].into_iter().collect(), 10 * MIN);
         assert_eq!(book.bootstraps.keys().collect::<Vec<_>>(), ["i-1"]);
+        assert_eq!(book.bootstrap_runs.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.terminating.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.seen_online.iter().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(

@@ -479,6 +479,52 @@ async fn a_dropped_agent_is_restarted_with_the_reconnect_deadline() {
     assert_eq!(report.chores[0].0, "reconnect");
 }
 
+/// The test harness kills an agent while its first bootstrap waits to confirm it: the reconnect
+/// starts a second bootstrap, and the first then fails ("agent not running"). That late
+/// failure must not be booked over the second run, or the instance is terminated as "reconnect
+/// failed" and its launches held.
+#[tokio::test]
+async fn a_bootstrap_superseded_by_a_reconnect_has_no_say_when_it_ends() {
+    let e = engine(LINUX);
+    let (first, second) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    e.bootstrapper.gates.lock().unwrap().extend([(first.clone(), Some("agent not running".to_owned())), (second.clone(), None)]);
+    let mut report = CycleReport::default();
+    e.do_chores(vec![Chore::Bootstrap { instance_id: "i-1".into() }], &[node("i-1", NodeState::Running, None)], &mut report).await;
+    let dropped = node("i-1", NodeState::Disconnected, Some(AgentNode { online: false, ..agent("i-1") }));
+    e.do_chores(vec![Chore::Reconnect { instance_id: "i-1".into(), deadline_ms: 77_000 }], &[dropped], &mut report).await;
+    while e.bootstrapper.targets.lock().unwrap().len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    second.notify_one();
+    while e.book.lock().unwrap().bootstraps.get("i-1") != Some(&BootstrapStatus::Done) {
+        tokio::task::yield_now().await;
+    }
+    first.notify_one();
+    bootstraps_done(&e).await;
+    let book = e.book.lock().unwrap();
+    assert_eq!(book.bootstraps.get("i-1"), Some(&BootstrapStatus::Done), "the second run's outcome stands");
+    assert!(book.holds.is_empty() && book.failed_bootstraps.is_empty(), "a superseded failure holds nothing: {:?}", book.holds);
+}
+
+/// A bootstrap still running when the instance's bootstrap is forgotten (stopped into the warm
+/// pool) does not book its outcome for an instance that no longer waits for it.
+#[tokio::test]
+async fn a_bootstrap_whose_instance_was_forgotten_books_nothing() {
+    let e = engine(LINUX);
+    let open = Arc::new(tokio::sync::Notify::new());
+    e.bootstrapper.gates.lock().unwrap().push_back((open.clone(), Some("connection reset".to_owned())));
+    e.do_chores(vec![Chore::Bootstrap { instance_id: "i-1".into() }], &[node("i-1", NodeState::Running, None)], &mut CycleReport::default()).await;
+    while e.bootstrapper.targets.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    e.book.lock().unwrap().bootstraps.remove("i-1");
+    open.notify_one();
+    bootstraps_done(&e).await;
+    let book = e.book.lock().unwrap();
+    assert_eq!(book.bootstraps.get("i-1"), None);
+    assert!(book.holds.is_empty());
+}
+
 /// Demand that comes while this process is stopping an instance of the template waits for it
 /// (seconds) instead of launching (a boot and the init script); a stop sent too long ago, or
 /// one this process did not send, is not waited for.

@@ -22,6 +22,7 @@ use toml::Spanned;
 
 pub mod ha;
 pub mod launch;
+pub mod journal;
 pub mod plaintext;
 pub mod warm;
 pub use warm::{IdleAction, StoppedModeConfig};
@@ -29,6 +30,7 @@ pub mod user_data;
 pub use ha::{HaBackend, HaConfig, HaTlsConfig};
 pub use launch::{ConnectVia, DataDiskConfig, LaunchProfile, MetadataTokens};
 pub use user_data::LaunchMode;
+pub use journal::JournalConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +64,9 @@ pub struct Config {
     /// `[ha]`: replicas coordinated through etcd; absent: one replica.
     #[serde(default)]
     pub ha: Option<HaConfig>,
+    /// `[journal]`: the decision journal `run` keeps; defaults when absent.
+    #[serde(default)]
+    pub journal: JournalConfig,
 }
 
 /// `log-format`.
@@ -663,6 +668,7 @@ impl Config {
         if let Some(ha) = &self.ha {
             problems.extend(ha.problems());
         }
+        problems.extend(self.journal.problems());
         if self.jenkins.token_env.is_some() && self.jenkins.token_file.is_some() {
             problems.push("jenkins: set token-env or token-file, not both".to_owned());
         }

@@ -110,7 +110,17 @@ pub struct CycleReport {
     pub duration_micros: u64,
     /// How the shadow policy's plan compared, when one is set (`[policy] shadow`).
     pub shadow: Option<shadow::ShadowVerdict>,
+    /// Every queued build a template serves: (template, queue item id, queued since, ms).
+    /// For the decision journal; not on `/status`, where a long queue would swamp it.
+    #[serde(skip)]
+    pub queue_items: Vec<(String, u64, u64)>,
+    /// Every build running on a node of ours: (instance id, template, build key, started ms).
+    #[serde(skip)]
+    pub running_builds: Vec<(String, String, String, u64)>,
 }
+
+/// Called with every cycle's report (the decision journal): it must return at once.
+pub type CycleHook = Arc<dyn Fn(&CycleReport) + Send + Sync>;
 
 /// The running provisioner.
 pub struct Engine<C, J, B, P, F>
@@ -143,6 +153,8 @@ where
     pub(crate) run_id: u64,
     pub(crate) tasks: Mutex<tokio::task::JoinSet<()>>,
     pub(crate) last_report: Mutex<Option<CycleReport>>,
+    /// Called with every cycle's report ([`Engine::on_cycle`]).
+    on_cycle: Mutex<Option<CycleHook>>,
     /// Where every cycle is recorded for /metrics and /status.
     pub board: Arc<board::Board>,
     pub(crate) stop: CancellationToken,
@@ -230,6 +242,7 @@ where
             run_id: clock() * 1000 + u64::from(std::process::id() % 1000),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
+            on_cycle: Mutex::new(None),
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
@@ -258,6 +271,11 @@ where
     /// active one, its plan is compared and recorded (`CycleReport::shadow`), and never acted on.
     pub fn set_shadow(&self, policy: Option<Arc<dyn PolicyPort>>) {
         *self.shadow.lock().unwrap() = policy;
+    }
+
+    /// Has `hook` called with every cycle's report from now on (the decision journal).
+    pub fn on_cycle(&self, hook: CycleHook) {
+        *self.on_cycle.lock().unwrap() = Some(hook);
     }
 
     /// The most recent cycle's report.
@@ -491,6 +509,9 @@ where
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
         }
         self.board.record(&report);
+        if let Some(hook) = self.on_cycle.lock().unwrap().as_ref() {
+            hook(&report);
+        }
         *self.last_report.lock().unwrap() = Some(report.clone());
         report
     }
@@ -599,7 +620,13 @@ fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue],
             .entry(n.state.as_str().to_owned())
             .or_default() += 1;
     }
+    report.running_builds = nodes
+        .iter()
+        .filter_map(|n| Some((n, n.agent.as_ref()?)))
+        .flat_map(|(n, a)| a.running.iter().map(|(key, at)| (n.instance_id().to_owned(), n.template().to_owned(), key.clone(), *at)))
+        .collect();
     for q in queues {
+        report.queue_items.extend(q.items.iter().map(|(id, waited)| (q.template.clone(), *id, report.at_ms.saturating_sub(*waited))));
         report.queued.insert(q.template.clone(), q.items.len() as u32);
         report.oldest_wait_ms.insert(q.template.clone(), q.items.iter().map(|(_, w)| *w).max().unwrap_or(0));
     }

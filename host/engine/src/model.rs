@@ -190,6 +190,8 @@ pub struct AgentNode {
     pub idle_ms: u64,
     /// Builds the node has started.
     pub uses: u32,
+    /// The builds running now, as far as Jenkins shows them: (key, start time in ms).
+    pub running: Vec<(String, u64)>,
 }
 
 /// How a bootstrap the engine started is going.

@@ -806,6 +806,8 @@ impl JenkinsPort for SimJenkins {
                 busy_executors: a.running.len() as u32,
                 idle_ms: a.idle_since_ms.map_or(0, |t| now_ms.saturating_sub(t)),
                 uses: a.uses,
+                // Only the decision journal reads the builds' identities; a replay has none.
+                running: Vec::new(),
             })
             .collect();
         Ok(JenkinsView { queues, unmatched, agents })

@@ -75,6 +75,16 @@ fn busy_executors(c: &Computer) -> u32 {
         .count() as u32
 }
 
+/// The builds a computer's executors run whose `currentExecutable` Jenkins shows: (key, start).
+fn running_builds(c: &Computer) -> Vec<(String, u64)> {
+    c.executors
+        .iter()
+        .chain(&c.one_off_executors)
+        .filter_map(|e| e.current_executable.as_ref())
+        .filter_map(|x| Some((x.key(), x.timestamp?)))
+        .collect()
+}
+
 /// Connected and running nothing, marked offline or not: the state an idle timeout measures.
 /// A node someone marked offline still costs money, so its idle time runs too.
 fn available(c: &Computer) -> bool {
@@ -147,6 +157,7 @@ impl Activity {
                     busy_executors: busy_executors(c),
                     idle_ms: available_since.map_or(0, |s| now_ms.saturating_sub(s)),
                     uses: activity.map_or(0, |a| a.builds_started),
+                    running: running_builds(c),
                     name,
                 }
             })

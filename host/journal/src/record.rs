@@ -115,6 +115,8 @@ pub struct LaunchFailureRecord {
     pub instance_type: String,
     /// Spot capacity.
     pub spot: bool,
+    /// Whether the cloud lacked capacity (no stock, quota): the offering was avoided a while.
+    pub capacity: bool,
     /// The cloud's error code, e.g. `OperationDenied.NoStock`.
     pub code: String,
 }
@@ -235,6 +237,7 @@ impl Cycle {
                     zone: f.zone.clone(),
                     instance_type: f.instance_type.clone(),
                     spot: f.spot,
+                    capacity: f.capacity,
                     code: f.code.clone(),
                 })
                 .collect(),

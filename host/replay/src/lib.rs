@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod from_journal;
 pub mod generate;
 pub mod html;
 pub mod report;

@@ -212,6 +212,10 @@ known-hosts = "{known_hosts}"
 {extra_toml}
 
 {templates}
+
+# The decision journal stays with the cluster's other files.
+[journal]
+dir = "{journal}"
 "#,
             region = cfg.region_id,
             endpoint = self.ecs.base_url(),
@@ -224,6 +228,7 @@ known-hosts = "{known_hosts}"
             ssh_port = self.ssh.port(),
             key = toml_path(&self.key_file),
             known_hosts = toml_path(&self.dir.join("known_hosts")),
+            journal = toml_path(&self.dir.join("journal")),
         ))
     }
 

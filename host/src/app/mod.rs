@@ -4,6 +4,7 @@ pub mod check;
 pub mod demo;
 pub mod demo_ha;
 pub mod ha;
+pub mod journal;
 pub mod plan;
 pub mod reload;
 pub mod replay;
@@ -190,6 +191,8 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>, overrides: &
         }
     };
     let board = engine.board.clone();
+    let mut journal = journal::start(&config)?;
+    journal::attach(&engine, &journal);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (the `listen` setting)", config.listen))?;
@@ -264,6 +267,13 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormat>, overrides: &
             server.abort();
             server = serve(listener);
         }
+        if next.config.journal != config.journal {
+            match journal::start(&next.config) {
+                Ok(started) => journal = started,
+                Err(e) => tracing::error!("[journal] changed but cannot be opened; the journal goes on as before: {e:#}"),
+            }
+        }
+        journal::attach(&next.engine, &journal);
         (config, engine, cloud) = (next.config, next.engine, next.cloud);
         board.record_reload(true);
         tracing::info!(listen = %config.listen, policy = %config.policy.source, templates = config.templates.len(), "configuration and policy reloaded");

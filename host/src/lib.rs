@@ -15,6 +15,7 @@ pub use ecsp_ecs as ecs;
 pub use ecsp_engine as engine;
 pub use ecsp_ha as ha;
 pub use ecsp_jenkins as jenkins;
+pub use ecsp_journal as journal;
 pub use ecsp_policy as policy;
 pub use ecsp_replay as replay;
 pub use ecsp_server as server;

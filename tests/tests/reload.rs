@@ -3,9 +3,9 @@
 //! restart. Both are counted in `ecs_provisioner_config_reloads_total`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::daemon::Daemon;
 use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
 use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind};
 
@@ -30,36 +30,9 @@ remote-fs = "agent"
 agent-command = "true {secret_file}"
 "#;
 
-/// Kills the daemon this test started (by its pid) however the test ends.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Daemon {
-    /// `run --config path` with `more` arguments, its log in `log`.
-    fn run(path: &Path, more: &[&std::ffi::OsStr], log: &Path) -> Daemon {
-        Daemon(
-            Command::new(EXE)
-                .args(["run", "--config"])
-                .arg(path)
-                .args(more)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn hangup(&self) {
-        // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGHUP) }, 0);
-    }
+/// `run --config path` with `more` arguments, its log in `log`.
+fn daemon(path: &Path, more: &[&std::ffi::OsStr], log: &Path) -> Daemon {
+    Daemon::run(EXE, path, more, log)
 }
 
 /// A loopback address with a port free for the daemon's status server.
@@ -107,7 +80,7 @@ async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad(
     let good = cluster.config_text_listening(listen, "reload", LINUX, "").unwrap();
     std::fs::write(&path, &good).unwrap();
     let log = dir.path().join("run.log");
-    let daemon = Daemon::run(&path, &[], &log);
+    let daemon = daemon(&path, &[], &log);
     // A build only a template the running configuration lacks can serve.
     cluster
         .jenkins
@@ -122,7 +95,7 @@ async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad(
 
     // A wrong type: refused, named, counted; the daemon goes on with what it has.
     std::fs::write(&path, good.replace("max-nodes = 2", "max-nodes = \"two\"")).unwrap();
-    daemon.hangup();
+    daemon.signal(libc::SIGHUP);
     let metrics = format!("{base}/metrics");
     wait_for("a refused reload counted", &log, async || {
         let m = get(&metrics).await;
@@ -146,7 +119,7 @@ async fn sighup_reloads_a_good_configuration_and_keeps_the_running_one_on_a_bad(
     // A good file with the second template: it takes over and serves the waiting build.
     let bigger = cluster.config_text_listening(listen, "reload", &format!("{LINUX}{BIG}"), "").unwrap();
     std::fs::write(&path, &bigger).unwrap();
-    daemon.hangup();
+    daemon.signal(libc::SIGHUP);
     wait_for("the reloaded configuration to queue the build for \"big\"", &log, async || {
         let s: serde_json::Value = serde_json::from_str(&get(&status).await).ok()?;
         (s["latest"]["queued"]["big"] == 1 || s["latest"]["nodes"]["big"].is_object()).then_some(())
@@ -180,7 +153,7 @@ windows = [
     let path = dir.path().join("config.toml");
     std::fs::write(&path, cluster.config_text_listening(listen, "shadow", LINUX, settings).unwrap()).unwrap();
     let log = dir.path().join("run.log");
-    let daemon = Daemon::run(&path, &["--shadow-policy".as_ref(), shadow.as_os_str()], &log);
+    let daemon = daemon(&path, &["--shadow-policy".as_ref(), shadow.as_os_str()], &log);
     let status = format!("{base}/status.json");
     let metrics = format!("{base}/metrics");
     let differed = |m: &str| counter(m, "ecs_provisioner_shadow_decisions_total", "differed");
@@ -196,7 +169,7 @@ windows = [
     assert!(cluster.ecs.instances().is_empty(), "the shadow's plan was acted on");
 
     // A reload of a file without `shadow`: the command line's shadow stays.
-    daemon.hangup();
+    daemon.signal(libc::SIGHUP);
     wait_for("the reload", &log, async || (reloads(&get(&metrics).await, "success") == 1).then_some(())).await;
     let before = differed(&get(&metrics).await);
     wait_for("the shadow judged after the reload", &log, async || (differed(&get(&metrics).await) > before).then_some(())).await;

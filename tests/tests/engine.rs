@@ -577,7 +577,7 @@ async fn in_process_agents_come_online_drop_with_their_process_and_reconnect() {
     // reconnect started: that late failure must not terminate the instance (CI at stop 25).
     tokio::time::sleep(secs(2.0)).await;
     let ids: Vec<String> = our_instances(&h.cluster).into_iter().map(|i| i.instance_id).collect();
-    assert_eq!(ids, [id.clone()], "restarted, not replaced\n{}", h.describe());
+    assert_eq!(ids, std::slice::from_ref(&id), "restarted, not replaced\n{}", h.describe());
     assert!(connected(&h), "still connected\n{}", h.describe());
     h.shutdown().await;
 }

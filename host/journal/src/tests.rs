@@ -65,7 +65,6 @@ fn secrets_and_free_text_never_reach_the_journal() {
     let plan = Plan {
         launches: vec![PlannedLaunch { template: "linux".into(), count: 2, reason: SECRET.into() }],
         removals: vec![PlannedRemoval { instance_id: "i-9".into(), reason: SECRET.into() }],
-        ..Default::default()
     };
     let r = CycleReport {
         cycle: 1,

@@ -77,6 +77,8 @@ async fn a_live_run_and_its_replay_agree_and_its_journal_gives_back_the_workload
     // The journal: what every cycle saw and did.
     let files = ecs_provisioner::journal::read_dir(&dir.path().join("journal")).unwrap_or_else(|e| fail(&format!("{e:#}")));
     let cycles: Vec<_> = files.iter().flat_map(|f| &f.cycles).collect();
+    let bytes: u64 = files.iter().map(|f| std::fs::metadata(&f.path).unwrap().len()).sum();
+    eprintln!("journal: {} cycles in {bytes} bytes", cycles.len());
     let launched: usize = cycles.iter().flat_map(|c| &c.launched).map(|l| l.instance_ids.len()).sum();
     let removed: usize = cycles.iter().map(|c| c.removed.len()).sum();
     assert_eq!((launched, removed), (5, 5), "one node per build of each burst, each removed once idle");

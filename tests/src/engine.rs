@@ -532,10 +532,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `exe run --config CONFIG`, appending its output to `log`.
     pub fn start(exe: &Path, config: &Path, log: &Path) -> Daemon {
+        Self::start_with(exe, config, &[], log)
+    }
+
+    /// [`Daemon::start`] with more arguments after the configuration (`--shadow-policy ...`).
+    pub fn start_with(exe: &Path, config: &Path, args: &[&std::ffi::OsStr], log: &Path) -> Daemon {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
         let child = std::process::Command::new(exe)
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -568,6 +574,12 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM, then waits for the exit: the daemon finishes its cycle and its journal.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.child.wait().expect("reaping the daemon")
     }
 
     /// SIGKILL: no chance to finish anything.

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use e2e::daemon::Daemon;
-use e2e::engine::{DEFAULT_TIMINGS, Setup, Template, enqueue, our_instances, start_cluster_from};
+use e2e::engine::{DEFAULT_TIMINGS, Daemon, Setup, Template, enqueue, our_instances, start_cluster_from};
 use ecs_provisioner::app::replay::{ReplayArgs, replay_outcomes};
 use ecs_provisioner::replay::from_journal::trace_from_journal;
 use ecs_provisioner::replay::trace::{Build, Trace};
@@ -51,7 +50,7 @@ async fn a_live_run_and_its_replay_agree_and_its_journal_gives_back_the_workload
     let config = dir.path().join("config.toml");
     std::fs::write(&config, setup.config_text(&cluster)).unwrap();
     let log = dir.path().join("run.log");
-    let daemon = Daemon::run(EXE, &config, &[], &log);
+    let daemon = Daemon::start(Path::new(EXE), &config, &log);
     let fail = |what: &str| -> ! { panic!("{what}\nlog:\n{}", std::fs::read_to_string(&log).unwrap_or_default()) };
 
     // Let the daemon start (its first cycles find nothing to do), then play the workload.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::daemon::Daemon;
+use e2e::engine::Daemon;
 use ecs_provisioner::sim::cluster::{Cluster, ClusterOptions};
 use ecs_provisioner::sim::jenkins::{EnqueueRequest, JobKind};
 
@@ -32,7 +32,7 @@ agent-command = "true {secret_file}"
 
 /// `run --config path` with `more` arguments, its log in `log`.
 fn daemon(path: &Path, more: &[&std::ffi::OsStr], log: &Path) -> Daemon {
-    Daemon::run(EXE, path, more, log)
+    Daemon::start_with(Path::new(EXE), path, more, log)
 }
 
 /// A loopback address with a port free for the daemon's status server.

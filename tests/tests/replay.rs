@@ -1,9 +1,14 @@
-//! `policy trace generate` and `policy replay` with real WebAssembly policies.
+//! `policy trace generate`, `policy trace import` (from the Jenkins emulator) and `policy
+//! replay` with real WebAssembly policies.
 
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Parser;
 use ecs_provisioner::app::replay::{ReplayArgs, TraceCommand, replay_outcomes, trace_command};
+use ecs_provisioner::jenkins::{InboundAgentSpec, NodeMode};
+use ecs_provisioner::replay::trace::Build as TraceBuild;
+use ecs_provisioner::sim::jenkins::{EnqueueRequest, JenkinsSim, JobKind, JobSpec};
 
 const CONFIG: &str = r#"controller-id = "replay"
 [cloud]
@@ -138,4 +143,115 @@ fn bad_input_is_named() {
     let argv = ["trace", "generate", "--days", "1", "--builds", "10", "-o", out.to_str().unwrap()];
     assert!(trace_command(&Trace::parse_from(argv).cmd).is_err());
     assert!(!out.exists());
+}
+
+/// An emulated controller with one online agent `l1` (label `linux`, one executor), and a
+/// runtime that keeps it serving while the test imports from it.
+fn controller_with_agent() -> (tokio::runtime::Runtime, JenkinsSim, tokio::sync::oneshot::Sender<()>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sim, stop) = rt.block_on(async {
+        let sim = e2e::jenkins::start_sim().await;
+        let spec = InboundAgentSpec {
+            name: "l1".into(),
+            description: "replay import".into(),
+            num_executors: 1,
+            remote_fs: "/w".into(),
+            labels: vec!["linux".into()],
+            mode: NodeMode::Normal,
+        };
+        e2e::jenkins::client(&sim).create_inbound_agent(&spec).await.unwrap();
+        let agent = sim.handle().connect_in_process("l1", &sim.agent_secret("l1")).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent.hold(async move { stopped.await.unwrap_or(()) }));
+        (sim, stop)
+    });
+    (rt, sim, stop)
+}
+
+fn import(argv: &[&str]) -> anyhow::Result<i32> {
+    let mut all = vec!["trace", "import"];
+    all.extend_from_slice(argv);
+    trace_command(&Trace::parse_from(all).cmd)
+}
+
+#[test]
+fn a_jenkins_build_history_imports_with_its_queue_waits_and_replays() {
+    let (rt, sim, stop) = controller_with_agent();
+    let job = |name: &str, kind, label: Option<&str>, duration_ms| {
+        sim.define_job(JobSpec { name: name.into(), kind, label: label.map(str::to_owned), duration_ms });
+        let req = EnqueueRequest { job: Some(name.into()), kind, label: label.map(str::to_owned), duration_ms, count: Some(1) };
+        sim.enqueue(req).unwrap();
+    };
+    // One executor: each build waits for those before it.
+    job("compile", JobKind::Freestyle, Some("linux"), 300);
+    job("compile", JobKind::Freestyle, Some("linux"), 300);
+    job("lint", JobKind::Freestyle, None, 200);
+    job("deploy", JobKind::Pipeline, Some("linux"), 250);
+    let done = |n: usize| rt.block_on(sim.wait_for_nodes(Duration::from_secs(20), |_| sim.stats().completed.len() == n));
+    assert!(done(4), "{:#?}", sim.stats());
+    // Running when imported: skipped.
+    job("long", JobKind::Freestyle, Some("linux"), 600_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("imported.jsonl");
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{}\n", sim.token())).unwrap();
+    let code = import(&["--jenkins", sim.base_url(), "--user", sim.user(), "--token-file", token.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code.unwrap(), 0);
+
+    // What the emulator measured: freestyle builds arrive when queued and run from their
+    // start; a Pipeline run starts when triggered (its node block's wait is in its duration)
+    // and its label is in its script, which Jenkins does not export.
+    let stats = sim.stats();
+    assert!(stats.completed.iter().any(|c| c.wait_ms >= 250), "builds waited for the one executor: {:#?}", stats.completed);
+    let mut expected: Vec<TraceBuild> = stats
+        .completed
+        .iter()
+        .map(|c| match c.kind {
+            JobKind::Freestyle => TraceBuild { at_ms: c.enqueued_ms, label: c.label.clone(), duration_ms: c.finished_ms - c.started_ms },
+            JobKind::Pipeline => TraceBuild { at_ms: c.enqueued_ms, label: None, duration_ms: c.finished_ms - c.enqueued_ms },
+        })
+        .collect();
+    let key = |b: &TraceBuild| (b.at_ms, b.label.clone(), b.duration_ms);
+    expected.sort_by_key(key);
+    let trace = ecs_provisioner::app::replay::read_trace(&out).unwrap();
+    let mut got = trace.builds.clone();
+    got.sort_by_key(key);
+    assert_eq!(got, expected);
+    assert_eq!((trace.start_ms, trace.end_ms), (expected[0].at_ms, expected.iter().map(|b| b.at_ms).max().unwrap()));
+
+    // `policy replay` takes the file and serves every build.
+    let outcomes = replay_outcomes(&replay_args(dir.path(), &out, &["builtin:default"])).unwrap();
+    let r = &outcomes[0].report;
+    assert_eq!((r.builds, r.never_started, r.unservable), (4, 0, 0), "{r:#?}");
+    let _ = stop.send(());
+}
+
+#[test]
+fn an_unreachable_or_refusing_jenkins_is_named_and_nothing_is_written() {
+    let (_rt, sim, _stop) = controller_with_agent();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.jsonl");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    let e = format!("{:#}", import(&["--jenkins", &closed, "-o", out.to_str().unwrap()]).unwrap_err());
+    assert!(e.contains(&format!("cannot reach Jenkins at {closed}api/json")) && e.contains("refused"), "{e}");
+    assert!(!out.exists());
+
+    let token = dir.path().join("token");
+    std::fs::write(&token, "not-the-token").unwrap();
+    let e = format!("{:#}", import(&["--jenkins", sim.base_url(), "--user", sim.user(), "--token-file", token.to_str().unwrap(), "-o", out.to_str().unwrap()]).unwrap_err());
+    assert!(e.contains(&format!("{}api/json answered HTTP 401 Unauthorized", sim.base_url())), "{e}");
+    assert!(!e.contains(sim.token()), "the token is never printed: {e}");
+    assert!(!out.exists());
+
+    // Not the root: the emulator's fallback answers 404.
+    std::fs::write(&token, sim.token()).unwrap();
+    let wrong = format!("{}jenkins/", sim.base_url());
+    let e = format!("{:#}", import(&["--jenkins", &wrong, "--user", sim.user(), "--token-file", token.to_str().unwrap(), "-o", out.to_str().unwrap()]).unwrap_err());
+    assert!(e.contains(&format!("{wrong}api/json answered HTTP 404 Not Found")), "{e}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the token file: no temporary file is left");
 }

@@ -2,6 +2,8 @@
 //! replay` with real WebAssembly policies.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -254,4 +256,92 @@ fn an_unreachable_or_refusing_jenkins_is_named_and_nothing_is_written() {
     assert!(e.contains(&format!("{wrong}api/json answered HTTP 404 Not Found")), "{e}");
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the token file: no temporary file is left");
+}
+
+#[test]
+fn a_history_longer_than_a_page_is_read_whole() {
+    let (rt, sim, stop) = controller_with_agent();
+    sim.define_job(JobSpec { name: "quick".into(), kind: JobKind::Freestyle, label: None, duration_ms: 1 });
+    let req = EnqueueRequest { job: Some("quick".into()), duration_ms: 1, count: Some(230), ..Default::default() };
+    sim.enqueue(req).unwrap();
+    assert!(rt.block_on(sim.wait_for_nodes(Duration::from_secs(30), |_| sim.stats().completed.len() == 230)));
+    let dir = tempfile::tempdir().unwrap();
+    let (out, token) = (dir.path().join("t.jsonl"), dir.path().join("token"));
+    std::fs::write(&token, sim.token()).unwrap();
+    import(&["--jenkins", sim.base_url(), "--user", sim.user(), "--token-file", token.to_str().unwrap(), "-o", out.to_str().unwrap()]).unwrap();
+    let trace = ecs_provisioner::app::replay::read_trace(&out).unwrap();
+    let mut got: Vec<u64> = trace.builds.iter().map(|b| b.at_ms).collect();
+    let mut expected: Vec<u64> = sim.stats().completed.iter().map(|c| c.enqueued_ms).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "three pages of 100, each build once");
+    let _ = stop.send(());
+}
+
+/// A controller that is not the emulator: a folder holding a job (Jenkins' real shapes), a
+/// Pipeline job whose build is malformed while `malformed` is set, and a path that answers a
+/// login page.
+async fn fake_controller(malformed: Arc<AtomicBool>) -> String {
+    use axum::routing::get;
+    let json = |v: serde_json::Value| ([("content-type", "application/json;charset=utf-8")], v.to_string());
+    let app = axum::Router::new()
+        .route("/api/json", get(move || async move {
+            json(serde_json::json!({"_class": "hudson.model.Hudson", "jobs": [
+                {"_class": "com.cloudbees.hudson.plugins.folder.Folder", "name": "team a", "jobs": [{"_class": "hudson.model.FreeStyleProject", "name": "x"}]},
+                {"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "name": "pipe"}]}))
+        }))
+        .route("/job/team%20a/api/json", get(move || async move {
+            json(serde_json::json!({"_class": "com.cloudbees.hudson.plugins.folder.Folder", "jobs": [
+                {"_class": "hudson.model.FreeStyleProject", "name": "build", "labelExpression": "linux"}]}))
+        }))
+        .route("/job/team%20a/job/build/api/json", get(move || async move {
+            json(serde_json::json!({"_class": "hudson.model.FreeStyleProject", "allBuilds": [
+                {"_class": "hudson.model.FreeStyleBuild", "number": 2, "timestamp": 5000, "duration": 70, "result": "FAILURE", "building": false,
+                 "actions": [{"_class": "hudson.model.CauseAction"}, {}]},
+                {"_class": "hudson.model.FreeStyleBuild", "number": 1, "timestamp": 4000, "duration": 60, "result": "SUCCESS", "building": false,
+                 "actions": [{"_class": "jenkins.metrics.impl.TimeInQueueAction", "queuingDurationMillis": 1000}]}]}))
+        }))
+        .route("/job/pipe/api/json", get(move || async move {
+            let duration = if malformed.load(Ordering::Relaxed) { serde_json::json!("long") } else { serde_json::json!(800) };
+            json(serde_json::json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "allBuilds": [
+                {"_class": "org.jenkinsci.plugins.workflow.job.WorkflowRun", "number": 9, "timestamp": 4500, "duration": duration, "result": "SUCCESS", "building": false,
+                 "actions": [{"_class": "jenkins.metrics.impl.TimeInQueueAction", "queuingDurationMillis": 0}]}]}))
+        }))
+        .route("/login/api/json", get(|| async { ([("content-type", "text/html;charset=utf-8")], "<html>Sign in</html>") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[test]
+fn folders_are_walked_and_bad_answers_are_named() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let malformed = Arc::new(AtomicBool::new(false));
+    let url = rt.block_on(fake_controller(malformed.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.jsonl");
+    import(&["--jenkins", &url, "-o", out.to_str().unwrap()]).unwrap();
+    let trace = ecs_provisioner::app::replay::read_trace(&out).unwrap();
+    let b = |at_ms, label: Option<&str>, duration_ms| TraceBuild { at_ms, label: label.map(str::to_owned), duration_ms };
+    // The folder's job with its label; build #2 has no Metrics action (arrival = start); the
+    // Pipeline job exports no label.
+    assert_eq!(trace.builds, vec![b(3000, Some("linux"), 60), b(4500, None, 800), b(5000, Some("linux"), 70)]);
+    assert_eq!((trace.start_ms, trace.end_ms), (3000, 5000));
+    // A period: the trace spans it, builds outside are left out.
+    let at = |ms: u64| time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    import(&["--jenkins", &url, "--since", &at(2000), "--until", &at(4600), "-o", out.to_str().unwrap()]).unwrap();
+    let trace = ecs_provisioner::app::replay::read_trace(&out).unwrap();
+    assert_eq!((trace.start_ms, trace.end_ms, trace.builds.len()), (2000, 4600, 2));
+    std::fs::remove_file(&out).unwrap();
+
+    // A malformed build is named with its job and number.
+    malformed.store(true, Ordering::Relaxed);
+    let e = format!("{:#}", import(&["--jenkins", &url, "-o", out.to_str().unwrap()]).unwrap_err());
+    assert!(e.contains("job \"pipe\", build #9: invalid type: string \"long\""), "{e}");
+    assert!(!out.exists());
+    // A login page is not JSON.
+    let e = format!("{:#}", import(&["--jenkins", &format!("{url}login/"), "-o", out.to_str().unwrap()]).unwrap_err());
+    assert!(e.contains(&format!("{url}login/api/json answered HTTP 200 OK with text/html;charset=utf-8, not JSON")), "{e}");
+    assert!(!out.exists());
 }

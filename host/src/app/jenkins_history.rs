@@ -40,7 +40,7 @@ pub struct JobRef {
     pub full_name: String,
     /// Its path under the root: `job/folder/job/name/`.
     pub path: String,
-    /// Whether it exports `labelExpression`, and its value.
+    /// Whether it exports `labelExpression` (Pipeline jobs do not).
     pub exports_label: bool,
     /// The label expression, if any.
     pub label: Option<String>,
@@ -91,9 +91,10 @@ impl Controller {
                 let full_name = format!("{prefix}{name}");
                 let item_path = format!("{path}job/{}/", encode_segment(name));
                 if item.get("jobs").is_some() {
-                    if depth < MAX_DEPTH {
-                        folders.push((item_path, format!("{full_name}/"), depth + 1));
+                    if depth >= MAX_DEPTH {
+                        bail!("{}{item_path} is nested in more than {MAX_DEPTH} folders: is it a loop?", self.base);
                     }
+                    folders.push((item_path, format!("{full_name}/"), depth + 1));
                     continue;
                 }
                 let label = item.get("labelExpression");

@@ -4,6 +4,7 @@ pub mod check;
 pub mod demo;
 pub mod demo_ha;
 pub mod ha;
+pub mod jenkins_history;
 pub mod journal;
 pub mod plan;
 pub mod reload;

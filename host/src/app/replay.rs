@@ -1,4 +1,5 @@
-//! `policy replay` and `policy trace`: what-if replays of a workload, and the traces they read.
+//! `policy replay` and `policy trace`: what-if replays of a workload, and the traces they read
+//! (generated, or imported from a Jenkins controller).
 
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -6,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use super::jenkins_history::Controller;
 use crate::adapters::policy::WasmPolicy;
 use crate::config::Config;
 use crate::engine::decide::Decider;
 use crate::replay::generate::{self, Shape};
+use crate::replay::import::{self, Window};
 use crate::replay::run::{Outcome, Settings, replay};
 use crate::replay::trace::Trace;
 use crate::replay::world::{Delays, Spread};
@@ -60,6 +63,37 @@ pub struct ReplayArgs {
 pub enum TraceCommand {
     /// Generate a seeded synthetic workload.
     Generate(GenerateArgs),
+    /// Build a trace from a Jenkins controller's build history (REST API).
+    Import(ImportArgs),
+}
+
+/// `policy trace import --jenkins URL`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// The controller's root URL, with any context path.
+    #[arg(long, value_name = "URL")]
+    pub jenkins: String,
+    /// The user whose API token is in --token-file.
+    #[arg(long, requires = "token_file")]
+    pub user: Option<String>,
+    /// A file holding the user's API token.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub token_file: Option<PathBuf>,
+    /// Without --user: take the user and token from this configuration's [jenkins] section
+    /// (token-env or token-file), as `run` does. Neither: read anonymously.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "user")]
+    pub config: Option<PathBuf>,
+    /// Only builds that entered the queue at or after this time (RFC 3339); the trace starts
+    /// here. Default: the first build's arrival.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only builds that entered the queue at or before this time (RFC 3339); the trace ends
+    /// here. Default: the last build's arrival.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Where to write the trace (written whole or not at all).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// `policy trace generate`
@@ -192,7 +226,56 @@ pub fn trace_command(cmd: &TraceCommand) -> anyhow::Result<i32> {
             println!("wrote {} builds over {} days to {}", trace.builds.len(), a.days, a.output.display());
             Ok(0)
         }
+        TraceCommand::Import(a) => import_command(a),
     }
+}
+
+/// `policy trace import`: reads the whole history first, so that a failure writes nothing.
+fn import_command(a: &ImportArgs) -> anyhow::Result<i32> {
+    let window = Window { since_ms: a.since.as_deref().map(|t| epoch_ms("--since", t)).transpose()?, until_ms: a.until.as_deref().map(|t| epoch_ms("--until", t)).transpose()? };
+    if let (Some(s), Some(u)) = (window.since_ms, window.until_ms)
+        && u < s
+    {
+        anyhow::bail!("--until is before --since");
+    }
+    let credentials = match (&a.user, &a.token_file, &a.config) {
+        (Some(user), Some(file), _) => Some(crate::jenkins::Credentials::token_from_file(user, file)?),
+        (_, _, Some(config)) => Some(crate::adapters::jenkins::credentials_from_config(&Config::load(config)?.jenkins)?),
+        _ => None,
+    };
+    let controller = Controller::new(&a.jenkins, credentials)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let jobs = rt.block_on(controller.history(window.since_ms))?;
+    let imported = import::to_trace(&jobs, window).with_context(|| format!("cannot import the build history of {}", a.jenkins))?;
+    if imported.without_queue_time > 0 {
+        eprintln!(
+            "warning: {} of {} builds carry no queue time (the Metrics plugin's TimeInQueueAction is absent): their arrival times are their start times, so their replayed waits start from zero",
+            imported.without_queue_time,
+            imported.trace.builds.len()
+        );
+    }
+    if let Some(first) = imported.unlabelled_jobs.first() {
+        eprintln!(
+            "warning: {} jobs export no label expression (Pipeline jobs name theirs in the script), e.g. {first:?}: their builds are imported unlabelled",
+            imported.unlabelled_jobs.len()
+        );
+    }
+    write_whole(&a.output, |out| imported.trace.write(out))?;
+    println!(
+        "wrote {} builds of {} jobs to {} ({} running and {} outside the period skipped)",
+        imported.trace.builds.len(),
+        jobs.len(),
+        a.output.display(),
+        imported.running,
+        imported.outside
+    );
+    Ok(0)
+}
+
+fn epoch_ms(flag: &str, time: &str) -> anyhow::Result<u64> {
+    let t = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} {time:?} is not an RFC 3339 time (e.g. 2026-01-05T00:00:00Z)"))?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| anyhow::anyhow!("{flag} {time:?} is before 1970"))
 }
 
 /// Writes a file whole or not at all: into a temporary file beside it, then renamed.

@@ -2,6 +2,12 @@
 //! `why` rules, the `/wsagents/` inbound-agent handshake, and a scheduler that runs queued
 //! builds on matching online executors.
 //!
+//! Finished builds are kept per job (the newest 1000) and shown as Jenkins shows them:
+//! `/job/<name>/api/json` lists `builds` (and `allBuilds` when a `tree` names it), and the
+//! root's `jobs` carry them when a `tree` selects them. Each finished build has the Metrics
+//! plugin's `TimeInQueueAction`, whose `queuingDurationMillis` is the wait the scheduler
+//! measured (see `history`).
+//!
 //! Start it with [`JenkinsSim::start`] (tests, demo) or [`serve`] (the `sim` command). Builds
 //! are queued through `/job/<name>/build` (python-jenkins' `build_job`) or the admin API:
 //!
@@ -13,6 +19,7 @@
 //! | `GET /_admin/nodes` | a JSON list of [`SimNodeView`] |
 
 mod feed;
+mod history;
 mod jnlp_jars;
 mod routes;
 mod state;
@@ -447,5 +454,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stats["queued"], 2);
+    }
+
+    #[tokio::test]
+    async fn build_history_over_http_honours_tree() {
+        let sim = JenkinsSim::start(config()).await.unwrap();
+        let node = state::node_from_form("l1", &json!({"remoteFS": "/w", "labelString": "linux", "numExecutors": 1})).unwrap();
+        sim.shared.lock().nodes.insert("l1".into(), node);
+        let agent = sim.handle().connect_in_process("l1", &sim.agent_secret("l1")).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent.hold(async move { stopped.await.unwrap_or(()) }));
+        sim.define_job(JobSpec { name: "fs".into(), kind: JobKind::Freestyle, label: Some("linux".into()), duration_ms: 50 });
+        let ids = sim.enqueue(EnqueueRequest { job: Some("fs".into()), label: Some("linux".into()), duration_ms: 50, count: Some(2), ..Default::default() }).unwrap();
+        assert!(sim.wait_for_nodes(Duration::from_secs(5), |_| sim.stats().completed.len() == 2).await);
+        let http = reqwest::Client::new();
+        let get = |p: &str| http.get(format!("{}{p}", sim.base_url())).basic_auth("admin", Some("t0k")).send();
+
+        let tree = "jobs[name,labelExpression,builds[number,queueId,builtOn,actions[queuingDurationMillis]]{0,1}]";
+        let root: Value = get(&format!("api/json?tree={tree}")).await.unwrap().json().await.unwrap();
+        let waits: Vec<u64> = sim.stats().completed.iter().map(|c| c.wait_ms).collect();
+        assert_eq!(
+            root,
+            json!({"_class": "hudson.model.Hudson", "jobs": [{"_class": "hudson.model.FreeStyleProject", "name": "fs", "labelExpression": "linux",
+                "builds": [{"_class": "hudson.model.FreeStyleBuild", "number": 2, "queueId": ids[1], "builtOn": "l1",
+                    "actions": [{"_class": "hudson.model.CauseAction"}, {"_class": "jenkins.metrics.impl.TimeInQueueAction", "queuingDurationMillis": waits[1]}]}]}]})
+        );
+        assert!(waits[1] >= 40, "the second build waited for the first: {waits:?}");
+        // Without a tree the root lists jobs without builds; a job shows `builds`, not `allBuilds`.
+        let root: Value = get("api/json").await.unwrap().json().await.unwrap();
+        assert!(root["jobs"][0].get("builds").is_none(), "{root}");
+        let job: Value = get("job/fs/api/json").await.unwrap().json().await.unwrap();
+        assert_eq!(job["builds"].as_array().unwrap().len(), 2);
+        assert!(job.get("allBuilds").is_none());
+        let job: Value = get("job/fs/api/json?tree=allBuilds[number,result]").await.unwrap().json().await.unwrap();
+        assert_eq!(job["allBuilds"], json!([{"_class": "hudson.model.FreeStyleBuild", "number": 2, "result": "SUCCESS"}, {"_class": "hudson.model.FreeStyleBuild", "number": 1, "result": "SUCCESS"}]));
+        assert_eq!(get("job/nope/api/json?tree=builds[number]").await.unwrap().status(), 404);
+        let _ = stop.send(());
     }
 }

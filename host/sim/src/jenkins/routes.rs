@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::state::{EnqueueRequest, JobSpec, OfflineMark, node_from_form};
 use crate::now_ms;
-use super::{Shared, feed, jnlp_jars, random_hex, tree, wsagent};
+use super::{Shared, feed, history, jnlp_jars, random_hex, tree, wsagent};
 use ecsp_jenkins::label::LabelExpr;
 
 type Shr = State<Arc<Shared>>;
@@ -216,7 +216,27 @@ async fn root_json(State(s): Shr, headers: HeaderMap, Query(q): Params) -> Respo
     if let Err(e) = authenticate(&s, &headers) {
         return e.into_response();
     }
-    let v = s.lock().root_json();
+    let st = s.lock();
+    let mut v = st.root_json();
+    // Asked for by a `tree`, jobs show what Stapler exports of them (`labelExpression`, the
+    // build lists...); the build lists only when selected, as rendering them is the cost.
+    if let Some(Ok(sel)) = q.get("tree").map(|t| tree::parse(t)) {
+        let all = tree::selects(&sel, &["jobs", "allBuilds"]);
+        let builds = all || tree::selects(&sel, &["jobs", "builds"]);
+        let jobs: Vec<Value> = st
+            .jobs
+            .values()
+            .map(|j| {
+                let mut jv = st.job_json(j);
+                if builds {
+                    history::add_builds(&st, j, &mut jv, all);
+                }
+                jv
+            })
+            .collect();
+        v["jobs"] = Value::Array(jobs);
+    }
+    drop(st);
     json_response(v, &q)
 }
 
@@ -571,7 +591,10 @@ async fn job_json(
     let Some(job) = st.jobs.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("No job {name}"));
     };
-    let v = st.job_json(job);
+    let mut v = st.job_json(job);
+    // `allBuilds` is exported with visibility -2: only a `tree` that names it shows it.
+    let all = matches!(q.get("tree").map(|t| tree::parse(t)), Some(Ok(sel)) if tree::selects(&sel, &["allBuilds"]));
+    history::add_builds(&st, job, &mut v, all);
     drop(st);
     json_response(v, &q)
 }

@@ -210,6 +210,8 @@ impl Node {
 pub(crate) struct Job {
     pub spec: JobSpec,
     pub next_build: u64,
+    /// Finished builds, oldest first; at most [`BUILDS_KEPT`].
+    pub history: VecDeque<CompletedBuild>,
 }
 
 #[derive(Clone, Debug)]
@@ -265,6 +267,9 @@ fn label_name(e: &LabelExpr) -> String {
 }
 
 const LEFT_ITEMS_KEPT: usize = 10_000;
+/// Finished builds kept per job (older ones are discarded, as by a build discarder), so a long
+/// benchmark does not grow without bound.
+pub const BUILDS_KEPT: usize = 1000;
 
 impl State {
     pub fn new(root_url: String, key: [u8; 32], built_in_executors: u32) -> Self {
@@ -309,6 +314,7 @@ impl State {
                     Job {
                         spec,
                         next_build: 1,
+                        history: VecDeque::new(),
                     },
                 );
             }
@@ -458,13 +464,17 @@ impl State {
     /// One scheduler step at `now`: finish due builds, then hand buildable items (FIFO) to idle
     /// executors of online nodes that can take them. Returns the earliest pending end time.
     pub fn step(&mut self, now: u64) -> Option<u64> {
+        let mut done = Vec::new();
         for node in self.nodes.values_mut() {
             for slot in node.executors.iter_mut() {
                 if slot.as_ref().is_some_and(|r| r.ends_ms <= now) {
                     let r = slot.take().expect("checked");
-                    self.completed.push(finished(r, &node.name, now, "SUCCESS"));
+                    done.push(finished(r, &node.name, now, "SUCCESS"));
                 }
             }
+        }
+        for build in done {
+            self.record(build);
         }
         // Only nodes with a free executor can take anything; usually there are few.
         let mut free: Vec<String> = self
@@ -531,8 +541,19 @@ impl State {
         };
         let aborted: Vec<Running> = n.executors.iter_mut().filter_map(Option::take).collect();
         for r in aborted {
-            self.completed.push(finished(r, node, now, "FAILURE"));
+            self.record(finished(r, node, now, "FAILURE"));
         }
+    }
+
+    /// Books a finished build: in the stats, and in its job's bounded history.
+    fn record(&mut self, build: CompletedBuild) {
+        if let Some(job) = self.jobs.get_mut(&build.job) {
+            job.history.push_back(build.clone());
+            if job.history.len() > BUILDS_KEPT {
+                job.history.pop_front();
+            }
+        }
+        self.completed.push(build);
     }
 
     pub fn stats(&self) -> SimStats {

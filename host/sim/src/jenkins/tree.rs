@@ -93,6 +93,20 @@ fn parse_range(spec: &str) -> Result<(Option<usize>, Option<usize>), String> {
     }
 }
 
+/// Whether a selection asks for the property at `path` (`["jobs", "builds"]` for
+/// `jobs[builds[...]]`); a property selected without a sub-selection selects all below it. For
+/// the handlers that render a costly property only when it is asked for.
+pub fn selects(selectors: &[Selector], path: &[&str]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return true };
+    selectors.iter().any(|s| {
+        s.name == *first
+            && match &s.children {
+                Some(children) => selects(children, rest),
+                None => true,
+            }
+    })
+}
+
 /// Applies a selection to a rendered value (objects keep `_class`, as Stapler does).
 pub fn apply(value: &Value, selectors: &[Selector]) -> Value {
     match value {
@@ -140,6 +154,9 @@ mod tests {
             json!({"_class": "X", "b": [{"_class": "Y", "c": 2}, {"c": 4}], "e": [2, 3]})
         );
         assert!(parse("a[b").is_err());
+        let sel = parse("jobs[name,builds[number]{0,5}],views").unwrap();
+        assert!(selects(&sel, &["jobs", "builds"]) && selects(&sel, &["views", "name"]));
+        assert!(!selects(&sel, &["jobs", "allBuilds"]) && !selects(&sel, &["builds"]));
         assert!(parse("a,,b").is_err());
     }
 }

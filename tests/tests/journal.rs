@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use e2e::engine::{DEFAULT_TIMINGS, Daemon, Setup, Template, enqueue, our_instances, start_cluster_from};
-use ecs_provisioner::app::replay::{ReplayArgs, replay_outcomes};
+use ecs_provisioner::app::replay::{ReplayArgs, TraceCommand, replay_outcomes, trace_command};
 use ecs_provisioner::replay::from_journal::trace_from_journal;
 use ecs_provisioner::replay::trace::{Build, Trace};
 use ecs_provisioner::sim::cluster::ClusterOptions;
@@ -29,6 +29,12 @@ const DURATION_MS: u64 = 5_000;
 /// at its 500 ms in-flight pace in both. That is at most 1 + 1.2 + 0.5 s apart; 3 s allows
 /// for a loaded machine's scheduling on top.
 const WAIT_TOLERANCE_MS: i64 = 3_000;
+
+#[derive(Parser)]
+struct TraceCli {
+    #[command(subcommand)]
+    cmd: TraceCommand,
+}
 
 #[derive(Parser)]
 struct Replay {
@@ -87,8 +93,12 @@ async fn a_live_run_and_its_replay_agree_and_its_journal_gives_back_the_workload
 
     // The journal's trace is the workload: arrivals as Jenkins dated them, durations to within
     // a cycle (the end is seen at the first cycle that no longer shows the build).
-    let (imported, summary) = trace_from_journal(&files).unwrap();
-    assert_eq!(summary.paired, 5, "{summary:?}");
+    let imported_file = dir.path().join("imported.jsonl");
+    let journal_dir = dir.path().join("journal");
+    let argv = ["trace", "import", "--journal", journal_dir.to_str().unwrap(), "-o", imported_file.to_str().unwrap()];
+    assert_eq!(trace_command(&TraceCli::parse_from(argv).cmd).unwrap(), 0);
+    let imported = Trace::read(std::io::BufReader::new(std::fs::File::open(&imported_file).unwrap())).unwrap();
+    assert_eq!(trace_from_journal(&files).unwrap().1.paired, 5, "every build paired with its queue item");
     let enqueued = sorted(live.iter().map(|b| b.enqueued_ms).collect());
     assert_eq!(imported.builds.iter().map(|b| b.at_ms).collect::<Vec<_>>(), enqueued);
     for b in &imported.builds {
@@ -121,4 +131,31 @@ async fn a_live_run_and_its_replay_agree_and_its_journal_gives_back_the_workload
         assert!((l as i64 - r as i64).abs() <= WAIT_TOLERANCE_MS, "{what} queue wait: live {l} ms, replayed {r} ms (live waits {live_waits:?})");
     }
     cluster.shutdown().await;
+}
+
+/// A directory without journal files, and a journal line that is not a record: named, and no
+/// trace is written.
+#[test]
+fn a_bad_journal_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace.jsonl");
+    let import = |journal: &Path| {
+        let argv = ["trace", "import", "--journal", journal.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        format!("{:#}", trace_command(&TraceCli::parse_from(argv).cmd).unwrap_err())
+    };
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = import(&empty);
+    assert!(e.contains("holds no journal files (journal-*.jsonl.gz)") && e.contains("empty"), "{e}");
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(bad.join("journal-0000000000001.jsonl.gz")).unwrap(), flate2::Compression::fast());
+    use std::io::Write;
+    writeln!(gz, r#"{{"format":"ecsp-journal","version":1,"controller_id":"ci","started_ms":1,"templates":{{}}}}"#).unwrap();
+    writeln!(gz, r#"{{"cycle":1,"at_ms":"noon"}}"#).unwrap();
+    writeln!(gz, r#"{{"cycle":2,"at_ms":2}}"#).unwrap();
+    gz.finish().unwrap();
+    let e = import(&bad);
+    assert!(e.contains("journal-0000000000001.jsonl.gz line 2: invalid type: string \"noon\""), "{e}");
+    assert!(!out.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 2, "nothing written");
 }

@@ -63,16 +63,21 @@ pub struct ReplayArgs {
 pub enum TraceCommand {
     /// Generate a seeded synthetic workload.
     Generate(GenerateArgs),
-    /// Build a trace from a Jenkins controller's build history (REST API).
+    /// Build a trace from a Jenkins controller's build history (REST API) or from the
+    /// decision journal `run` keeps.
     Import(ImportArgs),
 }
 
-/// `policy trace import --jenkins URL`
+/// `policy trace import --jenkins URL | --journal DIR`
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["jenkins", "journal"])))]
 pub struct ImportArgs {
     /// The controller's root URL, with any context path.
     #[arg(long, value_name = "URL")]
-    pub jenkins: String,
+    pub jenkins: Option<String>,
+    /// A decision journal directory (`[journal] dir`; docs/journal.md).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["user", "token_file", "config"])]
+    pub journal: Option<PathBuf>,
     /// The user whose API token is in --token-file.
     #[arg(long, requires = "token_file")]
     pub user: Option<String>,
@@ -230,6 +235,35 @@ pub fn trace_command(cmd: &TraceCommand) -> anyhow::Result<i32> {
     }
 }
 
+/// `policy trace import --journal DIR`: the builds the journal saw, within the window.
+fn import_journal(dir: &Path, window: &Window, output: &Path) -> anyhow::Result<i32> {
+    let files = crate::journal::read_dir(dir)?;
+    let (mut trace, summary) = crate::replay::from_journal::trace_from_journal(&files)
+        .with_context(|| format!("cannot make a trace of the journal in {}", dir.display()))?;
+    let before = trace.builds.len();
+    trace.builds.retain(|b| window.since_ms.is_none_or(|s| b.at_ms >= s) && window.until_ms.is_none_or(|u| b.at_ms <= u));
+    if trace.builds.is_empty() {
+        anyhow::bail!("the journal in {} holds no builds in the period", dir.display());
+    }
+    trace.start_ms = window.since_ms.unwrap_or(trace.start_ms);
+    trace.end_ms = window.until_ms.unwrap_or(trace.end_ms).max(trace.start_ms);
+    trace.events.retain(|e| e.at_ms() >= trace.start_ms && e.at_ms() <= trace.end_ms);
+    write_whole(output, |out| trace.write(out))?;
+    println!(
+        "wrote {} builds from {} cycles of {} journal files to {} ({} paired with their queue item, {} started unqueued, {} never started given their template's median duration, {} dropped, {} outside the period)",
+        trace.builds.len(),
+        summary.cycles,
+        files.len(),
+        output.display(),
+        summary.paired,
+        summary.unqueued,
+        summary.never_started,
+        summary.dropped,
+        before - trace.builds.len(),
+    );
+    Ok(0)
+}
+
 /// `policy trace import`: reads the whole history first, so that a failure writes nothing.
 fn import_command(a: &ImportArgs) -> anyhow::Result<i32> {
     let window = Window { since_ms: a.since.as_deref().map(|t| epoch_ms("--since", t)).transpose()?, until_ms: a.until.as_deref().map(|t| epoch_ms("--until", t)).transpose()? };
@@ -238,15 +272,19 @@ fn import_command(a: &ImportArgs) -> anyhow::Result<i32> {
     {
         anyhow::bail!("--until is before --since");
     }
+    let Some(url) = &a.jenkins else {
+        let dir = a.journal.as_ref().expect("clap requires --jenkins or --journal");
+        return import_journal(dir, &window, &a.output);
+    };
     let credentials = match (&a.user, &a.token_file, &a.config) {
         (Some(user), Some(file), _) => Some(crate::jenkins::Credentials::token_from_file(user, file)?),
         (_, _, Some(config)) => Some(crate::adapters::jenkins::credentials_from_config(&Config::load(config)?.jenkins)?),
         _ => None,
     };
-    let controller = Controller::new(&a.jenkins, credentials)?;
+    let controller = Controller::new(url, credentials)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let jobs = rt.block_on(controller.history(window.since_ms))?;
-    let imported = import::to_trace(&jobs, window).with_context(|| format!("cannot import the build history of {}", a.jenkins))?;
+    let imported = import::to_trace(&jobs, window).with_context(|| format!("cannot import the build history of {url}"))?;
     if imported.without_queue_time > 0 {
         eprintln!(
             "warning: {} of {} builds carry no queue time (the Metrics plugin's TimeInQueueAction is absent): their arrival times are their start times, so their replayed waits start from zero",

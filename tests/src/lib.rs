@@ -7,6 +7,7 @@ pub mod ssh;
 pub mod engine;
 pub mod etcd;
 pub mod hostile;
+pub mod browser;
 
 /// The test virtualenv's Python interpreter (`$ECSP_PYTHON`, else the venv that
 /// scripts/setup-test-deps.sh creates), checked to import `modules`. Panics — failing the test,

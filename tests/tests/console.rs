@@ -7,40 +7,16 @@
 //! Chromium and chromedriver come from Debian's packages (scripts/setup-test-deps.sh prints
 //! ECSP_CHROMIUM and ECSP_CHROMEDRIVER).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use e2e::browser::{Browser, free_port};
 use e2e::engine::{Daemon, Setup, Template, agent_nodes, describe_cluster, enqueue, our_instances, start_cluster, wait_for, wait_until};
 use ecs_provisioner::sim::cluster::Cluster;
 use ecs_provisioner::sim::jenkins::JobKind;
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 
 const EXE: &str = env!("CARGO_BIN_EXE_e2e-provisioner");
-
-/// A tool the setup script installs, from its environment line.
-fn tool(var: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        panic!("{var} is not set: run `eval \"$(scripts/setup-test-deps.sh | sed 's/^/export /')\"` first")
-    });
-    assert!(path.exists(), "{var}={} does not exist: run scripts/setup-test-deps.sh", path.display());
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// chromedriver on a port of its own, killed when dropped.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A daemon on the emulators with one template (`linux`, 0 to 2 nodes), its status server on
 /// a free port. Returns the daemon, its status URL and where its log goes.
@@ -67,50 +43,22 @@ async fn launched_node(cluster: &Cluster, log: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_launched_node_and_the_decision_in_chromium() {
-    let (chromium, chromedriver) = (tool("ECSP_CHROMIUM"), tool("ECSP_CHROMEDRIVER"));
     let dir = tempfile::Builder::new().prefix("ecsp-e2e-console-").tempdir().unwrap();
     let cluster = start_cluster(dir.path(), Path::new(EXE)).await;
     let (_daemon, url, log) = daemon(dir.path(), &cluster).await;
     let id = launched_node(&cluster, &log).await;
 
-    let port = free_port();
-    let driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display())),
-    );
-    let profile = dir.path().join("chromium-profile");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,1600", format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let webdriver = format!("http://127.0.0.1:{port}");
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = wait_for("chromedriver accepts a session", Duration::from_secs(60), || {
-        let (caps, connector, webdriver) = (caps.clone(), connector.clone(), webdriver.clone());
-        async move { ClientBuilder::new(connector).capabilities(caps).connect(&webdriver).await.ok() }
-    }, || format!("chromedriver at {webdriver} took no session"))
-    .await;
+    let browser = Browser::start(&dir.path().join("chromium-profile")).await;
+    let client = &browser.client;
 
     // The console refreshes itself every 10 s; the decision is there from the launch on.
-    browser.goto(&format!("{url}/status")).await.expect("the console loads");
-    assert_eq!(browser.title().await.unwrap(), "ecs-provisioner");
-    let row = browser.find(Locator::Id(&format!("node-{id}"))).await.expect("the launched node has a row");
+    client.goto(&format!("{url}/status")).await.expect("the console loads");
+    assert_eq!(client.title().await.unwrap(), "ecs-provisioner");
+    let row = client.find(Locator::Id(&format!("node-{id}"))).await.expect("the launched node has a row");
     let row = row.text().await.unwrap();
     assert!(row.contains("linux") && row.contains("cn-hangzhou-") && row.contains("ecs.c7.large"), "row: {row}");
     assert!(row.contains("online"), "row: {row}");
-    let sentences = browser.find_all(Locator::Css("li.sentence")).await.unwrap();
+    let sentences = client.find_all(Locator::Css("li.sentence")).await.unwrap();
     let mut texts = Vec::new();
     for s in sentences {
         texts.push(s.text().await.unwrap());
@@ -119,15 +67,11 @@ async fn the_console_shows_the_launched_node_and_the_decision_in_chromium() {
         texts.iter().any(|t| t.starts_with("launched 1 x linux in cn-hangzhou-") && t.contains(": 1 queued, 0 idle")),
         "decision sentences: {texts:?}"
     );
-    let policy = browser.find(Locator::Id("policy")).await.is_ok();
+    let policy = client.find(Locator::Id("policy")).await.is_ok();
     assert!(policy, "the policy section renders");
-    let shot = browser.screenshot().await.expect("a screenshot");
-    assert!(shot.starts_with(b"\x89PNG"), "the screenshot is a PNG");
-    let artifact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
-    std::fs::write(&artifact, &shot).unwrap();
-    eprintln!("console screenshot: {}", artifact.display());
-    browser.close().await.unwrap();
-    drop(driver);
+    browser.keep_screenshot(Path::new(env!("CARGO_TARGET_TMPDIR")), "console.png").await;
+    client.clone().close().await.unwrap();
+    drop(browser);
     cluster.shutdown().await;
 }
 

@@ -345,3 +345,50 @@ fn folders_are_walked_and_bad_answers_are_named() {
     assert!(e.contains(&format!("{url}login/api/json answered HTTP 200 OK with text/html;charset=utf-8, not JSON")), "{e}");
     assert!(!out.exists());
 }
+
+/// `policy replay --html` writes a page that a browser renders: headless Chromium shows the
+/// table and three plots, each drawn with a line per policy and a legend naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_in_chromium_with_a_line_per_policy() {
+    use e2e::browser::Browser;
+    use fantoccini::Locator;
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = three_hours(dir.path());
+    let candidate = e2e::policy::workspace_wasm("policy-office-hours");
+    let mut args = replay_args(dir.path(), &trace, &["builtin:default", candidate.to_str().unwrap()]);
+    let html = dir.path().join("report.html");
+    args.html = Some(html.clone());
+    assert_eq!(ecs_provisioner::app::replay::replay_command(&args).unwrap(), 0);
+
+    let browser = Browser::start(&dir.path().join("chromium-profile")).await;
+    let client = &browser.client;
+    client.goto(&format!("file://{}", html.display())).await.expect("the page loads");
+    assert_eq!(client.title().await.unwrap(), "Policy replay");
+    let heading = client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert!(heading.contains("builtin:default vs ") && heading.contains("office_hours"), "heading: {heading}");
+    let table = client.find(Locator::Id("table")).await.unwrap().text().await.unwrap();
+    assert!(table.contains("queue wait p95") && table.contains("policy_office_hours"), "table: {table}");
+    // What the browser laid out, not what the file says: each plot has a size on the page,
+    // a line per policy, and a legend with both names.
+    let plots = client
+        .execute(
+            "return [...document.querySelectorAll('figure.plot')].map(f => { \
+               const svg = f.querySelector('svg'); const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0}; \
+               return {caption: f.querySelector('figcaption').textContent, width: box.width, height: box.height, \
+                       lines: svg ? [...svg.querySelectorAll('polyline')].filter(l => l.getAttribute('points').trim().split(/\\s+/).length > 10).length : 0, \
+                       text: svg ? svg.textContent : ''}; })",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let plots = plots.as_array().expect("a list of plots");
+    assert_eq!(plots.len(), 3, "{plots:#?}");
+    for p in plots {
+        assert!(p["width"].as_f64().unwrap() > 500.0 && p["height"].as_f64().unwrap() > 200.0, "laid out: {p}");
+        assert!(p["lines"].as_u64().unwrap() >= 2, "a line per policy: {p}");
+        let text = p["text"].as_str().unwrap();
+        assert!(text.contains("builtin:default") && text.contains("office_hours"), "legend: {p}");
+    }
+    browser.keep_screenshot(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "replay-report.png").await;
+}

@@ -443,7 +443,8 @@ where
             report.launch_holds = book.holds.iter().filter(|(_, h)| h.until_ms > now).map(|(t, h)| (t.clone(), h.clone())).collect();
             (nodes, chores)
         };
-        summarize(&mut report, &nodes, &view.queues, view.unmatched);
+        let journaled = self.on_cycle.lock().unwrap().is_some();
+        summarize(&mut report, &nodes, &view.queues, view.unmatched, journaled);
         if act {
             self.settle_listed(&fleet.iter().map(|i| i.instance_id.as_str()).collect()).await;
         }
@@ -610,7 +611,9 @@ fn report_strangers(book: &mut Book, listed: &BTreeSet<&str>, agents: &[model::A
     }
 }
 
-fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32) {
+/// Fills the report's counts and rows; the queue items and running builds only for a journal
+/// (`journaled`), since a replay's millions of cycles would pay for them in vain.
+fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue], unmatched: u32, journaled: bool) {
     report.node_rows = nodes.iter().map(console::NodeRow::of).collect();
     for n in nodes {
         *report
@@ -620,13 +623,17 @@ fn summarize(report: &mut CycleReport, nodes: &[Node], queues: &[TemplateQueue],
             .entry(n.state.as_str().to_owned())
             .or_default() += 1;
     }
-    report.running_builds = nodes
-        .iter()
-        .filter_map(|n| Some((n, n.agent.as_ref()?)))
-        .flat_map(|(n, a)| a.running.iter().map(|(key, at)| (n.instance_id().to_owned(), n.template().to_owned(), key.clone(), *at)))
-        .collect();
+    if journaled {
+        report.running_builds = nodes
+            .iter()
+            .filter_map(|n| Some((n, n.agent.as_ref()?)))
+            .flat_map(|(n, a)| a.running.iter().map(|(key, at)| (n.instance_id().to_owned(), n.template().to_owned(), key.clone(), *at)))
+            .collect();
+    }
     for q in queues {
-        report.queue_items.extend(q.items.iter().map(|(id, waited)| (q.template.clone(), *id, report.at_ms.saturating_sub(*waited))));
+        if journaled {
+            report.queue_items.extend(q.items.iter().map(|(id, waited)| (q.template.clone(), *id, report.at_ms.saturating_sub(*waited))));
+        }
         report.queued.insert(q.template.clone(), q.items.len() as u32);
         report.oldest_wait_ms.insert(q.template.clone(), q.items.iter().map(|(_, w)| *w).max().unwrap_or(0));
     }

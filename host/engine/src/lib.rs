@@ -155,6 +155,8 @@ where
     pub(crate) last_report: Mutex<Option<CycleReport>>,
     /// Called with every cycle's report ([`Engine::on_cycle`]).
     on_cycle: Mutex<Option<CycleHook>>,
+    /// Whether cycles are recorded on the board and kept as the last report ([`Engine::offline`]).
+    recorded: std::sync::atomic::AtomicBool,
     /// Where every cycle is recorded for /metrics and /status.
     pub board: Arc<board::Board>,
     pub(crate) stop: CancellationToken,
@@ -243,6 +245,7 @@ where
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             last_report: Mutex::new(None),
             on_cycle: Mutex::new(None),
+            recorded: std::sync::atomic::AtomicBool::new(true),
             board,
             stop: CancellationToken::new(),
             launch_seq: 0.into(),
@@ -271,6 +274,13 @@ where
     /// active one, its plan is compared and recorded (`CycleReport::shadow`), and never acted on.
     pub fn set_shadow(&self, policy: Option<Arc<dyn PolicyPort>>) {
         *self.shadow.lock().unwrap() = policy;
+    }
+
+    /// An engine nobody watches (a replay's): cycles no longer update the metrics board or
+    /// the last report, each cycle's report is only returned. Those two copies of every
+    /// report were a sixth of a replayed cycle.
+    pub fn offline(&self) {
+        self.recorded.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Has `hook` called with every cycle's report from now on (the decision journal).
@@ -508,6 +518,9 @@ where
         report.duration_micros = micros.saturating_sub(report.at_ms * 1000);
         for e in &report.errors {
             tracing::warn!(cycle = report.cycle, error = %e, "cycle error");
+        }
+        if !self.recorded.load(std::sync::atomic::Ordering::Relaxed) {
+            return report;
         }
         self.board.record(&report);
         if let Some(hook) = self.on_cycle.lock().unwrap().as_ref() {

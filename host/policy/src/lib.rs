@@ -243,6 +243,9 @@ impl Policy {
         function: Function,
         call: impl FnOnce(&Policy) -> Result<T, PolicyError> + Send + 'static,
     ) -> Result<T, PolicyError> {
+        if !self.inner.runtime.limits.watchdog_thread {
+            return call(self);
+        }
         let policy = self.clone();
         let deadline = self.inner.runtime.limits.watchdog();
         match self

@@ -36,6 +36,12 @@ pub struct Limits {
     /// evaluations instead of being returned to the kernel (default 2 MiB): cheaper than
     /// page-faulting the same pages back in on every evaluation.
     pub keep_resident_bytes: usize,
+    /// Whether each evaluation runs on a watchdog thread ([`crate::watchdog`]; the default)
+    /// or on the caller's. Offline callers (a replay's million evaluations) may run inline:
+    /// fuel and the epoch deadline still stop guest code, and what only the watchdog guards
+    /// against, a host call that never returns, would hang the caller instead of the daemon.
+    /// The hand-off costs two thread wake-ups per evaluation, a quarter of a replayed cycle.
+    pub watchdog_thread: bool,
 }
 
 /// Default fuel per call: 2,000,000,000 units, about 200 ms of tight computation on the
@@ -60,6 +66,7 @@ impl Default for Limits {
             log_burst: 60,
             max_answer_bytes: 1 << 20,
             keep_resident_bytes: 2 << 20,
+            watchdog_thread: true,
         }
     }
 }

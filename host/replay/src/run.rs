@@ -101,6 +101,7 @@ pub async fn replay<P: PolicyPort, F: PolicyPort>(
         decider,
         Arc::new(move || clock.load(Ordering::SeqCst)),
     );
+    engine.offline();
     let mut r = PolicyReport { policy: name, slow_after_ms: settings.slow_after_ms, ..PolicyReport::default() };
     let span = (trace.end_ms - trace.start_ms).max(1);
     let sample_every = (span / u64::from(settings.samples.max(1))).max(1000);

@@ -25,12 +25,23 @@ impl WasmPolicy {
     /// Loads `[policy] source` with its settings under the configured limits, and the built-in
     /// default (same limits, no settings) as the fallback.
     pub fn load_with_fallback(config: &PolicyConfig) -> anyhow::Result<(WasmPolicy, WasmPolicy)> {
+        Self::load_with(config, true)
+    }
+
+    /// [`WasmPolicy::load_with_fallback`] for an offline replay: evaluations run on the
+    /// caller's thread, without the watchdog's hand-off ([`Limits::watchdog_thread`]).
+    pub fn load_for_replay(config: &PolicyConfig) -> anyhow::Result<(WasmPolicy, WasmPolicy)> {
+        Self::load_with(config, false)
+    }
+
+    fn load_with(config: &PolicyConfig, watchdog_thread: bool) -> anyhow::Result<(WasmPolicy, WasmPolicy)> {
         let limits = Limits {
             memory_bytes: u64::from(config.memory_limit_mib) << 20,
             fuel: *config.fuel.get_ref(),
             deadline: config.timeout,
             log_lines_per_minute: *config.log_lines_per_minute.get_ref(),
             log_burst: *config.log_burst.get_ref(),
+            watchdog_thread,
             ..Limits::default()
         };
         // The compiled-policy cache that `policy build` warms: a 10-20 MB Python or JavaScript

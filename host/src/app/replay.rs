@@ -167,7 +167,7 @@ pub fn replay_outcomes(args: &ReplayArgs) -> anyhow::Result<Vec<Outcome>> {
         let mut policy_config = config.policy.clone();
         policy_config.source = source.clone();
         let (policy, fallback) =
-            WasmPolicy::load_with_fallback(&policy_config).with_context(|| format!("cannot load the policy {source}"))?;
+            WasmPolicy::load_for_replay(&policy_config).with_context(|| format!("cannot load the policy {source}"))?;
         deciders.push(Decider { policy, fallback, on_error: config.policy.on_error });
     }
     std::thread::scope(|s| {

@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use e2e::policy::{echo_v0_1_wasm, load, load_in, probe_wasm, roomy_limits, roomy_runtime, runtime, test_limits};
 use ecs_provisioner::policy::fixture;
 use ecs_provisioner::policy::{
-    Cause, Demand, Function, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime,
+    Cause, Demand, Function, Limits, LoadedFrom, Node, NodeState, Offering, PlaceRequest, PolicyRuntime,
     QueuedItem, Snapshot, SpotMode, Template,
 };
 
@@ -642,4 +642,22 @@ fn policy_bench_caches_in_a_private_temporary_directory() {
     assert!(used.starts_with(std::env::temp_dir()), "{}", report.cache_dir);
     assert!(!used.exists(), "left behind: {}", report.cache_dir);
     assert!(report.cached_load_ms > 0.0);
+}
+
+/// `watchdog_thread = false` (what `policy replay` sets): the evaluation runs on the caller's
+/// thread, and fuel and the deadline still stop a guest that never returns.
+#[test]
+fn without_the_watchdog_thread_evaluations_run_inline_and_are_still_bounded() {
+    let rt = Arc::new(PolicyRuntime::new(Limits { watchdog_thread: false, ..test_limits() }).unwrap());
+    let policy = load_in(&rt, &probe_wasm(), r#"{"mode":"ok"}"#).unwrap();
+    let caller = std::thread::current().id();
+    let ran_on = policy.guarded(Function::Scale, |_| Ok(std::thread::current().id())).unwrap();
+    assert_eq!(ran_on, caller, "no hand-off to an evaluation thread");
+    let inline = policy.guarded(Function::Scale, |p| p.scale(&snapshot())).unwrap();
+    assert_eq!(inline, probe("ok").scale(&snapshot()).unwrap(), "the same answer as through the watchdog");
+    let spinning = load_in(&rt, &probe_wasm(), r#"{"mode":"spin"}"#).unwrap();
+    let started = Instant::now();
+    let err = spinning.guarded(Function::Scale, |p| p.scale(&snapshot())).unwrap_err();
+    assert_eq!(err.cause, Cause::Timeout(test_limits().deadline), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

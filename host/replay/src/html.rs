@@ -1,6 +1,7 @@
 //! `--html report.html`: one self-contained page with the table and three plots (queued builds,
 //! nodes, cost), one line per policy, drawn by plotters as inline SVG.
 
+use maud::{DOCTYPE, PreEscaped, html};
 use plotters::prelude::*;
 
 use super::run::{Outcome, Sample, rfc3339};
@@ -13,19 +14,32 @@ pub fn page(outcomes: &[Outcome], table: &str) -> Result<String, String> {
         ("Nodes (all states)", plot("Nodes", outcomes, |s| f64::from(s.in_flight + s.busy + s.idle + s.other))?),
         ("Cost so far", plot("Cost", outcomes, |s| s.cost)?),
     ];
-    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Policy replay</title>\n");
-    html.push_str("<style>body{font-family:sans-serif;margin:2em;max-width:1000px}pre{background:#f6f6f6;padding:1em;overflow-x:auto}figure{margin:1.5em 0}</style></head><body>\n");
-    html.push_str(&format!("<h1>Policy replay: {}</h1>\n", escape(&names.join(" vs "))));
-    if let Some(o) = outcomes.first() {
-        let (start, end) = window(&o.series);
-        html.push_str(&format!("<p>Simulated {} to {}.</p>\n", rfc3339(start), rfc3339(end)));
-    }
-    html.push_str(&format!("<pre id=\"table\">{}</pre>\n", escape(table)));
-    for (caption, svg) in plots {
-        html.push_str(&format!("<figure class=\"plot\"><figcaption>{}</figcaption>\n{svg}\n</figure>\n", escape(caption)));
-    }
-    html.push_str("</body></html>\n");
-    Ok(html)
+    let period = outcomes.first().map(|o| window(&o.series));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Policy replay" }
+                style { "body{font-family:sans-serif;margin:2em;max-width:1000px}pre{background:#f6f6f6;padding:1em;overflow-x:auto}figure{margin:1.5em 0}" }
+            }
+            body {
+                h1 { "Policy replay: " (names.join(" vs ")) }
+                @if let Some((start, end)) = period {
+                    p { "Simulated " (rfc3339(start)) " to " (rfc3339(end)) "." }
+                }
+                pre id="table" { (table) }
+                @for (caption, svg) in &plots {
+                    figure class="plot" {
+                        figcaption { (caption) }
+                        // plotters' own SVG markup; every text in it is escaped by plotters.
+                        (PreEscaped(svg))
+                    }
+                }
+            }
+        }
+    };
+    Ok(page.into_string())
 }
 
 fn window(series: &[Sample]) -> (u64, u64) {
@@ -64,6 +78,20 @@ fn plot(title: &str, outcomes: &[Outcome], value: impl Fn(&Sample) -> f64) -> Re
     Ok(svg)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::PolicyReport;
+
+    #[test]
+    fn names_and_the_table_are_escaped_and_the_plots_kept_whole() {
+        let series = (0..3).map(|i| Sample { at_ms: i * 3_600_000, queued: i as u32, ..Sample::default() }).collect();
+        let outcome = Outcome { report: PolicyReport { policy: "<b>x</b>".into(), ..PolicyReport::default() }, series, computed_cycles: 3 };
+        let page = page(&[outcome], "a < b & c").unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+        assert!(!page.contains("<b>x</b>") && page.contains("&lt;b&gt;x&lt;/b&gt;"), "{page}");
+        assert!(page.contains("<pre id=\"table\">a &lt; b &amp; c</pre>"), "{page}");
+        assert_eq!(page.matches("<svg").count(), 3);
+        assert_eq!(page.matches("</svg>").count(), 3);
+    }
 }

@@ -87,6 +87,15 @@ fn request(count: u32) -> PlaceRequest {
     }
 }
 
+/// The probe spinning in a runtime of `limits` whose fuel cannot run out first: only the
+/// deadline stops it. With the default fuel (about 200 ms of spinning) a loaded machine can
+/// delay the epoch ticker past that, and the call ends out of fuel instead (seen in a full
+/// run of the suite).
+fn unlimited_fuel_spinner(limits: Limits) -> ecs_provisioner::policy::Policy {
+    let rt = Arc::new(PolicyRuntime::new(Limits { fuel: 1 << 62, ..limits }).unwrap());
+    load_in(&rt, &probe_wasm(), r#"{"mode":"spin"}"#).expect("probe loads")
+}
+
 fn probe(mode: &str) -> ecs_provisioner::policy::Policy {
     load(&probe_wasm(), &format!(r#"{{"mode":"{mode}"}}"#)).expect("probe loads")
 }
@@ -155,14 +164,15 @@ fn a_panic_is_a_trap_quoting_the_panic_message() {
 
 #[test]
 fn an_endless_loop_times_out_at_the_deadline() {
+    let spin = unlimited_fuel_spinner(test_limits());
     let started = Instant::now();
-    let err = probe("spin").scale(&snapshot()).unwrap_err();
+    let err = spin.scale(&snapshot()).unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.cause, Cause::Timeout(test_limits().deadline), "{err}");
     assert_eq!(err.function, Some(Function::Scale));
     // Contained: bounded by the deadline, not hung (generous slack for a busy 2-core box).
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    let err = probe("spin")
+    let err = spin
         .place(&request(1), &offerings(), &[])
         .unwrap_err();
     assert_eq!(err.kind(), "timeout");
@@ -655,7 +665,7 @@ fn without_the_watchdog_thread_evaluations_run_inline_and_are_still_bounded() {
     assert_eq!(ran_on, caller, "no hand-off to an evaluation thread");
     let inline = policy.guarded(Function::Scale, |p| p.scale(&snapshot())).unwrap();
     assert_eq!(inline, probe("ok").scale(&snapshot()).unwrap(), "the same answer as through the watchdog");
-    let spinning = load_in(&rt, &probe_wasm(), r#"{"mode":"spin"}"#).unwrap();
+    let spinning = unlimited_fuel_spinner(Limits { watchdog_thread: false, ..test_limits() });
     let started = Instant::now();
     let err = spinning.guarded(Function::Scale, |p| p.scale(&snapshot())).unwrap_err();
     assert_eq!(err.cause, Cause::Timeout(test_limits().deadline), "{err}");

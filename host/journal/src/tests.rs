@@ -174,3 +174,18 @@ fn a_file_cut_short_yields_its_complete_records_and_a_bad_line_is_named() {
     let e = format!("{:#}", reader::read_file(&newer).unwrap_err());
     assert!(e.contains("journal version 2 is newer than this build reads (1)"), "{e}");
 }
+
+#[test]
+fn the_sink_writes_off_the_caller_and_leaves_a_whole_file_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = JournalSink::start(journal(dir.path())).unwrap();
+    for cycle in 1..=3 {
+        sink.record(&report(cycle, &[(cycle, cycle)], &[]));
+    }
+    drop(sink);
+    let files = writer::journal_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    // Whole: the gzip trailer is there (a cut file makes read_to_string fail).
+    let text = decompressed(&files[0].0);
+    assert_eq!(text.lines().count(), 4, "the header and the three cycles: {text}");
+}

@@ -166,7 +166,9 @@ pub(crate) fn journal_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64, SystemT
 /// The journal written off the reconcile loop: [`JournalSink::record`] hands the report to a
 /// thread and returns at once.
 pub struct JournalSink {
-    tx: SyncSender<CycleReport>,
+    /// `None` once dropped: the writer thread then drains what is queued and ends.
+    tx: Option<SyncSender<CycleReport>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Reports waiting for the writer thread; past this a record is dropped (and logged).
@@ -176,7 +178,7 @@ impl JournalSink {
     /// Starts the writer thread for `journal`.
     pub fn start(mut journal: Journal) -> io::Result<JournalSink> {
         let (tx, rx) = sync_channel::<CycleReport>(BACKLOG);
-        std::thread::Builder::new().name("journal".into()).spawn(move || {
+        let writer = std::thread::Builder::new().name("journal".into()).spawn(move || {
             let mut failing = false;
             for report in rx {
                 match journal.append(&report) {
@@ -197,13 +199,25 @@ impl JournalSink {
                 let _ = out.finish();
             }
         })?;
-        Ok(JournalSink { tx })
+        Ok(JournalSink { tx: Some(tx), writer: Some(writer) })
     }
 
     /// Queues `report` for the journal; never blocks the loop.
     pub fn record(&self, report: &CycleReport) {
-        if let Err(TrySendError::Full(r)) = self.tx.try_send(report.clone()) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(r)) = tx.try_send(report.clone()) {
             tracing::warn!(cycle = r.cycle, "the journal writer is behind; this cycle goes unrecorded");
+        }
+    }
+}
+
+impl Drop for JournalSink {
+    /// Waits for the writer to record what is queued and close its file (the gzip trailer),
+    /// so that a daemon that stops leaves whole files.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }

@@ -31,11 +31,8 @@ pub const RECLAIM_REASON: &str = "ecs-provisioner: spot reclaim notice; the clou
 pub struct Book {
     /// Bootstraps this process started, by instance id.
     pub bootstraps: BTreeMap<String, BootstrapStatus>,
-    /// The number of the latest bootstrap run of each instance: a run that a later one
-    /// superseded (a reconnect while the first bootstrap was still confirming its agent) ends
-    /// without a say.
-    pub bootstrap_runs: BTreeMap<String, u64>,
-    /// The last bootstrap run number handed out.
+    /// The last bootstrap run number handed out: a run that a later one superseded (a
+    /// reconnect while the first bootstrap was still confirming its agent) ends without a say.
     pub last_bootstrap_run: u64,
     /// Nodes being drained for removal.
     pub draining: BTreeSet<String>,
@@ -111,16 +108,15 @@ impl Book {
     /// Starts a bootstrap run of `id`, superseding any still under way; returns its number.
     pub fn bootstrap_started(&mut self, id: &str) -> u64 {
         self.last_bootstrap_run += 1;
-        self.bootstrap_runs.insert(id.to_owned(), self.last_bootstrap_run);
-        self.bootstraps.insert(id.to_owned(), BootstrapStatus::Running);
-        self.last_bootstrap_run
+        let run = self.last_bootstrap_run;
+        self.bootstraps.insert(id.to_owned(), BootstrapStatus::Running { run });
+        run
     }
 
     /// Books how run `run` of `id` ended, unless a later run superseded it or the instance's
     /// bootstrap was forgotten meanwhile (stopped, gone). Returns whether it was booked.
     pub fn bootstrap_ended(&mut self, id: &str, run: u64, status: BootstrapStatus) -> bool {
-        let current = self.bootstrap_runs.get(id) == Some(&run)
-            && self.bootstraps.get(id) == Some(&BootstrapStatus::Running);
+        let current = self.bootstraps.get(id) == Some(&BootstrapStatus::Running { run });
         if current {
             self.bootstraps.insert(id.to_owned(), status);
         }
@@ -141,7 +137,6 @@ impl Book {
         self.known_ours.extend(listed.iter().map(|id| (*id).to_owned()));
         self.known_ours.extend(self.launched.keys().cloned());
         self.bootstraps.retain(|id, _| listed.contains(id.as_str()));
-        self.bootstrap_runs.retain(|id, _| listed.contains(id.as_str()));
         self.draining.retain(|id| listed.contains(id.as_str()));
         self.terminating.retain(|id, _| listed.contains(id.as_str()));
         self.seen_online.retain(|id| listed.contains(id.as_str()));
@@ -448,7 +443,7 @@ fn node_state(
         };
     }
     let state = match book.bootstraps.get(id) {
-        Some(BootstrapStatus::Running) => NodeState::Bootstrapping,
+        Some(BootstrapStatus::Running { .. }) => NodeState::Bootstrapping,
         Some(BootstrapStatus::Done) => NodeState::Connecting,
         Some(BootstrapStatus::Failed(msg)) => return terminate(chores, format!("bootstrap failed: {msg}")),
         None => {
@@ -553,7 +548,7 @@ mod tests {
     #[test]
     fn states_follow_bootstrap_progress_and_jenkins() {
         let mut book = Book::default();
-        book.bootstraps.insert("i-1".into(), BootstrapStatus::Running);
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Running { run: 1 });
         book.bootstraps.insert("i-2".into(), BootstrapStatus::Done);
         book.bootstraps.insert("i-3".into(), BootstrapStatus::Done);
         book.draining.insert("i-4".into());
@@ -770,7 +765,7 @@ mod tests {
         let second = book.bootstrap_started("i-1");
         assert_ne!(first, second);
         assert!(!book.bootstrap_ended("i-1", first, BootstrapStatus::Failed("agent not running".into())));
-        assert_eq!(book.bootstraps["i-1"], BootstrapStatus::Running, "the second run is still under way");
+        assert_eq!(book.bootstraps["i-1"], BootstrapStatus::Running { run: second }, "the second run is still under way");
         assert!(book.bootstrap_ended("i-1", second, BootstrapStatus::Done));
         assert_eq!(book.bootstraps["i-1"], BootstrapStatus::Done);
         assert!(!book.bootstrap_ended("i-1", second, BootstrapStatus::Failed("twice".into())), "a run ends once");
@@ -801,7 +796,6 @@ mod tests {
         book.launched.insert("i-new".into(), inst("i-new", CloudStatus::Pending, 10 * MIN));
         book.prune(&["i-1"].into_iter().collect(), 10 * MIN);
         assert_eq!(book.bootstraps.keys().collect::<Vec<_>>(), ["i-1"]);
-        assert_eq!(book.bootstrap_runs.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.terminating.keys().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(book.seen_online.iter().collect::<Vec<_>>(), ["i-1"]);
         assert_eq!(
@@ -1045,7 +1039,7 @@ mod tests {
         let (nodes, chores) = reconcile(&[no_ip], &[], &Book::default(), &tpl(), MIN);
         assert_eq!((nodes[0].state, &chores), (NodeState::Running, &create), "no address to connect to");
         let mut book = Book::default();
-        book.bootstraps.insert("i-1".into(), BootstrapStatus::Running);
+        book.bootstraps.insert("i-1".into(), BootstrapStatus::Running { run: 1 });
         let (nodes, chores) = reconcile(&[running], &[], &book, &tpl(), MIN);
         assert_eq!((nodes[0].state, &chores), (NodeState::Running, &create), "its bootstrap is running already");
     }

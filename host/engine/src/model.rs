@@ -197,8 +197,12 @@ pub struct AgentNode {
 /// How a bootstrap the engine started is going.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BootstrapStatus {
-    /// Still running.
-    Running,
+    /// Still running: the run's number ([`crate::lifecycle::Book::bootstrap_started`]), so
+    /// that a run a later one superseded cannot book its outcome.
+    Running {
+        /// The run's number.
+        run: u64,
+    },
     /// Finished successfully.
     Done,
     /// Failed, with the reason.

@@ -118,7 +118,7 @@ where
             // Its agent restart (after a start) is still confirming: stopping now would let
             // that bootstrap's outcome land after the stop and pass for the next start's. The
             // node stays marked; the lifecycle sends the stop again next cycle.
-            if matches!(self.book.lock().unwrap().bootstraps.get(n.instance_id()), Some(BootstrapStatus::Running)) {
+            if matches!(self.book.lock().unwrap().bootstraps.get(n.instance_id()), Some(BootstrapStatus::Running { .. })) {
                 continue;
             }
             let Some(t) = self.config.template(n.template()) else { continue };

@@ -560,7 +560,7 @@ async fn a_launch_waits_for_an_instance_this_process_is_stopping() {
 async fn a_node_is_not_stopped_while_its_agent_restart_is_confirming() {
     const WARM: &str = "[[template]]\nname = \"linux\"\nlabels = [\"l\"]\nmax-nodes = 500\nidle-action = \"stop\"\n";
     let e = engine(WARM);
-    e.book.lock().unwrap().bootstraps.insert("i-1".into(), BootstrapStatus::Running);
+    e.book.lock().unwrap().bootstraps.insert("i-1".into(), BootstrapStatus::Running { run: 1 });
     let mut report = CycleReport::default();
     let mut online = node("i-1", NodeState::Online, Some(agent("i-1")));
     online.instance.fingerprint = Some(e.config.template_fingerprint(e.config.template("linux").unwrap()));

@@ -116,7 +116,7 @@ fn starting_state(
             chores.push(Chore::Terminate { instance_id: id.into(), reason: reason.clone() });
             return Some((NodeState::Terminating, Some(reason)));
         }
-        (CloudStatus::Running, Some(BootstrapStatus::Running)) => NodeState::Bootstrapping,
+        (CloudStatus::Running, Some(BootstrapStatus::Running { .. })) => NodeState::Bootstrapping,
         (CloudStatus::Running, Some(BootstrapStatus::Done)) => NodeState::Connecting,
         (CloudStatus::Running, None) => {
             if inst.private_ip.is_some() && now_ms < deadline_ms {
@@ -359,7 +359,7 @@ mod tests {
             let (nodes, chores) = reconcile(&running, &agents, &book, &tpl(2), since + MIN);
             (nodes[0].state, nodes[0].failure.clone(), chores)
         };
-        assert_eq!(with(BootstrapStatus::Running), (NodeState::Bootstrapping, None, vec![]));
+        assert_eq!(with(BootstrapStatus::Running { run: 1 }), (NodeState::Bootstrapping, None, vec![]));
         assert_eq!(with(BootstrapStatus::Done), (NodeState::Connecting, None, vec![]));
         let reason = "agent restart after start failed: no route".to_owned();
         assert_eq!(

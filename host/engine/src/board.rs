@@ -427,8 +427,7 @@ impl Board {
             self.clamps_total.inc();
         }
         if let Some(by) = r.decided_by {
-            let by = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            self.decisions.get_or_create(&vec![("by".into(), by)]).inc();
+            self.decisions.get_or_create(&vec![("by".into(), by.as_str().into())]).inc();
             self.policy_seconds.observe(r.policy_micros as f64 / 1e6);
         }
         if let Some(v) = &r.shadow {

@@ -62,6 +62,17 @@ pub enum DecidedBy {
     Hold,
 }
 
+impl DecidedBy {
+    /// The name as serialized (`policy`, `fallback`, `hold`): a metric label, a journal field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedBy::Policy => "policy",
+            DecidedBy::Fallback => "fallback",
+            DecidedBy::Hold => "hold",
+        }
+    }
+}
+
 /// A decision and how it was made.
 #[derive(Debug)]
 pub struct Decision<T> {
@@ -155,6 +166,13 @@ impl<P: PolicyPort, F: PolicyPort> Decider<P, F> {
 mod tests {
     use super::*;
     use crate::model::PlannedLaunch;
+
+    #[test]
+    fn decided_by_names_itself_as_it_serializes() {
+        for by in [DecidedBy::Policy, DecidedBy::Fallback, DecidedBy::Hold] {
+            assert_eq!(serde_json::to_value(by).unwrap(), by.as_str());
+        }
+    }
 
     /// A policy that answers from a closure.
     struct Fake(&'static str, fn() -> anyhow::Result<Plan>, fn(u32) -> anyhow::Result<Vec<Placement>>);

@@ -210,7 +210,7 @@ impl Cycle {
         Cycle {
             cycle: report.cycle,
             at_ms: report.at_ms,
-            decided_by: report.decided_by.map(|d| serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            decided_by: report.decided_by.map(|d| d.as_str().to_owned()),
             policy_failed: report.policy_error.is_some(),
             queued: report.queued.clone(),
             unmatched_queued: report.unmatched_queued,

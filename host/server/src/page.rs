@@ -161,7 +161,7 @@ fn policy(view: &ConsoleView) -> Markup {
             dd {
                 @match decided_by {
                     Some(by) => {
-                        @let by = serde_json::to_value(by).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                        @let by = by.as_str();
                         @if by == "policy" { (by) } @else { span.bad { (by) } }
                         @if let Some(e) = view.latest.as_ref().and_then(|r| r.policy_error.as_ref()) { ": " (e) }
                     }

@@ -36,6 +36,26 @@ pub struct Window {
     pub until_ms: Option<u64>,
 }
 
+impl Window {
+    /// Whether a build arriving at `at_ms` falls in the period.
+    pub fn contains(&self, at_ms: u64) -> bool {
+        self.since_ms.is_none_or(|s| at_ms >= s) && self.until_ms.is_none_or(|u| at_ms <= u)
+    }
+
+    /// The period in words, after "arrived": `at all`, or `between A and B (ms since the Unix
+    /// epoch)`.
+    pub fn describe(&self) -> String {
+        match (self.since_ms, self.until_ms) {
+            (None, None) => "at all".to_owned(),
+            (s, u) => format!(
+                "between {} and {} (ms since the Unix epoch)",
+                s.map_or("the first".into(), |s| s.to_string()),
+                u.map_or("the last".into(), |u| u.to_string())
+            ),
+        }
+    }
+}
+
 /// A trace and what the import had to leave out or guess.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
@@ -129,7 +149,7 @@ pub fn to_trace(jobs: &[JobHistory], window: Window) -> Result<Imported, ImportE
                 Some(q) => b.timestamp.checked_sub(q).ok_or_else(|| bad(format!("queuingDurationMillis {q} is more than the timestamp {}", b.timestamp)))?,
                 None => b.timestamp,
             };
-            if window.since_ms.is_some_and(|s| at_ms < s) || window.until_ms.is_some_and(|u| at_ms > u) {
+            if !window.contains(at_ms) {
                 outside += 1;
                 continue;
             }
@@ -145,11 +165,7 @@ pub fn to_trace(jobs: &[JobHistory], window: Window) -> Result<Imported, ImportE
     }
     let (first, last) = (builds.iter().map(|b| b.at_ms).min(), builds.iter().map(|b| b.at_ms).max());
     let (Some(first), Some(last)) = (first, last) else {
-        let when = match (window.since_ms, window.until_ms) {
-            (None, None) => "at all".to_owned(),
-            (s, u) => format!("between {} and {} (ms since the Unix epoch)", s.map_or("the first".into(), |s| s.to_string()), u.map_or("the last".into(), |u| u.to_string())),
-        };
-        return Err(ImportError::Empty(when));
+        return Err(ImportError::Empty(window.describe()));
     };
     let mut trace = Trace { start_ms: window.since_ms.unwrap_or(first), end_ms: window.until_ms.unwrap_or(last), builds, events: Vec::new() };
     trace.sort();

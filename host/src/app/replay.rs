@@ -241,9 +241,9 @@ fn import_journal(dir: &Path, window: &Window, output: &Path) -> anyhow::Result<
     let (mut trace, summary) = crate::replay::from_journal::trace_from_journal(&files)
         .with_context(|| format!("cannot make a trace of the journal in {}", dir.display()))?;
     let before = trace.builds.len();
-    trace.builds.retain(|b| window.since_ms.is_none_or(|s| b.at_ms >= s) && window.until_ms.is_none_or(|u| b.at_ms <= u));
+    trace.builds.retain(|b| window.contains(b.at_ms));
     if trace.builds.is_empty() {
-        anyhow::bail!("the journal in {} holds no builds in the period", dir.display());
+        anyhow::bail!("no build in the journal in {} arrived {}", dir.display(), window.describe());
     }
     trace.start_ms = window.since_ms.unwrap_or(trace.start_ms);
     trace.end_ms = window.until_ms.unwrap_or(trace.end_ms).max(trace.start_ms);

@@ -361,6 +361,13 @@ async fn demand_anchors_scheduler_and_activity_end_to_end() {
     let pipe_linux = enqueue(JobKind::Pipeline, "linux", 100);
     let pipe_gpu = enqueue(JobKind::Pipeline, "gpu", 100);
     let queue = c.queue().await.unwrap();
+    // The watcher's cheap read names the same waiting items as the full one.
+    let mut waiting: Vec<u64> = queue.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect();
+    let mut cheap = c.buildable_queue_ids().await.unwrap();
+    waiting.sort_unstable();
+    cheap.sort_unstable();
+    assert!(cheap.contains(&pipe_gpu) && cheap.contains(&pipe_win), "{cheap:?}");
+    assert_eq!(cheap, waiting);
     let why = |id| {
         queue
             .iter()

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use ecsp_http::{AGENT_JAR_MAX, BodyError, JENKINS_ANSWER_MAX, read_capped, read_text_capped};
 use super::error::{JenkinsError, Op};
-use super::model::{COMPUTER_TREE, Computer, ComputerSet, LabelInfo, QUEUE_TREE, Queue, QueueItem};
+use super::model::{COMPUTER_TREE, Computer, ComputerSet, LabelInfo, QUEUE_IDS_TREE, QUEUE_TREE, Queue, QueueItem};
 
 /// A secret string (API token or password) whose `Debug`/`Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -896,6 +896,14 @@ impl JenkinsClient {
         let path = format!("queue/api/json?tree={}", query_encode(QUEUE_TREE));
         let q: Queue = self.get_json(&path, Op::READ_QUEUE, "build queue").await?;
         Ok(q.items)
+    }
+
+    /// The ids of the queue's items that wait for an executor (buildable, not yet handed to
+    /// one): a cheap read of [`QUEUE_IDS_TREE`] for watching the queue between cycles.
+    pub async fn buildable_queue_ids(&self) -> Result<Vec<u64>, JenkinsError> {
+        let path = format!("queue/api/json?tree={}", query_encode(QUEUE_IDS_TREE));
+        let q: Queue = self.get_json(&path, Op::READ_QUEUE, "build queue").await?;
+        Ok(q.items.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect())
     }
 
     /// Executor counts of a label expression (`/label/<expr>/api/json`).

@@ -15,6 +15,11 @@ oneOffExecutors[number,idle,currentExecutable[url,number,timestamp]],absoluteRem
 pub const QUEUE_TREE: &str = "items[_class,id,buildable,blocked,stuck,pending,inQueueSince,\
 buildableStartMilliseconds,why,task[_class,name,url,labelExpression]]";
 
+/// The `tree` of a cheap queue read: only what says an item waits for an executor. The queue
+/// watcher reads it every 100 ms, and at 1,000 queued items the full [`QUEUE_TREE`] (reasons,
+/// tasks, label expressions) is most of the bytes.
+pub const QUEUE_IDS_TREE: &str = "items[id,buildable,pending]";
+
 /// One computer from `/computer/api/json` (the built-in node included).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

@@ -47,6 +47,7 @@ pub mod scaffold_script;
 pub mod vendored_sdk;
 pub mod validate;
 pub mod watchdog;
+mod ticker;
 mod wit_case;
 
 use std::path::PathBuf;
@@ -391,7 +392,8 @@ impl Policy {
     fn store(&self, now_ms: u64) -> Store<Sandbox> {
         let i = &self.inner;
         let rt = &i.runtime;
-        let sandbox = Sandbox::new(i.name.clone(), rt.log_budget(&i.name), &rt.limits, now_ms);
+        let mut sandbox = Sandbox::new(i.name.clone(), rt.log_budget(&i.name), &rt.limits, now_ms);
+        sandbox.ticking = Some(rt.ticker.ticking());
         let mut store = Store::new(&rt.engine, sandbox);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(rt.deadline_ticks());

@@ -23,6 +23,7 @@ use super::limits::Limits;
 use super::log::LogBudget;
 use super::private_dir;
 use super::sandbox::Sandbox;
+use super::ticker::Ticker;
 use super::{Policy, PolicySource};
 
 /// The exact wasmtime version compiled in (read from Cargo.lock by build.rs); part of the cache key.
@@ -32,6 +33,8 @@ pub const WASMTIME_VERSION: &str = env!("ECSP_WASMTIME_VERSION");
 /// and the compiled-component cache. Cheap to share: clone the `Arc` it lives in.
 pub struct PolicyRuntime {
     pub(crate) engine: Engine,
+    /// Advances the engine's epoch while a store lives.
+    pub(crate) ticker: Arc<Ticker>,
     linker: Linker<Sandbox>,
     pub(crate) limits: Limits,
     cache_dir: Option<PathBuf>,
@@ -63,7 +66,7 @@ impl PolicyRuntime {
     pub fn new(limits: Limits) -> Result<Self, PolicyError> {
         let engine =
             build_engine(&limits).map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
-        spawn_ticker(&engine, limits.epoch_tick);
+        let ticker = Ticker::start(&engine, limits.epoch_tick);
         let mut linker = Linker::<Sandbox>::new(&engine);
         // A std Rust guest on wasm32-wasip2 imports WASI; the context behind it is empty
         // (no preopens, env, args or stdio) and deterministic (see `sandbox`), and its
@@ -74,6 +77,7 @@ impl PolicyRuntime {
             .map_err(|e| PolicyError::load("<runtime>", format!("{e:#}")))?;
         Ok(PolicyRuntime {
             engine,
+            ticker,
             linker,
             limits,
             cache_dir: None,
@@ -291,26 +295,6 @@ fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
         .memory_init_cow(true)
         .wasm_component_model(true);
     Engine::new(&config)
-}
-
-/// Increments the engine's epoch every `tick` until the engine is dropped.
-fn spawn_ticker(engine: &Engine, tick: Duration) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("policy-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(tick);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        // Without a ticker deadlines never fire; say so loudly but keep the host up.
-        tracing::error!(error = %e, "cannot start the policy epoch ticker: policy time budgets are not enforced");
-    }
 }
 
 /// Checks that the component exports the policy interface in a version this host accepts,

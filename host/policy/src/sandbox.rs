@@ -27,6 +27,8 @@ pub struct Sandbox {
     pub(crate) stderr: Arc<Mutex<Vec<u8>>>,
     /// What the policy declared it reads (`declare-reads`); `None`: it did not, so everything.
     pub(crate) reads: Option<SnapshotParts>,
+    /// Keeps the epoch ticker running while this store lives (set by the runtime's stores).
+    pub(crate) ticking: Option<crate::ticker::Ticking>,
 }
 
 impl Sandbox {
@@ -58,6 +60,7 @@ impl Sandbox {
             log: LogState::new(policy, log_budget, limits.max_log_lines),
             stderr,
             reads: None,
+            ticking: None,
         }
     }
 

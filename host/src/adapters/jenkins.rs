@@ -370,8 +370,7 @@ impl JenkinsPort for JenkinsAdapter {
     }
 
     async fn queued_ids(&self, _now_ms: u64) -> anyhow::Result<Vec<u64>> {
-        let queue = self.client.queue().await.context("reading the Jenkins queue")?;
-        Ok(queue.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect())
+        self.client.buildable_queue_ids().await.context("reading the Jenkins queue")
     }
 
     async fn create_node(&self, node: &NodeRegistration) -> anyhow::Result<()> {

@@ -601,7 +601,7 @@ fn exec_context(shared: &Shared, instance: &EmulatedInstance) -> ExecContext {
 fn instance_process(ctx: &ExecContext, program: &str) -> std::io::Result<tokio::process::Command> {
     std::fs::create_dir_all(&ctx.home)?;
     super::disks::prepare_sysroot(&ctx.sysroot, &ctx.data_disks)?;
-    let mut command = tokio::process::Command::new(program);
+    let mut command = tokio::process::Command::new(resolve_in(&ctx.path, program));
     if let Some(socket) = &ctx.handoff {
         command.env(super::agent_host::HANDOFF_ENV, socket);
     }
@@ -612,6 +612,24 @@ fn instance_process(ctx: &ExecContext, program: &str) -> std::io::Result<tokio::
         .env("HOME", &ctx.home)
         .env(INSTANCE_ENV, &ctx.tag);
     Ok(command)
+}
+
+/// `program` found on `path` (as the child's `PATH` would find it), or as given.
+///
+/// std spawns with `posix_spawn` (vfork) unless a program looked up on a changed `PATH` runs
+/// in another directory; then it forks, and forking the emulators' process, hundreds of MiB
+/// at 10,000 instances, for each of a bootstrap's commands was most of its CPU time.
+fn resolve_in(path: &std::ffi::OsStr, program: &str) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
 }
 
 /// Writes `<root>/.jre/bin/java` running `<program> sim-agent "$@"`; returns its directory.
@@ -679,4 +697,27 @@ fn kill_tagged(tag: &str) -> usize {
         }
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_instance_path_as_the_child_would_find_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::env::join_paths([dir.path(), std::path::Path::new("/usr/bin"), std::path::Path::new("/bin")]).unwrap();
+        let sh = resolve_in(&path, "sh");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        // A shim earlier on the path wins, as it does for the child's own lookup; one that is not
+        // executable is skipped.
+        let shim = dir.path().join("sh");
+        std::fs::write(&shim, "#!/bin/sh\n").unwrap();
+        assert_ne!(resolve_in(&path, "sh"), shim);
+        std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        assert_eq!(resolve_in(&path, "sh"), shim);
+        // Not found: left to the spawn, which reports it; a path is taken as given.
+        assert_eq!(resolve_in(&path, "no-such-program-here"), PathBuf::from("no-such-program-here"));
+        assert_eq!(resolve_in(&path, "./x"), PathBuf::from("./x"));
+    }
 }

@@ -67,14 +67,29 @@ struct Pin {
 
 /// Host keys pinned per instance id, persisted in a file the host owns.
 ///
-/// One line per instance: `<instance-id> <key-type> <base64> <ip>`; `#` comments. Every change
-/// rewrites the file atomically (temporary file + fsync + rename), so a crash leaves either the
-/// old or the new file, and pins survive restarts. Keyed by instance id, not IP: private IPs are
-/// reused by later instances, instance ids never are.
+/// One line per pin: `<instance-id> <key-type> <base64> <ip>`; a later `-<instance-id>` line
+/// forgets it; `#` comments. A pin or a forget appends its line and syncs it, so a crash keeps
+/// every change that returned, and pins survive restarts. The file is rewritten whole
+/// (temporary file + fsync + rename) only when forgotten lines outnumber the live ones: each
+/// change costs the same at 10 instances as at 10,000, where rewriting the file at every pin
+/// made a fleet's bootstraps quadratic. Keyed by instance id, not IP: private IPs are reused by
+/// later instances, instance ids never are.
 pub struct KnownHosts {
     path: PathBuf,
-    pins: Mutex<BTreeMap<String, Pin>>,
+    state: Mutex<Pins>,
 }
+
+/// The pins, and how many records the file holds for them.
+struct Pins {
+    by_instance: BTreeMap<String, Pin>,
+    /// Pin and forget lines in the file; past twice the live pins (plus some) it is compacted.
+    records: usize,
+}
+
+/// Forgotten records allowed in the file beyond the live ones before it is rewritten.
+const SLACK_RECORDS: usize = 64;
+
+const HEADER: &str = "# Host keys pinned by ecs-provisioner (accept-new): <instance-id> <key-type> <base64> <ip>; a later `-<instance-id>` forgets one\n";
 
 /// Result of [`KnownHosts::check_or_pin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +102,8 @@ pub enum PinOutcome {
 
 impl KnownHosts {
     /// Opens (or starts) the store at `path`; a missing file is an empty store, a malformed line
-    /// is an error naming the file and line.
+    /// is an error naming the file and line. A last line cut short (a crash while it was being
+    /// appended: that change never returned) is dropped, and the file rewritten without it.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SshError> {
         let path = path.into();
         let err = |reason: String| SshError::KnownHosts {
@@ -99,16 +115,24 @@ impl KnownHosts {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(err(format!("cannot read: {e}"))),
         };
+        let torn = !text.is_empty() && !text.ends_with('\n');
+        let complete = if torn { &text[..text.rfind('\n').map_or(0, |i| i + 1)] } else { &text[..] };
         let mut pins = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
+        let mut records = 0;
+        for (n, line) in complete.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            records += 1;
+            if let Some(id) = line.strip_prefix('-') {
+                pins.remove(id);
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [id, algo, b64, rest @ ..] = fields.as_slice() else {
                 return Err(err(format!(
-                    "line {}: expected `<instance-id> <key-type> <base64> [ip]`",
+                    "line {}: expected `<instance-id> <key-type> <base64> [ip]` or `-<instance-id>`",
                     n + 1
                 )));
             };
@@ -117,10 +141,18 @@ impl KnownHosts {
             let ip = rest.first().copied().unwrap_or("").to_string();
             pins.insert(id.to_string(), Pin { key, ip });
         }
-        Ok(Self {
+        let store = Self {
             path,
-            pins: Mutex::new(pins),
-        })
+            state: Mutex::new(Pins { by_instance: pins, records }),
+        };
+        if torn {
+            let mut state = store.lock();
+            store.compact(&mut state).map_err(|reason| SshError::KnownHosts {
+                path: store.path.clone(),
+                reason,
+            })?;
+        }
+        Ok(store)
     }
 
     /// The file.
@@ -130,7 +162,7 @@ impl KnownHosts {
 
     /// The key pinned for `instance_id`, if any.
     pub fn pinned(&self, instance_id: &str) -> Option<PublicKey> {
-        self.lock().get(instance_id).map(|p| p.key.clone())
+        self.lock().by_instance.get(instance_id).map(|p| p.key.clone())
     }
 
     /// Accepts `presented` if it matches the pin, pins it on first contact, refuses a change.
@@ -140,8 +172,8 @@ impl KnownHosts {
         ip: IpAddr,
         presented: &PublicKey,
     ) -> Result<PinOutcome, HostKeyRejection> {
-        let mut pins = self.lock();
-        if let Some(pin) = pins.get(instance_id) {
+        let mut state = self.lock();
+        if let Some(pin) = state.by_instance.get(instance_id) {
             return if same_key(&pin.key, presented) {
                 Ok(PinOutcome::Matched)
             } else {
@@ -152,61 +184,73 @@ impl KnownHosts {
                 })
             };
         }
-        let mut next = pins.clone();
-        next.insert(
-            instance_id.to_string(),
-            Pin {
-                key: presented.clone(),
-                ip: ip.to_string(),
-            },
-        );
-        self.persist(&next)
-            .map_err(|reason| HostKeyRejection::PinFailed {
-                presented: fingerprint(presented),
-                reason,
-            })?;
-        *pins = next;
+        let pin = Pin {
+            key: presented.clone(),
+            ip: ip.to_string(),
+        };
+        let failed = |reason| HostKeyRejection::PinFailed {
+            presented: fingerprint(presented),
+            reason,
+        };
+        let line = pin_line(instance_id, &pin).map_err(failed)?;
+        self.append(&mut state, &line).map_err(failed)?;
+        state.by_instance.insert(instance_id.to_string(), pin);
         Ok(PinOutcome::Pinned)
     }
 
     /// Drops the pin of an instance that is gone. Returns whether there was one.
     pub fn forget(&self, instance_id: &str) -> Result<bool, SshError> {
-        let mut pins = self.lock();
-        if !pins.contains_key(instance_id) {
+        let mut state = self.lock();
+        if !state.by_instance.contains_key(instance_id) {
             return Ok(false);
         }
-        let mut next = pins.clone();
-        next.remove(instance_id);
-        self.persist(&next).map_err(|reason| SshError::KnownHosts {
+        let failed = |reason| SshError::KnownHosts {
             path: self.path.clone(),
             reason,
-        })?;
-        *pins = next;
+        };
+        self.append(&mut state, &format!("-{instance_id}\n")).map_err(failed)?;
+        state.by_instance.remove(instance_id);
+        if state.records > 2 * state.by_instance.len() + SLACK_RECORDS {
+            self.compact(&mut state).map_err(failed)?;
+        }
         Ok(true)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pin>> {
-        // A panic while holding the lock cannot leave the map half-updated (it is replaced
-        // whole), so a poisoned lock is still consistent.
-        self.pins.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pins> {
+        // A change updates the map only after its line is written, so a panic while holding
+        // the lock leaves map and file in step: a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `pins` atomically: temporary file in the same directory, fsync, rename.
-    fn persist(&self, pins: &BTreeMap<String, Pin>) -> Result<(), String> {
+    /// Appends one record and syncs it; a file not there yet is started with its header.
+    fn append(&self, state: &mut Pins, line: &str) -> Result<(), String> {
+        if !self.path.exists() {
+            self.compact(state)?;
+        }
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| {
+                f.write_all(line.as_bytes())?;
+                f.sync_data()
+            });
+        written.map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        state.records += 1;
+        Ok(())
+    }
+
+    /// Rewrites the file with the live pins only, atomically: temporary file in the same
+    /// directory, fsync, rename.
+    fn compact(&self, state: &mut Pins) -> Result<(), String> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut text = String::from(
-            "# Host keys pinned by ecs-provisioner (accept-new): <instance-id> <key-type> <base64> <ip>\n",
-        );
-        for (id, pin) in pins {
-            let line = pin.key.to_openssh().map_err(|e| e.to_string())?;
-            let mut parts = line.split_whitespace();
-            let (algo, b64) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            text.push_str(&format!("{id} {algo} {b64} {}\n", pin.ip));
+        let mut text = String::from(HEADER);
+        for (id, pin) in &state.by_instance {
+            text.push_str(&pin_line(id, pin)?);
         }
         let name = self
             .path
@@ -225,8 +269,17 @@ impl KnownHosts {
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
+        state.records = state.by_instance.len();
         Ok(())
     }
+}
+
+/// The file's line for one pin.
+fn pin_line(instance_id: &str, pin: &Pin) -> Result<String, String> {
+    let line = pin.key.to_openssh().map_err(|e| e.to_string())?;
+    let mut parts = line.split_whitespace();
+    let (algo, b64) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    Ok(format!("{instance_id} {algo} {b64} {}\n", pin.ip))
 }
 
 /// The runtime host-key check a connection uses: a policy with what it needs.
@@ -342,6 +395,63 @@ mod tests {
         let again = KnownHosts::open(&path).unwrap();
         assert!(again.pinned("i-1").is_none());
         assert!(again.pinned("i-2").is_some());
+    }
+
+    /// Records (pin and forget lines) in the file.
+    fn records(path: &Path) -> usize {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count()
+    }
+
+    #[test]
+    fn changes_append_and_the_file_is_compacted_once_forgotten_lines_outnumber_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let key = generate_ed25519("k");
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let store = KnownHosts::open(&path).unwrap();
+        for i in 0..200 {
+            store.check_or_pin(&format!("i-{i}"), ip, key.public_key()).unwrap();
+        }
+        assert_eq!(records(&path), 200, "one appended line per pin");
+        // Each forget appends a line, until the file would hold more than 2 x live + 64
+        // records: 200 + k > 2 x (200 - k) + 64 first holds at k = 89, which rewrites it.
+        let mut forgotten = 0;
+        for k in 1..=89 {
+            assert!(store.forget(&format!("i-{}", k - 1)).unwrap());
+            forgotten = k;
+            let live = 200 - k;
+            let expected = if k < 89 { 200 + k } else { live };
+            assert_eq!(records(&path), expected, "after {k} forgets");
+            assert!(records(&path) <= 2 * live + SLACK_RECORDS);
+        }
+        let reopened = KnownHosts::open(&path).unwrap();
+        assert!(reopened.pinned("i-0").is_none() && reopened.pinned(&format!("i-{}", forgotten - 1)).is_none());
+        assert!((forgotten..200).all(|i| reopened.pinned(&format!("i-{i}")).is_some()));
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let key = generate_ed25519("k");
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let store = KnownHosts::open(&path).unwrap();
+        store.check_or_pin("i-1", ip, key.public_key()).unwrap();
+        store.check_or_pin("i-2", ip, key.public_key()).unwrap();
+        store.forget("i-2").unwrap();
+        drop(store);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"i-3 ssh-ed25519 AAAAC3Nza").unwrap();
+        drop(f);
+        let reopened = KnownHosts::open(&path).unwrap();
+        assert!(reopened.pinned("i-1").is_some());
+        assert!(reopened.pinned("i-2").is_none() && reopened.pinned("i-3").is_none());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n') && !text.contains("i-3"), "rewritten without the torn line: {text}");
+        // Appends go on after the rewrite.
+        reopened.check_or_pin("i-4", ip, key.public_key()).unwrap();
+        assert!(KnownHosts::open(&path).unwrap().pinned("i-4").is_some());
     }
 
     #[test]

@@ -440,7 +440,7 @@ where
                 }
                 Chore::Reconnect { instance_id, deadline_ms } => {
                     if let Some(n) = by_id.get(instance_id.as_str()).copied() {
-                        self.book.lock().unwrap().disconnected.entry(instance_id.clone()).or_insert_with(|| self.clock_ms());
+                        self.book.lock().unwrap().disconnected_since(&instance_id, self.clock_ms());
                         if self.config.template(n.template()).is_some_and(|t| t.launch == ecsp_config::LaunchMode::UserData) {
                             // Nothing connects into a user-data instance: its own loop restarts
                             // the agent; past the reconnect timeout the instance is replaced.
@@ -544,11 +544,17 @@ where
         let Some(ip) = n.instance.private_ip else { return };
         let id = n.instance_id().to_owned();
         let template = n.template().to_owned();
-        let run = self.book.lock().unwrap().bootstrap_started(&id);
+        let run = {
+            let mut book = self.book.lock().unwrap();
+            book.slot_queued(&id, self.clock_ms());
+            book.bootstrap_started(&id)
+        };
         let engine = Arc::clone(self);
         let template_name = template.clone();
         self.tasks.lock().unwrap().spawn(async move {
             let _slot = engine.bootstrap_slots.acquire().await;
+            // The wait for the slot was ours: the bootstrap's own deadline moves by as much.
+            let deadline_ms = deadline_ms.saturating_add(engine.book.lock().unwrap().slot_acquired(&id, engine.clock_ms()));
             let started = std::time::Instant::now();
             let name = node_name(&template, &id);
             let result = async {

@@ -66,6 +66,20 @@ pub struct Book {
     /// Nodes of user-data launches whose RunInstances is in flight, and since when (ms): they
     /// have no instance yet and must not be deleted as if it were gone.
     pub pending_nodes: BTreeMap<String, u64>,
+    /// How long instances' bootstraps waited for one of this process's bootstrap slots (`[ssh]
+    /// concurrency`). That time is the provisioner's, not the instance's: the launch and
+    /// reconnect timeouts do not count it. Without this, 10,000 launches at once (bootstraps
+    /// at ~12 a second) timed out 2,100 healthy instances that were only waiting their turn.
+    pub slot_waits: BTreeMap<String, SlotWait>,
+}
+
+/// An instance's waits for a bootstrap slot (see [`Book::slot_waits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotWait {
+    /// Since when (ms) a bootstrap of the instance waits for a slot, if one does now.
+    pub queued_since_ms: Option<u64>,
+    /// Waits that have ended, summed (ms): since launch, or since the agent dropped.
+    pub waited_ms: u64,
 }
 
 /// Launches of one template held back because its bootstraps keep failing (a host key that
@@ -123,6 +137,40 @@ impl Book {
         current
     }
 
+    /// A bootstrap of `id` starts waiting for a slot.
+    pub fn slot_queued(&mut self, id: &str, now_ms: u64) {
+        self.slot_waits.entry(id.to_owned()).or_default().queued_since_ms = Some(now_ms);
+    }
+
+    /// A bootstrap of `id` got its slot; returns how long it waited (ms).
+    pub fn slot_acquired(&mut self, id: &str, now_ms: u64) -> u64 {
+        let wait = self.slot_waits.entry(id.to_owned()).or_default();
+        let waited = wait.queued_since_ms.take().map_or(0, |since| now_ms.saturating_sub(since));
+        wait.waited_ms = wait.waited_ms.saturating_add(waited);
+        waited
+    }
+
+    /// The provisioner's own share of `id`'s time, which its timeouts leave out: `None` while
+    /// a bootstrap of it waits for a slot (no timeout runs out meanwhile), else the ms its
+    /// bootstraps waited.
+    pub fn own_delay_ms(&self, id: &str) -> Option<u64> {
+        match self.slot_waits.get(id) {
+            Some(SlotWait { queued_since_ms: Some(_), .. }) => None,
+            Some(wait) => Some(wait.waited_ms),
+            None => Some(0),
+        }
+    }
+
+    /// The agent of `id` dropped: waits from before count no more (its launch is over).
+    pub fn disconnected_since(&mut self, id: &str, now_ms: u64) {
+        if !self.disconnected.contains_key(id) {
+            self.disconnected.insert(id.to_owned(), now_ms);
+            if let Some(wait) = self.slot_waits.get_mut(id) {
+                wait.waited_ms = 0;
+            }
+        }
+    }
+
     /// A node of `template` came online: its bootstraps work again.
     pub fn bootstrap_worked(&mut self, template: &str) {
         self.holds.remove(template);
@@ -144,6 +192,7 @@ impl Book {
         self.starting.retain(|id, _| listed.contains(id.as_str()));
         self.stops_sent.retain(|id, _| listed.contains(id.as_str()));
         self.locks_reported.retain(|(id, _)| listed.contains(id.as_str()));
+        self.slot_waits.retain(|id, _| listed.contains(id.as_str()));
         self.launched
             .retain(|id, i| !listed.contains(id.as_str()) && !past_listing_grace(i, now_ms));
     }
@@ -429,8 +478,10 @@ fn node_state(
 
     // Registered, not connected: on its way, or dropped after being online.
     if book.seen_online.contains(id) || book.disconnected.contains_key(id) || a.dropped {
+        // Waiting for a bootstrap slot of ours is not the agent's failing to come back.
+        let away_ms = |since: u64| book.own_delay_ms(id).map(|own| now_ms.saturating_sub(since).saturating_sub(own));
         return match (book.disconnected.get(id), book.bootstraps.get(id)) {
-            (Some(since), _) if now_ms.saturating_sub(*since) >= template.reconnect_timeout_ms => terminate(chores, format!(
+            (Some(since), _) if away_ms(*since).is_some_and(|away| away >= template.reconnect_timeout_ms) => terminate(chores, format!(
                 "agent disconnected for {}s and did not come back (reconnect-timeout)",
                 now_ms.saturating_sub(*since) / 1000
             )),
@@ -467,14 +518,19 @@ fn launch_deadline(
     now_ms: u64,
     chores: &mut Vec<Chore>,
 ) -> (NodeState, Option<String>) {
-    // An unknown creation time is an unknown age: never a reason to terminate.
+    // An unknown creation time is an unknown age: never a reason to terminate. Nor is the time
+    // its bootstraps waited for a slot of ours (see `Book::slot_waits`).
     let Some(age) = inst.created_ms.map(|t| now_ms.saturating_sub(t)) else { return (state, None) };
-    if book.seen_online.contains(&inst.instance_id) || age <= template.launch_timeout_ms {
+    let Some(own) = book.own_delay_ms(&inst.instance_id) else { return (state, None) };
+    if book.seen_online.contains(&inst.instance_id) || age.saturating_sub(own) <= template.launch_timeout_ms {
         return (state, None);
     }
     // A bootstrap chore for this node would race the delete.
     chores.retain(|c| !matches!(c, Chore::Bootstrap { instance_id } if *instance_id == inst.instance_id));
-    let reason = format!("{LAUNCH_TIMEOUT}: still {} after {}s", state.as_str(), age / 1000);
+    let mut reason = format!("{LAUNCH_TIMEOUT}: still {} after {}s", state.as_str(), age / 1000);
+    if own > 0 {
+        reason.push_str(&format!(" ({}s of it waiting for a bootstrap slot, not counted)", own / 1000));
+    }
     chores.push(Chore::Terminate { instance_id: inst.instance_id.clone(), reason: reason.clone() });
     (NodeState::Terminating, Some(reason))
 }
@@ -579,6 +635,48 @@ mod tests {
         assert_eq!(nodes[0].state, NodeState::Terminating);
         assert_eq!(nodes[0].failure.as_deref(), Some("launch-timeout: still connecting after 660s"));
         assert!(matches!(&chores[0], Chore::Terminate { instance_id, .. } if instance_id == "i-1"));
+    }
+
+    #[test]
+    fn time_spent_waiting_for_a_bootstrap_slot_of_ours_is_not_counted_against_the_launch_timeout() {
+        // Launched at 0; the launch timeout is 10 minutes. Its bootstrap waits for a slot from 1 min.
+        let mut book = Book::default();
+        book.bootstrap_started("i-1");
+        book.slot_queued("i-1", MIN);
+        let at = |book: &Book, now| reconcile(&[inst("i-1", CloudStatus::Running, 0)], &[agent("i-1", false)], book, &tpl(), now);
+        let (nodes, chores) = at(&book, 15 * MIN);
+        assert_eq!((nodes[0].state, chores.len()), (NodeState::Bootstrapping, 0), "still waiting its turn at 15 min");
+        // The slot came at 14 min: 13 minutes were ours, so at 20 min it has taken 7.
+        assert_eq!(book.slot_acquired("i-1", 14 * MIN), 13 * MIN);
+        assert_eq!(at(&book, 20 * MIN).0[0].state, NodeState::Bootstrapping);
+        let (nodes, chores) = at(&book, 24 * MIN);
+        assert_eq!(nodes[0].state, NodeState::Terminating);
+        assert_eq!(
+            nodes[0].failure.as_deref(),
+            Some("launch-timeout: still bootstrapping after 1440s (780s of it waiting for a bootstrap slot, not counted)")
+        );
+        assert!(matches!(&chores[0], Chore::Terminate { instance_id, .. } if instance_id == "i-1"));
+    }
+
+    #[test]
+    fn a_reconnect_waiting_for_a_bootstrap_slot_is_not_timed_out_and_launch_waits_do_not_carry_over() {
+        // The reconnect timeout is 2 minutes. The launch's bootstrap had waited 3 minutes.
+        let mut book = Book::default();
+        book.slot_queued("i-1", 0);
+        book.slot_acquired("i-1", 3 * MIN);
+        book.seen_online.insert("i-1".into());
+        book.disconnected_since("i-1", 10 * MIN);
+        book.bootstrap_started("i-1");
+        book.slot_queued("i-1", 10 * MIN);
+        let dropped = AgentNode { dropped: true, ..agent("i-1", false) };
+        let at = |book: &Book, now| reconcile(&[inst("i-1", CloudStatus::Running, 0)], std::slice::from_ref(&dropped), book, &tpl(), now);
+        assert_eq!(at(&book, 15 * MIN).0[0].state, NodeState::Disconnected, "queued for a slot: no timeout");
+        // The slot came at 14 min: away 1 minute by 15 min, 2.5 by 16.5.
+        book.slot_acquired("i-1", 14 * MIN);
+        assert_eq!(at(&book, 15 * MIN).0[0].state, NodeState::Disconnected);
+        assert_eq!(at(&book, 16 * MIN + MIN / 2).0[0].state, NodeState::Terminating);
+        // Without the reset at the disconnect, the launch's 3 minutes would still be subtracted.
+        assert_eq!(book.slot_waits["i-1"].waited_ms, 4 * MIN);
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct FakeJenkins {
     pub busy: Mutex<BTreeSet<String>>,
     /// Operations that fail: `create`, `offline`, `online`, `idle?`, `delete`, `record`, `secret`.
     pub failing: Mutex<BTreeSet<&'static str>>,
+    /// The buildable queue items the queue watcher reads.
+    pub queue: Mutex<Vec<u64>>,
 }
 
 impl FakeJenkins {
@@ -108,6 +110,9 @@ impl FakeJenkins {
 impl JenkinsPort for FakeJenkins {
     async fn observe(&self, _now_ms: u64) -> anyhow::Result<JenkinsView> {
         Ok(JenkinsView::default())
+    }
+    async fn queued_ids(&self, _now_ms: u64) -> anyhow::Result<Vec<u64>> {
+        Ok(self.queue.lock().unwrap().clone())
     }
     async fn create_node(&self, node: &NodeRegistration) -> anyhow::Result<()> {
         self.registrations.lock().unwrap().push(node.clone());

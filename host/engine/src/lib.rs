@@ -532,7 +532,8 @@ where
 }
 
 /// Reads the queue's buildable item ids every [`watch_pause`] and wakes the loop (`demand`)
-/// when one appears that the previous read did not have: a queue change is decided on within
+/// when one appears that the previous read did not have (or, at the first read, when any
+/// waits): a queue change is decided on within
 /// about that pause, not at the next cycle. A failed read is logged once per run of failures;
 /// the cycles read Jenkins anyway.
 async fn watch_queue<J: JenkinsPort>(jenkins: Arc<J>, demand: Arc<Notify>, stop: CancellationToken) {
@@ -548,7 +549,10 @@ async fn watch_queue<J: JenkinsPort>(jenkins: Arc<J>, demand: Arc<Notify>, stop:
             Ok(ids) => {
                 failing = false;
                 let ids: std::collections::HashSet<u64> = ids.into_iter().collect();
-                if known.as_ref().is_some_and(|k| ids.iter().any(|id| !k.contains(id))) {
+                // The first read has nothing to compare with: items there may have come after
+                // the last cycle read the queue, so any at all are worth one cycle.
+                let news = known.as_ref().map_or(!ids.is_empty(), |k| ids.iter().any(|id| !k.contains(id)));
+                if news {
                     demand.notify_one();
                 }
                 known = Some(ids);
@@ -704,5 +708,24 @@ mod tests {
         assert_eq!((ms(0), ms(1), ms(999)), (100, 100, 100));
         assert_eq!((ms(1000), ms(2500), ms(9000)), (200, 300, 1000));
         assert_eq!((ms(10_000), ms(usize::MAX)), (1000, 1000), "never slower than once a second");
+    }
+
+    #[tokio::test]
+    async fn the_queue_watcher_wakes_the_loop_for_items_at_its_first_read_and_for_new_ones_only() {
+        let jenkins = Arc::new(fakes::FakeJenkins::default());
+        jenkins.queue.lock().unwrap().push(7);
+        let (demand, stop) = (Arc::new(Notify::new()), CancellationToken::new());
+        let watcher = tokio::spawn(watch_queue(jenkins.clone(), demand.clone(), stop.clone()));
+        let woken = |within_ms| {
+            let demand = demand.clone();
+            async move { tokio::time::timeout(Duration::from_millis(within_ms), demand.notified()).await.is_ok() }
+        };
+        // Item 7 may have come after the last cycle's read: the first read alone must say so.
+        assert!(woken(2_000).await, "items at the first read wake the loop");
+        assert!(!woken(500).await, "the same items again are no news");
+        jenkins.queue.lock().unwrap().push(8);
+        assert!(woken(2_000).await, "a new item wakes the loop");
+        stop.cancel();
+        watcher.await.unwrap();
     }
 }

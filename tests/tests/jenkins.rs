@@ -362,7 +362,7 @@ async fn demand_anchors_scheduler_and_activity_end_to_end() {
     let pipe_gpu = enqueue(JobKind::Pipeline, "gpu", 100);
     let queue = c.queue().await.unwrap();
     // The watcher's cheap read names the same waiting items as the full one.
-    let mut waiting: Vec<u64> = queue.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect();
+    let mut waiting: Vec<u64> = queue.iter().filter(|i| i.waits_for_executor()).map(|i| i.id).collect();
     let mut cheap = c.buildable_queue_ids().await.unwrap();
     waiting.sort_unstable();
     cheap.sort_unstable();

@@ -900,7 +900,7 @@ impl JenkinsClient {
     /// one): a cheap read of [`QUEUE_IDS_TREE`] for watching the queue between cycles.
     pub async fn buildable_queue_ids(&self) -> Result<Vec<u64>, JenkinsError> {
         let q: Queue = self.get_json(&QUEUE_IDS_PATH, Op::READ_QUEUE, "build queue").await?;
-        Ok(q.items.iter().filter(|i| i.buildable && !i.pending).map(|i| i.id).collect())
+        Ok(q.items.iter().filter(|i| i.waits_for_executor()).map(|i| i.id).collect())
     }
 
     /// Executor counts of a label expression (`/label/<expr>/api/json`).

@@ -173,7 +173,7 @@ pub fn compute_demand(
         })
         .collect();
     let mut unmatched_items = Vec::new();
-    for item in queue.iter().filter(|i| i.buildable && !i.pending) {
+    for item in queue.iter().filter(|i| i.waits_for_executor()) {
         let need = need_of(item, &node_names, !agents.is_empty());
         let Some(t) = first_match(templates, &need) else {
             unmatched_items.push(UnmatchedItem {

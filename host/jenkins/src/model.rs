@@ -173,6 +173,14 @@ pub struct QueueItem {
     pub task: Task,
 }
 
+impl QueueItem {
+    /// Waits for an executor and has none yet: demand for a node. The cycle's demand and the
+    /// queue watcher both count items by this test, so they agree on what is new demand.
+    pub fn waits_for_executor(&self) -> bool {
+        self.buildable && !self.pending
+    }
+}
+
 /// The queued task: a job, or a Pipeline `node {}` placeholder.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

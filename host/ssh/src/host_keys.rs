@@ -403,55 +403,66 @@ mod tests {
         text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count()
     }
 
+    /// A store in a fresh directory, its file, and a key and an address to pin.
+    struct Fresh {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        store: KnownHosts,
+        key: russh::keys::PrivateKey,
+        ip: IpAddr,
+    }
+
+    impl Fresh {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("known_hosts");
+            let store = KnownHosts::open(&path).unwrap();
+            Fresh { _dir: dir, path, store, key: generate_ed25519("k"), ip: "127.0.0.7".parse().unwrap() }
+        }
+
+        fn pin(&self, id: &str) {
+            self.store.check_or_pin(id, self.ip, self.key.public_key()).unwrap();
+        }
+    }
+
     #[test]
     fn changes_append_and_the_file_is_compacted_once_forgotten_lines_outnumber_live_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("known_hosts");
-        let key = generate_ed25519("k");
-        let ip: IpAddr = "127.0.0.7".parse().unwrap();
-        let store = KnownHosts::open(&path).unwrap();
+        let f = Fresh::new();
         for i in 0..200 {
-            store.check_or_pin(&format!("i-{i}"), ip, key.public_key()).unwrap();
+            f.pin(&format!("i-{i}"));
         }
-        assert_eq!(records(&path), 200, "one appended line per pin");
+        assert_eq!(records(&f.path), 200, "one appended line per pin");
         // Each forget appends a line, until the file would hold more than 2 x live + 64
         // records: 200 + k > 2 x (200 - k) + 64 first holds at k = 89, which rewrites it.
-        let mut forgotten = 0;
         for k in 1..=89 {
-            assert!(store.forget(&format!("i-{}", k - 1)).unwrap());
-            forgotten = k;
+            assert!(f.store.forget(&format!("i-{}", k - 1)).unwrap());
             let live = 200 - k;
             let expected = if k < 89 { 200 + k } else { live };
-            assert_eq!(records(&path), expected, "after {k} forgets");
-            assert!(records(&path) <= 2 * live + SLACK_RECORDS);
+            assert_eq!(records(&f.path), expected, "after {k} forgets");
+            assert!(records(&f.path) <= 2 * live + SLACK_RECORDS);
         }
-        let reopened = KnownHosts::open(&path).unwrap();
-        assert!(reopened.pinned("i-0").is_none() && reopened.pinned(&format!("i-{}", forgotten - 1)).is_none());
-        assert!((forgotten..200).all(|i| reopened.pinned(&format!("i-{i}")).is_some()));
+        let reopened = KnownHosts::open(&f.path).unwrap();
+        assert!(reopened.pinned("i-0").is_none() && reopened.pinned("i-88").is_none());
+        assert!((89..200).all(|i| reopened.pinned(&format!("i-{i}")).is_some()));
     }
 
     #[test]
     fn a_line_cut_short_by_a_crash_is_dropped_and_the_rest_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("known_hosts");
-        let key = generate_ed25519("k");
-        let ip: IpAddr = "127.0.0.7".parse().unwrap();
-        let store = KnownHosts::open(&path).unwrap();
-        store.check_or_pin("i-1", ip, key.public_key()).unwrap();
-        store.check_or_pin("i-2", ip, key.public_key()).unwrap();
-        store.forget("i-2").unwrap();
-        drop(store);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"i-3 ssh-ed25519 AAAAC3Nza").unwrap();
-        drop(f);
-        let reopened = KnownHosts::open(&path).unwrap();
+        let f = Fresh::new();
+        f.pin("i-1");
+        f.pin("i-2");
+        f.store.forget("i-2").unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(&f.path).unwrap();
+        file.write_all(b"i-3 ssh-ed25519 AAAAC3Nza").unwrap();
+        drop(file);
+        let reopened = KnownHosts::open(&f.path).unwrap();
         assert!(reopened.pinned("i-1").is_some());
         assert!(reopened.pinned("i-2").is_none() && reopened.pinned("i-3").is_none());
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = std::fs::read_to_string(&f.path).unwrap();
         assert!(text.ends_with('\n') && !text.contains("i-3"), "rewritten without the torn line: {text}");
         // Appends go on after the rewrite.
-        reopened.check_or_pin("i-4", ip, key.public_key()).unwrap();
-        assert!(KnownHosts::open(&path).unwrap().pinned("i-4").is_some());
+        reopened.check_or_pin("i-4", f.ip, f.key.public_key()).unwrap();
+        assert!(KnownHosts::open(&f.path).unwrap().pinned("i-4").is_some());
     }
 
     #[test]
